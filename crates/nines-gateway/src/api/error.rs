@@ -1,0 +1,220 @@
+//! `GatewayError` → status + OpenAI-shaped body, decided here and nowhere else.
+
+use crate::error::GatewayError;
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, Method, StatusCode, Uri, header};
+use nines_protocol::ErrorBody;
+use std::fmt::Write;
+
+impl GatewayError {
+    /// The HTTP status of each error: decided here and nowhere else.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::Upstream { status, .. } => *status,
+            GatewayError::AllFailed {
+                deadline_hit: true, ..
+            } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::AllFailed { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::BadRequest(_) | GatewayError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::ModelNotFound(_) | GatewayError::RouteNotFound { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::NoCandidates { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let attempts = self.attempts();
+        let status = self.status();
+        let (body, should_retry) = match self {
+            GatewayError::Upstream {
+                status,
+                headers,
+                body,
+                ..
+            } => {
+                let body = if is_openai_error(&body) {
+                    body.to_vec()
+                } else {
+                    let text = String::from_utf8_lossy(&body);
+                    ErrorBody::new(
+                        format!("upstream returned status {status}: {}", text.trim()),
+                        "invalid_request_error",
+                        None,
+                        None,
+                    )
+                    .to_json()
+                };
+                let mut response = json_response(status, body, None);
+                if let Some(v) = headers.get(header::RETRY_AFTER) {
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, v.clone());
+                }
+                set_attempts(&mut response, attempts);
+                return response;
+            }
+            GatewayError::AllFailed {
+                model,
+                attempts: records,
+                deadline_hit,
+            } => {
+                let mut message = if deadline_hit {
+                    format!(
+                        "The request deadline ran out after {} attempt(s) for model '{model}':",
+                        records.len()
+                    )
+                } else {
+                    format!(
+                        "All {} attempt(s) for model '{model}' failed:",
+                        records.len()
+                    )
+                };
+                for (i, a) in records.iter().enumerate() {
+                    let status = a
+                        .status
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "-".into());
+                    let _ = write!(
+                        message,
+                        " [{}] deployment={} key={} class={} status={} time={}ms{}{};",
+                        i + 1,
+                        a.deployment,
+                        a.key_alias,
+                        a.class.as_str(),
+                        status,
+                        a.elapsed.as_millis(),
+                        if a.detail.is_empty() { "" } else { " detail=" },
+                        a.detail
+                    );
+                }
+                let code = if deadline_hit {
+                    "deadline_exceeded"
+                } else {
+                    "all_attempts_failed"
+                };
+                // nines already spent the attempts an SDK retry would make: tell it not to retry.
+                (
+                    ErrorBody::new(message, "server_error", None, Some(code)),
+                    Some(false),
+                )
+            }
+            GatewayError::BadRequest(e) => {
+                let code = if matches!(e, nines_protocol::openai::RequestError::Malformed(_)) {
+                    None
+                } else {
+                    Some("invalid_request_error")
+                };
+                (
+                    ErrorBody::new(e.to_string(), "invalid_request_error", e.param(), code),
+                    None,
+                )
+            }
+            e @ GatewayError::BodyTooLarge { .. } => (
+                ErrorBody::new(
+                    e.to_string(),
+                    "invalid_request_error",
+                    None,
+                    Some("request_too_large"),
+                ),
+                Some(false),
+            ),
+            e @ GatewayError::BodyRead(_) => (
+                ErrorBody::new(e.to_string(), "invalid_request_error", None, None),
+                None,
+            ),
+            e @ GatewayError::ModelNotFound(_) => (
+                ErrorBody::new(
+                    e.to_string(),
+                    "invalid_request_error",
+                    Some("model"),
+                    Some("model_not_found"),
+                ),
+                None,
+            ),
+            e @ GatewayError::RouteNotFound { .. } => (
+                ErrorBody::new(
+                    e.to_string(),
+                    "invalid_request_error",
+                    None,
+                    Some("unknown_url"),
+                ),
+                None,
+            ),
+            e @ GatewayError::MethodNotAllowed { .. } => (
+                ErrorBody::new(
+                    e.to_string(),
+                    "invalid_request_error",
+                    None,
+                    Some("method_not_allowed"),
+                ),
+                None,
+            ),
+            e @ GatewayError::NoCandidates { .. } => (
+                ErrorBody::new(e.to_string(), "server_error", None, Some("no_candidates")),
+                Some(false),
+            ),
+            e @ GatewayError::Internal(_) => (
+                ErrorBody::new(e.to_string(), "server_error", None, Some("internal_error")),
+                None,
+            ),
+        };
+        let mut response = json_response(status, body.to_json(), should_retry);
+        set_attempts(&mut response, attempts);
+        response
+    }
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>, should_retry: Option<bool>) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(retry) = should_retry {
+        headers.insert(
+            "x-should-retry",
+            HeaderValue::from_static(if retry { "true" } else { "false" }),
+        );
+    }
+    response
+}
+
+fn set_attempts(response: &mut Response, attempts: usize) {
+    response
+        .headers_mut()
+        .insert("x-nines-attempts", HeaderValue::from(attempts));
+}
+
+fn is_openai_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<ErrorBody>(body).is_ok()
+}
+
+pub(super) async fn not_found(method: Method, uri: Uri) -> Response {
+    GatewayError::RouteNotFound {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+    .into_response()
+}
+
+pub(super) async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    GatewayError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+    .into_response()
+}
+
+/// A panic in a handler becomes a 500 in OpenAI's shape; the process keeps serving.
+pub(super) fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+    tracing::error!("a request handler panicked");
+    GatewayError::Internal("the gateway hit an unexpected condition".into()).into_response()
+}

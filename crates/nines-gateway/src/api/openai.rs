@@ -1,0 +1,117 @@
+//! OpenAI-dialect handlers: `/v1/chat/completions`, `/v1/embeddings`, `/v1/models`.
+
+use crate::error::GatewayError;
+use crate::pipeline::{self, Delivery, DeliveryBody};
+use crate::state::AppState;
+use crate::telemetry::RequestLog;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::json;
+use std::sync::Arc;
+
+pub(super) async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request_id = request_id(&headers);
+    let log = RequestLog::start(&request_id, "chat_completions");
+    let result = match read_body(&state, body).await {
+        Ok(bytes) => pipeline::chat(&state, &request_id, bytes, log).await,
+        Err(e) => Err(e),
+    };
+    render(result)
+}
+
+pub(super) async fn embeddings(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request_id = request_id(&headers);
+    let log = RequestLog::start(&request_id, "embeddings");
+    let result = match read_body(&state, body).await {
+        Ok(bytes) => pipeline::embeddings(&state, &request_id, bytes, log).await,
+        Err(e) => Err(e),
+    };
+    render(result)
+}
+
+pub(super) async fn list_models(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let runtime = state.runtime();
+    let data: Vec<_> = runtime
+        .table
+        .names()
+        .iter()
+        .map(|name| model_object(name, runtime.created))
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+pub(super) async fn get_model(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Response {
+    let runtime = state.runtime();
+    match runtime.table.resolve(&id) {
+        Some(route) => Json(model_object(&route.name, runtime.created)).into_response(),
+        None => GatewayError::ModelNotFound(id).into_response(),
+    }
+}
+
+fn model_object(name: &str, created: u64) -> serde_json::Value {
+    json!({"id": name, "object": "model", "created": created, "owned_by": "nines"})
+}
+
+/// The id set by the request-id layer (the client's own when it sent one).
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Reads the whole body up to the configured limit.
+async fn read_body(state: &AppState, body: Body) -> Result<Bytes, GatewayError> {
+    let limit = state.runtime().config.server.max_body_bytes;
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(GatewayError::BodyTooLarge { limit })
+        }
+        Err(e) => Err(GatewayError::BodyRead(e.to_string())),
+    }
+}
+
+fn render(result: Result<Delivery, GatewayError>) -> Response {
+    match result {
+        Ok(delivery) => delivery_response(delivery),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn delivery_response(d: Delivery) -> Response {
+    let streaming = matches!(d.body, DeliveryBody::Stream(_));
+    let body = match d.body {
+        DeliveryBody::Full(bytes) => Body::from(bytes),
+        DeliveryBody::Stream(stream) => Body::from_stream(stream),
+    };
+    let mut response = (d.status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, d.content_type);
+    if streaming {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    }
+    if let Ok(v) = HeaderValue::from_str(&d.served_by) {
+        headers.insert("x-nines-deployment", v);
+    }
+    headers.insert("x-nines-attempts", HeaderValue::from(d.attempts));
+    response
+}

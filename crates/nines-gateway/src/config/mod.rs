@@ -1,0 +1,110 @@
+//! Configuration: the TOML schema, its validation into a [`Config`], and errors that name the
+//! file, line and key path of what is wrong.
+
+mod error;
+pub mod schema;
+mod validate;
+
+pub use error::ConfigError;
+pub use schema::{Price, ProviderKind, Strategy};
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A validated configuration: every reference resolved, every secret read.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: PathBuf,
+    pub server: Server,
+    pub deployments: Vec<Arc<Deployment>>,
+    pub models: Vec<ModelRoute>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: String,
+    pub max_body_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+/// One concrete upstream.
+#[derive(Debug)]
+pub struct Deployment {
+    pub name: String,
+    pub provider: ProviderKind,
+    pub upstream_model: String,
+    /// Without a trailing slash.
+    pub base_url: String,
+    pub keys: Vec<KeySlotConfig>,
+    pub context_window: Option<u64>,
+    pub price: Price,
+    pub region: Option<String>,
+    pub max_concurrency: Option<u32>,
+    pub weight: f64,
+    pub timeouts: Timeouts,
+}
+
+pub type Timeouts = schema::RawTimeouts;
+
+/// One API key of one deployment. The alias (`deployment#index`) is what logs and errors show.
+#[derive(Debug, Clone)]
+pub struct KeySlotConfig {
+    pub alias: String,
+    pub secret: Option<Secret>,
+}
+
+/// An upstream credential. `Debug` and `Display` never print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+    /// The only way to read the value: call sites that do are easy to audit.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A name a client may send, with the deployments that serve it.
+#[derive(Debug, Clone)]
+pub struct ModelRoute {
+    pub name: String,
+    /// Indices into [`Config::deployments`], in listed order.
+    pub deployments: Vec<usize>,
+    pub strategy: Strategy,
+}
+
+impl Config {
+    /// Reads, parses and validates a file. Secrets are resolved with `env`.
+    pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, &e))?;
+        Self::parse(path, &text, env)
+    }
+
+    /// Parses and validates config text; `path` is only used in error messages.
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        validate::validate(path, text, env)
+    }
+}
+
+/// Reads secrets from the process environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+#[cfg(test)]
+mod tests;

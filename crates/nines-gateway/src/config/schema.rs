@@ -1,0 +1,170 @@
+//! The configuration file as written: serde structs that reject unknown keys, with defaults.
+//! Names that other entries refer to keep their source span so validation errors can name a line.
+
+use serde::Deserialize;
+use std::time::Duration;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub deployments: Vec<RawDeployment>,
+    #[serde(default)]
+    pub models: Vec<RawModel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    /// Address to listen on; port 0 picks a free port (the chosen address is logged).
+    pub listen: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may run after a shutdown signal.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 10 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Provider kinds; each has its own wire dialect and defaults.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    Openai,
+    OpenaiCompatible,
+    Nvidia,
+}
+
+impl ProviderKind {
+    /// The name used in config, metrics and provider-prefixed model names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::OpenaiCompatible => "openai-compatible",
+            ProviderKind::Nvidia => "nvidia",
+        }
+    }
+
+    /// The base URL used when a deployment names none; `None` means it must be given.
+    pub fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            ProviderKind::Openai => Some("https://api.openai.com/v1"),
+            ProviderKind::Nvidia => Some("https://integrate.api.nvidia.com/v1"),
+            ProviderKind::OpenaiCompatible => None,
+        }
+    }
+
+    /// Whether the provider refuses requests without an API key (self-hosted servers often
+    /// need none).
+    pub fn requires_key(self) -> bool {
+        !matches!(self, ProviderKind::OpenaiCompatible)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeployment {
+    pub name: Spanned<String>,
+    pub provider: ProviderKind,
+    /// The upstream's own model id.
+    pub model: String,
+    #[serde(default)]
+    pub base_url: Option<Spanned<String>>,
+    /// Each key is its own key slot. `env:NAME` reads the environment; anything else is literal.
+    #[serde(default)]
+    pub api_keys: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub context_window: Option<u64>,
+    #[serde(default)]
+    pub price: Price,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
+    #[serde(default)]
+    pub weight: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+}
+
+/// USD per one million tokens.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    #[serde(default)]
+    pub input: f64,
+    #[serde(default)]
+    pub output: f64,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTimeouts {
+    /// TCP + TLS connect.
+    #[serde(with = "humantime_serde")]
+    pub connect: Duration,
+    /// From sending the request to the first byte of the response body.
+    #[serde(with = "humantime_serde")]
+    pub first_byte: Duration,
+    /// Longest silence between two chunks of a streamed response.
+    #[serde(with = "humantime_serde")]
+    pub idle: Duration,
+    /// Whole request, all attempts included.
+    #[serde(with = "humantime_serde")]
+    pub total: Duration,
+}
+
+impl Default for RawTimeouts {
+    fn default() -> Self {
+        RawTimeouts {
+            connect: Duration::from_secs(5),
+            first_byte: Duration::from_secs(30),
+            idle: Duration::from_secs(30),
+            total: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub name: Spanned<String>,
+    pub deployments: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub strategy: Strategy,
+}
+
+/// How a model orders its deployments for each request.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// The listed order.
+    #[default]
+    Priority,
+    /// Lowest price first (input + output per 1M tokens), ties in listed order.
+    Cheapest,
+    /// Random order drawn by each deployment's `weight` (default 1).
+    Weighted,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Priority => "priority",
+            Strategy::Cheapest => "cheapest",
+            Strategy::Weighted => "weighted",
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Raw → validated configuration. Every error names the file, line and key path.
+
+use super::schema::{RawConfig, RawDeployment};
+use super::{Config, ConfigError, Deployment, KeySlotConfig, ModelRoute, Secret, Server};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+pub(super) fn validate(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let raw = parse(path, text)?;
+    let err = |span, key: String, msg: String| ConfigError::at(path, text, span, key, msg);
+
+    raw.server
+        .listen
+        .parse::<std::net::SocketAddr>()
+        .map_err(|e| {
+            err(
+                None,
+                "server.listen".into(),
+                format!("'{}' is not an address: {e}", raw.server.listen),
+            )
+        })?;
+    if raw.server.max_body_bytes == 0 {
+        return Err(err(
+            None,
+            "server.max_body_bytes".into(),
+            "must be greater than 0".into(),
+        ));
+    }
+
+    let mut deployments = Vec::with_capacity(raw.deployments.len());
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    for (i, d) in raw.deployments.iter().enumerate() {
+        let key = format!("deployments[{i}]");
+        if d.name.get_ref().is_empty() {
+            return Err(err(
+                Some(d.name.span()),
+                format!("{key}.name"),
+                "must not be empty".into(),
+            ));
+        }
+        if by_name.insert(d.name.get_ref().clone(), i).is_some() {
+            return Err(err(
+                Some(d.name.span()),
+                format!("{key}.name"),
+                format!("deployment '{}' is defined twice", d.name.get_ref()),
+            ));
+        }
+        deployments.push(Arc::new(deployment(d, &key, env, &err)?));
+    }
+
+    let mut models = Vec::with_capacity(raw.models.len());
+    let mut model_names: HashMap<String, ()> = HashMap::new();
+    for (i, m) in raw.models.iter().enumerate() {
+        let key = format!("models[{i}]");
+        let name = m.name.get_ref();
+        if name.is_empty() {
+            return Err(err(
+                Some(m.name.span()),
+                format!("{key}.name"),
+                "must not be empty".into(),
+            ));
+        }
+        if model_names.insert(name.clone(), ()).is_some() {
+            return Err(err(
+                Some(m.name.span()),
+                format!("{key}.name"),
+                format!("model '{name}' is defined twice"),
+            ));
+        }
+        if m.deployments.is_empty() {
+            return Err(err(
+                Some(m.name.span()),
+                format!("{key}.deployments"),
+                "a model needs at least one deployment".into(),
+            ));
+        }
+        let mut indices = Vec::with_capacity(m.deployments.len());
+        for (j, d) in m.deployments.iter().enumerate() {
+            let index = by_name.get(d.get_ref()).copied().ok_or_else(|| {
+                let known: Vec<&str> = raw
+                    .deployments
+                    .iter()
+                    .map(|d| d.name.get_ref().as_str())
+                    .collect();
+                err(
+                    Some(d.span()),
+                    format!("{key}.deployments[{j}]"),
+                    format!(
+                        "no deployment is named '{}' (known: {})",
+                        d.get_ref(),
+                        known.join(", ")
+                    ),
+                )
+            })?;
+            indices.push(index);
+        }
+        models.push(ModelRoute {
+            name: name.clone(),
+            deployments: indices,
+            strategy: m.strategy,
+        });
+    }
+
+    Ok(Config {
+        source: path.to_path_buf(),
+        server: Server {
+            listen: raw.server.listen,
+            max_body_bytes: raw.server.max_body_bytes,
+            shutdown_grace: raw.server.shutdown_grace,
+        },
+        deployments,
+        models,
+    })
+}
+
+/// TOML → raw structs; a type or unknown-key error carries serde's key path and toml's span.
+fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
+    let de = toml::Deserializer::parse(text)
+        .map_err(|e| ConfigError::at(path, text, e.span(), "", e.message().trim()))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        ConfigError::at(
+            path,
+            text,
+            inner.span(),
+            if key == "." { String::new() } else { key },
+            inner.message().trim(),
+        )
+    })
+}
+
+type ErrAt<'a> = dyn Fn(Option<std::ops::Range<usize>>, String, String) -> ConfigError + 'a;
+
+fn deployment(
+    d: &RawDeployment,
+    key: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    err: &ErrAt<'_>,
+) -> Result<Deployment, ConfigError> {
+    let name = d.name.get_ref().clone();
+    let base_url = match (&d.base_url, d.provider.default_base_url()) {
+        (Some(url), _) => {
+            let value = url.get_ref().trim_end_matches('/');
+            if !(value.starts_with("http://") || value.starts_with("https://")) {
+                return Err(err(
+                    Some(url.span()),
+                    format!("{key}.base_url"),
+                    format!("'{value}' must start with http:// or https://"),
+                ));
+            }
+            value.to_owned()
+        }
+        (None, Some(default)) => default.to_owned(),
+        (None, None) => {
+            return Err(err(
+                Some(d.name.span()),
+                format!("{key}.base_url"),
+                format!(
+                    "provider '{}' has no default base URL; set base_url",
+                    d.provider.as_str()
+                ),
+            ));
+        }
+    };
+    if d.model.is_empty() {
+        return Err(err(
+            Some(d.name.span()),
+            format!("{key}.model"),
+            "must not be empty".into(),
+        ));
+    }
+    let mut keys = Vec::with_capacity(d.api_keys.len().max(1));
+    for (i, k) in d.api_keys.iter().enumerate() {
+        let secret = resolve_secret(k.get_ref(), env)
+            .map_err(|msg| err(Some(k.span()), format!("{key}.api_keys[{i}]"), msg))?;
+        keys.push(KeySlotConfig {
+            alias: format!("{name}#{i}"),
+            secret: Some(secret),
+        });
+    }
+    if keys.is_empty() {
+        if d.provider.requires_key() {
+            return Err(err(
+                Some(d.name.span()),
+                format!("{key}.api_keys"),
+                format!(
+                    "provider '{}' needs at least one API key (e.g. api_keys = [\"env:OPENAI_API_KEY\"])",
+                    d.provider.as_str()
+                ),
+            ));
+        }
+        keys.push(KeySlotConfig {
+            alias: format!("{name}#0"),
+            secret: None,
+        });
+    }
+    let weight = match &d.weight {
+        Some(w) if !(w.get_ref().is_finite() && *w.get_ref() >= 0.0) => {
+            return Err(err(
+                Some(w.span()),
+                format!("{key}.weight"),
+                "must be a finite number ≥ 0".into(),
+            ));
+        }
+        Some(w) => *w.get_ref(),
+        None => 1.0,
+    };
+    if d.price.input < 0.0 || d.price.output < 0.0 {
+        return Err(err(
+            Some(d.name.span()),
+            format!("{key}.price"),
+            "prices must not be negative".into(),
+        ));
+    }
+    if d.max_concurrency == Some(0) {
+        return Err(err(
+            Some(d.name.span()),
+            format!("{key}.max_concurrency"),
+            "must be at least 1".into(),
+        ));
+    }
+    let t = d.timeouts;
+    for (field, value) in [
+        ("connect", t.connect),
+        ("first_byte", t.first_byte),
+        ("idle", t.idle),
+        ("total", t.total),
+    ] {
+        if value.is_zero() {
+            return Err(err(
+                Some(d.name.span()),
+                format!("{key}.timeouts.{field}"),
+                "must be greater than 0".into(),
+            ));
+        }
+    }
+    Ok(Deployment {
+        name,
+        provider: d.provider,
+        upstream_model: d.model.clone(),
+        base_url,
+        keys,
+        context_window: d.context_window,
+        price: d.price,
+        region: d.region.clone(),
+        max_concurrency: d.max_concurrency,
+        weight,
+        timeouts: t,
+    })
+}
+
+/// `env:NAME` reads the environment; anything else is the key itself.
+fn resolve_secret(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret, String> {
+    match value.strip_prefix("env:") {
+        Some("") => Err("'env:' needs a variable name".into()),
+        Some(var) => match env(var) {
+            Some(v) if !v.is_empty() => Ok(Secret::new(v)),
+            Some(_) => Err(format!("environment variable {var} is empty")),
+            None => Err(format!("environment variable {var} is not set")),
+        },
+        None if value.is_empty() => Err("an API key must not be empty".into()),
+        None => Ok(Secret::new(value.to_owned())),
+    }
+}

@@ -1,0 +1,85 @@
+//! The gateway's own errors: one enum for everything a request can end in besides success.
+//! `api::error` decides the status code and body of each, in one place.
+
+use crate::resilience::AttemptRecord;
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use nines_protocol::openai::RequestError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The request body is not a valid request.
+    #[error("{0}")]
+    BadRequest(#[from] RequestError),
+    /// The body is larger than the configured limit.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    /// The body could not be read (client went away or sent a broken body).
+    #[error("could not read the request body: {0}")]
+    BodyRead(String),
+    /// No route for this model name.
+    #[error(
+        "The model '{0}' does not exist or you do not have access to it. List available models with GET /v1/models."
+    )]
+    ModelNotFound(String),
+    /// No handler for this path.
+    #[error(
+        "Unknown request URL: {method} {path}. See the API reference: POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models."
+    )]
+    RouteNotFound { method: String, path: String },
+    /// The path exists but not for this method.
+    #[error("Method {method} is not allowed for {path}.")]
+    MethodNotAllowed { method: String, path: String },
+    /// A non-retryable answer from the upstream, relayed with its status.
+    #[error("upstream rejected the request with status {status}")]
+    Upstream {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+        attempts: Vec<AttemptRecord>,
+    },
+    /// Every candidate failed (or the deadline ran out).
+    #[error("all upstream attempts failed")]
+    AllFailed {
+        model: String,
+        attempts: Vec<AttemptRecord>,
+        deadline_hit: bool,
+    },
+    /// The route has no candidate that could be tried.
+    #[error("no deployment of model '{model}' can take this request")]
+    NoCandidates { model: String },
+    /// A bug in nines; the message is safe to show.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    /// How many upstream attempts the request made before this error.
+    pub fn attempts(&self) -> usize {
+        match self {
+            GatewayError::Upstream { attempts, .. } | GatewayError::AllFailed { attempts, .. } => {
+                attempts.len()
+            }
+            _ => 0,
+        }
+    }
+
+    /// Low-cardinality label for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::BodyTooLarge { .. } => "body_too_large",
+            GatewayError::BodyRead(_) => "body_read",
+            GatewayError::ModelNotFound(_) => "model_not_found",
+            GatewayError::RouteNotFound { .. } => "route_not_found",
+            GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
+            GatewayError::Upstream { .. } => "upstream_rejected",
+            GatewayError::AllFailed {
+                deadline_hit: true, ..
+            } => "deadline",
+            GatewayError::AllFailed { .. } => "all_failed",
+            GatewayError::NoCandidates { .. } => "no_candidates",
+            GatewayError::Internal(_) => "internal",
+        }
+    }
+}

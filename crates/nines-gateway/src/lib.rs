@@ -1,0 +1,50 @@
+//! nines: a reliability-first LLM gateway, as a library.
+//!
+//! See `docs/ARCHITECTURE.md` for the path of one request. The public face: build a [`Runtime`]
+//! from a [`Config`], wrap it in [`AppState`], and [`serve`] it on a listener.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod pipeline;
+pub mod providers;
+pub mod resilience;
+pub mod router;
+pub mod state;
+pub mod telemetry;
+
+pub use config::Config;
+pub use state::{AppState, Runtime};
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish for
+/// at most `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let app = api::router(state);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut stopped = rx.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    let server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = server => result,
+        _ = async {
+            let _ = stopped.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(grace = %humantime::format_duration(grace), "shutdown grace period over; dropping in-flight requests");
+            Ok(())
+        }
+    }
+}

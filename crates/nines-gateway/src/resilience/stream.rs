@@ -1,0 +1,174 @@
+//! Relaying a stream after the commit point.
+//!
+//! Policy: once the first byte went to the client, failover is no longer free, so the relay's job
+//! is to never present a broken stream as a complete answer. Chunks are forwarded as they arrive,
+//! without buffering. A stream that ends with `[DONE]` ends cleanly. One that ends after a finish
+//! reason but without `[DONE]` did finish: it is closed promptly with a `[DONE]` of our own. One that
+//! is cut, stalls past the idle timeout, runs past the deadline, or carries an in-band error ends
+//! with an OpenAI-shaped error event and no `[DONE]`, so SDKs raise instead of returning a
+//! truncated answer as if it were whole.
+
+use crate::providers::ByteStream;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use nines_protocol::ErrorBody;
+use nines_protocol::sse::{DONE_FRAME, SseDecoder, SseEvent, data_frame};
+use std::convert::Infallible;
+use std::time::Duration;
+use tokio::time::{Instant, timeout_at};
+
+/// How a relayed stream ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// `[DONE]` arrived from upstream.
+    Done,
+    /// Upstream finished (a finish reason) but closed without `[DONE]`; nines added it.
+    FinishedWithoutDone,
+    /// Broken after the commit point; the client got an error event.
+    Broken(String),
+    /// The client went away first.
+    ClientGone,
+}
+
+struct Relay<F: FnOnce(StreamEnd) + Send + 'static> {
+    head: Option<Bytes>,
+    rest: ByteStream,
+    idle: Duration,
+    deadline: Instant,
+    decoder: SseDecoder,
+    events: Vec<SseEvent>,
+    finished: bool,
+    ended: bool,
+    on_end: Option<F>,
+}
+
+impl<F: FnOnce(StreamEnd) + Send + 'static> Relay<F> {
+    fn end(&mut self, how: StreamEnd) {
+        self.ended = true;
+        if let Some(f) = self.on_end.take() {
+            f(how);
+        }
+    }
+
+    /// Looks at the events completed by `chunk`: returns `Some(end)` when the stream is over.
+    fn observe(&mut self, chunk: &[u8]) -> Option<StreamEnd> {
+        self.decoder.feed(chunk, &mut self.events);
+        for event in self.events.drain(..) {
+            if event.is_done() {
+                return Some(StreamEnd::Done);
+            }
+            if crate::providers::is_error_event(&event.data, event.event.as_deref()) {
+                return Some(StreamEnd::Broken("upstream sent an error event".into()));
+            }
+            if has_finish_reason(&event.data) {
+                self.finished = true;
+            }
+        }
+        None
+    }
+}
+
+impl<F: FnOnce(StreamEnd) + Send + 'static> Drop for Relay<F> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.end(StreamEnd::ClientGone);
+        }
+    }
+}
+
+/// Forwards `head` then `rest`, watching event boundaries; `on_end` is called exactly once.
+pub fn relay<F>(
+    head: Bytes,
+    rest: ByteStream,
+    idle: Duration,
+    deadline: Instant,
+    on_end: F,
+) -> BoxStream<'static, Result<Bytes, Infallible>>
+where
+    F: FnOnce(StreamEnd) + Send + 'static,
+{
+    let relay = Relay {
+        head: Some(head),
+        rest,
+        idle,
+        deadline,
+        decoder: SseDecoder::new(),
+        events: Vec::new(),
+        finished: false,
+        ended: false,
+        on_end: Some(on_end),
+    };
+    futures_util::stream::unfold(relay, |mut r| async move {
+        if r.ended {
+            return None;
+        }
+        if let Some(head) = r.head.take() {
+            if let Some(end) = r.observe(&head) {
+                r.end(end);
+            }
+            return Some((Ok(head), r));
+        }
+        let wait_until = (Instant::now() + r.idle).min(r.deadline);
+        let next = timeout_at(wait_until, r.rest.next()).await;
+        let (frame, end) = match next {
+            Ok(Some(Ok(chunk))) => {
+                let end = r.observe(&chunk);
+                (chunk, end)
+            }
+            Ok(Some(Err(e))) => {
+                let why = format!("upstream stream broke: {}", crate::providers::describe(&e));
+                (error_frame(&why), Some(StreamEnd::Broken(why)))
+            }
+            Ok(None) if r.finished => (
+                Bytes::from_static(DONE_FRAME),
+                Some(StreamEnd::FinishedWithoutDone),
+            ),
+            Ok(None) => {
+                let why = "upstream stream ended before the response was complete".to_owned();
+                (error_frame(&why), Some(StreamEnd::Broken(why)))
+            }
+            Err(_) => {
+                let why = if wait_until >= r.deadline {
+                    "request deadline reached while streaming".to_owned()
+                } else {
+                    format!(
+                        "upstream stream stalled for more than {}",
+                        humantime::format_duration(r.idle)
+                    )
+                };
+                (error_frame(&why), Some(StreamEnd::Broken(why)))
+            }
+        };
+        if let Some(end) = end {
+            r.end(end);
+        }
+        Some((Ok(frame), r))
+    })
+    .boxed()
+}
+
+/// An OpenAI-shaped error as an SSE event: SDKs raise an APIError on it.
+fn error_frame(message: &str) -> Bytes {
+    // Start with a newline so the frame stands on its own even after a partial upstream line.
+    let body = ErrorBody::new(message, "server_error", None, Some("stream_interrupted")).to_json();
+    let mut out = b"\n\n".to_vec();
+    out.extend_from_slice(&data_frame(&body));
+    out.into()
+}
+
+fn has_finish_reason(data: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Chunk {
+        #[serde(default)]
+        choices: Vec<Choice>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Choice {
+        #[serde(default)]
+        finish_reason: Option<String>,
+    }
+    data.contains("finish_reason")
+        && serde_json::from_str::<Chunk>(data)
+            .is_ok_and(|c| c.choices.iter().any(|ch| ch.finish_reason.is_some()))
+}

@@ -1,0 +1,64 @@
+//! Shared state: the current runtime (config, routing table, upstream clients) behind `ArcSwap`,
+//! so every request reads it without a lock and a reload swaps it whole.
+
+use crate::config::Config;
+use crate::providers::Upstream;
+use crate::router::RoutingTable;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+
+/// Everything a request needs that is derived from one configuration.
+pub struct Runtime {
+    pub config: Arc<Config>,
+    pub table: RoutingTable,
+    /// Aligned with `config.deployments`.
+    pub upstreams: Vec<Arc<Upstream>>,
+    /// Unix seconds when this runtime was built (the `created` of listed models).
+    pub created: u64,
+}
+
+impl Runtime {
+    pub fn build(config: Config) -> Result<Runtime, String> {
+        let upstreams = config
+            .deployments
+            .iter()
+            .map(|d| {
+                Upstream::new(Arc::clone(d)).map(Arc::new).map_err(|e| {
+                    format!("deployment '{}': cannot build its HTTP client: {e}", d.name)
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Ok(Runtime {
+            table: RoutingTable::build(&config),
+            config: Arc::new(config),
+            upstreams,
+            created,
+        })
+    }
+}
+
+pub struct AppState {
+    runtime: ArcSwap<Runtime>,
+}
+
+impl AppState {
+    pub fn new(runtime: Runtime) -> Arc<AppState> {
+        Arc::new(AppState {
+            runtime: ArcSwap::from_pointee(runtime),
+        })
+    }
+
+    /// The current runtime; cheap, lock-free.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Replaces the runtime (hot reload). In-flight requests keep the one they started with.
+    pub fn replace(&self, runtime: Runtime) {
+        self.runtime.store(Arc::new(runtime));
+    }
+}

@@ -1,0 +1,109 @@
+//! Applying a fault to one request: which script applies, and what happens before the normal
+//! response would be produced (hang, delay, error status, abort).
+//!
+//! Stream breakages (stalls, resets, malformed or error events) happen inside the body and live
+//! in `sse.rs`.
+
+use std::io;
+
+use axum::Json;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::state::MockState;
+use crate::{FaultScript, error};
+
+/// Per-request fault header; it wins over the server's script.
+pub(crate) const FAULT_HEADER: &str = "x-mock-fault";
+
+/// The fault for this request: the header's script if present (always applied: its gates are
+/// ignored, since one request has no history), else the server's script if its gates admit the
+/// request. A malformed header is the client's mistake, answered with 400.
+pub(crate) fn fault_for(
+    state: &MockState,
+    headers: &HeaderMap,
+) -> Result<Option<FaultScript>, Response> {
+    let Some(raw) = headers.get(FAULT_HEADER) else {
+        return Ok(state.scripted_fault().map(|a| a.script.clone()));
+    };
+    let script = raw
+        .to_str()
+        .map_err(|e| e.to_string())
+        .and_then(|s| serde_json::from_str::<FaultScript>(s).map_err(|e| e.to_string()))
+        .and_then(|s| s.validate().map(|()| s).map_err(|e| e.to_string()))
+        .map_err(|e| error::invalid_request(format!("invalid {FAULT_HEADER} header: {e}")))?;
+    Ok(Some(script))
+}
+
+/// Apply the effects that come before a response: hang, head delay, error status or raw
+/// body, and (for non-streaming responses) an abort. `Some` replaces the normal response.
+pub(crate) async fn before_response(
+    state: &MockState,
+    fault: &FaultScript,
+    streaming: bool,
+) -> Option<Response> {
+    if fault.hang {
+        tracing::debug!("mock fault: hanging request");
+        state.shutting_down().await;
+        return Some(aborted());
+    }
+    let delay = fault.head_delay();
+    if !delay.is_zero() && !state.sleep(delay).await {
+        return Some(aborted());
+    }
+    if fault.body.is_some() || fault.effective_status().is_some() {
+        return Some(error_response(fault));
+    }
+    if !streaming && fault.reset_after_chunks.is_some() {
+        return Some(aborted());
+    }
+    None
+}
+
+/// The fault's status (or raw body) with its retry hints.
+fn error_response(fault: &FaultScript) -> Response {
+    let code = match (fault.status, &fault.body) {
+        (Some(status), _) => status,
+        // A raw body alone is a "successful" response with garbage in it.
+        (None, Some(_)) => 200,
+        (None, None) => fault.effective_status().unwrap_or(503),
+    };
+    tracing::debug!(status = code, "mock fault: error response");
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = match &fault.body {
+        Some(raw) => (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            raw.clone(),
+        )
+            .into_response(),
+        None => (status, Json(error::fault_body(code))).into_response(),
+    };
+    let headers = response.headers_mut();
+    if let Some(v) = fault
+        .retry_after
+        .as_deref()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        headers.insert(header::RETRY_AFTER, v);
+    }
+    if let Some(ms) = fault.retry_after_ms {
+        headers.insert("retry-after-ms", HeaderValue::from(ms));
+    }
+    response
+}
+
+/// A response whose body fails at once, so hyper drops the connection without a usable body.
+fn aborted() -> Response {
+    let stream = futures_util::stream::once(async {
+        Err::<bytes::Bytes, _>(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "mock fault: abort",
+        ))
+    });
+    Body::from_stream(stream).into_response()
+}

@@ -1,0 +1,176 @@
+//! The OpenAI-dialect handlers: chat completions, embeddings, models.
+//!
+//! Each handler reads the raw body itself (rather than through `Json<T>`) so that malformed
+//! JSON gets an OpenAI-shaped 400 and so that faults apply even to requests that would fail
+//! validation, as they would at a provider that is down.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::chat::{CREATED, ChatRequest, Completion};
+use crate::state::MockState;
+use crate::{effects, error, sse, text};
+
+/// Default embedding size: small, so test fixtures stay readable.
+const DEFAULT_DIMENSIONS: usize = 8;
+const MAX_DIMENSIONS: usize = 65_536;
+
+pub(crate) async fn chat_completions(
+    State(state): State<MockState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let parsed = serde_json::from_slice::<ChatRequest>(&body);
+    let streaming = parsed.as_ref().is_ok_and(ChatRequest::stream);
+    let fault = match effects::fault_for(&state, &headers) {
+        Ok(fault) => fault,
+        Err(response) => return response,
+    };
+    if let Some(fault) = &fault
+        && let Some(response) = effects::before_response(&state, fault, streaming).await
+    {
+        return response;
+    }
+    let completion = match parsed
+        .map_err(|e| format!("invalid chat completion request: {e}"))
+        .and_then(|req| Completion::plan(&state, req))
+    {
+        Ok(completion) => completion,
+        Err(message) => return error::invalid_request(message),
+    };
+    if streaming {
+        sse::response(state, completion.chunks(), fault)
+    } else {
+        Json(completion.body()).into_response()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct EmbeddingsRequest {
+    model: String,
+    input: Value,
+    #[serde(default)]
+    dimensions: Option<usize>,
+    #[serde(default)]
+    encoding_format: Option<String>,
+}
+
+pub(crate) async fn embeddings(
+    State(state): State<MockState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(response) = apply_fault(&state, &headers).await {
+        return response;
+    }
+    let req = match serde_json::from_slice::<EmbeddingsRequest>(&body) {
+        Ok(req) => req,
+        Err(e) => return error::invalid_request(format!("invalid embeddings request: {e}")),
+    };
+    let inputs = match embedding_inputs(&req.input) {
+        Ok(inputs) => inputs,
+        Err(message) => return error::invalid_request(message),
+    };
+    let dimensions = req.dimensions.unwrap_or(DEFAULT_DIMENSIONS);
+    if !(1..=MAX_DIMENSIONS).contains(&dimensions) {
+        return error::invalid_request(format!(
+            "'dimensions' must be between 1 and {MAX_DIMENSIONS}"
+        ));
+    }
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return error::invalid_request(format!("unsupported encoding_format '{other}'"));
+        }
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(index, (input, _))| {
+            let vector = text::embedding(input, dimensions);
+            let embedding = if base64 {
+                Value::from(text::base64_f32le(&vector))
+            } else {
+                json!(vector)
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
+        .collect();
+    let tokens: u64 = inputs.iter().map(|(_, tokens)| tokens).sum();
+    Json(json!({
+        "object": "list",
+        "data": data,
+        "model": req.model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }))
+    .into_response()
+}
+
+/// Each input as text plus its token count. Token arrays (`[1,2]` or `[[1,2],[3]]`) become the
+/// text of their numbers, counted one token per number.
+fn embedding_inputs(input: &Value) -> Result<Vec<(String, u64)>, String> {
+    let token_array = |items: &[Value]| -> Option<(String, u64)> {
+        let ids: Option<Vec<String>> = items
+            .iter()
+            .map(|v| v.as_u64().map(|n| n.to_string()))
+            .collect();
+        ids.map(|ids| (ids.join(" "), ids.len() as u64))
+    };
+    let invalid = || "'input' must be a string, an array of strings, or token arrays".to_owned();
+    match input {
+        Value::String(s) => Ok(vec![(s.clone(), text::estimate_tokens(s))]),
+        Value::Array(items) if items.is_empty() => Err("'input' must not be empty".into()),
+        Value::Array(items) if items[0].is_number() => {
+            token_array(items).map(|one| vec![one]).ok_or_else(invalid)
+        }
+        Value::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(s) => Some((s.clone(), text::estimate_tokens(s))),
+                Value::Array(ids) => token_array(ids),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(invalid),
+        _ => Err(invalid()),
+    }
+}
+
+pub(crate) async fn list_models(State(state): State<MockState>, headers: HeaderMap) -> Response {
+    if let Some(response) = apply_fault(&state, &headers).await {
+        return response;
+    }
+    let data: Vec<Value> = state.models().iter().map(|id| model_object(id)).collect();
+    Json(json!({"object": "list", "data": data})).into_response()
+}
+
+/// Any model id is answered, listed or not, since the chat route accepts any model too.
+pub(crate) async fn get_model(
+    State(state): State<MockState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(response) = apply_fault(&state, &headers).await {
+        return response;
+    }
+    Json(model_object(&id)).into_response()
+}
+
+fn model_object(id: &str) -> Value {
+    json!({"id": id, "object": "model", "created": CREATED, "owned_by": "nines-mock"})
+}
+
+/// Fault handling for the non-streaming routes: `Some` replaces the normal response.
+async fn apply_fault(state: &MockState, headers: &HeaderMap) -> Option<Response> {
+    match effects::fault_for(state, headers) {
+        Ok(Some(fault)) => effects::before_response(state, &fault, false).await,
+        Ok(None) => None,
+        Err(response) => Some(response),
+    }
+}

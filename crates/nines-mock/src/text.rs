@@ -1,0 +1,132 @@
+//! Deterministic content: reply words, token estimates and embedding vectors.
+//!
+//! Everything here is a pure function of its input, so tests (and benchmarks comparing direct
+//! and proxied runs) can predict every byte the mock sends.
+
+use serde_json::Value;
+
+/// How much of the user's message the reply echoes.
+const ECHO_CHARS: usize = 60;
+
+/// The reply to a conversation whose last user message is `last_user`, as words.
+pub(crate) fn reply_words(name: &str, last_user: &str) -> Vec<String> {
+    let echoed: String = last_user.chars().take(ECHO_CHARS).collect();
+    format!("Hello from {name}! You said: {echoed}")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The text of a message's `content`: a string, or the text parts of an array (other parts,
+/// such as images, carry no text and are skipped).
+pub(crate) fn content_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+/// The usual rough estimate: a token is about four characters.
+pub(crate) fn estimate_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
+/// A deterministic unit vector for `text`: each component comes from a hash of (text, index),
+/// then the vector is normalised, so equal inputs embed equally and cosine similarity works.
+pub(crate) fn embedding(text: &str, dimensions: usize) -> Vec<f32> {
+    let base = fnv1a(text.as_bytes());
+    let raw: Vec<f64> = (0..dimensions as u64)
+        .map(|i| {
+            let h = splitmix64(base ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            // Top 53 bits → [0, 1), then spread to [-1, 1).
+            (h >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        })
+        .collect();
+    let norm = raw.iter().map(|x| x * x).sum::<f64>().sqrt();
+    raw.iter()
+        .map(|x| if norm > 0.0 { (x / norm) as f32 } else { 0.0 })
+        .collect()
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Standard base64 (with padding) of the little-endian f32 bytes, as OpenAI's
+/// `encoding_format: "base64"` returns it.
+pub(crate) fn base64_f32le(values: &[f32]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> shift) & 0x3f) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_echoes_at_most_sixty_chars() {
+        let long = "x".repeat(100);
+        let words = reply_words("m1", &long);
+        assert_eq!(words[..5], ["Hello", "from", "m1!", "You", "said:"]);
+        assert_eq!(words[5].len(), 60);
+    }
+
+    #[test]
+    fn content_text_keeps_only_text_parts() {
+        let content = serde_json::json!([
+            {"type": "text", "text": "hi"},
+            {"type": "image_url", "image_url": {"url": "data:"}},
+            {"type": "text", "text": "there"}
+        ]);
+        assert_eq!(content_text(Some(&content)), "hi there");
+        assert_eq!(content_text(None), "");
+    }
+
+    #[test]
+    fn embeddings_are_deterministic_unit_vectors() {
+        let a = embedding("hello", 16);
+        assert_eq!(a, embedding("hello", 16));
+        assert_ne!(a, embedding("world", 16));
+        let norm: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn base64_matches_known_encodings() {
+        assert_eq!(base64_f32le(&[1.0]), "AACAPw==");
+        assert_eq!(base64_f32le(&[]), "");
+        assert_eq!(base64_f32le(&[0.0, 1.0]), "AAAAAAAAgD8=");
+    }
+}

@@ -1,0 +1,157 @@
+//! OpenAI chat-completions and embeddings: the few fields nines reads to route a request, and the
+//! splice that rewrites `model` without re-serialising the rest of the body.
+//!
+//! The gateway forwards an OpenAI-shaped body to an OpenAI-compatible upstream byte for byte except
+//! for the `model` value. Parsing into [`ChatHead`] validates the whole document (serde walks every
+//! value) but keeps only borrowed views, so unknown fields pass through untouched and nothing is
+//! re-encoded.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::ops::Range;
+
+/// Why a request body cannot be routed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RequestError {
+    /// The body is not valid JSON (the message carries serde's line and column).
+    #[error("We could not parse the JSON body of your request: {0}")]
+    Malformed(String),
+    /// `model` is missing.
+    #[error("you must provide a model parameter")]
+    MissingModel,
+    /// `model` is present but not a string.
+    #[error("'model' must be a string")]
+    ModelNotString,
+    /// A required field is missing.
+    #[error("'{0}' is a required property")]
+    Missing(&'static str),
+}
+
+impl RequestError {
+    /// The request parameter the error is about, as OpenAI reports it in `error.param`.
+    pub fn param(&self) -> Option<&'static str> {
+        match self {
+            RequestError::Malformed(_) => None,
+            RequestError::MissingModel | RequestError::ModelNotString => Some("model"),
+            RequestError::Missing(field) => Some(field),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: Option<bool>,
+}
+
+/// Borrowed view of the parts of a chat request that routing needs.
+#[derive(Deserialize)]
+struct RawChatHead<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    n: Option<u32>,
+    #[serde(borrow, default)]
+    messages: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tools: Option<&'a RawValue>,
+}
+
+/// What routing needs to know of a chat request, plus where `model` sits in the body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatHead {
+    pub model: String,
+    /// Byte range of the `model` value (including its quotes) in the original body.
+    pub model_span: Range<usize>,
+    pub stream: bool,
+    pub include_usage: bool,
+    /// The most output tokens the client asked for (`max_completion_tokens` wins over `max_tokens`).
+    pub max_output_tokens: Option<u64>,
+    pub n: u32,
+    pub has_tools: bool,
+    /// Byte range of `messages` in the body, for token estimates.
+    pub messages_span: Range<usize>,
+}
+
+/// Parses the routing-relevant head of an OpenAI chat-completions body.
+pub fn parse_chat_head(body: &[u8]) -> Result<ChatHead, RequestError> {
+    let raw: RawChatHead<'_> =
+        serde_json::from_slice(body).map_err(|e| RequestError::Malformed(e.to_string()))?;
+    let (model, model_span) = model_of(body, raw.model)?;
+    let messages = raw.messages.ok_or(RequestError::Missing("messages"))?;
+    Ok(ChatHead {
+        model,
+        model_span,
+        stream: raw.stream.unwrap_or(false),
+        include_usage: raw
+            .stream_options
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false),
+        max_output_tokens: raw.max_completion_tokens.or(raw.max_tokens),
+        n: raw.n.unwrap_or(1),
+        has_tools: raw.tools.is_some_and(|t| t.get() != "null"),
+        messages_span: span_of(body, messages),
+    })
+}
+
+#[derive(Deserialize)]
+struct RawEmbeddingsHead<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+}
+
+/// What routing needs to know of an embeddings request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingsHead {
+    pub model: String,
+    pub model_span: Range<usize>,
+}
+
+/// Parses the routing-relevant head of an OpenAI embeddings body.
+pub fn parse_embeddings_head(body: &[u8]) -> Result<EmbeddingsHead, RequestError> {
+    let raw: RawEmbeddingsHead<'_> =
+        serde_json::from_slice(body).map_err(|e| RequestError::Malformed(e.to_string()))?;
+    let (model, model_span) = model_of(body, raw.model)?;
+    raw.input.ok_or(RequestError::Missing("input"))?;
+    Ok(EmbeddingsHead { model, model_span })
+}
+
+fn model_of(body: &[u8], raw: Option<&RawValue>) -> Result<(String, Range<usize>), RequestError> {
+    let raw = raw.ok_or(RequestError::MissingModel)?;
+    let model: String =
+        serde_json::from_str(raw.get()).map_err(|_| RequestError::ModelNotString)?;
+    if model.is_empty() {
+        return Err(RequestError::MissingModel);
+    }
+    Ok((model, span_of(body, raw)))
+}
+
+/// The byte range a borrowed raw value occupies inside `body`. `RawValue` borrowed from `body`
+/// points into it, so the offset is a pointer difference (no unsafe needed to compute it).
+fn span_of(body: &[u8], raw: &RawValue) -> Range<usize> {
+    let start = (raw.get().as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
+    start..start + raw.get().len()
+}
+
+/// Returns `body` with the bytes at `span` replaced by `new_model` as a JSON string.
+pub fn splice_model(body: &[u8], span: Range<usize>, new_model: &str) -> Vec<u8> {
+    let encoded = serde_json::to_string(new_model).unwrap_or_else(|_| String::from("\"\""));
+    let mut out = Vec::with_capacity(body.len() + encoded.len());
+    out.extend_from_slice(&body[..span.start]);
+    out.extend_from_slice(encoded.as_bytes());
+    out.extend_from_slice(&body[span.end..]);
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,80 @@
+//! `nines check`: validate a config file and print the resolved routing table.
+
+use nines_gateway::config::{self, Config};
+use nines_gateway::router::RoutingTable;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn run(path: &Path) -> ExitCode {
+    let config = match Config::load(path, &config::process_env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", render(&config));
+    ExitCode::SUCCESS
+}
+
+/// The routing table as text: each model, its strategy, and its key slots in plan order.
+pub fn render(config: &Config) -> String {
+    use std::fmt::Write;
+    let table = RoutingTable::build(config);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: ok ({} deployments, {} models)",
+        config.source.display(),
+        config.deployments.len(),
+        config.models.len()
+    );
+    let _ = writeln!(out, "\ndeployments:");
+    for d in &config.deployments {
+        let aliases: Vec<&str> = d.keys.iter().map(|k| k.alias.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "  {:<20} {:<18} {:<24} {}  keys=[{}] window={} price=${}/${} per 1M region={}",
+            d.name,
+            d.provider.as_str(),
+            d.upstream_model,
+            d.base_url,
+            aliases.join(", "),
+            d.context_window
+                .map(|w| w.to_string())
+                .unwrap_or_else(|| "-".into()),
+            d.price.input,
+            d.price.output,
+            d.region.as_deref().unwrap_or("-"),
+        );
+    }
+    let _ = writeln!(out, "\nmodels (name → plan order):");
+    for name in table.names() {
+        let Some(route) = table.resolve(name) else {
+            continue;
+        };
+        let plan = table.plan(route);
+        let kind = if route.derived {
+            " (provider-prefixed)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "  {name}{kind} [strategy: {}]",
+            route.strategy.as_str()
+        );
+        for (i, slot) in plan.slots.iter().enumerate() {
+            let d = &config.deployments[slot.deployment];
+            let _ = writeln!(
+                out,
+                "    {}. {} ({})  — {}",
+                i + 1,
+                d.keys[slot.key].alias,
+                d.name,
+                slot.reason
+            );
+        }
+    }
+    out
+}

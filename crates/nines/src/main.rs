@@ -1,0 +1,173 @@
+//! The `nines` binary: command-line parsing and wiring, nothing else.
+
+mod check;
+mod demo;
+
+use clap::{Parser, Subcommand};
+use nines_gateway::{AppState, Config, Runtime, config};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(name = "nines", version, about = "A reliability-first LLM gateway")]
+struct Cli {
+    /// Log format: json (one object per line) or text.
+    #[arg(long, global = true, env = "NINES_LOG_FORMAT", default_value = "json")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[arg(long, short, env = "NINES_CONFIG")]
+        config: PathBuf,
+        /// Override `server.listen` (e.g. 127.0.0.1:0 for any free port).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Validate a configuration and print the resolved routing table.
+    Check {
+        #[arg(long, short, env = "NINES_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run the chaos mock provider.
+    Mock {
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: String,
+        #[arg(long, default_value = "mock")]
+        name: String,
+        /// Initial fault script as JSON (see nines-mock's FaultScript).
+        #[arg(long)]
+        fault: Option<String>,
+    },
+    /// Run the gateway with three built-in mock providers (one with scripted outages).
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Check { config } = &cli.command {
+        // `check` prints for humans and needs no runtime.
+        return check::run(config);
+    }
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("nines: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { config, listen } => serve(config, listen).await,
+            Command::Mock {
+                listen,
+                name,
+                fault,
+            } => mock(listen, name, fault).await,
+            Command::Demo { listen } => demo::run(&listen).await,
+            Command::Check { .. } => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("nines: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NINES_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Text => builder.compact().init(),
+    }
+}
+
+async fn serve(path: PathBuf, listen: Option<String>) -> Result<(), String> {
+    let config = Config::load(&path, &config::process_env).map_err(|e| e.to_string())?;
+    let addr = listen.unwrap_or_else(|| config.server.listen.clone());
+    let grace = config.server.shutdown_grace;
+    let runtime = Runtime::build(config)?;
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(addr = %local, "listening");
+    nines_gateway::serve(listener, AppState::new(runtime), shutdown_signal(), grace)
+        .await
+        .map_err(|e| format!("server error: {e}"))
+}
+
+async fn mock(listen: String, name: String, fault: Option<String>) -> Result<(), String> {
+    let addr = listen
+        .parse()
+        .map_err(|e| format!("--listen '{listen}': {e}"))?;
+    let fault = match fault {
+        Some(json) => Some(serde_json::from_str(&json).map_err(|e| format!("--fault: {e}"))?),
+        None => None,
+    };
+    let options = nines_mock::MockOptions {
+        name,
+        models: vec!["mock-model".into()],
+        fault,
+    };
+    let server = nines_mock::MockServer::start(addr, options)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(addr = %server.addr(), base_url = %server.base_url(), "mock listening");
+    shutdown_signal().await;
+    server.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received; draining");
+}
