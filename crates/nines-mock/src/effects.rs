@@ -19,11 +19,11 @@ pub(crate) const FAULT_HEADER: &str = "x-mock-fault";
 
 /// The fault for this request: the header's script if present (always applied: its gates are
 /// ignored, since one request has no history), else the server's script if its gates admit the
-/// request. A malformed header is the client's mistake, answered with 400.
+/// request. A malformed header is the client's mistake: the message is for a 400.
 pub(crate) fn fault_for(
     state: &MockState,
     headers: &HeaderMap,
-) -> Result<Option<FaultScript>, Response> {
+) -> Result<Option<FaultScript>, String> {
     let Some(raw) = headers.get(FAULT_HEADER) else {
         return Ok(state.scripted_fault().map(|a| a.script.clone()));
     };
@@ -32,7 +32,7 @@ pub(crate) fn fault_for(
         .map_err(|e| e.to_string())
         .and_then(|s| serde_json::from_str::<FaultScript>(s).map_err(|e| e.to_string()))
         .and_then(|s| s.validate().map(|()| s).map_err(|e| e.to_string()))
-        .map_err(|e| error::invalid_request(format!("invalid {FAULT_HEADER} header: {e}")))?;
+        .map_err(|e| format!("invalid {FAULT_HEADER} header: {e}"))?;
     Ok(Some(script))
 }
 

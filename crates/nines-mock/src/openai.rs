@@ -29,7 +29,7 @@ pub(crate) async fn chat_completions(
     let streaming = parsed.as_ref().is_ok_and(ChatRequest::stream);
     let fault = match effects::fault_for(&state, &headers) {
         Ok(fault) => fault,
-        Err(response) => return response,
+        Err(message) => return error::invalid_request(message),
     };
     if let Some(fault) = &fault
         && let Some(response) = effects::before_response(&state, fault, streaming).await
@@ -171,6 +171,6 @@ async fn apply_fault(state: &MockState, headers: &HeaderMap) -> Option<Response>
     match effects::fault_for(state, headers) {
         Ok(Some(fault)) => effects::before_response(state, &fault, false).await,
         Ok(None) => None,
-        Err(response) => Some(response),
+        Err(message) => Some(error::invalid_request(message)),
     }
 }

@@ -76,6 +76,10 @@ impl Cursor {
         }
         if at(self.fault.reset_after_chunks) {
             self.finished = true;
+            // hyper flushes buffered output only when the body is pending; without this yield
+            // the error would discard the head and the K events, and the client would see a
+            // refused request instead of a broken stream.
+            tokio::task::yield_now().await;
             return Some(Err(aborted("mock fault: reset")));
         }
         let event = self.events.get(i)?;

@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::http::HeaderValue;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -28,7 +28,7 @@ pub(crate) const ROUTES: [&str; 4] = [
 const RECORD_LIMIT: usize = 256;
 
 /// One request as the mock received it, for tests to assert on what the gateway sent.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RecordedRequest {
     /// The route pattern, e.g. `/v1/chat/completions` or `/v1/models/{id}`.
     pub route: String,

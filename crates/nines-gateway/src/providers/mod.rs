@@ -129,8 +129,8 @@ impl Upstream {
 }
 
 /// reqwest is built without a default rustls crypto provider so that exactly one (ring) is
-/// compiled in; it must be installed before the first client is built.
-fn install_crypto_provider() {
+/// compiled in; it must be installed before the first client is built. Idempotent.
+pub fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // An error means a provider is already installed, which is equally fine.

@@ -70,7 +70,11 @@ pub fn sse_data(body: &str) -> Vec<String> {
 /// The JSON chunks of an SSE body, with the `[DONE]` terminator checked and removed.
 pub fn sse_chunks(body: &str) -> Vec<Value> {
     let mut data = sse_data(body);
-    assert_eq!(data.pop().as_deref(), Some("[DONE]"), "stream must end with [DONE]");
+    assert_eq!(
+        data.pop().as_deref(),
+        Some("[DONE]"),
+        "stream must end with [DONE]"
+    );
     data.iter()
         .map(|d| serde_json::from_str(d).unwrap())
         .collect()

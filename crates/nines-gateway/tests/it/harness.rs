@@ -1,0 +1,128 @@
+//! Test harness: N chaos mocks plus the gateway built from a config template in which `{mockN}`
+//! stands for the N-th mock's base URL.
+
+use nines_gateway::{AppState, Config, Runtime};
+use nines_mock::{FaultScript, MockOptions, MockServer};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct Harness {
+    pub addr: SocketAddr,
+    pub mocks: Vec<MockServer>,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Harness {
+    /// Starts `mocks` mock providers named mock0.. and the gateway on `template`.
+    pub async fn start(mocks: usize, template: &str) -> Harness {
+        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut servers = Vec::new();
+        for i in 0..mocks {
+            let options = MockOptions { name: format!("mock{i}"), models: vec!["mock-model".into()], fault: None };
+            servers.push(MockServer::start(loopback, options).await.unwrap());
+        }
+        let mut text = template.to_owned();
+        for (i, m) in servers.iter().enumerate() {
+            text = text.replace(&format!("{{mock{i}}}"), &m.base_url());
+        }
+        let config = Config::parse(Path::new("test.toml"), &text, &|name| match name {
+            "TEST_KEY" => Some("sk-upstream-secret-0001".into()),
+            "TEST_KEY_2" => Some("sk-upstream-secret-0002".into()),
+            _ => None,
+        })
+        .unwrap();
+        let state = AppState::new(Runtime::build(config).unwrap());
+        let listener = tokio::net::TcpListener::bind(loopback).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(nines_gateway::serve(
+            listener,
+            state,
+            async move {
+                let _ = rx.await;
+            },
+            Duration::from_secs(5),
+        ));
+        Harness { addr, mocks: servers, client: reqwest::Client::new(), stop: Some(tx), server: Some(server) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn mock(&self, i: usize) -> &MockServer {
+        &self.mocks[i]
+    }
+
+    pub fn fault(&self, i: usize, script: Value) {
+        let script: FaultScript = serde_json::from_value(script).unwrap();
+        self.mocks[i].set_fault(Some(script));
+    }
+
+    pub fn chat_hits(&self, i: usize) -> u64 {
+        self.mocks[i].hits("/v1/chat/completions")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client.post(self.url(path)).json(body).send().await.unwrap()
+    }
+
+    pub async fn chat(&self, body: &Value) -> reqwest::Response {
+        self.post_json("/v1/chat/completions", body).await
+    }
+
+    /// Graceful stop; returns the server's result.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            h.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// One deployment per mock, all in one priority model `chat`, plus `embed`.
+pub fn chain(n: usize) -> String {
+    let mut text = String::from("[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 65536\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "\n[[deployments]]\nname = \"d{i}\"\nprovider = \"openai-compatible\"\nmodel = \"up-model-{i}\"\nbase_url = \"{{mock{i}}}\"\napi_keys = [\"env:TEST_KEY\"]\ncontext_window = {}\ntimeouts = {{ first_byte = \"2s\", idle = \"2s\", total = \"10s\" }}\n",
+            8000 * (i + 1)
+        ));
+    }
+    let names: Vec<String> = (0..n).map(|i| format!("\"d{i}\"")).collect();
+    text.push_str(&format!("\n[[models]]\nname = \"chat\"\ndeployments = [{}]\n", names.join(", ")));
+    text.push_str(&format!("\n[[models]]\nname = \"embed\"\ndeployments = [{}]\n", names.join(", ")));
+    text
+}
+
+pub fn hello(model: &str) -> Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": "Hello there"}]})
+}
+
+/// Reads a whole SSE body and returns the `data:` payloads in order.
+pub async fn sse_data(response: reqwest::Response) -> Vec<String> {
+    let text = response.text().await.unwrap();
+    let mut decoder = nines_protocol::sse::SseDecoder::new();
+    let mut events = Vec::new();
+    decoder.feed(text.as_bytes(), &mut events);
+    decoder.finish(&mut events);
+    events.into_iter().map(|e| e.data).collect()
+}
+
+/// The OpenAI error object of an error response.
+pub async fn error_of(response: reqwest::Response) -> Value {
+    let body: Value = response.json().await.unwrap();
+    let error = body.get("error").cloned().unwrap_or(Value::Null);
+    assert!(error.get("message").and_then(Value::as_str).is_some(), "not OpenAI-shaped: {body}");
+    assert!(error.get("type").and_then(Value::as_str).is_some(), "not OpenAI-shaped: {body}");
+    assert!(error.get("param").is_some() && error.get("code").is_some(), "not OpenAI-shaped: {body}");
+    error
+}

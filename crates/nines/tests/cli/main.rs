@@ -1,0 +1,8 @@
+//! The real binary: `serve`, `check`, `mock`, `demo`, started as processes on ephemeral ports.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails loudly by design")]
+
+mod check;
+mod demo;
+mod process;
+mod sdk;
+mod serve;

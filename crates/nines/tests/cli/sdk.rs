@@ -1,0 +1,86 @@
+//! The official OpenAI Python SDK against nines (in front of chaos mocks, first deployment down).
+//!
+//! The SDK is installed by the test itself into `target/pyenv` from PyPI (pinned in
+//! `tests/sdk/requirements.txt`), so `cargo test` needs nothing preinstalled but python3. Where
+//! neither the venv nor PyPI is reachable the test says so and skips — unless `CI` is set, where
+//! a skip would hide a missing install step, so it fails instead.
+
+use crate::process::{Nines, command};
+use nines_mock::{MockOptions, MockServer};
+use std::path::{Path, PathBuf};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A python with the SDK requirements installed, or why there is none.
+fn python_with_sdks() -> Result<PathBuf, String> {
+    if let Ok(p) = std::env::var("NINES_PYTHON") {
+        return Ok(PathBuf::from(p));
+    }
+    let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).map_err(|e| e.to_string())?;
+    let venv = workspace().join("target/pyenv");
+    let stamp = venv.join("requirements.txt");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(venv.join("bin/python"));
+    }
+    // Build in a private directory and rename into place, so concurrent test processes never see
+    // a half-installed venv.
+    let staging = workspace().join(format!("target/pyenv-staging-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let run = |cmd: &mut std::process::Command| -> Result<(), String> {
+        let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+        if out.status.success() { Ok(()) } else { Err(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr))) }
+    };
+    run(std::process::Command::new("python3").args(["-m", "venv"]).arg(&staging))?;
+    run(std::process::Command::new(staging.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+        .arg(&requirements))?;
+    std::fs::write(staging.join("requirements.txt"), &wanted).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&venv);
+    if std::fs::rename(&staging, &venv).is_err() {
+        let _ = std::fs::remove_dir_all(&staging); // another process won the race
+    }
+    // The venv's scripts embed its path, so use the python of the final location.
+    Ok(venv.join("bin/python"))
+}
+
+#[tokio::test]
+async fn official_openai_python_sdk_works_unchanged() {
+    let python = match tokio::task::spawn_blocking(python_with_sdks).await.unwrap() {
+        Ok(p) => p,
+        Err(why) if std::env::var_os("CI").is_none() => {
+            eprintln!("SKIPPED official_openai_python_sdk_works_unchanged: cannot set up the OpenAI SDK ({why})");
+            return;
+        }
+        Err(why) => panic!("cannot set up the OpenAI SDK under CI: {why}"),
+    };
+    let loopback = "127.0.0.1:0".parse().unwrap();
+    let down = MockServer::start(loopback, MockOptions { name: "mock0".into(), ..Default::default() }).await.unwrap();
+    down.set_fault(Some(serde_json::from_value(serde_json::json!({"status": 503})).unwrap()));
+    let up = MockServer::start(loopback, MockOptions { name: "mock1".into(), ..Default::default() }).await.unwrap();
+    let dir = crate::serve::tempdir();
+    let path = dir.join("sdk.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[[deployments]]\nname = \"d0\"\nprovider = \"openai-compatible\"\nmodel = \"m\"\nbase_url = \"{}\"\n\n[[deployments]]\nname = \"d1\"\nprovider = \"openai-compatible\"\nmodel = \"m\"\nbase_url = \"{}\"\n\n[[models]]\nname = \"chat\"\ndeployments = [\"d0\", \"d1\"]\n\n[[models]]\nname = \"embed\"\ndeployments = [\"d0\", \"d1\"]\n",
+            down.base_url(),
+            up.base_url()
+        ),
+    )
+    .unwrap();
+    let mut nines = Nines::spawn(command(&["serve", "--config", path.to_str().unwrap()]));
+    let base = nines.base().await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/openai_sdk.py");
+    let output = tokio::process::Command::new(&python).arg(&script).arg(format!("{base}/v1")).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "SDK script failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("openai sdk: ok"), "{stdout}");
+    // Every SDK call that reached the route hit the down deployment first, then the fallback.
+    assert!(down.hits("/v1/chat/completions") >= 4);
+    assert!(up.hits("/v1/chat/completions") >= 4);
+    nines.terminate().await;
+}
