@@ -45,6 +45,14 @@ pub enum GatewayError {
         attempts: Vec<AttemptRecord>,
         deadline_hit: bool,
     },
+    /// Nothing could be tried now (every key slot's breaker open, or the retry budget spent).
+    #[error("model '{model}' is temporarily unavailable")]
+    Unavailable {
+        model: String,
+        why: crate::resilience::Unavailable,
+        retry_after: std::time::Duration,
+        attempts: Vec<AttemptRecord>,
+    },
     /// The route has no candidate that could be tried.
     #[error("no deployment of model '{model}' can take this request")]
     NoCandidates { model: String },
@@ -79,6 +87,11 @@ impl GatewayError {
             } => "deadline",
             GatewayError::AllFailed { .. } => "all_failed",
             GatewayError::NoCandidates { .. } => "no_candidates",
+            GatewayError::Unavailable {
+                why: crate::resilience::Unavailable::AllOpen,
+                ..
+            } => "all_breakers_open",
+            GatewayError::Unavailable { .. } => "retry_budget_spent",
             GatewayError::Internal(_) => "internal",
         }
     }

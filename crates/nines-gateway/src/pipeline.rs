@@ -16,6 +16,7 @@ use crate::config::Deployment;
 use crate::error::GatewayError;
 use crate::providers::{Endpoint, ReplyBody};
 use crate::resilience::attempt::AttemptInput;
+use crate::resilience::breaker::Signal;
 use crate::resilience::stream::{StreamEnd, relay};
 use crate::resilience::{AttemptRecord, Finished, run_plan};
 use crate::state::AppState;
@@ -27,6 +28,7 @@ use nines_protocol::openai::{parse_chat_head, parse_embeddings_head, splice_mode
 use std::convert::Infallible;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// A successful answer, ready for the client.
@@ -43,6 +45,15 @@ pub enum DeliveryBody {
     Stream(BoxStream<'static, Result<Bytes, Infallible>>),
 }
 
+/// What the edge learned of a request besides its body.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    pub id: String,
+    /// A client-requested total timeout (`x-nines-timeout`, or the SDK's `x-stainless-timeout`);
+    /// it can only shorten the configured one.
+    pub timeout: Option<Duration>,
+}
+
 /// The parts of a request the shared path needs, whatever the endpoint.
 struct Routed {
     model: String,
@@ -54,7 +65,7 @@ struct Routed {
 /// `POST /v1/chat/completions`.
 pub async fn chat(
     state: &AppState,
-    request_id: &str,
+    meta: &RequestMeta,
     body: Bytes,
     log: RequestLog,
 ) -> Result<Delivery, GatewayError> {
@@ -68,13 +79,13 @@ pub async fn chat(
         stream: head.stream,
         endpoint: Endpoint::ChatCompletions,
     };
-    forward(state, request_id, body, routed, log).await
+    forward(state, meta, body, routed, log).await
 }
 
 /// `POST /v1/embeddings`.
 pub async fn embeddings(
     state: &AppState,
-    request_id: &str,
+    meta: &RequestMeta,
     body: Bytes,
     log: RequestLog,
 ) -> Result<Delivery, GatewayError> {
@@ -88,12 +99,12 @@ pub async fn embeddings(
         stream: false,
         endpoint: Endpoint::Embeddings,
     };
-    forward(state, request_id, body, routed, log).await
+    forward(state, meta, body, routed, log).await
 }
 
 async fn forward(
     state: &AppState,
-    request_id: &str,
+    meta: &RequestMeta,
     body: Bytes,
     routed: Routed,
     mut log: RequestLog,
@@ -110,7 +121,7 @@ async fn forward(
             model: routed.model,
         }));
     }
-    let deadline = request_deadline(&runtime.config.deployments, &plan);
+    let deadline = request_deadline(&runtime.config.deployments, &plan, meta.timeout);
 
     let span = routed.model_span.clone();
     let body_for = move |d: &Deployment| -> Bytes {
@@ -119,17 +130,22 @@ async fn forward(
     let input = AttemptInput {
         endpoint: routed.endpoint,
         stream: routed.stream,
-        request_id,
+        request_id: &meta.id,
         deadline,
         body_for: &body_for,
+        hedge: route.hedge,
+        backoff: runtime.config.resilience.backoff,
+        max_attempts_per_deployment: runtime.config.resilience.max_attempts_per_deployment(),
     };
-    let finished = run_plan(&plan, &runtime.upstreams, input).await;
+    let finished = run_plan(&plan, &runtime.upstreams, &runtime.health, input).await;
 
     match finished {
         Finished::Served {
             reply,
             deployment,
             attempts,
+            permit,
+            in_flight,
         } => {
             log.deployment = Some(deployment.name.clone());
             log.ttfb = Some(reply.ttfb);
@@ -146,18 +162,33 @@ async fn forward(
                 .unwrap_or(HeaderValue::from_static("application/json"));
             let body = match reply.body {
                 ReplyBody::Full(bytes) => {
+                    drop(in_flight);
                     log.finish(reply.status.as_u16(), "ok");
                     DeliveryBody::Full(bytes)
                 }
                 ReplyBody::Stream { head, rest } => {
                     let idle = deployment.timeouts.idle;
-                    DeliveryBody::Stream(relay(head, rest, idle, deadline, move |end| match end {
-                        StreamEnd::Done | StreamEnd::FinishedWithoutDone => log.finish(200, "ok"),
-                        StreamEnd::Broken(why) => {
-                            log.detail = why;
-                            log.finish(200, "stream_broken");
+                    DeliveryBody::Stream(relay(head, rest, idle, deadline, move |end| {
+                        // The stream's ending is the serving slot's outcome.
+                        let _in_flight = in_flight;
+                        let signal = match &end {
+                            StreamEnd::Done | StreamEnd::FinishedWithoutDone => Signal::Success,
+                            StreamEnd::Broken(_) => Signal::Failure,
+                            StreamEnd::ClientGone => Signal::Neutral,
+                        };
+                        if let Some(permit) = permit {
+                            permit.record(signal);
                         }
-                        StreamEnd::ClientGone => log.finish(499, "client_gone"),
+                        match end {
+                            StreamEnd::Done | StreamEnd::FinishedWithoutDone => {
+                                log.finish(200, "ok")
+                            }
+                            StreamEnd::Broken(why) => {
+                                log.detail = why;
+                                log.finish(200, "stream_broken");
+                            }
+                            StreamEnd::ClientGone => log.finish(499, "client_gone"),
+                        }
                     }))
                 }
             };
@@ -203,6 +234,21 @@ async fn forward(
                 deadline_hit,
             })
         }
+        Finished::Unavailable {
+            attempts,
+            why,
+            retry_after,
+        } => {
+            note_failure(&mut log, &attempts);
+            let error = GatewayError::Unavailable {
+                model: routed.model,
+                why,
+                retry_after,
+                attempts,
+            };
+            log.finish(503, error.label());
+            Err(error)
+        }
     }
 }
 
@@ -214,13 +260,17 @@ fn note_failure(log: &mut RequestLog, attempts: &[AttemptRecord]) {
 
 /// The whole request's deadline: the longest total timeout among the plan's deployments, so a
 /// plan is never cut shorter than its most patient deployment allows.
-fn request_deadline(deployments: &[Arc<Deployment>], plan: &crate::router::Plan) -> Instant {
+fn request_deadline(
+    deployments: &[Arc<Deployment>],
+    plan: &crate::router::Plan,
+    client_timeout: Option<Duration>,
+) -> Instant {
     let total = plan
         .slots
         .iter()
         .filter_map(|s| deployments.get(s.deployment))
         .map(|d| d.timeouts.total)
         .max()
-        .unwrap_or(std::time::Duration::from_secs(120));
-    Instant::now() + total
+        .unwrap_or(Duration::from_secs(120));
+    Instant::now() + client_timeout.map_or(total, |t| t.min(total))
 }

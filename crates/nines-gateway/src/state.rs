@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::providers::Upstream;
+use crate::resilience::Health;
 use crate::router::RoutingTable;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
@@ -13,6 +14,8 @@ pub struct Runtime {
     pub table: RoutingTable,
     /// Aligned with `config.deployments`.
     pub upstreams: Vec<Arc<Upstream>>,
+    /// Breakers, latency samples, in-flight counts, retry budget.
+    pub health: Health,
     /// Unix seconds when this runtime was built (the `created` of listed models).
     pub created: u64,
 }
@@ -34,6 +37,7 @@ impl Runtime {
             .unwrap_or(0);
         Ok(Runtime {
             table: RoutingTable::build(&config),
+            health: Health::new(&config),
             config: Arc::new(config),
             upstreams,
             created,
@@ -46,9 +50,12 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Publishes a runtime and starts its background tasks (health probes).
     pub fn new(runtime: Runtime) -> Arc<AppState> {
+        let runtime = Arc::new(runtime);
+        start_background(&runtime);
         Arc::new(AppState {
-            runtime: ArcSwap::from_pointee(runtime),
+            runtime: ArcSwap::new(runtime),
         })
     }
 
@@ -59,6 +66,17 @@ impl AppState {
 
     /// Replaces the runtime (hot reload). In-flight requests keep the one they started with.
     pub fn replace(&self, runtime: Runtime) {
-        self.runtime.store(Arc::new(runtime));
+        let runtime = Arc::new(runtime);
+        start_background(&runtime);
+        self.runtime.store(runtime);
+    }
+}
+
+/// Probes hold only a weak reference, so they stop once a replaced runtime's last request ends.
+fn start_background(runtime: &Arc<Runtime>) {
+    if runtime.config.resilience.probes.enabled
+        && let Ok(handle) = tokio::runtime::Handle::try_current()
+    {
+        handle.spawn(crate::resilience::probe::run(Arc::downgrade(runtime)));
     }
 }

@@ -7,16 +7,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::state::MockState;
-use crate::text;
+use crate::text::{self, TOOL_ARGUMENTS};
 
 /// A fixed `created` timestamp: content must not depend on the wall clock.
 pub(crate) const CREATED: u64 = 1_700_000_000;
 
 /// Upper bound for `n`, so one request cannot make the mock allocate without limit.
 const MAX_CHOICES: u32 = 128;
-
-/// The arguments of every mocked tool call.
-const TOOL_ARGUMENTS: &str = r#"{"mock":true}"#;
 
 /// The fields of an OpenAI chat request the mock reacts to; everything else is ignored.
 #[derive(Debug, Deserialize)]
@@ -55,9 +52,16 @@ impl ChatRequest {
 
 /// What every choice says.
 enum Reply {
-    Text { words: Vec<String>, truncated: bool },
+    Text {
+        words: Vec<String>,
+        truncated: bool,
+    },
     Json(String),
-    ToolCall { name: String },
+    ToolCall {
+        name: String,
+    },
+    /// Blocked by the (mock) safety filter: no content at all.
+    Filtered,
 }
 
 /// One planned completion, ready to render.
@@ -71,8 +75,13 @@ pub(crate) struct Completion {
 }
 
 impl Completion {
-    /// Decide the answer to `req`, or say why the request is invalid.
-    pub(crate) fn plan(state: &MockState, req: ChatRequest) -> Result<Self, String> {
+    /// Decide the answer to `req`, or say why the request is invalid. `filtered`: the answer is
+    /// blocked by the safety filter (the `content_filter` fault).
+    pub(crate) fn plan(
+        state: &MockState,
+        req: ChatRequest,
+        filtered: bool,
+    ) -> Result<Self, String> {
         if req.messages.is_empty() {
             return Err("'messages' must contain at least one message".into());
         }
@@ -80,7 +89,9 @@ impl Completion {
         if !(1..=MAX_CHOICES).contains(&choices) {
             return Err(format!("'n' must be between 1 and {MAX_CHOICES}"));
         }
-        let reply = if let Some(name) = tool_to_call(&req) {
+        let reply = if filtered {
+            Reply::Filtered
+        } else if let Some(name) = tool_to_call(&req) {
             Reply::ToolCall { name }
         } else if wants_json(&req) {
             Reply::Json(json!({"mock": true, "from": state.name()}).to_string())
@@ -111,6 +122,11 @@ impl Completion {
         })
     }
 
+    /// The prompt's token estimate.
+    pub(crate) fn prompt_tokens(&self) -> u64 {
+        self.prompt_tokens
+    }
+
     fn finish_reason(&self) -> &'static str {
         match &self.reply {
             Reply::Text {
@@ -118,6 +134,7 @@ impl Completion {
             } => "length",
             Reply::Text { .. } | Reply::Json(_) => "stop",
             Reply::ToolCall { .. } => "tool_calls",
+            Reply::Filtered => "content_filter",
         }
     }
 
@@ -126,6 +143,7 @@ impl Completion {
             Reply::Text { words, .. } => words.len() as u64,
             Reply::Json(content) => text::estimate_tokens(content),
             Reply::ToolCall { .. } => text::estimate_tokens(TOOL_ARGUMENTS),
+            Reply::Filtered => 0,
         };
         let completion = per_choice * u64::from(self.choices);
         json!({
@@ -140,6 +158,7 @@ impl Completion {
         let message = match &self.reply {
             Reply::Text { words, .. } => json!({"role": "assistant", "content": words.join(" ")}),
             Reply::Json(content) => json!({"role": "assistant", "content": content}),
+            Reply::Filtered => json!({"role": "assistant", "content": ""}),
             Reply::ToolCall { name } => json!({
                 "role": "assistant",
                 "content": null,
@@ -191,6 +210,7 @@ impl Completion {
                 }));
             }
             Reply::Json(content) => deltas.push(json!({"content": content})),
+            Reply::Filtered => {}
             Reply::ToolCall { name } => {
                 deltas.push(json!({"tool_calls": [{
                     "index": 0,

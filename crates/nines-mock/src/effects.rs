@@ -2,7 +2,8 @@
 //! response would be produced (hang, delay, error status, abort).
 //!
 //! Stream breakages (stalls, resets, malformed or error events) happen inside the body and live
-//! in `sse.rs`.
+//! in `sse.rs`; the effects that change the answer itself (`content_filter`, `context_too_long`,
+//! `prediction_status`) are the dialect handlers' business.
 
 use std::io;
 
@@ -11,8 +12,9 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::FaultScript;
+use crate::error::Dialect;
 use crate::state::MockState;
-use crate::{FaultScript, error};
 
 /// Per-request fault header; it wins over the server's script.
 pub(crate) const FAULT_HEADER: &str = "x-mock-fault";
@@ -24,8 +26,17 @@ pub(crate) fn fault_for(
     state: &MockState,
     headers: &HeaderMap,
 ) -> Result<Option<FaultScript>, String> {
+    match header_fault(headers)? {
+        Some(script) => Ok(Some(script)),
+        None => Ok(state.scripted_fault().map(|a| a.script.clone())),
+    }
+}
+
+/// The fault in this request's `x-mock-fault` header only, never the server's script: for
+/// follow-up requests (polls, job streams) whose job already drew its fault when created.
+pub(crate) fn header_fault(headers: &HeaderMap) -> Result<Option<FaultScript>, String> {
     let Some(raw) = headers.get(FAULT_HEADER) else {
-        return Ok(state.scripted_fault().map(|a| a.script.clone()));
+        return Ok(None);
     };
     let script = raw
         .to_str()
@@ -36,11 +47,49 @@ pub(crate) fn fault_for(
     Ok(Some(script))
 }
 
+/// The fault for this request with its pre-response effects applied: `Err` is the response to
+/// send instead of the normal one (an effect, or a 400 for a malformed fault header).
+pub(crate) async fn gate(
+    state: &MockState,
+    headers: &HeaderMap,
+    dialect: Dialect,
+    streaming: bool,
+) -> Result<Option<FaultScript>, Response> {
+    let fault = fault_for(state, headers).map_err(|m| dialect.invalid_request(&m))?;
+    apply(state, fault, dialect, streaming).await
+}
+
+/// [`gate`] for follow-up requests: only the `x-mock-fault` header applies.
+pub(crate) async fn gate_header(
+    state: &MockState,
+    headers: &HeaderMap,
+    dialect: Dialect,
+    streaming: bool,
+) -> Result<Option<FaultScript>, Response> {
+    let fault = header_fault(headers).map_err(|m| dialect.invalid_request(&m))?;
+    apply(state, fault, dialect, streaming).await
+}
+
+async fn apply(
+    state: &MockState,
+    fault: Option<FaultScript>,
+    dialect: Dialect,
+    streaming: bool,
+) -> Result<Option<FaultScript>, Response> {
+    if let Some(fault) = &fault
+        && let Some(response) = before_response(state, fault, dialect, streaming).await
+    {
+        return Err(response);
+    }
+    Ok(fault)
+}
+
 /// Apply the effects that come before a response: hang, head delay, error status or raw
 /// body, and (for non-streaming responses) an abort. `Some` replaces the normal response.
 pub(crate) async fn before_response(
     state: &MockState,
     fault: &FaultScript,
+    dialect: Dialect,
     streaming: bool,
 ) -> Option<Response> {
     if fault.hang {
@@ -53,7 +102,7 @@ pub(crate) async fn before_response(
         return Some(aborted());
     }
     if fault.body.is_some() || fault.effective_status().is_some() {
-        return Some(error_response(fault));
+        return Some(error_response(fault, dialect));
     }
     if !streaming && fault.reset_after_chunks.is_some() {
         return Some(aborted());
@@ -62,7 +111,7 @@ pub(crate) async fn before_response(
 }
 
 /// The fault's status (or raw body) with its retry hints.
-fn error_response(fault: &FaultScript) -> Response {
+fn error_response(fault: &FaultScript, dialect: Dialect) -> Response {
     let code = match (fault.status, &fault.body) {
         (Some(status), _) => status,
         // A raw body alone is a "successful" response with garbage in it.
@@ -81,7 +130,7 @@ fn error_response(fault: &FaultScript) -> Response {
             raw.clone(),
         )
             .into_response(),
-        None => (status, Json(error::fault_body(code))).into_response(),
+        None => (status, Json(dialect.fault_body(code))).into_response(),
     };
     let headers = response.headers_mut();
     if let Some(v) = fault

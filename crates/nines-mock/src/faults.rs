@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct FaultScript {
     // ---- effects: what a faulted request gets ----
-    /// Respond with this status and an OpenAI-shaped error body instead of success.
+    /// Respond with this status and an error body shaped like the route's provider's instead of
+    /// success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     /// Raw body (sent as `application/json`) instead of the generated one; status 200 unless
@@ -62,6 +63,18 @@ pub struct FaultScript {
     /// Stream: at this 0-based event index send an in-band error event, then end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_event_at: Option<u32>,
+    /// The reply is blocked by a safety filter: a success status with no content, flagged the
+    /// way the dialect flags it (OpenAI `content_filter`, Anthropic `refusal`, Gemini `SAFETY`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub content_filter: bool,
+    /// The provider refuses the prompt as longer than the model's context, with the dialect's
+    /// own 400 (OpenAI `context_length_exceeded`, Anthropic "prompt is too long", ...).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub context_too_long: bool,
+    /// Asynchronous jobs (Replicate predictions, Runway tasks) end in this state instead of
+    /// succeeding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction_status: Option<PredictionStatus>,
 
     // ---- gates: which requests are faulted ----
     /// Share (0..=100) of requests that are faulted.
@@ -87,6 +100,17 @@ pub struct FaultScript {
     /// Repeating outage: the down part at the start of each cycle (default half the period).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cycle_down_ms: Option<u64>,
+}
+
+/// How a faulted asynchronous job ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PredictionStatus {
+    /// The job fails with a mock error.
+    Failed,
+    /// The job is canceled before producing output.
+    #[serde(alias = "cancelled")]
+    Canceled,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -170,6 +194,9 @@ impl FaultScript {
             || self.malformed_chunk_at.is_some()
             || self.no_done
             || self.error_event_at.is_some()
+            || self.content_filter
+            || self.context_too_long
+            || self.prediction_status.is_some()
     }
 
     /// Delay before the response head: `first_byte_ms` plus `latency_ms`.

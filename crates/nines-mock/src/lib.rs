@@ -1,37 +1,66 @@
-//! A chaos mock LLM provider speaking the OpenAI wire format, for tests, `nines demo`,
-//! `nines mock` and the benchmark.
+//! A chaos mock LLM provider speaking the OpenAI, Anthropic, Gemini, Replicate and Runway wire
+//! formats, for tests, `nines demo`, `nines mock` and the benchmark.
 //!
-//! Content is deterministic: the reply to a chat is `Hello from {name}! You said: {last user
-//! message, first 60 chars}`, split into words (one stream chunk per word), and usage is
-//! `ceil(chars/4) + 3` per message for the prompt, one token per word for the completion.
-//! Every response carries `x-mock-name: {name}`.
+//! Each dialect is an independent implementation of its provider's wire format (it shares no
+//! types with `nines-protocol`), so tests of the gateway's translations are not circular.
+//!
+//! Content is deterministic and the same in every dialect: the reply to a chat is `Hello from
+//! {name}! You said: {last user message, first 60 chars}`, split into words (one stream event per
+//! word), and usage is `ceil(chars/4) + 3` per message for the prompt (a system prompt counts as
+//! a message), one token per word for the completion, `ceil(13/4) = 4` for a tool call (whose
+//! arguments are always `{"mock":true}`). Every response carries `x-mock-name: {name}`.
 //!
 //! # Routes
 //!
-//! | Route | |
-//! |---|---|
-//! | `POST /v1/chat/completions` | non-streaming and SSE; `n`, `tools`/`tool_choice`, `response_format` json, `max_tokens`, `stream_options.include_usage` |
-//! | `POST /v1/embeddings` | string, string array or token arrays; `dimensions` (default 8); `encoding_format` `float` or `base64` |
-//! | `GET /v1/models` | the configured model list |
-//! | `GET /v1/models/{id}` | any id |
-//! | `GET /_mock/hits` | `{"total","routes":{route: n},"max_in_flight":{route: n}}` |
-//! | `GET`/`POST`/`DELETE /_mock/fault` | read / set (body: script or `null`) / clear the fault script |
-//! | `POST /_mock/reset` | clear hits, maxima, recorded requests and the fault |
-//! | `GET /_mock/requests` | the last 256 requests on counted routes |
+//! Each route's hits are counted under the key in the second column.
 //!
-//! Hits are counted per route pattern (the four `/v1/...` rows above, `/v1/models/{id}` for
-//! the model lookup); `/_mock/...` routes are never counted, recorded or faulted.
+//! | Route | Hit key | |
+//! |---|---|---|
+//! | `POST /v1/chat/completions` | same | OpenAI; non-streaming and SSE; `n`, `tools`/`tool_choice`, `response_format` json, `max_tokens`, `stream_options.include_usage` |
+//! | `POST /v1/embeddings` | same | OpenAI; string, string array or token arrays; `dimensions` (default 8); `encoding_format` `float` or `base64` |
+//! | `GET /v1/models` | same | the configured model list |
+//! | `GET /v1/models/{id}` | `/v1/models/{id}` | any id |
+//! | `POST /v1/messages` | same | Anthropic Messages; needs `x-api-key` (else 401) and `anthropic-version` (else 400); `max_tokens` required; `system`, content blocks, `tools`/`tool_choice`, `stop_sequences`, `stream` |
+//! | `POST /v1beta/models/{model}:generateContent` | same | Gemini; key in `x-goog-api-key`, `?key=` or a bearer token (none: 403); `systemInstruction`, `tools.functionDeclarations`, `toolConfig`, `generationConfig` (`maxOutputTokens`, `stopSequences`, `candidateCount`, `responseMimeType`) |
+//! | `POST /v1beta/models/{model}:streamGenerateContent` | same | as above; `?alt=sse`: one `data:` chunk per word, the last with `finishReason` and `usageMetadata`, no terminator; without it one JSON array of the chunks |
+//! | `POST /v1beta/models/{model}:embedContent` | same | Gemini; `{embedding:{values}}`, the OpenAI vectors; `outputDimensionality` |
+//! | `POST /v1beta/models/{model}:batchEmbedContents` | same | Gemini; `{embeddings:[{values}]}` |
+//! | `POST /v1/models/{owner}/{name}/predictions` | same | Replicate; bearer (or `Token`) auth; `input.prompt`, `system_prompt`, `max_tokens`/`max_new_tokens`; `Prefer: wait` answers the finished prediction, else `starting` |
+//! | `POST /v1/predictions` | same | Replicate; as above with `version` (`owner/name:hash` or a hash) |
+//! | `GET /v1/predictions/{id}` | same | the prediction, finished (the last 256 are kept) |
+//! | `POST /v1/predictions/{id}/cancel` | same | the prediction, unchanged (it is already finished) |
+//! | `GET /v1/stream/{id}` | same | Replicate SSE: `event: output` / `id: N` / raw token per word, then `event: done` (`{}`, or `{"reason":"error"\|"canceled"}`); no auth |
+//! | `POST /v1/text_to_video`, `POST /v1/image_to_video` | same | Runway; bearer auth and `X-Runway-Version` (else 400) on every Runway route; answers `{id}` |
+//! | `GET`/`DELETE /v1/tasks/{id}` | `/v1/tasks/{id}` | Runway; first poll `RUNNING` (progress 0.5), later ones the end state (`SUCCEEDED` with `output`); DELETE forgets the task (204) |
+//! | `GET /_mock/hits` | | `{"total","routes":{route: n},"max_in_flight":{route: n}}` |
+//! | `GET`/`POST`/`DELETE /_mock/fault` | | read / set (body: script or `null`) / clear the fault script |
+//! | `POST /_mock/reset` | | clear hits, maxima, recorded requests, remembered jobs and the fault |
+//! | `GET /_mock/requests` | | the last 256 requests on counted routes, headers and body included |
+//!
+//! `GET /v1/models/{owner}/{name}/predictions` is still the OpenAI model lookup (the paths
+//! coincide); a Gemini action the mock does not serve is a 404 and not counted.
+//! `/_mock/...` routes are never counted, recorded or faulted.
+//!
+//! Errors are shaped like each provider's: OpenAI `{"error":{"message","type","param","code"}}`,
+//! Anthropic `{"type":"error","error":{"type","message"}}`, Gemini
+//! `{"error":{"code","message","status"}}`, Replicate `{"detail","status"}`, Runway
+//! `{"error"}`.
 //!
 //! # Faults
 //!
 //! A [`FaultScript`] is installed with [`MockServer::set_fault`], `POST /_mock/fault`, or
 //! [`MockOptions::fault`]; a single request can carry one in the `x-mock-fault` header (JSON),
 //! which wins over the server's script and always applies to that request. All fields are
-//! optional.
+//! optional, and gates and effects work the same on every dialect.
 //!
 //! Effects (what a faulted request gets):
-//! - `status`: that status with an OpenAI-shaped error body (429 `rate_limit_exceeded`,
-//!   503/529 `overloaded_error`, other 5xx `server_error`, 401 `authentication_error`, ...).
+//! - `status`: that status with an error body in the route's dialect. OpenAI: 429
+//!   `rate_limit_exceeded`, 503/529 `overloaded_error`, other 5xx `server_error`, 401
+//!   `authentication_error`, ... Anthropic: 503/529 `overloaded_error` "Overloaded", 429
+//!   `rate_limit_error`, other 5xx `api_error`, 401 `authentication_error`, 403
+//!   `permission_error`, other 4xx `invalid_request_error`. Gemini: 429 `RESOURCE_EXHAUSTED`,
+//!   503/529 `UNAVAILABLE`, 500 `INTERNAL`, 400 `INVALID_ARGUMENT`, 401 `UNAUTHENTICATED`, 403
+//!   `PERMISSION_DENIED`, ...
 //! - `body`: this raw body (`application/json`) instead; status 200 unless `status` is set.
 //! - `retry_after`, `retry_after_ms`: `retry-after` / `retry-after-ms` headers on that response.
 //! - `hang`: never answer (until the client disconnects or the server shuts down).
@@ -40,11 +69,41 @@
 //! - `stall_after_chunks: K`: send K events, then go silent with the connection open.
 //! - `reset_after_chunks: K`: send K events, then abort the connection (non-streaming: abort
 //!   without a body).
-//! - `malformed_chunk_at: K`: event K (0-based) is `data: {not json`.
-//! - `error_event_at: K`: event K is an in-band `{"error":...}` event, then the stream ends.
-//! - `no_done`: no `data: [DONE]` terminator.
+//! - `malformed_chunk_at: K`: event K (0-based) keeps its `event:`/`id:` lines but its data is
+//!   `{not json` (Replicate, whose data is raw text: two bytes that are not UTF-8).
+//! - `error_event_at: K`: event K is an in-band error event, then the stream ends. OpenAI
+//!   `data: {"error":{...,"type":"server_error"}}`; Anthropic `event: error` with an
+//!   `overloaded_error`; Gemini `data: {"error":{"code":503,...,"status":"UNAVAILABLE"}}`;
+//!   Replicate `event: error` / `data: {"detail":"mock in-stream error"}`.
+//! - `no_done`: the stream ends without its terminator: OpenAI `data: [DONE]`, Anthropic
+//!   `message_stop`, Replicate `event: done`; Gemini has none, so its last chunk comes without
+//!   `finishReason` and `usageMetadata`.
+//! - `content_filter`: the reply is blocked by a safety filter, with a success status: OpenAI
+//!   `finish_reason: "content_filter"` and empty content (stream: the role chunk, then a finish
+//!   chunk); Anthropic `stop_reason: "refusal"` and no content blocks (stream: `message_start`,
+//!   `ping`, `message_delta`, `message_stop`); Gemini a candidate with `finishReason: "SAFETY"`
+//!   and no content; Replicate a failed prediction (E005 "flagged as sensitive"); Runway a
+//!   `FAILED` task with `failureCode: "SAFETY.OUTPUT.VIDEO"`.
+//! - `context_too_long`: the provider says the prompt does not fit, claiming the limit plus the
+//!   prompt's own estimate: OpenAI 400 `context_length_exceeded` (limit 8192; embeddings too,
+//!   `param: "input"`); Anthropic 400 "prompt is too long: N tokens > 200000 maximum"; Gemini 400
+//!   `INVALID_ARGUMENT` "The input token count (N) exceeds the maximum number of tokens allowed
+//!   (1048576)." (embeddings: 2048); Replicate a failed prediction; Runway 400 (`promptText`
+//!   over 1000 characters).
+//! - `prediction_status`: `"failed"` or `"canceled"`: a Replicate prediction ends `failed`
+//!   (`error: "mock prediction failed"`) or `canceled`; a Runway task ends `FAILED`
+//!   (`failure: "mock task failed"`, `failureCode: "INTERNAL"`) or `CANCELLED`.
 //!
-//! Stream event indices count every `data:` event including `[DONE]`.
+//! `status` and `body` win over the three answer-changing effects. Credentials and required
+//! headers are checked after the pre-response effects (a provider that is down does not get
+//! that far) and before `context_too_long` and `content_filter`.
+//!
+//! Stream event indices count every event including the terminator. Jobs (Replicate
+//! predictions, Runway tasks) draw their fault once, when created: it decides how the job ends,
+//! and its stream effects break `GET /v1/stream/{id}` later (without `Prefer: wait` a creation
+//! is not aborted by `reset_after_chunks`; the stream is). Polls, cancels and stream reads never
+//! draw from the server's script, only obey an `x-mock-fault` header of their own (which, on a
+//! stream read, replaces the creation's fault).
 //!
 //! Gates (which requests are faulted; all that are set must agree):
 //! - `fail_percent` (0..=100), with optional `seed`: without a seed an evenly spread pattern
@@ -57,12 +116,19 @@
 //! A script with no effect field (only gates, or empty) answers 503: the provider is down.
 //! Time is read from `tokio::time`, so paused-clock tests steer windows and delays.
 
+mod anthropic;
+mod auth;
 mod chat;
 mod control;
 mod effects;
 mod error;
 mod faults;
+mod gemini;
+mod gemini_embed;
+mod jobs;
 mod openai;
+mod replicate;
+mod runway;
 mod sse;
 mod state;
 mod text;
@@ -80,7 +146,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use tokio::task::JoinHandle;
 
-pub use faults::{FaultError, FaultScript};
+pub use faults::{FaultError, FaultScript, PredictionStatus};
 pub use state::{MockState, RecordedRequest};
 
 /// How long [`MockServer::shutdown`] waits for connections to close before cutting them.
@@ -101,6 +167,9 @@ pub struct MockOptions {
 pub fn router(state: MockState) -> Router {
     let counted =
         |route: &'static str| middleware::from_fn_with_state((state.clone(), route), track::track);
+    let counted_by = |route_of: track::RouteOf| {
+        middleware::from_fn_with_state((state.clone(), route_of), track::track_by)
+    };
     Router::new()
         .route(
             "/v1/chat/completions",
@@ -114,10 +183,53 @@ pub fn router(state: MockState) -> Router {
             "/v1/models",
             get(openai::list_models).layer(counted("/v1/models")),
         )
-        // A wildcard, because provider model ids often contain slashes ("meta/llama-3").
+        // A wildcard, because provider model ids often contain slashes ("meta/llama-3"). POST
+        // is Replicate's `/v1/models/{owner}/{name}/predictions`, which the router cannot
+        // tell apart from the wildcard.
         .route(
             "/v1/models/{*id}",
-            get(openai::get_model).layer(counted("/v1/models/{id}")),
+            get(openai::get_model)
+                .post(replicate::create_for_model)
+                .layer(counted_by(replicate::models_route_of)),
+        )
+        .route(
+            "/v1/messages",
+            post(anthropic::messages).layer(counted("/v1/messages")),
+        )
+        // One pattern for every `{model}:{action}`; hits are counted per action.
+        .route(
+            "/v1beta/models/{*rest}",
+            post(gemini::dispatch).layer(counted_by(gemini::route_of)),
+        )
+        .route(
+            "/v1/predictions",
+            post(replicate::create).layer(counted("/v1/predictions")),
+        )
+        .route(
+            "/v1/predictions/{id}",
+            get(replicate::get).layer(counted("/v1/predictions/{id}")),
+        )
+        .route(
+            "/v1/predictions/{id}/cancel",
+            post(replicate::cancel).layer(counted("/v1/predictions/{id}/cancel")),
+        )
+        .route(
+            "/v1/stream/{id}",
+            get(replicate::stream).layer(counted("/v1/stream/{id}")),
+        )
+        .route(
+            "/v1/text_to_video",
+            post(runway::text_to_video).layer(counted("/v1/text_to_video")),
+        )
+        .route(
+            "/v1/image_to_video",
+            post(runway::image_to_video).layer(counted("/v1/image_to_video")),
+        )
+        .route(
+            "/v1/tasks/{id}",
+            get(runway::get_task)
+                .delete(runway::delete_task)
+                .layer(counted("/v1/tasks/{id}")),
         )
         .merge(control::routes())
         .fallback(|| async { error::not_found("unknown route") })
@@ -202,7 +314,7 @@ impl MockServer {
         self.state.requests()
     }
 
-    /// Clear hits, in-flight maxima, recorded requests and the fault script.
+    /// Clear hits, in-flight maxima, recorded requests, remembered jobs and the fault script.
     pub fn reset(&self) {
         self.state.reset();
     }

@@ -13,12 +13,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::chat::{CREATED, ChatRequest, Completion};
+use crate::error::Dialect;
 use crate::state::MockState;
+use crate::text::{DEFAULT_DIMENSIONS, MAX_DIMENSIONS};
 use crate::{effects, error, sse, text};
-
-/// Default embedding size: small, so test fixtures stay readable.
-const DEFAULT_DIMENSIONS: usize = 8;
-const MAX_DIMENSIONS: usize = 65_536;
 
 pub(crate) async fn chat_completions(
     State(state): State<MockState>,
@@ -27,22 +25,21 @@ pub(crate) async fn chat_completions(
 ) -> Response {
     let parsed = serde_json::from_slice::<ChatRequest>(&body);
     let streaming = parsed.as_ref().is_ok_and(ChatRequest::stream);
-    let fault = match effects::fault_for(&state, &headers) {
+    let fault = match effects::gate(&state, &headers, Dialect::OpenAi, streaming).await {
         Ok(fault) => fault,
-        Err(message) => return error::invalid_request(message),
+        Err(response) => return response,
     };
-    if let Some(fault) = &fault
-        && let Some(response) = effects::before_response(&state, fault, streaming).await
-    {
-        return response;
-    }
+    let filtered = fault.as_ref().is_some_and(|f| f.content_filter);
     let completion = match parsed
         .map_err(|e| format!("invalid chat completion request: {e}"))
-        .and_then(|req| Completion::plan(&state, req))
+        .and_then(|req| Completion::plan(&state, req, filtered))
     {
         Ok(completion) => completion,
         Err(message) => return error::invalid_request(message),
     };
+    if fault.as_ref().is_some_and(|f| f.context_too_long) {
+        return error::context_length_exceeded(completion.prompt_tokens(), "messages");
+    }
     if streaming {
         sse::response(state, completion.chunks(), fault)
     } else {
@@ -65,9 +62,10 @@ pub(crate) async fn embeddings(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(response) = apply_fault(&state, &headers).await {
-        return response;
-    }
+    let fault = match effects::gate(&state, &headers, Dialect::OpenAi, false).await {
+        Ok(fault) => fault,
+        Err(response) => return response,
+    };
     let req = match serde_json::from_slice::<EmbeddingsRequest>(&body) {
         Ok(req) => req,
         Err(e) => return error::invalid_request(format!("invalid embeddings request: {e}")),
@@ -89,6 +87,10 @@ pub(crate) async fn embeddings(
             return error::invalid_request(format!("unsupported encoding_format '{other}'"));
         }
     };
+    let tokens: u64 = inputs.iter().map(|(_, tokens)| tokens).sum();
+    if fault.as_ref().is_some_and(|f| f.context_too_long) {
+        return error::context_length_exceeded(tokens, "input");
+    }
     let data: Vec<Value> = inputs
         .iter()
         .enumerate()
@@ -102,7 +104,6 @@ pub(crate) async fn embeddings(
             json!({"object": "embedding", "index": index, "embedding": embedding})
         })
         .collect();
-    let tokens: u64 = inputs.iter().map(|(_, tokens)| tokens).sum();
     Json(json!({
         "object": "list",
         "data": data,
@@ -168,9 +169,7 @@ fn model_object(id: &str) -> Value {
 
 /// Fault handling for the non-streaming routes: `Some` replaces the normal response.
 async fn apply_fault(state: &MockState, headers: &HeaderMap) -> Option<Response> {
-    match effects::fault_for(state, headers) {
-        Ok(Some(fault)) => effects::before_response(state, &fault, false).await,
-        Ok(None) => None,
-        Err(message) => Some(error::invalid_request(message)),
-    }
+    effects::gate(state, headers, Dialect::OpenAi, false)
+        .await
+        .err()
 }

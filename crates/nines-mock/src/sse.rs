@@ -1,7 +1,9 @@
-//! The SSE body of a streamed completion, with the stream faults applied event by event.
+//! The SSE body of a streamed answer, with the stream faults applied event by event.
 //!
-//! Event indices count every `data:` event, `[DONE]` included, so "stall after K" and "reset
-//! after K" mean "the client received exactly K events".
+//! Every dialect renders its answer as a list of [`Event`]s and hands it here with its
+//! [`Style`] (what an in-band error and a malformed event look like). Event indices count every
+//! event, the terminator included (OpenAI's `[DONE]`, Anthropic's `message_stop`, Replicate's
+//! `done`), so "stall after K" and "reset after K" mean "the client received exactly K events".
 
 use std::io;
 use std::time::Duration;
@@ -14,27 +16,102 @@ use bytes::Bytes;
 use crate::FaultScript;
 use crate::state::MockState;
 
-const MALFORMED: &str = "data: {not json\n\n";
-const ERROR_EVENT: &str = "data: {\"error\":{\"message\":\"mock in-stream error\",\"type\":\"server_error\",\"code\":null}}\n\n";
 const DONE: &str = "[DONE]";
 
-/// Stream `payloads` (JSON texts, without `data: `) as SSE, breaking it as `fault` says.
+/// One SSE event: optional `event:` and `id:` lines, then one `data:` line.
+pub(crate) struct Event {
+    name: Option<&'static str>,
+    id: Option<String>,
+    data: String,
+}
+
+impl Event {
+    /// A `data:`-only event (OpenAI, Gemini).
+    pub(crate) fn data(data: impl Into<String>) -> Self {
+        Self {
+            name: None,
+            id: None,
+            data: data.into(),
+        }
+    }
+
+    /// A named event (Anthropic, Replicate).
+    pub(crate) fn named(name: &'static str, data: impl Into<String>) -> Self {
+        Self {
+            name: Some(name),
+            id: None,
+            data: data.into(),
+        }
+    }
+
+    pub(crate) fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    fn render(&self, data: &[u8]) -> Bytes {
+        let mut out = Vec::with_capacity(data.len() + 32);
+        if let Some(name) = self.name {
+            out.extend_from_slice(format!("event: {name}\n").as_bytes());
+        }
+        if let Some(id) = &self.id {
+            out.extend_from_slice(format!("id: {id}\n").as_bytes());
+        }
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\n\n");
+        Bytes::from(out)
+    }
+}
+
+/// How one dialect's stream breaks.
+#[derive(Clone, Copy)]
+pub(crate) struct Style {
+    /// The whole in-band error event (`error_event_at`), blank line included.
+    pub(crate) error: &'static str,
+    /// What replaces the `data:` of a malformed event (`malformed_chunk_at`); the event keeps
+    /// its name and id.
+    pub(crate) malformed: &'static [u8],
+}
+
+/// The malformed payload of the JSON dialects.
+pub(crate) const NOT_JSON: &[u8] = b"{not json";
+
+const OPENAI: Style = Style {
+    error: "data: {\"error\":{\"message\":\"mock in-stream error\",\"type\":\"server_error\",\"code\":null}}\n\n",
+    malformed: NOT_JSON,
+};
+
+/// Stream OpenAI `payloads` (JSON texts, without `data: `) and the `[DONE]` terminator (unless
+/// the fault says `no_done`), breaking it as `fault` says.
 pub(crate) fn response(
     state: MockState,
     payloads: Vec<String>,
     fault: Option<FaultScript>,
 ) -> Response {
-    let fault = fault.unwrap_or_default();
-    let mut events = payloads;
-    if !fault.no_done {
-        events.push(DONE.to_owned());
+    let no_done = fault.as_ref().is_some_and(|f| f.no_done);
+    let mut events: Vec<Event> = payloads.into_iter().map(Event::data).collect();
+    if !no_done {
+        events.push(Event::data(DONE));
     }
+    events_response(state, events, OPENAI, fault)
+}
+
+/// Stream `events` as SSE in `style`, breaking it as `fault` says. Leaving out the terminator
+/// for `no_done` is the caller's business, since only it knows which event that is.
+pub(crate) fn events_response(
+    state: MockState,
+    events: Vec<Event>,
+    style: Style,
+    fault: Option<FaultScript>,
+) -> Response {
     let cursor = Cursor {
         state,
         events,
+        style,
         next: 0,
         finished: false,
-        fault,
+        fault: fault.unwrap_or_default(),
     };
     let stream = futures_util::stream::unfold(cursor, |mut cursor| async move {
         let frame = cursor.next_frame().await?;
@@ -52,7 +129,8 @@ pub(crate) fn response(
 
 struct Cursor {
     state: MockState,
-    events: Vec<String>,
+    events: Vec<Event>,
+    style: Style,
     next: usize,
     finished: bool,
     fault: FaultScript,
@@ -94,12 +172,12 @@ impl Cursor {
         self.next += 1;
         if at(self.fault.error_event_at) {
             self.finished = true;
-            return Some(Ok(Bytes::from_static(ERROR_EVENT.as_bytes())));
+            return Some(Ok(Bytes::from_static(self.style.error.as_bytes())));
         }
         if at(self.fault.malformed_chunk_at) {
-            return Some(Ok(Bytes::from_static(MALFORMED.as_bytes())));
+            return Some(Ok(event.render(self.style.malformed)));
         }
-        Some(Ok(Bytes::from(format!("data: {event}\n\n"))))
+        Some(Ok(event.render(event.data.as_bytes())))
     }
 }
 

@@ -1,4 +1,5 @@
-//! Shared mock state: options, hit counters, the active fault and the request log.
+//! Shared mock state: options, hit counters, the active fault, the request log and the
+//! asynchronous jobs (Replicate predictions, Runway tasks).
 //!
 //! Counters are atomics in a map fixed at construction (the routes are known up front), so
 //! counting a hit takes no lock. The fault and the request log sit behind `std::sync::RwLock`s
@@ -14,14 +15,35 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::jobs::Recent;
+use crate::replicate::Prediction;
+use crate::runway::Task;
 use crate::{FaultScript, MockOptions};
 
 /// The routes whose hits are counted; control routes (`/_mock/...`) are deliberately absent.
-pub(crate) const ROUTES: [&str; 4] = [
+pub(crate) const ROUTES: [&str; 17] = [
+    // OpenAI
     "/v1/chat/completions",
     "/v1/embeddings",
     "/v1/models",
     "/v1/models/{id}",
+    // Anthropic
+    "/v1/messages",
+    // Gemini
+    "/v1beta/models/{model}:generateContent",
+    "/v1beta/models/{model}:streamGenerateContent",
+    "/v1beta/models/{model}:embedContent",
+    "/v1beta/models/{model}:batchEmbedContents",
+    // Replicate
+    "/v1/predictions",
+    "/v1/models/{owner}/{name}/predictions",
+    "/v1/predictions/{id}",
+    "/v1/predictions/{id}/cancel",
+    "/v1/stream/{id}",
+    // Runway
+    "/v1/text_to_video",
+    "/v1/image_to_video",
+    "/v1/tasks/{id}",
 ];
 
 /// How many requests `requests()` remembers.
@@ -95,6 +117,9 @@ struct Inner {
     fault: RwLock<Option<Arc<ActiveFault>>>,
     recorded: RwLock<VecDeque<RecordedRequest>>,
     completions: AtomicU64,
+    jobs: AtomicU64,
+    predictions: Recent<Prediction>,
+    tasks: Recent<Task>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -112,6 +137,9 @@ impl MockState {
                 fault: RwLock::new(None),
                 recorded: RwLock::new(VecDeque::new()),
                 completions: AtomicU64::new(0),
+                jobs: AtomicU64::new(0),
+                predictions: Recent::new(),
+                tasks: Recent::new(),
                 shutdown: watch::channel(false).0,
             }),
         };
@@ -229,7 +257,7 @@ impl MockState {
             .collect()
     }
 
-    /// Clear hits, in-flight maxima, recorded requests and the fault script.
+    /// Clear hits, in-flight maxima, recorded requests, remembered jobs and the fault script.
     ///
     /// Requests in flight right now stay counted as in flight, so the gauge stays truthful.
     pub fn reset(&self) {
@@ -242,12 +270,29 @@ impl MockState {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clear();
+        self.inner.predictions.clear();
+        self.inner.tasks.clear();
         self.set_fault(None);
     }
 
     /// Next completion number, for `chatcmpl-mock-{n}` ids.
     pub(crate) fn next_completion_id(&self) -> u64 {
         self.inner.completions.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Next job number, for prediction and task ids.
+    pub(crate) fn next_job_id(&self) -> u64 {
+        self.inner.jobs.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The remembered Replicate predictions.
+    pub(crate) fn predictions(&self) -> &Recent<Prediction> {
+        &self.inner.predictions
+    }
+
+    /// The remembered Runway tasks.
+    pub(crate) fn tasks(&self) -> &Recent<Task> {
+        &self.inner.tasks
     }
 
     /// Tell hung and slow responses to give up: the server is going away.

@@ -8,12 +8,76 @@ use serde_json::Value;
 /// How much of the user's message the reply echoes.
 const ECHO_CHARS: usize = 60;
 
+/// Default embedding size: small, so test fixtures stay readable.
+pub(crate) const DEFAULT_DIMENSIONS: usize = 8;
+/// Largest embedding size the mock produces.
+pub(crate) const MAX_DIMENSIONS: usize = 65_536;
+
+/// The arguments of every mocked tool call, as JSON text.
+pub(crate) const TOOL_ARGUMENTS: &str = r#"{"mock":true}"#;
+
+/// Why a text reply ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// The whole reply was produced.
+    Complete,
+    /// Cut at the token limit.
+    Length,
+    /// Cut just before this stop sequence.
+    StopSequence(String),
+}
+
 /// The reply to a conversation whose last user message is `last_user`, as words.
 pub(crate) fn reply_words(name: &str, last_user: &str) -> Vec<String> {
     let echoed: String = last_user.chars().take(ECHO_CHARS).collect();
     format!("Hello from {name}! You said: {echoed}")
         .split_whitespace()
         .map(str::to_owned)
+        .collect()
+}
+
+/// `words` as generation would end them: cut before the earliest of `stops` that occurs in the
+/// text, or at `max` tokens (one per word), whichever comes first.
+pub(crate) fn end_reply(
+    words: Vec<String>,
+    stops: &[String],
+    max: Option<u64>,
+) -> (Vec<String>, Ending) {
+    let max = max.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
+    let text = words.join(" ");
+    let earliest = stops
+        .iter()
+        .filter(|stop| !stop.is_empty())
+        .filter_map(|stop| text.find(stop.as_str()).map(|at| (at, stop)))
+        .min_by_key(|(at, _)| *at);
+    if let Some((at, stop)) = earliest {
+        let cut: Vec<String> = text[..at].split_whitespace().map(str::to_owned).collect();
+        if cut.len() <= max {
+            return (cut, Ending::StopSequence(stop.clone()));
+        }
+    }
+    if words.len() > max {
+        let mut words = words;
+        words.truncate(max);
+        return (words, Ending::Length);
+    }
+    (words, Ending::Complete)
+}
+
+/// The stream pieces of `words`: each word with a trailing space but the last, so the pieces
+/// concatenate to the text.
+pub(crate) fn pieces(words: &[String]) -> Vec<String> {
+    let last = words.len().saturating_sub(1);
+    words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            if i == last {
+                w.clone()
+            } else {
+                format!("{w} ")
+            }
+        })
         .collect()
 }
 
@@ -101,6 +165,25 @@ mod tests {
         let words = reply_words("m1", &long);
         assert_eq!(words[..5], ["Hello", "from", "m1!", "You", "said:"]);
         assert_eq!(words[5].len(), 60);
+    }
+
+    fn words(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn replies_end_at_the_first_stop_or_the_limit() {
+        let reply = words("Hello from m1! You said: hi");
+        let stops = ["said".to_owned(), "m1".to_owned()];
+        let (cut, ending) = end_reply(reply.clone(), &stops, None);
+        assert_eq!(cut, words("Hello from"));
+        assert_eq!(ending, Ending::StopSequence("m1".into()));
+        // The limit comes first: two words are produced before the stop sequence.
+        let (cut, ending) = end_reply(reply.clone(), &stops, Some(1));
+        assert_eq!((cut, ending), (words("Hello"), Ending::Length));
+        let (cut, ending) = end_reply(reply.clone(), &[String::new()], Some(100));
+        assert_eq!((cut, ending), (reply.clone(), Ending::Complete));
+        assert_eq!(pieces(&words("a b c")), ["a ", "b ", "c"]);
     }
 
     #[test]

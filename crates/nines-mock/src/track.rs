@@ -5,7 +5,7 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use futures_util::StreamExt;
@@ -22,6 +22,27 @@ pub(crate) async fn track(
     request: Request,
     next: Next,
 ) -> Response {
+    counted(state, route, request, next).await
+}
+
+/// Names the counted route of a request from its method and path.
+pub(crate) type RouteOf = fn(&Method, &str) -> Option<&'static str>;
+
+/// Middleware for a path pattern that serves several counted routes (Gemini's
+/// `models/{model}:{action}`, the shared `/v1/models/...` wildcard): `route_of` names the route;
+/// requests it does not recognise are neither counted nor recorded.
+pub(crate) async fn track_by(
+    State((state, route_of)): State<(MockState, RouteOf)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match route_of(request.method(), request.uri().path()) {
+        Some(route) => counted(state, route, request, next).await,
+        None => next.run(request).await,
+    }
+}
+
+async fn counted(state: MockState, route: &'static str, request: Request, next: Next) -> Response {
     let in_flight = state.enter(route);
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {

@@ -405,3 +405,91 @@ async fn header_fault_wins_over_the_script() {
             .contains("x-mock-fault")
     );
 }
+
+#[tokio::test]
+async fn content_filter_blocks_the_reply() {
+    let server = start_with("m1", Some(script(json!({"content_filter": true})))).await;
+    let tools = json!({"tools": [{"type": "function", "function": {"name": "f"}}]});
+    for extra in [json!({}), tools] {
+        let resp = chat(&server, &chat_body("hi", extra)).await;
+        assert_eq!(resp.status(), 200, "a filter is not an outage");
+        let v: Value = resp.json().await.unwrap();
+        let choice = &v["choices"][0];
+        assert_eq!(choice["finish_reason"], "content_filter");
+        assert_eq!(
+            choice["message"],
+            json!({"role": "assistant", "content": ""})
+        );
+        assert_eq!(v["usage"]["completion_tokens"], 0);
+    }
+
+    let events = sse_data(&stream_text(&server).await);
+    assert_eq!(events.len(), 3, "role, finish, [DONE]: {events:?}");
+    let role: Value = serde_json::from_str(&events[0]).unwrap();
+    assert_eq!(
+        role["choices"][0]["delta"],
+        json!({"role": "assistant", "content": ""})
+    );
+    let finish: Value = serde_json::from_str(&events[1]).unwrap();
+    assert_eq!(finish["choices"][0]["finish_reason"], "content_filter");
+    assert_eq!(finish["choices"][0]["delta"], json!({}));
+    assert_eq!(events[2], "[DONE]");
+}
+
+#[tokio::test]
+async fn context_too_long_is_context_length_exceeded() {
+    let server = start_with("m1", Some(script(json!({"context_too_long": true})))).await;
+    let resp = chat(&server, &chat_body("hi", json!({"stream": true}))).await;
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    // "hi" is ceil(2/4)+3 = 4 tokens; the claim is the limit plus that.
+    assert_eq!(
+        v,
+        json!({"error": {
+            "message": "This model's maximum context length is 8192 tokens. However, your messages resulted in 8196 tokens. Please reduce the length of the messages.",
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        }})
+    );
+
+    let resp = post(
+        &server,
+        "/v1/embeddings",
+        &json!({"model": "e", "input": "hello"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "context_length_exceeded");
+    assert_eq!(v["error"]["param"], "input");
+
+    // A status wins over the answer-changing effects.
+    server.set_fault(Some(script(
+        json!({"context_too_long": true, "content_filter": true, "status": 429}),
+    )));
+    assert_eq!(status_of(&server).await, 429);
+}
+
+#[test]
+fn new_fault_fields_round_trip() {
+    let s = script(
+        json!({"content_filter": true, "context_too_long": true, "prediction_status": "canceled"}),
+    );
+    assert!(s.content_filter && s.context_too_long);
+    assert_eq!(
+        s.prediction_status,
+        Some(nines_mock::PredictionStatus::Canceled)
+    );
+    assert_eq!(
+        serde_json::to_value(&s).unwrap(),
+        json!({"content_filter": true, "context_too_long": true, "prediction_status": "canceled"})
+    );
+    let british = script(json!({"prediction_status": "cancelled"}));
+    assert_eq!(
+        british.prediction_status,
+        Some(nines_mock::PredictionStatus::Canceled)
+    );
+    assert!(serde_json::from_value::<FaultScript>(json!({"prediction_status": "lost"})).is_err());
+    assert!(!FaultScript::default().content_filter);
+}

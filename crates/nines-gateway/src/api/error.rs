@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, StatusCode, Uri, header};
 use nines_protocol::ErrorBody;
 use std::fmt::Write;
+use std::time::Duration;
 
 impl GatewayError {
     /// The HTTP status of each error: decided here and nowhere else.
@@ -22,7 +23,9 @@ impl GatewayError {
                 StatusCode::NOT_FOUND
             }
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            GatewayError::NoCandidates { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::NoCandidates { .. } | GatewayError::Unavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -60,11 +63,48 @@ impl IntoResponse for GatewayError {
                 set_attempts(&mut response, attempts);
                 return response;
             }
+            GatewayError::Unavailable {
+                model,
+                why,
+                retry_after,
+                ..
+            } => {
+                let (message, code, retry) = match why {
+                    crate::resilience::Unavailable::AllOpen => (
+                        format!(
+                            "Every deployment of model '{model}' is temporarily out of rotation after recent failures; \
+                             it is expected back in {} s.",
+                            retry_after.as_secs_f64().ceil()
+                        ),
+                        "all_deployments_unavailable",
+                        // A breaker reopening soon: a retry then will likely succeed.
+                        retry_after <= Duration::from_secs(60),
+                    ),
+                    crate::resilience::Unavailable::BudgetSpent => (
+                        format!(
+                            "Upstreams for model '{model}' are failing and the gateway's retry budget is spent; \
+                             not retrying to avoid amplifying the outage."
+                        ),
+                        "retry_budget_exhausted",
+                        false,
+                    ),
+                };
+                let body = ErrorBody::new(message, "server_error", None, Some(code)).to_json();
+                let mut response = json_response(status, body, Some(retry));
+                set_retry_after(&mut response, retry_after);
+                set_attempts(&mut response, attempts);
+                return response;
+            }
             GatewayError::AllFailed {
                 model,
                 attempts: records,
                 deadline_hit,
             } => {
+                let hint = records
+                    .iter()
+                    .filter(|a| a.class == crate::resilience::FailureClass::RateLimited)
+                    .filter_map(|a| a.retry_after)
+                    .min();
                 let mut message = if deadline_hit {
                     format!(
                         "The request deadline ran out after {} attempt(s) for model '{model}':",
@@ -99,11 +139,15 @@ impl IntoResponse for GatewayError {
                 } else {
                     "all_attempts_failed"
                 };
-                // nines already spent the attempts an SDK retry would make: tell it not to retry.
-                (
-                    ErrorBody::new(message, "server_error", None, Some(code)),
-                    Some(false),
-                )
+                // nines already spent the attempts an SDK retry would make: tell it not to retry,
+                // but say when a rate limit resets if one was the cause.
+                let body = ErrorBody::new(message, "server_error", None, Some(code)).to_json();
+                let mut response = json_response(status, body, Some(false));
+                if let Some(wait) = hint {
+                    set_retry_after(&mut response, wait);
+                }
+                set_attempts(&mut response, attempts);
+                return response;
             }
             GatewayError::BadRequest(e) => {
                 let code = if matches!(e, nines_protocol::openai::RequestError::Malformed(_)) {
@@ -185,6 +229,21 @@ fn json_response(status: StatusCode, body: Vec<u8>, should_retry: Option<bool>) 
         );
     }
     response
+}
+
+/// `retry-after` in whole seconds (rounded up) and `retry-after-ms`, as the OpenAI and Anthropic
+/// SDKs read them; capped at 60 s, beyond which the SDKs ignore the hint.
+fn set_retry_after(response: &mut Response, wait: Duration) {
+    let wait = wait.min(Duration::from_secs(60));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(wait.as_secs_f64().ceil().max(1.0) as u64),
+    );
+    headers.insert(
+        "retry-after-ms",
+        HeaderValue::from(wait.as_millis().max(1) as u64),
+    );
 }
 
 fn set_attempts(response: &mut Response, attempts: usize) {

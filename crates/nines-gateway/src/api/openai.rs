@@ -1,7 +1,7 @@
 //! OpenAI-dialect handlers: `/v1/chat/completions`, `/v1/embeddings`, `/v1/models`.
 
 use crate::error::GatewayError;
-use crate::pipeline::{self, Delivery, DeliveryBody};
+use crate::pipeline::{self, Delivery, DeliveryBody, RequestMeta};
 use crate::state::AppState;
 use crate::telemetry::RequestLog;
 use axum::Json;
@@ -13,16 +13,17 @@ use http::{HeaderMap, HeaderValue, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub(super) async fn chat_completions(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let request_id = request_id(&headers);
-    let log = RequestLog::start(&request_id, "chat_completions");
+    let meta = request_meta(&headers);
+    let log = RequestLog::start(&meta.id, "chat_completions");
     let result = match read_body(&state, body).await {
-        Ok(bytes) => pipeline::chat(&state, &request_id, bytes, log).await,
+        Ok(bytes) => pipeline::chat(&state, &meta, bytes, log).await,
         Err(e) => Err(e),
     };
     render(result)
@@ -33,10 +34,10 @@ pub(super) async fn embeddings(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let request_id = request_id(&headers);
-    let log = RequestLog::start(&request_id, "embeddings");
+    let meta = request_meta(&headers);
+    let log = RequestLog::start(&meta.id, "embeddings");
     let result = match read_body(&state, body).await {
-        Ok(bytes) => pipeline::embeddings(&state, &request_id, bytes, log).await,
+        Ok(bytes) => pipeline::embeddings(&state, &meta, bytes, log).await,
         Err(e) => Err(e),
     };
     render(result)
@@ -68,13 +69,29 @@ fn model_object(name: &str, created: u64) -> serde_json::Value {
     json!({"id": name, "object": "model", "created": created, "owned_by": "nines"})
 }
 
-/// The id set by the request-id layer (the client's own when it sent one).
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
+/// The request id set by the request-id layer (the client's own when it sent one), and a
+/// client-requested timeout: `x-nines-timeout` (`"10s"`, `"1500ms"` or plain seconds) or else
+/// the OpenAI/Anthropic SDKs' `x-stainless-timeout` (seconds), since the client gives up then.
+fn request_meta(headers: &HeaderMap) -> RequestMeta {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let seconds = |v: &str| {
+        v.parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(Duration::from_secs_f64)
+    };
+    let timeout = text("x-nines-timeout")
+        .and_then(|v| seconds(v).or_else(|| humantime::parse_duration(v).ok()))
+        .or_else(|| text("x-stainless-timeout").and_then(seconds));
+    RequestMeta {
+        id: text("x-request-id").unwrap_or_default().to_owned(),
+        timeout,
+    }
 }
 
 /// Reads the whole body up to the configured limit.

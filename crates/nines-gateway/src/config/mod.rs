@@ -2,6 +2,7 @@
 //! file, line and key path of what is wrong.
 
 mod error;
+pub mod resilience;
 pub mod schema;
 mod validate;
 
@@ -20,6 +21,7 @@ pub struct Config {
     pub server: Server,
     pub deployments: Vec<Arc<Deployment>>,
     pub models: Vec<ModelRoute>,
+    pub resilience: resilience::Resilience,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +84,7 @@ pub struct ModelRoute {
     /// Indices into [`Config::deployments`], in listed order.
     pub deployments: Vec<usize>,
     pub strategy: Strategy,
+    pub hedge: resilience::Hedge,
 }
 
 impl Config {

@@ -14,6 +14,8 @@ pub struct RawConfig {
     pub deployments: Vec<RawDeployment>,
     #[serde(default)]
     pub models: Vec<RawModel>,
+    #[serde(default)]
+    pub resilience: super::resilience::Resilience,
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,6 +146,8 @@ pub struct RawModel {
     pub deployments: Vec<Spanned<String>>,
     #[serde(default)]
     pub strategy: Strategy,
+    #[serde(default)]
+    pub hedge: super::resilience::Hedge,
 }
 
 /// How a model orders its deployments for each request.

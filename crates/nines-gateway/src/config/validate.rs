@@ -99,14 +99,25 @@ pub(super) fn validate(
             })?;
             indices.push(index);
         }
+        if m.hedge.enabled && !(0.0..=100.0).contains(&m.hedge.max_percent) {
+            return Err(err(
+                Some(m.name.span()),
+                format!("{key}.hedge.max_percent"),
+                "must be within 0..=100".into(),
+            ));
+        }
         models.push(ModelRoute {
             name: name.clone(),
             deployments: indices,
             strategy: m.strategy,
+            hedge: m.hedge,
         });
     }
 
+    super::resilience::check(&raw.resilience).map_err(|(key, msg)| err(None, key, msg))?;
+
     Ok(Config {
+        resilience: raw.resilience,
         source: path.to_path_buf(),
         server: Server {
             listen: raw.server.listen,

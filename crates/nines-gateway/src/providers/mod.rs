@@ -99,6 +99,21 @@ pub enum Transport {
     Malformed(String),
 }
 
+impl Transport {
+    /// A short description for attempt records and logs (never contains credentials).
+    pub fn describe(&self) -> String {
+        match self {
+            Transport::Connect(why) => format!("connect failed: {why}"),
+            Transport::ConnectTimeout => "connect timed out".into(),
+            Transport::FirstByteTimeout => "no first byte within the first-byte timeout".into(),
+            Transport::IdleTimeout => "stream idle past the idle timeout".into(),
+            Transport::Deadline => "request deadline reached".into(),
+            Transport::Broken(why) => format!("connection broke: {why}"),
+            Transport::Malformed(why) => format!("malformed response: {why}"),
+        }
+    }
+}
+
 /// A deployment with its pooled client.
 pub struct Upstream {
     pub deployment: Arc<Deployment>,
@@ -120,6 +135,14 @@ impl Upstream {
             .user_agent(concat!("nines/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Upstream { deployment, client })
+    }
+
+    /// The cheapest possible call that proves the key slot works (a models list).
+    pub async fn probe(&self, key: usize, timeout: Duration) -> Outcome {
+        let Some(key) = self.deployment.keys.get(key) else {
+            return Outcome::Transport(Transport::Connect("no such key slot".into()));
+        };
+        openai::probe(&self.client, &self.deployment, key, timeout).await
     }
 
     /// Makes one call and reports what happened.

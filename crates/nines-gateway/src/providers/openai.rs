@@ -99,6 +99,42 @@ fn is_event_stream(headers: &http::HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("text/event-stream"))
 }
 
+/// `GET {base}/models`: free, and it exercises the key, the network path and the server.
+pub(super) async fn probe(
+    client: &reqwest::Client,
+    deployment: &Deployment,
+    key: &crate::config::KeySlotConfig,
+    timeout: std::time::Duration,
+) -> Outcome {
+    let started = Instant::now();
+    let mut request = client.get(format!("{}/models", deployment.base_url));
+    if let Some(secret) = &key.secret {
+        request = request.bearer_auth(secret.expose());
+    }
+    let deadline = started + timeout;
+    let response = match timeout_at(deadline, request.send()).await {
+        Err(_) => return Outcome::Transport(Transport::FirstByteTimeout),
+        Ok(Err(e)) => return Outcome::Transport(transport_error(&e)),
+        Ok(Ok(r)) => r,
+    };
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = read_bounded(response, deadline, MAX_ERROR_BODY).await;
+    if !status.is_success() {
+        return Outcome::Status {
+            status,
+            headers,
+            body,
+        };
+    }
+    Outcome::Reply(Reply {
+        status,
+        headers,
+        body: ReplyBody::Full(body),
+        ttfb: started.elapsed(),
+    })
+}
+
 /// Reads a stream until its first complete SSE event: only then is it worth committing to.
 async fn first_event(
     response: reqwest::Response,

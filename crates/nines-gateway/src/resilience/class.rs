@@ -33,6 +33,8 @@ pub enum FailureClass {
     ContentFiltered,
     /// Any other 4xx: the request itself is wrong.
     Client,
+    /// Not an outcome: the attempt was dropped because a hedged twin answered first.
+    Cancelled,
 }
 
 impl FailureClass {
@@ -40,7 +42,10 @@ impl FailureClass {
     pub fn is_retryable(self) -> bool {
         !matches!(
             self,
-            FailureClass::Ok | FailureClass::Client | FailureClass::ContentFiltered
+            FailureClass::Ok
+                | FailureClass::Client
+                | FailureClass::ContentFiltered
+                | FailureClass::Cancelled
         )
     }
 
@@ -59,6 +64,7 @@ impl FailureClass {
             FailureClass::ContextTooLong => "context_too_long",
             FailureClass::ContentFiltered => "content_filtered",
             FailureClass::Client => "client",
+            FailureClass::Cancelled => "cancelled",
         }
     }
 }

@@ -1,9 +1,16 @@
-//! Resilience owns failure and time: the one classification of every upstream outcome, and the
-//! attempt loop that walks a plan. Breakers, the retry budget, probes and hedging grow here.
+//! Resilience owns failure and time: the one classification of every upstream outcome, the
+//! attempt loop that walks a plan, breakers, the retry budget, backoff, probes and hedging.
 
 pub mod attempt;
+pub mod breaker;
+pub mod budget;
 pub mod class;
+pub mod health;
+pub mod probe;
+pub mod retry;
 pub mod stream;
+mod window;
 
-pub use attempt::{AttemptRecord, Finished, run_plan};
+pub use attempt::{AttemptRecord, Finished, Unavailable, run_plan};
 pub use class::FailureClass;
+pub use health::Health;

@@ -5,6 +5,7 @@
 
 mod strategy;
 
+use crate::config::resilience::Hedge;
 use crate::config::{Config, ModelRoute, Strategy};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ pub struct Route {
     /// Deployment indices in configured order.
     pub deployments: Vec<usize>,
     pub strategy: Strategy,
+    pub hedge: Hedge,
     /// True for names derived from `provider/upstream-model` rather than configured.
     pub derived: bool,
 }
@@ -56,6 +58,7 @@ impl RoutingTable {
             name,
             deployments,
             strategy,
+            hedge,
         } in &config.models
         {
             names.push(name.clone());
@@ -63,6 +66,7 @@ impl RoutingTable {
                 name: name.clone(),
                 deployments: deployments.clone(),
                 strategy: *strategy,
+                hedge: *hedge,
                 derived: false,
             };
             routes.insert(name.clone(), Arc::new(route));
@@ -86,6 +90,7 @@ impl RoutingTable {
                 name: name.clone(),
                 deployments,
                 strategy: Strategy::Priority,
+                hedge: Hedge::default(),
                 derived: true,
             };
             routes.insert(name, Arc::new(route));

@@ -63,7 +63,12 @@ async fn first_byte_timeout_fails_over() {
 
 #[tokio::test]
 async fn all_failing_is_502_listing_every_attempt_without_secrets() {
-    let h = Harness::start(3, &chain(3)).await;
+    // One attempt per deployment, so the list is exactly the three failovers.
+    let config = format!(
+        "{}\n[resilience]\nmax_attempts_per_deployment = 1\n",
+        chain(3)
+    );
+    let h = Harness::start(3, &config).await;
     h.fault(0, json!({"status": 500}));
     h.fault(1, json!({"status": 429, "retry_after": "3"}));
     h.fault(2, json!({"status": 503}));
@@ -74,7 +79,15 @@ async fn all_failing_is_502_listing_every_attempt_without_secrets() {
     let error = error_of(response).await;
     let message = error["message"].as_str().unwrap();
     assert_eq!(error["code"], "all_attempts_failed");
-    for needle in ["deployment=d0", "key=d0#0", "class=server", "status=500", "deployment=d1", "class=rate_limited", "d2#0"] {
+    for needle in [
+        "deployment=d0",
+        "key=d0#0",
+        "class=server",
+        "status=500",
+        "deployment=d1",
+        "class=rate_limited",
+        "d2#0",
+    ] {
         assert!(message.contains(needle), "missing {needle}: {message}");
     }
     assert!(!message.contains("sk-upstream-secret"), "{message}");
@@ -96,7 +109,10 @@ async fn deadline_running_out_is_504() {
 
 #[tokio::test]
 async fn keys_of_a_deployment_are_separate_slots() {
-    let template = chain(1).replace("api_keys = [\"env:TEST_KEY\"]", "api_keys = [\"env:TEST_KEY\", \"env:TEST_KEY_2\"]");
+    let template = chain(1).replace(
+        "api_keys = [\"env:TEST_KEY\"]",
+        "api_keys = [\"env:TEST_KEY\", \"env:TEST_KEY_2\"]",
+    );
     let h = Harness::start(1, &template).await;
     h.fault(0, json!({"status": 401, "times": 1}));
     let response = h.chat(&hello("chat")).await;
@@ -106,7 +122,12 @@ async fn keys_of_a_deployment_are_separate_slots() {
         .mock(0)
         .requests()
         .iter()
-        .flat_map(|r| r.headers.iter().filter(|(k, _)| k == "authorization").map(|(_, v)| v.clone()))
+        .flat_map(|r| {
+            r.headers
+                .iter()
+                .filter(|(k, _)| k == "authorization")
+                .map(|(_, v)| v.clone())
+        })
         .collect();
     assert_eq!(auths.len(), 2);
     assert_ne!(auths[0], auths[1], "the second attempt used the other key");

@@ -24,7 +24,11 @@ impl Harness {
         let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let mut servers = Vec::new();
         for i in 0..mocks {
-            let options = MockOptions { name: format!("mock{i}"), models: vec!["mock-model".into()], fault: None };
+            let options = MockOptions {
+                name: format!("mock{i}"),
+                models: vec!["mock-model".into()],
+                fault: None,
+            };
             servers.push(MockServer::start(loopback, options).await.unwrap());
         }
         let mut text = template.to_owned();
@@ -49,7 +53,13 @@ impl Harness {
             },
             Duration::from_secs(5),
         ));
-        Harness { addr, mocks: servers, client: reqwest::Client::new(), stop: Some(tx), server: Some(server) }
+        Harness {
+            addr,
+            mocks: servers,
+            client: reqwest::Client::new(),
+            stop: Some(tx),
+            server: Some(server),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -70,7 +80,12 @@ impl Harness {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.client.post(self.url(path)).json(body).send().await.unwrap()
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn chat(&self, body: &Value) -> reqwest::Response {
@@ -90,7 +105,10 @@ impl Harness {
 
 /// One deployment per mock, all in one priority model `chat`, plus `embed`.
 pub fn chain(n: usize) -> String {
-    let mut text = String::from("[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 65536\n");
+    // Probes off unless a test turns them on, so upstream hit counts are the requests' alone.
+    let mut text = String::from(
+        "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 65536\n\n[resilience.probes]\nenabled = false\n",
+    );
     for i in 0..n {
         text.push_str(&format!(
             "\n[[deployments]]\nname = \"d{i}\"\nprovider = \"openai-compatible\"\nmodel = \"up-model-{i}\"\nbase_url = \"{{mock{i}}}\"\napi_keys = [\"env:TEST_KEY\"]\ncontext_window = {}\ntimeouts = {{ first_byte = \"2s\", idle = \"2s\", total = \"10s\" }}\n",
@@ -98,8 +116,14 @@ pub fn chain(n: usize) -> String {
         ));
     }
     let names: Vec<String> = (0..n).map(|i| format!("\"d{i}\"")).collect();
-    text.push_str(&format!("\n[[models]]\nname = \"chat\"\ndeployments = [{}]\n", names.join(", ")));
-    text.push_str(&format!("\n[[models]]\nname = \"embed\"\ndeployments = [{}]\n", names.join(", ")));
+    text.push_str(&format!(
+        "\n[[models]]\nname = \"chat\"\ndeployments = [{}]\n",
+        names.join(", ")
+    ));
+    text.push_str(&format!(
+        "\n[[models]]\nname = \"embed\"\ndeployments = [{}]\n",
+        names.join(", ")
+    ));
     text
 }
 
@@ -121,8 +145,30 @@ pub async fn sse_data(response: reqwest::Response) -> Vec<String> {
 pub async fn error_of(response: reqwest::Response) -> Value {
     let body: Value = response.json().await.unwrap();
     let error = body.get("error").cloned().unwrap_or(Value::Null);
-    assert!(error.get("message").and_then(Value::as_str).is_some(), "not OpenAI-shaped: {body}");
-    assert!(error.get("type").and_then(Value::as_str).is_some(), "not OpenAI-shaped: {body}");
-    assert!(error.get("param").is_some() && error.get("code").is_some(), "not OpenAI-shaped: {body}");
+    assert!(
+        error.get("message").and_then(Value::as_str).is_some(),
+        "not OpenAI-shaped: {body}"
+    );
+    assert!(
+        error.get("type").and_then(Value::as_str).is_some(),
+        "not OpenAI-shaped: {body}"
+    );
+    assert!(
+        error.get("param").is_some() && error.get("code").is_some(),
+        "not OpenAI-shaped: {body}"
+    );
     error
+}
+
+/// Polls `cond` every 10 ms until it holds; fails after `within`. For waiting on background
+/// effects (probes, breakers) without guessing a fixed sleep.
+pub async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -16,13 +16,28 @@ async fn stream_is_relayed_with_usage_and_done() {
     let h = Harness::start(1, &chain(1)).await;
     let response = h.chat(&stream_req("chat")).await;
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     assert_eq!(response.headers()["x-nines-deployment"], "d0");
     let data = sse_data(response).await;
     assert_eq!(data.last().unwrap(), "[DONE]");
-    let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
-    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
-    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk")
+    );
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
     assert!(text.starts_with("Hello from mock0!"), "{text}");
     let usage = &chunks.last().unwrap()["usage"];
     assert!(usage["total_tokens"].as_u64().unwrap() > 0, "{usage}");
@@ -45,7 +60,10 @@ async fn chunks_arrive_before_the_stream_ends() {
     }
     let total = started.elapsed();
     assert!(rest > 0);
-    assert!(total - first_at >= std::time::Duration::from_millis(600), "relay buffered: first {first_at:?}, total {total:?}");
+    assert!(
+        total - first_at >= std::time::Duration::from_millis(600),
+        "relay buffered: first {first_at:?}, total {total:?}"
+    );
 }
 
 #[tokio::test]
@@ -59,7 +77,11 @@ async fn failure_before_first_chunk_fails_over() {
 
     h.fault(0, json!({"error_event_at": 0}));
     let response = h.chat(&stream_req("chat")).await;
-    assert_eq!(response.headers()["x-nines-deployment"], "d1", "in-band error before any content fails over");
+    assert_eq!(
+        response.headers()["x-nines-deployment"],
+        "d1",
+        "in-band error before any content fails over"
+    );
     assert_eq!(response.headers()["x-nines-attempts"], "2");
 }
 
@@ -84,7 +106,13 @@ async fn stall_after_commit_ends_with_an_error_event() {
     h.fault(0, json!({"stall_after_chunks": 2}));
     let data = sse_data(h.chat(&stream_req("chat")).await).await;
     let last: Value = serde_json::from_str(data.last().unwrap()).unwrap();
-    assert!(last["error"]["message"].as_str().unwrap().contains("stalled"), "{last}");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("stalled"),
+        "{last}"
+    );
 }
 
 #[tokio::test]

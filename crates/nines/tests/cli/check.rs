@@ -31,12 +31,29 @@ strategy = "cheapest"
 "#,
     )
     .unwrap();
-    let output = command(&["check", "--config", path.to_str().unwrap()]).env("CHECK_KEY", "sk-xyz-secret").output().await.unwrap();
+    let output = command(&["check", "--config", path.to_str().unwrap()])
+        .env("CHECK_KEY", "sk-xyz-secret")
+        .output()
+        .await
+        .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("chat-default [strategy: cheapest]"), "{stdout}");
-    assert!(stdout.contains("https://integrate.api.nvidia.com/v1"), "nvidia preset base URL: {stdout}");
-    assert!(stdout.contains("openai/gpt-4o-mini (provider-prefixed)"), "{stdout}");
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("chat-default [strategy: cheapest]"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("https://integrate.api.nvidia.com/v1"),
+        "nvidia preset base URL: {stdout}"
+    );
+    assert!(
+        stdout.contains("openai/gpt-4o-mini (provider-prefixed)"),
+        "{stdout}"
+    );
     // Cheapest first: nim ($0.20) before openai-mini ($0.75).
     let nim = stdout.find("1. nim#0").expect(&stdout);
     let mini = stdout.find("openai-mini#").expect(&stdout);
@@ -48,14 +65,24 @@ strategy = "cheapest"
 async fn check_rejects_a_bad_file_with_its_line() {
     let dir = tempdir();
     let path = dir.join("bad.toml");
-    std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:8080\"\nlisen = \"x\"\n").unwrap();
-    let output = command(&["check", "--config", path.to_str().unwrap()]).output().await.unwrap();
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:8080\"\nlisen = \"x\"\n",
+    )
+    .unwrap();
+    let output = command(&["check", "--config", path.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("bad.toml:3:"), "{stderr}");
     assert!(stderr.contains("lisen"), "{stderr}");
 
-    let output = command(&["check", "--config", "/nonexistent/nines.toml"]).output().await.unwrap();
+    let output = command(&["check", "--config", "/nonexistent/nines.toml"])
+        .output()
+        .await
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read the file"));
 }

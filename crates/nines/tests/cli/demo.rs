@@ -20,7 +20,12 @@ async fn demo_answers_during_its_outage() {
         assert_eq!(response.headers()["x-nines-deployment"], "secondary");
         assert_eq!(response.headers()["x-nines-attempts"], "2");
         let body: Value = response.json().await.unwrap();
-        assert!(body["choices"][0]["message"]["content"].as_str().unwrap().contains("secondary"));
+        assert!(
+            body["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .contains("secondary")
+        );
     }
     let (status, _) = nines.terminate().await;
     assert!(status.success());

@@ -1,5 +1,9 @@
 //! The real binary: `serve`, `check`, `mock`, `demo`, started as processes on ephemeral ports.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails loudly by design")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly by design"
+)]
 
 mod check;
 mod demo;

@@ -21,7 +21,10 @@ pub fn client() -> reqwest::Client {
 
 pub fn command(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nines"));
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    cmd.args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     cmd
 }
 
@@ -29,7 +32,11 @@ impl Nines {
     pub fn spawn(mut cmd: Command) -> Nines {
         let mut child = cmd.spawn().expect("spawn nines");
         let stdout = child.stdout.take().expect("stdout");
-        Nines { child, lines: BufReader::new(stdout).lines(), seen: Vec::new() }
+        Nines {
+            child,
+            lines: BufReader::new(stdout).lines(),
+            seen: Vec::new(),
+        }
     }
 
     /// Reads log lines until one has `message == wanted`; returns it. Fails after 20 s.
@@ -59,7 +66,9 @@ impl Nines {
     /// Sends SIGTERM and returns the exit status plus the rest of stdout.
     pub async fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
         let pid = self.child.id().expect("pid");
-        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
         let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
             .await
             .expect("nines did not stop on SIGTERM")

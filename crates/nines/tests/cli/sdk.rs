@@ -31,9 +31,18 @@ fn python_with_sdks() -> Result<PathBuf, String> {
     let _ = std::fs::remove_dir_all(&staging);
     let run = |cmd: &mut std::process::Command| -> Result<(), String> {
         let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-        if out.status.success() { Ok(()) } else { Err(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr))) }
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{cmd:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
     };
-    run(std::process::Command::new("python3").args(["-m", "venv"]).arg(&staging))?;
+    run(std::process::Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&staging))?;
     run(std::process::Command::new(staging.join("bin/pip"))
         .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
         .arg(&requirements))?;
@@ -51,15 +60,35 @@ async fn official_openai_python_sdk_works_unchanged() {
     let python = match tokio::task::spawn_blocking(python_with_sdks).await.unwrap() {
         Ok(p) => p,
         Err(why) if std::env::var_os("CI").is_none() => {
-            eprintln!("SKIPPED official_openai_python_sdk_works_unchanged: cannot set up the OpenAI SDK ({why})");
+            eprintln!(
+                "SKIPPED official_openai_python_sdk_works_unchanged: cannot set up the OpenAI SDK ({why})"
+            );
             return;
         }
         Err(why) => panic!("cannot set up the OpenAI SDK under CI: {why}"),
     };
     let loopback = "127.0.0.1:0".parse().unwrap();
-    let down = MockServer::start(loopback, MockOptions { name: "mock0".into(), ..Default::default() }).await.unwrap();
-    down.set_fault(Some(serde_json::from_value(serde_json::json!({"status": 503})).unwrap()));
-    let up = MockServer::start(loopback, MockOptions { name: "mock1".into(), ..Default::default() }).await.unwrap();
+    let down = MockServer::start(
+        loopback,
+        MockOptions {
+            name: "mock0".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    down.set_fault(Some(
+        serde_json::from_value(serde_json::json!({"status": 503})).unwrap(),
+    ));
+    let up = MockServer::start(
+        loopback,
+        MockOptions {
+            name: "mock1".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let dir = crate::serve::tempdir();
     let path = dir.join("sdk.toml");
     std::fs::write(
@@ -74,10 +103,18 @@ async fn official_openai_python_sdk_works_unchanged() {
     let mut nines = Nines::spawn(command(&["serve", "--config", path.to_str().unwrap()]));
     let base = nines.base().await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/openai_sdk.py");
-    let output = tokio::process::Command::new(&python).arg(&script).arg(format!("{base}/v1")).output().await.unwrap();
+    let output = tokio::process::Command::new(&python)
+        .arg(&script)
+        .arg(format!("{base}/v1"))
+        .output()
+        .await
+        .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "SDK script failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "SDK script failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("openai sdk: ok"), "{stdout}");
     // Every SDK call that reached the route hit the down deployment first, then the fallback.
     assert!(down.hits("/v1/chat/completions") >= 4);

@@ -41,9 +41,15 @@ deployments = ["broken", "good"]
 
 #[tokio::test]
 async fn serves_fails_over_keeps_secrets_out_of_logs_and_stops_gracefully() {
-    let mock = MockServer::start("127.0.0.1:0".parse().unwrap(), MockOptions { name: "m".into(), ..Default::default() })
-        .await
-        .unwrap();
+    let mock = MockServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        MockOptions {
+            name: "m".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     // The first attempt fails with a 401 whose body echoes the key, as some providers do.
     let fault = json!({"status": 401, "times": 1, "body": format!("{{\"error\":{{\"message\":\"Incorrect API key provided: {SECRET}\"}}}}")});
     mock.set_fault(Some(serde_json::from_value(fault).unwrap()));
@@ -82,12 +88,19 @@ async fn serves_fails_over_keeps_secrets_out_of_logs_and_stops_gracefully() {
 
     let (status, lines) = nines.terminate().await;
     assert!(status.success(), "exit {status:?}");
-    assert!(lines.iter().any(|l| l.contains("\"message\":\"request\"")), "one log line per request");
+    assert!(
+        lines.iter().any(|l| l.contains("\"message\":\"request\"")),
+        "one log line per request"
+    );
     for line in &lines {
         assert!(!line.contains(SECRET), "secret in log line: {line}");
     }
     // The upstream did receive the key (so the test would notice if it were never used).
-    let auth_seen = mock.requests().iter().any(|r| r.headers.iter().any(|(k, v)| k == "authorization" && v.contains(SECRET)));
+    let auth_seen = mock.requests().iter().any(|r| {
+        r.headers
+            .iter()
+            .any(|(k, v)| k == "authorization" && v.contains(SECRET))
+    });
     assert!(auth_seen);
 }
 
@@ -101,13 +114,22 @@ async fn missing_secret_is_a_clear_startup_error() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("NINES_TEST_SECRET is not set"), "{stderr}");
-    assert!(stderr.contains("nines.toml:10:"), "names file and line: {stderr}");
+    assert!(
+        stderr.contains("nines.toml:10:"),
+        "names file and line: {stderr}"
+    );
     assert!(stderr.contains("deployments[0].api_keys[0]"), "{stderr}");
 }
 
 #[tokio::test]
 async fn mock_subcommand_serves_openai() {
-    let mut nines = Nines::spawn(command(&["mock", "--listen", "127.0.0.1:0", "--name", "cli-mock"]));
+    let mut nines = Nines::spawn(command(&[
+        "mock",
+        "--listen",
+        "127.0.0.1:0",
+        "--name",
+        "cli-mock",
+    ]));
     let line = nines.wait_for("mock listening").await;
     let base = line["base_url"].as_str().unwrap().to_owned();
     let reply: Value = crate::process::client()
@@ -119,13 +141,22 @@ async fn mock_subcommand_serves_openai() {
         .json()
         .await
         .unwrap();
-    assert!(reply["choices"][0]["message"]["content"].as_str().unwrap().contains("cli-mock"));
+    assert!(
+        reply["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("cli-mock")
+    );
     let (status, _) = nines.terminate().await;
     assert!(status.success());
 }
 
 pub fn tempdir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("nines-test-{}-{}", std::process::id(), rand_suffix()));
+    let dir = std::env::temp_dir().join(format!(
+        "nines-test-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

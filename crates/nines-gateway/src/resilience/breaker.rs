@@ -1,0 +1,239 @@
+//! Circuit breaker per key slot.
+//!
+//! What trips it: 5 consecutive retryable failures (fast signal: a provider that went hard down),
+//! or a failure share over 50% within a 30 s window once at least 10 requests were seen (slow
+//! signal: a provider that fails often but not always). A 429 carrying `Retry-After`, and a broken
+//! key (401/402/403), open the slot until that time / for a cooldown directly, because the provider
+//! told us exactly when it will take requests again.
+//!
+//! While open, the slot is skipped. After the cooldown (30 s, doubling on each trip in a row, capped
+//! at 5 min) it goes half-open and admits exactly one probe request; the probe's success closes it,
+//! its failure reopens it with the doubled cooldown. A probe that is cancelled (the client went
+//! away, a hedge lost) frees the probe slot rather than leaving the breaker stuck half-open.
+//! Client errors and client cancellations are neutral: they say nothing about the key's health.
+
+use super::window::RollingWindow;
+use crate::config::resilience::Breaker as Policy;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What an attempt taught us about the key slot.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Signal {
+    Success,
+    Failure,
+    /// Open until this instant (Retry-After), or for a cooldown when `None` (a broken key).
+    OpenUntil(Option<Instant>),
+    /// Says nothing about health (client error, cancellation, context too long).
+    Neutral,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Closed,
+    Open { until: Instant },
+    HalfOpen,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Closed => "closed",
+            Phase::Open { .. } => "open",
+            Phase::HalfOpen => "half_open",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    phase: Phase,
+    consecutive: u32,
+    window: RollingWindow,
+    /// Trips in a row without a successful close; sets the cooldown.
+    trips: u32,
+    probe_in_flight: bool,
+}
+
+#[derive(Debug)]
+pub struct Breaker {
+    alias: String,
+    policy: Policy,
+    state: Mutex<State>,
+}
+
+/// Permission to send one attempt. Dropping it unused frees a probe slot.
+#[derive(Debug)]
+pub struct Permit {
+    breaker: Arc<Breaker>,
+    probe: bool,
+    settled: bool,
+}
+
+/// Why a slot cannot be used now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejected {
+    /// When the slot will admit again, if known (`None`: a probe is in flight).
+    pub until: Option<Instant>,
+}
+
+impl Breaker {
+    pub fn new(alias: String, policy: Policy) -> Arc<Breaker> {
+        let now = Instant::now();
+        Arc::new(Breaker {
+            alias,
+            policy,
+            state: Mutex::new(State {
+                phase: Phase::Closed,
+                consecutive: 0,
+                window: RollingWindow::new(policy.window, now),
+                trips: 0,
+                probe_in_flight: false,
+            }),
+        })
+    }
+
+    pub fn alias(&self) -> &str {
+        &self.alias
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the state invalid (every update is a few
+        // assignments), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The phase now (an expired open period reads as half-open).
+    pub fn phase(&self) -> Phase {
+        let state = self.lock();
+        match state.phase {
+            Phase::Open { until } if Instant::now() >= until => Phase::HalfOpen,
+            phase => phase,
+        }
+    }
+
+    /// Asks to send an attempt.
+    pub fn admit(self: &Arc<Self>) -> Result<Permit, Rejected> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if let Phase::Open { until } = state.phase {
+            if now < until {
+                return Err(Rejected { until: Some(until) });
+            }
+            state.phase = Phase::HalfOpen;
+            state.probe_in_flight = false;
+            tracing::info!(key_slot = %self.alias, "breaker half-open: admitting one probe");
+        }
+        match state.phase {
+            Phase::Closed => Ok(Permit {
+                breaker: Arc::clone(self),
+                probe: false,
+                settled: false,
+            }),
+            Phase::HalfOpen if !state.probe_in_flight => {
+                state.probe_in_flight = true;
+                Ok(Permit {
+                    breaker: Arc::clone(self),
+                    probe: true,
+                    settled: false,
+                })
+            }
+            _ => Err(Rejected { until: None }),
+        }
+    }
+
+    fn record(&self, signal: Signal, probe: bool) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if probe {
+            state.probe_in_flight = false;
+        }
+        match signal {
+            Signal::Neutral => {}
+            Signal::Success => {
+                state.consecutive = 0;
+                state.window.add(now, 1, 0);
+                if state.phase == Phase::HalfOpen && probe {
+                    state.phase = Phase::Closed;
+                    state.trips = 0;
+                    state.window.clear();
+                    tracing::info!(key_slot = %self.alias, "breaker closed: probe succeeded");
+                }
+            }
+            Signal::Failure => {
+                state.consecutive += 1;
+                state.window.add(now, 0, 1);
+                let (ok, failed) = state.window.totals(now);
+                let total = ok + failed;
+                let rate_trip = total >= u64::from(self.policy.min_requests)
+                    && failed as f64 / total as f64 > self.policy.failure_rate;
+                let trip = match state.phase {
+                    Phase::HalfOpen => probe,
+                    Phase::Closed => {
+                        state.consecutive >= self.policy.consecutive_failures || rate_trip
+                    }
+                    Phase::Open { .. } => false,
+                };
+                if trip {
+                    self.trip(&mut state, now, None);
+                }
+            }
+            Signal::OpenUntil(until) => {
+                let already = matches!(state.phase, Phase::Open { until: u } if Some(u) >= until && until.is_some());
+                if !already {
+                    self.trip(&mut state, now, until);
+                }
+            }
+        }
+    }
+
+    fn trip(&self, state: &mut State, now: Instant, until: Option<Instant>) {
+        let until = until.unwrap_or_else(|| {
+            state.trips += 1;
+            now + cooldown(&self.policy, state.trips)
+        });
+        state.phase = Phase::Open { until };
+        state.consecutive = 0;
+        state.window.clear();
+        tracing::warn!(
+            key_slot = %self.alias,
+            open_for_ms = until.saturating_duration_since(now).as_millis() as u64,
+            trips_in_a_row = state.trips,
+            "breaker opened"
+        );
+    }
+}
+
+/// `cooldown · 2^(trips−1)`, capped.
+fn cooldown(policy: &Policy, trips: u32) -> Duration {
+    let factor = 2u32.saturating_pow(trips.saturating_sub(1).min(16));
+    policy
+        .cooldown
+        .saturating_mul(factor)
+        .min(policy.max_cooldown)
+}
+
+impl Permit {
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
+
+    /// Reports the attempt's outcome. Consumes the permit.
+    pub fn record(mut self, signal: Signal) {
+        self.settled = true;
+        self.breaker.record(signal, self.probe);
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if !self.settled {
+            // Cancelled before an outcome: neutral, and a probe slot is freed.
+            self.breaker.record(Signal::Neutral, self.probe);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

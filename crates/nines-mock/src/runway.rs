@@ -1,0 +1,238 @@
+//! The Runway task dialect: `POST /v1/text_to_video` and `POST /v1/image_to_video` start a
+//! task, `GET /v1/tasks/{id}` polls it, `DELETE /v1/tasks/{id}` cancels or deletes it. Every
+//! request needs a bearer token and `X-Runway-Version`. Errors are `{"error": message}`.
+//!
+//! Tasks progress by polls, not time: the first poll sees `RUNNING` (progress 0.5), later ones
+//! the end state, which the fault drawn at creation decides (`prediction_status`,
+//! `content_filter`). Polls only obey an `x-mock-fault` header of their own.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::Dialect;
+use crate::faults::PredictionStatus;
+use crate::state::MockState;
+use crate::{auth, effects};
+
+/// A fixed creation time: content must not depend on the wall clock.
+const CREATED_AT: &str = "2023-11-14T22:13:20.000Z";
+/// The longest `promptText` the dialect claims to accept when `context_too_long` is faulted.
+const PROMPT_LIMIT: u64 = 1000;
+
+/// How a task ends.
+#[derive(Clone, Debug)]
+enum End {
+    Succeeded,
+    Failed {
+        failure: &'static str,
+        code: &'static str,
+    },
+    Cancelled,
+}
+
+/// One remembered task.
+#[derive(Clone, Debug)]
+pub(crate) struct Task {
+    id: String,
+    end: End,
+    polls: u32,
+}
+
+impl Task {
+    /// The task as the poll numbered `poll` (1-based) sees it.
+    fn json(&self, poll: u32) -> Value {
+        let mut v = json!({"id": self.id, "createdAt": CREATED_AT});
+        if poll <= 1 {
+            v["status"] = "RUNNING".into();
+            v["progress"] = 0.5.into();
+            return v;
+        }
+        match &self.end {
+            End::Succeeded => {
+                v["status"] = "SUCCEEDED".into();
+                v["output"] = json!([format!(
+                    "https://mock.runway.invalid/videos/{}.mp4",
+                    self.id
+                )]);
+            }
+            End::Failed { failure, code } => {
+                v["status"] = "FAILED".into();
+                v["failure"] = (*failure).into();
+                v["failureCode"] = (*code).into();
+            }
+            End::Cancelled => v["status"] = "CANCELLED".into(),
+        }
+        v
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateRequest {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    prompt_text: Option<String>,
+    #[serde(default)]
+    prompt_image: Option<Value>,
+}
+
+/// `POST /v1/text_to_video`: needs `model` and `promptText`.
+pub(crate) async fn text_to_video(
+    State(state): State<MockState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    create(&state, &headers, &body, false).await
+}
+
+/// `POST /v1/image_to_video`: needs `model` and `promptImage`; `promptText` is optional.
+pub(crate) async fn image_to_video(
+    State(state): State<MockState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    create(&state, &headers, &body, true).await
+}
+
+async fn create(state: &MockState, headers: &HeaderMap, body: &[u8], image: bool) -> Response {
+    let fault = match effects::gate(state, headers, Dialect::Runway, false).await {
+        Ok(fault) => fault.unwrap_or_default(),
+        Err(response) => return response,
+    };
+    if let Some(response) = check_headers(headers) {
+        return response;
+    }
+    let req = match serde_json::from_slice::<CreateRequest>(body) {
+        Ok(req) => req,
+        Err(e) => return invalid(&format!("Invalid JSON body: {e}")),
+    };
+    if req.model.as_deref().is_none_or(str::is_empty) {
+        return invalid("Validation of body failed: model is required");
+    }
+    if image && req.prompt_image.as_ref().is_none_or(Value::is_null) {
+        return invalid("Validation of body failed: promptImage is required");
+    }
+    let prompt = req.prompt_text.unwrap_or_default();
+    if !image && prompt.is_empty() {
+        return invalid("Validation of body failed: promptText is required");
+    }
+    if fault.context_too_long {
+        let chars = PROMPT_LIMIT + prompt.chars().count() as u64;
+        return invalid(&format!(
+            "Validation of body failed: promptText is too long ({chars} characters > \
+             {PROMPT_LIMIT} maximum)"
+        ));
+    }
+    let end = if fault.content_filter {
+        End::Failed {
+            failure: "mock content moderation: the output was flagged",
+            code: "SAFETY.OUTPUT.VIDEO",
+        }
+    } else {
+        match fault.prediction_status {
+            Some(PredictionStatus::Failed) => End::Failed {
+                failure: "mock task failed",
+                code: "INTERNAL",
+            },
+            Some(PredictionStatus::Canceled) => End::Cancelled,
+            None => End::Succeeded,
+        }
+    };
+    // Shaped like a UUID (version 4, RFC variant); the first group spells "mock" in hex.
+    let id = format!("6d6f636b-0000-4000-8000-{:012x}", state.next_job_id());
+    let task = Task {
+        id: id.clone(),
+        end,
+        polls: 0,
+    };
+    state.tasks().insert(id.clone(), task);
+    Json(json!({ "id": id })).into_response()
+}
+
+/// `GET /v1/tasks/{id}`: counts the poll and answers the task as that poll sees it.
+pub(crate) async fn get_task(
+    State(state): State<MockState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(response) = follow_up(&state, &headers).await {
+        return response;
+    }
+    let polled = state.tasks().update(&id, |task| {
+        task.polls = task.polls.saturating_add(1);
+        task.json(task.polls)
+    });
+    match polled {
+        Some(task) => Json(task).into_response(),
+        None => not_found(),
+    }
+}
+
+/// `DELETE /v1/tasks/{id}`: cancels (or deletes) the task; later polls get 404.
+pub(crate) async fn delete_task(
+    State(state): State<MockState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(response) = follow_up(&state, &headers).await {
+        return response;
+    }
+    if state.tasks().remove(&id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        not_found()
+    }
+}
+
+/// Polls and deletes: only a fault header applies, then the usual header checks. The
+/// response that replaces the normal one, if any.
+async fn follow_up(state: &MockState, headers: &HeaderMap) -> Option<Response> {
+    match effects::gate_header(state, headers, Dialect::Runway, false).await {
+        Ok(_) => check_headers(headers),
+        Err(response) => Some(response),
+    }
+}
+
+/// The bearer token and `X-Runway-Version` checks: the rejection, if any.
+fn check_headers(headers: &HeaderMap) -> Option<Response> {
+    if auth::bearer(headers).is_none() {
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            "Missing or invalid API key in the Authorization header",
+        ));
+    }
+    if auth::header(headers, "x-runway-version").is_none() {
+        return Some(invalid(
+            "You must pass a valid API version in the X-Runway-Version header",
+        ));
+    }
+    None
+}
+
+fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "Task not found")
+}
+
+fn invalid(message: &str) -> Response {
+    error(StatusCode::BAD_REQUEST, message)
+}
+
+/// A Runway error response.
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+/// The error body a fault with `status` sends.
+pub(crate) fn fault_body(status: u16) -> Value {
+    let message = match status {
+        429 => "You have exceeded the rate limit for this API key. Please retry later.".to_owned(),
+        _ => format!("mock fault: status {status}"),
+    };
+    json!({ "error": message })
+}
