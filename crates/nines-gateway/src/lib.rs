@@ -16,6 +16,7 @@ pub mod telemetry;
 pub use config::Config;
 pub use state::{AppState, Runtime};
 
+use axum::serve::ListenerExt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,13 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let app = api::router(state);
+    // Streams are written in small frames; with Nagle on, each frame after the first waits for
+    // the client's delayed ACK (~40 ms). Every accepted socket gets TCP_NODELAY.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mut stopped = rx.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {

@@ -26,9 +26,9 @@ impl Runtime {
             .deployments
             .iter()
             .map(|d| {
-                Upstream::new(Arc::clone(d)).map(Arc::new).map_err(|e| {
-                    format!("deployment '{}': cannot build its HTTP client: {e}", d.name)
-                })
+                Upstream::new(Arc::clone(d))
+                    .map(Arc::new)
+                    .map_err(|e| format!("deployment '{}': {e}", d.name))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let created = std::time::SystemTime::now()

@@ -263,6 +263,10 @@ impl MockServer {
         let state = MockState::new(opts);
         let app = router(state.clone());
         let stopping = state.clone();
+        // Like a real provider's edge: SSE events go out as written, not held back by Nagle.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stopping.shutting_down().await })

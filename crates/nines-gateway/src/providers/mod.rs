@@ -118,10 +118,11 @@ impl Transport {
 pub struct Upstream {
     pub deployment: Arc<Deployment>,
     client: reqwest::Client,
+    urls: openai::Urls,
 }
 
 impl Upstream {
-    pub fn new(deployment: Arc<Deployment>) -> Result<Self, reqwest::Error> {
+    pub fn new(deployment: Arc<Deployment>) -> Result<Self, String> {
         install_crypto_provider();
         let client = reqwest::Client::builder()
             // nines is the only retry loop: the client must never retry on its own.
@@ -133,8 +134,14 @@ impl Upstream {
             .tcp_nodelay(true)
             .http2_adaptive_window(true)
             .user_agent(concat!("nines/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Upstream { deployment, client })
+            .build()
+            .map_err(|e| format!("cannot build its HTTP client: {e}"))?;
+        let urls = openai::Urls::new(&deployment.base_url)?;
+        Ok(Upstream {
+            deployment,
+            client,
+            urls,
+        })
     }
 
     /// The cheapest possible call that proves the key slot works (a models list).
@@ -142,12 +149,12 @@ impl Upstream {
         let Some(key) = self.deployment.keys.get(key) else {
             return Outcome::Transport(Transport::Connect("no such key slot".into()));
         };
-        openai::probe(&self.client, &self.deployment, key, timeout).await
+        openai::probe(&self.client, &self.urls, key, timeout).await
     }
 
     /// Makes one call and reports what happened.
     pub async fn call(&self, call: Call<'_>) -> Outcome {
-        openai::call(&self.client, &self.deployment, call).await
+        openai::call(&self.client, &self.deployment, &self.urls, call).await
     }
 }
 

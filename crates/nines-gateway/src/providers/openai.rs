@@ -1,12 +1,33 @@
 //! OpenAI-family upstreams (`openai`, `openai-compatible`, `nvidia`): the client's body is sent as
 //! given (only `model` was spliced), and responses are relayed as bytes.
 
-use super::{Call, Outcome, Reply, ReplyBody, Transport};
+use super::{Call, Endpoint, Outcome, Reply, ReplyBody, Transport};
 use crate::config::Deployment;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use nines_protocol::sse::SseDecoder;
 use tokio::time::{Instant, timeout_at};
+
+/// The endpoints of one OpenAI-family deployment, parsed once when its client is built.
+pub(super) struct Urls {
+    chat: reqwest::Url,
+    embeddings: reqwest::Url,
+    models: reqwest::Url,
+}
+
+impl Urls {
+    pub(super) fn new(base: &str) -> Result<Urls, String> {
+        let parse = |path: &str| {
+            reqwest::Url::parse(&format!("{base}{path}"))
+                .map_err(|e| format!("base_url '{base}': {e}"))
+        };
+        Ok(Urls {
+            chat: parse("/chat/completions")?,
+            embeddings: parse("/embeddings")?,
+            models: parse("/models")?,
+        })
+    }
+}
 
 /// Largest error body kept from an upstream (it is relayed to the client or summarised).
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -14,11 +35,15 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 pub(super) async fn call(
     client: &reqwest::Client,
     deployment: &Deployment,
+    urls: &Urls,
     call: Call<'_>,
 ) -> Outcome {
     let started = Instant::now();
     let first_byte_deadline = (started + deployment.timeouts.first_byte).min(call.deadline);
-    let url = format!("{}{}", deployment.base_url, call.endpoint.path());
+    let url = match call.endpoint {
+        Endpoint::ChatCompletions => urls.chat.clone(),
+        Endpoint::Embeddings => urls.embeddings.clone(),
+    };
     let mut request = client
         .post(url)
         .header(http::header::CONTENT_TYPE, "application/json")
@@ -31,7 +56,7 @@ pub(super) async fn call(
         request = request.header(http::header::ACCEPT, "text/event-stream");
     }
 
-    let response = match timeout_at(first_byte_deadline, request.send()).await {
+    let mut response = match timeout_at(first_byte_deadline, request.send()).await {
         Err(_) => {
             return Outcome::Transport(deadline_or(
                 first_byte_deadline,
@@ -43,7 +68,7 @@ pub(super) async fn call(
         Ok(Ok(r)) => r,
     };
     let status = response.status();
-    let headers = response.headers().clone();
+    let headers = std::mem::take(response.headers_mut());
 
     if !status.is_success() {
         let body = read_bounded(
@@ -102,23 +127,23 @@ fn is_event_stream(headers: &http::HeaderMap) -> bool {
 /// `GET {base}/models`: free, and it exercises the key, the network path and the server.
 pub(super) async fn probe(
     client: &reqwest::Client,
-    deployment: &Deployment,
+    urls: &Urls,
     key: &crate::config::KeySlotConfig,
     timeout: std::time::Duration,
 ) -> Outcome {
     let started = Instant::now();
-    let mut request = client.get(format!("{}/models", deployment.base_url));
+    let mut request = client.get(urls.models.clone());
     if let Some(secret) = &key.secret {
         request = request.bearer_auth(secret.expose());
     }
     let deadline = started + timeout;
-    let response = match timeout_at(deadline, request.send()).await {
+    let mut response = match timeout_at(deadline, request.send()).await {
         Err(_) => return Outcome::Transport(Transport::FirstByteTimeout),
         Ok(Err(e)) => return Outcome::Transport(transport_error(&e)),
         Ok(Ok(r)) => r,
     };
     let status = response.status();
-    let headers = response.headers().clone();
+    let headers = std::mem::take(response.headers_mut());
     let body = read_bounded(response, deadline, MAX_ERROR_BODY).await;
     if !status.is_success() {
         return Outcome::Status {

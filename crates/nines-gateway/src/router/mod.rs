@@ -23,12 +23,35 @@ pub struct Route {
     pub derived: bool,
 }
 
+/// Why a deployment sits where it does in a plan. Rendered only when someone asks (check, admin
+/// routes, usage records), so planning allocates no text.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reason {
+    Listed { rank: usize },
+    Price { per_million: f64 },
+    Drawn { weight: f64 },
+    FallbackOnly,
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Listed { rank } => write!(f, "priority: listed #{rank}"),
+            Reason::Price { per_million } => {
+                write!(f, "cheapest: ${per_million:.4}/1M tokens in+out")
+            }
+            Reason::Drawn { weight } => write!(f, "weighted: drawn with weight {weight}"),
+            Reason::FallbackOnly => f.write_str("weighted: weight 0, fallback only"),
+        }
+    }
+}
+
 /// One key slot to try, with the reason it sits where it does.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedSlot {
     pub deployment: usize,
     pub key: usize,
-    pub reason: String,
+    pub reason: Reason,
 }
 
 /// The ordered candidate key slots for one request.
@@ -134,7 +157,7 @@ impl RoutingTable {
                 slots.push(PlannedSlot {
                     deployment,
                     key: (start + k) % count,
-                    reason: reason.clone(),
+                    reason,
                 });
             }
         }

@@ -1,24 +1,31 @@
 //! Strategies: each turns a route's deployments into an order, with the reason for each place.
 
-use super::Route;
+use super::{Reason, Route};
 use crate::config::Strategy;
 use rand::Rng;
 
 /// Returns `(deployment index, reason)` in the order to try.
-pub(super) fn order(route: &Route, weights: &[f64], prices: &[f64]) -> Vec<(usize, String)> {
+pub(super) fn order(route: &Route, weights: &[f64], prices: &[f64]) -> Vec<(usize, Reason)> {
     match route.strategy {
         Strategy::Priority => route
             .deployments
             .iter()
             .enumerate()
-            .map(|(rank, &d)| (d, format!("priority: listed #{}", rank + 1)))
+            .map(|(rank, &d)| (d, Reason::Listed { rank: rank + 1 }))
             .collect(),
         Strategy::Cheapest => {
             let mut list: Vec<usize> = route.deployments.clone();
             // Stable sort: equal prices keep the listed order.
             list.sort_by(|a, b| prices[*a].total_cmp(&prices[*b]));
             list.into_iter()
-                .map(|d| (d, format!("cheapest: ${:.4}/1M tokens in+out", prices[d])))
+                .map(|d| {
+                    (
+                        d,
+                        Reason::Price {
+                            per_million: prices[d],
+                        },
+                    )
+                })
                 .collect()
         }
         Strategy::Weighted => weighted_order(&route.deployments, weights, &mut rand::rng()),
@@ -31,16 +38,13 @@ fn weighted_order(
     deployments: &[usize],
     weights: &[f64],
     rng: &mut impl Rng,
-) -> Vec<(usize, String)> {
+) -> Vec<(usize, Reason)> {
     let mut pool: Vec<usize> = deployments.to_vec();
     let mut out = Vec::with_capacity(pool.len());
     while !pool.is_empty() {
         let total: f64 = pool.iter().map(|&d| weights[d]).sum();
         if total <= 0.0 {
-            out.extend(
-                pool.drain(..)
-                    .map(|d| (d, "weighted: weight 0, fallback only".to_owned())),
-            );
+            out.extend(pool.drain(..).map(|d| (d, Reason::FallbackOnly)));
             break;
         }
         let mut pick = rng.random_range(0.0..total);
@@ -53,7 +57,7 @@ fn weighted_order(
             pick -= weights[d];
         }
         let d = pool.remove(chosen);
-        out.push((d, format!("weighted: drawn with weight {}", weights[d])));
+        out.push((d, Reason::Drawn { weight: weights[d] }));
     }
     out
 }

@@ -46,7 +46,7 @@ fn cheapest_orders_by_price() {
     ));
     let plan = t.plan(t.resolve("chat").unwrap());
     assert_eq!(plan.slots[0].deployment, 1);
-    assert!(plan.slots[0].reason.starts_with("cheapest"));
+    assert!(plan.slots[0].reason.to_string().starts_with("cheapest"));
 }
 
 #[test]
