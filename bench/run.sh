@@ -16,13 +16,16 @@
 #                       startup lines (needed to learn the port) and drops the per-request lines.
 #                       Use BENCH_NINES_LOG=info to measure with per-request logging on.
 #   OHA_THREADS=        oha --worker-threads (default: oha's own default, one per physical core)
+#   QUIET_BUSY_PCT=25   before each run, wait until the machine (idle of our load) is less busy
+#   QUIET_BUDGET_S=120  than this, spending at most this many seconds waiting in the whole run
 #   SKIP_BUILD=1        use the existing release binary
 #   RESULTS=bench/RESULTS.md   where to write the summary section
+#   BENCH_OUT=bench/out        where to keep the raw outputs (emptied of old results first)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH="$ROOT/bench"
-OUT="$BENCH/out"
+OUT=${BENCH_OUT:-"$BENCH/out"}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-2s}
@@ -173,6 +176,26 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 sys_ticks() { awk '$1 == "cpu" {busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6}' /proc/stat; }
 CLK_TCK=$(getconf CLK_TCK)
 
+# Waits (within a total budget) until the machine is quiet: other work on a shared machine
+# competes for the same cores and would blur the comparison. Best effort, never fails.
+QUIET_BUSY_PCT=${QUIET_BUSY_PCT:-25}
+QUIET_BUDGET_S=${QUIET_BUDGET_S:-120}
+quiet_waited=0
+wait_for_quiet() {
+    local b0 t0 b1 t1 busy
+    while true; do
+        read -r b0 t0 < <(sys_ticks); sleep 0.5; read -r b1 t1 < <(sys_ticks)
+        busy=$(awk -v b=$((b1 - b0)) -v t=$((t1 - t0)) 'BEGIN {printf "%d", (t > 0 ? 100 * b / t : 0)}')
+        if ((busy < QUIET_BUSY_PCT)); then return 0; fi
+        if ((quiet_waited >= QUIET_BUDGET_S * 2)); then
+            log "machine busy (${busy}% with no load running); quiet-wait budget spent, measuring anyway"
+            return 0
+        fi
+        if ((quiet_waited % 10 == 0)); then log "machine busy (${busy}% with no load running); waiting"; fi
+        quiet_waited=$((quiet_waited + 1))
+    done
+}
+
 OHA_COMMON=(--no-tui --output-format json -w -m POST -T application/json)
 if [[ -n "$OHA_THREADS" ]]; then OHA_COMMON+=(--worker-threads "$OHA_THREADS"); fi
 
@@ -200,7 +223,7 @@ for mode in $MODES; do
     done
 done
 
-printf 'mode\tconc\ttarget\tround\toha_cpu_s\tnines_cpu_s\tmock_cpu_s\tsys_busy_pct\tmock_hits\n' >"$OUT/cpu.tsv"
+printf 'mode\tconc\ttarget\tround\twall_s\toha_cpu_s\tnines_cpu_s\tmock_cpu_s\tsys_busy_pct\tmock_hits\n' >"$OUT/cpu.tsv"
 total_runs=0
 for _ in $MODES; do for _ in $CONCURRENCY; do total_runs=$((total_runs + 2 * ROUNDS)); done; done
 n=0
@@ -209,13 +232,15 @@ for mode in $MODES; do
         for round in $(seq "$ROUNDS"); do
             for target in direct through; do
                 n=$((n + 1))
+                wait_for_quiet
                 file="$OUT/$mode-c$conc-$target-r$round.json"
-                g0=$(cpu_ticks "$GW_PID"); m0=$(cpu_ticks "$MOCK_PID"); read -r b0 t0 < <(sys_ticks); h0=$(hits)
+                h0=$(hits); g0=$(cpu_ticks "$GW_PID"); m0=$(cpu_ticks "$MOCK_PID"); read -r b0 t0 < <(sys_ticks); w0=$(date +%s.%N)
                 oha_cpu=$(run_oha "$file" "$DURATION" "$conc" "$target" "$mode")
-                g1=$(cpu_ticks "$GW_PID"); m1=$(cpu_ticks "$MOCK_PID"); read -r b1 t1 < <(sys_ticks); h1=$(hits)
+                w1=$(date +%s.%N); read -r b1 t1 < <(sys_ticks); g1=$(cpu_ticks "$GW_PID"); m1=$(cpu_ticks "$MOCK_PID"); h1=$(hits)
                 busy=$(awk -v b=$((b1 - b0)) -v t=$((t1 - t0)) 'BEGIN {printf "%.1f", (t > 0 ? 100 * b / t : 0)}')
                 dh=nan; if [[ $h0 != nan && $h1 != nan ]]; then dh=$((h1 - h0)); fi
-                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$conc" "$target" "$round" "$oha_cpu" \
+                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$conc" "$target" "$round" \
+                    "$(awk -v a="$w0" -v b="$w1" 'BEGIN {printf "%.3f", b - a}')" "$oha_cpu" \
                     "$(awk -v d=$((g1 - g0)) -v h="$CLK_TCK" 'BEGIN {printf "%.3f", d / h}')" \
                     "$(awk -v d=$((m1 - m0)) -v h="$CLK_TCK" 'BEGIN {printf "%.3f", d / h}')" \
                     "$busy" "$dh" >>"$OUT/cpu.tsv"

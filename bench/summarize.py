@@ -40,6 +40,7 @@ def load_run(path):
         d = json.load(f)
     summary = d.get("summary", {})
     pct = d.get("latencyPercentiles", {})
+    fb = d.get("firstBytePercentiles", {}) or {}
     codes = d.get("statusCodeDistribution", {}) or {}
     errors = d.get("errorDistribution", {}) or {}
     ok = sum(v for k, v in codes.items() if str(k).startswith("2"))
@@ -54,6 +55,8 @@ def load_run(path):
         "rps": summary.get("requestsPerSec") or 0.0,
         "p50": us("p50"),
         "p99": us("p99"),
+        "ttfb_p50": None if fb.get("p50") is None else fb["p50"] * 1e6,
+        "ttfb_p99": None if fb.get("p99") is None else fb["p99"] * 1e6,
         "ok": ok,
         "bad": not_ok + n_errors,
         "codes": codes,
@@ -139,6 +142,12 @@ def aggregate(runs):
             "through_p50": median(col("through", "p50")),
             "direct_p99": median(col("direct", "p99")),
             "through_p99": median(col("through", "p99")),
+            "direct_ttfb_p50": median(col("direct", "ttfb_p50")),
+            "through_ttfb_p50": median(col("through", "ttfb_p50")),
+            "added_ttfb_p50": median(added("ttfb_p50")),
+            "direct_ttfb_p99": median(col("direct", "ttfb_p99")),
+            "through_ttfb_p99": median(col("through", "ttfb_p99")),
+            "added_ttfb_p99": median(added("ttfb_p99")),
             "added_p50": median(added("p50")),
             "added_p99": median(added("p99")),
             "ratio": median(ratios),
@@ -169,6 +178,24 @@ def results_table(rows):
             f"| {fmt_rps(r['through_rps'])} | {r['ratio'] * 100:.0f} % "
             f"| {fmt_us(r['direct_p50'])} | {fmt_us(r['through_p50'])} | **{fmt_us(r['added_p50'], True)}** "
             f"| {fmt_us(r['direct_p99'])} | {fmt_us(r['through_p99'])} | **{fmt_us(r['added_p99'], True)}** |"
+        )
+    return out
+
+
+def ttfb_table(rows):
+    keys = [k for k in sorted(rows, key=mode_order) if k[0] == "stream" and rows[k]["direct_ttfb_p50"] is not None]
+    if not keys:
+        return []
+    out = [
+        "| conc. | direct TTFB p50 | through TTFB p50 | added | direct TTFB p99 | through TTFB p99 | added |",
+        "|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for key in keys:
+        r = rows[key]
+        out.append(
+            f"| {key[1]} | {fmt_us(r['direct_ttfb_p50'])} | {fmt_us(r['through_ttfb_p50'])} "
+            f"| {fmt_us(r['added_ttfb_p50'], True)} | {fmt_us(r['direct_ttfb_p99'])} "
+            f"| {fmt_us(r['through_ttfb_p99'])} | {fmt_us(r['added_ttfb_p99'], True)} |"
         )
     return out
 
@@ -227,8 +254,9 @@ def targets(rows, meta):
     return out, verdicts
 
 
-def cpu_table(cpu_rows, runs):
-    """CPU seconds per 1000 requests of each process, and how busy the machine was."""
+def cpu_table(cpu_rows, runs, nproc):
+    """CPU seconds per 1000 requests of each process, how busy the machine was, and how much of
+    that was other processes (anything but oha, nines and the mock)."""
     acc = defaultdict(lambda: defaultdict(list))
     for row in cpu_rows:
         key = (row["mode"], int(row["conc"]), row["target"])
@@ -243,13 +271,18 @@ def cpu_table(cpu_rows, runs):
                 pass
         try:
             acc[key]["busy"].append(float(row["sys_busy_pct"]))
+            ours = sum(float(row[f]) for f in ("oha_cpu_s", "nines_cpu_s", "mock_cpu_s"))
+            wall = float(row.get("wall_s") or "nan")
+            if nproc and wall > 0:
+                others = float(row["sys_busy_pct"]) - 100 * ours / (wall * nproc)
+                acc[key]["others"].append(max(others, 0.0))
         except ValueError:
             pass
     if not acc:
         return []
     out = [
-        "| mode | conc. | path | oha | nines | mock | total | machine busy |",
-        "|---|--:|---|--:|--:|--:|--:|--:|",
+        "| mode | conc. | path | oha | nines | mock | total | machine busy | of which other processes |",
+        "|---|--:|---|--:|--:|--:|--:|--:|--:|",
     ]
     for key in sorted(acc, key=lambda k: (mode_order(k[:2]), k[2])):
         a = acc[key]
@@ -257,9 +290,11 @@ def cpu_table(cpu_rows, runs):
         total = sum(v for v in vals if v is not None)
         cells = " | ".join("n/a" if v is None else f"{v:.0f}" for v in vals)
         busy = median(a["busy"])
+        others = a["others"]
+        others_cell = "n/a" if not others else " / ".join(f"{v:.0f} %" for v in others)
         out.append(
             f"| {MODE_LABEL.get(key[0], key[0])} | {key[1]} | {key[2]} | {cells} | {total:.0f} "
-            f"| {'n/a' if busy is None else f'{busy:.0f} %'} |"
+            f"| {'n/a' if busy is None else f'{busy:.0f} %'} | {others_cell} |"
         )
     return out
 
@@ -302,6 +337,17 @@ def section(out_dir):
         f"{total:,} successful requests in the measured runs"
         + (f"; **{bad:,} failed or non-2xx** (see bench/out/)." if bad else "; none failed."),
         "",
+        *(
+            [
+                "Streaming, time to first byte (nines commits to a stream only after its first "
+                "complete SSE event, so this is where that shows):",
+                "",
+                *ttfb_table(rows),
+                "",
+            ]
+            if ttfb_table(rows)
+            else []
+        ),
         f"**nines memory.** RSS {int(g('rss_idle_kib', 0)) / 1024:.1f} MiB idle before the load, "
         f"peak (VmHWM) {int(g('rss_hwm_kib', 0)) / 1024:.1f} MiB, "
         f"{int(g('rss_after_kib', 0)) / 1024:.1f} MiB after the run (VmRSS).",
@@ -313,13 +359,19 @@ def section(out_dir):
         f"{sum(verdicts)} of {len(verdicts)} met.",
         "",
     ]
-    cpu = cpu_table(read_cpu(out_dir), runs)
+    try:
+        nproc = int(meta.get("nproc", "0"))
+    except ValueError:
+        nproc = 0
+    cpu = cpu_table(read_cpu(out_dir), runs, nproc)
     if cpu:
         lines += [
             "### Where the CPU goes",
             "",
             "CPU time (user + system) in milliseconds per 1,000 requests, median over rounds, and the "
-            "share of the whole machine that was busy during the run. With a mock that does no "
+            "share of the whole machine that was busy during the run; the last column (per round) is "
+            "the part of it used by processes other than the three measured ones, i.e. noise from other "
+            "work on the shared machine. With a mock that does no "
             "work, the machine is the bottleneck at concurrency 16 and 64: whatever CPU nines uses "
             "is taken from oha and the mock, so through/direct throughput there is close to "
             "(direct total) / (through total).",
@@ -343,7 +395,7 @@ def write_section(path, text):
         doc = "# Benchmark results\n\nWritten by the scripts in `bench/`; see bench/README.md.\n"
     pattern = re.compile(rf"^## {re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(doc):
-        doc = pattern.sub(lambda _: text, doc, count=1)
+        doc = pattern.sub(lambda _: text.rstrip("\n") + "\n\n", doc, count=1)
     else:
         doc = doc.rstrip("\n") + "\n\n" + text
     with open(path, "w") as f:
