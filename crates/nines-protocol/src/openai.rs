@@ -1,14 +1,43 @@
-//! OpenAI chat-completions and embeddings: the few fields nines reads to route a request, and the
-//! splice that rewrites `model` without re-serialising the rest of the body.
+//! OpenAI chat-completions and embeddings: the few fields nines reads to route a request, the
+//! splice that rewrites `model` without re-serialising the rest of the body, and (in the child
+//! modules) the full typed codec to and from the [unified model](crate::unified) that
+//! cross-dialect requests go through.
+//!
+//! | direction | request | response | stream | errors |
+//! |---|---|---|---|---|
+//! | client → nines | [`parse_chat_request`], [`parse_embeddings_request`] | [`encode_chat_response`], [`encode_embeddings_response`] | [`ChunkEncoder`] | `ErrorBody` |
+//! | nines → upstream | [`encode_chat_request`], [`encode_embeddings_request`] | [`decode_chat_response`], [`decode_embeddings_response`] | [`ChunkDecoder`] | [`parse_error`] |
 //!
 //! The gateway forwards an OpenAI-shaped body to an OpenAI-compatible upstream byte for byte except
 //! for the `model` value. Parsing into [`ChatHead`] validates the whole document (serde walks every
 //! value) but keeps only borrowed views, so unknown fields pass through untouched and nothing is
 //! re-encoded.
 
+mod chat;
+mod chat_encode;
+mod embeddings;
+mod errors;
+mod response;
+mod stream;
+mod wire;
+
+pub use chat::parse_chat_request;
+pub use chat_encode::encode_chat_request;
+pub use embeddings::{
+    decode_embeddings_response, encode_embeddings_request, encode_embeddings_response,
+    parse_embeddings_request,
+};
+pub use errors::{error_body, error_kind, error_type, parse_error};
+pub use response::{decode_chat_response, encode_chat_response};
+pub use stream::{ChunkDecoder, ChunkEncoder};
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::ops::Range;
+
+/// What an OpenAI upstream serves: everything but assistant prefill.
+pub const CAPABILITIES: crate::unified::Capabilities =
+    crate::unified::Capabilities::ALL.without(crate::unified::Capabilities::ASSISTANT_PREFILL);
 
 /// Why a request body cannot be routed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -25,6 +54,17 @@ pub enum RequestError {
     /// A required field is missing.
     #[error("'{0}' is a required property")]
     Missing(&'static str),
+    /// A field has the wrong type or value (the message names it; `param` is the top-level field).
+    #[error("{message}")]
+    Invalid {
+        param: Option<&'static str>,
+        message: String,
+    },
+    /// The request is valid but uses something nines cannot translate to another dialect (an
+    /// audio part, a non-function tool, token-array embeddings input). An upstream of the client's
+    /// own dialect may still serve it byte for byte.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl RequestError {
@@ -34,6 +74,8 @@ impl RequestError {
             RequestError::Malformed(_) => None,
             RequestError::MissingModel | RequestError::ModelNotString => Some("model"),
             RequestError::Missing(field) => Some(field),
+            RequestError::Invalid { param, .. } => *param,
+            RequestError::Unsupported(_) => None,
         }
     }
 }

@@ -115,6 +115,18 @@ pub fn data_frame(payload: &[u8]) -> bytes::Bytes {
     out.into()
 }
 
+/// Encodes one named event frame, `event: <name>\ndata: <payload>\n\n` (Anthropic streams name
+/// every event).
+pub fn event_frame(event: &str, payload: &[u8]) -> bytes::Bytes {
+    let mut out = Vec::with_capacity(event.len() + payload.len() + 16);
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(event.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\n\n");
+    out.into()
+}
+
 /// The frame that ends an OpenAI stream.
 pub const DONE_FRAME: &[u8] = b"data: [DONE]\n\n";
 

@@ -1,0 +1,96 @@
+//! What an upstream can do, as a small bit set.
+//!
+//! Routing filters deployments by capability before it tries them: sending `n = 3` to Anthropic or
+//! an image to a text-only model cannot succeed anywhere it is retried, so such a candidate is
+//! skipped with a reason naming the gap instead of being attempted.
+
+use std::fmt;
+
+/// A set of capabilities. Combine with [`Capabilities::with`] or `|`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Capabilities(u16);
+
+/// Each capability with its name, in the order [`Capabilities::missing`] reports them.
+const NAMED: [(Capabilities, &str); 8] = [
+    (Capabilities::STREAMING, "streaming"),
+    (Capabilities::TOOLS, "tools"),
+    (Capabilities::VISION, "vision"),
+    (Capabilities::JSON_SCHEMA, "json_schema"),
+    (Capabilities::MULTIPLE_CHOICES, "multiple_choices"),
+    (Capabilities::LOGPROBS, "logprobs"),
+    (Capabilities::ASSISTANT_PREFILL, "assistant_prefill"),
+    (Capabilities::EMBEDDINGS, "embeddings"),
+];
+
+impl Capabilities {
+    pub const NONE: Capabilities = Capabilities(0);
+    /// Server-sent-event streaming of chat answers.
+    pub const STREAMING: Capabilities = Capabilities(1);
+    /// Function calling.
+    pub const TOOLS: Capabilities = Capabilities(1 << 1);
+    /// Image inputs.
+    pub const VISION: Capabilities = Capabilities(1 << 2);
+    /// Structured output: `json_object` or `json_schema` response formats.
+    pub const JSON_SCHEMA: Capabilities = Capabilities(1 << 3);
+    /// More than one choice per request (`n > 1`).
+    pub const MULTIPLE_CHOICES: Capabilities = Capabilities(1 << 4);
+    /// Token log-probabilities.
+    pub const LOGPROBS: Capabilities = Capabilities(1 << 5);
+    /// Continuing a conversation whose last message is the assistant's.
+    pub const ASSISTANT_PREFILL: Capabilities = Capabilities(1 << 6);
+    /// The embeddings endpoint.
+    pub const EMBEDDINGS: Capabilities = Capabilities(1 << 7);
+    pub const ALL: Capabilities = Capabilities((1 << 8) - 1);
+
+    /// This set plus `other`.
+    #[must_use]
+    pub const fn with(self, other: Capabilities) -> Capabilities {
+        Capabilities(self.0 | other.0)
+    }
+
+    /// This set minus `other`.
+    #[must_use]
+    pub const fn without(self, other: Capabilities) -> Capabilities {
+        Capabilities(self.0 & !other.0)
+    }
+
+    /// Whether every capability in `other` is in this set.
+    pub const fn contains(self, other: Capabilities) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The names of the capabilities in `required` that this set lacks; empty when it can serve.
+    pub fn missing(&self, required: Capabilities) -> Vec<&'static str> {
+        Capabilities(required.0 & !self.0).names().collect()
+    }
+
+    /// The names of the capabilities in this set.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        NAMED
+            .into_iter()
+            .filter(move |(cap, _)| self.contains(*cap))
+            .map(|(_, name)| name)
+    }
+
+    /// The capability with this name (as used in configuration), if any.
+    pub fn from_name(name: &str) -> Option<Capabilities> {
+        NAMED.iter().find(|(_, n)| *n == name).map(|(cap, _)| *cap)
+    }
+}
+
+impl std::ops::BitOr for Capabilities {
+    type Output = Capabilities;
+    fn bitor(self, rhs: Capabilities) -> Capabilities {
+        self.with(rhs)
+    }
+}
+
+impl fmt::Debug for Capabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.names()).finish()
+    }
+}
