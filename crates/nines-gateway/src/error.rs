@@ -53,6 +53,12 @@ pub enum GatewayError {
         retry_after: std::time::Duration,
         attempts: Vec<AttemptRecord>,
     },
+    /// No deployment of the model supports what the request needs.
+    #[error("No deployment of model '{model}' supports this request: it needs {}. Nothing was dropped silently; choose a model whose deployments support it.", missing.join(", "))]
+    MissingCapability {
+        model: String,
+        missing: Vec<&'static str>,
+    },
     /// The route has no candidate that could be tried.
     #[error("no deployment of model '{model}' can take this request")]
     NoCandidates { model: String },
@@ -87,6 +93,7 @@ impl GatewayError {
             } => "deadline",
             GatewayError::AllFailed { .. } => "all_failed",
             GatewayError::NoCandidates { .. } => "no_candidates",
+            GatewayError::MissingCapability { .. } => "missing_capability",
             GatewayError::Unavailable {
                 why: crate::resilience::Unavailable::AllOpen,
                 ..

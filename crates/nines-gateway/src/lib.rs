@@ -12,6 +12,8 @@ pub mod resilience;
 pub mod router;
 pub mod state;
 pub mod telemetry;
+pub mod translate;
+pub mod videos;
 
 pub use config::Config;
 pub use state::{AppState, Runtime};

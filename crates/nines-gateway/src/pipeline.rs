@@ -17,14 +17,19 @@ use crate::error::GatewayError;
 use crate::providers::{Endpoint, ReplyBody};
 use crate::resilience::attempt::AttemptInput;
 use crate::resilience::breaker::Signal;
-use crate::resilience::stream::{StreamEnd, relay};
-use crate::resilience::{AttemptRecord, Finished, run_plan};
+use crate::resilience::resume::{Resume, ResumeInput, Resumer};
+use crate::resilience::stream::{Segment, StreamEnd, relay};
+use crate::resilience::translated::{self, Decoder, Encoder};
+use crate::resilience::{AttemptRecord, FailureClass, Finished, run_plan};
+use crate::router::filters::{self, Unservable};
 use crate::state::AppState;
 use crate::telemetry::RequestLog;
+use crate::translate::RequestView;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use http::{HeaderValue, StatusCode};
-use nines_protocol::openai::{parse_chat_head, parse_embeddings_head, splice_model};
+use nines_protocol::openai::{parse_chat_head, parse_embeddings_head};
+use nines_protocol::unified::{ChatRequest, Dialect};
 use std::convert::Infallible;
 use std::ops::Range;
 use std::sync::Arc;
@@ -59,7 +64,11 @@ struct Routed {
     model: String,
     model_span: Range<usize>,
     stream: bool,
+    include_usage: bool,
     endpoint: Endpoint,
+    /// The client's dialect, and its request already parsed when the ingress had to.
+    ingress: Dialect,
+    parsed: Option<ChatRequest>,
 }
 
 /// `POST /v1/chat/completions`.
@@ -77,7 +86,39 @@ pub async fn chat(
         model: head.model,
         model_span: head.model_span,
         stream: head.stream,
+        include_usage: head.include_usage,
         endpoint: Endpoint::ChatCompletions,
+        ingress: Dialect::OpenAi,
+        parsed: None,
+    };
+    forward(state, meta, body, routed, log).await
+}
+
+/// `POST /v1/messages` (Anthropic dialect).
+pub async fn messages(
+    state: &AppState,
+    meta: &RequestMeta,
+    body: Bytes,
+    log: RequestLog,
+) -> Result<Delivery, GatewayError> {
+    // The head gives `model`'s position for the same-dialect splice; the full parse gives the
+    // request in unified form for any other upstream (and validates it).
+    let head = match parse_chat_head(&body) {
+        Ok(head) => head,
+        Err(e) => return Err(log.reject(e.into())),
+    };
+    let chat = match nines_protocol::anthropic::parse_request(&body) {
+        Ok(chat) => chat,
+        Err(e) => return Err(log.reject(e.into())),
+    };
+    let routed = Routed {
+        model: head.model,
+        model_span: head.model_span,
+        stream: head.stream,
+        include_usage: true,
+        endpoint: Endpoint::ChatCompletions,
+        ingress: Dialect::Anthropic,
+        parsed: Some(chat),
     };
     forward(state, meta, body, routed, log).await
 }
@@ -97,7 +138,10 @@ pub async fn embeddings(
         model: head.model,
         model_span: head.model_span,
         stream: false,
+        include_usage: false,
         endpoint: Endpoint::Embeddings,
+        ingress: Dialect::OpenAi,
+        parsed: None,
     };
     forward(state, meta, body, routed, log).await
 }
@@ -115,18 +159,46 @@ async fn forward(
     let Some(route) = runtime.table.resolve(&routed.model) else {
         return Err(log.reject(GatewayError::ModelNotFound(routed.model)));
     };
-    let plan = runtime.table.plan(route);
+    let mut plan = runtime.table.plan(route);
     if plan.slots.is_empty() {
         return Err(log.reject(GatewayError::NoCandidates {
             model: routed.model,
         }));
     }
-    let deadline = request_deadline(&runtime.config.deployments, &plan, meta.timeout);
-
-    let span = routed.model_span.clone();
-    let body_for = move |d: &Deployment| -> Bytes {
-        Bytes::from(splice_model(&body, span.clone(), &d.upstream_model))
+    let view = RequestView::new(
+        routed.ingress,
+        routed.endpoint,
+        body.clone(),
+        routed.model_span.clone(),
+    );
+    let view = match routed.parsed {
+        Some(chat) => view.with_chat(chat),
+        None => view,
     };
+    match filters::serviceable(&mut plan, &runtime.config.deployments, &view) {
+        Ok(()) => {}
+        Err(Unservable::Invalid(e)) => return Err(log.reject(GatewayError::BadRequest(e))),
+        Err(Unservable::Missing(missing)) => {
+            return Err(log.reject(GatewayError::MissingCapability {
+                model: routed.model,
+                missing,
+            }));
+        }
+    }
+    let deadline = request_deadline(&runtime.config.deployments, &plan, meta.timeout);
+    // Kept to continue a stream that breaks after the commit point (`resume_streams`).
+    let resume_body = (routed.stream
+        && routed.endpoint == Endpoint::ChatCompletions
+        && routed.ingress == Dialect::OpenAi
+        && !route.derived
+        && runtime
+            .config
+            .models
+            .iter()
+            .any(|m| m.resume_streams && m.name == route.name))
+    .then(|| (body.clone(), routed.model_span.clone()));
+
+    let body_for = |d: &Deployment| -> Bytes { view.body_for(d) };
     let input = AttemptInput {
         endpoint: routed.endpoint,
         stream: routed.stream,
@@ -160,26 +232,151 @@ async fn forward(
                 .get(http::header::CONTENT_TYPE)
                 .cloned()
                 .unwrap_or(HeaderValue::from_static("application/json"));
+            let upstream = deployment.provider.dialect();
+            let translating = view.needs_translation(&deployment);
+            let content_type = if translating {
+                HeaderValue::from_static(if routed.stream {
+                    "text/event-stream"
+                } else {
+                    "application/json"
+                })
+            } else {
+                content_type
+            };
             let body = match reply.body {
                 ReplyBody::Full(bytes) => {
                     drop(in_flight);
+                    let bytes = if translating {
+                        match view.translate_full(upstream, &bytes, &deployment.upstream_model) {
+                            Ok(b) => b,
+                            Err(e) => {
+                                // The upstream said 200 but its body is not its dialect's shape.
+                                let mut attempts = attempts;
+                                if let Some(last) = attempts.last_mut() {
+                                    last.class = FailureClass::Malformed;
+                                    last.detail = e.to_string();
+                                }
+                                note_failure(&mut log, &attempts);
+                                log.finish(502, "malformed");
+                                return Err(GatewayError::AllFailed {
+                                    model: routed.model,
+                                    attempts,
+                                    deadline_hit: false,
+                                });
+                            }
+                        }
+                    } else {
+                        bytes
+                    };
                     log.finish(reply.status.as_u16(), "ok");
                     DeliveryBody::Full(bytes)
                 }
+                ReplyBody::Stream { head, rest } if translating => {
+                    // Replicate streams never repeat the prediction's id; the provider passes it on.
+                    let header = |name: &str| {
+                        reply
+                            .headers
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned)
+                    };
+                    let prediction = header(crate::providers::PREDICTION_ID).unwrap_or_default();
+                    let model = header(crate::providers::PREDICTION_MODEL)
+                        .unwrap_or_else(|| deployment.upstream_model.clone());
+                    let decoder =
+                        Decoder::for_dialect(upstream, &prediction, &model).ok_or_else(|| {
+                            GatewayError::Internal(format!(
+                                "no stream decoder for {}",
+                                upstream.as_str()
+                            ))
+                        })?;
+                    let encoder = Encoder::for_client(
+                        routed.ingress,
+                        &deployment.upstream_model,
+                        routed.include_usage,
+                    );
+                    let idle = deployment.timeouts.idle;
+                    DeliveryBody::Stream(translated::relay(
+                        head,
+                        rest,
+                        decoder,
+                        encoder,
+                        idle,
+                        deadline,
+                        move |end| {
+                            let _in_flight = in_flight;
+                            let signal = match &end {
+                                StreamEnd::Done | StreamEnd::FinishedWithoutDone => Signal::Success,
+                                StreamEnd::Broken(_) => Signal::Failure,
+                                StreamEnd::ClientGone => Signal::Neutral,
+                            };
+                            if let Some(permit) = permit {
+                                permit.record(signal);
+                            }
+                            match end {
+                                StreamEnd::Done | StreamEnd::FinishedWithoutDone => {
+                                    log.finish(200, "ok")
+                                }
+                                StreamEnd::Broken(why) => {
+                                    log.detail = why;
+                                    log.finish(200, "stream_broken");
+                                }
+                                StreamEnd::ClientGone => log.finish(499, "client_gone"),
+                            }
+                        },
+                    ))
+                }
                 ReplyBody::Stream { head, rest } => {
                     let idle = deployment.timeouts.idle;
-                    DeliveryBody::Stream(relay(head, rest, idle, deadline, move |end| {
-                        // The stream's ending is the serving slot's outcome.
+                    // This stream's ending (or its break, if it is resumed) is the serving
+                    // slot's outcome; a continuation's is its own slot's.
+                    let first = Segment::new(head, rest, idle, move |signal| {
                         let _in_flight = in_flight;
-                        let signal = match &end {
-                            StreamEnd::Done | StreamEnd::FinishedWithoutDone => Signal::Success,
-                            StreamEnd::Broken(_) => Signal::Failure,
-                            StreamEnd::ClientGone => Signal::Neutral,
-                        };
                         if let Some(permit) = permit {
                             permit.record(signal);
                         }
+                    });
+                    let resume = resume_body.map(|(body, model_span)| {
+                        let budget_of = Arc::clone(&runtime);
+                        Box::new(Resumer::new(ResumeInput {
+                            body,
+                            model_span,
+                            plan: &plan,
+                            upstreams: &runtime.upstreams,
+                            health: &runtime.health,
+                            serving: &deployment,
+                            attempts: &attempts,
+                            deadline,
+                            request_id: &meta.id,
+                            budget: Box::new(move || budget_of.health.budget.try_withdraw()),
+                        })) as Box<dyn Resume>
+                    });
+                    DeliveryBody::Stream(relay(first, deadline, resume, move |end, resumed| {
+                        log.attempts += resumed.attempts.len();
+                        log.failed.extend(
+                            resumed
+                                .attempts
+                                .iter()
+                                .filter(|a| a.class != FailureClass::Ok)
+                                .map(|a| a.class.as_str()),
+                        );
+                        let continued_by: Vec<&str> = resumed
+                            .attempts
+                            .iter()
+                            .filter(|a| a.class == FailureClass::Ok)
+                            .map(|a| a.deployment.as_str())
+                            .collect();
                         match end {
+                            StreamEnd::Done | StreamEnd::FinishedWithoutDone
+                                if !resumed.breaks.is_empty() =>
+                            {
+                                log.detail = format!(
+                                    "resumed on {} after: {}",
+                                    continued_by.join(", "),
+                                    resumed.breaks.join("; ")
+                                );
+                                log.finish(200, "resumed")
+                            }
                             StreamEnd::Done | StreamEnd::FinishedWithoutDone => {
                                 log.finish(200, "ok")
                             }

@@ -2,6 +2,12 @@
 //!
 //! The answer is planned once (`Completion::plan`) and then rendered either way, so the
 //! streamed and non-streamed forms of one request always agree on content and usage.
+//!
+//! Assistant prefill: when the last message is the assistant's with text P (a continuation
+//! request, as vLLM's `continue_final_message` serves it) and the reply R the mock would give
+//! starts with P, only the rest of R is produced (streamed word by word, counted in usage), so
+//! P followed by the continuation is exactly R. A P that R does not start with is ignored and
+//! the whole R is produced.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -52,8 +58,9 @@ impl ChatRequest {
 
 /// What every choice says.
 enum Reply {
+    /// The reply text as stream pieces (one word each), which concatenate to the content.
     Text {
-        words: Vec<String>,
+        pieces: Vec<String>,
         truncated: bool,
     },
     Json(String),
@@ -102,7 +109,10 @@ impl Completion {
             if let Some(max) = limit {
                 words.truncate(usize::try_from(max).unwrap_or(usize::MAX));
             }
-            Reply::Text { words, truncated }
+            Reply::Text {
+                pieces: continuation_pieces(&words, &req.messages),
+                truncated,
+            }
         };
         let prompt_tokens = req
             .messages
@@ -140,7 +150,7 @@ impl Completion {
 
     fn usage(&self) -> Value {
         let per_choice = match &self.reply {
-            Reply::Text { words, .. } => words.len() as u64,
+            Reply::Text { pieces, .. } => words_in(pieces),
             Reply::Json(content) => text::estimate_tokens(content),
             Reply::ToolCall { .. } => text::estimate_tokens(TOOL_ARGUMENTS),
             Reply::Filtered => 0,
@@ -156,7 +166,7 @@ impl Completion {
     /// The non-streaming `chat.completion` body.
     pub(crate) fn body(&self) -> Value {
         let message = match &self.reply {
-            Reply::Text { words, .. } => json!({"role": "assistant", "content": words.join(" ")}),
+            Reply::Text { pieces, .. } => json!({"role": "assistant", "content": pieces.concat()}),
             Reply::Json(content) => json!({"role": "assistant", "content": content}),
             Reply::Filtered => json!({"role": "assistant", "content": ""}),
             Reply::ToolCall { name } => json!({
@@ -198,16 +208,8 @@ impl Completion {
         };
         let mut deltas = vec![first];
         match &self.reply {
-            Reply::Text { words, .. } => {
-                let last = words.len().saturating_sub(1);
-                deltas.extend(words.iter().enumerate().map(|(i, w)| {
-                    let piece = if i == last {
-                        w.clone()
-                    } else {
-                        format!("{w} ")
-                    };
-                    json!({"content": piece})
-                }));
+            Reply::Text { pieces, .. } => {
+                deltas.extend(pieces.iter().map(|piece| json!({"content": piece})));
             }
             Reply::Json(content) => deltas.push(json!({"content": content})),
             Reply::Filtered => {}
@@ -272,6 +274,28 @@ impl Completion {
         }
         frame
     }
+}
+
+/// The stream pieces of the reply `words`, or of only their continuation when the last message
+/// is an assistant prefill that the reply starts with.
+fn continuation_pieces(words: &[String], messages: &[Value]) -> Vec<String> {
+    let prefill = messages
+        .last()
+        .filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
+        .map(|m| text::content_text(m.get("content")))
+        .filter(|p| !p.is_empty());
+    if let Some(prefill) = prefill {
+        let full = words.join(" ");
+        if let Some(rest) = full.strip_prefix(prefill.as_str()) {
+            return text::text_pieces(rest);
+        }
+    }
+    text::pieces(words)
+}
+
+/// Tokens of a text reply: one per word.
+fn words_in(pieces: &[String]) -> u64 {
+    pieces.iter().filter(|p| !p.trim().is_empty()).count() as u64
 }
 
 /// The text of the last user message, which the reply echoes.

@@ -31,8 +31,12 @@ const STYLE: Style = Style {
     malformed: sse::NOT_JSON,
 };
 
-/// The counted route for a request path, by the action after the model's last `:`.
-pub(crate) fn route_of(_: &Method, path: &str) -> Option<&'static str> {
+/// The counted route for a request path, by the action after the model's last `:` (a GET
+/// without an action is the model lookup).
+pub(crate) fn route_of(method: &Method, path: &str) -> Option<&'static str> {
+    if method == Method::GET {
+        return (!path.contains(':')).then_some("/v1beta/models/{model}");
+    }
     let (_, action) = path.rsplit_once(':')?;
     match action {
         "generateContent" => Some("/v1beta/models/{model}:generateContent"),
@@ -78,6 +82,45 @@ pub(crate) async fn dispatch(
             &format!("unknown action '{action}' for models/{model}"),
         ),
     }
+}
+
+/// `GET /v1beta/models/{model}`: the model's metadata (what a health probe asks for). Faults
+/// and the key check apply as on the other routes.
+pub(crate) async fn get_model(
+    State(state): State<MockState>,
+    Path(model): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if model.contains(':') {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("unknown route models/{model}"),
+        );
+    }
+    if let Err(response) = effects::gate(&state, &headers, Dialect::Gemini, false).await {
+        return response;
+    }
+    let call = Call {
+        state,
+        headers,
+        query,
+        model,
+        body: Bytes::new(),
+    };
+    if let Some(response) = call.unauthorized() {
+        return response;
+    }
+    Json(json!({
+        "name": format!("models/{}", call.model),
+        "version": "001",
+        "displayName": call.model,
+        "description": "nines-mock model",
+        "inputTokenLimit": CONTEXT_LIMIT,
+        "outputTokenLimit": 8192,
+        "supportedGenerationMethods": ["generateContent", "countTokens"],
+    }))
+    .into_response()
 }
 
 /// One request to a Gemini action.

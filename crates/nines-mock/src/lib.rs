@@ -16,13 +16,14 @@
 //!
 //! | Route | Hit key | |
 //! |---|---|---|
-//! | `POST /v1/chat/completions` | same | OpenAI; non-streaming and SSE; `n`, `tools`/`tool_choice`, `response_format` json, `max_tokens`, `stream_options.include_usage` |
+//! | `POST /v1/chat/completions` | same | OpenAI; non-streaming and SSE; `n`, `tools`/`tool_choice`, `response_format` json, `max_tokens`, `stream_options.include_usage`; a final assistant message is continued, not answered (prefill: only the rest of the reply comes) |
 //! | `POST /v1/embeddings` | same | OpenAI; string, string array or token arrays; `dimensions` (default 8); `encoding_format` `float` or `base64` |
 //! | `GET /v1/models` | same | the configured model list |
 //! | `GET /v1/models/{id}` | `/v1/models/{id}` | any id |
 //! | `POST /v1/messages` | same | Anthropic Messages; needs `x-api-key` (else 401) and `anthropic-version` (else 400); `max_tokens` required; `system`, content blocks, `tools`/`tool_choice`, `stop_sequences`, `stream` |
 //! | `POST /v1beta/models/{model}:generateContent` | same | Gemini; key in `x-goog-api-key`, `?key=` or a bearer token (none: 403); `systemInstruction`, `tools.functionDeclarations`, `toolConfig`, `generationConfig` (`maxOutputTokens`, `stopSequences`, `candidateCount`, `responseMimeType`) |
 //! | `POST /v1beta/models/{model}:streamGenerateContent` | same | as above; `?alt=sse`: one `data:` chunk per word, the last with `finishReason` and `usageMetadata`, no terminator; without it one JSON array of the chunks |
+//! | `GET /v1beta/models/{model}` | `/v1beta/models/{model}` | Gemini; the model's metadata (`name`, `inputTokenLimit`, `supportedGenerationMethods`); key checked as for `generateContent` |
 //! | `POST /v1beta/models/{model}:embedContent` | same | Gemini; `{embedding:{values}}`, the OpenAI vectors; `outputDimensionality` |
 //! | `POST /v1beta/models/{model}:batchEmbedContents` | same | Gemini; `{embeddings:[{values}]}` |
 //! | `POST /v1/models/{owner}/{name}/predictions` | same | Replicate; bearer (or `Token`) auth; `input.prompt`, `system_prompt`, `max_tokens`/`max_new_tokens`; `Prefer: wait` answers the finished prediction, else `starting` |
@@ -31,6 +32,7 @@
 //! | `POST /v1/predictions/{id}/cancel` | same | the prediction, unchanged (it is already finished) |
 //! | `GET /v1/stream/{id}` | same | Replicate SSE: `event: output` / `id: N` / raw token per word, then `event: done` (`{}`, or `{"reason":"error"\|"canceled"}`); no auth |
 //! | `POST /v1/text_to_video`, `POST /v1/image_to_video` | same | Runway; bearer auth and `X-Runway-Version` (else 400) on every Runway route; answers `{id}` |
+//! | `GET /v1/organization` | same | Runway; `{creditBalance, tier, usage}` |
 //! | `GET`/`DELETE /v1/tasks/{id}` | `/v1/tasks/{id}` | Runway; first poll `RUNNING` (progress 0.5), later ones the end state (`SUCCEEDED` with `output`); DELETE forgets the task (204) |
 //! | `GET /_mock/hits` | | `{"total","routes":{route: n},"max_in_flight":{route: n}}` |
 //! | `GET`/`POST`/`DELETE /_mock/fault` | | read / set (body: script or `null`) / clear the fault script |
@@ -199,7 +201,9 @@ pub fn router(state: MockState) -> Router {
         // One pattern for every `{model}:{action}`; hits are counted per action.
         .route(
             "/v1beta/models/{*rest}",
-            post(gemini::dispatch).layer(counted_by(gemini::route_of)),
+            get(gemini::get_model)
+                .post(gemini::dispatch)
+                .layer(counted_by(gemini::route_of)),
         )
         .route(
             "/v1/predictions",
@@ -224,6 +228,10 @@ pub fn router(state: MockState) -> Router {
         .route(
             "/v1/image_to_video",
             post(runway::image_to_video).layer(counted("/v1/image_to_video")),
+        )
+        .route(
+            "/v1/organization",
+            get(runway::organization).layer(counted("/v1/organization")),
         )
         .route(
             "/v1/tasks/{id}",

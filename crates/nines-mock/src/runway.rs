@@ -155,6 +155,23 @@ async fn create(state: &MockState, headers: &HeaderMap, body: &[u8], image: bool
     Json(json!({ "id": id })).into_response()
 }
 
+/// `GET /v1/organization`: the account's credit balance and tier (what a health probe asks
+/// for). Faults from the server's script apply, then the usual header checks.
+pub(crate) async fn organization(State(state): State<MockState>, headers: HeaderMap) -> Response {
+    if let Err(response) = effects::gate(&state, &headers, Dialect::Runway, false).await {
+        return response;
+    }
+    if let Some(response) = check_headers(&headers) {
+        return response;
+    }
+    Json(json!({
+        "creditBalance": 10000,
+        "tier": {"maxMonthlyCreditSpend": 100000, "models": {}},
+        "usage": {"models": {}},
+    }))
+    .into_response()
+}
+
 /// `GET /v1/tasks/{id}`: counts the poll and answers the task as that poll sees it.
 pub(crate) async fn get_task(
     State(state): State<MockState>,

@@ -21,7 +21,7 @@ use crate::runway::Task;
 use crate::{FaultScript, MockOptions};
 
 /// The routes whose hits are counted; control routes (`/_mock/...`) are deliberately absent.
-pub(crate) const ROUTES: [&str; 17] = [
+pub(crate) const ROUTES: [&str; 19] = [
     // OpenAI
     "/v1/chat/completions",
     "/v1/embeddings",
@@ -30,6 +30,7 @@ pub(crate) const ROUTES: [&str; 17] = [
     // Anthropic
     "/v1/messages",
     // Gemini
+    "/v1beta/models/{model}",
     "/v1beta/models/{model}:generateContent",
     "/v1beta/models/{model}:streamGenerateContent",
     "/v1beta/models/{model}:embedContent",
@@ -43,6 +44,7 @@ pub(crate) const ROUTES: [&str; 17] = [
     // Runway
     "/v1/text_to_video",
     "/v1/image_to_video",
+    "/v1/organization",
     "/v1/tasks/{id}",
 ];
 

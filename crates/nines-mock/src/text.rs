@@ -81,6 +81,33 @@ pub(crate) fn pieces(words: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The stream pieces of any `text`, one word per piece with the whitespace after it attached
+/// (whitespace before the first word stays with it), so the pieces concatenate to `text`
+/// exactly. For text made of words joined by single spaces this is [`pieces`].
+pub(crate) fn text_pieces(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut in_word = false;
+    let mut after_word_space = false;
+    for (i, c) in text.char_indices() {
+        if c.is_whitespace() {
+            after_word_space |= in_word;
+            in_word = false;
+        } else {
+            if after_word_space {
+                out.push(text[start..i].to_owned());
+                start = i;
+                after_word_space = false;
+            }
+            in_word = true;
+        }
+    }
+    if start < text.len() {
+        out.push(text[start..].to_owned());
+    }
+    out
+}
+
 /// The text of a message's `content`: a string, or the text parts of an array (other parts,
 /// such as images, carry no text and are skipped).
 pub(crate) fn content_text(content: Option<&Value>) -> String {
@@ -184,6 +211,18 @@ mod tests {
         let (cut, ending) = end_reply(reply.clone(), &[String::new()], Some(100));
         assert_eq!((cut, ending), (reply.clone(), Ending::Complete));
         assert_eq!(pieces(&words("a b c")), ["a ", "b ", "c"]);
+    }
+
+    #[test]
+    fn text_pieces_concatenate_to_the_text() {
+        assert_eq!(text_pieces("a b c"), pieces(&words("a b c")));
+        assert_eq!(text_pieces(" from m1! x"), [" from ", "m1! ", "x"]);
+        assert_eq!(text_pieces("om  m1! "), ["om  ", "m1! "]);
+        assert_eq!(text_pieces(" "), [" "]);
+        assert!(text_pieces("").is_empty());
+        for text in ["Hello from m1! You said: hi", "  x\ty  ", "é à"] {
+            assert_eq!(text_pieces(text).concat(), text);
+        }
     }
 
     #[test]

@@ -309,3 +309,73 @@ async fn bad_requests_get_openai_shaped_400s() {
     assert_eq!(missing.status(), 404);
     assert_eq!(missing.headers()["x-mock-name"], "m1");
 }
+
+/// `messages` ending with an assistant prefill of `prefill` after the user says "hi there".
+fn prefilled(prefill: &str, extra: Value) -> Value {
+    let mut body = chat_body("hi there", extra);
+    body["messages"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"role": "assistant", "content": prefill}));
+    body
+}
+
+#[tokio::test]
+async fn assistant_prefill_is_continued_not_repeated() {
+    let server = start("m1").await;
+    // The full reply is "Hello from m1! You said: hi there".
+    let v: Value = chat(&server, &prefilled("Hello from m", json!({})))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "1! You said: hi there"
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        v["usage"]["completion_tokens"], 5,
+        "the continuation's words"
+    );
+
+    let body = prefilled(
+        "Hello from ",
+        json!({"stream": true, "stream_options": {"include_usage": true}}),
+    );
+    let chunks = sse_chunks(&chat(&server, &body).await.text().await.unwrap());
+    assert_eq!(
+        chunks[0]["choices"][0]["delta"],
+        json!({"role": "assistant", "content": ""})
+    );
+    let pieces: Vec<&str> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .filter(|p| !p.is_empty())
+        .collect();
+    assert_eq!(pieces, ["m1! ", "You ", "said: ", "hi ", "there"]);
+    let usage = &chunks.last().unwrap()["usage"];
+    assert_eq!(usage["completion_tokens"], 5, "{usage}");
+
+    // A prefill the reply does not start with is ignored: the whole reply comes.
+    let v: Value = chat(&server, &prefilled("Bonjour", json!({})))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Hello from m1! You said: hi there"
+    );
+    // The whole reply as prefill leaves nothing to add.
+    let v: Value = chat(
+        &server,
+        &prefilled("Hello from m1! You said: hi there", json!({})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "");
+    assert_eq!(v["usage"]["completion_tokens"], 0);
+}

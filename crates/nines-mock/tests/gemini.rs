@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    post, post_with, read_until_reset, read_until_stall, script, sse_events, start, start_with,
+    post, post_with, read_until_reset, read_until_stall, script, send_with, sse_events, start,
+    start_with,
 };
 use nines_mock::{FaultScript, MockServer};
 use serde_json::{Value, json};
@@ -507,4 +508,45 @@ async fn hits_are_counted_per_action_and_requests_recorded() {
         serde_json::from_str::<Value>(&recorded[0].body).unwrap(),
         req
     );
+}
+
+#[tokio::test]
+async fn the_model_lookup_is_a_cheap_get_with_key_and_faults() {
+    let server = start("g1").await;
+    let resp = send_with(
+        &server,
+        reqwest::Method::GET,
+        "/v1beta/models/gemini-test",
+        &KEY,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["name"], "models/gemini-test");
+    assert!(v["inputTokenLimit"].as_u64().unwrap() > 0);
+
+    let resp = send_with(
+        &server,
+        reqwest::Method::GET,
+        "/v1beta/models/gemini-test",
+        &[],
+    )
+    .await;
+    assert_eq!(error_of(resp).await.0, 403, "no key");
+
+    server.set_fault(Some(script(json!({"status": 503, "times": 1}))));
+    let resp = send_with(
+        &server,
+        reqwest::Method::GET,
+        "/v1beta/models/gemini-test",
+        &KEY,
+    )
+    .await;
+    let (status, error) = error_of(resp).await;
+    assert_eq!(
+        (status, error["status"].as_str()),
+        (503, Some("UNAVAILABLE"))
+    );
+    assert_eq!(server.hits("/v1beta/models/{model}"), 3);
+    assert_eq!(server.total_hits(), 3);
 }

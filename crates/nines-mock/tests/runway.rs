@@ -272,3 +272,19 @@ async fn hits_are_counted_per_route_and_requests_recorded() {
         text_body()
     );
 }
+
+#[tokio::test]
+async fn the_organization_lookup_checks_headers_and_obeys_faults() {
+    let server = start("m1").await;
+    let resp = send_with(&server, Method::GET, "/v1/organization", &HEADERS).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert!(v["creditBalance"].as_u64().is_some(), "{v}");
+    let resp = send_with(&server, Method::GET, "/v1/organization", &[HEADERS[1]]).await;
+    assert_eq!(error_of(resp).await.0, 401);
+
+    server.set_fault(Some(script(json!({"status": 500, "times": 1}))));
+    let resp = send_with(&server, Method::GET, "/v1/organization", &HEADERS).await;
+    assert_eq!(error_of(resp).await.0, 500);
+    assert_eq!(server.hits("/v1/organization"), 3);
+}

@@ -17,7 +17,9 @@ impl GatewayError {
                 deadline_hit: true, ..
             } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::AllFailed { .. } => StatusCode::BAD_GATEWAY,
-            GatewayError::BadRequest(_) | GatewayError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            GatewayError::BadRequest(_)
+            | GatewayError::BodyRead(_)
+            | GatewayError::MissingCapability { .. } => StatusCode::BAD_REQUEST,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::ModelNotFound(_) | GatewayError::RouteNotFound { .. } => {
                 StatusCode::NOT_FOUND
@@ -200,6 +202,15 @@ impl IntoResponse for GatewayError {
                 ),
                 None,
             ),
+            e @ GatewayError::MissingCapability { .. } => (
+                ErrorBody::new(
+                    e.to_string(),
+                    "invalid_request_error",
+                    None,
+                    Some("unsupported_capability"),
+                ),
+                None,
+            ),
             e @ GatewayError::NoCandidates { .. } => (
                 ErrorBody::new(e.to_string(), "server_error", None, Some("no_candidates")),
                 Some(false),
@@ -270,6 +281,29 @@ pub(super) async fn method_not_allowed(method: Method, uri: Uri) -> Response {
         path: uri.path().to_owned(),
     }
     .into_response()
+}
+
+/// Re-renders an error response in Anthropic's shape (`{"type":"error","error":{type,message}}`),
+/// keeping its status and headers, so the Anthropic SDK raises its own typed errors.
+pub(super) async fn anthropic_shaped(response: Response) -> Response {
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    // Already Anthropic-shaped (an Anthropic upstream's own error, relayed)?
+    let is_anthropic =
+        serde_json::from_slice::<serde_json::Value>(&bytes).is_ok_and(|v| v["type"] == "error");
+    if is_anthropic {
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    let message = match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(e) => e.error.message,
+        Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
+    };
+    let body = nines_protocol::anthropic::error_body(parts.status.as_u16(), &message);
+    let mut response = Response::from_parts(parts, Body::from(body));
+    response.headers_mut().remove(header::CONTENT_LENGTH);
+    response
 }
 
 /// A panic in a handler becomes a 500 in OpenAI's shape; the process keeps serving.

@@ -1,9 +1,11 @@
 //! HTTP edge: routes, body reading, and rendering of deliveries and errors. Handlers are thin:
 //! read the body, call the pipeline, render.
 
+mod anthropic;
 pub mod error;
 mod openai;
 mod ops;
+mod videos;
 
 use crate::state::AppState;
 use axum::Router;
@@ -20,8 +22,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/chat/completions", post(openai::chat_completions))
         .route("/embeddings", post(openai::embeddings))
         .route("/models", get(openai::list_models))
-        .route("/models/{*id}", get(openai::get_model));
+        .route("/models/{*id}", get(openai::get_model))
+        .route("/videos", post(videos::create))
+        .route("/videos/{id}", get(videos::status));
     Router::new()
+        .route("/v1/messages", post(anthropic::messages))
         .nest("/v1", openai.clone())
         .merge(openai)
         .route("/health", get(ops::health))

@@ -72,7 +72,7 @@ fn model_object(name: &str, created: u64) -> serde_json::Value {
 /// The request id set by the request-id layer (the client's own when it sent one), and a
 /// client-requested timeout: `x-nines-timeout` (`"10s"`, `"1500ms"` or plain seconds) or else
 /// the OpenAI/Anthropic SDKs' `x-stainless-timeout` (seconds), since the client gives up then.
-fn request_meta(headers: &HeaderMap) -> RequestMeta {
+pub(super) fn request_meta(headers: &HeaderMap) -> RequestMeta {
     let text = |name: &str| {
         headers
             .get(name)
@@ -95,7 +95,7 @@ fn request_meta(headers: &HeaderMap) -> RequestMeta {
 }
 
 /// Reads the whole body up to the configured limit.
-async fn read_body(state: &AppState, body: Body) -> Result<Bytes, GatewayError> {
+pub(super) async fn read_body(state: &AppState, body: Body) -> Result<Bytes, GatewayError> {
     let limit = state.runtime().config.server.max_body_bytes;
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
@@ -113,7 +113,7 @@ fn render(result: Result<Delivery, GatewayError>) -> Response {
     }
 }
 
-fn delivery_response(d: Delivery) -> Response {
+pub(super) fn delivery_response(d: Delivery) -> Response {
     let streaming = matches!(d.body, DeliveryBody::Stream(_));
     let body = match d.body {
         DeliveryBody::Full(bytes) => Body::from(bytes),

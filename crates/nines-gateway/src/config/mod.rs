@@ -46,6 +46,30 @@ pub struct Deployment {
     pub max_concurrency: Option<u32>,
     pub weight: f64,
     pub timeouts: Timeouts,
+    /// Continues a final assistant message (the partial text of a broken stream) when asked.
+    pub assistant_prefill: bool,
+    /// Embedding deployments with the same family (and so the same vectors) are interchangeable;
+    /// defaults to the upstream model id.
+    pub embedding_family: Option<String>,
+}
+
+impl Deployment {
+    /// What this deployment can honour: its provider's defaults, plus prefill when declared.
+    pub fn capabilities(&self) -> nines_protocol::unified::Capabilities {
+        use nines_protocol::unified::Capabilities;
+        let caps = self.provider.capabilities();
+        if self.assistant_prefill {
+            caps.with(Capabilities::ASSISTANT_PREFILL)
+        } else {
+            caps
+        }
+    }
+
+    pub fn embedding_family(&self) -> &str {
+        self.embedding_family
+            .as_deref()
+            .unwrap_or(&self.upstream_model)
+    }
 }
 
 pub type Timeouts = schema::RawTimeouts;
@@ -85,6 +109,8 @@ pub struct ModelRoute {
     pub deployments: Vec<usize>,
     pub strategy: Strategy,
     pub hedge: resilience::Hedge,
+    /// Resume streams that break after the commit point on a deployment with assistant prefill.
+    pub resume_streams: bool,
 }
 
 impl Config {

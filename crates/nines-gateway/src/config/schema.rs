@@ -47,6 +47,13 @@ pub enum ProviderKind {
     Openai,
     OpenaiCompatible,
     Nvidia,
+    Anthropic,
+    /// Google's Gemini API (Generative Language, `v1beta`); `x-goog-api-key` auth.
+    Gemini,
+    /// Replicate predictions; `model` is the official model's `owner/name`.
+    Replicate,
+    /// Runway video generation; serves only the video job API (`/v1/videos`).
+    Runway,
 }
 
 impl ProviderKind {
@@ -56,6 +63,39 @@ impl ProviderKind {
             ProviderKind::Openai => "openai",
             ProviderKind::OpenaiCompatible => "openai-compatible",
             ProviderKind::Nvidia => "nvidia",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::Replicate => "replicate",
+            ProviderKind::Runway => "runway",
+        }
+    }
+
+    /// The wire format its API speaks.
+    pub fn dialect(self) -> nines_protocol::unified::Dialect {
+        use nines_protocol::unified::Dialect;
+        match self {
+            ProviderKind::Openai | ProviderKind::OpenaiCompatible | ProviderKind::Nvidia => {
+                Dialect::OpenAi
+            }
+            ProviderKind::Anthropic => Dialect::Anthropic,
+            ProviderKind::Gemini => Dialect::Gemini,
+            ProviderKind::Replicate => Dialect::Replicate,
+            ProviderKind::Runway => Dialect::Runway,
+        }
+    }
+
+    /// What requests it can honour by default (a deployment may narrow or widen this).
+    pub fn capabilities(self) -> nines_protocol::unified::Capabilities {
+        match self {
+            ProviderKind::Openai | ProviderKind::Nvidia => nines_protocol::openai::CAPABILITIES,
+            // Self-hosted servers vary; vLLM and Ollama accept all of OpenAI's surface and
+            // many accept a final assistant message as a prefill.
+            ProviderKind::OpenaiCompatible => nines_protocol::openai::CAPABILITIES,
+            ProviderKind::Anthropic => nines_protocol::anthropic::CAPABILITIES,
+            ProviderKind::Gemini => nines_protocol::gemini::CAPABILITIES,
+            ProviderKind::Replicate => nines_protocol::replicate::CAPABILITIES,
+            // No chat or embeddings at all: video jobs only.
+            ProviderKind::Runway => nines_protocol::unified::Capabilities::NONE,
         }
     }
 
@@ -64,6 +104,12 @@ impl ProviderKind {
         match self {
             ProviderKind::Openai => Some("https://api.openai.com/v1"),
             ProviderKind::Nvidia => Some("https://integrate.api.nvidia.com/v1"),
+            ProviderKind::Anthropic => Some("https://api.anthropic.com/v1"),
+            // The next three are host roots: their request paths carry the API version
+            // (`/v1beta/models/...`, `/v1/models/...`, `/v1/tasks/...`).
+            ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com"),
+            ProviderKind::Replicate => Some("https://api.replicate.com"),
+            ProviderKind::Runway => Some("https://api.dev.runwayml.com"),
             ProviderKind::OpenaiCompatible => None,
         }
     }
@@ -99,6 +145,14 @@ pub struct RawDeployment {
     pub weight: Option<Spanned<f64>>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
+    /// The upstream continues a final assistant message instead of answering it (vLLM's
+    /// `continue_final_message`); what lets a broken stream be resumed here. Default false.
+    #[serde(default)]
+    pub assistant_prefill: Option<Spanned<bool>>,
+    /// Embedding deployments of one family (same model, same dimensions) may fail over to each
+    /// other; without it, the upstream model id is the family.
+    #[serde(default)]
+    pub embedding_family: Option<String>,
 }
 
 /// USD per one million tokens.
@@ -148,6 +202,10 @@ pub struct RawModel {
     pub strategy: Strategy,
     #[serde(default)]
     pub hedge: super::resilience::Hedge,
+    /// Continue a stream that broke after the commit point on another deployment with
+    /// `assistant_prefill`, instead of ending it with an error event.
+    #[serde(default)]
+    pub resume_streams: bool,
 }
 
 /// How a model orders its deployments for each request.

@@ -1,6 +1,6 @@
 //! Raw → validated configuration. Every error names the file, line and key path.
 
-use super::schema::{RawConfig, RawDeployment};
+use super::schema::{ProviderKind, RawConfig, RawDeployment};
 use super::{Config, ConfigError, Deployment, KeySlotConfig, ModelRoute, Secret, Server};
 use std::collections::HashMap;
 use std::path::Path;
@@ -106,11 +106,21 @@ pub(super) fn validate(
                 "must be within 0..=100".into(),
             ));
         }
+        if m.resume_streams && !indices.iter().any(|&d| deployments[d].assistant_prefill) {
+            return Err(err(
+                Some(m.name.span()),
+                format!("{key}.resume_streams"),
+                "needs at least one of the model's deployments with assistant_prefill = true \
+                 (a broken stream can only be continued where the partial answer can be prefilled)"
+                    .into(),
+            ));
+        }
         models.push(ModelRoute {
             name: name.clone(),
             deployments: indices,
             strategy: m.strategy,
             hedge: m.hedge,
+            resume_streams: m.resume_streams,
         });
     }
 
@@ -251,6 +261,19 @@ fn deployment(
             ));
         }
     }
+    let assistant_prefill = match &d.assistant_prefill {
+        Some(p) if *p.get_ref() && d.provider == ProviderKind::Openai => {
+            return Err(err(
+                Some(p.span()),
+                format!("{key}.assistant_prefill"),
+                "OpenAI answers a final assistant message instead of continuing it; only \
+                 servers that continue it (e.g. vLLM's continue_final_message) can set this"
+                    .into(),
+            ));
+        }
+        Some(p) => *p.get_ref(),
+        None => false,
+    };
     Ok(Deployment {
         name,
         provider: d.provider,
@@ -263,6 +286,8 @@ fn deployment(
         max_concurrency: d.max_concurrency,
         weight,
         timeouts: t,
+        assistant_prefill,
+        embedding_family: d.embedding_family.clone(),
     })
 }
 

@@ -5,14 +5,22 @@
 //! complete SSE event arrived (the stream has proven itself), which is what lets the attempt loop
 //! fail over before the commit point.
 
+mod anthropic;
+mod gemini;
 mod openai;
+mod replicate;
+mod runway;
+mod transport;
 
-pub(crate) use openai::{describe, is_error_event};
+pub use replicate::{PREDICTION_ID, PREDICTION_MODEL};
+pub use runway::is_task_id as is_runway_task_id;
+pub(crate) use transport::{describe, is_error_event};
 
 use crate::config::{Deployment, KeySlotConfig};
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use http::{HeaderMap, StatusCode};
+use nines_protocol::unified::Dialect;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -118,7 +126,21 @@ impl Transport {
 pub struct Upstream {
     pub deployment: Arc<Deployment>,
     client: reqwest::Client,
-    urls: openai::Urls,
+    urls: Urls,
+}
+
+/// Each dialect's endpoints, parsed once per deployment.
+enum Urls {
+    OpenAi(openai::Urls),
+    Anthropic(anthropic::Urls),
+    Gemini(gemini::Urls),
+    Replicate(replicate::Urls),
+    Runway(runway::Urls),
+}
+
+/// `base` + `path` as a URL (`base` has no trailing slash).
+fn join(base: &str, path: &str) -> Result<reqwest::Url, String> {
+    reqwest::Url::parse(&format!("{base}{path}")).map_err(|e| format!("base_url '{base}': {e}"))
 }
 
 impl Upstream {
@@ -136,7 +158,19 @@ impl Upstream {
             .user_agent(concat!("nines/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build its HTTP client: {e}"))?;
-        let urls = openai::Urls::new(&deployment.base_url)?;
+        let urls = match deployment.provider.dialect() {
+            Dialect::OpenAi => Urls::OpenAi(openai::Urls::new(&deployment.base_url)?),
+            Dialect::Anthropic => Urls::Anthropic(anthropic::Urls::new(&deployment.base_url)?),
+            Dialect::Gemini => Urls::Gemini(gemini::Urls::new(
+                &deployment.base_url,
+                &deployment.upstream_model,
+            )?),
+            Dialect::Replicate => Urls::Replicate(replicate::Urls::new(
+                &deployment.base_url,
+                &deployment.upstream_model,
+            )?),
+            Dialect::Runway => Urls::Runway(runway::Urls::new(&deployment.base_url)?),
+        };
         Ok(Upstream {
             deployment,
             client,
@@ -149,12 +183,35 @@ impl Upstream {
         let Some(key) = self.deployment.keys.get(key) else {
             return Outcome::Transport(Transport::Connect("no such key slot".into()));
         };
-        openai::probe(&self.client, &self.urls, key, timeout).await
+        let request = match &self.urls {
+            Urls::OpenAi(urls) => openai::probe(&self.client, urls, key),
+            Urls::Anthropic(urls) => anthropic::probe(&self.client, urls, key),
+            Urls::Gemini(urls) => gemini::probe(&self.client, urls, key),
+            Urls::Replicate(urls) => replicate::probe(&self.client, urls, key),
+            Urls::Runway(urls) => runway::probe(&self.client, urls, key),
+        };
+        transport::probe(request, timeout).await
     }
 
     /// Makes one call and reports what happened.
     pub async fn call(&self, call: Call<'_>) -> Outcome {
-        openai::call(&self.client, &self.deployment, &self.urls, call).await
+        let request = match &self.urls {
+            Urls::OpenAi(urls) => openai::request(&self.client, urls, &call),
+            Urls::Anthropic(urls) => anthropic::request(&self.client, urls, &call),
+            Urls::Gemini(urls) => gemini::request(&self.client, urls, &call),
+            // A prediction is several requests (create, then wait or stream).
+            Urls::Replicate(urls) => {
+                return replicate::call(&self.client, urls, &self.deployment.timeouts, &call).await;
+            }
+            Urls::Runway(_) => return runway::no_chat(&call),
+        };
+        transport::exchange(
+            request,
+            &self.deployment.timeouts,
+            call.stream,
+            call.deadline,
+        )
+        .await
     }
 }
 

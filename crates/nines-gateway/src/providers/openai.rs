@@ -1,14 +1,10 @@
-//! OpenAI-family upstreams (`openai`, `openai-compatible`, `nvidia`): the client's body is sent as
-//! given (only `model` was spliced), and responses are relayed as bytes.
+//! OpenAI-family upstreams (`openai`, `openai-compatible`, `nvidia`): bearer auth, and the
+//! `/chat/completions`, `/embeddings` and `/models` endpoints below the base URL.
 
-use super::{Call, Endpoint, Outcome, Reply, ReplyBody, Transport};
-use crate::config::Deployment;
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
-use nines_protocol::sse::SseDecoder;
-use tokio::time::{Instant, timeout_at};
+use super::{Call, Endpoint};
+use crate::config::KeySlotConfig;
 
-/// The endpoints of one OpenAI-family deployment, parsed once when its client is built.
+/// The endpoints of one deployment, parsed once when its client is built.
 pub(super) struct Urls {
     chat: reqwest::Url,
     embeddings: reqwest::Url,
@@ -17,29 +13,19 @@ pub(super) struct Urls {
 
 impl Urls {
     pub(super) fn new(base: &str) -> Result<Urls, String> {
-        let parse = |path: &str| {
-            reqwest::Url::parse(&format!("{base}{path}"))
-                .map_err(|e| format!("base_url '{base}': {e}"))
-        };
         Ok(Urls {
-            chat: parse("/chat/completions")?,
-            embeddings: parse("/embeddings")?,
-            models: parse("/models")?,
+            chat: super::join(base, "/chat/completions")?,
+            embeddings: super::join(base, "/embeddings")?,
+            models: super::join(base, "/models")?,
         })
     }
 }
 
-/// Largest error body kept from an upstream (it is relayed to the client or summarised).
-const MAX_ERROR_BODY: usize = 64 * 1024;
-
-pub(super) async fn call(
+pub(super) fn request(
     client: &reqwest::Client,
-    deployment: &Deployment,
     urls: &Urls,
-    call: Call<'_>,
-) -> Outcome {
-    let started = Instant::now();
-    let first_byte_deadline = (started + deployment.timeouts.first_byte).min(call.deadline);
+    call: &Call<'_>,
+) -> reqwest::RequestBuilder {
     let url = match call.endpoint {
         Endpoint::ChatCompletions => urls.chat.clone(),
         Endpoint::Embeddings => urls.embeddings.clone(),
@@ -48,255 +34,25 @@ pub(super) async fn call(
         .post(url)
         .header(http::header::CONTENT_TYPE, "application/json")
         .header("x-request-id", call.request_id)
-        .body(call.body);
+        .body(call.body.clone());
     if let Some(secret) = &call.key.secret {
         request = request.bearer_auth(secret.expose());
     }
     if call.stream {
         request = request.header(http::header::ACCEPT, "text/event-stream");
     }
-
-    let mut response = match timeout_at(first_byte_deadline, request.send()).await {
-        Err(_) => {
-            return Outcome::Transport(deadline_or(
-                first_byte_deadline,
-                call.deadline,
-                Transport::FirstByteTimeout,
-            ));
-        }
-        Ok(Err(e)) => return Outcome::Transport(transport_error(&e)),
-        Ok(Ok(r)) => r,
-    };
-    let status = response.status();
-    let headers = std::mem::take(response.headers_mut());
-
-    if !status.is_success() {
-        let body = read_bounded(
-            response,
-            first_byte_deadline.max(Instant::now()),
-            MAX_ERROR_BODY,
-        )
-        .await;
-        return Outcome::Status {
-            status,
-            headers,
-            body,
-        };
-    }
-
-    if call.stream && is_event_stream(&headers) {
-        return first_event(
-            response,
-            started,
-            status,
-            headers,
-            deployment,
-            call.deadline,
-        )
-        .await;
-    }
-
-    let total = call.deadline;
-    match timeout_at(total, response.bytes()).await {
-        Err(_) => Outcome::Transport(Transport::Deadline),
-        Ok(Err(e)) => Outcome::Transport(transport_error(&e)),
-        Ok(Ok(body)) => {
-            if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
-                return Outcome::Transport(Transport::Malformed(format!(
-                    "response body is not JSON ({} bytes)",
-                    body.len()
-                )));
-            }
-            Outcome::Reply(Reply {
-                status,
-                headers,
-                body: ReplyBody::Full(body),
-                ttfb: started.elapsed(),
-            })
-        }
-    }
-}
-
-fn is_event_stream(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"))
+    request
 }
 
 /// `GET {base}/models`: free, and it exercises the key, the network path and the server.
-pub(super) async fn probe(
+pub(super) fn probe(
     client: &reqwest::Client,
     urls: &Urls,
-    key: &crate::config::KeySlotConfig,
-    timeout: std::time::Duration,
-) -> Outcome {
-    let started = Instant::now();
-    let mut request = client.get(urls.models.clone());
-    if let Some(secret) = &key.secret {
-        request = request.bearer_auth(secret.expose());
+    key: &KeySlotConfig,
+) -> reqwest::RequestBuilder {
+    let request = client.get(urls.models.clone());
+    match &key.secret {
+        Some(secret) => request.bearer_auth(secret.expose()),
+        None => request,
     }
-    let deadline = started + timeout;
-    let mut response = match timeout_at(deadline, request.send()).await {
-        Err(_) => return Outcome::Transport(Transport::FirstByteTimeout),
-        Ok(Err(e)) => return Outcome::Transport(transport_error(&e)),
-        Ok(Ok(r)) => r,
-    };
-    let status = response.status();
-    let headers = std::mem::take(response.headers_mut());
-    let body = read_bounded(response, deadline, MAX_ERROR_BODY).await;
-    if !status.is_success() {
-        return Outcome::Status {
-            status,
-            headers,
-            body,
-        };
-    }
-    Outcome::Reply(Reply {
-        status,
-        headers,
-        body: ReplyBody::Full(body),
-        ttfb: started.elapsed(),
-    })
-}
-
-/// Reads a stream until its first complete SSE event: only then is it worth committing to.
-async fn first_event(
-    response: reqwest::Response,
-    started: Instant,
-    status: http::StatusCode,
-    headers: http::HeaderMap,
-    deployment: &Deployment,
-    deadline: Instant,
-) -> Outcome {
-    let mut stream = response.bytes_stream().boxed();
-    let mut head = BytesMut::new();
-    let mut decoder = SseDecoder::new();
-    let mut events = Vec::new();
-    let mut ttfb = None;
-    let first_byte_deadline = (started + deployment.timeouts.first_byte).min(deadline);
-    loop {
-        let wait_until = if ttfb.is_none() {
-            first_byte_deadline
-        } else {
-            (Instant::now() + deployment.timeouts.idle).min(deadline)
-        };
-        let chunk = match timeout_at(wait_until, stream.next()).await {
-            Err(_) if ttfb.is_none() => {
-                return Outcome::Transport(deadline_or(
-                    first_byte_deadline,
-                    deadline,
-                    Transport::FirstByteTimeout,
-                ));
-            }
-            Err(_) => {
-                return Outcome::Transport(deadline_or(
-                    wait_until,
-                    deadline,
-                    Transport::IdleTimeout,
-                ));
-            }
-            Ok(None) => {
-                decoder.finish(&mut events);
-                if events.is_empty() {
-                    return Outcome::Transport(Transport::Broken(
-                        "stream ended before any event".into(),
-                    ));
-                }
-                break;
-            }
-            Ok(Some(Err(e))) => return Outcome::Transport(transport_error(&e)),
-            Ok(Some(Ok(chunk))) => chunk,
-        };
-        ttfb.get_or_insert_with(|| started.elapsed());
-        decoder.feed(&chunk, &mut events);
-        head.extend_from_slice(&chunk);
-        if !events.is_empty() {
-            break;
-        }
-    }
-    if let Some(error) = events
-        .iter()
-        .find(|e| is_error_event(&e.data, e.event.as_deref()))
-    {
-        return Outcome::StreamError {
-            data: error.data.clone(),
-        };
-    }
-    Outcome::Reply(Reply {
-        status,
-        headers,
-        body: ReplyBody::Stream {
-            head: head.freeze(),
-            rest: stream,
-        },
-        ttfb: ttfb.unwrap_or_else(|| started.elapsed()),
-    })
-}
-
-/// An in-band error: an `error` event or a data payload whose top-level object has `error`.
-pub(crate) fn is_error_event(data: &str, event: Option<&str>) -> bool {
-    if event == Some("error") {
-        return true;
-    }
-    #[derive(serde::Deserialize)]
-    struct Probe<'a> {
-        #[serde(borrow, default)]
-        error: Option<&'a serde_json::value::RawValue>,
-    }
-    data.starts_with('{')
-        && serde_json::from_str::<Probe<'_>>(data).is_ok_and(|p| p.error.is_some())
-}
-
-/// When a timeout fired at the request's overall deadline, report the deadline instead.
-fn deadline_or(fired_at: Instant, deadline: Instant, otherwise: Transport) -> Transport {
-    if fired_at >= deadline {
-        Transport::Deadline
-    } else {
-        otherwise
-    }
-}
-
-async fn read_bounded(response: reqwest::Response, deadline: Instant, limit: usize) -> Bytes {
-    let mut out = BytesMut::new();
-    let mut stream = response.bytes_stream();
-    while let Ok(Some(Ok(chunk))) = timeout_at(deadline, stream.next()).await {
-        let room = limit.saturating_sub(out.len());
-        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if out.len() >= limit {
-            break;
-        }
-    }
-    out.freeze()
-}
-
-/// Maps a reqwest error to a transport failure. The message never contains credentials: reqwest
-/// errors carry the URL (no key lives in it) and the cause.
-pub(crate) fn transport_error(e: &reqwest::Error) -> Transport {
-    if e.is_connect() {
-        if e.is_timeout() {
-            return Transport::ConnectTimeout;
-        }
-        return Transport::Connect(root_cause(e));
-    }
-    if e.is_timeout() {
-        return Transport::FirstByteTimeout;
-    }
-    if e.is_decode() {
-        return Transport::Malformed(root_cause(e));
-    }
-    Transport::Broken(root_cause(e))
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause: &(dyn std::error::Error + 'static) = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
-}
-
-/// A secret-free description of a reqwest error for logs and client-facing messages.
-pub(crate) fn describe(e: &reqwest::Error) -> String {
-    root_cause(e)
 }

@@ -94,6 +94,10 @@ fn classify_status(status: StatusCode, body: &[u8]) -> FailureClass {
         529 => FailureClass::Overloaded,
         503 if text.to_ascii_lowercase().contains("overloaded") => FailureClass::Overloaded,
         401..=403 => FailureClass::UpstreamAuth,
+        // Gemini reports a bad key as 400 INVALID_ARGUMENT: still the key, not the request.
+        400 if text.contains("API key not valid") || text.contains("API_KEY_INVALID") => {
+            FailureClass::UpstreamAuth
+        }
         400..=499 => classify_error_text(&text).unwrap_or(FailureClass::Client),
         500..=599 => FailureClass::Server,
         // 1xx/3xx cannot be relayed as an answer: the upstream misbehaved.
@@ -108,6 +112,8 @@ fn classify_error_text(text: &str) -> Option<FailureClass> {
         || lower.contains("maximum context length")
         || lower.contains("prompt is too long")
         || lower.contains("too many tokens")
+        // Gemini: "The input token count (N) exceeds the maximum number of tokens allowed (M)."
+        || lower.contains("exceeds the maximum number of tokens")
     {
         return Some(FailureClass::ContextTooLong);
     }

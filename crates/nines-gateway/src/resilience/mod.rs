@@ -7,8 +7,10 @@ pub mod budget;
 pub mod class;
 pub mod health;
 pub mod probe;
+pub mod resume;
 pub mod retry;
 pub mod stream;
+pub mod translated;
 mod window;
 
 pub use attempt::{AttemptRecord, Finished, Unavailable, run_plan};

@@ -11,7 +11,15 @@
 //! is cut, stalls past the idle timeout, runs past the deadline, or carries an in-band error ends
 //! with an OpenAI-shaped error event and no `[DONE]`, so SDKs raise instead of returning a
 //! truncated answer as if it were whole.
+//!
+//! With `resume_streams` on for the model, a break is not the end: the relay asks
+//! [`Resume`](super::resume::Resume) for a continuation and splices it into the same client
+//! stream (see `resume.rs` for that policy). Only then does it parse each chunk (the text so far,
+//! the stream's identity); without it, the relay does no more work than honest endings need.
 
+use super::attempt::AttemptRecord;
+use super::breaker::Signal;
+use super::resume::{Observed, Resume, Transcript};
 use crate::providers::ByteStream;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -35,64 +43,251 @@ pub enum StreamEnd {
     ClientGone,
 }
 
-struct Relay<F: FnOnce(StreamEnd) + Send + 'static> {
+/// Reports a key slot's outcome to its breaker (and ends its in-flight mark); called once.
+pub type Settle = Box<dyn FnOnce(Signal) + Send>;
+
+/// One upstream stream to relay: the first, or a continuation of it.
+pub struct Segment {
+    /// The bytes read so far (at least one complete event).
+    pub head: Bytes,
+    pub rest: ByteStream,
+    /// The deployment's idle timeout.
+    pub idle: Duration,
+    /// Called once when this stream ends: success, failure (it broke) or neutral (client gone).
+    pub settle: Settle,
+}
+
+impl Segment {
+    pub fn new(
+        head: Bytes,
+        rest: ByteStream,
+        idle: Duration,
+        settle: impl FnOnce(Signal) + Send + 'static,
+    ) -> Segment {
+        Segment {
+            head,
+            rest,
+            idle,
+            settle: Box::new(settle),
+        }
+    }
+}
+
+/// What resuming did to a stream, reported with its ending.
+#[derive(Debug, Default)]
+pub struct Resumed {
+    /// Why each upstream stream broke before a continuation carried it on, in order.
+    pub breaks: Vec<String>,
+    /// Every continuation attempt, in order; those of class `ok` carried the stream on.
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// The resume state of a relay whose model has `resume_streams`.
+struct Resuming {
+    source: Box<dyn Resume>,
+    transcript: Transcript,
+    /// Relaying a continuation (its chunks take on the first stream's identity).
+    continuing: bool,
+    breaks: Vec<String>,
+}
+
+/// How reading from upstream went, when it ended the segment.
+enum Step {
+    End(StreamEnd),
+    /// Broken: `frame` is what the client gets when the stream is not resumed (the upstream's
+    /// own error event, or an error event of ours).
+    Break {
+        why: String,
+        frame: Bytes,
+    },
+}
+
+struct Relay<F: FnOnce(StreamEnd, Resumed) + Send + 'static> {
     head: Option<Bytes>,
     rest: ByteStream,
     idle: Duration,
+    settle: Option<Settle>,
     deadline: Instant,
     decoder: SseDecoder,
     events: Vec<SseEvent>,
     finished: bool,
     ended: bool,
     skipped: u32,
+    resume: Option<Resuming>,
+    /// A break waiting for a continuation (only with resume).
+    broken: Option<String>,
     on_end: Option<F>,
 }
 
-impl<F: FnOnce(StreamEnd) + Send + 'static> Relay<F> {
+impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Relay<F> {
     fn end(&mut self, how: StreamEnd) {
         self.ended = true;
         if self.skipped > 0 {
             tracing::warn!(skipped = self.skipped, "skipped malformed stream chunks");
         }
+        if let Some(settle) = self.settle.take() {
+            settle(match &how {
+                StreamEnd::Done | StreamEnd::FinishedWithoutDone => Signal::Success,
+                StreamEnd::Broken(_) => Signal::Failure,
+                StreamEnd::ClientGone => Signal::Neutral,
+            });
+        }
+        let resumed = match self.resume.as_mut() {
+            Some(r) => Resumed {
+                breaks: std::mem::take(&mut r.breaks),
+                attempts: r.source.take_attempts(),
+            },
+            None => Resumed::default(),
+        };
         if let Some(f) = self.on_end.take() {
-            f(how);
+            f(how, resumed);
         }
     }
 
     /// Decodes `chunk` and returns the frames to forward, plus how the stream ended if it did.
     /// Events are re-framed one by one, so a malformed event can be dropped while the sound
     /// ones around it go through.
-    fn forward(&mut self, chunk: &[u8]) -> (Bytes, Option<StreamEnd>) {
-        self.decoder.feed(chunk, &mut self.events);
+    fn forward(&mut self, chunk: &[u8]) -> (Bytes, Option<Step>) {
+        let mut events = std::mem::take(&mut self.events);
+        self.decoder.feed(chunk, &mut events);
         let mut out = BytesMut::with_capacity(chunk.len() + 16);
-        let mut end = None;
-        for event in self.events.drain(..) {
+        let mut step = None;
+        for event in events.drain(..) {
             if event.is_done() {
                 out.extend_from_slice(DONE_FRAME);
-                end = Some(StreamEnd::Done);
+                step = Some(Step::End(StreamEnd::Done));
                 break;
             }
             if crate::providers::is_error_event(&event.data, event.event.as_deref()) {
-                out.extend_from_slice(&data_frame(event.data.as_bytes()));
-                end = Some(StreamEnd::Broken("upstream sent an error event".into()));
+                let why = match self.resume {
+                    None => "upstream sent an error event".to_owned(),
+                    Some(_) => format!(
+                        "upstream sent an error event: {}",
+                        super::attempt::summarize(event.data.as_bytes())
+                    ),
+                };
+                let frame = data_frame(event.data.as_bytes());
+                step = Some(Step::Break { why, frame });
                 break;
             }
-            if serde_json::from_str::<serde::de::IgnoredAny>(&event.data).is_err() {
-                // One garbled chunk in an otherwise sound stream: drop it rather than break the
-                // client's parser; if the stream is really broken, its ending will say so.
-                self.skipped += 1;
+            let Some(resume) = self.resume.as_mut() else {
+                if serde_json::from_str::<serde::de::IgnoredAny>(&event.data).is_err() {
+                    // One garbled chunk in an otherwise sound stream: drop it rather than break
+                    // the client's parser; if the stream is really broken, its ending will say so.
+                    self.skipped += 1;
+                    continue;
+                }
+                if has_finish_reason(&event.data) {
+                    self.finished = true;
+                }
+                out.extend_from_slice(&data_frame(event.data.as_bytes()));
                 continue;
+            };
+            match resume.transcript.observe(&event.data, resume.continuing) {
+                Observed::Malformed => self.skipped += 1,
+                Observed::Drop => {}
+                Observed::Forward { rewritten, finish } => {
+                    self.finished |= finish;
+                    let data = rewritten.as_deref().unwrap_or(&event.data);
+                    out.extend_from_slice(&data_frame(data.as_bytes()));
+                }
             }
-            if has_finish_reason(&event.data) {
-                self.finished = true;
-            }
-            out.extend_from_slice(&data_frame(event.data.as_bytes()));
         }
-        (out.freeze(), end)
+        self.events = events;
+        (out.freeze(), step)
+    }
+
+    /// Waits for the next piece of the upstream stream, at most the idle timeout.
+    async fn read(&mut self) -> (Bytes, Option<Step>) {
+        let wait_until = (Instant::now() + self.idle).min(self.deadline);
+        let why = match timeout_at(wait_until, self.rest.next()).await {
+            Ok(Some(Ok(chunk))) => return self.forward(&chunk),
+            Ok(Some(Err(e))) => {
+                format!("upstream stream broke: {}", crate::providers::describe(&e))
+            }
+            Ok(None) if self.finished && !self.decoder.is_mid_event() => {
+                return (
+                    Bytes::from_static(DONE_FRAME),
+                    Some(Step::End(StreamEnd::FinishedWithoutDone)),
+                );
+            }
+            Ok(None) => "upstream stream ended before the response was complete".to_owned(),
+            Err(_) if wait_until >= self.deadline => {
+                "request deadline reached while streaming".to_owned()
+            }
+            Err(_) => format!(
+                "upstream stream stalled for more than {}",
+                humantime::format_duration(self.idle)
+            ),
+        };
+        let frame = error_frame(&why);
+        (Bytes::new(), Some(Step::Break { why, frame }))
+    }
+
+    /// A segment broke: settle it, then either leave the break for a continuation (`None`) or
+    /// end the stream, returning the error frame to send.
+    fn broke(&mut self, why: String, upstream_frame: Bytes) -> Option<Bytes> {
+        if let Some(settle) = self.settle.take() {
+            settle(Signal::Failure);
+        }
+        let (why, frame) = match &self.resume {
+            // A stream that already finished has nothing left to continue.
+            None => (why, upstream_frame),
+            Some(_) if self.finished => (why, upstream_frame),
+            Some(r) => match r.transcript.unresumable {
+                None => {
+                    self.broken = Some(why);
+                    return None;
+                }
+                Some(reason) => {
+                    let why = format!("{why}; not resumed: {reason}");
+                    let frame = error_frame(&why);
+                    (why, frame)
+                }
+            },
+        };
+        self.end(StreamEnd::Broken(why));
+        Some(frame)
+    }
+
+    /// Continues a broken stream elsewhere; `Err` ends it with the returned error frame.
+    async fn resume_after(&mut self, why: String) -> Result<(), Bytes> {
+        let next = match self.resume.as_mut() {
+            Some(r) => {
+                tracing::info!(
+                    why = %why,
+                    received_chars = r.transcript.text.len(),
+                    "stream broke after the commit point; resuming"
+                );
+                r.source.next(&r.transcript.text).await
+            }
+            None => Err("resume is off".to_owned()),
+        };
+        match next {
+            Ok(segment) => {
+                if let Some(r) = self.resume.as_mut() {
+                    r.breaks.push(why);
+                    r.continuing = true;
+                }
+                self.head = Some(segment.head);
+                self.rest = segment.rest;
+                self.idle = segment.idle;
+                self.settle = Some(segment.settle);
+                self.decoder = SseDecoder::new();
+                self.events.clear();
+                Ok(())
+            }
+            Err(reason) => {
+                let why = format!("{why}; not resumed: {reason}");
+                let frame = error_frame(&why);
+                self.end(StreamEnd::Broken(why));
+                Err(frame)
+            }
+        }
     }
 }
 
-impl<F: FnOnce(StreamEnd) + Send + 'static> Drop for Relay<F> {
+impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Drop for Relay<F> {
     fn drop(&mut self) {
         if !self.ended {
             self.end(StreamEnd::ClientGone);
@@ -100,27 +295,37 @@ impl<F: FnOnce(StreamEnd) + Send + 'static> Drop for Relay<F> {
     }
 }
 
-/// Forwards `head` then `rest`, watching event boundaries; `on_end` is called exactly once.
+/// Forwards `first` (and, when it breaks and `resume` is given, its continuations), watching
+/// event boundaries. Each segment's `settle` is called when that segment ends; `on_end` is
+/// called exactly once, when the client's stream ends. Without `resume` nothing is parsed
+/// beyond what honest endings need.
 pub fn relay<F>(
-    head: Bytes,
-    rest: ByteStream,
-    idle: Duration,
+    first: Segment,
     deadline: Instant,
+    resume: Option<Box<dyn Resume>>,
     on_end: F,
 ) -> BoxStream<'static, Result<Bytes, Infallible>>
 where
-    F: FnOnce(StreamEnd) + Send + 'static,
+    F: FnOnce(StreamEnd, Resumed) + Send + 'static,
 {
     let relay = Relay {
-        head: Some(head),
-        rest,
-        idle,
+        head: Some(first.head),
+        rest: first.rest,
+        idle: first.idle,
+        settle: Some(first.settle),
         deadline,
         decoder: SseDecoder::new(),
         events: Vec::new(),
         finished: false,
         ended: false,
         skipped: 0,
+        resume: resume.map(|source| Resuming {
+            source,
+            transcript: Transcript::default(),
+            continuing: false,
+            breaks: Vec::new(),
+        }),
+        broken: None,
         on_end: Some(on_end),
     };
     futures_util::stream::unfold(relay, |mut r| async move {
@@ -128,41 +333,26 @@ where
             if r.ended {
                 return None;
             }
-            let (frame, end) = if let Some(head) = r.head.take() {
-                r.forward(&head)
-            } else {
-                let wait_until = (Instant::now() + r.idle).min(r.deadline);
-                match timeout_at(wait_until, r.rest.next()).await {
-                    Ok(Some(Ok(chunk))) => r.forward(&chunk),
-                    Ok(Some(Err(e))) => {
-                        let why =
-                            format!("upstream stream broke: {}", crate::providers::describe(&e));
-                        (error_frame(&why), Some(StreamEnd::Broken(why)))
-                    }
-                    Ok(None) if r.finished && !r.decoder.is_mid_event() => (
-                        Bytes::from_static(DONE_FRAME),
-                        Some(StreamEnd::FinishedWithoutDone),
-                    ),
-                    Ok(None) => {
-                        let why =
-                            "upstream stream ended before the response was complete".to_owned();
-                        (error_frame(&why), Some(StreamEnd::Broken(why)))
-                    }
-                    Err(_) => {
-                        let why = if wait_until >= r.deadline {
-                            "request deadline reached while streaming".to_owned()
-                        } else {
-                            format!(
-                                "upstream stream stalled for more than {}",
-                                humantime::format_duration(r.idle)
-                            )
-                        };
-                        (error_frame(&why), Some(StreamEnd::Broken(why)))
+            if let Some(why) = r.broken.take() {
+                match r.resume_after(why).await {
+                    Ok(()) => continue,
+                    Err(frame) => return Some((Ok(frame), r)),
+                }
+            }
+            let (mut frame, step) = match r.head.take() {
+                Some(head) => r.forward(&head),
+                None => r.read().await,
+            };
+            match step {
+                None => {}
+                Some(Step::End(end)) => r.end(end),
+                Some(Step::Break { why, frame: error }) => {
+                    if let Some(error) = r.broke(why, error) {
+                        let mut out = BytesMut::from(frame);
+                        out.extend_from_slice(&error);
+                        frame = out.freeze();
                     }
                 }
-            };
-            if let Some(end) = end {
-                r.end(end);
             }
             if !frame.is_empty() {
                 return Some((Ok(frame), r));
@@ -193,4 +383,187 @@ fn has_finish_reason(data: &str) -> bool {
     data.contains("finish_reason")
         && serde_json::from_str::<Chunk>(data)
             .is_ok_and(|c| c.choices.iter().any(|ch| ch.finish_reason.is_some()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resilience::FailureClass;
+    use futures_util::future::BoxFuture;
+    use std::sync::{Arc, Mutex};
+
+    type Log = Arc<Mutex<Vec<String>>>;
+
+    fn chunk(id: &str, content: &str) -> String {
+        format!(
+            "data: {{\"id\":\"{id}\",\"model\":\"m-{id}\",\"created\":1,\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{content}\"}},\"finish_reason\":null}}]}}\n\n"
+        )
+    }
+
+    fn opener(id: &str) -> String {
+        format!(
+            "data: {{\"id\":\"{id}\",\"model\":\"m-{id}\",\"created\":1,\"choices\":[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"\"}},\"finish_reason\":null}}]}}\n\n"
+        )
+    }
+
+    fn finish(id: &str) -> String {
+        format!(
+            "data: {{\"id\":\"{id}\",\"model\":\"m-{id}\",\"created\":2,\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"stop\"}}]}}\n\ndata: [DONE]\n\n"
+        )
+    }
+
+    /// A segment of `events` (the first is the head) that then ends; its outcome goes to `log`.
+    fn segment(name: &'static str, events: Vec<String>, log: &Log) -> Segment {
+        let head = Bytes::from(events[0].clone());
+        let rest: Vec<Result<Bytes, reqwest::Error>> = events[1..]
+            .iter()
+            .map(|e| Ok(Bytes::from(e.clone())))
+            .collect();
+        let log = Arc::clone(log);
+        Segment::new(
+            head,
+            futures_util::stream::iter(rest).boxed(),
+            Duration::from_secs(5),
+            move |signal| log.lock().unwrap().push(format!("{name}: {signal:?}")),
+        )
+    }
+
+    /// Hands out scripted continuations and records the partial text each was asked for.
+    struct Scripted {
+        next: Vec<Segment>,
+        asked: Log,
+    }
+
+    impl Resume for Scripted {
+        fn next<'a>(&'a mut self, partial: &'a str) -> BoxFuture<'a, Result<Segment, String>> {
+            self.asked.lock().unwrap().push(partial.to_owned());
+            let next = if self.next.is_empty() {
+                Err("nothing left".to_owned())
+            } else {
+                Ok(self.next.remove(0))
+            };
+            Box::pin(async move { next })
+        }
+
+        fn take_attempts(&mut self) -> Vec<AttemptRecord> {
+            vec![AttemptRecord {
+                deployment: "b".into(),
+                key_alias: "b#0".into(),
+                class: FailureClass::Ok,
+                status: Some(200),
+                elapsed: Duration::ZERO,
+                detail: String::new(),
+                retry_after: None,
+            }]
+        }
+    }
+
+    async fn run(
+        first: Segment,
+        resume: Option<Box<dyn Resume>>,
+    ) -> (Vec<String>, StreamEnd, Resumed) {
+        let ended = Arc::new(Mutex::new(None));
+        let sink = Arc::clone(&ended);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let frames: Vec<Bytes> = relay(first, deadline, resume, move |end, resumed| {
+            *sink.lock().unwrap() = Some((end, resumed));
+        })
+        .map(|f| f.unwrap_or_default())
+        .collect()
+        .await;
+        let mut decoder = SseDecoder::new();
+        let mut events = Vec::new();
+        for frame in frames {
+            decoder.feed(&frame, &mut events);
+        }
+        let (end, resumed) = ended.lock().unwrap().take().unwrap();
+        (events.into_iter().map(|e| e.data).collect(), end, resumed)
+    }
+
+    #[tokio::test]
+    async fn a_break_is_continued_under_the_first_streams_identity() {
+        let log = Log::default();
+        let first = segment(
+            "a",
+            vec![opener("a"), chunk("a", "Hel"), chunk("a", "lo ")],
+            &log,
+        );
+        let second = segment(
+            "b",
+            vec![
+                opener("b"),
+                chunk("b", "wor"),
+                chunk("b", "ld"),
+                finish("b"),
+            ],
+            &log,
+        );
+        let asked = Log::default();
+        let resume = Scripted {
+            next: vec![second],
+            asked: Arc::clone(&asked),
+        };
+        let (data, end, resumed) = run(first, Some(Box::new(resume))).await;
+        assert_eq!(end, StreamEnd::Done);
+        assert_eq!(data.last().unwrap(), "[DONE]");
+        let chunks: Vec<serde_json::Value> = data[..data.len() - 1]
+            .iter()
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        assert_eq!(chunks.len(), 6, "one opener: the continuation's is dropped");
+        assert!(chunks.iter().all(|c| c["id"] == "a" && c["model"] == "m-a"));
+        assert_eq!(chunks[5]["created"], 1, "created is the first stream's too");
+        let text: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(text, "Hello world");
+        assert_eq!(*asked.lock().unwrap(), ["Hello "]);
+        assert_eq!(*log.lock().unwrap(), ["a: Failure", "b: Success"]);
+        assert_eq!(
+            resumed.breaks,
+            ["upstream stream ended before the response was complete"]
+        );
+        assert_eq!(resumed.attempts.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn with_no_continuation_left_the_stream_ends_with_an_error_event() {
+        let log = Log::default();
+        let first = segment("a", vec![opener("a"), chunk("a", "Hel")], &log);
+        let resume = Scripted {
+            next: Vec::new(),
+            asked: Log::default(),
+        };
+        let (data, end, _) = run(first, Some(Box::new(resume))).await;
+        let StreamEnd::Broken(why) = end else {
+            panic!("{end:?}")
+        };
+        assert!(why.ends_with("; not resumed: nothing left"), "{why}");
+        let last: serde_json::Value = serde_json::from_str(data.last().unwrap()).unwrap();
+        assert_eq!(last["error"]["code"], "stream_interrupted");
+        assert_eq!(last["error"]["message"], why.as_str());
+        assert!(!data.iter().any(|d| d == "[DONE]"));
+        assert_eq!(*log.lock().unwrap(), ["a: Failure"]);
+    }
+
+    #[tokio::test]
+    async fn without_resume_nothing_changes() {
+        let log = Log::default();
+        let first = segment("a", vec![opener("a"), chunk("a", "Hel")], &log);
+        let (data, end, resumed) = run(first, None).await;
+        assert_eq!(
+            end,
+            StreamEnd::Broken("upstream stream ended before the response was complete".into())
+        );
+        assert_eq!(data.len(), 3);
+        assert!(data[2].contains("stream_interrupted"));
+        assert!(resumed.breaks.is_empty() && resumed.attempts.is_empty());
+        assert_eq!(*log.lock().unwrap(), ["a: Failure"]);
+
+        let first = segment("a", vec![opener("a"), chunk("a", "Hi"), finish("a")], &log);
+        let (data, end, _) = run(first, None).await;
+        assert_eq!((end, data.len()), (StreamEnd::Done, 4));
+        assert_eq!(log.lock().unwrap().last().unwrap(), "a: Success");
+    }
 }

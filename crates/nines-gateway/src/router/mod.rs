@@ -3,6 +3,7 @@
 //! The routing table is built once per configuration (off the hot path) and published with the
 //! rest of the runtime through `ArcSwap`; planning a request only reads it.
 
+pub mod filters;
 mod strategy;
 
 use crate::config::resilience::Hedge;
@@ -82,6 +83,7 @@ impl RoutingTable {
             deployments,
             strategy,
             hedge,
+            ..
         } in &config.models
         {
             names.push(name.clone());

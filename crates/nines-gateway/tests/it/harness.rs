@@ -21,11 +21,19 @@ pub struct Harness {
 impl Harness {
     /// Starts `mocks` mock providers named mock0.. and the gateway on `template`.
     pub async fn start(mocks: usize, template: &str) -> Harness {
+        let names: Vec<String> = (0..mocks).map(|i| format!("mock{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        Harness::start_named(&names, template).await
+    }
+
+    /// Starts one mock per name (a mock's name appears in its replies, so equal names give
+    /// equal replies) and the gateway on `template`, where `{mockN}` is the N-th mock.
+    pub async fn start_named(names: &[&str], template: &str) -> Harness {
         let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let mut servers = Vec::new();
-        for i in 0..mocks {
+        for name in names {
             let options = MockOptions {
-                name: format!("mock{i}"),
+                name: (*name).to_owned(),
                 models: vec!["mock-model".into()],
                 fault: None,
             };

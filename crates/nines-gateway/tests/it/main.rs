@@ -7,8 +7,12 @@
 )]
 
 mod bad_input;
+mod dialects;
 mod failover;
 mod harness;
 mod openai_proxy;
+mod providers_native;
 mod resilience;
+mod resume;
 mod streaming;
+mod videos;

@@ -129,7 +129,12 @@ async fn provider_prefixed_name_routes_without_a_model_entry() {
 
 #[tokio::test]
 async fn embeddings_route_and_fail_over() {
-    let h = Harness::start(2, &chain(2)).await;
+    // Declared interchangeable (same family), so embeddings may fail over between them.
+    let template = chain(2).replace(
+        "context_window = ",
+        "embedding_family = \"mock-embed-8\"\ncontext_window = ",
+    );
+    let h = Harness::start(2, &template).await;
     h.fault(0, json!({"status": 500}));
     let response = h
         .post_json(
@@ -196,4 +201,17 @@ async fn routes_without_v1_prefix_work_too() {
     let h = Harness::start(1, &chain(1)).await;
     let response = h.post_json("/chat/completions", &hello("chat")).await;
     assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn embeddings_never_fail_over_to_another_family() {
+    // d0 and d1 serve different upstream models and declare no family: their vectors differ, so
+    // a failover would silently change the embedding space.
+    let h = Harness::start(2, &chain(2)).await;
+    h.fault(0, json!({"status": 500}));
+    let response = h
+        .post_json("/v1/embeddings", &json!({"model": "embed", "input": "a"}))
+        .await;
+    assert_eq!(response.status(), 502);
+    assert_eq!(h.mock(1).hits("/v1/embeddings"), 0);
 }

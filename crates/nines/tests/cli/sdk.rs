@@ -121,3 +121,108 @@ async fn official_openai_python_sdk_works_unchanged() {
     assert!(up.hits("/v1/chat/completions") >= 4);
     nines.terminate().await;
 }
+
+#[tokio::test]
+async fn anthropic_sdk_in_openai_out_and_openai_sdk_in_anthropic_out() {
+    let python = match tokio::task::spawn_blocking(python_with_sdks).await.unwrap() {
+        Ok(p) => p,
+        Err(why) if std::env::var_os("CI").is_none() => {
+            eprintln!(
+                "SKIPPED anthropic_sdk_in_openai_out_and_openai_sdk_in_anthropic_out: cannot set up the SDKs ({why})"
+            );
+            return;
+        }
+        Err(why) => panic!("cannot set up the SDKs under CI: {why}"),
+    };
+    let loopback = "127.0.0.1:0".parse().unwrap();
+    let openai_up = MockServer::start(
+        loopback,
+        MockOptions {
+            name: "openai-upstream".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let anthropic_up = MockServer::start(
+        loopback,
+        MockOptions {
+            name: "anthropic-upstream".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let down = MockServer::start(
+        loopback,
+        MockOptions {
+            name: "down".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    down.set_fault(Some(
+        serde_json::from_value(serde_json::json!({"status": 503})).unwrap(),
+    ));
+    let dir = crate::serve::tempdir();
+    let path = dir.join("sdk2.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+
+[[deployments]]
+name = "oai"
+provider = "openai-compatible"
+model = "m"
+base_url = "{}"
+
+[[deployments]]
+name = "oai-down"
+provider = "openai-compatible"
+model = "m"
+base_url = "{}"
+
+[[deployments]]
+name = "claude"
+provider = "anthropic"
+model = "claude-m"
+base_url = "{}"
+api_keys = ["anthropic-test-key"]
+
+[[models]]
+name = "to-openai"
+deployments = ["oai"]
+
+[[models]]
+name = "to-anthropic"
+deployments = ["oai-down", "claude"]
+"#,
+            openai_up.base_url(),
+            down.base_url(),
+            anthropic_up.base_url()
+        ),
+    )
+    .unwrap();
+    let mut nines = Nines::spawn(command(&["serve", "--config", path.to_str().unwrap()]));
+    let base = nines.base().await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/anthropic_sdk.py");
+    let output = tokio::process::Command::new(&python)
+        .arg(&script)
+        .arg(&base)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "SDK script failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("anthropic sdk: ok"), "{stdout}");
+    assert!(openai_up.hits("/v1/chat/completions") >= 2);
+    assert!(anthropic_up.hits("/v1/messages") >= 2);
+    nines.terminate().await;
+}

@@ -37,6 +37,10 @@ fn statuses() {
     );
     assert_eq!(status(400, "{}"), FailureClass::Client);
     assert_eq!(status(404, "{}"), FailureClass::Client);
+    let gemini_key = r#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT"}}"#;
+    assert_eq!(status(400, gemini_key), FailureClass::UpstreamAuth);
+    let gemini_long = r#"{"error":{"code":400,"message":"The input token count (9000) exceeds the maximum number of tokens allowed (8192).","status":"INVALID_ARGUMENT"}}"#;
+    assert_eq!(status(400, gemini_long), FailureClass::ContextTooLong);
 }
 
 #[test]

@@ -1,0 +1,85 @@
+//! Video job handlers: `POST /v1/videos`, `GET /v1/videos/{id}`. Read the body, call
+//! `crate::videos`, render the job (200) or the error, with `x-nines-deployment` and
+//! `x-nines-attempts` as on chat responses.
+
+use crate::error::GatewayError;
+use crate::state::AppState;
+use crate::videos::{self, Handled, VideoError};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use nines_protocol::ErrorBody;
+use std::sync::Arc;
+
+pub(super) async fn create(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request_id = request_id(&headers);
+    let limit = state.runtime().config.server.max_body_bytes;
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return GatewayError::BodyTooLarge { limit }.into_response();
+        }
+        Err(e) => return GatewayError::BodyRead(e.to_string()).into_response(),
+    };
+    render(videos::create(&state, &request_id, &bytes).await)
+}
+
+pub(super) async fn status(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    render(videos::status(&state, &request_id(&headers), &id).await)
+}
+
+/// The request id set by the request-id layer (the client's own when it sent one).
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn render(handled: Handled) -> Response {
+    let mut response = match handled.result {
+        Ok(job) => {
+            let mut response = (StatusCode::OK, job.to_json()).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(VideoError::Gateway(e)) => e.into_response(),
+        Err(VideoError::JobNotFound(id)) => {
+            let body = ErrorBody::new(
+                format!("No video job found with id '{id}'."),
+                "invalid_request_error",
+                Some("id"),
+                Some("video_job_not_found"),
+            );
+            let mut response = (StatusCode::NOT_FOUND, body.to_json()).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+    };
+    let headers = response.headers_mut();
+    if let Some(v) = handled
+        .deployment
+        .and_then(|d| HeaderValue::from_str(&d).ok())
+    {
+        headers.insert("x-nines-deployment", v);
+    }
+    headers.insert("x-nines-attempts", HeaderValue::from(handled.attempts));
+    response
+}

@@ -1,0 +1,194 @@
+//! Translation glue for one request: the client's body in each upstream's dialect, and an
+//! upstream's answer in the client's dialect. The wire formats themselves live in
+//! `nines-protocol`; this module only picks which pure function applies.
+//!
+//! Same dialect on both sides (OpenAI SDK → OpenAI-compatible server, Anthropic SDK → Anthropic)
+//! never translates: the client's bytes go through with only `model` spliced, so fields nines does
+//! not know survive. Across dialects the body is parsed once into the unified model, lazily, on
+//! the first deployment that needs it.
+
+use crate::config::Deployment;
+use crate::providers::Endpoint;
+use bytes::Bytes;
+use nines_protocol::openai::{RequestError, splice_model};
+use nines_protocol::unified::{
+    ChatRequest, ChatResponse, DecodeError, Dialect, EmbeddingsRequest, EncodingFormat,
+};
+use nines_protocol::{anthropic, gemini, openai, replicate};
+use std::ops::Range;
+use std::sync::OnceLock;
+
+/// The parsed forms of the client's request.
+enum Parsed {
+    // Boxed: a chat request is several hundred bytes, an embeddings request a few dozen.
+    Chat(Box<Result<ChatRequest, RequestError>>),
+    Embeddings(Result<EmbeddingsRequest, RequestError>),
+}
+
+/// One client request, ready to be encoded for any deployment.
+pub struct RequestView {
+    pub ingress: Dialect,
+    pub endpoint: Endpoint,
+    raw: Bytes,
+    model_span: Range<usize>,
+    parsed: OnceLock<Parsed>,
+}
+
+impl RequestView {
+    pub fn new(ingress: Dialect, endpoint: Endpoint, raw: Bytes, model_span: Range<usize>) -> Self {
+        RequestView {
+            ingress,
+            endpoint,
+            raw,
+            model_span,
+            parsed: OnceLock::new(),
+        }
+    }
+
+    /// The same view with a request already parsed (the Anthropic ingress parses up front).
+    pub fn with_chat(self, chat: ChatRequest) -> Self {
+        let _ = self.parsed.set(Parsed::Chat(Box::new(Ok(chat))));
+        self
+    }
+
+    fn parsed(&self) -> &Parsed {
+        self.parsed
+            .get_or_init(|| match (self.endpoint, self.ingress) {
+                (Endpoint::Embeddings, _) => {
+                    Parsed::Embeddings(openai::parse_embeddings_request(&self.raw))
+                }
+                (Endpoint::ChatCompletions, Dialect::Anthropic) => {
+                    Parsed::Chat(Box::new(anthropic::parse_request(&self.raw)))
+                }
+                (Endpoint::ChatCompletions, _) => {
+                    Parsed::Chat(Box::new(openai::parse_chat_request(&self.raw)))
+                }
+            })
+    }
+
+    /// The unified chat request, parsed on first use.
+    pub fn chat(&self) -> Option<Result<&ChatRequest, &RequestError>> {
+        match self.parsed() {
+            Parsed::Chat(r) => Some(r.as_ref().as_ref()),
+            Parsed::Embeddings(_) => None,
+        }
+    }
+
+    /// Whether `deployment` needs the body translated.
+    pub fn needs_translation(&self, deployment: &Deployment) -> bool {
+        deployment.provider.dialect() != self.ingress
+    }
+
+    /// Whether the request can be expressed in `deployment`'s dialect at all.
+    pub fn translatable_for(&self, deployment: &Deployment) -> Result<(), &RequestError> {
+        if !self.needs_translation(deployment) {
+            return Ok(());
+        }
+        match self.parsed() {
+            Parsed::Chat(r) => r.as_ref().as_ref().map(|_| ()),
+            Parsed::Embeddings(r) => r.as_ref().map(|_| ()),
+        }
+    }
+
+    /// The body to send to `deployment`. Callers check [`Self::translatable_for`] first; a
+    /// request that cannot be translated falls back to the client's bytes.
+    pub fn body_for(&self, deployment: &Deployment) -> Bytes {
+        let model = deployment.upstream_model.as_str();
+        if !self.needs_translation(deployment) {
+            return Bytes::from(splice_model(&self.raw, self.model_span.clone(), model));
+        }
+        let dialect = deployment.provider.dialect();
+        match self.parsed() {
+            Parsed::Chat(parsed) => match parsed.as_ref() {
+                Ok(chat) => Bytes::from(match dialect {
+                    Dialect::OpenAi => openai::encode_chat_request(chat, model),
+                    Dialect::Anthropic => {
+                        anthropic::encode_request(chat, model, anthropic::DEFAULT_MAX_TOKENS)
+                    }
+                    Dialect::Gemini => gemini::encode_request(chat),
+                    Dialect::Replicate => replicate::encode_create_request(chat),
+                    Dialect::Runway => self.raw.to_vec(),
+                }),
+                Err(_) => self.raw.clone(),
+            },
+            Parsed::Embeddings(Ok(e)) => Bytes::from(match dialect {
+                Dialect::Gemini => gemini::batch_embed_contents_request(e, model),
+                _ => openai::encode_embeddings_request(e, model),
+            }),
+            _ => self.raw.clone(),
+        }
+    }
+
+    /// How the client wants embeddings encoded (the OpenAI SDK asks for base64 by default).
+    fn encoding_format(&self) -> EncodingFormat {
+        match self.parsed() {
+            Parsed::Embeddings(Ok(e)) => e.encoding_format,
+            _ => EncodingFormat::Float,
+        }
+    }
+
+    /// An upstream's complete answer in the client's dialect. `Err` means the upstream's body is
+    /// not what its dialect promises (a malformed answer).
+    pub fn translate_full(
+        &self,
+        upstream: Dialect,
+        body: &[u8],
+        served_model: &str,
+    ) -> Result<Bytes, DecodeError> {
+        if upstream == self.ingress {
+            return Ok(Bytes::copy_from_slice(body));
+        }
+        if self.endpoint == Endpoint::Embeddings {
+            let mut response = match upstream {
+                Dialect::Gemini => gemini::decode_embeddings_response(body)?,
+                _ => openai::decode_embeddings_response(body)?,
+            };
+            if response.model.is_empty() {
+                response.model = served_model.to_owned();
+            }
+            return Ok(Bytes::from(openai::encode_embeddings_response(
+                &response,
+                self.encoding_format(),
+            )));
+        }
+        let mut response: ChatResponse = match upstream {
+            Dialect::OpenAi => openai::decode_chat_response(body)?,
+            Dialect::Anthropic => anthropic::decode_response(body)?,
+            Dialect::Gemini => gemini::decode_response(body)?,
+            Dialect::Replicate => match replicate::decode_prediction(body)?.outcome() {
+                replicate::PredictionOutcome::Succeeded(r) => r,
+                other => {
+                    return Err(DecodeError::new(
+                        "replicate",
+                        "prediction",
+                        format!("not a finished prediction: {other:?}"),
+                    ));
+                }
+            },
+            Dialect::Runway => {
+                return Err(DecodeError::new(
+                    "runway",
+                    "chat",
+                    "runway serves video jobs only",
+                ));
+            }
+        };
+        if response.model.is_empty() {
+            response.model = served_model.to_owned();
+        }
+        if response.created == 0 {
+            response.created = unix_now();
+        }
+        Ok(Bytes::from(match self.ingress {
+            Dialect::Anthropic => anthropic::encode_response(&response),
+            _ => openai::encode_chat_response(&response),
+        }))
+    }
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
