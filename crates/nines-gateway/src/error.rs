@@ -53,6 +53,13 @@ pub enum GatewayError {
         retry_after: std::time::Duration,
         attempts: Vec<AttemptRecord>,
     },
+    /// The prompt plus requested output fits no deployment's context window.
+    #[error("This request needs about {needed} tokens (prompt + max output), more than any deployment of model '{model}' accepts; the largest context window available is {}.", largest_window.map_or("unknown".to_owned(), |w| format!("{w} tokens")))]
+    ContextTooLong {
+        model: String,
+        needed: u64,
+        largest_window: Option<u64>,
+    },
     /// No deployment of the model supports what the request needs.
     #[error("No deployment of model '{model}' supports this request: it needs {}. Nothing was dropped silently; choose a model whose deployments support it.", missing.join(", "))]
     MissingCapability {
@@ -62,6 +69,27 @@ pub enum GatewayError {
     /// The route has no candidate that could be tried.
     #[error("no deployment of model '{model}' can take this request")]
     NoCandidates { model: String },
+    /// No valid API key: missing, unknown, revoked or expired (401, no upstream call).
+    #[error("{message}")]
+    Unauthorized { message: String, code: &'static str },
+    /// The key may not use this model (403).
+    #[error("This API key is not allowed to use model '{model}'.")]
+    ModelNotAllowed { model: String },
+    /// A rate limit or budget at some level refused the request before any upstream call (429).
+    #[error("{}", .0.message())]
+    Limited(Box<crate::limits::Denied>),
+    /// The key store or the shared limiter could not answer, and nines will not guess (503).
+    #[error("{0}")]
+    AccessUnavailable(String),
+    /// Admin API: the input is invalid (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// Admin API: no such organisation, user or key (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// Admin API: the name is taken (409).
+    #[error("{0}")]
+    Conflict(String),
     /// A bug in nines; the message is safe to show.
     #[error("internal error: {0}")]
     Internal(String),
@@ -94,11 +122,26 @@ impl GatewayError {
             GatewayError::AllFailed { .. } => "all_failed",
             GatewayError::NoCandidates { .. } => "no_candidates",
             GatewayError::MissingCapability { .. } => "missing_capability",
+            GatewayError::ContextTooLong { .. } => "context_length_exceeded",
+            GatewayError::Unavailable {
+                why: crate::resilience::Unavailable::AtCapacity,
+                ..
+            } => "at_capacity",
             GatewayError::Unavailable {
                 why: crate::resilience::Unavailable::AllOpen,
                 ..
             } => "all_breakers_open",
             GatewayError::Unavailable { .. } => "retry_budget_spent",
+            GatewayError::Unauthorized { .. } => "unauthorized",
+            GatewayError::ModelNotAllowed { .. } => "model_not_allowed",
+            GatewayError::Limited(d) => match d.tripped {
+                crate::limits::Tripped::Window(_) => "rate_limited",
+                crate::limits::Tripped::Budget(_) => "budget_exhausted",
+            },
+            GatewayError::AccessUnavailable(_) => "access_unavailable",
+            GatewayError::Invalid(_) => "invalid",
+            GatewayError::NotFound(_) => "not_found",
+            GatewayError::Conflict(_) => "conflict",
             GatewayError::Internal(_) => "internal",
         }
     }

@@ -3,14 +3,18 @@
 //! See `docs/ARCHITECTURE.md` for the path of one request. The public face: build a [`Runtime`]
 //! from a [`Config`], wrap it in [`AppState`], and [`serve`] it on a listener.
 
+pub mod access;
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod error;
+pub mod limits;
 pub mod pipeline;
 pub mod providers;
 pub mod resilience;
 pub mod router;
 pub mod state;
+pub mod store;
 pub mod telemetry;
 pub mod translate;
 pub mod videos;

@@ -3,14 +3,17 @@
 //! | stage     | runs                         | default                                      |
 //! |-----------|------------------------------|----------------------------------------------|
 //! | parse     | always                       | 400 on malformed JSON or missing fields      |
+//! | auth      | always (`access.rs`)         | anonymous unless `[auth]`; else 401 / 403    |
+//! | admit     | after auth (`limits/`)       | nothing limited; else 429 naming the level   |
 //! | resolve   | always                       | 404 when no route has the model name         |
 //! | plan      | always                       | the route's strategy over its key slots      |
 //! | attempts  | until one answers            | next key slot on any retryable failure       |
 //! | respond   | on success                   | body relayed as bytes; streams chunk by chunk|
 //! | record    | once per request, at its end | one structured log line                      |
+//! | settle    | with record (`access.rs`)    | TPM reconciled, spend charged, usage record  |
 //!
-//! Auth, admission limits and usage records slot in between these stages as later layers of the
-//! same function; no stage reaches back into an earlier one.
+//! `gate` wraps the routed stages in auth → admit before and settle after; no stage reaches back
+//! into an earlier one.
 
 use crate::config::Deployment;
 use crate::error::GatewayError;
@@ -22,6 +25,7 @@ use crate::resilience::stream::{Segment, StreamEnd, relay};
 use crate::resilience::translated::{self, Decoder, Encoder};
 use crate::resilience::{AttemptRecord, FailureClass, Finished, run_plan};
 use crate::router::filters::{self, Unservable};
+use crate::router::{Estimate, Inputs};
 use crate::state::AppState;
 use crate::telemetry::RequestLog;
 use crate::translate::RequestView;
@@ -43,6 +47,8 @@ pub struct Delivery {
     pub served_by: String,
     pub attempts: usize,
     pub body: DeliveryBody,
+    /// Extra response headers (`x-ratelimit-*`).
+    pub headers: http::HeaderMap,
 }
 
 pub enum DeliveryBody {
@@ -57,6 +63,8 @@ pub struct RequestMeta {
     /// A client-requested total timeout (`x-nines-timeout`, or the SDK's `x-stainless-timeout`);
     /// it can only shorten the configured one.
     pub timeout: Option<Duration>,
+    /// The caller's key (`Authorization: Bearer` or `x-api-key`); `Debug` never prints it.
+    pub credential: Option<crate::config::Secret>,
 }
 
 /// The parts of a request the shared path needs, whatever the endpoint.
@@ -69,6 +77,9 @@ struct Routed {
     /// The client's dialect, and its request already parsed when the ingress had to.
     ingress: Dialect,
     parsed: Option<ChatRequest>,
+    /// Where the prompt sits in the body, and the output asked for: the size estimate's inputs.
+    messages_span: Option<Range<usize>>,
+    max_output: Option<u64>,
 }
 
 /// `POST /v1/chat/completions`.
@@ -90,8 +101,10 @@ pub async fn chat(
         endpoint: Endpoint::ChatCompletions,
         ingress: Dialect::OpenAi,
         parsed: None,
+        messages_span: Some(head.messages_span),
+        max_output: head.max_output_tokens,
     };
-    forward(state, meta, body, routed, log).await
+    gate(state, meta, body, routed, log).await
 }
 
 /// `POST /v1/messages` (Anthropic dialect).
@@ -119,8 +132,10 @@ pub async fn messages(
         endpoint: Endpoint::ChatCompletions,
         ingress: Dialect::Anthropic,
         parsed: Some(chat),
+        messages_span: Some(head.messages_span),
+        max_output: head.max_output_tokens,
     };
-    forward(state, meta, body, routed, log).await
+    gate(state, meta, body, routed, log).await
 }
 
 /// `POST /v1/embeddings`.
@@ -142,8 +157,52 @@ pub async fn embeddings(
         endpoint: Endpoint::Embeddings,
         ingress: Dialect::OpenAi,
         parsed: None,
+        messages_span: None,
+        max_output: None,
     };
-    forward(state, meta, body, routed, log).await
+    gate(state, meta, body, routed, log).await
+}
+
+/// Auth and admission before the routed stages; settlement and the usage record after them
+/// (for a stream, when it ends).
+async fn gate(
+    state: &AppState,
+    meta: &RequestMeta,
+    body: Bytes,
+    routed: Routed,
+    log: RequestLog,
+) -> Result<Delivery, GatewayError> {
+    let runtime = state.runtime();
+    let size = crate::access::Size {
+        prompt_bytes: routed
+            .messages_span
+            .as_ref()
+            .map_or(body.len(), |s| s.len()),
+        max_output: match routed.endpoint {
+            Endpoint::Embeddings => Some(0),
+            _ => routed.max_output,
+        },
+    };
+    let access = &runtime.config.access;
+    let admitted = state
+        .access
+        .admit(
+            access,
+            meta,
+            &routed.model,
+            log.endpoint,
+            routed.stream,
+            size,
+        )
+        .await;
+    let ticket = match admitted {
+        Ok(ticket) => ticket,
+        Err(e) => return Err(log.reject(e)),
+    };
+    ticket.finish(
+        &runtime.config,
+        forward(state, meta, body, routed, log).await,
+    )
 }
 
 async fn forward(
@@ -159,7 +218,29 @@ async fn forward(
     let Some(route) = runtime.table.resolve(&routed.model) else {
         return Err(log.reject(GatewayError::ModelNotFound(routed.model)));
     };
-    let mut plan = runtime.table.plan(route);
+    let deployments = &runtime.config.deployments;
+    let estimate = routed.messages_span.as_ref().map(|span| {
+        let smallest = route
+            .deployments
+            .iter()
+            .filter_map(|&d| deployments[d].context_window)
+            .min();
+        Estimate::of(&body[span.clone()], routed.max_output, smallest)
+    });
+    let inputs = Inputs {
+        deployments,
+        health: Some(&runtime.health),
+        estimate,
+    };
+    let mut plan = runtime.table.plan(route, &inputs);
+    if plan.context_exhausted() {
+        let needed = estimate.map_or(0, |e| e.needed(true));
+        return Err(log.reject(GatewayError::ContextTooLong {
+            model: routed.model,
+            needed,
+            largest_window: plan.largest_window,
+        }));
+    }
     if plan.slots.is_empty() {
         return Err(log.reject(GatewayError::NoCandidates {
             model: routed.model,
@@ -191,12 +272,8 @@ async fn forward(
         && routed.endpoint == Endpoint::ChatCompletions
         && routed.ingress == Dialect::OpenAi
         && !route.derived
-        && runtime
-            .config
-            .models
-            .iter()
-            .any(|m| m.resume_streams && m.name == route.name))
-    .then(|| (body.clone(), routed.model_span.clone()));
+        && route.resume_streams)
+        .then(|| (body.clone(), routed.model_span.clone()));
 
     let body_for = |d: &Deployment| -> Bytes { view.body_for(d) };
     let input = AttemptInput {
@@ -208,8 +285,16 @@ async fn forward(
         hedge: route.hedge,
         backoff: runtime.config.resilience.backoff,
         max_attempts_per_deployment: runtime.config.resilience.max_attempts_per_deployment(),
+        queue_timeout: runtime.config.routing.queue_timeout,
+        max_queue: runtime.config.routing.max_queue,
     };
+    if crate::telemetry::request_logging() {
+        log.plan = plan.describe(deployments);
+    }
     let finished = run_plan(&plan, &runtime.upstreams, &runtime.health, input).await;
+    if crate::telemetry::request_logging() {
+        log.trail = trail(&finished);
+    }
 
     match finished {
         Finished::Served {
@@ -271,7 +356,10 @@ async fn forward(
                     log.finish(reply.status.as_u16(), "ok");
                     DeliveryBody::Full(bytes)
                 }
-                ReplyBody::Stream { head, rest } if translating => {
+                // The byte relay understands OpenAI's stream grammar only; any other upstream
+                // dialect (even to a client of the same dialect) goes through the event relay,
+                // which keeps event names and knows each dialect's end-of-stream.
+                ReplyBody::Stream { head, rest } if translating || upstream != Dialect::OpenAi => {
                     // Replicate streams never repeat the prediction's id; the provider passes it on.
                     let header = |name: &str| {
                         reply
@@ -395,6 +483,7 @@ async fn forward(
                 served_by: deployment.name.clone(),
                 attempts: attempts.len(),
                 body,
+                headers: http::HeaderMap::new(),
             })
         }
         Finished::Rejected {
@@ -470,4 +559,27 @@ fn request_deadline(
         .max()
         .unwrap_or(Duration::from_secs(120));
     Instant::now() + client_timeout.map_or(total, |t| t.min(total))
+}
+
+/// `d0#0 server 500 12ms; d1#0 ok 200 3ms`: the attempts as the usage record keeps them.
+fn trail(finished: &Finished) -> String {
+    let attempts = match finished {
+        Finished::Served { attempts, .. }
+        | Finished::Rejected { attempts, .. }
+        | Finished::Exhausted { attempts, .. }
+        | Finished::Unavailable { attempts, .. } => attempts,
+    };
+    attempts
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {} {} {}ms",
+                a.key_alias,
+                a.class.as_str(),
+                a.status.map_or("-".to_owned(), |s| s.to_string()),
+                a.elapsed.as_millis()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -47,15 +47,29 @@ impl Runtime {
 
 pub struct AppState {
     runtime: ArcSwap<Runtime>,
+    /// Keys, limiter, store and usage writer; kept across reloads (limits hold their state).
+    pub access: crate::access::Access,
 }
 
 impl AppState {
     /// Publishes a runtime and starts its background tasks (health probes).
     pub fn new(runtime: Runtime) -> Arc<AppState> {
+        AppState::with_access(runtime, crate::access::Access::in_memory())
+    }
+
+    /// Like [`AppState::new`], with the store, usage writer and limiter the configuration asks
+    /// for (`[store]`, `limits.redis_url`) opened first.
+    pub async fn open(runtime: Runtime) -> Result<Arc<AppState>, String> {
+        let access = crate::access::Access::open(&runtime.config.access).await?;
+        Ok(AppState::with_access(runtime, access))
+    }
+
+    pub fn with_access(runtime: Runtime, access: crate::access::Access) -> Arc<AppState> {
         let runtime = Arc::new(runtime);
         start_background(&runtime);
         Arc::new(AppState {
             runtime: ArcSwap::new(runtime),
+            access,
         })
     }
 

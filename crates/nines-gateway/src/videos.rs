@@ -103,7 +103,12 @@ pub async fn create(state: &AppState, request_id: &str, body: &[u8]) -> Handled 
     let Some(route) = runtime.table.resolve(&job.model) else {
         return rejected(log, GatewayError::ModelNotFound(job.model));
     };
-    let plan = runtime.table.plan(route);
+    let inputs = crate::router::Inputs {
+        deployments: &runtime.config.deployments,
+        health: Some(&runtime.health),
+        estimate: None,
+    };
+    let plan = runtime.table.plan(route, &inputs);
     let slots: Vec<_> = plan
         .slots
         .iter()

@@ -47,6 +47,10 @@ pub struct FaultScript {
     /// Stream: delay between consecutive SSE events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunk_delay_ms: Option<u64>,
+    /// Stream: write each event in pieces of this many bytes, each flushed on its own, so the
+    /// client's reads end mid-line and mid-UTF-8 sequence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_writes: Option<u32>,
     /// Stream: send this many events, then go silent with the connection left open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stall_after_chunks: Option<u32>,
@@ -130,6 +134,8 @@ pub enum FaultError {
     CycleDown { down: u64, period: u64 },
     #[error("down_from_ms {from} is not before down_to_ms {to}")]
     Window { from: u64, to: u64 },
+    #[error("split_writes must be greater than 0")]
+    SplitWrites,
 }
 
 /// Status used when a faulted request has no other effect to suffer.
@@ -168,6 +174,9 @@ impl FaultScript {
         {
             return Err(FaultError::Window { from, to });
         }
+        if self.split_writes == Some(0) {
+            return Err(FaultError::SplitWrites);
+        }
         Ok(())
     }
 
@@ -189,6 +198,7 @@ impl FaultScript {
             || self.first_byte_ms.is_some()
             || self.latency_ms.is_some()
             || self.chunk_delay_ms.is_some()
+            || self.split_writes.is_some()
             || self.stall_after_chunks.is_some()
             || self.reset_after_chunks.is_some()
             || self.malformed_chunk_at.is_some()

@@ -68,6 +68,8 @@
 //! - `hang`: never answer (until the client disconnects or the server shuts down).
 //! - `first_byte_ms`, `latency_ms`: delay before the response head (the two add up).
 //! - `chunk_delay_ms`: delay between SSE events.
+//! - `split_writes: N`: every SSE event (on every dialect) is written in N-byte pieces, each
+//!   flushed on its own, so readers see events cut mid-line and mid-UTF-8 character.
 //! - `stall_after_chunks: K`: send K events, then go silent with the connection open.
 //! - `reset_after_chunks: K`: send K events, then abort the connection (non-streaming: abort
 //!   without a body).

@@ -4,6 +4,8 @@
 //! [`Style`] (what an in-band error and a malformed event look like). Event indices count every
 //! event, the terminator included (OpenAI's `[DONE]`, Anthropic's `message_stop`, Replicate's
 //! `done`), so "stall after K" and "reset after K" mean "the client received exactly K events".
+//! `split_writes` cuts every event into pieces the client reads one at a time, whatever the
+//! dialect.
 
 use std::io;
 use std::time::Duration;
@@ -112,6 +114,7 @@ pub(crate) fn events_response(
         next: 0,
         finished: false,
         fault: fault.unwrap_or_default(),
+        unsent: Bytes::new(),
     };
     let stream = futures_util::stream::unfold(cursor, |mut cursor| async move {
         let frame = cursor.next_frame().await?;
@@ -134,11 +137,19 @@ struct Cursor {
     next: usize,
     finished: bool,
     fault: FaultScript,
+    /// The rest of an event cut by `split_writes`, sent before anything else.
+    unsent: Bytes,
 }
 
 impl Cursor {
     /// The next piece of body, an error that makes hyper abort the connection, or the end.
     async fn next_frame(&mut self) -> Option<Result<Bytes, io::Error>> {
+        if !self.unsent.is_empty() {
+            // Pending once: hyper flushes what it holds only when the body is not ready, so
+            // each piece leaves in a write of its own.
+            tokio::task::yield_now().await;
+            return Some(Ok(self.piece()));
+        }
         if self.finished {
             return None;
         }
@@ -170,14 +181,27 @@ impl Cursor {
             return Some(Err(aborted("server shutting down")));
         }
         self.next += 1;
-        if at(self.fault.error_event_at) {
+        let frame = if at(self.fault.error_event_at) {
             self.finished = true;
-            return Some(Ok(Bytes::from_static(self.style.error.as_bytes())));
-        }
-        if at(self.fault.malformed_chunk_at) {
-            return Some(Ok(event.render(self.style.malformed)));
-        }
-        Some(Ok(event.render(event.data.as_bytes())))
+            Bytes::from_static(self.style.error.as_bytes())
+        } else if at(self.fault.malformed_chunk_at) {
+            event.render(self.style.malformed)
+        } else {
+            event.render(event.data.as_bytes())
+        };
+        self.unsent = frame;
+        Some(Ok(self.piece()))
+    }
+
+    /// The next piece of the event being sent: all of it, or `split_writes` bytes.
+    fn piece(&mut self) -> Bytes {
+        let size = self
+            .fault
+            .split_writes
+            .filter(|n| *n > 0)
+            .map_or(usize::MAX, |n| n as usize);
+        let size = size.min(self.unsent.len());
+        self.unsent.split_to(size)
     }
 }
 

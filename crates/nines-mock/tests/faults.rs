@@ -294,6 +294,42 @@ async fn error_event_ends_the_stream_in_band() {
 }
 
 #[tokio::test]
+async fn split_writes_cut_events_into_pieces_read_one_by_one() {
+    let body = chat_body("héllo 日本語 🚀", json!({"stream": true}));
+    let whole = chat(&start("m1").await, &body).await.text().await.unwrap();
+    let server = start_with("m1", Some(script(json!({"split_writes": 3})))).await;
+    let resp = chat(&server, &body).await;
+    let mut body = Box::pin(resp.bytes_stream());
+    let mut bytes = Vec::new();
+    let mut reads = 0;
+    let mut cut_in_a_character = false;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.unwrap();
+        assert!(chunk.len() <= 3, "a read larger than a piece: {chunk:?}");
+        bytes.extend_from_slice(&chunk);
+        cut_in_a_character |= std::str::from_utf8(&bytes).is_err();
+        reads += 1;
+    }
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(
+        cut_in_a_character,
+        "some read ended inside a multi-byte character"
+    );
+    let events = sse_data(&text);
+    // Each event is cut on its own: ceil(len / 3) pieces of "data: …\n\n".
+    let pieces: usize = events.iter().map(|d| (d.len() + 8).div_ceil(3)).sum();
+    assert_eq!(reads, pieces);
+    assert_eq!(text, whole, "the same bytes, only cut");
+    assert!(text.contains("日本語"), "{text}");
+    assert!(
+        serde_json::from_value::<FaultScript>(json!({"split_writes": 0}))
+            .unwrap()
+            .validate()
+            .is_err()
+    );
+}
+
+#[tokio::test]
 async fn times_limits_the_number_of_faults() {
     let server = start_with("m1", Some(script(json!({"status": 500, "times": 2})))).await;
     let mut seen = Vec::new();

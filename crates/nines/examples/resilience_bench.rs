@@ -35,7 +35,7 @@ async fn main() {
     let (outage_requests, outage_attempts, steady) = total_outage().await;
 
     println!("## Resilience\n");
-    println!("{overhead}");
+    print!("{overhead}");
     println!(
         "| time from provider down to breaker open at 10 req/s (median of 5 runs) | {:.0} ms | ≤ 1000 ms | {} |",
         open_after.as_secs_f64() * 1000.0,
@@ -43,7 +43,7 @@ async fn main() {
     );
     let per_request = outage_attempts as f64 / outage_requests as f64;
     println!(
-        "| upstream attempts per request, total outage (3 deployments down), 10 s at 32 concurrent clients with a 2 s timeout | {per_request:.3} overall ({outage_attempts} attempts / {outage_requests} requests); {steady:.3} once breakers are open (after the first second) | ≤ 1.2 once breakers are open | {} |",
+        "| upstream attempts per request, total outage (3 deployments down), 10 s at 32 concurrent clients with a 2 s timeout | {per_request:.4} overall ({outage_attempts} attempts / {outage_requests} requests); {steady:.4} once breakers are open (after the first second) | ≤ 1.2 once breakers are open | {} |",
         verdict(steady <= 1.2)
     );
 }

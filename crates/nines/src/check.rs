@@ -1,7 +1,7 @@
 //! `nines check`: validate a config file and print the resolved routing table.
 
 use nines_gateway::config::{self, Config};
-use nines_gateway::router::RoutingTable;
+use nines_gateway::router::{Inputs, Placement, RoutingTable};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -48,27 +48,46 @@ pub fn render(config: &Config) -> String {
             d.region.as_deref().unwrap_or("-"),
         );
     }
-    let _ = writeln!(out, "\nmodels (name → plan order):");
+    let _ = writeln!(
+        out,
+        "\nmodels (name → plan order for a small request with no health history; per request, a\n\
+         deployment is skipped when prompt + max output exceeds its context window, and key slots\n\
+         with an open breaker, no provider headroom or no free capacity move to the end):"
+    );
     for name in table.names() {
         let Some(route) = table.resolve(name) else {
             continue;
         };
-        let plan = table.plan(route);
+        // A small request with no health history: shows the static order and the filters that
+        // apply to every request (region, context windows are per request and shown as such).
+        let inputs = Inputs { deployments: &config.deployments, health: None, estimate: None };
+        let plan = table.plan(route, &inputs);
         let kind = if route.derived {
             " (provider-prefixed)"
         } else {
             ""
         };
-        let _ = writeln!(
-            out,
-            "  {name}{kind} [strategy: {}]",
-            route.strategy.as_str()
-        );
-        for (i, slot) in plan.slots.iter().enumerate() {
-            let d = &config.deployments[slot.deployment];
+        let _ = writeln!(out, "  {name}{kind} [strategy: {}]", route.strategy.as_str());
+        if !route.fallbacks.is_empty() || !route.context_fallbacks.is_empty() {
             let _ = writeln!(
                 out,
-                "    {}. {} ({})  — {}",
+                "     fallbacks: [{}]  context fallbacks: [{}]",
+                route.fallbacks.join(", "),
+                route.context_fallbacks.join(", ")
+            );
+        }
+        for (i, slot) in plan.slots.iter().enumerate() {
+            let d = &config.deployments[slot.deployment];
+            let placement = match &slot.placement {
+                Placement::Normal => String::new(),
+                Placement::Region => " [preferred region]".to_owned(),
+                Placement::Fallback { model } => format!(" [fallback via {model}]"),
+                Placement::Demoted { why } => format!(" [demoted: {why}]"),
+            };
+            let window = d.context_window.map(|w| format!(", window {w}")).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "    {}. {} ({}{window})  — {}{placement}",
                 i + 1,
                 d.keys[slot.key].alias,
                 d.name,

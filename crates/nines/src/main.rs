@@ -1,5 +1,6 @@
 //! The `nines` binary: command-line parsing and wiring, nothing else.
 
+mod admin;
 mod check;
 mod demo;
 
@@ -7,6 +8,7 @@ use clap::{Parser, Subcommand};
 use nines_gateway::{AppState, Config, Runtime, config};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
@@ -50,6 +52,30 @@ enum Command {
         #[arg(long)]
         fault: Option<String>,
     },
+    /// Manage virtual keys in the store (`[store]` of the config).
+    Keys {
+        /// The config whose `[store]` holds them (required).
+        #[arg(long, short, env = "NINES_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: admin::Keys,
+    },
+    /// Manage organisations in the store.
+    Orgs {
+        /// The config whose `[store]` holds them (required).
+        #[arg(long, short, env = "NINES_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: admin::Orgs,
+    },
+    /// Manage users in the store.
+    Users {
+        /// The config whose `[store]` holds them (required).
+        #[arg(long, short, env = "NINES_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: admin::Users,
+    },
     /// Run the gateway with three built-in mock providers (one with scripted outages).
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -59,10 +85,23 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Check { config } = &cli.command {
-        // `check` prints for humans and needs no runtime.
-        return check::run(config);
-    }
+    let command = match cli.command {
+        Command::Check { config } => {
+            // `check` prints for humans and needs no runtime.
+            return check::run(&config);
+        }
+        // Store management prints JSON for scripts; no log lines mixed in.
+        Command::Keys { config, command } => {
+            return admin::run(&config, admin::Action::Keys(command));
+        }
+        Command::Orgs { config, command } => {
+            return admin::run(&config, admin::Action::Orgs(command));
+        }
+        Command::Users { config, command } => {
+            return admin::run(&config, admin::Action::Users(command));
+        }
+        command => command,
+    };
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -75,7 +114,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Serve { config, listen } => serve(config, listen).await,
             Command::Mock {
                 listen,
@@ -83,7 +122,10 @@ fn main() -> ExitCode {
                 fault,
             } => mock(listen, name, fault).await,
             Command::Demo { listen } => demo::run(&listen).await,
-            Command::Check { .. } => Ok(()),
+            Command::Check { .. }
+            | Command::Keys { .. }
+            | Command::Orgs { .. }
+            | Command::Users { .. } => Ok(()),
         }
     });
     match result {
@@ -122,9 +164,14 @@ async fn serve(path: PathBuf, listen: Option<String>) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(addr = %local, "listening");
-    nines_gateway::serve(listener, AppState::new(runtime), shutdown_signal(), grace)
+    // Opens the store (migrations) and the Redis limiter when the config has them.
+    let state = AppState::open(runtime).await?;
+    let served = nines_gateway::serve(listener, Arc::clone(&state), shutdown_signal(), grace)
         .await
-        .map_err(|e| format!("server error: {e}"))
+        .map_err(|e| format!("server error: {e}"));
+    // Usage records still queued go to the store before the process ends.
+    state.access.drain(std::time::Duration::from_secs(5)).await;
+    served
 }
 
 async fn mock(listen: String, name: String, fault: Option<String>) -> Result<(), String> {

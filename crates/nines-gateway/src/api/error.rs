@@ -16,10 +16,25 @@ impl GatewayError {
             GatewayError::AllFailed {
                 deadline_hit: true, ..
             } => StatusCode::GATEWAY_TIMEOUT,
+            // Every deployment said the prompt does not fit: the client's request is too large,
+            // so it gets the 400 `context_length_exceeded` SDKs know, not a gateway error.
+            GatewayError::AllFailed { attempts, .. }
+                if !attempts.is_empty()
+                    && attempts
+                        .iter()
+                        .all(|a| a.class == crate::resilience::FailureClass::ContextTooLong) =>
+            {
+                StatusCode::BAD_REQUEST
+            }
             GatewayError::AllFailed { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::BadRequest(_)
             | GatewayError::BodyRead(_)
-            | GatewayError::MissingCapability { .. } => StatusCode::BAD_REQUEST,
+            | GatewayError::MissingCapability { .. }
+            | GatewayError::ContextTooLong { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::Unavailable {
+                why: crate::resilience::Unavailable::AtCapacity,
+                ..
+            } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::ModelNotFound(_) | GatewayError::RouteNotFound { .. } => {
                 StatusCode::NOT_FOUND
@@ -28,6 +43,15 @@ impl GatewayError {
             GatewayError::NoCandidates { .. } | GatewayError::Unavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            GatewayError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            GatewayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
+            // Budgets too: 429 with `insufficient_quota`, as OpenAI answers an exhausted quota,
+            // and `x-should-retry: false` so SDKs do not retry it.
+            GatewayError::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::AccessUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Invalid(_) => StatusCode::BAD_REQUEST,
+            GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
+            GatewayError::Conflict(_) => StatusCode::CONFLICT,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -46,6 +70,10 @@ impl IntoResponse for GatewayError {
             } => {
                 let body = if is_openai_error(&body) {
                     body.to_vec()
+                } else if serde_json::from_slice::<serde_json::Value>(&body)
+                    .is_ok_and(|v| v["error"]["message"].is_string())
+                {
+                    foreign_error_as_openai(status, &body)
                 } else {
                     let text = String::from_utf8_lossy(&body);
                     ErrorBody::new(
@@ -72,6 +100,13 @@ impl IntoResponse for GatewayError {
                 ..
             } => {
                 let (message, code, retry) = match why {
+                    crate::resilience::Unavailable::AtCapacity => (
+                        format!(
+                            "Every deployment of model '{model}' is at its concurrency limit and no slot freed within the queue time."
+                        ),
+                        "capacity_exhausted",
+                        true,
+                    ),
                     crate::resilience::Unavailable::AllOpen => (
                         format!(
                             "Every deployment of model '{model}' is temporarily out of rotation after recent failures; \
@@ -136,14 +171,22 @@ impl IntoResponse for GatewayError {
                         a.detail
                     );
                 }
-                let code = if deadline_hit {
+                let too_long = status == StatusCode::BAD_REQUEST;
+                let code = if too_long {
+                    "context_length_exceeded"
+                } else if deadline_hit {
                     "deadline_exceeded"
                 } else {
                     "all_attempts_failed"
                 };
                 // nines already spent the attempts an SDK retry would make: tell it not to retry,
                 // but say when a rate limit resets if one was the cause.
-                let body = ErrorBody::new(message, "server_error", None, Some(code)).to_json();
+                let kind = if too_long {
+                    "invalid_request_error"
+                } else {
+                    "server_error"
+                };
+                let body = ErrorBody::new(message, kind, None, Some(code)).to_json();
                 let mut response = json_response(status, body, Some(false));
                 if let Some(wait) = hint {
                     set_retry_after(&mut response, wait);
@@ -202,6 +245,15 @@ impl IntoResponse for GatewayError {
                 ),
                 None,
             ),
+            e @ GatewayError::ContextTooLong { .. } => (
+                ErrorBody::new(
+                    e.to_string(),
+                    "invalid_request_error",
+                    Some("messages"),
+                    Some("context_length_exceeded"),
+                ),
+                None,
+            ),
             e @ GatewayError::MissingCapability { .. } => (
                 ErrorBody::new(
                     e.to_string(),
@@ -215,6 +267,57 @@ impl IntoResponse for GatewayError {
                 ErrorBody::new(e.to_string(), "server_error", None, Some("no_candidates")),
                 Some(false),
             ),
+            GatewayError::Limited(denied) => return limited_response(status, &denied),
+            e @ GatewayError::Unauthorized { .. } => {
+                let code = match &e {
+                    GatewayError::Unauthorized { code, .. } => *code,
+                    _ => "invalid_api_key",
+                };
+                (
+                    ErrorBody::new(e.to_string(), "invalid_request_error", None, Some(code)),
+                    Some(false),
+                )
+            }
+            e @ GatewayError::ModelNotAllowed { .. } => (
+                ErrorBody::new(
+                    e.to_string(),
+                    "invalid_request_error",
+                    Some("model"),
+                    Some("model_not_allowed"),
+                ),
+                Some(false),
+            ),
+            e @ GatewayError::AccessUnavailable(_) => (
+                ErrorBody::new(
+                    e.to_string(),
+                    "server_error",
+                    None,
+                    Some("access_unavailable"),
+                ),
+                Some(true),
+            ),
+            e @ GatewayError::Invalid(_) => (
+                ErrorBody::new(e.to_string(), "invalid_request_error", None, None),
+                Some(false),
+            ),
+            e @ GatewayError::NotFound(_) => (
+                ErrorBody::new(
+                    e.to_string(),
+                    "invalid_request_error",
+                    None,
+                    Some("not_found"),
+                ),
+                Some(false),
+            ),
+            e @ GatewayError::Conflict(_) => (
+                ErrorBody::new(
+                    e.to_string(),
+                    "invalid_request_error",
+                    None,
+                    Some("conflict"),
+                ),
+                Some(false),
+            ),
             e @ GatewayError::Internal(_) => (
                 ErrorBody::new(e.to_string(), "server_error", None, Some("internal_error")),
                 None,
@@ -224,6 +327,45 @@ impl IntoResponse for GatewayError {
         set_attempts(&mut response, attempts);
         response
     }
+}
+
+/// A refused admission: 429 naming the level, `retry-after(-ms)`, `x-should-retry`, and the
+/// `x-ratelimit-*` headers of the window that refused. A request too large for a window, and an
+/// exhausted budget (`insufficient_quota`), say `x-should-retry: false`; a budget's
+/// `retry-after` is the time until its period resets (not capped: SDKs will not retry anyway).
+fn limited_response(status: StatusCode, denied: &crate::limits::Denied) -> Response {
+    use crate::limits::{Dim, Tripped};
+    let (kind, code) = match denied.tripped {
+        Tripped::Window(Dim::Requests) => ("requests", "rate_limit_exceeded"),
+        Tripped::Window(Dim::Tokens) => ("tokens", "rate_limit_exceeded"),
+        Tripped::Budget(_) => ("insufficient_quota", "insufficient_quota"),
+    };
+    let body = ErrorBody::new(denied.message(), kind, None, Some(code)).to_json();
+    let mut response = json_response(status, body, Some(denied.retryable));
+    match denied.tripped {
+        Tripped::Window(_) if denied.retryable => {
+            set_retry_after(&mut response, denied.retry_after)
+        }
+        Tripped::Window(_) => {}
+        Tripped::Budget(_) => {
+            let wait = denied.retry_after;
+            let headers = response.headers_mut();
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(wait.as_secs_f64().ceil().max(1.0) as u64),
+            );
+            headers.insert(
+                "retry-after-ms",
+                HeaderValue::from(wait.as_millis().max(1) as u64),
+            );
+        }
+    }
+    denied.headers.write(response.headers_mut());
+    if let Ok(v) = HeaderValue::from_str(&denied.label()) {
+        response.headers_mut().insert("x-nines-limit", v);
+    }
+    set_attempts(&mut response, 0);
+    response
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>, should_retry: Option<bool>) -> Response {
@@ -263,8 +405,28 @@ fn set_attempts(response: &mut Response, attempts: usize) {
         .insert("x-nines-attempts", HeaderValue::from(attempts));
 }
 
+/// OpenAI's envelope exactly: Anthropic's `{"type":"error","error":{…}}` would also parse as an
+/// `ErrorBody` (its `param` and `code` are optional), so its top-level `type` rules it out.
 fn is_openai_error(body: &[u8]) -> bool {
     serde_json::from_slice::<ErrorBody>(body).is_ok()
+        && !serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.get("type").is_some())
+}
+
+/// Another dialect's error body (Anthropic's, Gemini's) as OpenAI's: its message and type kept.
+fn foreign_error_as_openai(status: StatusCode, body: &[u8]) -> Vec<u8> {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let message = v["error"]["message"].as_str().map(str::to_owned);
+    let kind = v["error"]["type"]
+        .as_str()
+        .or(v["error"]["status"].as_str())
+        .unwrap_or("invalid_request_error");
+    let message = message.unwrap_or_else(|| {
+        format!(
+            "upstream returned status {status}: {}",
+            String::from_utf8_lossy(body).trim()
+        )
+    });
+    ErrorBody::new(message, kind, None, None).to_json()
 }
 
 pub(super) async fn not_found(method: Method, uri: Uri) -> Response {

@@ -1,11 +1,15 @@
 //! HTTP edge: routes, body reading, and rendering of deliveries and errors. Handlers are thin:
 //! read the body, call the pipeline, render.
 
+mod admin;
 mod anthropic;
 pub mod error;
 mod openai;
 mod ops;
+mod routes;
 mod videos;
+
+pub use admin::expiry as admin_expiry;
 
 use crate::state::AppState;
 use axum::Router;
@@ -32,6 +36,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(ops::health))
         .route("/health/live", get(ops::live))
         .route("/health/ready", get(ops::ready))
+        .nest("/admin", admin::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)

@@ -43,22 +43,42 @@ pub(super) async fn embeddings(
     render(result)
 }
 
-pub(super) async fn list_models(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+pub(super) async fn list_models(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Response {
     let runtime = state.runtime();
+    let identity = match state
+        .access
+        .authorize(&runtime.config.access, &headers)
+        .await
+    {
+        Ok(identity) => identity,
+        Err(e) => return e.into_response(),
+    };
     let data: Vec<_> = runtime
         .table
         .names()
         .iter()
+        .filter(|name| identity.allows(name))
         .map(|name| model_object(name, runtime.created))
         .collect();
-    Json(json!({"object": "list", "data": data}))
+    Json(json!({"object": "list", "data": data})).into_response()
 }
 
 pub(super) async fn get_model(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
     let runtime = state.runtime();
+    if let Err(e) = state
+        .access
+        .authorize(&runtime.config.access, &headers)
+        .await
+    {
+        return e.into_response();
+    }
     match runtime.table.resolve(&id) {
         Some(route) => Json(model_object(&route.name, runtime.created)).into_response(),
         None => GatewayError::ModelNotFound(id).into_response(),
@@ -91,6 +111,7 @@ pub(super) fn request_meta(headers: &HeaderMap) -> RequestMeta {
     RequestMeta {
         id: text("x-request-id").unwrap_or_default().to_owned(),
         timeout,
+        credential: crate::auth::credential(headers),
     }
 }
 
@@ -130,5 +151,6 @@ pub(super) fn delivery_response(d: Delivery) -> Response {
         headers.insert("x-nines-deployment", v);
     }
     headers.insert("x-nines-attempts", HeaderValue::from(d.attempts));
+    headers.extend(d.headers);
     response
 }

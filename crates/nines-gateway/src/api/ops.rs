@@ -18,8 +18,14 @@ pub(super) async fn live() -> Json<serde_json::Value> {
     Json(json!({"status": "live"}))
 }
 
-/// 200 only when the configuration is loaded and every configured dependency answers; 503 naming
-/// the one that does not. The store and Redis join this list when they exist.
+/// 200 only when the configuration is loaded and every dependency requests need answers; 503
+/// naming the one that does not.
+///
+/// The store and Redis are reported (`checks.store`, `checks.limits`, and the usage writer's
+/// counters) but only Redis with `on_redis_error = "closed"` can make the gateway not ready:
+/// requests do not wait on the store (usage is buffered) and a fail-open limiter admits, so
+/// taking every replica out of a load balancer for them would turn a degraded gateway into a
+/// down one. Either being down makes `status` `"degraded"`.
 pub(super) async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let runtime = state.runtime();
     let mut checks = serde_json::Map::new();
@@ -32,9 +38,44 @@ pub(super) async fn ready(State(state): State<Arc<AppState>>) -> Response {
         )
             .into_response();
     }
+    let access = &state.access;
+    let mut degraded = false;
+    if let Some(store) = &access.store {
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(1), store.ping()).await;
+        let check = match answer {
+            Ok(Ok(())) => json!({"status": "ok", "backend": store.backend()}),
+            Ok(Err(e)) => {
+                json!({"status": "down", "backend": store.backend(), "error": e.to_string()})
+            }
+            Err(_) => json!({"status": "down", "backend": store.backend(), "error": "timed out"}),
+        };
+        degraded |= check["status"] != "ok";
+        checks.insert("store".into(), check);
+    }
+    if let Some(usage) = &access.usage {
+        checks.insert("usage_writer".into(), usage.stats.snapshot());
+    }
+    let mut limits = super::admin::limiter_status(&access.limiter);
+    if let crate::limits::Limiters::Redis(redis) = &*access.limiter {
+        let up = redis.ping().await;
+        limits["status"] = json!(if up.is_ok() { "ok" } else { "down" });
+        if let Err(e) = up {
+            limits["error"] = json!(e);
+            if redis.fail_mode() == crate::limits::FailMode::Closed {
+                checks.insert("limits".into(), limits);
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({"status": "not_ready", "failing": "limits", "checks": checks})),
+                )
+                    .into_response();
+            }
+            degraded = true;
+        }
+    }
+    checks.insert("limits".into(), limits);
     (
         StatusCode::OK,
-        Json(json!({"status": "ready", "checks": checks})),
+        Json(json!({"status": if degraded { "degraded" } else { "ready" }, "checks": checks})),
     )
         .into_response()
 }

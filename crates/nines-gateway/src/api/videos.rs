@@ -19,7 +19,15 @@ pub(super) async fn create(
     body: Body,
 ) -> Response {
     let request_id = request_id(&headers);
-    let limit = state.runtime().config.server.max_body_bytes;
+    let runtime = state.runtime();
+    if let Err(e) = state
+        .access
+        .authorize(&runtime.config.access, &headers)
+        .await
+    {
+        return e.into_response();
+    }
+    let limit = runtime.config.server.max_body_bytes;
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
@@ -35,6 +43,13 @@ pub(super) async fn status(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
+    if let Err(e) = state
+        .access
+        .authorize(&state.runtime().config.access, &headers)
+        .await
+    {
+        return e.into_response();
+    }
     render(videos::status(&state, &request_id(&headers), &id).await)
 }
 

@@ -1,8 +1,10 @@
 //! Configuration: the TOML schema, its validation into a [`Config`], and errors that name the
 //! file, line and key path of what is wrong.
 
+pub mod access;
 mod error;
 pub mod resilience;
+pub mod routing;
 pub mod schema;
 mod validate;
 
@@ -22,6 +24,9 @@ pub struct Config {
     pub deployments: Vec<Arc<Deployment>>,
     pub models: Vec<ModelRoute>,
     pub resilience: resilience::Resilience,
+    /// `[auth]`, `[limits]`, `[store]`.
+    pub access: access::Access,
+    pub routing: routing::Routing,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +116,11 @@ pub struct ModelRoute {
     pub hedge: resilience::Hedge,
     /// Resume streams that break after the commit point on a deployment with assistant prefill.
     pub resume_streams: bool,
+    /// Model names tried after this model's deployments (general failure).
+    pub fallbacks: Vec<String>,
+    /// Model names tried when the prompt fits none of this model's windows.
+    pub context_fallbacks: Vec<String>,
+    pub region: Option<String>,
 }
 
 impl Config {

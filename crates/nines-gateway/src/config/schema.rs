@@ -16,6 +16,14 @@ pub struct RawConfig {
     pub models: Vec<RawModel>,
     #[serde(default)]
     pub resilience: super::resilience::Resilience,
+    #[serde(default)]
+    pub auth: Option<super::access::RawAuth>,
+    #[serde(default)]
+    pub limits: super::access::RawLimits,
+    #[serde(default)]
+    pub store: Option<super::access::RawStore>,
+    #[serde(default)]
+    pub routing: super::routing::Routing,
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,6 +214,15 @@ pub struct RawModel {
     /// `assistant_prefill`, instead of ending it with an error event.
     #[serde(default)]
     pub resume_streams: bool,
+    /// Models tried, in order, after this model's own deployments are exhausted.
+    #[serde(default)]
+    pub fallbacks: Vec<Spanned<String>>,
+    /// Models tried when the prompt does not fit any of this model's context windows.
+    #[serde(default)]
+    pub context_fallbacks: Vec<Spanned<String>>,
+    /// Preferred region for this model (overrides `[routing] region`).
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// How a model orders its deployments for each request.
@@ -215,10 +232,16 @@ pub enum Strategy {
     /// The listed order.
     #[default]
     Priority,
-    /// Lowest price first (input + output per 1M tokens), ties in listed order.
+    /// Lowest estimated cost of this request (its prompt and output tokens at each deployment's
+    /// prices) first, ties in listed order.
     Cheapest,
     /// Random order drawn by each deployment's `weight` (default 1).
     Weighted,
+    /// Lowest peak-EWMA time to first byte × (in flight + 1), with power-of-two-choices for the
+    /// first place so the fastest deployment is not stampeded.
+    LeastLatency,
+    /// Fewest in flight relative to `max_concurrency`: headroom-aware balancing across replicas.
+    LeastBusy,
 }
 
 impl Strategy {
@@ -227,6 +250,8 @@ impl Strategy {
             Strategy::Priority => "priority",
             Strategy::Cheapest => "cheapest",
             Strategy::Weighted => "weighted",
+            Strategy::LeastLatency => "least-latency",
+            Strategy::LeastBusy => "least-busy",
         }
     }
 }

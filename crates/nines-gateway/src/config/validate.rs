@@ -121,14 +121,49 @@ pub(super) fn validate(
             strategy: m.strategy,
             hedge: m.hedge,
             resume_streams: m.resume_streams,
+            fallbacks: m.fallbacks.iter().map(|f| f.get_ref().clone()).collect(),
+            context_fallbacks: m
+                .context_fallbacks
+                .iter()
+                .map(|f| f.get_ref().clone())
+                .collect(),
+            region: m.region.clone(),
         });
+    }
+    // Fallbacks must name other configured models.
+    for (i, m) in raw.models.iter().enumerate() {
+        for (field, list) in [
+            ("fallbacks", &m.fallbacks),
+            ("context_fallbacks", &m.context_fallbacks),
+        ] {
+            for (j, f) in list.iter().enumerate() {
+                let name = f.get_ref();
+                if name == m.name.get_ref() || !model_names.contains_key(name) {
+                    return Err(err(
+                        Some(f.span()),
+                        format!("models[{i}].{field}[{j}]"),
+                        format!("'{name}' must name another configured model"),
+                    ));
+                }
+            }
+        }
     }
 
     super::resilience::check(&raw.resilience).map_err(|(key, msg)| err(None, key, msg))?;
+    let access = super::access::validate(
+        raw.auth.as_ref(),
+        &raw.limits,
+        raw.store.as_ref(),
+        path,
+        env,
+        &err,
+    )?;
 
     Ok(Config {
         resilience: raw.resilience,
+        routing: raw.routing,
         source: path.to_path_buf(),
+        access,
         server: Server {
             listen: raw.server.listen,
             max_body_bytes: raw.server.max_body_bytes,

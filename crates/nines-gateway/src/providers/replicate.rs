@@ -18,7 +18,8 @@
 //! `resilience::class` reads correctly: 502 (a server failure: another deployment may succeed),
 //! or 400 with code `content_filter` / `context_length_exceeded` when the error says the input
 //! was flagged or did not fit. A stream whose first events already say it failed (`event: error`,
-//! or `event: done` with a `reason`) is an [`Outcome::StreamError`].
+//! or `event: done` with a `reason`) is an [`Outcome::StreamError`], except that an error saying
+//! the input was flagged or did not fit is the same 400 as without streaming.
 
 use super::transport;
 use super::{Call, Outcome, Reply, ReplyBody, Transport};
@@ -193,6 +194,7 @@ async fn open_stream(
         .header(http::header::CACHE_CONTROL, "no-store");
     let mut reply = match transport::exchange(get, timeouts, true, deadline).await {
         Outcome::Reply(reply) => reply,
+        Outcome::StreamError { data } => return failed_in_stream(prediction, data),
         other => return other,
     };
     let ReplyBody::Stream { head, .. } = &reply.body else {
@@ -236,6 +238,42 @@ fn failed_before_commit(head: &[u8]) -> Option<String> {
         .map(|e| e.data)
 }
 
+/// An `event: error` before the first token: a flagged or too-long input is refused as it is
+/// without streaming (a 400 that is not retried elsewhere, or only on a larger window); any other
+/// failure stays an in-band error, which another deployment may not repeat.
+fn failed_in_stream(prediction: &Prediction, data: String) -> Outcome {
+    #[derive(serde::Deserialize)]
+    struct Detail {
+        #[serde(default)]
+        detail: Option<String>,
+        #[serde(default)]
+        error: Option<String>,
+    }
+    let error = serde_json::from_str::<Detail>(&data)
+        .ok()
+        .and_then(|d| d.detail.or(d.error))
+        .unwrap_or_else(|| data.clone());
+    if refused_input(&error).is_some() {
+        return failure_status(prediction, false, error);
+    }
+    Outcome::StreamError { data }
+}
+
+/// The 400 code of an error that says the input was flagged or did not fit.
+fn refused_input(error: &str) -> Option<&'static str> {
+    let lower = error.to_ascii_lowercase();
+    if lower.contains("flagged as sensitive") || error.contains("E005") {
+        Some("content_filter")
+    } else if lower.contains("context window")
+        || lower.contains("context length")
+        || lower.contains("too many tokens")
+    {
+        Some("context_length_exceeded")
+    } else {
+        None
+    }
+}
+
 /// A failed or canceled prediction as an upstream status the classifier understands.
 fn ended_badly(prediction: &Prediction) -> Outcome {
     let canceled = prediction.status == PredictionStatus::Canceled;
@@ -246,22 +284,13 @@ fn ended_badly(prediction: &Prediction) -> Outcome {
             "the prediction failed"
         })
     });
-    let lower = error.to_ascii_lowercase();
-    let (status, kind, code) = if lower.contains("flagged as sensitive") || error.contains("E005") {
-        (
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "content_filter",
-        )
-    } else if lower.contains("context window")
-        || lower.contains("context length")
-        || lower.contains("too many tokens")
-    {
-        (
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "context_length_exceeded",
-        )
+    failure_status(prediction, canceled, error)
+}
+
+/// The OpenAI-shaped error status for a prediction that ended with `error`.
+fn failure_status(prediction: &Prediction, canceled: bool, error: String) -> Outcome {
+    let (status, kind, code) = if let Some(code) = refused_input(&error) {
+        (StatusCode::BAD_REQUEST, "invalid_request_error", code)
     } else if canceled {
         (
             StatusCode::BAD_GATEWAY,
@@ -358,6 +387,29 @@ mod tests {
             )),
             FailureClass::ContextTooLong
         );
+    }
+
+    #[test]
+    fn a_flagged_or_too_long_input_in_a_stream_is_refused_as_without_one() {
+        use crate::resilience::class::{FailureClass, classify};
+        let created = br#"{"id":"p1","model":"o/n","status":"starting"}"#;
+        let prediction = replicate::decode_prediction(created).unwrap();
+        let outcome = |data: &str| failed_in_stream(&prediction, data.to_owned());
+        assert_eq!(
+            classify(&outcome(
+                r#"{"detail":"The input or output was flagged as sensitive. (E005)"}"#
+            )),
+            FailureClass::ContentFiltered
+        );
+        assert_eq!(
+            classify(&outcome(
+                r#"{"detail":"prompt length (9000 tokens) exceeds the model's context window (8192 tokens)"}"#
+            )),
+            FailureClass::ContextTooLong
+        );
+        let other = outcome(r#"{"detail":"CUDA out of memory"}"#);
+        assert!(matches!(other, Outcome::StreamError { .. }));
+        assert_eq!(classify(&other), FailureClass::Server);
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct AttemptRecord {
 pub enum Unavailable {
     /// Every key slot's breaker is open past the deadline.
     AllOpen,
+    /// Every candidate is at its max_concurrency past the queue timeout.
+    AtCapacity,
     /// The gateway-wide retry budget is spent.
     BudgetSpent,
 }
@@ -94,6 +96,10 @@ pub struct AttemptInput<'a> {
     pub hedge: Hedge,
     pub backoff: Backoff,
     pub max_attempts_per_deployment: u32,
+    /// How long a request may wait for capacity when every candidate is full.
+    pub queue_timeout: Duration,
+    /// How many requests may wait for capacity at once (beyond: 429 at once).
+    pub max_queue: usize,
 }
 
 /// Per-slot bookkeeping within one request.
@@ -116,6 +122,8 @@ struct Loop<'a> {
     attempts: Vec<AttemptRecord>,
     /// Windows that refused the prompt as too long: only larger ones are worth trying.
     refused_window: Option<u64>,
+    /// Capacity taken for the next attempt.
+    entered: Option<InFlight>,
 }
 
 /// The result of one attempt, not yet folded into the loop's state.
@@ -143,6 +151,7 @@ pub async fn run_plan(
         per_deployment: vec![0; upstreams.len()],
         attempts: Vec::with_capacity(2),
         refused_window: None,
+        entered: None,
         input,
     };
     l.run().await
@@ -151,15 +160,26 @@ pub async fn run_plan(
 impl Loop<'_> {
     async fn run(&mut self) -> Finished {
         let mut waited_for_reopen = false;
+        let queue_until = (Instant::now() + self.input.queue_timeout).min(self.input.deadline);
         loop {
             // First pass: every untried slot in plan order.
             let mut earliest_reopen: Option<Instant> = None;
+            let mut at_capacity = false;
             let mut i = 0;
             while i < self.plan.slots.len() {
                 if self.slots[i].tries > 0 || self.slots[i].dead || !self.fits_window(i) {
                     i += 1;
                     continue;
                 }
+                // Capacity first, atomically: a slot is only taken if the deployment is below
+                // its max_concurrency, so concurrent requests can never push it past.
+                let Some(in_flight) =
+                    self.health.deployments[self.plan.slots[i].deployment].try_enter()
+                else {
+                    at_capacity = true;
+                    i += 1;
+                    continue;
+                };
                 let permit = match self.admit(i) {
                     Ok(p) => p,
                     Err(until) => {
@@ -168,6 +188,7 @@ impl Loop<'_> {
                         continue;
                     }
                 };
+                self.entered = Some(in_flight);
                 if let Some(finished) = self.spend_budget() {
                     return finished;
                 }
@@ -184,6 +205,14 @@ impl Loop<'_> {
             if !self.attempts.is_empty() {
                 break;
             }
+            // Every candidate at capacity: wait in a bounded queue for a slot to free, up to the
+            // queue timeout, then 429 (never an unbounded queue).
+            if at_capacity && earliest_reopen.is_none() {
+                match self.queue_for_capacity(queue_until).await {
+                    Some(finished) => return finished,
+                    None => continue,
+                }
+            }
             // Nothing could be tried: every slot is open (or filtered). Wait for the earliest
             // reopening once, if it fits in the deadline.
             let Some(reopen) = earliest_reopen else { break };
@@ -198,6 +227,36 @@ impl Loop<'_> {
             waited_for_reopen = true;
         }
         self.retry_pass().await
+    }
+
+    /// Waits until some capacity frees (`None`: try again) or the queue time is up (`Some`: 429).
+    async fn queue_for_capacity(&mut self, until: Instant) -> Option<Finished> {
+        let full = || Finished::Unavailable {
+            attempts: Vec::new(),
+            why: Unavailable::AtCapacity,
+            retry_after: Duration::from_secs(1),
+        };
+        if Instant::now() >= until {
+            return Some(full());
+        }
+        let Some(_ticket) = self.health.join_queue(self.input.max_queue) else {
+            return Some(full());
+        };
+        let freed = self.health.deployments.first().map(|d| d.freed())?;
+        let notified = freed.notified();
+        // Re-check after registering, so a slot freed in between is not missed.
+        let any_free = self
+            .plan
+            .slots
+            .iter()
+            .any(|s| !self.health.deployments[s.deployment].at_capacity());
+        if any_free {
+            return None;
+        }
+        tokio::select! {
+            _ = notified => None,
+            _ = tokio::time::sleep_until(until) => Some(full()),
+        }
     }
 
     /// Retries of slots already tried, with backoff, while the deadline and limits allow.
@@ -231,6 +290,13 @@ impl Loop<'_> {
                 return self.exhausted();
             };
             tokio::time::sleep_until(at).await;
+            let Some(in_flight) =
+                self.health.deployments[self.plan.slots[slot].deployment].try_enter()
+            else {
+                // At capacity now: leave it for this request rather than queue mid-retry.
+                self.slots[slot].dead = true;
+                continue;
+            };
             let permit = match self.admit(slot) {
                 Ok(p) => p,
                 Err(_) => {
@@ -239,6 +305,7 @@ impl Loop<'_> {
                     continue;
                 }
             };
+            self.entered = Some(in_flight);
             if let Some(finished) = self.spend_budget() {
                 return finished;
             }
@@ -295,7 +362,11 @@ impl Loop<'_> {
         let upstream = Arc::clone(&self.upstreams[s.deployment]);
         self.slots[slot].tries += 1;
         self.per_deployment[s.deployment] += 1;
-        let in_flight = self.health.deployments[s.deployment].enter();
+        // The caller acquired capacity for this slot (`entered`); a hedge acquires its own.
+        let in_flight = self
+            .entered
+            .take()
+            .unwrap_or_else(|| self.health.deployments[s.deployment].enter());
         let key = s.key;
         let body = (self.input.body_for)(&upstream.deployment);
         let (endpoint, stream, deadline) =
@@ -341,14 +412,14 @@ impl Loop<'_> {
             done = &mut a => return self.settle(done),
             _ = tokio::time::sleep(delay) => {}
         }
-        let Some((second, permit_b)) = self.hedge_candidate(first) else {
+        let Some((second, permit_b, in_flight_b)) = self.hedge_candidate(first) else {
             let done = a.await;
             return self.settle(done);
         };
         if !self.health.try_hedge(self.input.hedge.max_percent)
             || !self.health.budget.try_withdraw()
         {
-            drop(permit_b);
+            drop((permit_b, in_flight_b));
             let done = a.await;
             return self.settle(done);
         }
@@ -358,6 +429,7 @@ impl Loop<'_> {
             "hedging"
         );
         let hedge_started = Instant::now();
+        self.entered = Some(in_flight_b);
         let b = self.start(second, permit_b);
         tokio::pin!(b);
         // Whichever finishes first is settled; a success ends the race and drops the other.
@@ -409,7 +481,7 @@ impl Loop<'_> {
     }
 
     /// The next slot on another deployment whose breaker admits.
-    fn hedge_candidate(&self, first: usize) -> Option<(usize, Permit)> {
+    fn hedge_candidate(&self, first: usize) -> Option<(usize, Permit, InFlight)> {
         let first_deployment = self.plan.slots[first].deployment;
         (first + 1..self.plan.slots.len())
             .filter(|&i| {
@@ -417,7 +489,12 @@ impl Loop<'_> {
                     && self.slots[i].tries == 0
                     && self.fits_window(i)
             })
-            .find_map(|i| self.admit(i).ok().map(|p| (i, p)))
+            .find_map(|i| {
+                let in_flight =
+                    self.health.deployments[self.plan.slots[i].deployment].try_enter()?;
+                let permit = self.admit(i).ok()?;
+                Some((i, permit, in_flight))
+            })
     }
 
     /// Folds one attempt's outcome into the loop: records it, updates breakers and slot state.
@@ -448,6 +525,9 @@ impl Loop<'_> {
             Outcome::Reply(reply) => {
                 record.status = Some(reply.status.as_u16());
                 self.health.deployments[s.deployment].record_ttfb(reply.ttfb);
+                self.health.deployments[s.deployment].observe_latency(reply.ttfb);
+                self.health.deployments[s.deployment]
+                    .record_headroom(s.key, super::health::headroom(&reply.headers));
                 self.attempts.push(record);
                 let permit = if self.input.stream {
                     Some(permit) // the stream's ending decides

@@ -24,13 +24,115 @@ pub struct Health {
     pub deployments: Vec<Arc<DeploymentHealth>>,
     pub budget: RetryBudget,
     hedges: Mutex<RollingWindow>,
+    /// Requests waiting for capacity right now.
+    queued: Arc<AtomicU32>,
 }
 
-#[derive(Debug, Default)]
+/// A place in the capacity queue; leaving the queue is dropping it.
+pub struct QueueTicket(Arc<AtomicU32>);
+
+impl Drop for QueueTicket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Reads a provider's own rate-limit headroom: OpenAI's `x-ratelimit-remaining-requests|tokens`
+/// with Go-style `x-ratelimit-reset-*` durations (`"6m0s"`, `"12ms"`).
+pub fn headroom(headers: &http::HeaderMap) -> Option<Headroom> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let number = |name: &str| text(name).and_then(|v| v.trim().parse::<u64>().ok());
+    let remaining_requests = number("x-ratelimit-remaining-requests");
+    let remaining_tokens = number("x-ratelimit-remaining-tokens");
+    if remaining_requests.is_none() && remaining_tokens.is_none() {
+        return None;
+    }
+    let reset = [
+        text("x-ratelimit-reset-requests"),
+        text("x-ratelimit-reset-tokens"),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(go_duration)
+    .max()
+    .unwrap_or(Duration::from_secs(1));
+    Some(Headroom {
+        remaining_requests,
+        remaining_tokens,
+        until: Instant::now() + reset,
+    })
+}
+
+/// Parses Go's `time.Duration` text: `1h2m3.5s`, `250ms`, `6m0s`.
+pub fn go_duration(text: &str) -> Option<Duration> {
+    let mut total = 0.0f64;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
+#[derive(Debug)]
 pub struct DeploymentHealth {
     ttfb: Mutex<VecDeque<Duration>>,
     in_flight: AtomicU32,
+    /// `max_concurrency`, or `u32::MAX` when unlimited.
+    capacity: u32,
+    latency: Mutex<PeakEwma>,
+    /// Woken whenever a request leaves a deployment that has a capacity, for queued requests.
+    freed: Arc<tokio::sync::Notify>,
+    /// Per key slot: what the provider said is left of its own rate limit.
+    headroom: Vec<Mutex<Option<Headroom>>>,
 }
+
+impl Default for DeploymentHealth {
+    fn default() -> Self {
+        DeploymentHealth::new(u32::MAX, 1, Arc::new(tokio::sync::Notify::new()))
+    }
+}
+
+/// The provider's `x-ratelimit-remaining-*` for one key slot, until its reset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Headroom {
+    pub remaining_requests: Option<u64>,
+    pub remaining_tokens: Option<u64>,
+    pub until: Instant,
+}
+
+/// Peak-sensitive EWMA of time to first byte (Finagle's and Linkerd's "peak EWMA"): a sample
+/// above the average replaces it at once, so a latency spike moves traffic away immediately; below
+/// it, the average decays towards the sample with a 10 s time constant, so recovery is gradual.
+#[derive(Debug, Clone, Copy)]
+struct PeakEwma {
+    micros: f64,
+    at: Instant,
+}
+
+const EWMA_DECAY: Duration = Duration::from_secs(10);
+/// The latency assumed before any sample: optimistic, so a new deployment gets explored.
+const DEFAULT_LATENCY: Duration = Duration::from_millis(50);
 
 impl Health {
     pub fn new(config: &Config) -> Health {
@@ -46,14 +148,36 @@ impl Health {
                         .collect()
                 })
                 .collect(),
-            deployments: config
-                .deployments
-                .iter()
-                .map(|_| Arc::new(DeploymentHealth::default()))
-                .collect(),
+            deployments: {
+                let freed = Arc::new(tokio::sync::Notify::new());
+                config
+                    .deployments
+                    .iter()
+                    .map(|d| {
+                        let capacity = d.max_concurrency.unwrap_or(u32::MAX);
+                        Arc::new(DeploymentHealth::new(
+                            capacity,
+                            d.keys.len(),
+                            Arc::clone(&freed),
+                        ))
+                    })
+                    .collect()
+            },
             budget: RetryBudget::new(config.resilience.retry_budget),
             hedges: Mutex::new(RollingWindow::new(Duration::from_secs(60), Instant::now())),
+            queued: Arc::new(AtomicU32::new(0)),
         }
+    }
+
+    /// Takes a place in the capacity queue, or `None` when `max` requests already wait.
+    pub fn join_queue(&self, max: usize) -> Option<QueueTicket> {
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| QueueTicket(Arc::clone(&self.queued)))
     }
 
     pub fn breaker(&self, deployment: usize, key: usize) -> Option<&Arc<Breaker>> {
@@ -110,10 +234,98 @@ impl DeploymentHealth {
         Some(*value)
     }
 
-    /// Marks one request in flight until the guard drops.
+    fn new(capacity: u32, keys: usize, freed: Arc<tokio::sync::Notify>) -> Self {
+        DeploymentHealth {
+            ttfb: Mutex::new(VecDeque::new()),
+            in_flight: AtomicU32::new(0),
+            capacity,
+            latency: Mutex::new(PeakEwma {
+                micros: DEFAULT_LATENCY.as_secs_f64() * 1e6,
+                at: Instant::now(),
+            }),
+            freed,
+            headroom: (0..keys.max(1)).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+
+    /// Marks one request in flight until the guard drops, unconditionally.
     pub fn enter(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(Arc::clone(self))
+    }
+
+    /// Marks one request in flight if the deployment is below its `max_concurrency`; atomic, so
+    /// concurrent requests can never push it past its capacity.
+    pub fn try_enter(self: &Arc<Self>) -> Option<InFlight> {
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.capacity).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| InFlight(Arc::clone(self)))
+    }
+
+    pub fn capacity(&self) -> Option<u32> {
+        (self.capacity != u32::MAX).then_some(self.capacity)
+    }
+
+    pub fn at_capacity(&self) -> bool {
+        self.in_flight() >= self.capacity
+    }
+
+    /// In flight relative to capacity (in flight itself when unlimited): least-busy's score.
+    pub fn load(&self) -> f64 {
+        match self.capacity() {
+            Some(c) => f64::from(self.in_flight()) / f64::from(c.max(1)),
+            None => f64::from(self.in_flight()),
+        }
+    }
+
+    /// Wakes when any capacity-limited deployment frees a slot.
+    pub fn freed(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.freed)
+    }
+
+    /// Folds a time-to-first-byte sample into the peak EWMA.
+    pub fn observe_latency(&self, sample: Duration) {
+        let now = Instant::now();
+        let mut ewma = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        let sample = sample.as_secs_f64() * 1e6;
+        if sample > ewma.micros {
+            ewma.micros = sample;
+        } else {
+            let elapsed = now.saturating_duration_since(ewma.at).as_secs_f64();
+            let w = (-elapsed / EWMA_DECAY.as_secs_f64()).exp();
+            ewma.micros = ewma.micros * w + sample * (1.0 - w);
+        }
+        ewma.at = now;
+    }
+
+    /// The current peak-EWMA time to first byte.
+    pub fn latency(&self) -> Duration {
+        let ewma = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        Duration::from_secs_f64(ewma.micros / 1e6)
+    }
+
+    /// Records the provider's own rate-limit headroom for a key slot.
+    pub fn record_headroom(&self, key: usize, headroom: Option<Headroom>) {
+        if let Some(slot) = self.headroom.get(key) {
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = headroom;
+        }
+    }
+
+    /// Whether the provider said this key slot has no requests (or fewer tokens than `tokens`)
+    /// left until its reset.
+    pub fn exhausted(&self, key: usize, tokens: u64) -> bool {
+        let Some(slot) = self.headroom.get(key) else {
+            return false;
+        };
+        let guard = slot.lock().unwrap_or_else(|p| p.into_inner());
+        guard.is_some_and(|h| {
+            Instant::now() < h.until
+                && (h.remaining_requests == Some(0)
+                    || h.remaining_tokens.is_some_and(|t| t < tokens))
+        })
     }
 
     pub fn in_flight(&self) -> u32 {
@@ -126,6 +338,9 @@ pub struct InFlight(Arc<DeploymentHealth>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.0.capacity != u32::MAX {
+            self.0.freed.notify_waiters();
+        }
     }
 }

@@ -1,13 +1,26 @@
 //! Model → plan: which key slots to try for a request, in which order, and why.
 //!
 //! The routing table is built once per configuration (off the hot path) and published with the
-//! rest of the runtime through `ArcSwap`; planning a request only reads it.
+//! rest of the runtime through `ArcSwap`; planning a request only reads it and the shared health.
+//!
+//! Filters run in this order, each recorded in the plan: capability (`filters.rs`, after
+//! planning, since it needs the parsed request), context window (the prompt plus requested output
+//! must fit), breaker state, the provider's own rate-limit headroom, and capacity (in flight below
+//! `max_concurrency`). A context misfit removes the deployment; the other three only move its key
+//! slots to the end of the plan, because the attempt loop may still wait for a breaker to reopen
+//! or for capacity to free, and a provider's headroom report may be stale.
 
 pub mod filters;
 mod strategy;
+pub mod tokens;
+
+pub use strategy::Inputs;
+pub use tokens::Estimate;
 
 use crate::config::resilience::Hedge;
-use crate::config::{Config, ModelRoute, Strategy};
+use crate::config::{Config, Deployment, ModelRoute, Strategy};
+use crate::resilience::Health;
+use crate::resilience::breaker::Phase;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,29 +35,55 @@ pub struct Route {
     pub hedge: Hedge,
     /// True for names derived from `provider/upstream-model` rather than configured.
     pub derived: bool,
+    pub resume_streams: bool,
+    /// Routes tried after this one's deployments, and when the prompt fits none of its windows.
+    pub fallbacks: Vec<String>,
+    pub context_fallbacks: Vec<String>,
+    /// Deployments in this region go first.
+    pub region: Option<String>,
 }
 
 /// Why a deployment sits where it does in a plan. Rendered only when someone asks (check, admin
-/// routes, usage records), so planning allocates no text.
+/// routes, logs), so planning allocates no text.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Reason {
     Listed { rank: usize },
-    Price { per_million: f64 },
+    Cost { usd: f64 },
     Drawn { weight: f64 },
     FallbackOnly,
+    Latency { score_ms: f64 },
+    Load { load: f64 },
 }
 
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Reason::Listed { rank } => write!(f, "priority: listed #{rank}"),
-            Reason::Price { per_million } => {
-                write!(f, "cheapest: ${per_million:.4}/1M tokens in+out")
-            }
+            Reason::Cost { usd } => write!(f, "cheapest: est. ${usd:.6} for this request"),
             Reason::Drawn { weight } => write!(f, "weighted: drawn with weight {weight}"),
             Reason::FallbackOnly => f.write_str("weighted: weight 0, fallback only"),
+            Reason::Latency { score_ms } => {
+                write!(f, "least-latency: TTFB×load score {score_ms:.1} ms")
+            }
+            Reason::Load { load } => write!(f, "least-busy: load {load:.2}"),
         }
     }
+}
+
+/// Where a slot sits besides its strategy reason.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Placement {
+    Normal,
+    /// In the preferred region.
+    Region,
+    /// Reached through a fallback model.
+    Fallback {
+        model: String,
+    },
+    /// Moved to the end: breaker open, no headroom, or at capacity.
+    Demoted {
+        why: &'static str,
+    },
 }
 
 /// One key slot to try, with the reason it sits where it does.
@@ -53,6 +92,14 @@ pub struct PlannedSlot {
     pub deployment: usize,
     pub key: usize,
     pub reason: Reason,
+    pub placement: Placement,
+}
+
+/// A deployment left out of the plan, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skipped {
+    pub deployment: usize,
+    pub why: String,
 }
 
 /// The ordered candidate key slots for one request.
@@ -60,6 +107,50 @@ pub struct PlannedSlot {
 pub struct Plan {
     pub model: String,
     pub slots: Vec<PlannedSlot>,
+    pub skipped: Vec<Skipped>,
+    /// The largest context window among the candidates considered (for the 400 when none fits).
+    pub largest_window: Option<u64>,
+}
+
+impl Plan {
+    /// Whether every candidate was removed for its context window.
+    pub fn context_exhausted(&self) -> bool {
+        self.slots.is_empty()
+            && !self.skipped.is_empty()
+            && self.skipped.iter().all(|s| s.why.starts_with("context"))
+    }
+
+    /// A one-line account for logs and usage records: `d1#0(priority: listed #1), …`.
+    pub fn describe(&self, deployments: &[Arc<Deployment>]) -> String {
+        let mut out = String::new();
+        for (i, s) in self.slots.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            let d = &deployments[s.deployment];
+            out.push_str(&format!(
+                "{}({}",
+                d.keys
+                    .get(s.key)
+                    .map_or(d.name.as_str(), |k| k.alias.as_str()),
+                s.reason
+            ));
+            match &s.placement {
+                Placement::Normal => {}
+                Placement::Region => out.push_str("; in region"),
+                Placement::Fallback { model } => out.push_str(&format!("; fallback via {model}")),
+                Placement::Demoted { why } => out.push_str(&format!("; demoted: {why}")),
+            }
+            out.push(')');
+        }
+        for s in &self.skipped {
+            out.push_str(&format!(
+                "; skipped {}: {}",
+                deployments[s.deployment].name, s.why
+            ));
+        }
+        out
+    }
 }
 
 #[derive(Debug)]
@@ -70,29 +161,27 @@ pub struct RoutingTable {
     /// Per deployment: where the next request starts among its keys, so load spreads across keys.
     key_cursor: Vec<AtomicUsize>,
     key_counts: Vec<usize>,
-    weights: Vec<f64>,
-    prices: Vec<f64>,
+    /// The gateway's own region (`[routing] region`).
+    region: Option<String>,
 }
 
 impl RoutingTable {
     pub fn build(config: &Config) -> RoutingTable {
         let mut routes = HashMap::new();
         let mut names = Vec::new();
-        for ModelRoute {
-            name,
-            deployments,
-            strategy,
-            hedge,
-            ..
-        } in &config.models
-        {
+        for m in &config.models {
+            let ModelRoute { name, .. } = m;
             names.push(name.clone());
             let route = Route {
                 name: name.clone(),
-                deployments: deployments.clone(),
-                strategy: *strategy,
-                hedge: *hedge,
+                deployments: m.deployments.clone(),
+                strategy: m.strategy,
+                hedge: m.hedge,
                 derived: false,
+                resume_streams: m.resume_streams,
+                fallbacks: m.fallbacks.clone(),
+                context_fallbacks: m.context_fallbacks.clone(),
+                region: m.region.clone(),
             };
             routes.insert(name.clone(), Arc::new(route));
         }
@@ -117,6 +206,10 @@ impl RoutingTable {
                 strategy: Strategy::Priority,
                 hedge: Hedge::default(),
                 derived: true,
+                resume_streams: false,
+                fallbacks: Vec::new(),
+                context_fallbacks: Vec::new(),
+                region: None,
             };
             routes.insert(name, Arc::new(route));
         }
@@ -129,12 +222,7 @@ impl RoutingTable {
                 .map(|_| AtomicUsize::new(0))
                 .collect(),
             key_counts: config.deployments.iter().map(|d| d.keys.len()).collect(),
-            weights: config.deployments.iter().map(|d| d.weight).collect(),
-            prices: config
-                .deployments
-                .iter()
-                .map(|d| d.price.input + d.price.output)
-                .collect(),
+            region: config.routing.region.clone(),
         }
     }
 
@@ -147,27 +235,121 @@ impl RoutingTable {
         &self.names
     }
 
-    /// Orders the route's deployments by its strategy and expands each into its key slots,
-    /// starting at a rotating key so that traffic spreads over a deployment's keys.
-    pub fn plan(&self, route: &Route) -> Plan {
-        let ordered = strategy::order(route, &self.weights, &self.prices);
-        let mut slots = Vec::with_capacity(ordered.len());
+    /// The plan for one request: the route's deployments through the filters and its strategy,
+    /// then its fallback models' (context fallbacks only when a window was too small), each
+    /// deployment expanded into its key slots starting at a rotating key.
+    pub fn plan(&self, route: &Route, inputs: &Inputs<'_>) -> Plan {
+        let mut plan = Plan {
+            model: route.name.clone(),
+            slots: Vec::new(),
+            skipped: Vec::new(),
+            largest_window: None,
+        };
+        let mut seen: Vec<usize> = Vec::new();
+        self.extend(&mut plan, route, inputs, None, &mut seen);
+        let overflowed = plan.skipped.iter().any(|s| s.why.starts_with("context"));
+        let fallbacks = route
+            .fallbacks
+            .iter()
+            .chain(route.context_fallbacks.iter().filter(|_| overflowed));
+        for name in fallbacks {
+            if let Some(fallback) = self.routes.get(name) {
+                self.extend(&mut plan, fallback, inputs, Some(name), &mut seen);
+            }
+        }
+        // Demoted slots go last, in their relative order.
+        let (ok, demoted): (Vec<_>, Vec<_>) = plan
+            .slots
+            .drain(..)
+            .partition(|s| !matches!(s.placement, Placement::Demoted { .. }));
+        plan.slots = ok;
+        plan.slots.extend(demoted);
+        plan
+    }
+
+    fn extend(
+        &self,
+        plan: &mut Plan,
+        route: &Route,
+        inputs: &Inputs<'_>,
+        via: Option<&String>,
+        seen: &mut Vec<usize>,
+    ) {
+        let mut candidates = Vec::with_capacity(route.deployments.len());
+        for &d in &route.deployments {
+            if seen.contains(&d) {
+                continue;
+            }
+            seen.push(d);
+            let deployment = &inputs.deployments[d];
+            plan.largest_window = plan.largest_window.max(deployment.context_window);
+            if let (Some(estimate), Some(window)) = (inputs.estimate, deployment.context_window) {
+                let needed = estimate.needed(
+                    deployment.provider.dialect() == nines_protocol::unified::Dialect::OpenAi,
+                );
+                if needed > window {
+                    plan.skipped.push(Skipped {
+                        deployment: d,
+                        why: format!("context window {window} < {needed} tokens needed"),
+                    });
+                    continue;
+                }
+            }
+            candidates.push(d);
+        }
+        let mut ordered = strategy::order(&candidates, route.strategy, inputs);
+        // Region preference: a stable partition, so the strategy's order holds within each part.
+        let region = route.region.as_ref().or(self.region.as_ref());
+        if let Some(region) = region {
+            ordered.sort_by_key(|(d, _)| inputs.deployments[*d].region.as_ref() != Some(region));
+        }
         for (deployment, reason) in ordered {
+            let in_region =
+                region.is_some_and(|r| inputs.deployments[deployment].region.as_ref() == Some(r));
             let count = self.key_counts[deployment].max(1);
             let start = self.key_cursor[deployment].fetch_add(1, Ordering::Relaxed) % count;
             for k in 0..count {
-                slots.push(PlannedSlot {
+                let key = (start + k) % count;
+                let placement = match demotion(inputs, deployment, key) {
+                    Some(why) => Placement::Demoted { why },
+                    None => match via {
+                        Some(model) => Placement::Fallback {
+                            model: model.clone(),
+                        },
+                        None if in_region => Placement::Region,
+                        None => Placement::Normal,
+                    },
+                };
+                plan.slots.push(PlannedSlot {
                     deployment,
-                    key: (start + k) % count,
+                    key,
                     reason,
+                    placement,
                 });
             }
         }
-        Plan {
-            model: route.name.clone(),
-            slots,
-        }
     }
+}
+
+/// Why a key slot should go last: breaker open, no provider headroom, deployment at capacity.
+fn demotion(inputs: &Inputs<'_>, deployment: usize, key: usize) -> Option<&'static str> {
+    let health: &Health = inputs.health?;
+    if health
+        .breaker(deployment, key)
+        .is_some_and(|b| matches!(b.phase(), Phase::Open { .. }))
+    {
+        return Some("breaker open");
+    }
+    let tokens = inputs
+        .estimate
+        .map_or(0, |e| e.typical_prompt() + e.output_tokens);
+    if health.deployments[deployment].exhausted(key, tokens) {
+        return Some("provider reports no rate-limit headroom");
+    }
+    if health.deployments[deployment].at_capacity() {
+        return Some("at max_concurrency");
+    }
+    None
 }
 
 #[cfg(test)]

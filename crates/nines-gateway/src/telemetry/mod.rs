@@ -17,7 +17,16 @@ pub struct RequestLog {
     pub failed: Vec<&'static str>,
     pub ttfb: Option<Duration>,
     pub detail: String,
+    /// The plan (order, reasons, skips), filled only when request logging is on.
+    pub plan: String,
+    /// Each attempt (key slot, class, status, time), filled only when request logging is on.
+    pub trail: String,
     started: Instant,
+}
+
+/// Whether the per-request line is wanted: building the plan and trail text is skipped otherwise.
+pub fn request_logging() -> bool {
+    tracing::enabled!(target: "nines::request", tracing::Level::INFO)
 }
 
 impl RequestLog {
@@ -32,6 +41,8 @@ impl RequestLog {
             failed: Vec::new(),
             ttfb: None,
             detail: String::new(),
+            plan: String::new(),
+            trail: String::new(),
             started: Instant::now(),
         }
     }
@@ -59,6 +70,8 @@ impl RequestLog {
             ttfb_ms = self.ttfb.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
             latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
             detail = %self.detail,
+            plan = %self.plan,
+            attempt_trail = %self.trail,
             "request"
         );
     }

@@ -277,3 +277,56 @@ async fn anthropic_overload_fails_over_to_openai() {
     assert_eq!(r.headers()["x-nines-deployment"], "d0");
     assert_eq!(h.mock(1).hits("/v1/messages"), 1);
 }
+
+#[tokio::test]
+async fn embeddings_fail_over_from_openai_to_gemini_of_the_same_family() {
+    let text = r#"
+[server]
+listen = "127.0.0.1:0"
+
+[resilience.probes]
+enabled = false
+
+[[deployments]]
+name = "oai-embed"
+provider = "openai-compatible"
+model = "text-embedding-x"
+base_url = "{mock0}"
+embedding_family = "family-8"
+
+[[deployments]]
+name = "gem-embed"
+provider = "gemini"
+model = "text-embedding-004"
+base_url = "{mock1_root}"
+api_keys = ["env:TEST_KEY"]
+embedding_family = "family-8"
+
+[[models]]
+name = "embed"
+deployments = ["oai-embed", "gem-embed"]
+"#;
+    let h = Harness::start(2, text).await;
+    h.fault(0, json!({"status": 503}));
+    let r = h
+        .post_json(
+            "/v1/embeddings",
+            &json!({"model": "embed", "input": ["one", "two"], "dimensions": 8}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-nines-deployment"], "gem-embed");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["object"], "list");
+    let data = body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    assert_eq!(data[1]["index"], 1);
+    assert_eq!(data[0]["embedding"].as_array().unwrap().len(), 8);
+    let req = h
+        .mock(1)
+        .requests()
+        .into_iter()
+        .find(|r| r.route.contains("batchEmbedContents"))
+        .unwrap();
+    assert!(req.headers.iter().any(|(k, _)| k == "x-goog-api-key"));
+}

@@ -1,5 +1,6 @@
 //! Test harness: N chaos mocks plus the gateway built from a config template in which `{mockN}`
-//! stands for the N-th mock's base URL.
+//! stands for the N-th mock's base URL (`http://addr/v1`) and `{mockN_root}` for its host root
+//! (`http://addr`).
 
 use nines_gateway::{AppState, Config, Runtime};
 use nines_mock::{FaultScript, MockOptions, MockServer};
@@ -42,6 +43,11 @@ impl Harness {
         let mut text = template.to_owned();
         for (i, m) in servers.iter().enumerate() {
             text = text.replace(&format!("{{mock{i}}}"), &m.base_url());
+            // Gemini and Replicate base URLs are host roots: their paths carry the version.
+            text = text.replace(
+                &format!("{{mock{i}_root}}"),
+                &format!("http://{}", m.addr()),
+            );
         }
         let config = Config::parse(Path::new("test.toml"), &text, &|name| match name {
             "TEST_KEY" => Some("sk-upstream-secret-0001".into()),
@@ -178,5 +184,62 @@ pub async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) {
             "condition not met within {within:?}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+impl Harness {
+    /// Like [`Harness::start`], but the gateway's state is built by `build` from the runtime:
+    /// `AppState::open` (store, Redis as configured), or a state with a test's own access layer.
+    pub async fn start_with<F, Fut>(mocks: usize, template: &str, build: F) -> Harness
+    where
+        F: FnOnce(Runtime) -> Fut,
+        Fut: std::future::Future<Output = std::sync::Arc<AppState>>,
+    {
+        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut servers = Vec::new();
+        for i in 0..mocks {
+            let options = MockOptions {
+                name: format!("mock{i}"),
+                models: vec!["mock-model".into()],
+                fault: None,
+            };
+            servers.push(MockServer::start(loopback, options).await.unwrap());
+        }
+        let mut text = template.to_owned();
+        for (i, m) in servers.iter().enumerate() {
+            text = text.replace(&format!("{{mock{i}}}"), &m.base_url());
+        }
+        let config = Config::parse(Path::new("test.toml"), &text, &|name| match name {
+            "TEST_KEY" => Some("sk-upstream-secret-0001".into()),
+            _ => None,
+        })
+        .unwrap();
+        let state = build(Runtime::build(config).unwrap()).await;
+        let listener = tokio::net::TcpListener::bind(loopback).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(nines_gateway::serve(
+            listener,
+            state,
+            async move {
+                let _ = rx.await;
+            },
+            Duration::from_secs(5),
+        ));
+        Harness {
+            addr,
+            mocks: servers,
+            client: reqwest::Client::new(),
+            stop: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    /// [`Harness::start_with`] with `AppState::open`: what `nines serve` does.
+    pub async fn start_opened(mocks: usize, template: &str) -> Harness {
+        Harness::start_with(mocks, template, |runtime| async move {
+            AppState::open(runtime).await.unwrap()
+        })
+        .await
     }
 }

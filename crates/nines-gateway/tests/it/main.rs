@@ -6,7 +6,9 @@
     reason = "a test fails loudly by design"
 )]
 
+mod access;
 mod bad_input;
+mod conformance;
 mod dialects;
 mod failover;
 mod harness;
@@ -14,5 +16,6 @@ mod openai_proxy;
 mod providers_native;
 mod resilience;
 mod resume;
+mod routing;
 mod streaming;
 mod videos;

@@ -7,6 +7,7 @@
 
 mod check;
 mod demo;
+mod keys;
 mod process;
 mod sdk;
 mod serve;

@@ -13,8 +13,15 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A python with the SDK requirements installed, or why there is none.
+/// A python with the SDK requirements installed, or why there is none. Tests in this process
+/// share one setup (a lock); other processes race only on the final rename, which is atomic.
 fn python_with_sdks() -> Result<PathBuf, String> {
+    static SETUP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = SETUP.lock().unwrap_or_else(|p| p.into_inner());
+    setup_python()
+}
+
+fn setup_python() -> Result<PathBuf, String> {
     if let Ok(p) = std::env::var("NINES_PYTHON") {
         return Ok(PathBuf::from(p));
     }
@@ -27,7 +34,9 @@ fn python_with_sdks() -> Result<PathBuf, String> {
     }
     // Build in a private directory and rename into place, so concurrent test processes never see
     // a half-installed venv.
-    let staging = workspace().join(format!("target/pyenv-staging-{}", std::process::id()));
+    static STAGING: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = STAGING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let staging = workspace().join(format!("target/pyenv-staging-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     let run = |cmd: &mut std::process::Command| -> Result<(), String> {
         let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;

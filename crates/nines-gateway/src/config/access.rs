@@ -1,0 +1,454 @@
+//! `[auth]`, `[limits]` and `[store]`: who may call, how much, and where keys and usage live.
+//!
+//! | section    | absent                                   | present                                       |
+//! |------------|------------------------------------------|-----------------------------------------------|
+//! | `[auth]`   | auth off: every request is anonymous     | a key is required (`enabled = false` to turn off) |
+//! | `[limits]` | in-memory limiter, 50 ms Redis timeout   | `redis_url` shares limits between replicas     |
+//! | `[store]`  | nothing persisted, no virtual keys       | SQLite in `data_dir`, or Postgres at `database_url` |
+//!
+//! [`Limits`] is also the JSON shape of limits in the admin API and in the store.
+
+use super::Secret;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use toml::Spanned;
+
+/// Limits of one organisation, user or key. Every field is optional; absent means unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Requests per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u64>,
+    /// Tokens (prompt + output) per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+    /// Limits for one model name (as clients send it), on top of the ones above.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, ModelLimits>,
+    /// USD per UTC day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_budget: Option<f64>,
+    /// USD per UTC calendar month.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_budget: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+}
+
+impl Limits {
+    /// True when nothing is limited (admission can skip this subject).
+    pub fn is_empty(&self) -> bool {
+        self.rpm.is_none()
+            && self.tpm.is_none()
+            && self.models.is_empty()
+            && self.daily_budget.is_none()
+            && self.monthly_budget.is_none()
+    }
+
+    /// Checks values; the error names the field.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = |name: &str, v: Option<u64>| match v {
+            Some(0) => Err(format!(
+                "{name} must be at least 1 (revoke the key to stop it)"
+            )),
+            _ => Ok(()),
+        };
+        positive("rpm", self.rpm)?;
+        positive("tpm", self.tpm)?;
+        for (model, m) in &self.models {
+            positive(&format!("models.{model}.rpm"), m.rpm)?;
+            positive(&format!("models.{model}.tpm"), m.tpm)?;
+        }
+        for (name, v) in [
+            ("daily_budget", self.daily_budget),
+            ("monthly_budget", self.monthly_budget),
+        ] {
+            if let Some(v) = v
+                && !(v.is_finite() && v >= 0.0)
+            {
+                return Err(format!("{name} must be a finite number ≥ 0 (USD)"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[auth]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// Present and true (the default): every API request needs a key.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Protects `/admin/...`; `env:NAME` reads the environment. Without it the admin API is off.
+    #[serde(default)]
+    pub admin_key: Option<Spanned<String>>,
+    /// How long a virtual key looked up in the store is trusted before it is read again; a
+    /// revocation made on another replica (or with the CLI) takes effect within this time.
+    #[serde(default = "default_cache_ttl", with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    /// Keys declared in the file, for setups without a store.
+    #[serde(default)]
+    pub keys: Vec<RawStaticKey>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_cache_ttl() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStaticKey {
+    /// The key clients send; `env:NAME` reads the environment.
+    pub key: Spanned<String>,
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub org: Option<String>,
+    /// Model names this key may use; absent means all.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// What a limiter does when Redis does not answer within `redis_timeout`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailMode {
+    /// Admit the request unlimited (counted, logged once per interval).
+    #[default]
+    Open,
+    /// Refuse the request with 503.
+    Closed,
+}
+
+/// `[limits]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    /// Shared limits across replicas; `env:NAME` reads the environment.
+    pub redis_url: Option<Spanned<String>>,
+    /// Every Redis call's deadline.
+    #[serde(with = "humantime_serde")]
+    pub redis_timeout: Duration,
+    pub on_redis_error: FailMode,
+    /// Prefix of every Redis key (one hash tag, so a cluster keeps them in one slot).
+    pub redis_prefix: String,
+    /// Output tokens reserved for a request that sets no `max_tokens`.
+    pub default_max_output_tokens: u64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            redis_url: None,
+            redis_timeout: Duration::from_millis(50),
+            on_redis_error: FailMode::Open,
+            redis_prefix: "nines".into(),
+            default_max_output_tokens: 256,
+        }
+    }
+}
+
+/// `[store]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStore {
+    pub enabled: bool,
+    /// SQLite lives here (`nines.db`); relative to the config file's directory.
+    pub data_dir: PathBuf,
+    /// `postgres://…` (or `sqlite://…`) instead of the data directory; `env:NAME` allowed.
+    pub database_url: Option<Spanned<String>>,
+    /// Usage records waiting for the writer; beyond this a record is dropped (counted).
+    pub usage_queue: usize,
+    /// Records the writer holds while the store is down; beyond this the oldest are dropped.
+    pub usage_buffer: usize,
+    /// Rows per insert.
+    pub batch_size: usize,
+    /// Longest wait before a partial batch is written.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            enabled: true,
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            usage_queue: 10_000,
+            usage_buffer: 100_000,
+            batch_size: 500,
+            flush_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Validated `[auth]`, `[limits]`, `[store]`.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub auth: Auth,
+    pub limits: LimitsConfig,
+    pub store: Option<StoreConfig>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    pub enabled: bool,
+    pub admin_key: Option<Secret>,
+    pub cache_ttl: Duration,
+    /// By the key's SHA-256 (hex).
+    pub static_keys: HashMap<String, Arc<StaticKey>>,
+}
+
+#[derive(Debug)]
+pub struct StaticKey {
+    /// `static:{name}`, and the same for user and org: what usage records and limits key on.
+    pub id: Arc<str>,
+    pub user_id: Option<Arc<str>>,
+    pub org_id: Option<Arc<str>>,
+    pub name: Arc<str>,
+    pub user: Option<String>,
+    pub org: Option<String>,
+    pub models: Option<Arc<[String]>>,
+    pub limits: Arc<Limits>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    pub redis_url: Option<Secret>,
+    pub redis_timeout: Duration,
+    pub on_redis_error: FailMode,
+    pub redis_prefix: String,
+    pub default_max_output_tokens: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let raw = RawLimits::default();
+        LimitsConfig {
+            redis_url: None,
+            redis_timeout: raw.redis_timeout,
+            on_redis_error: raw.on_redis_error,
+            redis_prefix: raw.redis_prefix,
+            default_max_output_tokens: raw.default_max_output_tokens,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `sqlite://…` or `postgres://…`.
+    pub url: Secret,
+    pub usage_queue: usize,
+    pub usage_buffer: usize,
+    pub batch_size: usize,
+    pub flush_interval: Duration,
+}
+
+impl StoreConfig {
+    /// A SQLite store in `dir` with default settings (tests, the CLI).
+    pub fn sqlite_in(dir: &Path) -> StoreConfig {
+        let raw = RawStore::default();
+        StoreConfig {
+            url: Secret::new(sqlite_url(dir)),
+            usage_queue: raw.usage_queue,
+            usage_buffer: raw.usage_buffer,
+            batch_size: raw.batch_size,
+            flush_interval: raw.flush_interval,
+        }
+    }
+}
+
+fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("nines.db").display())
+}
+
+type ErrAt<'a> = dyn Fn(Option<std::ops::Range<usize>>, String, String) -> super::ConfigError + 'a;
+
+/// Raw sections → [`Access`]. `config_path` anchors a relative `data_dir`.
+pub(super) fn validate(
+    auth: Option<&RawAuth>,
+    limits: &RawLimits,
+    store: Option<&RawStore>,
+    config_path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    err: &ErrAt<'_>,
+) -> Result<Access, super::ConfigError> {
+    let store = match store {
+        Some(s) if s.enabled => {
+            for (name, v) in [
+                ("usage_queue", s.usage_queue),
+                ("usage_buffer", s.usage_buffer),
+                ("batch_size", s.batch_size),
+            ] {
+                if v == 0 {
+                    return Err(err(
+                        None,
+                        format!("store.{name}"),
+                        "must be at least 1".into(),
+                    ));
+                }
+            }
+            let url = match &s.database_url {
+                Some(u) => {
+                    let url = resolve_env(u.get_ref(), env)
+                        .map_err(|m| err(Some(u.span()), "store.database_url".into(), m))?;
+                    if !(url.starts_with("postgres://")
+                        || url.starts_with("postgresql://")
+                        || url.starts_with("sqlite:"))
+                    {
+                        return Err(err(
+                            Some(u.span()),
+                            "store.database_url".into(),
+                            "must start with postgres://, postgresql:// or sqlite:".into(),
+                        ));
+                    }
+                    url
+                }
+                None => {
+                    let dir = if s.data_dir.is_absolute() {
+                        s.data_dir.clone()
+                    } else {
+                        config_path
+                            .parent()
+                            .unwrap_or(Path::new(""))
+                            .join(&s.data_dir)
+                    };
+                    sqlite_url(&dir)
+                }
+            };
+            Some(StoreConfig {
+                url: Secret::new(url),
+                usage_queue: s.usage_queue,
+                usage_buffer: s.usage_buffer,
+                batch_size: s.batch_size,
+                flush_interval: s.flush_interval,
+            })
+        }
+        _ => None,
+    };
+
+    let redis_url = match &limits.redis_url {
+        Some(u) => {
+            let url = resolve_env(u.get_ref(), env)
+                .map_err(|m| err(Some(u.span()), "limits.redis_url".into(), m))?;
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(err(
+                    Some(u.span()),
+                    "limits.redis_url".into(),
+                    "must start with redis:// or rediss://".into(),
+                ));
+            }
+            Some(Secret::new(url))
+        }
+        None => None,
+    };
+    if limits.redis_timeout.is_zero() {
+        return Err(err(
+            None,
+            "limits.redis_timeout".into(),
+            "must be greater than 0".into(),
+        ));
+    }
+
+    let mut out = Auth {
+        cache_ttl: default_cache_ttl(),
+        ..Auth::default()
+    };
+    if let Some(a) = auth {
+        out.enabled = a.enabled;
+        out.cache_ttl = a.cache_ttl;
+        if let Some(k) = &a.admin_key {
+            let key = resolve_env(k.get_ref(), env)
+                .map_err(|m| err(Some(k.span()), "auth.admin_key".into(), m))?;
+            if store.is_none() {
+                return Err(err(
+                    Some(k.span()),
+                    "auth.admin_key".into(),
+                    "the admin API manages keys in the store: add a [store] section".into(),
+                ));
+            }
+            out.admin_key = Some(Secret::new(key));
+        }
+        let mut names = HashMap::new();
+        for (i, k) in a.keys.iter().enumerate() {
+            let at = format!("auth.keys[{i}]");
+            let name = k.name.get_ref();
+            if name.is_empty() || names.insert(name.clone(), ()).is_some() {
+                return Err(err(
+                    Some(k.name.span()),
+                    format!("{at}.name"),
+                    format!("'{name}' must be non-empty and unique"),
+                ));
+            }
+            let secret = resolve_env(k.key.get_ref(), env)
+                .map_err(|m| err(Some(k.key.span()), format!("{at}.key"), m))?;
+            k.limits
+                .check()
+                .map_err(|m| err(Some(k.name.span()), format!("{at}.limits"), m))?;
+            let hash = crate::auth::hash_key(&secret);
+            let label = |n: &Option<String>| n.as_ref().map(|n| Arc::from(format!("static:{n}")));
+            let entry = Arc::new(StaticKey {
+                id: Arc::from(format!("static:{name}")),
+                user_id: label(&k.user),
+                org_id: label(&k.org),
+                name: Arc::from(name.as_str()),
+                user: k.user.clone(),
+                org: k.org.clone(),
+                models: k.models.clone().map(Arc::from),
+                limits: Arc::new(k.limits.clone()),
+            });
+            if out.static_keys.insert(hash, entry).is_some() {
+                return Err(err(
+                    Some(k.key.span()),
+                    format!("{at}.key"),
+                    "the same key is declared twice".into(),
+                ));
+            }
+        }
+    }
+
+    Ok(Access {
+        auth: out,
+        limits: LimitsConfig {
+            redis_url,
+            redis_timeout: limits.redis_timeout,
+            on_redis_error: limits.on_redis_error,
+            redis_prefix: limits.redis_prefix.clone(),
+            default_max_output_tokens: limits.default_max_output_tokens,
+        },
+        store,
+    })
+}
+
+/// `env:NAME` reads the environment; anything else is the value itself.
+fn resolve_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    match value.strip_prefix("env:") {
+        Some("") => Err("'env:' needs a variable name".into()),
+        Some(var) => match env(var) {
+            Some(v) if !v.is_empty() => Ok(v),
+            Some(_) => Err(format!("environment variable {var} is empty")),
+            None => Err(format!("environment variable {var} is not set")),
+        },
+        None if value.is_empty() => Err("must not be empty".into()),
+        None => Ok(value.to_owned()),
+    }
+}

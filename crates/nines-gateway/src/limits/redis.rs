@@ -1,0 +1,390 @@
+//! Limits shared by every replica: the same token buckets and spend counters as the memory
+//! limiter, kept in Redis and checked-and-reserved by one Lua script in one round trip, so the
+//! limit holds globally however many replicas admit at once. The script reads the clock with
+//! Redis `TIME`, so replicas' clocks need not agree.
+//!
+//! Every key carries the hash tag `{prefix}`, so in a Redis Cluster all of them live in one slot
+//! (a script may only touch keys of one slot); limits are then served by one shard.
+//!
+//! Every call has a deadline of `limits.redis_timeout` (default 50 ms). When Redis fails or is
+//! late the configured answer applies — `open` (default): admit without limits; `closed`: refuse
+//! with 503 — the failure is counted and logged at most once per 30 s, and for the next 250 ms
+//! requests take that answer without trying Redis, so an outage costs no request more than one
+//! timeout. Settlements are sent in the background and are lost (counted) when Redis is down.
+
+use super::{
+    Admitted, Denied, Dim, Limiter, Plan, RateHeaders, Refusal, Reservation, Tripped, Window,
+};
+use crate::config::access::{FailMode, LimitsConfig};
+use redis::Script;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
+
+const ADMIT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = tonumber(ARGV[1])
+local levels = {}
+for i = 1, n do
+  local cap = tonumber(ARGV[2 * i])
+  local cost = tonumber(ARGV[2 * i + 1])
+  local rate = cap / 60000
+  local v = redis.call('HMGET', KEYS[i], 'l', 't')
+  local level = cap
+  if v[1] then
+    level = tonumber(v[1]) + (now - tonumber(v[2])) * rate
+    if level > cap then level = cap end
+  end
+  if level < cost then
+    local wait = -1
+    if cost <= cap then wait = math.ceil((cost - level) / rate) end
+    local rem = math.floor(level)
+    if rem < 0 then rem = 0 end
+    return {0, i, wait, rem}
+  end
+  levels[i] = level
+end
+for j = n + 1, #KEYS do
+  local budget = tonumber(ARGV[n + 1 + j])
+  local spent = tonumber(redis.call('GET', KEYS[j]) or '0')
+  if spent >= budget then return {0, j, 0, 0} end
+end
+local out = {1}
+for i = 1, n do
+  local cap = tonumber(ARGV[2 * i])
+  local rate = cap / 60000
+  local level = levels[i] - tonumber(ARGV[2 * i + 1])
+  redis.call('HSET', KEYS[i], 'l', tostring(level), 't', tostring(now))
+  local reset = math.ceil((cap - level) / rate)
+  redis.call('PEXPIRE', KEYS[i], reset + 1000)
+  local rem = math.floor(level)
+  if rem < 0 then rem = 0 end
+  out[#out + 1] = rem
+  out[#out + 1] = reset
+end
+return out
+";
+
+const SETTLE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local k = tonumber(ARGV[1])
+local delta = tonumber(ARGV[2])
+for i = 1, k do
+  local cap = tonumber(ARGV[2 + i])
+  local rate = cap / 60000
+  local v = redis.call('HMGET', KEYS[i], 'l', 't')
+  local level = cap
+  if v[1] then
+    level = tonumber(v[1]) + (now - tonumber(v[2])) * rate
+    if level > cap then level = cap end
+  end
+  level = level + delta
+  if level > cap then level = cap end
+  redis.call('HSET', KEYS[i], 'l', tostring(level), 't', tostring(now))
+  redis.call('PEXPIRE', KEYS[i], math.ceil((cap - level) / rate) + 1000)
+end
+local cost = ARGV[3 + k]
+if tonumber(cost) > 0 then
+  for j = k + 1, #KEYS do
+    redis.call('INCRBYFLOAT', KEYS[j], cost)
+    redis.call('PEXPIRE', KEYS[j], tonumber(ARGV[3 + j]))
+  end
+end
+return 1
+";
+
+/// After a failure, requests take the fail answer without trying Redis for this long.
+const BACKOFF: Duration = Duration::from_millis(250);
+const LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// Counters for `/health/ready` and `/admin/status`.
+#[derive(Debug, Default)]
+pub struct RedisStats {
+    /// Calls that failed or timed out.
+    pub failures: AtomicU64,
+    /// Requests admitted without limits because Redis failed (`on_redis_error = "open"`).
+    pub failed_open: AtomicU64,
+    /// Requests refused because Redis failed (`on_redis_error = "closed"`).
+    pub failed_closed: AtomicU64,
+}
+
+pub struct RedisLimiter {
+    conn: ConnectionManager,
+    admit: Arc<Script>,
+    settle: Arc<Script>,
+    prefix: String,
+    timeout: Duration,
+    fail: FailMode,
+    pub stats: Arc<RedisStats>,
+    /// When the last failure happened and when it was last logged.
+    failed_at: Mutex<(Option<Instant>, Option<Instant>)>,
+}
+
+impl RedisLimiter {
+    /// Connects lazily: a Redis that is down at start makes requests take the fail answer until
+    /// it comes up.
+    pub fn new(url: &str, config: &LimitsConfig) -> Result<RedisLimiter, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("limits.redis_url: {e}"))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.redis_timeout.max(Duration::from_millis(200))))
+            .set_response_timeout(Some(config.redis_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
+            .map_err(|e| format!("limits.redis_url: {e}"))?;
+        Ok(RedisLimiter {
+            conn,
+            admit: Arc::new(Script::new(ADMIT)),
+            settle: Arc::new(Script::new(SETTLE)),
+            prefix: config.redis_prefix.clone(),
+            timeout: config.redis_timeout,
+            fail: config.on_redis_error,
+            stats: Arc::new(RedisStats::default()),
+            failed_at: Mutex::new((None, None)),
+        })
+    }
+
+    pub fn fail_mode(&self) -> FailMode {
+        self.fail
+    }
+
+    fn bucket_key(&self, k: &super::BucketKey) -> String {
+        let dim = match k.dim {
+            Dim::Requests => "rpm",
+            Dim::Tokens => "tpm",
+        };
+        match &k.model {
+            Some(m) => format!(
+                "{{{}}}:rl:{}:{}:{dim}:m:{m}",
+                self.prefix,
+                k.level.as_str(),
+                k.id
+            ),
+            None => format!("{{{}}}:rl:{}:{}:{dim}", self.prefix, k.level.as_str(), k.id),
+        }
+    }
+
+    fn spend_key(&self, level: crate::auth::Level, id: &str, period: super::Period) -> String {
+        format!(
+            "{{{}}}:spend:{}:{id}:{}",
+            self.prefix,
+            level.as_str(),
+            period.tag()
+        )
+    }
+
+    /// `PING` within the timeout.
+    pub async fn ping(&self) -> Result<(), String> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(
+            self.timeout.max(Duration::from_millis(500)),
+            redis::cmd("PING").query_async::<String>(&mut conn),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".into()),
+        }
+    }
+
+    /// Within the backoff after a failure: skip Redis.
+    fn backing_off(&self) -> bool {
+        self.failed_at
+            .lock()
+            .ok()
+            .and_then(|f| f.0)
+            .is_some_and(|at| at.elapsed() < BACKOFF)
+    }
+
+    fn note_failure(&self, what: &str, error: &str) {
+        self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut f) = self.failed_at.lock() {
+            f.0 = Some(Instant::now());
+            if f.1.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                f.1 = Some(Instant::now());
+                tracing::warn!(
+                    error,
+                    call = what,
+                    on_redis_error = match self.fail {
+                        FailMode::Open => "open",
+                        FailMode::Closed => "closed",
+                    },
+                    failures = self.stats.failures.load(Ordering::Relaxed),
+                    "redis limiter unavailable"
+                );
+            }
+        }
+    }
+
+    fn fail_answer(&self) -> Result<Admitted, Refusal> {
+        match self.fail {
+            FailMode::Open => {
+                self.stats.failed_open.fetch_add(1, Ordering::Relaxed);
+                Ok(Admitted {
+                    reservation: Reservation::default(),
+                    headers: RateHeaders::default(),
+                })
+            }
+            FailMode::Closed => {
+                self.stats.failed_closed.fetch_add(1, Ordering::Relaxed);
+                Err(Refusal::Unavailable(
+                    "The rate limiter is unavailable and this gateway is configured to refuse \
+                     requests it cannot account for."
+                        .into(),
+                ))
+            }
+        }
+    }
+}
+
+impl Limiter for RedisLimiter {
+    async fn admit(&self, plan: &Plan) -> Result<Admitted, Refusal> {
+        if plan.is_empty() {
+            return Ok(Admitted {
+                reservation: Reservation::default(),
+                headers: RateHeaders::default(),
+            });
+        }
+        if self.backing_off() {
+            return self.fail_answer();
+        }
+        let wall = SystemTime::now();
+        let mut invocation = self.admit.prepare_invoke();
+        invocation.arg(plan.draws.len());
+        for d in &plan.draws {
+            invocation.key(self.bucket_key(&d.key));
+            invocation.arg(d.capacity).arg(d.cost);
+        }
+        for s in &plan.spends {
+            invocation.key(self.spend_key(s.level, &s.id, s.period));
+            invocation.arg(s.budget);
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<i64> =
+            match tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    self.note_failure("admit", &e.to_string());
+                    return self.fail_answer();
+                }
+                Err(_) => {
+                    self.note_failure("admit", "timed out");
+                    return self.fail_answer();
+                }
+            };
+        let n = plan.draws.len();
+        let mut headers = RateHeaders::default();
+        match reply.as_slice() {
+            [1, rest @ ..] if rest.len() == 2 * n => {
+                let mut reservation = Reservation::default();
+                for (d, pair) in plan.draws.iter().zip(rest.chunks(2)) {
+                    headers.note(
+                        d.key.dim,
+                        Window {
+                            limit: d.capacity,
+                            remaining: pair[0].max(0) as u64,
+                            reset: Duration::from_millis(pair[1].max(0) as u64),
+                        },
+                    );
+                    if d.key.dim == Dim::Tokens {
+                        reservation.tokens.push((d.key.clone(), d.capacity));
+                        reservation.reserved = d.cost;
+                    }
+                }
+                reservation.spends = plan
+                    .spends
+                    .iter()
+                    .map(|s| (s.level, Arc::clone(&s.id), s.period))
+                    .collect();
+                Ok(Admitted {
+                    reservation,
+                    headers,
+                })
+            }
+            [0, index, wait, remaining] => {
+                let i = (*index as usize).saturating_sub(1);
+                if let Some(d) = plan.draws.get(i) {
+                    let retryable = *wait >= 0;
+                    headers.note(
+                        d.key.dim,
+                        Window {
+                            limit: d.capacity,
+                            remaining: (*remaining).max(0) as u64,
+                            reset: super::window::time_to(
+                                *remaining as f64,
+                                d.capacity as f64,
+                                d.capacity,
+                            ),
+                        },
+                    );
+                    Err(Refusal::Limited(Box::new(Denied {
+                        level: d.key.level,
+                        name: Arc::clone(&d.name),
+                        model: d.key.model.clone(),
+                        tripped: Tripped::Window(d.key.dim),
+                        limit: d.capacity as f64,
+                        requested: d.cost,
+                        retry_after: Duration::from_millis((*wait).max(0) as u64),
+                        retryable,
+                        headers,
+                    })))
+                } else if let Some(s) = plan.spends.get(i - n) {
+                    Err(Refusal::Limited(Box::new(Denied {
+                        level: s.level,
+                        name: Arc::clone(&s.name),
+                        model: None,
+                        tripped: Tripped::Budget(s.period),
+                        limit: s.budget,
+                        requested: 0,
+                        retry_after: s.period.remaining(wall),
+                        retryable: false,
+                        headers,
+                    })))
+                } else {
+                    self.note_failure("admit", "unexpected script reply");
+                    self.fail_answer()
+                }
+            }
+            _ => {
+                self.note_failure("admit", "unexpected script reply");
+                self.fail_answer()
+            }
+        }
+    }
+
+    async fn settle(&self, reservation: &Reservation, actual: Option<u64>, cost: f64) {
+        let tokens: &[(super::BucketKey, u64)] = if actual.is_some() {
+            &reservation.tokens
+        } else {
+            &[]
+        };
+        if tokens.is_empty() && (cost <= 0.0 || reservation.spends.is_empty()) {
+            return;
+        }
+        let wall = SystemTime::now();
+        let mut invocation = self.settle.prepare_invoke();
+        let delta = reservation.reserved as i64 - actual.unwrap_or(0) as i64;
+        invocation.arg(tokens.len()).arg(delta);
+        for (key, capacity) in tokens {
+            invocation.key(self.bucket_key(key));
+            invocation.arg(*capacity);
+        }
+        invocation.arg(cost);
+        for (level, id, period) in &reservation.spends {
+            invocation.key(self.spend_key(*level, id, *period));
+            // Kept a day past the period's end, then Redis forgets it.
+            invocation.arg(period.remaining(wall).as_millis() as u64 + 86_400_000);
+        }
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.timeout, invocation.invoke_async::<i64>(&mut conn)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => self.note_failure("settle", &e.to_string()),
+            Err(_) => self.note_failure("settle", "timed out"),
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Usage records: one per request, written off the request path.
+//!
+//! The request path calls [`UsageWriter::record`], which never waits: it puts the record in a
+//! bounded channel (`store.usage_queue`) or, when that is full, drops it and counts the drop. One
+//! task drains the channel into batches (`store.batch_size` rows, or whatever arrived within
+//! `store.flush_interval`) and writes each batch in one statement. When a write fails (the store
+//! is down), the batch stays in a buffer of at most `store.usage_buffer` records — beyond that the
+//! oldest are dropped, counted — the writer keeps draining the channel into it, and retries with
+//! backoff (100 ms doubling to 5 s); once the store answers, the buffer is flushed in order.
+//! Failures are logged at most once per 30 s.
+
+use super::Store;
+use crate::config::access::StoreConfig;
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// What happened to one request, as stored.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UsageRecord {
+    pub id: String,
+    pub request_id: String,
+    pub key_id: Option<String>,
+    pub user_id: Option<String>,
+    pub org_id: Option<String>,
+    /// The model name the client sent.
+    pub model: String,
+    /// The deployment that served (or the last one tried).
+    pub deployment: Option<String>,
+    pub endpoint: String,
+    pub stream: bool,
+    pub attempts: u32,
+    pub status: u16,
+    /// `ok`, or the failure class / error label the request ended with.
+    pub outcome: String,
+    pub tokens_in: Option<u64>,
+    pub tokens_out: Option<u64>,
+    /// True when the upstream reported no usage and the tokens are nines' estimate.
+    pub usage_estimated: bool,
+    /// USD, from the serving deployment's `price`.
+    pub cost: f64,
+    /// Time until nines had the first byte for the client (the commit point).
+    pub ttfb_ms: Option<f64>,
+    pub latency_ms: f64,
+    /// Unix milliseconds.
+    pub started_at: i64,
+    pub finished_at: i64,
+}
+
+pub(super) const INSERT_HEAD: &str = "INSERT INTO usage_records (id, request_id, key_id, user_id, \
+    org_id, model, deployment, endpoint, stream, attempts, status, outcome, tokens_in, tokens_out, \
+    usage_estimated, cost, ttfb_ms, latency_ms, started_at, finished_at) ";
+
+macro_rules! record_of {
+    ($r:expr) => {
+        UsageRecord {
+            id: $r.try_get("id")?,
+            request_id: $r.try_get("request_id")?,
+            key_id: $r.try_get("key_id")?,
+            user_id: $r.try_get("user_id")?,
+            org_id: $r.try_get("org_id")?,
+            model: $r.try_get("model")?,
+            deployment: $r.try_get("deployment")?,
+            endpoint: $r.try_get("endpoint")?,
+            stream: $r.try_get::<i64, _>("stream")? != 0,
+            attempts: $r.try_get::<i64, _>("attempts")? as u32,
+            status: $r.try_get::<i64, _>("status")? as u16,
+            outcome: $r.try_get("outcome")?,
+            tokens_in: $r.try_get::<Option<i64>, _>("tokens_in")?.map(|t| t as u64),
+            tokens_out: $r
+                .try_get::<Option<i64>, _>("tokens_out")?
+                .map(|t| t as u64),
+            usage_estimated: $r.try_get::<i64, _>("usage_estimated")? != 0,
+            cost: $r.try_get("cost")?,
+            ttfb_ms: $r.try_get("ttfb_ms")?,
+            latency_ms: $r.try_get("latency_ms")?,
+            started_at: $r.try_get("started_at")?,
+            finished_at: $r.try_get("finished_at")?,
+        }
+    };
+}
+pub(crate) use record_of;
+
+/// Where batches go: the store, or a test's stand-in.
+pub trait UsageSink: Send + Sync + 'static {
+    fn write<'a>(&'a self, batch: &'a [UsageRecord]) -> BoxFuture<'a, Result<(), String>>;
+}
+
+impl UsageSink for Store {
+    fn write<'a>(&'a self, batch: &'a [UsageRecord]) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move { self.insert_usage(batch).await.map_err(|e| e.to_string()) })
+    }
+}
+
+/// Counters of the writer, for `/health/ready` and `/admin/status`.
+#[derive(Debug, Default)]
+pub struct UsageStats {
+    /// Accepted and not yet written or dropped.
+    pub pending: AtomicU64,
+    pub written: AtomicU64,
+    /// Dropped because the queue or the outage buffer was full.
+    pub dropped: AtomicU64,
+    /// Held while the store is down.
+    pub buffered: AtomicU64,
+    pub failed_writes: AtomicU64,
+    /// False after a failed write until the next one succeeds.
+    pub healthy: AtomicBool,
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl UsageStats {
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({
+            "pending": self.pending.load(Ordering::Relaxed),
+            "written": self.written.load(Ordering::Relaxed),
+            "dropped": self.dropped.load(Ordering::Relaxed),
+            "buffered": self.buffered.load(Ordering::Relaxed),
+            "failed_writes": self.failed_writes.load(Ordering::Relaxed),
+            "healthy": self.healthy.load(Ordering::Relaxed),
+            "last_error": self.last_error.lock().ok().and_then(|e| e.clone()),
+        })
+    }
+}
+
+/// The request path's end of the usage pipeline. Cheap to clone.
+#[derive(Clone)]
+pub struct UsageWriter {
+    tx: mpsc::Sender<UsageRecord>,
+    pub stats: Arc<UsageStats>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct WriterSettings {
+    pub queue: usize,
+    pub buffer: usize,
+    pub batch: usize,
+    pub flush_interval: Duration,
+}
+
+impl From<&StoreConfig> for WriterSettings {
+    fn from(c: &StoreConfig) -> Self {
+        WriterSettings {
+            queue: c.usage_queue,
+            buffer: c.usage_buffer,
+            batch: c.batch_size,
+            flush_interval: c.flush_interval,
+        }
+    }
+}
+
+impl UsageWriter {
+    /// Starts the batch writer task; it ends once every `UsageWriter` clone is dropped and what
+    /// it holds is written (or the store stays down).
+    pub fn spawn(
+        sink: Arc<dyn UsageSink>,
+        settings: WriterSettings,
+    ) -> (UsageWriter, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(settings.queue.max(1));
+        let stats = Arc::new(UsageStats {
+            healthy: AtomicBool::new(true),
+            ..UsageStats::default()
+        });
+        let task = tokio::spawn(run(sink, rx, settings, Arc::clone(&stats)));
+        (UsageWriter { tx, stats }, task)
+    }
+
+    /// Hands a record to the writer without waiting; a full queue drops it (counted).
+    pub fn record(&self, record: UsageRecord) {
+        // Counted first, so the writer can never subtract it before it was added.
+        self.stats.pending.fetch_add(1, Ordering::Relaxed);
+        if self.tx.try_send(record).is_err() {
+            self.stats.pending.fetch_sub(1, Ordering::Relaxed);
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits until every accepted record is written (or dropped), at most `within`; for a
+    /// graceful shutdown.
+    pub async fn drain(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.stats.pending.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const LOG_EVERY: Duration = Duration::from_secs(30);
+
+async fn run(
+    sink: Arc<dyn UsageSink>,
+    mut rx: mpsc::Receiver<UsageRecord>,
+    settings: WriterSettings,
+    stats: Arc<UsageStats>,
+) {
+    let mut buffer: VecDeque<UsageRecord> = VecDeque::new();
+    let mut open = true;
+    let mut backoff = MIN_BACKOFF;
+    let mut last_log: Option<Instant> = None;
+    let push = |buffer: &mut VecDeque<UsageRecord>, r: UsageRecord| {
+        if buffer.len() >= settings.buffer {
+            buffer.pop_front();
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
+            stats.pending.fetch_sub(1, Ordering::Relaxed);
+        }
+        buffer.push_back(r);
+    };
+    loop {
+        if buffer.is_empty() {
+            if !open {
+                return;
+            }
+            match rx.recv().await {
+                Some(r) => push(&mut buffer, r),
+                None => return,
+            }
+        }
+        // Fill a batch: whatever is queued now, then wait up to the flush interval for more.
+        let deadline = Instant::now() + settings.flush_interval;
+        while open && buffer.len() < settings.batch {
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Some(r) => push(&mut buffer, r),
+                    None => open = false,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        let n = buffer.len().min(settings.batch);
+        let result = sink.write(&buffer.make_contiguous()[..n]).await;
+        match result {
+            Ok(()) => {
+                buffer.drain(..n);
+                stats.written.fetch_add(n as u64, Ordering::Relaxed);
+                stats.pending.fetch_sub(n as u64, Ordering::Relaxed);
+                if !stats.healthy.swap(true, Ordering::Relaxed) {
+                    tracing::info!(
+                        buffered = buffer.len(),
+                        "usage store is back; flushing buffered records"
+                    );
+                }
+                backoff = MIN_BACKOFF;
+            }
+            Err(e) => {
+                stats.failed_writes.fetch_add(1, Ordering::Relaxed);
+                stats.healthy.store(false, Ordering::Relaxed);
+                if last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                    tracing::warn!(error = %e, buffered = buffer.len(), "usage records could not be written; buffering");
+                    last_log = Some(Instant::now());
+                }
+                if let Ok(mut last) = stats.last_error.lock() {
+                    *last = Some(e);
+                }
+                // Keep draining the queue while waiting, so the request path never sees it full.
+                let until = Instant::now() + backoff;
+                while open {
+                    tokio::select! {
+                        r = rx.recv() => match r {
+                            Some(r) => push(&mut buffer, r),
+                            None => open = false,
+                        },
+                        _ = tokio::time::sleep_until(until) => break,
+                    }
+                }
+                if !open && Instant::now() < until {
+                    tokio::time::sleep_until(until).await;
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                if !open
+                    && stats.failed_writes.load(Ordering::Relaxed) > 0
+                    && backoff == MAX_BACKOFF
+                {
+                    // Shutting down with the store still down: give up on what is left.
+                    stats
+                        .dropped
+                        .fetch_add(buffer.len() as u64, Ordering::Relaxed);
+                    stats
+                        .pending
+                        .fetch_sub(buffer.len() as u64, Ordering::Relaxed);
+                    stats.buffered.store(0, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+        stats.buffered.store(buffer.len() as u64, Ordering::Relaxed);
+    }
+}
