@@ -60,14 +60,22 @@ pub fn render(config: &Config) -> String {
         };
         // A small request with no health history: shows the static order and the filters that
         // apply to every request (region, context windows are per request and shown as such).
-        let inputs = Inputs { deployments: &config.deployments, health: None, estimate: None };
+        let inputs = Inputs {
+            deployments: &config.deployments,
+            health: None,
+            estimate: None,
+        };
         let plan = table.plan(route, &inputs);
         let kind = if route.derived {
             " (provider-prefixed)"
         } else {
             ""
         };
-        let _ = writeln!(out, "  {name}{kind} [strategy: {}]", route.strategy.as_str());
+        let _ = writeln!(
+            out,
+            "  {name}{kind} [strategy: {}]",
+            route.strategy.as_str()
+        );
         if !route.fallbacks.is_empty() || !route.context_fallbacks.is_empty() {
             let _ = writeln!(
                 out,
@@ -84,7 +92,10 @@ pub fn render(config: &Config) -> String {
                 Placement::Fallback { model } => format!(" [fallback via {model}]"),
                 Placement::Demoted { why } => format!(" [demoted: {why}]"),
             };
-            let window = d.context_window.map(|w| format!(", window {w}")).unwrap_or_default();
+            let window = d
+                .context_window
+                .map(|w| format!(", window {w}"))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
                 "    {}. {} ({}{window})  — {}{placement}",
