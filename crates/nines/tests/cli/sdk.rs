@@ -64,40 +64,39 @@ fn setup_python() -> Result<PathBuf, String> {
     Ok(venv.join("bin/python"))
 }
 
+async fn mock(name: &str) -> MockServer {
+    let options = MockOptions {
+        name: name.into(),
+        ..Default::default()
+    };
+    MockServer::start("127.0.0.1:0".parse().unwrap(), options)
+        .await
+        .unwrap()
+}
+
+/// The python to run SDK scripts with; `None` (after saying why) when it cannot be set up outside
+/// CI. Under CI a missing SDK is a failure: a skip there would hide a broken install step.
+async fn python_or_skip(test: &str) -> Option<PathBuf> {
+    match tokio::task::spawn_blocking(python_with_sdks).await.unwrap() {
+        Ok(p) => Some(p),
+        Err(why) if std::env::var_os("CI").is_none() => {
+            eprintln!("SKIPPED {test}: cannot set up the SDKs ({why})");
+            None
+        }
+        Err(why) => panic!("cannot set up the SDKs under CI: {why}"),
+    }
+}
+
 #[tokio::test]
 async fn official_openai_python_sdk_works_unchanged() {
-    let python = match tokio::task::spawn_blocking(python_with_sdks).await.unwrap() {
-        Ok(p) => p,
-        Err(why) if std::env::var_os("CI").is_none() => {
-            eprintln!(
-                "SKIPPED official_openai_python_sdk_works_unchanged: cannot set up the OpenAI SDK ({why})"
-            );
-            return;
-        }
-        Err(why) => panic!("cannot set up the OpenAI SDK under CI: {why}"),
+    let Some(python) = python_or_skip("official_openai_python_sdk_works_unchanged").await else {
+        return;
     };
-    let loopback = "127.0.0.1:0".parse().unwrap();
-    let down = MockServer::start(
-        loopback,
-        MockOptions {
-            name: "mock0".into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let down = mock("mock0").await;
     down.set_fault(Some(
         serde_json::from_value(serde_json::json!({"status": 503})).unwrap(),
     ));
-    let up = MockServer::start(
-        loopback,
-        MockOptions {
-            name: "mock1".into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let up = mock("mock1").await;
     let dir = crate::serve::tempdir();
     let path = dir.join("sdk.toml");
     std::fs::write(
@@ -133,44 +132,14 @@ async fn official_openai_python_sdk_works_unchanged() {
 
 #[tokio::test]
 async fn anthropic_sdk_in_openai_out_and_openai_sdk_in_anthropic_out() {
-    let python = match tokio::task::spawn_blocking(python_with_sdks).await.unwrap() {
-        Ok(p) => p,
-        Err(why) if std::env::var_os("CI").is_none() => {
-            eprintln!(
-                "SKIPPED anthropic_sdk_in_openai_out_and_openai_sdk_in_anthropic_out: cannot set up the SDKs ({why})"
-            );
-            return;
-        }
-        Err(why) => panic!("cannot set up the SDKs under CI: {why}"),
+    let Some(python) =
+        python_or_skip("anthropic_sdk_in_openai_out_and_openai_sdk_in_anthropic_out").await
+    else {
+        return;
     };
-    let loopback = "127.0.0.1:0".parse().unwrap();
-    let openai_up = MockServer::start(
-        loopback,
-        MockOptions {
-            name: "openai-upstream".into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let anthropic_up = MockServer::start(
-        loopback,
-        MockOptions {
-            name: "anthropic-upstream".into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let down = MockServer::start(
-        loopback,
-        MockOptions {
-            name: "down".into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let openai_up = mock("openai-upstream").await;
+    let anthropic_up = mock("anthropic-upstream").await;
+    let down = mock("down").await;
     down.set_fault(Some(
         serde_json::from_value(serde_json::json!({"status": 503})).unwrap(),
     ));
