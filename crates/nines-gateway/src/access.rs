@@ -273,6 +273,17 @@ struct Inner {
     done: bool,
 }
 
+/// The failure class of the last attempt when upstreams were tried, else the error's label.
+fn failure_class(e: &GatewayError) -> &'static str {
+    let attempts = match e {
+        GatewayError::Upstream { attempts, .. }
+        | GatewayError::AllFailed { attempts, .. }
+        | GatewayError::Unavailable { attempts, .. } => attempts,
+        _ => return e.label(),
+    };
+    attempts.last().map_or(e.label(), |a| a.class.as_str())
+}
+
 /// Tokens an answer reported.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
@@ -350,7 +361,7 @@ impl Ticket {
             Err(e) => {
                 inner.end(Ending {
                     status: e.status().as_u16(),
-                    outcome: e.label(),
+                    outcome: failure_class(&e),
                     deployment: None,
                     attempts: e.attempts(),
                     usage: Some(Usage::default()),

@@ -452,3 +452,77 @@ fn resolve_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Stri
         None => Ok(value.to_owned()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    const BASE: &str = "[[deployments]]\nname = \"d\"\nprovider = \"openai-compatible\"\nmodel = \"m\"\nbase_url = \"http://127.0.0.1:1\"\n";
+
+    fn parse(extra: &str) -> Result<Config, String> {
+        let text = format!("{BASE}{extra}");
+        Config::parse(Path::new("/etc/nines/nines.toml"), &text, &|name| {
+            (name == "ADMIN").then(|| "admin-key".to_owned())
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn auth_is_off_without_a_section_and_on_with_one() {
+        let c = parse("").unwrap();
+        assert!(!c.access.auth.enabled);
+        assert!(c.access.store.is_none());
+        assert!(c.access.limits.redis_url.is_none());
+        let c = parse("[auth]\n").unwrap();
+        assert!(c.access.auth.enabled);
+        let c = parse("[auth]\nenabled = false\n").unwrap();
+        assert!(!c.access.auth.enabled);
+    }
+
+    #[test]
+    fn store_defaults_to_sqlite_next_to_the_config() {
+        let c = parse("[store]\n").unwrap();
+        let store = c.access.store.unwrap();
+        assert_eq!(store.url.expose(), "sqlite:///etc/nines/data/nines.db");
+        let c = parse("[store]\ndatabase_url = \"postgres://u@h/db\"\n").unwrap();
+        assert_eq!(c.access.store.unwrap().url.expose(), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn static_keys_are_hashed_and_checked() {
+        let c = parse(
+            "[auth]\nadmin_key = \"env:ADMIN\"\n[[auth.keys]]\nkey = \"k-1\"\nname = \"a\"\nlimits = { rpm = 5 }\n[store]\n",
+        )
+        .unwrap();
+        let key = &c.access.auth.static_keys[&crate::auth::hash_key("k-1")];
+        assert_eq!(key.limits.rpm, Some(5));
+        assert_eq!(c.access.auth.admin_key.unwrap().expose(), "admin-key");
+        for (extra, wanted) in [
+            (
+                "[auth]\nadmin_key = \"x\"\n",
+                "auth.admin_key: the admin API manages keys in the store",
+            ),
+            (
+                "[auth]\n[[auth.keys]]\nkey = \"k\"\nname = \"a\"\nlimits = { rpm = 0 }\n",
+                "auth.keys[0].limits: rpm must be at least 1",
+            ),
+            (
+                "[auth]\n[[auth.keys]]\nkey = \"k\"\nname = \"a\"\n[[auth.keys]]\nkey = \"k\"\nname = \"b\"\n",
+                "auth.keys[1].key: the same key is declared twice",
+            ),
+            (
+                "[limits]\nredis_url = \"http://x\"\n",
+                "limits.redis_url: must start with redis://",
+            ),
+            ("[limits]\non_redis_error = \"maybe\"\n", "on_redis_error"),
+            (
+                "[store]\nbatch_size = 0\n",
+                "store.batch_size: must be at least 1",
+            ),
+        ] {
+            let e = parse(extra).unwrap_err();
+            assert!(e.contains(wanted), "{extra}: {e}");
+        }
+    }
+}

@@ -565,6 +565,33 @@ async fn virtual_keys_revocation_expiry_budgets_and_usage_in_sqlite() {
     assert_eq!(r.status(), 401);
     assert_eq!(error_of(r).await["code"], "key_expired");
 
+    // A failed request is recorded with its failure class.
+    let failing = admin(
+        &h,
+        reqwest::Method::POST,
+        "/admin/keys",
+        Some(json!({"user": bob})),
+    )
+    .await;
+    h.fault(0, json!({"status": 500}));
+    let r = post(&h, failing["key"].as_str(), &hello("chat")).await;
+    assert_eq!(r.status(), 502);
+    let attempts: u64 = header(&r, "x-nines-attempts").parse().unwrap();
+    h.mock(0).set_fault(None);
+    let path = format!("/admin/usage?key={}", failing["id"].as_str().unwrap());
+    let mut record = Value::Null;
+    for _ in 0..100 {
+        record = admin(&h, reqwest::Method::GET, &path, None).await["data"][0].clone();
+        if !record.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(record["status"], 502, "{record}");
+    assert_eq!(record["outcome"], "server");
+    assert_eq!(record["attempts"], attempts);
+    assert_eq!(record["cost"], 0.0);
+
     // Readiness reports the store.
     let ready: Value = h
         .client
