@@ -14,7 +14,7 @@ mod transport;
 
 pub use replicate::{PREDICTION_ID, PREDICTION_MODEL};
 pub use runway::is_task_id as is_runway_task_id;
-pub(crate) use transport::{describe, is_error_event};
+pub(crate) use transport::describe;
 
 use crate::config::{Deployment, KeySlotConfig};
 use bytes::Bytes;

@@ -22,8 +22,8 @@ use super::breaker::Signal;
 use super::resume::{Observed, Resume, Transcript};
 use crate::providers::ByteStream;
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
+use futures_util::{FutureExt, StreamExt};
 use nines_protocol::ErrorBody;
 use nines_protocol::sse::{DONE_FRAME, SseDecoder, SseEvent, data_frame};
 use std::convert::Infallible;
@@ -116,7 +116,49 @@ struct Relay<F: FnOnce(StreamEnd, Resumed) + Send + 'static> {
     resume: Option<Resuming>,
     /// A break waiting for a continuation (only with resume).
     broken: Option<String>,
+    /// The end or error of `rest` found while coalescing ready chunks, handled on the next read.
+    stashed: Option<Option<Result<Bytes, reqwest::Error>>>,
     on_end: Option<F>,
+}
+
+/// Chunks already received are forwarded together up to this size: one write for a burst of
+/// events instead of one per event (the kernel was half of the relay's CPU).
+const COALESCE_LIMIT: usize = 64 * 1024;
+
+/// What one OpenAI stream event is, from a single JSON parse: an in-band error, garbage, or
+/// content (with or without a finish reason).
+enum EventKind {
+    Error,
+    Malformed,
+    Content { finish: bool },
+}
+
+fn inspect(data: &str, event: Option<&str>) -> EventKind {
+    #[derive(serde::Deserialize)]
+    struct Probe<'a> {
+        #[serde(borrow, default)]
+        error: Option<&'a serde_json::value::RawValue>,
+        #[serde(default)]
+        choices: Vec<ChoiceProbe<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ChoiceProbe<'a> {
+        #[serde(borrow, default)]
+        finish_reason: Option<&'a serde_json::value::RawValue>,
+    }
+    if event == Some("error") {
+        return EventKind::Error;
+    }
+    match serde_json::from_str::<Probe<'_>>(data) {
+        Err(_) => EventKind::Malformed,
+        Ok(p) if p.error.is_some_and(|e| e.get() != "null") => EventKind::Error,
+        Ok(p) => EventKind::Content {
+            finish: p
+                .choices
+                .iter()
+                .any(|c| c.finish_reason.is_some_and(|f| f.get() != "null")),
+        },
+    }
 }
 
 impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Relay<F> {
@@ -158,7 +200,8 @@ impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Relay<F> {
                 step = Some(Step::End(StreamEnd::Done));
                 break;
             }
-            if crate::providers::is_error_event(&event.data, event.event.as_deref()) {
+            let kind = inspect(&event.data, event.event.as_deref());
+            if matches!(kind, EventKind::Error) {
                 let why = match self.resume {
                     None => "upstream sent an error event".to_owned(),
                     Some(_) => format!(
@@ -171,16 +214,16 @@ impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Relay<F> {
                 break;
             }
             let Some(resume) = self.resume.as_mut() else {
-                if serde_json::from_str::<serde::de::IgnoredAny>(&event.data).is_err() {
+                match kind {
                     // One garbled chunk in an otherwise sound stream: drop it rather than break
                     // the client's parser; if the stream is really broken, its ending will say so.
-                    self.skipped += 1;
-                    continue;
+                    EventKind::Malformed => self.skipped += 1,
+                    EventKind::Content { finish } => {
+                        self.finished |= finish;
+                        out.extend_from_slice(&data_frame(event.data.as_bytes()));
+                    }
+                    EventKind::Error => {}
                 }
-                if has_finish_reason(&event.data) {
-                    self.finished = true;
-                }
-                out.extend_from_slice(&data_frame(event.data.as_bytes()));
                 continue;
             };
             match resume.transcript.observe(&event.data, resume.continuing) {
@@ -200,8 +243,12 @@ impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Relay<F> {
     /// Waits for the next piece of the upstream stream, at most the idle timeout.
     async fn read(&mut self) -> (Bytes, Option<Step>) {
         let wait_until = (Instant::now() + self.idle).min(self.deadline);
-        let why = match timeout_at(wait_until, self.rest.next()).await {
-            Ok(Some(Ok(chunk))) => return self.forward(&chunk),
+        let next = match self.stashed.take() {
+            Some(item) => Ok(item),
+            None => timeout_at(wait_until, self.rest.next()).await,
+        };
+        let why = match next {
+            Ok(Some(Ok(chunk))) => return self.forward_coalesced(chunk),
             Ok(Some(Err(e))) => {
                 format!("upstream stream broke: {}", crate::providers::describe(&e))
             }
@@ -222,6 +269,27 @@ impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Relay<F> {
         };
         let frame = error_frame(&why);
         (Bytes::new(), Some(Step::Break { why, frame }))
+    }
+
+    /// Forwards `first` together with every chunk that has already arrived behind it.
+    fn forward_coalesced(&mut self, first: Bytes) -> (Bytes, Option<Step>) {
+        let mut burst: Option<BytesMut> = None;
+        while burst.as_ref().map_or(first.len(), |b| b.len()) < COALESCE_LIMIT {
+            match self.rest.next().now_or_never() {
+                Some(Some(Ok(more))) => burst
+                    .get_or_insert_with(|| BytesMut::from(&first[..]))
+                    .extend_from_slice(&more),
+                Some(item) => {
+                    self.stashed = Some(item);
+                    break;
+                }
+                None => break,
+            }
+        }
+        match burst {
+            Some(buf) => self.forward(&buf),
+            None => self.forward(&first),
+        }
     }
 
     /// A segment broke: settle it, then either leave the break for a continuation (`None`) or
@@ -271,6 +339,7 @@ impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Relay<F> {
                 }
                 self.head = Some(segment.head);
                 self.rest = segment.rest;
+                self.stashed = None;
                 self.idle = segment.idle;
                 self.settle = Some(segment.settle);
                 self.decoder = SseDecoder::new();
@@ -311,6 +380,7 @@ where
     let relay = Relay {
         head: Some(first.head),
         rest: first.rest,
+        stashed: None,
         idle: first.idle,
         settle: Some(first.settle),
         deadline,
@@ -367,22 +437,6 @@ fn error_frame(message: &str) -> Bytes {
     // Frames are only ever forwarded whole, so this one starts on a clean event boundary.
     let body = ErrorBody::new(message, "server_error", None, Some("stream_interrupted")).to_json();
     data_frame(&body)
-}
-
-fn has_finish_reason(data: &str) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Chunk {
-        #[serde(default)]
-        choices: Vec<Choice>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Choice {
-        #[serde(default)]
-        finish_reason: Option<String>,
-    }
-    data.contains("finish_reason")
-        && serde_json::from_str::<Chunk>(data)
-            .is_ok_and(|c| c.choices.iter().any(|ch| ch.finish_reason.is_some()))
 }
 
 #[cfg(test)]
