@@ -19,7 +19,6 @@ use crate::config::Deployment;
 use crate::error::GatewayError;
 use crate::providers::{Endpoint, ReplyBody};
 use crate::resilience::attempt::AttemptInput;
-use crate::resilience::breaker::Signal;
 use crate::resilience::resume::{Resume, ResumeInput, Resumer};
 use crate::resilience::stream::{Segment, StreamEnd, relay};
 use crate::resilience::translated::{self, Decoder, Encoder};
@@ -393,11 +392,7 @@ async fn forward(
                         deadline,
                         move |end| {
                             let _in_flight = in_flight;
-                            let signal = match &end {
-                                StreamEnd::Done | StreamEnd::FinishedWithoutDone => Signal::Success,
-                                StreamEnd::Broken(_) => Signal::Failure,
-                                StreamEnd::ClientGone => Signal::Neutral,
-                            };
+                            let signal = end.signal();
                             if let Some(permit) = permit {
                                 permit.record(signal);
                             }

@@ -16,6 +16,7 @@
 use crate::config::ProviderKind;
 use crate::error::GatewayError;
 use crate::providers::{Outcome, ReplyBody, Transport, is_runway_task_id};
+use crate::resilience::attempt::{breaker_signal, summarize};
 use crate::resilience::breaker::Signal;
 use crate::resilience::class::{FailureClass, classify};
 use crate::resilience::retry::retry_after;
@@ -206,7 +207,7 @@ pub async fn create(state: &AppState, request_id: &str, body: &[u8]) -> Handled 
             &deployment.keys[k].alias,
             started,
         );
-        permit.record(signal(record.class, retry_wait));
+        permit.record(breaker_signal(record.class, retry_wait));
         attempts.push(record);
         if let Some(task) = task {
             let job_ref = JobRef {
@@ -214,7 +215,7 @@ pub async fn create(state: &AppState, request_id: &str, body: &[u8]) -> Handled 
                 key: k,
                 task,
                 model: job.model.clone(),
-                created: unix_now(),
+                created: crate::translate::unix_now(),
             };
             log.deployment = Some(deployment.name.clone());
             log.attempts = attempts.len();
@@ -339,7 +340,7 @@ pub async fn status(state: &AppState, request_id: &str, id: &str) -> Handled {
     );
     let class = record.class;
     if let Some(permit) = permit {
-        permit.record(signal(class, retry_wait));
+        permit.record(breaker_signal(class, retry_wait));
     }
     let error = match outcome {
         Outcome::Status { status, .. } if status == http::StatusCode::NOT_FOUND => {
@@ -444,47 +445,6 @@ fn record_of(
         retry_after: wait,
     };
     (record, wait)
-}
-
-/// What an attempt's class means for its key slot's breaker (as the chat attempt loop reads it).
-fn signal(class: FailureClass, retry_after: Option<Duration>) -> Signal {
-    match class {
-        FailureClass::Ok => Signal::Success,
-        FailureClass::RateLimited => match retry_after {
-            Some(wait) => Signal::OpenUntil(Some(Instant::now() + wait)),
-            None => Signal::Failure,
-        },
-        FailureClass::UpstreamAuth | FailureClass::QuotaExhausted => Signal::OpenUntil(None),
-        class if class.is_retryable() => Signal::Failure,
-        _ => Signal::Neutral,
-    }
-}
-
-/// A short, secret-free summary of an error body: Runway's `{"error": "…"}`, OpenAI's
-/// `{"error": {"message": …}}`, or the text.
-fn summarize(body: &[u8]) -> String {
-    let value = serde_json::from_slice::<serde_json::Value>(body).ok();
-    let error = value.as_ref().and_then(|v| v.get("error"));
-    let text = match error {
-        Some(serde_json::Value::String(message)) => message.clone(),
-        Some(e) => match e.get("message").and_then(serde_json::Value::as_str) {
-            Some(message) => message.to_owned(),
-            None => e.to_string(),
-        },
-        None => String::from_utf8_lossy(body).into_owned(),
-    };
-    let masked = crate::resilience::attempt::mask_keys(&text);
-    match masked.char_indices().nth(200) {
-        Some((i, _)) => format!("{}…", &masked[..i]),
-        None => masked,
-    }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// URL-safe base64 without padding (RFC 4648 §5), for job ids.

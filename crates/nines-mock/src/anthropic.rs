@@ -124,7 +124,7 @@ impl Message {
         } else if let Some(name) = tool_to_call(&req) {
             Reply::ToolUse { name }
         } else {
-            let words = text::reply_words(state.name(), &last_user_text(&req.messages));
+            let words = text::reply_words(state.name(), &text::last_user_text(&req.messages));
             let stops = req.stop_sequences.as_deref().unwrap_or_default();
             let (words, ending) = text::end_reply(words, stops, Some(max_tokens));
             Reply::Text { words, ending }
@@ -296,16 +296,6 @@ fn event(data: Value) -> Event {
         _ => "ping",
     };
     Event::named(name, data.to_string())
-}
-
-/// The text of the last user message, which the reply echoes.
-fn last_user_text(messages: &[Value]) -> String {
-    messages
-        .iter()
-        .rev()
-        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        .map(|m| text::content_text(m.get("content")))
-        .unwrap_or_default()
 }
 
 /// The tool to use: the one named by `tool_choice` `{"type":"tool"}`, else the first tool;

@@ -103,7 +103,7 @@ impl Completion {
         } else if wants_json(&req) {
             Reply::Json(json!({"mock": true, "from": state.name()}).to_string())
         } else {
-            let mut words = text::reply_words(state.name(), &last_user_text(&req.messages));
+            let mut words = text::reply_words(state.name(), &text::last_user_text(&req.messages));
             let limit = req.max_completion_tokens.or(req.max_tokens);
             let truncated = limit.is_some_and(|max| (words.len() as u64) > max);
             if let Some(max) = limit {
@@ -296,16 +296,6 @@ fn continuation_pieces(words: &[String], messages: &[Value]) -> Vec<String> {
 /// Tokens of a text reply: one per word.
 fn words_in(pieces: &[String]) -> u64 {
     pieces.iter().filter(|p| !p.trim().is_empty()).count() as u64
-}
-
-/// The text of the last user message, which the reply echoes.
-fn last_user_text(messages: &[Value]) -> String {
-    messages
-        .iter()
-        .rev()
-        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        .map(|m| text::content_text(m.get("content")))
-        .unwrap_or_default()
 }
 
 /// The tool to call: the one named by `tool_choice`, else the first tool; none when there are

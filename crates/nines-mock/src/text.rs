@@ -108,6 +108,17 @@ pub(crate) fn text_pieces(text: &str) -> Vec<String> {
     out
 }
 
+/// The text of the last user message, which every dialect's reply echoes (OpenAI and Anthropic
+/// messages share the `role` / `content` shape).
+pub(crate) fn last_user_text(messages: &[Value]) -> String {
+    messages
+        .iter()
+        .rev()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        .map(|m| content_text(m.get("content")))
+        .unwrap_or_default()
+}
+
 /// The text of a message's `content`: a string, or the text parts of an array (other parts,
 /// such as images, carry no text and are skipped).
 pub(crate) fn content_text(content: Option<&Value>) -> String {

@@ -2,14 +2,13 @@
 //! `crate::videos`, render the job (200) or the error, with `x-nines-deployment` and
 //! `x-nines-attempts` as on chat responses.
 
-use crate::error::GatewayError;
+use super::openai::{read_body, request_meta};
 use crate::state::AppState;
 use crate::videos::{self, Handled, VideoError};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use nines_protocol::ErrorBody;
 use std::sync::Arc;
 
@@ -18,7 +17,7 @@ pub(super) async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let request_id = request_id(&headers);
+    let request_id = request_meta(&headers).id;
     let runtime = state.runtime();
     if let Err(e) = state
         .access
@@ -27,13 +26,9 @@ pub(super) async fn create(
     {
         return e.into_response();
     }
-    let limit = runtime.config.server.max_body_bytes;
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return GatewayError::BodyTooLarge { limit }.into_response();
-        }
-        Err(e) => return GatewayError::BodyRead(e.to_string()).into_response(),
+    let bytes = match read_body(&state, body).await {
+        Ok(bytes) => bytes,
+        Err(e) => return e.into_response(),
     };
     render(videos::create(&state, &request_id, &bytes).await)
 }
@@ -50,16 +45,7 @@ pub(super) async fn status(
     {
         return e.into_response();
     }
-    render(videos::status(&state, &request_id(&headers), &id).await)
-}
-
-/// The request id set by the request-id layer (the client's own when it sent one).
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
+    render(videos::status(&state, &request_meta(&headers).id, &id).await)
 }
 
 fn render(handled: Handled) -> Response {

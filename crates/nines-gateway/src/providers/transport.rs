@@ -183,7 +183,7 @@ pub(super) async fn first_event(
 }
 
 /// An in-band error: an `error` event or a data payload whose top-level object has `error`.
-pub(crate) fn is_error_event(data: &str, event: Option<&str>) -> bool {
+fn is_error_event(data: &str, event: Option<&str>) -> bool {
     if event == Some("error") {
         return true;
     }

@@ -606,7 +606,7 @@ impl Loop<'_> {
 }
 
 /// What an attempt's class means for its key slot's breaker.
-pub(super) fn breaker_signal(class: FailureClass, retry_after: Option<Duration>) -> Signal {
+pub(crate) fn breaker_signal(class: FailureClass, retry_after: Option<Duration>) -> Signal {
     match class {
         FailureClass::Ok => Signal::Success,
         FailureClass::RateLimited => match retry_after {
@@ -637,7 +637,7 @@ fn min_instant(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 /// A short, secret-free summary of an upstream error body: its `error.message` when it has one.
 /// Anything that looks like an API key is masked, because some providers echo the key they were
 /// given in their 401 messages.
-pub(super) fn summarize(body: &[u8]) -> String {
+pub(crate) fn summarize(body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Envelope {
         error: Option<Inner>,

@@ -43,6 +43,17 @@ pub enum StreamEnd {
     ClientGone,
 }
 
+impl StreamEnd {
+    /// What the ending means for the serving key slot's breaker.
+    pub fn signal(&self) -> Signal {
+        match self {
+            StreamEnd::Done | StreamEnd::FinishedWithoutDone => Signal::Success,
+            StreamEnd::Broken(_) => Signal::Failure,
+            StreamEnd::ClientGone => Signal::Neutral,
+        }
+    }
+}
+
 /// Reports a key slot's outcome to its breaker (and ends its in-flight mark); called once.
 pub type Settle = Box<dyn FnOnce(Signal) + Send>;
 
@@ -168,11 +179,7 @@ impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Relay<F> {
             tracing::warn!(skipped = self.skipped, "skipped malformed stream chunks");
         }
         if let Some(settle) = self.settle.take() {
-            settle(match &how {
-                StreamEnd::Done | StreamEnd::FinishedWithoutDone => Signal::Success,
-                StreamEnd::Broken(_) => Signal::Failure,
-                StreamEnd::ClientGone => Signal::Neutral,
-            });
+            settle(how.signal());
         }
         let resumed = match self.resume.as_mut() {
             Some(r) => Resumed {
