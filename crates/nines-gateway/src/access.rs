@@ -120,7 +120,9 @@ impl Access {
             .await
     }
 
-    /// Auth, then admission. On success the ticket must see the request's end.
+    /// Auth, then admission. On success the ticket must see the request's end. `watch_usage`:
+    /// read the answer's usage even when no key or store needs it (telemetry does).
+    #[allow(clippy::too_many_arguments)]
     pub async fn admit(
         &self,
         config: &AccessConfig,
@@ -129,6 +131,7 @@ impl Access {
         endpoint: &'static str,
         stream: bool,
         size: Size,
+        watch_usage: bool,
     ) -> Result<Ticket, GatewayError> {
         let identity = self
             .auth
@@ -139,7 +142,7 @@ impl Access {
                 model: model.to_owned(),
             });
         }
-        if identity.key.is_none() && self.usage.is_none() {
+        if identity.key.is_none() && self.usage.is_none() && !watch_usage {
             return Ok(Ticket { inner: None });
         }
         let default_output = config.limits.default_max_output_tokens;
@@ -223,6 +226,7 @@ impl Access {
             started: Instant::now(),
             started_wall: wall,
             done: false,
+            record: None,
         })
     }
 }
@@ -271,6 +275,11 @@ struct Inner {
     started: Instant,
     started_wall: SystemTime,
     done: bool,
+    /// The request's record: the routed half arrives here, the ticket completes it.
+    record: Option<(
+        crate::telemetry::record::Handoff,
+        Arc<crate::telemetry::Telemetry>,
+    )>,
 }
 
 /// The failure class of the last attempt when upstreams were tried, else the error's label.
@@ -303,6 +312,18 @@ struct Ending<'a> {
 }
 
 impl Ticket {
+    /// Makes this ticket the one that records the request (it ends after the routed stages do);
+    /// returns where the routed half goes, or `None` when there is no ticket to end.
+    pub fn record_for(
+        &mut self,
+        telemetry: &Arc<crate::telemetry::Telemetry>,
+    ) -> Option<crate::telemetry::record::Handoff> {
+        let inner = self.inner.as_mut()?;
+        let handoff = crate::telemetry::record::Handoff::default();
+        inner.record = Some((Arc::clone(&handoff), Arc::clone(telemetry)));
+        Some(handoff)
+    }
+
     /// Settles the routed stages' result: headers and usage on success (streams: when they
     /// end), the reservation returned on failure.
     #[allow(
@@ -412,8 +433,40 @@ impl Inner {
                 }
             }
         }
+        let id = |s: &Option<crate::auth::Subject>| s.as_ref().map(|s| s.id.to_string());
+        if let Some((handoff, telemetry)) = self.record.take() {
+            let routed = handoff.lock().unwrap_or_else(|p| p.into_inner()).take();
+            // No routed half: the request was dropped (the client went away) mid-flight.
+            let mut summary = routed.unwrap_or_else(|| crate::telemetry::RequestSummary {
+                request_id: self.request_id.clone(),
+                endpoint: self.endpoint,
+                model: self.model.clone(),
+                stream: self.stream,
+                status: e.status,
+                outcome: e.outcome.to_owned(),
+                latency: self.started.elapsed(),
+                started_at_ms: crate::auth::unix_ms(self.started_wall).max(0) as u64,
+                finished_at_ms: telemetry.clock.now_ms(),
+                ..Default::default()
+            });
+            // The ticket's ending is the client's: a stream the client left is a 499 here even
+            // when the relay finished its own half first.
+            if e.status == 499 || e.outcome == "stream_broken" {
+                summary.status = e.status;
+                summary.outcome = e.outcome.to_owned();
+            }
+            if served {
+                summary.tokens_in = Some(usage.input);
+                summary.tokens_out = Some(usage.output);
+                summary.usage_estimated = estimated;
+                summary.cost = cost;
+            }
+            summary.key_id = id(&self.identity.key);
+            summary.user_id = id(&self.identity.user);
+            summary.org_id = id(&self.identity.org);
+            telemetry.record(&summary);
+        }
         if let Some(writer) = &self.usage {
-            let id = |s: &Option<crate::auth::Subject>| s.as_ref().map(|s| s.id.to_string());
             let finished = SystemTime::now();
             writer.record(UsageRecord {
                 // Time-ordered (v7): inserts append to the primary-key index.

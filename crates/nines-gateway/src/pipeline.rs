@@ -22,7 +22,7 @@ use crate::resilience::attempt::AttemptInput;
 use crate::resilience::resume::{Resume, ResumeInput, Resumer};
 use crate::resilience::stream::{Segment, StreamEnd, relay};
 use crate::resilience::translated::{self, Decoder, Encoder};
-use crate::resilience::{AttemptRecord, FailureClass, Finished, run_plan};
+use crate::resilience::{FailureClass, Finished, run_plan};
 use crate::router::filters::{self, Unservable};
 use crate::router::{Estimate, Inputs};
 use crate::state::AppState;
@@ -64,6 +64,10 @@ pub struct RequestMeta {
     pub timeout: Option<Duration>,
     /// The caller's key (`Authorization: Bearer` or `x-api-key`); `Debug` never prints it.
     pub credential: Option<crate::config::Secret>,
+    /// The session header's value (`[telemetry.sessions] header`).
+    pub session: Option<String>,
+    /// The client's W3C `traceparent`.
+    pub traceparent: Option<String>,
 }
 
 /// The parts of a request the shared path needs, whatever the endpoint.
@@ -169,7 +173,7 @@ async fn gate(
     meta: &RequestMeta,
     body: Bytes,
     routed: Routed,
-    log: RequestLog,
+    mut log: RequestLog,
 ) -> Result<Delivery, GatewayError> {
     let runtime = state.runtime();
     let size = crate::access::Size {
@@ -189,15 +193,19 @@ async fn gate(
             access,
             meta,
             &routed.model,
-            log.endpoint,
+            log.summary.endpoint,
             routed.stream,
             size,
+            state.telemetry.wants_usage(),
         )
         .await;
-    let ticket = match admitted {
+    let mut ticket = match admitted {
         Ok(ticket) => ticket,
         Err(e) => return Err(log.reject(e)),
     };
+    if let Some(handoff) = ticket.record_for(&state.telemetry) {
+        log.hand_off_to(handoff);
+    }
     ticket.finish(
         &runtime.config,
         forward(state, meta, body, routed, log).await,
@@ -211,8 +219,8 @@ async fn forward(
     routed: Routed,
     mut log: RequestLog,
 ) -> Result<Delivery, GatewayError> {
-    log.model = routed.model.clone();
-    log.stream = routed.stream;
+    log.summary.model = routed.model.clone();
+    log.summary.stream = routed.stream;
     let runtime = state.runtime();
     let Some(route) = runtime.table.resolve(&routed.model) else {
         return Err(log.reject(GatewayError::ModelNotFound(routed.model)));
@@ -288,11 +296,11 @@ async fn forward(
         max_queue: runtime.config.routing.max_queue,
     };
     if crate::telemetry::request_logging() {
-        log.plan = plan.describe(deployments);
+        log.summary.plan = plan.describe(deployments);
     }
     let finished = run_plan(&plan, &runtime.upstreams, &runtime.health, input).await;
     if crate::telemetry::request_logging() {
-        log.trail = trail(&finished);
+        log.summary.trail = trail(&finished);
     }
 
     match finished {
@@ -303,14 +311,10 @@ async fn forward(
             permit,
             in_flight,
         } => {
-            log.deployment = Some(deployment.name.clone());
-            log.ttfb = Some(reply.ttfb);
-            log.attempts = attempts.len();
-            log.failed = attempts
-                .iter()
-                .filter(|a| a.class.is_retryable())
-                .map(|a| a.class.as_str())
-                .collect();
+            log.summary.deployment = Some(deployment.name.clone());
+            log.summary.upstream_ttfb = Some(reply.ttfb);
+            log.summary.attempts = attempts.clone();
+            log.summary.served = true;
             let content_type = reply
                 .headers
                 .get(http::header::CONTENT_TYPE)
@@ -340,7 +344,8 @@ async fn forward(
                                     last.class = FailureClass::Malformed;
                                     last.detail = e.to_string();
                                 }
-                                note_failure(&mut log, &attempts);
+                                log.note_failure(&attempts);
+                                log.summary.served = false;
                                 log.finish(502, "malformed");
                                 return Err(GatewayError::AllFailed {
                                     model: routed.model,
@@ -401,7 +406,7 @@ async fn forward(
                                     log.finish(200, "ok")
                                 }
                                 StreamEnd::Broken(why) => {
-                                    log.detail = why;
+                                    log.summary.detail = why;
                                     log.finish(200, "stream_broken");
                                 }
                                 StreamEnd::ClientGone => log.finish(499, "client_gone"),
@@ -435,14 +440,9 @@ async fn forward(
                         })) as Box<dyn Resume>
                     });
                     DeliveryBody::Stream(relay(first, deadline, resume, move |end, resumed| {
-                        log.attempts += resumed.attempts.len();
-                        log.failed.extend(
-                            resumed
-                                .attempts
-                                .iter()
-                                .filter(|a| a.class != FailureClass::Ok)
-                                .map(|a| a.class.as_str()),
-                        );
+                        log.summary
+                            .attempts
+                            .extend(resumed.attempts.iter().cloned());
                         let continued_by: Vec<&str> = resumed
                             .attempts
                             .iter()
@@ -453,7 +453,7 @@ async fn forward(
                             StreamEnd::Done | StreamEnd::FinishedWithoutDone
                                 if !resumed.breaks.is_empty() =>
                             {
-                                log.detail = format!(
+                                log.summary.detail = format!(
                                     "resumed on {} after: {}",
                                     continued_by.join(", "),
                                     resumed.breaks.join("; ")
@@ -464,7 +464,7 @@ async fn forward(
                                 log.finish(200, "ok")
                             }
                             StreamEnd::Broken(why) => {
-                                log.detail = why;
+                                log.summary.detail = why;
                                 log.finish(200, "stream_broken");
                             }
                             StreamEnd::ClientGone => log.finish(499, "client_gone"),
@@ -487,7 +487,7 @@ async fn forward(
             body,
             attempts,
         } => {
-            note_failure(&mut log, &attempts);
+            log.note_failure(&attempts);
             log.finish(status.as_u16(), "upstream_rejected");
             Err(GatewayError::Upstream {
                 status,
@@ -500,7 +500,7 @@ async fn forward(
             attempts,
             deadline_hit,
         } => {
-            note_failure(&mut log, &attempts);
+            log.note_failure(&attempts);
             log.finish(
                 if deadline_hit { 504 } else { 502 },
                 if deadline_hit {
@@ -520,7 +520,7 @@ async fn forward(
             why,
             retry_after,
         } => {
-            note_failure(&mut log, &attempts);
+            log.note_failure(&attempts);
             let error = GatewayError::Unavailable {
                 model: routed.model,
                 why,
@@ -531,12 +531,6 @@ async fn forward(
             Err(error)
         }
     }
-}
-
-fn note_failure(log: &mut RequestLog, attempts: &[AttemptRecord]) {
-    log.attempts = attempts.len();
-    log.failed = attempts.iter().map(|a| a.class.as_str()).collect();
-    log.deployment = attempts.last().map(|a| a.deployment.clone());
 }
 
 /// The whole request's deadline: the longest total timeout among the plan's deployments, so a

@@ -49,6 +49,8 @@ pub struct AppState {
     runtime: ArcSwap<Runtime>,
     /// Keys, limiter, store and usage writer; kept across reloads (limits hold their state).
     pub access: crate::access::Access,
+    /// Metrics, ledger, sessions, alerts, traces; kept across reloads.
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 impl AppState {
@@ -65,11 +67,26 @@ impl AppState {
     }
 
     pub fn with_access(runtime: Runtime, access: crate::access::Access) -> Arc<AppState> {
+        let telemetry = crate::telemetry::Telemetry::new(&runtime.config);
+        AppState::with_telemetry(runtime, access, telemetry)
+    }
+
+    /// Like [`AppState::with_access`], with a telemetry hub built by the caller (a test's clock).
+    pub fn with_telemetry(
+        runtime: Runtime,
+        access: crate::access::Access,
+        telemetry: Arc<crate::telemetry::Telemetry>,
+    ) -> Arc<AppState> {
         let runtime = Arc::new(runtime);
+        runtime.health.attach(&telemetry.events);
         start_background(&runtime);
+        if tokio::runtime::Handle::try_current().is_ok() {
+            telemetry.start(access.store.clone());
+        }
         Arc::new(AppState {
             runtime: ArcSwap::new(runtime),
             access,
+            telemetry,
         })
     }
 
@@ -81,6 +98,7 @@ impl AppState {
     /// Replaces the runtime (hot reload). In-flight requests keep the one they started with.
     pub fn replace(&self, runtime: Runtime) {
         let runtime = Arc::new(runtime);
+        runtime.health.attach(&self.telemetry.events);
         start_background(&runtime);
         self.runtime.store(runtime);
     }

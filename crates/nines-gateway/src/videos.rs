@@ -94,12 +94,12 @@ impl JobRef {
 
 /// `POST /v1/videos`.
 pub async fn create(state: &AppState, request_id: &str, body: &[u8]) -> Handled {
-    let mut log = RequestLog::start(request_id, "videos");
+    let mut log = RequestLog::start(&state.telemetry, &meta_of(request_id), "videos");
     let job = match runway::parse_job_request(body) {
         Ok(job) => job,
         Err(e) => return rejected(log, GatewayError::BadRequest(e)),
     };
-    log.model = job.model.clone();
+    log.summary.model = job.model.clone();
     let runtime = state.runtime();
     let Some(route) = runtime.table.resolve(&job.model) else {
         return rejected(log, GatewayError::ModelNotFound(job.model));
@@ -217,13 +217,9 @@ pub async fn create(state: &AppState, request_id: &str, body: &[u8]) -> Handled 
                 model: job.model.clone(),
                 created: crate::translate::unix_now(),
             };
-            log.deployment = Some(deployment.name.clone());
-            log.attempts = attempts.len();
-            log.failed = attempts
-                .iter()
-                .filter(|a| a.class.is_retryable())
-                .map(|a| a.class.as_str())
-                .collect();
+            log.summary.deployment = Some(deployment.name.clone());
+            log.summary.attempts = attempts.clone();
+            log.summary.served = true;
             log.finish(200, "ok");
             return Handled {
                 result: Ok(VideoJob::queued(
@@ -273,7 +269,7 @@ pub async fn create(state: &AppState, request_id: &str, body: &[u8]) -> Handled 
 
 /// `GET /v1/videos/{id}`.
 pub async fn status(state: &AppState, request_id: &str, id: &str) -> Handled {
-    let mut log = RequestLog::start(request_id, "video_status");
+    let mut log = RequestLog::start(&state.telemetry, &meta_of(request_id), "video_status");
     let runtime = state.runtime();
     let found = JobRef::decode(id).and_then(|job_ref| {
         let d = runtime
@@ -291,9 +287,8 @@ pub async fn status(state: &AppState, request_id: &str, id: &str) -> Handled {
             attempts: 0,
         };
     };
-    log.model = job_ref.model.clone();
-    log.deployment = Some(job_ref.deployment.clone());
-    log.attempts = 1;
+    log.summary.model = job_ref.model.clone();
+    log.summary.deployment = Some(job_ref.deployment.clone());
     let upstream = &runtime.upstreams[d];
     let deployment = &upstream.deployment;
     let k = if job_ref.key < deployment.keys.len() {
@@ -317,6 +312,7 @@ pub async fn status(state: &AppState, request_id: &str, id: &str) -> Handled {
                         permit.record(Signal::Success);
                     }
                     let job = runway::job_from_task(&task, id, &job_ref.model, job_ref.created);
+                    log.summary.served = true;
                     log.finish(200, "ok");
                     return Handled {
                         result: Ok(job),
@@ -389,25 +385,25 @@ fn rejected(log: RequestLog, error: GatewayError) -> Handled {
     }
 }
 
+/// Video handlers get only the request id; the log wants the request's meta.
+fn meta_of(request_id: &str) -> crate::pipeline::RequestMeta {
+    crate::pipeline::RequestMeta {
+        id: request_id.to_owned(),
+        ..Default::default()
+    }
+}
+
 /// An error after upstream calls; the log names the last deployment tried.
 fn failed(mut log: RequestLog, error: GatewayError) -> Handled {
-    let (attempts, last) = match &error {
+    let attempts = match &error {
         GatewayError::Upstream { attempts, .. }
         | GatewayError::AllFailed { attempts, .. }
-        | GatewayError::Unavailable { attempts, .. } => (
-            attempts.len(),
-            attempts.last().map(|a| a.deployment.clone()),
-        ),
-        _ => (0, None),
+        | GatewayError::Unavailable { attempts, .. } => {
+            log.note_failure(attempts);
+            attempts.len()
+        }
+        _ => 0,
     };
-    if let GatewayError::Upstream { attempts: a, .. }
-    | GatewayError::AllFailed { attempts: a, .. }
-    | GatewayError::Unavailable { attempts: a, .. } = &error
-    {
-        log.failed = a.iter().map(|a| a.class.as_str()).collect();
-    }
-    log.attempts = attempts;
-    log.deployment = last;
     log.finish(error.status().as_u16(), error.label());
     Handled {
         result: Err(VideoError::Gateway(error)),

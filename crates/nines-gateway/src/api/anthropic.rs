@@ -16,11 +16,11 @@ pub(super) async fn messages(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let meta = request_meta(&headers);
-    let log = RequestLog::start(&meta.id, "messages");
+    let meta = request_meta(&state, &headers);
+    let log = RequestLog::start(&state.telemetry, &meta, "messages");
     let result = match read_body(&state, body).await {
         Ok(bytes) => pipeline::messages(&state, &meta, bytes, log).await,
-        Err(e) => Err(e),
+        Err(e) => Err(log.reject(e)),
     };
     match result {
         Ok(delivery) => delivery_response(delivery),

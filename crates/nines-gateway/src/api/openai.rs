@@ -20,11 +20,11 @@ pub(super) async fn chat_completions(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let meta = request_meta(&headers);
-    let log = RequestLog::start(&meta.id, "chat_completions");
+    let meta = request_meta(&state, &headers);
+    let log = RequestLog::start(&state.telemetry, &meta, "chat_completions");
     let result = match read_body(&state, body).await {
         Ok(bytes) => pipeline::chat(&state, &meta, bytes, log).await,
-        Err(e) => Err(e),
+        Err(e) => Err(log.reject(e)),
     };
     render(result)
 }
@@ -34,11 +34,11 @@ pub(super) async fn embeddings(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let meta = request_meta(&headers);
-    let log = RequestLog::start(&meta.id, "embeddings");
+    let meta = request_meta(&state, &headers);
+    let log = RequestLog::start(&state.telemetry, &meta, "embeddings");
     let result = match read_body(&state, body).await {
         Ok(bytes) => pipeline::embeddings(&state, &meta, bytes, log).await,
-        Err(e) => Err(e),
+        Err(e) => Err(log.reject(e)),
     };
     render(result)
 }
@@ -92,7 +92,7 @@ fn model_object(name: &str, created: u64) -> serde_json::Value {
 /// The request id set by the request-id layer (the client's own when it sent one), and a
 /// client-requested timeout: `x-nines-timeout` (`"10s"`, `"1500ms"` or plain seconds) or else
 /// the OpenAI/Anthropic SDKs' `x-stainless-timeout` (seconds), since the client gives up then.
-pub(super) fn request_meta(headers: &HeaderMap) -> RequestMeta {
+pub(super) fn request_meta(state: &AppState, headers: &HeaderMap) -> RequestMeta {
     let text = |name: &str| {
         headers
             .get(name)
@@ -112,6 +112,11 @@ pub(super) fn request_meta(headers: &HeaderMap) -> RequestMeta {
         id: text("x-request-id").unwrap_or_default().to_owned(),
         timeout,
         credential: crate::auth::credential(headers),
+        session: text(&state.runtime().config.telemetry.sessions.header)
+            .filter(|s| !s.is_empty())
+            // Bounded: the value becomes a map key.
+            .map(|s| s.chars().take(128).collect()),
+        traceparent: text("traceparent").map(str::to_owned),
     }
 }
 

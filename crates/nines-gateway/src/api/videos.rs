@@ -17,7 +17,7 @@ pub(super) async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let request_id = request_meta(&headers).id;
+    let request_id = request_meta(&state, &headers).id;
     let runtime = state.runtime();
     if let Err(e) = state
         .access
@@ -45,7 +45,7 @@ pub(super) async fn status(
     {
         return e.into_response();
     }
-    render(videos::status(&state, &request_meta(&headers).id, &id).await)
+    render(videos::status(&state, &request_meta(&state, &headers).id, &id).await)
 }
 
 fn render(handled: Handled) -> Response {

@@ -440,7 +440,10 @@ pub(super) fn validate(
 }
 
 /// `env:NAME` reads the environment; anything else is the value itself.
-fn resolve_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub(super) fn resolve_env(
+    value: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
     match value.strip_prefix("env:") {
         Some("") => Err("'env:' needs a variable name".into()),
         Some(var) => match env(var) {

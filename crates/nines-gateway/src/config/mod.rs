@@ -6,6 +6,7 @@ mod error;
 pub mod resilience;
 pub mod routing;
 pub mod schema;
+pub mod telemetry;
 mod validate;
 
 pub use error::ConfigError;
@@ -27,6 +28,8 @@ pub struct Config {
     /// `[auth]`, `[limits]`, `[store]`.
     pub access: access::Access,
     pub routing: routing::Routing,
+    /// `[telemetry]` and `[status]`.
+    pub telemetry: telemetry::Telemetry,
 }
 
 #[derive(Debug, Clone)]

@@ -24,6 +24,10 @@ pub struct RawConfig {
     pub store: Option<super::access::RawStore>,
     #[serde(default)]
     pub routing: super::routing::Routing,
+    #[serde(default)]
+    pub telemetry: super::telemetry::RawTelemetry,
+    #[serde(default)]
+    pub status: super::telemetry::Status,
 }
 
 #[derive(Debug, Deserialize)]

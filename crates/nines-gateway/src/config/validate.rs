@@ -159,7 +159,11 @@ pub(super) fn validate(
         &err,
     )?;
 
+    let telemetry = super::telemetry::validate(&raw.telemetry, &raw.status, env)
+        .map_err(|(key, msg)| err(None, key, msg))?;
+
     Ok(Config {
+        telemetry,
         resilience: raw.resilience,
         routing: raw.routing,
         source: path.to_path_buf(),

@@ -14,7 +14,8 @@
 
 use super::window::RollingWindow;
 use crate::config::resilience::Breaker as Policy;
-use std::sync::{Arc, Mutex};
+use crate::telemetry::events::{EventSink, Transition};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -61,6 +62,8 @@ pub struct Breaker {
     alias: String,
     policy: Policy,
     state: Mutex<State>,
+    /// Transitions are reported here once the runtime is published.
+    sink: OnceLock<EventSink>,
 }
 
 /// Permission to send one attempt. Dropping it unused frees a probe slot.
@@ -91,7 +94,19 @@ impl Breaker {
                 trips: 0,
                 probe_in_flight: false,
             }),
+            sink: OnceLock::new(),
         })
+    }
+
+    /// Reports transitions to `sink` from now on (the first sink given stays).
+    pub fn attach(&self, sink: &EventSink) {
+        let _ = self.sink.set(sink.clone());
+    }
+
+    fn emit(&self, transition: Transition) {
+        if let Some(sink) = self.sink.get() {
+            sink.emit(&self.alias, transition);
+        }
     }
 
     pub fn alias(&self) -> &str {
@@ -124,6 +139,7 @@ impl Breaker {
             state.phase = Phase::HalfOpen;
             state.probe_in_flight = false;
             tracing::info!(key_slot = %self.alias, "breaker half-open: admitting one probe");
+            self.emit(Transition::HalfOpen);
         }
         match state.phase {
             Phase::Closed => Ok(Permit {
@@ -159,6 +175,7 @@ impl Breaker {
                     state.trips = 0;
                     state.window.clear();
                     tracing::info!(key_slot = %self.alias, "breaker closed: probe succeeded");
+                    self.emit(Transition::Closed);
                 }
             }
             Signal::Failure => {
@@ -176,19 +193,31 @@ impl Breaker {
                     Phase::Open { .. } => false,
                 };
                 if trip {
-                    self.trip(&mut state, now, None);
+                    let reason = if state.phase == Phase::HalfOpen {
+                        "probe failed".to_owned()
+                    } else if rate_trip {
+                        format!("{failed} of {total} attempts failed")
+                    } else {
+                        format!("{} consecutive failures", state.consecutive)
+                    };
+                    self.trip(&mut state, now, None, reason);
                 }
             }
             Signal::OpenUntil(until) => {
                 let already = matches!(state.phase, Phase::Open { until: u } if Some(u) >= until && until.is_some());
                 if !already {
-                    self.trip(&mut state, now, until);
+                    let reason = if until.is_some() {
+                        "rate limited with Retry-After"
+                    } else {
+                        "key rejected by the provider"
+                    };
+                    self.trip(&mut state, now, until, reason.to_owned());
                 }
             }
         }
     }
 
-    fn trip(&self, state: &mut State, now: Instant, until: Option<Instant>) {
+    fn trip(&self, state: &mut State, now: Instant, until: Option<Instant>, reason: String) {
         let until = until.unwrap_or_else(|| {
             state.trips += 1;
             now + cooldown(&self.policy, state.trips)
@@ -200,8 +229,13 @@ impl Breaker {
             key_slot = %self.alias,
             open_for_ms = until.saturating_duration_since(now).as_millis() as u64,
             trips_in_a_row = state.trips,
+            reason = %reason,
             "breaker opened"
         );
+        if let Some(sink) = self.sink.get() {
+            let until_ms = sink.clock().ms_at(until);
+            sink.emit(&self.alias, Transition::Opened { until_ms, reason });
+        }
     }
 }
 

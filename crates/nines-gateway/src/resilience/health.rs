@@ -180,6 +180,13 @@ impl Health {
             .map(|_| QueueTicket(Arc::clone(&self.queued)))
     }
 
+    /// Every breaker reports its transitions to `sink` from now on.
+    pub fn attach(&self, sink: &crate::telemetry::events::EventSink) {
+        for breaker in self.breakers.iter().flatten() {
+            breaker.attach(sink);
+        }
+    }
+
     pub fn breaker(&self, deployment: usize, key: usize) -> Option<&Arc<Breaker>> {
         self.breakers.get(deployment)?.get(key)
     }

@@ -1,78 +1,88 @@
-//! Telemetry. For now: one structured log line per request, written when the request ends
-//! (for streams: when the stream ends), with the fields a usage record will carry.
+//! Telemetry: what nines records about its own traffic. One [`RequestSummary`] per request feeds
+//! the request log line, Prometheus metrics, the availability ledger, sessions, alerts and trace
+//! export; breaker transitions arrive as [`events::BreakerEvent`]s.
+//!
+//! The hub lives as long as the process (it is not rebuilt on a config reload), and nothing here
+//! blocks a request: metric updates are atomics, the ledger and sessions take a short lock, and
+//! everything that talks to the store, a collector or a webhook runs in a background task.
 
-use std::time::Duration;
-use tokio::time::Instant;
+pub mod alerts;
+pub mod clock;
+pub mod events;
+pub mod ledger;
+pub mod metrics;
+pub mod record;
+pub mod sessions;
+pub mod trace;
 
-/// Collects what happened to one request and logs it once.
+pub use record::{RequestLog, RequestSummary, request_logging};
+
+use crate::config::Config;
+use clock::Clock;
+use events::EventSink;
+use std::sync::Arc;
+
+/// The process's telemetry sinks.
 #[derive(Debug)]
-pub struct RequestLog {
-    pub request_id: String,
-    pub endpoint: &'static str,
-    pub model: String,
-    pub stream: bool,
-    pub deployment: Option<String>,
-    pub attempts: usize,
-    /// Failure classes of the attempts that did not serve.
-    pub failed: Vec<&'static str>,
-    pub ttfb: Option<Duration>,
-    pub detail: String,
-    /// The plan (order, reasons, skips), filled only when request logging is on.
-    pub plan: String,
-    /// Each attempt (key slot, class, status, time), filled only when request logging is on.
-    pub trail: String,
-    started: Instant,
+pub struct Telemetry {
+    pub clock: Clock,
+    pub events: EventSink,
+    pub metrics: Option<metrics::Metrics>,
+    pub ledger: Option<Arc<ledger::Ledger>>,
+    pub sessions: Arc<sessions::Sessions>,
+    pub tracer: Option<trace::Tracer>,
+    pub alerts: Option<Arc<alerts::Alerts>>,
 }
 
-/// Whether the per-request line is wanted: building the plan and trail text is skipped otherwise.
-pub fn request_logging() -> bool {
-    tracing::enabled!(target: "nines::request", tracing::Level::INFO)
-}
+impl Telemetry {
+    /// Builds the sinks the configuration asks for. Background work starts in [`Telemetry::start`].
+    pub fn new(config: &Config) -> Arc<Telemetry> {
+        Telemetry::with_clock(config, Clock::system())
+    }
 
-impl RequestLog {
-    pub fn start(request_id: &str, endpoint: &'static str) -> RequestLog {
-        RequestLog {
-            request_id: request_id.to_owned(),
-            endpoint,
-            model: String::new(),
-            stream: false,
-            deployment: None,
-            attempts: 0,
-            failed: Vec::new(),
-            ttfb: None,
-            detail: String::new(),
-            plan: String::new(),
-            trail: String::new(),
-            started: Instant::now(),
+    pub fn with_clock(config: &Config, clock: Clock) -> Arc<Telemetry> {
+        let t = &config.telemetry;
+        Arc::new(Telemetry {
+            clock,
+            events: EventSink::new(clock),
+            metrics: t.metrics.then(|| metrics::Metrics::new(config)),
+            ledger: t.ledger.then(|| Arc::new(ledger::Ledger::new(t, clock))),
+            sessions: Arc::new(sessions::Sessions::new(&t.sessions, clock)),
+            tracer: t.otlp.as_ref().and_then(trace::Tracer::new),
+            alerts: t
+                .alerts
+                .as_ref()
+                .map(|a| Arc::new(alerts::Alerts::new(a, t.slo, clock))),
+        })
+    }
+
+    /// Starts the background tasks (ledger flushing, session expiry, alert evaluation, breaker
+    /// event consumers). Call once, inside a tokio runtime, after the store is open.
+    pub fn start(self: &Arc<Self>, store: Option<crate::store::Store>) {
+        let _ = store;
+    }
+
+    /// Whether requests must be watched for their usage (tokens, cost) even when no key or store
+    /// asks for it.
+    pub fn wants_usage(&self) -> bool {
+        self.metrics.is_some() || self.tracer.is_some()
+    }
+
+    /// Records one finished request everywhere it is wanted.
+    pub fn record(&self, summary: &RequestSummary) {
+        record::log_line(summary);
+        if let Some(metrics) = &self.metrics {
+            metrics.record(summary);
         }
-    }
-
-    /// Logs a request that ended in a gateway error before any upstream answered, and hands the
-    /// error back.
-    pub fn reject(self, error: crate::error::GatewayError) -> crate::error::GatewayError {
-        self.finish(error.status().as_u16(), error.label());
-        error
-    }
-
-    /// Writes the line. Consumes the log so a request is recorded exactly once.
-    pub fn finish(self, status: u16, outcome: &str) {
-        tracing::info!(
-            target: "nines::request",
-            request_id = %self.request_id,
-            endpoint = self.endpoint,
-            model = %self.model,
-            stream = self.stream,
-            deployment = self.deployment.as_deref().unwrap_or(""),
-            status,
-            outcome,
-            attempts = self.attempts,
-            failed = %self.failed.join(","),
-            ttfb_ms = self.ttfb.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
-            latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
-            detail = %self.detail,
-            plan = %self.plan,
-            attempt_trail = %self.trail,
-            "request"
-        );
+        if let Some(ledger) = &self.ledger {
+            ledger.record(summary);
+        }
+        self.sessions.record(summary);
+        if let Some(alerts) = &self.alerts {
+            alerts.observe(summary);
+        }
+        if let Some(tracer) = &self.tracer {
+            tracer.export(summary);
+        }
     }
 }

@@ -1,0 +1,202 @@
+//! What happened to one request, gathered while it runs and recorded once when it ends (for a
+//! stream: when the stream ends).
+//!
+//! Two parts of the path know different halves: the routed stages know the plan, the attempts and
+//! how the answer ended (`RequestLog`); the access ticket knows the identity, the tokens and the
+//! cost, and it always ends last. When a ticket is attached, the log hands its half over and the
+//! ticket completes and records the summary; otherwise the log records it itself.
+
+use super::Telemetry;
+use crate::resilience::{AttemptRecord, FailureClass};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// One request's record: the log line's fields, and what metrics, the ledger, sessions, alerts
+/// and traces are fed from.
+#[derive(Debug, Clone, Default)]
+pub struct RequestSummary {
+    pub request_id: String,
+    /// `chat_completions`, `messages`, `embeddings`, `videos`, `video_status`.
+    pub endpoint: &'static str,
+    /// The model name the client sent: the route.
+    pub model: String,
+    pub stream: bool,
+    /// The session the request belongs to (the session header), if any.
+    pub session: Option<String>,
+    /// The client's W3C `traceparent`, if it sent one.
+    pub traceparent: Option<String>,
+    /// The status the client got (499: the client went away first).
+    pub status: u16,
+    /// `ok`, `resumed`, `stream_broken`, `client_gone`, or the error's label.
+    pub outcome: String,
+    /// The deployment that served (or, on failure, the last one tried).
+    pub deployment: Option<String>,
+    /// Whether an upstream answer reached the client.
+    pub served: bool,
+    /// Every attempt in order, the serving one included (class `ok`).
+    pub attempts: Vec<AttemptRecord>,
+    /// Time to first byte of the serving attempt's answer, as the upstream delivered it.
+    pub upstream_ttfb: Option<Duration>,
+    /// Start of the request until its end.
+    pub latency: Duration,
+    pub tokens_in: Option<u64>,
+    pub tokens_out: Option<u64>,
+    /// The tokens are the admission estimate: the answer reported none.
+    pub usage_estimated: bool,
+    /// USD.
+    pub cost: f64,
+    pub key_id: Option<String>,
+    pub user_id: Option<String>,
+    pub org_id: Option<String>,
+    /// The limit level (`org`, `user`, `key`) that refused the request, when one did.
+    pub limited_at: Option<&'static str>,
+    pub detail: String,
+    /// The plan and the attempt trail as text, filled only when the request log is on.
+    pub plan: String,
+    pub trail: String,
+    /// Unix ms.
+    pub started_at_ms: u64,
+    pub finished_at_ms: u64,
+}
+
+impl RequestSummary {
+    /// Served by a deployment other than the first one tried (a failover, as the client never
+    /// saw it).
+    pub fn fell_back(&self) -> bool {
+        self.served
+            && match (self.attempts.first(), &self.deployment) {
+                (Some(first), Some(served)) => &first.deployment != served,
+                _ => false,
+            }
+    }
+
+    /// The client saw an error (a 4xx of its own making is not the gateway failing it).
+    pub fn client_visible_failure(&self) -> bool {
+        self.status >= 500 || self.outcome == "stream_broken"
+    }
+
+    /// Failure classes of the attempts that did not serve.
+    pub fn failed_classes(&self) -> impl Iterator<Item = FailureClass> + '_ {
+        self.attempts
+            .iter()
+            .map(|a| a.class)
+            .filter(|c| *c != FailureClass::Ok)
+    }
+}
+
+/// The routed half, waiting for the ticket's half.
+pub type Handoff = Arc<Mutex<Option<RequestSummary>>>;
+
+/// Collects what happened to one request and records it once.
+#[derive(Debug)]
+pub struct RequestLog {
+    pub summary: RequestSummary,
+    /// Client-visible time to first byte (request start to answer headers).
+    pub ttfb: Option<Duration>,
+    telemetry: Arc<Telemetry>,
+    handoff: Option<Handoff>,
+    started: Instant,
+}
+
+/// Whether the per-request line is wanted: building the plan and trail text is skipped otherwise.
+pub fn request_logging() -> bool {
+    tracing::enabled!(target: "nines::request", tracing::Level::INFO)
+}
+
+impl RequestLog {
+    pub fn start(
+        telemetry: &Arc<Telemetry>,
+        meta: &crate::pipeline::RequestMeta,
+        endpoint: &'static str,
+    ) -> RequestLog {
+        RequestLog {
+            summary: RequestSummary {
+                request_id: meta.id.clone(),
+                endpoint,
+                session: meta.session.clone(),
+                traceparent: meta.traceparent.clone(),
+                started_at_ms: telemetry.clock.now_ms(),
+                ..RequestSummary::default()
+            },
+            ttfb: None,
+            telemetry: Arc::clone(telemetry),
+            handoff: None,
+            started: Instant::now(),
+        }
+    }
+
+    /// From now on the ticket records the request; this log only hands its half over.
+    pub fn hand_off_to(&mut self, handoff: Handoff) {
+        self.handoff = Some(handoff);
+    }
+
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    /// Logs a request that ended in a gateway error before any upstream answered, and hands the
+    /// error back.
+    pub fn reject(mut self, error: crate::error::GatewayError) -> crate::error::GatewayError {
+        if let crate::error::GatewayError::Limited(denied) = &error {
+            self.summary.limited_at = Some(denied.level.as_str());
+        }
+        self.finish(error.status().as_u16(), error.label());
+        error
+    }
+
+    /// Notes the attempts of a request that failed; the last one names the deployment.
+    pub fn note_failure(&mut self, attempts: &[AttemptRecord]) {
+        self.summary.attempts = attempts.to_vec();
+        self.summary.deployment = attempts.last().map(|a| a.deployment.clone());
+    }
+
+    /// Ends the routed half. Consumes the log so a request is recorded exactly once.
+    pub fn finish(mut self, status: u16, outcome: &str) {
+        self.summary.status = status;
+        self.summary.outcome = outcome.to_owned();
+        self.summary.latency = self.started.elapsed();
+        self.summary.finished_at_ms = self.telemetry.clock.now_ms();
+        match self.handoff.take() {
+            Some(handoff) => {
+                *handoff.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.summary);
+            }
+            None => self.telemetry.record(&self.summary),
+        }
+    }
+}
+
+/// Writes the request's JSON log line (target `nines::request`).
+pub fn log_line(s: &RequestSummary) {
+    if !request_logging() {
+        return;
+    }
+    let failed: Vec<&str> = s.failed_classes().map(FailureClass::as_str).collect();
+    tracing::info!(
+        target: "nines::request",
+        request_id = %s.request_id,
+        endpoint = s.endpoint,
+        model = %s.model,
+        stream = s.stream,
+        session = s.session.as_deref().unwrap_or(""),
+        deployment = s.deployment.as_deref().unwrap_or(""),
+        status = s.status,
+        outcome = %s.outcome,
+        attempts = s.attempts.len(),
+        failed = %failed.join(","),
+        fell_back = s.fell_back(),
+        ttfb_ms = s.upstream_ttfb.map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        latency_ms = s.latency.as_secs_f64() * 1000.0,
+        tokens_in = s.tokens_in.unwrap_or(0),
+        tokens_out = s.tokens_out.unwrap_or(0),
+        usage_estimated = s.usage_estimated,
+        cost_usd = s.cost,
+        key_id = s.key_id.as_deref().unwrap_or(""),
+        user_id = s.user_id.as_deref().unwrap_or(""),
+        org_id = s.org_id.as_deref().unwrap_or(""),
+        detail = %s.detail,
+        plan = %s.plan,
+        attempt_trail = %s.trail,
+        "request"
+    );
+}
