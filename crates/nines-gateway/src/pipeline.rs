@@ -225,6 +225,7 @@ async fn forward(
     let Some(route) = runtime.table.resolve(&routed.model) else {
         return Err(log.reject(GatewayError::ModelNotFound(routed.model)));
     };
+    log.summary.routed = true;
     let deployments = &runtime.config.deployments;
     let estimate = routed.messages_span.as_ref().map(|span| {
         let smallest = route
@@ -313,6 +314,7 @@ async fn forward(
         } => {
             log.summary.deployment = Some(deployment.name.clone());
             log.summary.upstream_ttfb = Some(reply.ttfb);
+            log.summary.ttfb = Some(log.elapsed());
             log.summary.attempts = attempts.clone();
             log.summary.served = true;
             let content_type = reply

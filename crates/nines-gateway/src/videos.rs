@@ -104,6 +104,7 @@ pub async fn create(state: &AppState, request_id: &str, body: &[u8]) -> Handled 
     let Some(route) = runtime.table.resolve(&job.model) else {
         return rejected(log, GatewayError::ModelNotFound(job.model));
     };
+    log.summary.routed = true;
     let inputs = crate::router::Inputs {
         deployments: &runtime.config.deployments,
         health: Some(&runtime.health),

@@ -274,6 +274,12 @@ pub fn validate(
     };
     let alerts = match &raw.alerts {
         None => None,
+        Some(_) if !raw.ledger => {
+            return fail(
+                "telemetry.alerts",
+                "alerts read the availability ledger: set telemetry.ledger = true".into(),
+            );
+        }
         Some(a) => {
             let url = super::access::resolve_env(&a.webhook_url, env)
                 .map_err(|m| ("telemetry.alerts.webhook_url".to_owned(), m))?;

@@ -38,6 +38,47 @@ pub enum FailureClass {
 }
 
 impl FailureClass {
+    /// Every class, in a fixed order (the ledger's per-class counters are indexed by it).
+    pub const ALL: [FailureClass; 13] = [
+        FailureClass::Ok,
+        FailureClass::RateLimited,
+        FailureClass::QuotaExhausted,
+        FailureClass::Overloaded,
+        FailureClass::Server,
+        FailureClass::Timeout,
+        FailureClass::Connect,
+        FailureClass::Malformed,
+        FailureClass::UpstreamAuth,
+        FailureClass::ContextTooLong,
+        FailureClass::ContentFiltered,
+        FailureClass::Client,
+        FailureClass::Cancelled,
+    ];
+
+    /// Position in [`FailureClass::ALL`].
+    pub fn index(self) -> usize {
+        FailureClass::ALL
+            .iter()
+            .position(|c| *c == self)
+            .unwrap_or(0)
+    }
+
+    /// Whether the outcome says the upstream was unavailable (what provider availability
+    /// counts). The request's own faults and cancellations say nothing about the provider.
+    pub fn is_upstream_failure(self) -> bool {
+        matches!(
+            self,
+            FailureClass::RateLimited
+                | FailureClass::QuotaExhausted
+                | FailureClass::Overloaded
+                | FailureClass::Server
+                | FailureClass::Timeout
+                | FailureClass::Connect
+                | FailureClass::Malformed
+                | FailureClass::UpstreamAuth
+        )
+    }
+
     /// Whether another attempt elsewhere can succeed.
     pub fn is_retryable(self) -> bool {
         !matches!(

@@ -1,16 +1,599 @@
-//! The availability ledger: successes and failures in minute buckets per route and deployment.
+//! The availability ledger: per model route and per deployment, requests and failures in minute
+//! buckets, from which availability over rolling windows, the error budget left against the SLO
+//! and the burn rate are read.
+//!
+//! Two kinds of series are kept apart on purpose. A **route** series counts what clients saw: one
+//! entry per request, a failure only when the client got a 5xx or a broken stream (a failover the
+//! client never noticed is a success). A **deployment** series counts what the upstream did: one
+//! entry per attempt, a failure whenever the provider was unavailable (429, 5xx, timeout, ...). A
+//! provider at 94% behind a route at 99.99% is the point of nines, and both numbers show.
+//!
+//! Requests that say nothing about availability are left out of both: the client's own mistakes
+//! (4xx), nines' own rate limits, and clients that went away.
+//!
+//! Memory: minute buckets for the last 25 hours (the 1 h and 24 h windows, exact), hour buckets
+//! for up to `retention` (the 30 d and 90 d windows, exact to the hour at their far edge). The
+//! store keeps the minutes (`telemetry::persist`); this is the replica's live view.
 
 use super::RequestSummary;
 use super::clock::Clock;
+use super::events::{BreakerEvent, Transition};
 use crate::config::telemetry::Telemetry as Settings;
+use crate::resilience::FailureClass;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-#[derive(Debug)]
-pub struct Ledger {}
+pub const MINUTE_MS: u64 = 60_000;
+pub const HOUR_MS: u64 = 3_600_000;
+pub const DAY_MS: u64 = 86_400_000;
+/// Minute buckets are kept this long; older traffic lives in hour buckets.
+const MINUTES_KEPT: u64 = 25 * 60;
+/// Closed incidents kept in memory (the store keeps them all within retention).
+const INCIDENTS_KEPT: usize = 1000;
 
-impl Ledger {
-    pub fn new(_settings: &Settings, _clock: Clock) -> Ledger {
-        Ledger {}
+/// Upper bounds (ms) of the time-to-first-byte histogram buckets; the last bucket is unbounded.
+pub const TTFB_BOUNDS_MS: [u64; 15] = [
+    25, 50, 100, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 10_000, 20_000, 30_000,
+];
+pub const TTFB_BUCKETS: usize = TTFB_BOUNDS_MS.len() + 1;
+const CLASSES: usize = FailureClass::ALL.len();
+
+/// Which availability a series measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// A model route: what clients saw (gateway availability).
+    Route,
+    /// A deployment: what the upstream did (provider availability).
+    Deployment,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Route => "route",
+            Scope::Deployment => "deployment",
+        }
     }
 
-    pub fn record(&self, _summary: &RequestSummary) {}
+    pub fn parse(text: &str) -> Option<Scope> {
+        match text {
+            "route" => Some(Scope::Route),
+            "deployment" => Some(Scope::Deployment),
+            _ => None,
+        }
+    }
 }
+
+/// Counts for one bucket (or any sum of buckets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub requests: u64,
+    pub failures: u64,
+    /// Route series: requests served by other than the first deployment tried.
+    pub fallbacks: u64,
+    /// Sessions that ended in this bucket, and those of them within budget without an error.
+    pub sessions: u64,
+    pub sessions_good: u64,
+    /// Time to first byte of the successes, bucketed by [`TTFB_BOUNDS_MS`].
+    pub ttfb: [u64; TTFB_BUCKETS],
+    /// Failed attempts by class ([`FailureClass::index`]). Route series count every failed
+    /// attempt behind the route, failed over or not: the error mix the route absorbed.
+    pub classes: [u64; CLASSES],
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            requests: 0,
+            failures: 0,
+            fallbacks: 0,
+            sessions: 0,
+            sessions_good: 0,
+            ttfb: [0; TTFB_BUCKETS],
+            classes: [0; CLASSES],
+        }
+    }
+}
+
+impl Tally {
+    pub fn add(&mut self, other: &Tally) {
+        self.requests += other.requests;
+        self.failures += other.failures;
+        self.fallbacks += other.fallbacks;
+        self.sessions += other.sessions;
+        self.sessions_good += other.sessions_good;
+        for (a, b) in self.ttfb.iter_mut().zip(other.ttfb) {
+            *a += b;
+        }
+        for (a, b) in self.classes.iter_mut().zip(other.classes) {
+            *a += b;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Tally::default()
+    }
+
+    /// Successes over requests; `None` without requests (no traffic is not downtime).
+    pub fn availability(&self) -> Option<f64> {
+        (self.requests > 0).then(|| (self.requests - self.failures) as f64 / self.requests as f64)
+    }
+
+    pub fn record_ttfb(&mut self, ttfb: Duration) {
+        let ms = ttfb.as_millis() as u64;
+        let i = TTFB_BOUNDS_MS
+            .iter()
+            .position(|&b| ms <= b)
+            .unwrap_or(TTFB_BUCKETS - 1);
+        self.ttfb[i] += 1;
+    }
+
+    /// The `p`-th percentile (0..=100) of time to first byte, as the upper bound of the bucket
+    /// it falls in (the unbounded bucket reads as its lower bound).
+    pub fn ttfb_percentile(&self, p: f64) -> Option<Duration> {
+        let total: u64 = self.ttfb.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((p / 100.0) * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in self.ttfb.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                let ms = TTFB_BOUNDS_MS
+                    .get(i)
+                    .copied()
+                    .unwrap_or(TTFB_BOUNDS_MS[TTFB_BOUNDS_MS.len() - 1]);
+                return Some(Duration::from_millis(ms));
+            }
+        }
+        None
+    }
+
+    /// Failed attempts by class name, largest first, zeros left out.
+    pub fn class_breakdown(&self) -> Vec<(&'static str, u64)> {
+        let mut out: Vec<_> = FailureClass::ALL
+            .iter()
+            .zip(self.classes)
+            .filter(|(_, n)| *n > 0)
+            .map(|(c, n)| (c.as_str(), n))
+            .collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        out
+    }
+}
+
+/// Availability over one rolling window, against the SLO.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WindowStats {
+    pub window: Duration,
+    pub tally: Tally,
+    pub availability: Option<f64>,
+    /// Share of the window's error budget not yet spent (can go below 0 when overspent).
+    pub error_budget_left: Option<f64>,
+    /// How many times faster than sustainable the budget burns (1.0 spends it exactly over
+    /// the window).
+    pub burn_rate: Option<f64>,
+}
+
+impl WindowStats {
+    pub fn of(window: Duration, tally: Tally, slo: f64) -> WindowStats {
+        let availability = tally.availability();
+        let allowed = 1.0 - slo;
+        let failure_rate = availability.map(|a| 1.0 - a);
+        WindowStats {
+            window,
+            tally,
+            availability,
+            error_budget_left: failure_rate.map(|f| 1.0 - f / allowed),
+            burn_rate: failure_rate.map(|f| f / allowed),
+        }
+    }
+}
+
+/// One day's counts for an uptime bar.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Day {
+    /// Unix ms of the day's start (UTC).
+    pub start_ms: u64,
+    pub requests: u64,
+    pub failures: u64,
+}
+
+/// A period during which a key slot's breaker was open (half-open included: traffic was still
+/// held back), opened and closed by nines itself.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Incident {
+    pub deployment: String,
+    pub key_slot: String,
+    pub opened_at_ms: u64,
+    /// `None` while it lasts.
+    pub closed_at_ms: Option<u64>,
+    /// Why it opened (the first trip).
+    pub reason: String,
+    /// Times it (re)opened before closing: failed probes extend an incident, they do not
+    /// start a new one.
+    pub trips: u32,
+}
+
+/// A bucket's change since the last flush, for the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delta {
+    pub scope: Scope,
+    pub name: Arc<str>,
+    /// Unix ms of the minute's start.
+    pub minute_ms: u64,
+    pub tally: Tally,
+}
+
+#[derive(Debug, Default)]
+struct Series {
+    /// Minute index (unix ms / 60 000) → counts.
+    minutes: BTreeMap<u64, Tally>,
+    /// Hour index → counts, for traffic older than the minutes kept.
+    hours: BTreeMap<u64, Tally>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Hour-aligned: traffic before it is in hour buckets, from it on in minute buckets.
+    cutoff_ms: u64,
+    series: HashMap<(Scope, Arc<str>), Series>,
+    /// Changes not yet written to the store.
+    dirty: HashMap<(Scope, Arc<str>, u64), Tally>,
+    /// By key slot: the incident in progress.
+    open: HashMap<String, Incident>,
+    closed: Vec<Incident>,
+    /// Closed incidents not yet written to the store, and opened ones (written as open).
+    incident_log: Vec<Incident>,
+}
+
+#[derive(Debug)]
+pub struct Ledger {
+    state: Mutex<State>,
+    clock: Clock,
+    slo: f64,
+    retention: Duration,
+}
+
+impl Ledger {
+    pub fn new(settings: &Settings, clock: Clock) -> Ledger {
+        Ledger {
+            state: Mutex::new(State {
+                cutoff_ms: cutoff(clock.now_ms()),
+                ..State::default()
+            }),
+            clock,
+            slo: settings.slo,
+            retention: settings.retention,
+        }
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    pub fn slo(&self) -> f64 {
+        self.slo
+    }
+
+    pub fn retention(&self) -> Duration {
+        self.retention
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts one finished request: once on its route, once per attempt on each deployment.
+    pub fn record(&self, s: &RequestSummary) {
+        let at = s.finished_at_ms.max(s.started_at_ms);
+        let mut deltas: Vec<(Scope, &str, Tally)> = Vec::with_capacity(1 + s.attempts.len());
+        if s.routed {
+            let failed = s.client_visible_failure();
+            if s.served || failed {
+                let mut t = Tally {
+                    requests: 1,
+                    failures: u64::from(failed),
+                    fallbacks: u64::from(s.fell_back()),
+                    ..Tally::default()
+                };
+                if !failed && let Some(ttfb) = s.ttfb {
+                    t.record_ttfb(ttfb);
+                }
+                for class in s.failed_classes() {
+                    t.classes[class.index()] += 1;
+                }
+                deltas.push((Scope::Route, &s.model, t));
+            }
+        }
+        let last = s.attempts.len().saturating_sub(1);
+        for (i, a) in s.attempts.iter().enumerate() {
+            // A stream that broke after the serving attempt answered is that deployment's
+            // failure too.
+            let broke = i == last && s.outcome == "stream_broken";
+            let failed = a.class.is_upstream_failure() || (a.class == FailureClass::Ok && broke);
+            if a.class != FailureClass::Ok && !failed {
+                continue;
+            }
+            let mut t = Tally {
+                requests: 1,
+                failures: u64::from(failed),
+                ..Tally::default()
+            };
+            if a.class == FailureClass::Ok {
+                if !failed
+                    && s.deployment.as_deref() == Some(a.deployment.as_str())
+                    && let Some(ttfb) = s.upstream_ttfb
+                {
+                    t.record_ttfb(ttfb);
+                }
+            } else {
+                t.classes[a.class.index()] += 1;
+            }
+            deltas.push((Scope::Deployment, &a.deployment, t));
+        }
+        if deltas.is_empty() {
+            return;
+        }
+        let mut state = self.lock();
+        for (scope, name, tally) in deltas {
+            add(&mut state, scope, name, at, &tally, true);
+        }
+    }
+
+    /// Adds counts at a time (sessions, tests, and the store's history on start-up with
+    /// `dirty = false`).
+    pub fn add(&self, scope: Scope, name: &str, at_ms: u64, tally: &Tally, dirty: bool) {
+        add(&mut self.lock(), scope, name, at_ms, tally, dirty);
+    }
+
+    /// Moves the minute/hour boundary up to now − 25 h (rolling older minutes into hours) and
+    /// drops what is past retention. Run periodically; cheap when nothing is due.
+    pub fn compact(&self) {
+        let now = self.clock.now_ms();
+        let new_cutoff = cutoff(now);
+        let keep_hours_from = now.saturating_sub(self.retention.as_millis() as u64) / HOUR_MS;
+        let mut state = self.lock();
+        if new_cutoff > state.cutoff_ms {
+            state.cutoff_ms = new_cutoff;
+            let first_kept = new_cutoff / MINUTE_MS;
+            for series in state.series.values_mut() {
+                let recent = series.minutes.split_off(&first_kept);
+                let old = std::mem::replace(&mut series.minutes, recent);
+                for (minute, t) in old {
+                    series
+                        .hours
+                        .entry(minute * MINUTE_MS / HOUR_MS)
+                        .or_default()
+                        .add(&t);
+                }
+            }
+        }
+        for series in state.series.values_mut() {
+            series.hours = series.hours.split_off(&keep_hours_from);
+        }
+        state
+            .series
+            .retain(|_, s| !(s.minutes.is_empty() && s.hours.is_empty()));
+    }
+
+    /// Takes the changes made since the last call, for the store (which adds them up, so
+    /// replicas sharing a store each write only their own traffic).
+    pub fn drain_dirty(&self) -> Vec<Delta> {
+        let dirty = std::mem::take(&mut self.lock().dirty);
+        let mut out: Vec<Delta> = dirty
+            .into_iter()
+            .map(|((scope, name, minute), tally)| Delta {
+                scope,
+                name,
+                minute_ms: minute * MINUTE_MS,
+                tally,
+            })
+            .collect();
+        out.sort_by(|a, b| (a.minute_ms, a.scope, &a.name).cmp(&(b.minute_ms, b.scope, &b.name)));
+        out
+    }
+
+    /// Puts back deltas the store could not take, so the next flush retries them.
+    pub fn restore_dirty(&self, deltas: Vec<Delta>) {
+        let mut state = self.lock();
+        for d in deltas {
+            state
+                .dirty
+                .entry((d.scope, d.name, d.minute_ms / MINUTE_MS))
+                .or_default()
+                .add(&d.tally);
+        }
+    }
+
+    /// The series seen so far, in a stable order.
+    pub fn series(&self) -> Vec<(Scope, String)> {
+        let state = self.lock();
+        let mut out: Vec<_> = state
+            .series
+            .keys()
+            .map(|(s, n)| (*s, n.to_string()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Counts over the rolling window ending now.
+    pub fn tally(&self, scope: Scope, name: &str, window: Duration) -> Tally {
+        let now = self.clock.now_ms();
+        let from = now.saturating_sub(window.as_millis() as u64);
+        self.tally_between(scope, name, from, now)
+    }
+
+    /// Counts in `[from_ms, to_ms]`, minute buckets where kept, hour buckets before.
+    pub fn tally_between(&self, scope: Scope, name: &str, from_ms: u64, to_ms: u64) -> Tally {
+        let state = self.lock();
+        let mut total = Tally::default();
+        let Some(series) = state.series.get(&(scope, Arc::from(name))) else {
+            return total;
+        };
+        if to_ms < from_ms {
+            return total;
+        }
+        // A bucket counts when its start is inside the window: the far edge is exact to the
+        // minute within the last 25 hours and to the hour before.
+        let first_minute = from_ms.max(state.cutoff_ms).div_ceil(MINUTE_MS);
+        let last_minute = to_ms / MINUTE_MS;
+        if first_minute <= last_minute {
+            for (_, t) in series.minutes.range(first_minute..=last_minute) {
+                total.add(t);
+            }
+        }
+        let first_hour = from_ms.div_ceil(HOUR_MS);
+        let end_hour = (state.cutoff_ms / HOUR_MS).min(to_ms / HOUR_MS + 1);
+        if first_hour < end_hour {
+            for (_, t) in series.hours.range(first_hour..end_hour) {
+                total.add(t);
+            }
+        }
+        total
+    }
+
+    /// Availability, budget and burn rate over the rolling window ending now.
+    pub fn window(&self, scope: Scope, name: &str, window: Duration) -> WindowStats {
+        WindowStats::of(window, self.tally(scope, name, window), self.slo)
+    }
+
+    /// The standard windows: 1 h, 24 h, 30 d, 90 d.
+    pub fn windows(&self, scope: Scope, name: &str) -> [WindowStats; 4] {
+        STANDARD_WINDOWS.map(|w| self.window(scope, name, w))
+    }
+
+    /// One entry per UTC day for the last `days` days, oldest first, today last.
+    pub fn daily(&self, scope: Scope, name: &str, days: u32) -> Vec<Day> {
+        let now = self.clock.now_ms();
+        let today = now / DAY_MS * DAY_MS;
+        (0..u64::from(days))
+            .rev()
+            .map(|back| {
+                let start = today.saturating_sub(back * DAY_MS);
+                let t = self.tally_between(scope, name, start, start + DAY_MS - 1);
+                Day {
+                    start_ms: start,
+                    requests: t.requests,
+                    failures: t.failures,
+                }
+            })
+            .collect()
+    }
+
+    /// Follows a breaker transition: an open starts (or extends) the key slot's incident, a
+    /// close ends it.
+    pub fn on_breaker(&self, event: &BreakerEvent) {
+        let mut state = self.lock();
+        match &event.transition {
+            Transition::Opened { reason, .. } => {
+                let incident =
+                    state
+                        .open
+                        .entry(event.key_slot.clone())
+                        .or_insert_with(|| Incident {
+                            deployment: event.deployment.clone(),
+                            key_slot: event.key_slot.clone(),
+                            opened_at_ms: event.at_ms,
+                            closed_at_ms: None,
+                            reason: reason.clone(),
+                            trips: 0,
+                        });
+                incident.trips += 1;
+                let copy = incident.clone();
+                if copy.trips == 1 {
+                    state.incident_log.push(copy);
+                }
+            }
+            Transition::HalfOpen => {}
+            Transition::Closed => {
+                if let Some(mut incident) = state.open.remove(&event.key_slot) {
+                    incident.closed_at_ms = Some(event.at_ms);
+                    state.incident_log.push(incident.clone());
+                    state.closed.push(incident);
+                    if state.closed.len() > INCIDENTS_KEPT {
+                        let excess = state.closed.len() - INCIDENTS_KEPT;
+                        state.closed.drain(..excess);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Incidents in progress, then those closed at or after `since_ms`, newest first.
+    pub fn incidents(&self, since_ms: u64) -> Vec<Incident> {
+        let state = self.lock();
+        let mut out: Vec<Incident> = state.open.values().cloned().collect();
+        out.sort_by_key(|i| std::cmp::Reverse(i.opened_at_ms));
+        let mut closed: Vec<Incident> = state
+            .closed
+            .iter()
+            .filter(|i| i.closed_at_ms.unwrap_or(u64::MAX) >= since_ms)
+            .cloned()
+            .collect();
+        closed.sort_by_key(|i| std::cmp::Reverse(i.opened_at_ms));
+        out.extend(closed);
+        out
+    }
+
+    /// Incidents opened or closed since the last call, for the store (an incident is written
+    /// when it opens and again when it closes; the store keys it by slot and opening time).
+    pub fn drain_incidents(&self) -> Vec<Incident> {
+        std::mem::take(&mut self.lock().incident_log)
+    }
+
+    /// Loads incidents from the store (start-up).
+    pub fn load_incidents(&self, incidents: Vec<Incident>) {
+        let mut state = self.lock();
+        for i in incidents {
+            match i.closed_at_ms {
+                None => {
+                    state.open.entry(i.key_slot.clone()).or_insert(i);
+                }
+                Some(_) => state.closed.push(i),
+            }
+        }
+        state.closed.sort_by_key(|i| i.opened_at_ms);
+    }
+}
+
+/// 1 h, 24 h, 30 d, 90 d.
+pub const STANDARD_WINDOWS: [Duration; 4] = [
+    Duration::from_secs(3600),
+    Duration::from_secs(86_400),
+    Duration::from_secs(30 * 86_400),
+    Duration::from_secs(90 * 86_400),
+];
+
+/// The minute/hour boundary for a time: the hour at or before `now − 25 h`.
+fn cutoff(now_ms: u64) -> u64 {
+    now_ms.saturating_sub(MINUTES_KEPT * MINUTE_MS) / HOUR_MS * HOUR_MS
+}
+
+fn add(state: &mut State, scope: Scope, name: &str, at_ms: u64, tally: &Tally, dirty: bool) {
+    let minute = at_ms / MINUTE_MS;
+    let key = (scope, Arc::<str>::from(name));
+    let before_cutoff = at_ms < state.cutoff_ms;
+    let series = state.series.entry(key.clone()).or_default();
+    if before_cutoff {
+        // Older than the minutes kept (history loaded from the store): an hour bucket.
+        series.hours.entry(at_ms / HOUR_MS).or_default().add(tally);
+    } else {
+        series.minutes.entry(minute).or_default().add(tally);
+    }
+    if dirty {
+        state
+            .dirty
+            .entry((key.0, key.1, minute))
+            .or_default()
+            .add(tally);
+    }
+}
+
+#[cfg(test)]
+mod tests;

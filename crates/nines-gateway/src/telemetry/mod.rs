@@ -22,6 +22,39 @@ use clock::Clock;
 use events::EventSink;
 use std::sync::Arc;
 
+/// Feeds breaker transitions to the ledger's incidents until the ledger is gone.
+async fn follow_breakers(
+    ledger: std::sync::Weak<ledger::Ledger>,
+    mut events: tokio::sync::broadcast::Receiver<events::BreakerEvent>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match events.recv().await {
+            Ok(event) => match ledger.upgrade() {
+                Some(ledger) => ledger.on_breaker(&event),
+                None => return,
+            },
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "incident tracking fell behind breaker events");
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Rolls old minute buckets into hours once a minute.
+async fn compact_periodically(ledger: std::sync::Weak<ledger::Ledger>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match ledger.upgrade() {
+            Some(ledger) => ledger.compact(),
+            None => return,
+        }
+    }
+}
+
 /// The process's telemetry sinks.
 #[derive(Debug)]
 pub struct Telemetry {
@@ -60,6 +93,13 @@ impl Telemetry {
     /// event consumers). Call once, inside a tokio runtime, after the store is open.
     pub fn start(self: &Arc<Self>, store: Option<crate::store::Store>) {
         let _ = store;
+        if let Some(ledger) = &self.ledger {
+            tokio::spawn(follow_breakers(
+                Arc::downgrade(ledger),
+                self.events.subscribe(),
+            ));
+            tokio::spawn(compact_periodically(Arc::downgrade(ledger)));
+        }
     }
 
     /// Whether requests must be watched for their usage (tokens, cost) even when no key or store

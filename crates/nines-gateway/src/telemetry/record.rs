@@ -21,6 +21,9 @@ pub struct RequestSummary {
     pub endpoint: &'static str,
     /// The model name the client sent: the route.
     pub model: String,
+    /// The model name resolved to a configured route (only then is it a ledger series: a name
+    /// the client made up must not become one).
+    pub routed: bool,
     pub stream: bool,
     /// The session the request belongs to (the session header), if any.
     pub session: Option<String>,
@@ -38,6 +41,9 @@ pub struct RequestSummary {
     pub attempts: Vec<AttemptRecord>,
     /// Time to first byte of the serving attempt's answer, as the upstream delivered it.
     pub upstream_ttfb: Option<Duration>,
+    /// Request start until the answer's head was ready for the client (failed attempts, waits
+    /// and the serving attempt's first byte included): the time to first byte the client saw.
+    pub ttfb: Option<Duration>,
     /// Start of the request until its end.
     pub latency: Duration,
     pub tokens_in: Option<u64>,
@@ -92,8 +98,6 @@ pub type Handoff = Arc<Mutex<Option<RequestSummary>>>;
 #[derive(Debug)]
 pub struct RequestLog {
     pub summary: RequestSummary,
-    /// Client-visible time to first byte (request start to answer headers).
-    pub ttfb: Option<Duration>,
     telemetry: Arc<Telemetry>,
     handoff: Option<Handoff>,
     started: Instant,
@@ -119,7 +123,6 @@ impl RequestLog {
                 started_at_ms: telemetry.clock.now_ms(),
                 ..RequestSummary::default()
             },
-            ttfb: None,
             telemetry: Arc::clone(telemetry),
             handoff: None,
             started: Instant::now(),
@@ -133,6 +136,11 @@ impl RequestLog {
 
     pub fn telemetry(&self) -> &Arc<Telemetry> {
         &self.telemetry
+    }
+
+    /// Time since the request started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
     }
 
     /// Logs a request that ended in a gateway error before any upstream answered, and hands the
@@ -185,7 +193,8 @@ pub fn log_line(s: &RequestSummary) {
         attempts = s.attempts.len(),
         failed = %failed.join(","),
         fell_back = s.fell_back(),
-        ttfb_ms = s.upstream_ttfb.map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        ttfb_ms = s.ttfb.map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        upstream_ttfb_ms = s.upstream_ttfb.map_or(0.0, |d| d.as_secs_f64() * 1000.0),
         latency_ms = s.latency.as_secs_f64() * 1000.0,
         tokens_in = s.tokens_in.unwrap_or(0),
         tokens_out = s.tokens_out.unwrap_or(0),

@@ -1,0 +1,282 @@
+use super::*;
+use crate::resilience::AttemptRecord;
+use std::time::Duration;
+use tokio::time::advance;
+
+/// 2026-01-01T00:00:00Z: days and hours line up with the buckets.
+const T0: u64 = 1_767_225_600_000;
+
+fn ledger() -> Ledger {
+    Ledger::new(&Settings::default(), Clock::at(T0))
+}
+
+fn attempt(deployment: &str, class: FailureClass) -> AttemptRecord {
+    AttemptRecord {
+        deployment: deployment.into(),
+        key_alias: format!("{deployment}#0"),
+        class,
+        status: None,
+        elapsed: Duration::from_millis(5),
+        detail: String::new(),
+        retry_after: None,
+    }
+}
+
+fn served(ledger: &Ledger, model: &str, attempts: Vec<AttemptRecord>) -> RequestSummary {
+    let now = ledger.clock().now_ms();
+    RequestSummary {
+        model: model.into(),
+        routed: true,
+        status: 200,
+        outcome: "ok".into(),
+        served: true,
+        deployment: attempts.last().map(|a| a.deployment.clone()),
+        attempts,
+        ttfb: Some(Duration::from_millis(80)),
+        upstream_ttfb: Some(Duration::from_millis(40)),
+        started_at_ms: now,
+        finished_at_ms: now,
+        ..RequestSummary::default()
+    }
+}
+
+fn failed(ledger: &Ledger, model: &str, attempts: Vec<AttemptRecord>) -> RequestSummary {
+    RequestSummary {
+        status: 502,
+        outcome: "all_failed".into(),
+        served: false,
+        ttfb: None,
+        upstream_ttfb: None,
+        ..served(ledger, model, attempts)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failover_is_a_route_success_and_a_deployment_failure() {
+    let l = ledger();
+    l.record(&served(
+        &l,
+        "chat",
+        vec![
+            attempt("a", FailureClass::Server),
+            attempt("b", FailureClass::Ok),
+        ],
+    ));
+    let hour = Duration::from_secs(3600);
+    let route = l.tally(Scope::Route, "chat", hour);
+    assert_eq!((route.requests, route.failures, route.fallbacks), (1, 0, 1));
+    assert_eq!(route.class_breakdown(), vec![("server", 1)]);
+    assert_eq!(
+        route.ttfb_percentile(50.0),
+        Some(Duration::from_millis(100))
+    );
+    let a = l.tally(Scope::Deployment, "a", hour);
+    assert_eq!((a.requests, a.failures), (1, 1));
+    let b = l.tally(Scope::Deployment, "b", hour);
+    assert_eq!((b.requests, b.failures), (1, 0));
+    assert_eq!(b.ttfb_percentile(99.0), Some(Duration::from_millis(50)));
+    assert_eq!(
+        l.series(),
+        vec![
+            (Scope::Route, "chat".to_owned()),
+            (Scope::Deployment, "a".to_owned()),
+            (Scope::Deployment, "b".to_owned()),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_errors_unknown_models_and_cancellations_are_not_counted() {
+    let l = ledger();
+    // An upstream 400 relayed to the client: the request's fault, not availability.
+    let mut rejected = failed(&l, "chat", vec![attempt("a", FailureClass::Client)]);
+    rejected.status = 400;
+    rejected.outcome = "upstream_rejected".into();
+    l.record(&rejected);
+    // A name the client made up never becomes a series, whatever happened.
+    let mut unknown = failed(&l, "made-up", vec![]);
+    unknown.routed = false;
+    unknown.status = 503;
+    l.record(&unknown);
+    // A hedge that lost says nothing about its deployment.
+    l.record(&served(
+        &l,
+        "chat",
+        vec![
+            attempt("a", FailureClass::Cancelled),
+            attempt("b", FailureClass::Ok),
+        ],
+    ));
+    let day = Duration::from_secs(86_400);
+    assert_eq!(l.tally(Scope::Route, "chat", day).requests, 1);
+    assert_eq!(l.tally(Scope::Deployment, "a", day).requests, 0);
+    assert!(l.tally(Scope::Route, "made-up", day).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_broken_stream_fails_the_route_and_the_serving_deployment() {
+    let l = ledger();
+    let mut broken = served(&l, "chat", vec![attempt("a", FailureClass::Ok)]);
+    broken.outcome = "stream_broken".into();
+    l.record(&broken);
+    let hour = Duration::from_secs(3600);
+    assert_eq!(l.tally(Scope::Route, "chat", hour).failures, 1);
+    assert_eq!(l.tally(Scope::Deployment, "a", hour).failures, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn windows_roll_on_the_clock() {
+    let l = ledger();
+    l.record(&failed(
+        &l,
+        "chat",
+        vec![attempt("a", FailureClass::Timeout)],
+    ));
+    for _ in 0..3 {
+        l.record(&served(&l, "chat", vec![attempt("a", FailureClass::Ok)]));
+    }
+    let [h1, d1, d30, d90] = l.windows(Scope::Route, "chat");
+    assert_eq!(h1.tally.requests, 4);
+    assert_eq!(h1.availability, Some(0.75));
+    assert_eq!(d90.tally.requests, 4);
+
+    advance(Duration::from_secs(61 * 60)).await;
+    assert_eq!(
+        l.window(Scope::Route, "chat", STANDARD_WINDOWS[0])
+            .tally
+            .requests,
+        0
+    );
+    assert_eq!(
+        l.window(Scope::Route, "chat", STANDARD_WINDOWS[1])
+            .tally
+            .requests,
+        4
+    );
+
+    // Past 25 h the minutes roll into hours; the long windows still see them.
+    advance(Duration::from_secs(26 * 3600)).await;
+    l.compact();
+    assert_eq!(
+        l.window(Scope::Route, "chat", STANDARD_WINDOWS[1])
+            .tally
+            .requests,
+        0
+    );
+    let d30 = l.window(Scope::Route, "chat", d30.window);
+    assert_eq!((d30.tally.requests, d30.tally.failures), (4, 1));
+
+    advance(Duration::from_secs(30 * 86_400)).await;
+    l.compact();
+    assert_eq!(
+        l.window(Scope::Route, "chat", STANDARD_WINDOWS[2])
+            .tally
+            .requests,
+        0
+    );
+    assert_eq!(l.window(Scope::Route, "chat", d90.window).tally.requests, 4);
+
+    // Past retention (100 days) the history is gone, series and all.
+    advance(Duration::from_secs(70 * 86_400)).await;
+    l.compact();
+    assert_eq!(l.window(Scope::Route, "chat", d90.window).tally.requests, 0);
+    assert!(l.series().is_empty());
+    let _ = d1;
+}
+
+#[tokio::test(start_paused = true)]
+async fn error_budget_and_burn_rate_follow_the_slo() {
+    let l = ledger();
+    let ok = Tally {
+        requests: 998,
+        ..Tally::default()
+    };
+    let bad = Tally {
+        requests: 2,
+        failures: 2,
+        ..Tally::default()
+    };
+    l.add(Scope::Route, "chat", T0, &ok, false);
+    l.add(Scope::Route, "chat", T0, &bad, false);
+    let w = l.window(Scope::Route, "chat", Duration::from_secs(3600));
+    assert_eq!(w.availability, Some(0.998));
+    // 0.2% failing against a 0.1% budget: burning twice as fast as sustainable, a whole
+    // budget overspent.
+    assert!((w.burn_rate.unwrap_or(0.0) - 2.0).abs() < 1e-9);
+    assert!((w.error_budget_left.unwrap_or(0.0) + 1.0).abs() < 1e-9);
+    let quiet = l.window(Scope::Route, "other", Duration::from_secs(3600));
+    assert_eq!(quiet.availability, None);
+    assert_eq!(quiet.burn_rate, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn daily_bars_end_today() {
+    let l = ledger();
+    let bad = Tally {
+        requests: 3,
+        failures: 1,
+        ..Tally::default()
+    };
+    // Two days ago, at noon.
+    l.add(Scope::Deployment, "a", T0 + 12 * 3_600_000, &bad, false);
+    advance(Duration::from_secs(2 * 86_400 + 3600)).await;
+    l.compact();
+    let days = l.daily(Scope::Deployment, "a", 3);
+    assert_eq!(days.len(), 3);
+    assert_eq!(days[0].start_ms, T0);
+    assert_eq!((days[0].requests, days[0].failures), (3, 1));
+    assert_eq!((days[1].requests, days[2].requests), (0, 0));
+    assert_eq!(days[2].start_ms, T0 + 2 * 86_400_000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn changes_drain_once_and_can_be_put_back() {
+    let l = ledger();
+    l.record(&served(&l, "chat", vec![attempt("a", FailureClass::Ok)]));
+    let deltas = l.drain_dirty();
+    assert_eq!(deltas.len(), 2);
+    assert!(
+        deltas
+            .iter()
+            .all(|d| d.minute_ms == T0 && d.tally.requests == 1)
+    );
+    assert!(l.drain_dirty().is_empty());
+    l.restore_dirty(deltas.clone());
+    assert_eq!(l.drain_dirty(), deltas);
+    // History loaded from the store is not written back.
+    l.add(Scope::Route, "chat", T0, &deltas[0].tally, false);
+    assert!(l.drain_dirty().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_incident_lasts_from_the_first_open_to_the_close() {
+    let l = ledger();
+    let event = |transition, at_ms| BreakerEvent {
+        key_slot: "a#0".into(),
+        deployment: "a".into(),
+        transition,
+        at_ms,
+    };
+    let opened = |reason: &str| Transition::Opened {
+        until_ms: 0,
+        reason: reason.into(),
+    };
+    l.on_breaker(&event(opened("5 consecutive failures"), T0));
+    l.on_breaker(&event(Transition::HalfOpen, T0 + 30_000));
+    l.on_breaker(&event(opened("probe failed"), T0 + 30_100));
+    let open = l.incidents(0);
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].closed_at_ms, None);
+    assert_eq!(open[0].trips, 2);
+    assert_eq!(open[0].reason, "5 consecutive failures");
+    l.on_breaker(&event(Transition::Closed, T0 + 90_000));
+    let all = l.incidents(0);
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].opened_at_ms, T0);
+    assert_eq!(all[0].closed_at_ms, Some(T0 + 90_000));
+    assert!(l.incidents(T0 + 90_001).is_empty());
+    // Written when it opened and when it closed.
+    let log = l.drain_incidents();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[1].closed_at_ms, Some(T0 + 90_000));
+}
