@@ -14,6 +14,7 @@ pub mod providers;
 pub mod resilience;
 pub mod router;
 pub mod state;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod translate;

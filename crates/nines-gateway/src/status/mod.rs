@@ -1,0 +1,5 @@
+//! What nines shows of its own availability: the status page (`page`) and SLA reports (`report`),
+//! both read from the availability ledger (`telemetry::ledger`) and the live health state.
+
+pub mod page;
+pub mod report;

@@ -1,0 +1,1 @@
+//! The status page: `GET /status` (HTML, assets embedded) and `GET /status.json`.

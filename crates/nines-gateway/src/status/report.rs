@@ -1,0 +1,1 @@
+//! SLA reports: `GET /admin/reports/sla` and `nines report sla`, as JSON, CSV or Markdown.
