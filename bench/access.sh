@@ -6,6 +6,8 @@
 # Everything listens on 127.0.0.1; every process started here is stopped on exit.
 #
 # Knobs: ROUNDS=3 DURATION=5s CONC=16 SKIP_BUILD=1 STORE=0 (no [store]: auth and limits only)
+#        REDIS_URL=redis://127.0.0.1:6379 (limits in Redis; also prints Redis commands per request,
+#        read from INFO commandstats, so run it where nothing else uses that Redis)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -67,6 +69,7 @@ org = "bench-org"
 limits = { rpm = 100000000, tpm = 100000000000, daily_budget = 1000000.0 }
 EOF
 if [[ "${STORE:-1}" == 1 ]]; then printf '\n[store]\ndata_dir = "%s"\n' "$TMP/data"; fi
+if [[ -n "${REDIS_URL:-}" ]]; then printf '\n[limits]\nredis_url = "%s"\nredis_prefix = "nines-bench-%s"\n' "$REDIS_URL" "$$"; fi
 } >"$TMP/on.toml"
 
 for mode in off on; do
@@ -81,16 +84,22 @@ run() { # ADDR AUTH-HEADER-ARGS...
     local addr=$1; shift
     "$OHA" --no-tui --output-format json -z "$DURATION" -c "$CONC" -m POST -T application/json \
         -d "$BODY" "$@" "http://$addr/v1/chat/completions" \
-        | python3 -c 'import json,sys; s=json.load(sys.stdin); print(round(s["summary"]["requestsPerSec"],1), s["summary"]["successRate"])'
+        | python3 -c 'import json,sys; s=json.load(sys.stdin); print(round(s["summary"]["requestsPerSec"],1), s["summary"]["successRate"], sum(s["statusCodeDistribution"].values()))'
 }
 
 log "warm-up"
 run "$OFF" >/dev/null
 run "$ON" -H "authorization: Bearer sk-bench-access-key-000000000001" >/dev/null
+redis_calls() { # total commands Redis has served, from INFO commandstats
+    redis-cli -u "$REDIS_URL" info commandstats | sed -n 's/^cmdstat_[^:]*:calls=\([0-9]*\).*/\1/p' | awk '{s+=$1} END {print s+0}'
+}
 ratios=()
+on_requests=0
+[[ -n "${REDIS_URL:-}" ]] && redis_before=$(redis_calls)
 for r in $(seq "$ROUNDS"); do
-    read -r off_rps off_ok < <(run "$OFF")
-    read -r on_rps on_ok < <(run "$ON" -H "authorization: Bearer sk-bench-access-key-000000000001")
+    read -r off_rps off_ok _ < <(run "$OFF")
+    read -r on_rps on_ok on_n < <(run "$ON" -H "authorization: Bearer sk-bench-access-key-000000000001")
+    on_requests=$((on_requests + on_n))
     ratio=$(python3 -c "print(round($on_rps / $off_rps, 3))")
     ratios+=("$ratio")
     log "round $r: off ${off_rps} req/s (success ${off_ok}), on ${on_rps} req/s (success ${on_ok}), on/off ${ratio}"
@@ -98,4 +107,8 @@ done
 median=$(printf '%s\n' "${ratios[@]}" | sort -n | python3 -c 'import sys; v=[float(x) for x in sys.stdin]; print(v[len(v)//2])')
 rows=$(sqlite3 "$TMP/data/nines.db" 'select count(*) from usage_records' 2>/dev/null || echo "?")
 log "median on/off ratio: $median (usage records written: $rows)"
+if [[ -n "${REDIS_URL:-}" ]]; then
+    calls=$(( $(redis_calls) - redis_before ))
+    log "Redis commands during the measured rounds: $calls for $on_requests requests: $(python3 -c "print(round($calls / max($on_requests, 1), 3))") per request (admission + settlement)"
+fi
 echo "$median"
