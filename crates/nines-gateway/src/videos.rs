@@ -439,6 +439,7 @@ fn record_of(
         elapsed: started.elapsed(),
         detail,
         retry_after: wait,
+        span: None,
     };
     (record, wait)
 }
