@@ -27,6 +27,7 @@ use crate::router::filters::{self, Unservable};
 use crate::router::{Estimate, Inputs};
 use crate::state::AppState;
 use crate::telemetry::RequestLog;
+use crate::telemetry::trace::Propagation;
 use crate::translate::RequestView;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
@@ -284,6 +285,7 @@ async fn forward(
         .then(|| (body.clone(), routed.model_span.clone()));
 
     let body_for = |d: &Deployment| -> Bytes { view.body_for(d) };
+    let trace = Propagation::new(log.summary.trace.as_ref(), meta.traceparent.as_deref());
     let input = AttemptInput {
         endpoint: routed.endpoint,
         stream: routed.stream,
@@ -295,6 +297,7 @@ async fn forward(
         max_attempts_per_deployment: runtime.config.resilience.max_attempts_per_deployment(),
         queue_timeout: runtime.config.routing.queue_timeout,
         max_queue: runtime.config.routing.max_queue,
+        trace: &trace,
     };
     if crate::telemetry::request_logging() {
         log.summary.plan = plan.describe(deployments);
@@ -439,6 +442,7 @@ async fn forward(
                             deadline,
                             request_id: &meta.id,
                             budget: Box::new(move || budget_of.health.budget.try_withdraw()),
+                            trace: &trace,
                         })) as Box<dyn Resume>
                     });
                     DeliveryBody::Stream(relay(first, deadline, resume, move |end, resumed| {

@@ -440,6 +440,7 @@ fn record_of(
         elapsed: started.elapsed(),
         detail,
         retry_after: wait,
+        span: None,
     };
     (record, wait)
 }

@@ -171,6 +171,11 @@ async fn serve(path: PathBuf, listen: Option<String>) -> Result<(), String> {
         .map_err(|e| format!("server error: {e}"));
     // Usage records still queued go to the store before the process ends.
     state.access.drain(std::time::Duration::from_secs(5)).await;
+    // Trace spans still buffered go to the collector.
+    state
+        .telemetry
+        .flush(std::time::Duration::from_secs(5))
+        .await;
     served
 }
 

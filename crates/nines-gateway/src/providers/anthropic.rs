@@ -38,7 +38,7 @@ pub(super) fn request(
     if call.stream {
         request = request.header(http::header::ACCEPT, "text/event-stream");
     }
-    request
+    call.traced(request)
 }
 
 /// `GET {base}/models`: lists models, costs nothing.

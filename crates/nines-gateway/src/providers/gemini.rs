@@ -52,7 +52,7 @@ pub(super) fn request(
     if call.stream {
         request = request.header(http::header::ACCEPT, "text/event-stream");
     }
-    request
+    call.traced(request)
 }
 
 /// `GET {base}/v1beta/models/{model}`: free, and it proves the key, the network path and that the

@@ -51,6 +51,18 @@ pub struct Call<'a> {
     pub request_id: &'a str,
     /// The whole request's deadline; a call never outlives it.
     pub deadline: Instant,
+    /// The W3C `traceparent` the upstream request carries, if any.
+    pub traceparent: Option<&'a http::HeaderValue>,
+}
+
+impl Call<'_> {
+    /// Adds the call's `traceparent`, when it has one.
+    fn traced(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.traceparent {
+            Some(value) => request.header("traceparent", value.clone()),
+            None => request,
+        }
+    }
 }
 
 /// The remaining body of a streamed response after the events already read.

@@ -41,7 +41,7 @@ pub(super) fn request(
     if call.stream {
         request = request.header(http::header::ACCEPT, "text/event-stream");
     }
-    request
+    call.traced(request)
 }
 
 /// `GET {base}/models`: free, and it exercises the key, the network path and the server.

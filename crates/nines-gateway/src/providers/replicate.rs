@@ -93,6 +93,7 @@ pub(super) async fn call(
     if !call.stream {
         create = create.header("prefer", format!("wait={}", wait_seconds(timeouts)));
     }
+    let create = call.traced(create);
     let (reply, prediction) =
         match created(transport::exchange(create, timeouts, false, call.deadline).await) {
             Ok(created) => created,
@@ -142,7 +143,8 @@ async fn poll(
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(POLL_MAX);
-        let get = authed(client.get(get_url), call.key).header("x-request-id", call.request_id);
+        let get = call
+            .traced(authed(client.get(get_url), call.key).header("x-request-id", call.request_id));
         let (reply, polled) =
             match created(transport::exchange(get, timeouts, false, call.deadline).await) {
                 Ok(polled) => polled,

@@ -25,6 +25,7 @@ use crate::config::Deployment;
 use crate::config::resilience::{Backoff, Hedge};
 use crate::providers::{Call, Endpoint, Outcome, Reply, Upstream};
 use crate::router::Plan;
+use crate::telemetry::trace::{AttemptSpan, Propagation};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub struct AttemptRecord {
     pub detail: String,
     /// The wait the provider asked for, if any.
     pub retry_after: Option<Duration>,
+    /// Its trace span (tracing on).
+    pub span: Option<AttemptSpan>,
 }
 
 /// Why nothing could be tried.
@@ -100,16 +103,20 @@ pub struct AttemptInput<'a> {
     pub queue_timeout: Duration,
     /// How many requests may wait for capacity at once (beyond: 429 at once).
     pub max_queue: usize,
+    /// The `traceparent` each attempt carries, and its span.
+    pub trace: &'a Propagation,
 }
 
 /// Per-slot bookkeeping within one request.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 struct SlotState {
     tries: u32,
     /// Never try this slot again for this request.
     dead: bool,
     /// The provider asked us not to come back before this.
     not_before: Option<Instant>,
+    /// The span of the attempt in progress on this slot.
+    span: Option<AttemptSpan>,
 }
 
 struct Loop<'a> {
@@ -372,6 +379,8 @@ impl Loop<'_> {
         let (endpoint, stream, deadline) =
             (self.input.endpoint, self.input.stream, self.input.deadline);
         let request_id = self.input.request_id.to_owned();
+        let (span, traceparent) = self.input.trace.attempt(&upstream.deployment);
+        self.slots[slot].span = span;
         async move {
             let started = Instant::now();
             let outcome = upstream
@@ -382,6 +391,7 @@ impl Loop<'_> {
                     stream,
                     request_id: &request_id,
                     deadline,
+                    traceparent: traceparent.as_ref(),
                 })
                 .await;
             Attempted {
@@ -458,7 +468,7 @@ impl Loop<'_> {
         self.settle(other)
     }
 
-    fn cancelled_record(&self, slot: usize, since: Instant) -> AttemptRecord {
+    fn cancelled_record(&mut self, slot: usize, since: Instant) -> AttemptRecord {
         let s = &self.plan.slots[slot];
         let deployment = &self.upstreams[s.deployment].deployment;
         AttemptRecord {
@@ -469,6 +479,7 @@ impl Loop<'_> {
             elapsed: since.elapsed(),
             detail: "cancelled: the hedged twin answered first".into(),
             retry_after: None,
+            span: self.slots[slot].span.take(),
         }
     }
 
@@ -519,6 +530,7 @@ impl Loop<'_> {
             elapsed: started.elapsed(),
             detail: String::new(),
             retry_after: None,
+            span: self.slots[slot].span.take(),
         };
         let mut rejected = None;
         match outcome {

@@ -36,6 +36,7 @@ use super::stream::Segment;
 use crate::config::Deployment;
 use crate::providers::{Call, Endpoint, Outcome, ReplyBody, Upstream};
 use crate::router::Plan;
+use crate::telemetry::trace::Propagation;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use nines_protocol::unified::Dialect;
@@ -75,6 +76,8 @@ pub struct ResumeInput<'a> {
     pub request_id: &'a str,
     /// Takes one token from the retry budget; false when it is spent.
     pub budget: Box<dyn FnMut() -> bool + Send>,
+    /// The `traceparent` each continuation carries, and its span.
+    pub trace: &'a Propagation,
 }
 
 /// One key slot that may continue the stream.
@@ -98,6 +101,7 @@ pub struct Resumer {
     request_id: String,
     budget: Box<dyn FnMut() -> bool + Send>,
     attempts: Vec<AttemptRecord>,
+    trace: Propagation,
 }
 
 impl Resumer {
@@ -146,6 +150,7 @@ impl Resumer {
             request_id: input.request_id.to_owned(),
             budget: input.budget,
             attempts: Vec::new(),
+            trace: input.trace.clone(),
         }
     }
 
@@ -211,6 +216,7 @@ impl Resumer {
                 "resuming a broken stream"
             );
             let in_flight = health.enter();
+            let (span, traceparent) = self.trace.attempt(&upstream.deployment);
             let started = Instant::now();
             let outcome = upstream
                 .call(Call {
@@ -220,6 +226,7 @@ impl Resumer {
                     stream: true,
                     request_id: &self.request_id,
                     deadline: self.deadline,
+                    traceparent: traceparent.as_ref(),
                 })
                 .await;
             let mut record = AttemptRecord {
@@ -230,6 +237,7 @@ impl Resumer {
                 elapsed: started.elapsed(),
                 detail: String::new(),
                 retry_after: None,
+                span,
             };
             match outcome {
                 Outcome::Reply(reply) => {

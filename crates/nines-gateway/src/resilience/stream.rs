@@ -515,6 +515,7 @@ mod tests {
                 elapsed: Duration::ZERO,
                 detail: String::new(),
                 retry_after: None,
+                span: None,
             }]
         }
     }

@@ -100,6 +100,19 @@ impl Telemetry {
             ));
             tokio::spawn(compact_periodically(Arc::downgrade(ledger)));
         }
+        if let Some(tracer) = &self.tracer {
+            tracer.start();
+        }
+    }
+
+    /// Sends what is still buffered (trace spans) before the process ends; gives up after
+    /// `within`.
+    pub async fn flush(&self, within: std::time::Duration) {
+        if let Some(tracer) = &self.tracer
+            && !tracer.flush(within).await
+        {
+            tracing::warn!("OTLP trace export: spans not flushed before shutdown");
+        }
     }
 
     /// Whether requests must be watched for their usage (tokens, cost) even when no key or store

@@ -29,6 +29,8 @@ pub struct RequestSummary {
     pub session: Option<String>,
     /// The client's W3C `traceparent`, if it sent one.
     pub traceparent: Option<String>,
+    /// The request's trace ids (tracing on).
+    pub trace: Option<super::trace::RequestTrace>,
     /// The status the client got (499: the client went away first).
     pub status: u16,
     /// `ok`, `resumed`, `stream_broken`, `client_gone`, or the error's label.
@@ -114,18 +116,23 @@ impl RequestLog {
         meta: &crate::pipeline::RequestMeta,
         endpoint: &'static str,
     ) -> RequestLog {
+        let started = Instant::now();
         RequestLog {
             summary: RequestSummary {
                 request_id: meta.id.clone(),
                 endpoint,
                 session: meta.session.clone(),
                 traceparent: meta.traceparent.clone(),
+                trace: telemetry
+                    .tracer
+                    .as_ref()
+                    .map(|t| t.start_request(meta.traceparent.as_deref(), started)),
                 started_at_ms: telemetry.clock.now_ms(),
                 ..RequestSummary::default()
             },
             telemetry: Arc::clone(telemetry),
             handoff: None,
-            started: Instant::now(),
+            started,
         }
     }
 
@@ -183,6 +190,8 @@ pub fn log_line(s: &RequestSummary) {
     tracing::info!(
         target: "nines::request",
         request_id = %s.request_id,
+        // Only with tracing on (a `None` field is left out of the line).
+        trace_id = s.trace.as_ref().map(|t| tracing::field::display(t.trace_id)),
         endpoint = s.endpoint,
         model = %s.model,
         stream = s.stream,

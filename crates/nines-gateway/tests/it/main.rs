@@ -18,4 +18,5 @@ mod resilience;
 mod resume;
 mod routing;
 mod streaming;
+mod traces;
 mod videos;

@@ -63,6 +63,7 @@ async fn call(upstream: &Upstream, endpoint: Endpoint, body: Vec<u8>, stream: bo
             stream,
             request_id: "req-native",
             deadline: Instant::now() + Duration::from_secs(10),
+            traceparent: None,
         })
         .await
 }

@@ -11,3 +11,4 @@ mod keys;
 mod process;
 mod sdk;
 mod serve;
+mod traces;

@@ -19,6 +19,7 @@ fn attempt(deployment: &str, class: FailureClass) -> AttemptRecord {
         elapsed: Duration::from_millis(5),
         detail: String::new(),
         retry_after: None,
+        span: None,
     }
 }
 
