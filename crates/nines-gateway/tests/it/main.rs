@@ -17,5 +17,6 @@ mod providers_native;
 mod resilience;
 mod resume;
 mod routing;
+mod status_page;
 mod streaming;
 mod videos;
