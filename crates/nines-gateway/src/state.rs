@@ -51,6 +51,8 @@ pub struct AppState {
     pub access: crate::access::Access,
     /// Metrics, ledger, sessions, alerts, traces; kept across reloads.
     pub telemetry: Arc<crate::telemetry::Telemetry>,
+    /// The last `/status.json`, served for a second.
+    pub status_cache: crate::status::page::Cache,
 }
 
 impl AppState {
@@ -87,6 +89,7 @@ impl AppState {
             runtime: ArcSwap::new(runtime),
             access,
             telemetry,
+            status_cache: crate::status::page::Cache::default(),
         })
     }
 

@@ -1,23 +1,42 @@
 //! `nines demo`: the gateway with three in-process mock providers, no keys, no network. One
-//! provider has scripted outages so the failover can be watched.
+//! provider has scripted outages so the failover can be watched, on the responses' headers, on
+//! the status page (`/status`) and in `nines report sla`.
+//!
+//! So that the page has something to show, a built-in client sends a trickle of requests (about
+//! 2.5 a second, spread over the three models) unless `--no-traffic` is given. Breakers cool down
+//! in 3 s (then 6 s) instead of 30 s, so the page follows each 8 s outage closely: the primary
+//! shows as down while it is, and each outage becomes one incident. The routes stay available
+//! throughout: every request the primary fails is answered by the secondary.
+//!
+//! The demo has an admin key (new each run, printed in the banner) and an in-memory store, so the
+//! admin API and `nines report sla --url … --admin-key …` work against it.
 
 use nines_gateway::{AppState, Config, Runtime};
 use nines_mock::{MockOptions, MockServer};
+use serde_json::json;
+use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// The primary is down for 8 s out of every 20 s; requests keep being answered by the others.
 const OUTAGE: &str = r#"{"cycle_period_ms": 20000, "cycle_down_ms": 8000, "status": 503}"#;
 
-pub async fn run(listen: &str) -> Result<(), String> {
+/// The built-in client sends one request this often, rotating through the models.
+const TRAFFIC_EVERY: Duration = Duration::from_millis(400);
+
+pub async fn run(listen: &str, traffic: bool) -> Result<(), String> {
     let loopback = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
     let outage = serde_json::from_str(OUTAGE).map_err(|e| format!("demo fault script: {e}"))?;
     let primary = start(loopback, "primary (scripted outages)", Some(outage)).await?;
     let secondary = start(loopback, "secondary", None).await?;
     let tertiary = start(loopback, "tertiary", None).await?;
 
+    let admin_key = nines_gateway::auth::keys::generate();
     let text = demo_config(
         listen,
+        &admin_key,
         &primary.base_url(),
         &secondary.base_url(),
         &tertiary.base_url(),
@@ -28,12 +47,76 @@ pub async fn run(listen: &str) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e} (try --listen 127.0.0.1:0)"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    // The in-memory store (keys, usage) the admin API needs.
+    let state = AppState::open(Runtime::build(config)?).await?;
     tracing::info!(addr = %addr, "listening");
-    println!("{}", banner(&addr.to_string()));
-    let state = AppState::new(Runtime::build(config)?);
-    let result = nines_gateway::serve(listener, state, crate::shutdown_signal(), grace).await;
+    println!("{}", banner(&addr.to_string(), &admin_key, traffic));
+    let trickle = traffic.then(|| tokio::spawn(send_traffic(reachable(addr))));
+    let result = nines_gateway::serve(
+        listener,
+        Arc::clone(&state),
+        crate::shutdown_signal(),
+        grace,
+    )
+    .await;
+    if let Some(task) = trickle {
+        task.abort();
+    }
+    state.access.drain(Duration::from_secs(2)).await;
     drop((primary, secondary, tertiary));
     result.map_err(|e| format!("server error: {e}"))
+}
+
+/// Where the built-in client connects: the listening address, loopback when it listens on all
+/// interfaces.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        let loopback: std::net::IpAddr = if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        SocketAddr::new(loopback, addr.port())
+    } else {
+        addr
+    }
+}
+
+/// The built-in client: one request every [`TRAFFIC_EVERY`], rotating through the demo's models,
+/// each sent without waiting for the one before (a slow answer does not thin the trickle). Runs
+/// until aborted; its answers are not looked at (the status page shows them).
+async fn send_traffic(addr: SocketAddr) {
+    nines_gateway::providers::install_crypto_provider();
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+    {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::warn!(error = %e, "demo traffic off: cannot build an HTTP client");
+            return;
+        }
+    };
+    let chat = |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "Hello from the demo's own client"}]});
+    let calls = [
+        ("/v1/chat/completions", chat("chat-default")),
+        ("/v1/chat/completions", chat("chat-cheap")),
+        (
+            "/v1/embeddings",
+            json!({"model": "embed-default", "input": "status page"}),
+        ),
+    ];
+    let mut tick = tokio::time::interval(TRAFFIC_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for (path, body) in calls.iter().cycle() {
+        tick.tick().await;
+        let request = client.post(format!("http://{addr}{path}")).json(body);
+        tokio::spawn(async move {
+            if let Ok(response) = request.send().await {
+                let _ = response.bytes().await;
+            }
+        });
+    }
 }
 
 async fn start(
@@ -51,12 +134,34 @@ async fn start(
         .map_err(|e| format!("cannot start mock provider '{name}': {e}"))
 }
 
-fn demo_config(listen: &str, primary: &str, secondary: &str, tertiary: &str) -> String {
+fn demo_config(
+    listen: &str,
+    admin_key: &str,
+    primary: &str,
+    secondary: &str,
+    tertiary: &str,
+) -> String {
     format!(
         r#"
 [server]
 listen = "{listen}"
 shutdown_grace = "5s"
+
+# No client key needed; the admin key protects /admin/... (and `nines report sla`).
+[auth]
+enabled = false
+admin_key = "{admin_key}"
+
+[store]
+database_url = "sqlite::memory:"
+
+# Short cooldowns so the status page follows the 8 s outages closely.
+[resilience.breaker]
+cooldown = "3s"
+max_cooldown = "6s"
+
+[status]
+title = "nines demo status"
 
 [[deployments]]
 name = "primary"
@@ -102,10 +207,21 @@ deployments = ["primary", "secondary"]
     )
 }
 
-fn banner(addr: &str) -> String {
+fn banner(addr: &str, admin_key: &str, traffic: bool) -> String {
+    let traffic = if traffic {
+        "A built-in client sends about 2.5 requests a second so the page has traffic to show\n\
+         (--no-traffic turns it off)."
+    } else {
+        "The built-in client is off (--no-traffic): the page shows the requests you send."
+    };
     format!(
         r#"
 nines demo is running at http://{addr}  (three mock providers; "primary" is down 8 s of every 20 s)
+
+Status page:  http://{addr}/status    (data: http://{addr}/status.json)
+SLA report:   nines report sla --url http://{addr} --admin-key {admin_key}
+Admin key:    {admin_key}    (new each run; the admin API is at http://{addr}/admin/...)
+{traffic}
 
   curl http://{addr}/v1/chat/completions \
     -H 'content-type: application/json' \

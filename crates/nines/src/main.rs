@@ -80,6 +80,9 @@ enum Command {
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
+        /// Do not send the built-in client's trickle of requests.
+        #[arg(long)]
+        no_traffic: bool,
     },
 }
 
@@ -102,7 +105,13 @@ fn main() -> ExitCode {
         }
         command => command,
     };
-    init_logging(cli.log_format);
+    // The demo's own client would fill the screen with request lines: they are off there unless
+    // NINES_LOG asks for them.
+    let default_filter = match command {
+        Command::Demo { .. } => "info,nines::request=warn",
+        _ => "info",
+    };
+    init_logging(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -121,7 +130,7 @@ fn main() -> ExitCode {
                 name,
                 fault,
             } => mock(listen, name, fault).await,
-            Command::Demo { listen } => demo::run(&listen).await,
+            Command::Demo { listen, no_traffic } => demo::run(&listen, !no_traffic).await,
             Command::Check { .. }
             | Command::Keys { .. }
             | Command::Orgs { .. }
@@ -138,9 +147,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NINES_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stdout);

@@ -36,6 +36,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(ops::health))
         .route("/health/live", get(ops::live))
         .route("/health/ready", get(ops::ready))
+        .route("/status", get(crate::status::page::page))
+        .route("/status.json", get(crate::status::page::json))
         .nest("/admin", admin::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

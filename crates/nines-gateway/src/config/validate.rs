@@ -161,6 +161,15 @@ pub(super) fn validate(
 
     let telemetry = super::telemetry::validate(&raw.telemetry, &raw.status, env)
         .map_err(|(key, msg)| err(None, key, msg))?;
+    if telemetry.status.enabled && !telemetry.status.public && access.auth.admin_key.is_none() {
+        return Err(err(
+            None,
+            "status.public".into(),
+            "a private status page is read with the admin key: set auth.admin_key (and a [store]) \
+             or public = true"
+                .into(),
+        ));
+    }
 
     Ok(Config {
         telemetry,

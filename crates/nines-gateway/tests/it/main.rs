@@ -17,6 +17,7 @@ mod providers_native;
 mod resilience;
 mod resume;
 mod routing;
+mod status_page;
 mod streaming;
 mod traces;
 mod videos;

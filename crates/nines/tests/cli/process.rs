@@ -57,6 +57,25 @@ impl Nines {
         }
     }
 
+    /// Reads stdout lines until one contains `needle`; returns it. Fails after 20 s.
+    pub async fn line_containing(&mut self, needle: &str) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let line = tokio::time::timeout_at(deadline, self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("no line with '{needle}'; saw {:?}", self.seen))
+                .expect("read stdout")
+                .unwrap_or_else(|| panic!("nines exited before '{needle}'; saw {:?}", self.seen));
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
     /// Waits for the listening line and returns `http://addr`.
     pub async fn base(&mut self) -> String {
         let line = self.wait_for("listening").await;

@@ -1,0 +1,223 @@
+"use strict";
+// Renders /status.json into the page and refreshes it. Every rendered thing carries data-*
+// attributes (data-route, data-deployment, data-incident, data-state, data-window, data-day) so
+// tests and scripts can read the page without parsing its text. Text goes in as textContent only.
+(function () {
+  var REFRESH_MS = 5000;
+  var RESOLVED_SHOWN = 10;
+  var LABELS = { operational: "Operational", degraded: "Degraded", down: "Down" };
+  var WINDOWS = [["1h", "1 hour"], ["24h", "24 hours"], ["30d", "30 days"], ["90d", "90 days"]];
+  var lastGood = null;
+
+  function $(id) { return document.getElementById(id); }
+
+  // el("div", {class: "x", "data-route": "chat", title: "…"}, child, "text", …)
+  function el(tag, attrs) {
+    var node = document.createElement(tag);
+    var key;
+    for (key in attrs || {}) {
+      if (attrs[key] !== null && attrs[key] !== undefined) node.setAttribute(key, String(attrs[key]));
+    }
+    for (var i = 2; i < arguments.length; i++) {
+      var child = arguments[i];
+      if (child === null || child === undefined) continue;
+      node.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
+    }
+    return node;
+  }
+
+  function pct(x) {
+    if (x === null || x === undefined) return "—";
+    var digits = x >= 0.9999 && x < 1 ? 3 : 2;
+    return (x * 100).toFixed(digits).replace(/\.?0+$/, "") + "%";
+  }
+
+  function ms(x) {
+    if (x === null || x === undefined) return "—";
+    if (x >= 1000) return (x / 1000).toFixed(2) + " s";
+    return (x < 10 ? x.toFixed(1).replace(/\.0$/, "") : Math.round(x)) + " ms";
+  }
+
+  function duration(msec) {
+    var s = Math.round(msec / 1000);
+    if (s < 60) return s + " s";
+    var m = Math.floor(s / 60);
+    if (m < 60) return m + " min " + (s % 60) + " s";
+    var h = Math.floor(m / 60);
+    if (h < 48) return h + " h " + (m % 60) + " min";
+    return Math.floor(h / 24) + " d " + (h % 24) + " h";
+  }
+
+  function when(msec) {
+    return new Date(msec).toLocaleString(undefined, {
+      month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit"
+    });
+  }
+
+  function count(n) { return Number(n).toLocaleString("en-US"); }
+
+  // Colour by availability relative to the objective: at or above it, within 10x and 50x its
+  // error budget, and worse.
+  function barClass(day, slo) {
+    if (!day.requests) return "bar none";
+    var budget = 1 - slo;
+    var a = day.availability;
+    if (a >= slo) return "bar ok";
+    if (a >= 1 - 10 * budget) return "bar minor";
+    if (a >= 1 - 50 * budget) return "bar major";
+    return "bar bad";
+  }
+
+  function pill(state, text) {
+    return el("span", { "class": "pill", "data-state": state }, text || LABELS[state] || state);
+  }
+
+  function bars(owner, days, slo) {
+    var box = el("div", { "class": "bars", "data-uptime": owner, role: "img",
+      "aria-label": "Daily availability of " + owner + " over the last " + days.length + " days" });
+    days.forEach(function (d) {
+      var title = d.requests
+        ? d.date + ": " + count(d.requests) + " requests, " + count(d.failures) + " failed, " + pct(d.availability)
+        : d.date + ": no traffic";
+      box.appendChild(el("span", {
+        "class": barClass(d, slo), "data-day": d.date, "data-requests": d.requests,
+        "data-failures": d.failures, "data-availability": d.availability, title: title
+      }));
+    });
+    return box;
+  }
+
+  function figures(windows) {
+    var box = el("div", { "class": "figures" });
+    WINDOWS.forEach(function (w) {
+      var win = windows[w[0]] || {};
+      var title = win.requests ? count(win.requests) + " requests, " + count(win.failures) + " failed" : "no traffic";
+      box.appendChild(el("div", { "class": "figure", "data-window": w[0], "data-availability": win.availability, title: title },
+        el("div", { "class": "value" }, pct(win.availability)),
+        el("div", { "class": "label" }, w[1])));
+    });
+    return box;
+  }
+
+  function deployment(d) {
+    var open = d.key_slots.filter(function (k) { return k.breaker !== "closed"; }).length;
+    var keys = d.key_slots.length > 1 || open
+      ? el("span", { "class": "metric" }, "keys ", el("b", null, (d.key_slots.length - open) + "/" + d.key_slots.length), " serving")
+      : null;
+    var day = d.availability["24h"] || {};
+    return el("div", { "class": "dep", "data-deployment": d.name, "data-state": d.state },
+      el("span", { "class": "name" }, d.name),
+      el("span", { "class": "metrics" },
+        el("span", { "class": "metric", "data-ttfb-p50": d.ttfb_ms.p50, "data-ttfb-p95": d.ttfb_ms.p95 },
+          "TTFB p50 ", el("b", null, ms(d.ttfb_ms.p50)), " · p95 ", el("b", null, ms(d.ttfb_ms.p95))),
+        el("span", { "class": "metric", "data-in-flight": d.in_flight }, "in flight ", el("b", null, String(d.in_flight))),
+        el("span", { "class": "metric", title: "what the upstream did over 24 hours" }, "upstream 24h ", el("b", null, pct(day.availability))),
+        keys),
+      pill(d.state));
+  }
+
+  function route(r, slo) {
+    var card = el("article", { "class": "card", "data-route": r.name, "data-state": r.state },
+      el("div", { "class": "card-head" }, el("h2", null, r.name), pill(r.state)));
+    if (r.reasons.length) {
+      var list = el("ul", { "class": "reasons" });
+      r.reasons.forEach(function (why) { list.appendChild(el("li", null, why)); });
+      card.appendChild(list);
+    }
+    card.appendChild(figures(r.availability));
+    if (r.days.length) {
+      card.appendChild(bars(r.name, r.days, slo));
+      card.appendChild(el("div", { "class": "bar-legend" },
+        el("span", { "class": "wide" }, r.days.length + " days ago"),
+        el("span", { "class": "narrow" }, "30 days ago"),
+        el("span", null, "today")));
+    }
+    var deps = el("div", { "class": "deployments" });
+    r.deployments.forEach(function (d) { deps.appendChild(deployment(d)); });
+    card.appendChild(deps);
+    return card;
+  }
+
+  function incident(i, now) {
+    var open = i.closed_at_ms === null;
+    var detail = [i.reason];
+    detail.push(open ? "since " + when(i.opened_at_ms) + " (" + duration(now - i.opened_at_ms) + ")"
+                     : when(i.opened_at_ms) + ", lasted " + duration(i.duration_ms));
+    if (i.routes.length) detail.push("affects " + i.routes.join(", "));
+    if (i.trips > 1) detail.push("breaker opened " + i.trips + " times");
+    return el("div", { "class": "incident", "data-incident": i.key_slot, "data-incident-state": open ? "open" : "closed",
+      "data-incident-deployment": i.deployment },
+      el("div", { "class": "what" },
+        pill(open ? "down" : "closed", open ? "Ongoing" : "Resolved"),
+        el("strong", null, i.deployment),
+        el("span", null, "key " + i.key_slot + ": circuit breaker open")),
+      el("p", { "class": "detail" }, detail.join(" · ")));
+  }
+
+  function bannerText(status) {
+    if (status.state === "operational") return "All systems operational";
+    if (status.state === "down") return "Major outage";
+    var down = status.routes.some(function (r) { return r.state === "down"; });
+    return down ? "Partial outage" : "Degraded service";
+  }
+
+  function render(status) {
+    document.title = status.title;
+    $("title").textContent = status.title;
+    var banner = $("banner");
+    banner.setAttribute("data-overall", status.state);
+    $("banner-text").textContent = bannerText(status);
+
+    var routes = el("div", null);
+    status.routes.forEach(function (r) { routes.appendChild(route(r, status.slo)); });
+    if (!status.routes.length) routes.appendChild(el("p", { "class": "empty" }, "No models are configured."));
+    $("routes").replaceChildren(routes);
+
+    var list = el("div", null);
+    var shown = status.incidents.current.concat(status.incidents.recent.slice(0, RESOLVED_SHOWN));
+    shown.forEach(function (i) { list.appendChild(incident(i, status.generated_at_ms)); });
+    var more = status.incidents.recent_total - Math.min(RESOLVED_SHOWN, status.incidents.recent.length);
+    if (more > 0) {
+      list.appendChild(el("p", { "class": "empty" }, "and " + more + " more resolved in the last 7 days (see status.json)"));
+    }
+    if (!shown.length) {
+      list.appendChild(el("p", { "class": "empty", "data-incidents-empty": "" },
+        status.ledger ? "No incidents in the last 7 days." : "Incidents are not kept (telemetry.ledger = false)."));
+    }
+    $("incidents").replaceChildren(list);
+
+    $("slo").textContent = "Objective: " + pct(status.slo) + " of requests answered. Data as JSON: /status.json";
+    $("updated").textContent = "Updated " + new Date(status.generated_at_ms).toLocaleTimeString() +
+      " · refreshes every " + REFRESH_MS / 1000 + " s";
+    document.body.setAttribute("data-loaded", "true");
+    document.body.setAttribute("data-generated-at", status.generated_at);
+  }
+
+  function problem(text) {
+    var p = $("problem");
+    p.hidden = !text;
+    p.textContent = text || "";
+  }
+
+  function refresh() {
+    fetch("status.json", { cache: "no-store", credentials: "same-origin" })
+      .then(function (response) {
+        if (response.status === 401) throw new Error("this status page is private: reload it and sign in with the admin key");
+        if (!response.ok) throw new Error("the server answered " + response.status);
+        return response.json();
+      })
+      .then(function (status) {
+        lastGood = status;
+        render(status);
+        problem(null);
+      })
+      .catch(function (e) {
+        var since = lastGood ? " Showing data from " + new Date(lastGood.generated_at_ms).toLocaleTimeString() + "." : "";
+        problem("Could not refresh: " + (e && e.message ? e.message : e) + "." + since);
+        if (!lastGood) $("banner-text").textContent = "Status unavailable";
+      })
+      .then(function () { setTimeout(refresh, REFRESH_MS); });
+  }
+
+  refresh();
+})();

@@ -1,0 +1,556 @@
+//! The status page: `/status.json` during an outage a route absorbed and one it could not, access
+//! (off, private), and the HTML page rendered by a real headless Chromium.
+
+use crate::harness::{Harness, chain, hello};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// `chat` and `embed` on d0 → d1, and `steady` on d1 alone.
+fn outage_config() -> String {
+    format!(
+        "{}\n[[models]]\nname = \"steady\"\ndeployments = [\"d1\"]\n\n[status]\ntitle = \"Test <status>\"\n",
+        chain(2)
+    )
+}
+
+/// Polls `/status.json` until `cond` holds; fails with the last body after `within`.
+async fn status_when(h: &Harness, within: Duration, cond: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let response = h.client.get(h.url("/status.json")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        if cond(&body) {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "status not reached within {within:?}: {body:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn route<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no route {name}: {status:#}"))
+}
+
+fn deployment<'a>(route: &'a Value, name: &str) -> &'a Value {
+    route["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == name)
+        .unwrap_or_else(|| panic!("no deployment {name}: {route:#}"))
+}
+
+fn has_open_incident(status: &Value, key_slot: &str) -> bool {
+    status["incidents"]["current"]
+        .as_array()
+        .is_some_and(|l| l.iter().any(|i| i["key_slot"] == key_slot))
+}
+
+/// d0 answers 503 to everything; six requests to `chat` all succeed through d1, and the fifth
+/// failure in a row opens d0's breaker.
+async fn start_outage() -> Harness {
+    let h = Harness::start(2, &outage_config()).await;
+    h.fault(0, json!({"status": 503}));
+    for _ in 0..6 {
+        let response = h.chat(&hello("chat")).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-nines-deployment"], "d1");
+    }
+    h
+}
+
+#[tokio::test]
+async fn status_json_shows_an_outage_the_route_absorbed() {
+    let h = start_outage().await;
+    let status = status_when(&h, Duration::from_secs(10), |s| {
+        has_open_incident(s, "d0#0")
+    })
+    .await;
+
+    assert_eq!(status["title"], "Test <status>");
+    assert_eq!(status["slo"], 0.999);
+    assert_eq!(status["ledger"], true);
+    assert!(status["generated_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(status["state"], "degraded");
+
+    let chat = route(&status, "chat");
+    assert_eq!(chat["state"], "degraded");
+    assert_eq!(chat["reasons"], json!(["deployment d0 is down"]));
+    // What clients saw: every request answered.
+    for window in ["1h", "24h", "30d", "90d"] {
+        assert_eq!(
+            chat["availability"][window]["availability"], 1.0,
+            "{window}"
+        );
+        assert_eq!(chat["availability"][window]["requests"], 6, "{window}");
+        assert_eq!(chat["availability"][window]["failures"], 0, "{window}");
+    }
+    assert_eq!(chat["recent_availability"], 1.0);
+    let days = chat["days"].as_array().unwrap();
+    assert_eq!(days.len(), 90);
+    let today = &days[89];
+    assert_eq!(
+        (today["requests"].as_u64(), today["failures"].as_u64()),
+        (Some(6), Some(0))
+    );
+    assert_eq!(today["date"].as_str().unwrap().len(), 10);
+    assert!(
+        days[..89]
+            .iter()
+            .all(|d| d["requests"] == 0 && d["availability"].is_null())
+    );
+    assert!(chat["ttfb_ms"]["p50"].as_f64().is_some(), "{chat:#}");
+    assert_eq!(chat["ttfb_ms"]["source"], "1h");
+
+    // What the upstreams did: d0 failed five attempts and was skipped after its breaker opened.
+    let d0 = deployment(chat, "d0");
+    assert_eq!(d0["state"], "down");
+    assert_eq!(
+        d0["key_slots"],
+        json!([{"name": "d0#0", "breaker": "open"}])
+    );
+    assert_eq!(d0["availability"]["1h"]["requests"], 5);
+    assert_eq!(d0["availability"]["1h"]["availability"], 0.0);
+    assert_eq!(d0["in_flight"], 0);
+    let d1 = deployment(chat, "d1");
+    assert_eq!(d1["state"], "operational");
+    assert_eq!(d1["availability"]["1h"]["availability"], 1.0);
+    assert_eq!(d1["availability"]["1h"]["requests"], 6);
+    assert_eq!(d1["days"].as_array().unwrap().len(), 90);
+
+    // `embed` shares d0: degraded without traffic; `steady` does not.
+    assert_eq!(route(&status, "embed")["state"], "degraded");
+    assert!(route(&status, "embed")["availability"]["1h"]["availability"].is_null());
+    let steady = route(&status, "steady");
+    assert_eq!(steady["state"], "operational");
+    assert_eq!(steady["reasons"], json!([]));
+
+    let incident = &status["incidents"]["current"][0];
+    assert_eq!(incident["deployment"], "d0");
+    assert_eq!(incident["routes"], json!(["chat", "embed"]));
+    assert_eq!(incident["reason"], "5 consecutive failures");
+    assert!(incident["closed_at"].is_null());
+    assert_eq!(status["incidents"]["recent"], json!([]));
+    assert_eq!(status["incidents"]["recent_total"], 0);
+
+    // Names only: no key, no upstream URL.
+    let text = status.to_string();
+    assert!(!text.contains("sk-upstream-secret"), "{text}");
+    for mock in &h.mocks {
+        assert!(!text.contains(&mock.addr().to_string()), "{text}");
+    }
+    assert!(!text.contains("http://"), "{text}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_route_with_every_deployment_down_is_down() {
+    let template = format!(
+        "{}\n[resilience]\nmax_attempts_per_deployment = 1\n",
+        chain(2)
+    );
+    let h = Harness::start(2, &template).await;
+    h.fault(0, json!({"status": 500}));
+    h.fault(1, json!({"status": 500}));
+    for _ in 0..5 {
+        assert_eq!(h.chat(&hello("chat")).await.status(), 502);
+    }
+    let status = status_when(&h, Duration::from_secs(10), |s| {
+        has_open_incident(s, "d0#0") && has_open_incident(s, "d1#0")
+    })
+    .await;
+    assert_eq!(status["state"], "down");
+    let chat = route(&status, "chat");
+    assert_eq!(chat["state"], "down");
+    assert_eq!(chat["reasons"], json!(["no deployment can serve it"]));
+    assert_eq!(chat["availability"]["1h"]["availability"], 0.0);
+    assert_eq!(chat["availability"]["1h"]["failures"], 5);
+    assert_eq!(chat["recent_availability"], 0.0);
+    assert_eq!(route(&status, "embed")["state"], "down");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_route_failing_clients_recently_is_degraded_with_its_breakers_closed() {
+    // One failure in three, never five in a row: no breaker opens, but clients saw errors.
+    let template = format!(
+        "{}\n[resilience]\nmax_attempts_per_deployment = 1\n",
+        chain(1)
+    );
+    let h = Harness::start(1, &template).await;
+    h.fault(0, json!({"status": 500, "times": 1}));
+    assert_eq!(h.chat(&hello("chat")).await.status(), 502);
+    for _ in 0..2 {
+        assert_eq!(h.chat(&hello("chat")).await.status(), 200);
+    }
+    let status = status_when(&h, Duration::from_secs(5), |s| {
+        route(s, "chat")["availability"]["1h"]["requests"] == 3
+    })
+    .await;
+    let chat = route(&status, "chat");
+    assert_eq!(deployment(chat, "d0")["state"], "operational");
+    assert_eq!(chat["state"], "degraded");
+    let reason = chat["reasons"][0].as_str().unwrap();
+    assert!(
+        reason.contains("66.667% of requests succeeded over the last 5 minutes"),
+        "{reason}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_status_page_can_be_turned_off() {
+    let h = Harness::start(1, &format!("{}\n[status]\nenabled = false\n", chain(1))).await;
+    for path in ["/status", "/status.json"] {
+        let response = h.client.get(h.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_private_status_page_needs_the_admin_key() {
+    let config = format!(
+        "{}\n[auth]\nenabled = false\nadmin_key = \"sk-status-admin\"\n\n[store]\ndatabase_url = \"sqlite::memory:\"\n\n[status]\npublic = false\n",
+        chain(1)
+    );
+    let h = Harness::start(1, &config).await;
+    // base64("admin:sk-status-admin") and base64("admin:wrong").
+    let (basic_right, basic_wrong) = (
+        "Basic YWRtaW46c2stc3RhdHVzLWFkbWlu",
+        "Basic YWRtaW46d3Jvbmc=",
+    );
+    for path in ["/status", "/status.json"] {
+        let get = |auth: Option<&str>| {
+            let mut request = h.client.get(h.url(path));
+            if let Some(auth) = auth {
+                request = request.header("authorization", auth);
+            }
+            request.send()
+        };
+        let refused = get(None).await.unwrap();
+        assert_eq!(refused.status(), 401, "{path}");
+        assert_eq!(
+            refused.headers()["www-authenticate"],
+            "Basic realm=\"nines status\", charset=\"UTF-8\""
+        );
+        assert_eq!(get(Some("Bearer sk-wrong")).await.unwrap().status(), 401);
+        assert_eq!(get(Some(basic_wrong)).await.unwrap().status(), 401);
+        assert_eq!(
+            get(Some("Bearer sk-status-admin")).await.unwrap().status(),
+            200,
+            "{path}"
+        );
+        assert_eq!(
+            get(Some(basic_right)).await.unwrap().status(),
+            200,
+            "{path}"
+        );
+    }
+    h.stop().await;
+
+    // Private without an admin key could never be read: refused at load.
+    let error = nines_gateway::Config::parse(
+        Path::new("private.toml"),
+        &format!("{}\n[status]\npublic = false\n", chain(1))
+            .replace("{mock0}", "http://127.0.0.1:9/v1"),
+        &|_| Some("sk-x".into()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("status.public") && error.contains("auth.admin_key"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn the_page_is_one_self_contained_document() {
+    let h = Harness::start(2, &outage_config()).await;
+    let response = h.client.get(h.url("/status")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/html; charset=utf-8"
+    );
+    let csp = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.starts_with("default-src 'none'; script-src 'sha256-"),
+        "{csp}"
+    );
+    assert!(csp.contains("connect-src 'self'"), "{csp}");
+    let html = response.text().await.unwrap();
+    assert!(
+        html.contains("<title>Test &lt;status&gt;</title>"),
+        "the title is escaped"
+    );
+    assert!(html.contains("name=\"viewport\""));
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no CDN, no fonts"
+    );
+    assert!(html.contains("fetch(\"status.json\""));
+    h.stop().await;
+}
+
+// ---- the page in a real browser ----
+
+/// The Chromium to drive: `NINES_CHROMIUM`, else Debian's `/usr/bin/chromium`, else one on PATH.
+fn chromium() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("NINES_CHROMIUM") {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "NINES_CHROMIUM={} is not a file",
+            path.display()
+        );
+        return Some(path);
+    }
+    let candidates = [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ];
+    let mut dirs: Vec<PathBuf> = vec![PathBuf::from("/usr/bin")];
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    dirs.iter()
+        .flat_map(|d| candidates.iter().map(move |c| d.join(c)))
+        .find(|p| p.is_file())
+}
+
+fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Runs headless Chromium on `url` with `args`; returns its stdout. Fails after 90 s.
+async fn run_chromium(chromium: &Path, profile: &Path, args: &[String], url: &str) -> String {
+    let mut command = tokio::process::Command::new(chromium);
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--virtual-time-budget=8000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(90), command.output())
+        .await
+        .expect("chromium did not finish within 90 s")
+        .expect("run chromium");
+    assert!(
+        output.status.success(),
+        "chromium failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// One start tag of the dumped DOM: its name and attributes.
+#[derive(Debug)]
+struct Tag {
+    attrs: Vec<(String, String)>,
+}
+
+impl Tag {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The start tags of serialised HTML with their attributes (quoted values, entities decoded);
+/// enough for Chromium's `--dump-dom` output.
+fn tags(html: &str) -> Vec<Tag> {
+    let bytes = html.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'<' || !bytes.get(i + 1).is_some_and(u8::is_ascii_alphabetic) {
+            i += 1;
+            continue;
+        }
+        i += 1;
+        while i < bytes.len() && !bytes[i].is_ascii_whitespace() && bytes[i] != b'>' {
+            i += 1;
+        }
+        let mut attrs = Vec::new();
+        loop {
+            while i < bytes.len() && (bytes[i].is_ascii_whitespace() || bytes[i] == b'/') {
+                i += 1;
+            }
+            if i >= bytes.len() || bytes[i] == b'>' {
+                break;
+            }
+            let start = i;
+            while i < bytes.len() && !matches!(bytes[i], b'=' | b'>' | b' ' | b'\n' | b'\t' | b'/')
+            {
+                i += 1;
+            }
+            let name = html[start..i].to_owned();
+            let mut value = String::new();
+            if bytes.get(i) == Some(&b'=') && bytes.get(i + 1) == Some(&b'"') {
+                let from = i + 2;
+                let to = from + html[from..].find('"').expect("closing quote");
+                value = html[from..to]
+                    .replace("&quot;", "\"")
+                    .replace("&lt;", "<")
+                    .replace("&gt;", ">")
+                    .replace("&amp;", "&");
+                i = to + 1;
+            }
+            attrs.push((name, value));
+        }
+        out.push(Tag { attrs });
+    }
+    out
+}
+
+#[tokio::test]
+async fn status_page_renders_in_headless_chromium() {
+    let Some(chromium) = chromium() else {
+        assert!(
+            !under_ci(),
+            "CI is set but no Chromium was found: .ci/run installs Debian's chromium"
+        );
+        eprintln!(
+            "SKIPPED status_page_renders_in_headless_chromium: no Chromium (/usr/bin/chromium or \
+             NINES_CHROMIUM); `apt-get install chromium` to run it"
+        );
+        return;
+    };
+    let h = start_outage().await;
+    status_when(&h, Duration::from_secs(10), |s| {
+        has_open_incident(s, "d0#0")
+    })
+    .await;
+
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let profile =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("chromium-{}", std::process::id()));
+    let url = h.url("/status");
+
+    let dom = run_chromium(&chromium, &profile, &["--dump-dom".into()], &url).await;
+    let tags = tags(&dom);
+    let find = |attr: &str, value: &str| -> &Tag {
+        tags.iter()
+            .find(|t| t.get(attr) == Some(value))
+            .unwrap_or_else(|| panic!("no element with {attr}=\"{value}\" in the DOM:\n{dom}"))
+    };
+    assert_eq!(
+        find("data-loaded", "true").get("data-loaded"),
+        Some("true"),
+        "the script ran"
+    );
+    assert_eq!(find("id", "banner").get("data-overall"), Some("degraded"));
+    assert_eq!(
+        find("data-route", "chat").get("data-state"),
+        Some("degraded")
+    );
+    assert_eq!(
+        find("data-route", "embed").get("data-state"),
+        Some("degraded")
+    );
+    assert_eq!(
+        find("data-route", "steady").get("data-state"),
+        Some("operational")
+    );
+    assert_eq!(
+        find("data-deployment", "d0").get("data-state"),
+        Some("down")
+    );
+    assert_eq!(
+        find("data-deployment", "d1").get("data-state"),
+        Some("operational")
+    );
+    let incident = find("data-incident", "d0#0");
+    assert_eq!(incident.get("data-incident-state"), Some("open"));
+    assert_eq!(incident.get("data-incident-deployment"), Some("d0"));
+    assert!(dom.contains("5 consecutive failures"));
+
+    // 90 bars per route; today's `chat` bar is green with its six requests in its title.
+    for name in ["chat", "embed", "steady"] {
+        let at = dom
+            .find(&format!("data-uptime=\"{name}\""))
+            .expect("uptime bars");
+        let rest = &dom[at..];
+        let end = rest.find("</div>").unwrap();
+        assert_eq!(rest[..end].matches("data-day=").count(), 90, "{name}");
+    }
+    let bars: Vec<&Tag> = tags
+        .iter()
+        .filter(|t| t.get("data-day").is_some())
+        .collect();
+    let today = bars[89];
+    assert_eq!(today.get("data-requests"), Some("6"));
+    assert_eq!(today.get("class"), Some("bar ok"));
+    assert!(
+        today
+            .get("title")
+            .unwrap()
+            .ends_with(": 6 requests, 0 failed, 100%"),
+        "{today:?}"
+    );
+    assert_eq!(bars[0].get("class"), Some("bar none"));
+    let hour = tags
+        .iter()
+        .find(|t| t.get("data-window") == Some("1h"))
+        .unwrap();
+    assert_eq!(hour.get("data-availability"), Some("1"));
+
+    // Screenshots to look at: desktop and phone width.
+    for (file, size) in [
+        ("status-page.png", "1280,1500"),
+        ("status-page-phone.png", "390,1800"),
+    ] {
+        let path = target.join(file);
+        let _ = std::fs::remove_file(&path);
+        run_chromium(
+            &chromium,
+            &profile,
+            &[
+                format!("--screenshot={}", path.display()),
+                format!("--window-size={size}"),
+            ],
+            &url,
+        )
+        .await;
+        let png = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+            "{file}"
+        );
+        eprintln!("screenshot: {}", path.display());
+    }
+    let _ = std::fs::remove_dir_all(&profile);
+    h.stop().await;
+}
