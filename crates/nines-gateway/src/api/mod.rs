@@ -4,6 +4,7 @@
 mod admin;
 mod anthropic;
 pub mod error;
+mod metrics;
 mod openai;
 mod ops;
 mod routes;
@@ -36,6 +37,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(ops::health))
         .route("/health/live", get(ops::live))
         .route("/health/ready", get(ops::ready))
+        .route("/metrics", get(metrics::metrics))
         .nest("/admin", admin::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
