@@ -302,7 +302,8 @@ async fn forward(
     if crate::telemetry::request_logging() {
         log.summary.plan = plan.describe(deployments);
     }
-    let finished = run_plan(&plan, &runtime.upstreams, &runtime.health, input).await;
+    let (finished, waited) = run_plan(&plan, &runtime.upstreams, &runtime.health, input).await;
+    log.summary.waited = Some(waited);
     if crate::telemetry::request_logging() {
         log.summary.trail = trail(&finished);
     }
@@ -362,6 +363,8 @@ async fn forward(
                     } else {
                         bytes
                     };
+                    // The client's first byte is the translated answer's.
+                    log.summary.ttfb = Some(log.elapsed());
                     log.finish(reply.status.as_u16(), "ok");
                     DeliveryBody::Full(bytes)
                 }

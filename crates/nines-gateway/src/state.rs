@@ -81,6 +81,9 @@ impl AppState {
     ) -> Arc<AppState> {
         let runtime = Arc::new(runtime);
         runtime.health.attach(&telemetry.events);
+        if let Some(metrics) = &telemetry.metrics {
+            metrics.configure(&runtime);
+        }
         start_background(&runtime);
         if tokio::runtime::Handle::try_current().is_ok() {
             telemetry.start(access.store.clone());
@@ -102,6 +105,9 @@ impl AppState {
     pub fn replace(&self, runtime: Runtime) {
         let runtime = Arc::new(runtime);
         runtime.health.attach(&self.telemetry.events);
+        if let Some(metrics) = &self.telemetry.metrics {
+            metrics.configure(&runtime);
+        }
         start_background(&runtime);
         self.runtime.store(runtime);
     }

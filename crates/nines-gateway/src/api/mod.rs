@@ -4,6 +4,7 @@
 mod admin;
 mod anthropic;
 pub mod error;
+mod metrics;
 mod openai;
 mod ops;
 mod routes;
@@ -38,6 +39,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health/ready", get(ops::ready))
         .route("/status", get(crate::status::page::page))
         .route("/status.json", get(crate::status::page::json))
+        .route("/metrics", get(metrics::metrics))
         .nest("/admin", admin::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -88,6 +88,17 @@ pub enum Finished {
     },
 }
 
+impl Finished {
+    fn attempts_mut(&mut self) -> &mut Vec<AttemptRecord> {
+        match self {
+            Finished::Served { attempts, .. }
+            | Finished::Rejected { attempts, .. }
+            | Finished::Exhausted { attempts, .. }
+            | Finished::Unavailable { attempts, .. } => attempts,
+        }
+    }
+}
+
 /// What the loop needs of the request and its route.
 pub struct AttemptInput<'a> {
     pub endpoint: Endpoint,
@@ -131,6 +142,8 @@ struct Loop<'a> {
     refused_window: Option<u64>,
     /// Capacity taken for the next attempt.
     entered: Option<InFlight>,
+    /// Time spent awaiting upstream attempts and deliberate waits (see [`run_plan`]).
+    waited: Duration,
 }
 
 /// The result of one attempt, not yet folded into the loop's state.
@@ -142,12 +155,16 @@ struct Attempted {
     started: Instant,
 }
 
+/// Walks the plan. Also returns the time the loop spent waiting rather than working: awaiting
+/// upstream attempts (each up to its commit point; a hedged race counted once, as a whole) and
+/// deliberate waits (backoff, Retry-After, a breaker's reopening, the capacity queue). The rest
+/// of the request's time is nines' own overhead.
 pub async fn run_plan(
     plan: &Plan,
     upstreams: &[Arc<Upstream>],
     health: &Health,
     input: AttemptInput<'_>,
-) -> Finished {
+) -> (Finished, Duration) {
     health.budget.deposit();
     health.count_request_for_hedging();
     let mut l = Loop {
@@ -160,8 +177,10 @@ pub async fn run_plan(
         refused_window: None,
         entered: None,
         input,
+        waited: Duration::ZERO,
     };
-    l.run().await
+    let finished = l.run().await;
+    (finished, l.waited)
 }
 
 impl Loop<'_> {
@@ -215,7 +234,10 @@ impl Loop<'_> {
             // Every candidate at capacity: wait in a bounded queue for a slot to free, up to the
             // queue timeout, then 429 (never an unbounded queue).
             if at_capacity && earliest_reopen.is_none() {
-                match self.queue_for_capacity(queue_until).await {
+                let since = Instant::now();
+                let queued = self.queue_for_capacity(queue_until).await;
+                self.waited += since.elapsed();
+                match queued {
                     Some(finished) => return finished,
                     None => continue,
                 }
@@ -230,7 +252,9 @@ impl Loop<'_> {
                     retry_after: reopen.saturating_duration_since(Instant::now()),
                 };
             }
+            let since = Instant::now();
             tokio::time::sleep_until(reopen).await;
+            self.waited += since.elapsed();
             waited_for_reopen = true;
         }
         self.retry_pass().await
@@ -296,7 +320,9 @@ impl Loop<'_> {
             else {
                 return self.exhausted();
             };
+            let since = Instant::now();
             tokio::time::sleep_until(at).await;
+            self.waited += since.elapsed();
             let Some(in_flight) =
                 self.health.deployments[self.plan.slots[slot].deployment].try_enter()
             else {
@@ -406,7 +432,10 @@ impl Loop<'_> {
 
     /// One attempt; `Some` ends the request.
     async fn attempt(&mut self, slot: usize, permit: Permit) -> Option<Finished> {
-        let attempted = self.start(slot, permit).await;
+        let call = self.start(slot, permit);
+        let since = Instant::now();
+        let attempted = call.await;
+        self.waited += since.elapsed();
         self.settle(attempted)
     }
 
@@ -415,6 +444,15 @@ impl Loop<'_> {
         let Some(delay) = self.hedge_delay(first) else {
             return self.attempt(first, permit).await;
         };
+        let since = Instant::now();
+        let done = self.race(first, permit, delay).await;
+        self.waited += since.elapsed();
+        done
+    }
+
+    /// The first attempt and, once `delay` passed without an answer, a hedge on another
+    /// deployment.
+    async fn race(&mut self, first: usize, permit: Permit, delay: Duration) -> Option<Finished> {
         let started_first = Instant::now();
         let a = self.start(first, permit);
         tokio::pin!(a);
@@ -456,16 +494,30 @@ impl Loop<'_> {
                 (first, started_first)
             };
             let record = self.cancelled_record(loser, since);
-            match &mut finished {
-                Finished::Served { attempts, .. }
-                | Finished::Rejected { attempts, .. }
-                | Finished::Exhausted { attempts, .. }
-                | Finished::Unavailable { attempts, .. } => attempts.push(record),
-            }
+            let attempts = finished.attempts_mut();
+            // Records stay in start order, so the first one is the first choice (a hedge that
+            // won is a fallback).
+            let at = if loser == first {
+                attempts.len().saturating_sub(1)
+            } else {
+                attempts.len()
+            };
+            attempts.insert(at, record);
             return Some(finished);
         }
         let other = if a_finished_first { b.await } else { a.await };
-        self.settle(other)
+        let mut done = self.settle(other);
+        if !a_finished_first {
+            let attempts = match &mut done {
+                Some(finished) => finished.attempts_mut(),
+                None => &mut self.attempts,
+            };
+            let n = attempts.len();
+            if n >= 2 {
+                attempts.swap(n - 2, n - 1);
+            }
+        }
+        done
     }
 
     fn cancelled_record(&mut self, slot: usize, since: Instant) -> AttemptRecord {

@@ -75,10 +75,11 @@ impl Telemetry {
 
     pub fn with_clock(config: &Config, clock: Clock) -> Arc<Telemetry> {
         let t = &config.telemetry;
+        let events = EventSink::new(clock);
         Arc::new(Telemetry {
             clock,
-            events: EventSink::new(clock),
-            metrics: t.metrics.then(|| metrics::Metrics::new(config)),
+            metrics: t.metrics.then(|| metrics::Metrics::new(config, &events)),
+            events,
             ledger: t.ledger.then(|| Arc::new(ledger::Ledger::new(t, clock))),
             sessions: Arc::new(sessions::Sessions::new(&t.sessions, clock)),
             tracer: t.otlp.as_ref().and_then(trace::Tracer::new),
@@ -93,6 +94,9 @@ impl Telemetry {
     /// event consumers). Call once, inside a tokio runtime, after the store is open.
     pub fn start(self: &Arc<Self>, store: Option<crate::store::Store>) {
         let _ = store;
+        if let Some(metrics) = &self.metrics {
+            metrics.start(&self.events);
+        }
         if let Some(ledger) = &self.ledger {
             tokio::spawn(follow_breakers(
                 Arc::downgrade(ledger),

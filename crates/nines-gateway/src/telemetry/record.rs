@@ -48,6 +48,11 @@ pub struct RequestSummary {
     pub ttfb: Option<Duration>,
     /// Start of the request until its end.
     pub latency: Duration,
+    /// Time the attempt loop spent waiting rather than working: on upstream attempts (each up to
+    /// its commit point; a hedged race counted once) and on deliberate waits (backoff,
+    /// Retry-After, a breaker's reopening, the capacity queue). `None` when not measured: the
+    /// attempts then ran back to back and their `elapsed` sum stands in.
+    pub waited: Option<Duration>,
     pub tokens_in: Option<u64>,
     pub tokens_out: Option<u64>,
     /// The tokens are the admission estimate: the answer reported none.
@@ -77,6 +82,21 @@ impl RequestSummary {
                 (Some(first), Some(served)) => &first.deployment != served,
                 _ => false,
             }
+    }
+
+    /// Time nines itself spent on the request up to its answer (`ttfb`; without an answer, the
+    /// end): that time minus [`RequestSummary::waited`]. Reading the client's body, building
+    /// the plan, auth and admission, translation and the attempt loop's own work are in it; the
+    /// upstreams' time and policy waits are not, and neither is a stream's relay after its first
+    /// event. `None` for requests that never reached an upstream.
+    pub fn overhead(&self) -> Option<Duration> {
+        if self.attempts.is_empty() {
+            return None;
+        }
+        let waited = self
+            .waited
+            .unwrap_or_else(|| self.attempts.iter().map(|a| a.elapsed).sum());
+        Some(self.ttfb.unwrap_or(self.latency).saturating_sub(waited))
     }
 
     /// The client saw an error (a 4xx of its own making is not the gateway failing it).

@@ -12,6 +12,7 @@ mod conformance;
 mod dialects;
 mod failover;
 mod harness;
+mod metrics;
 mod openai_proxy;
 mod providers_native;
 mod resilience;

@@ -1,0 +1,35 @@
+//! `GET /metrics`: Prometheus text exposition (format 0.0.4), metrics in `docs/metrics.md`.
+//!
+//! Unauthenticated, as Prometheus scrapes by default, even when `[auth]` has an admin key: the
+//! exposition holds counts and names from the configuration (routes, deployments, key slot
+//! aliases), never a key, a request id or anything a client sent. Keep the port off the public
+//! internet, or set `[telemetry] metrics = false`, which answers 404 here.
+
+use super::error;
+use crate::state::AppState;
+use crate::telemetry::metrics::CONTENT_TYPE;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, Method, Uri, header};
+use std::sync::Arc;
+
+pub(super) async fn metrics(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+) -> Response {
+    let runtime = state.runtime();
+    // The hub is built at start; a reload can turn the endpoint off (not on: that needs a restart).
+    let enabled = runtime.config.telemetry.metrics;
+    match &state.telemetry.metrics {
+        Some(metrics) if enabled => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE)),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+            metrics.render(&runtime),
+        )
+            .into_response(),
+        _ => error::not_found(method, uri).await,
+    }
+}
