@@ -104,14 +104,17 @@ fn one() -> f64 {
 pub struct RawAlerts {
     /// Where alerts are POSTed (Slack-compatible JSON); `env:NAME` allowed.
     pub webhook_url: String,
-    /// Alert when a route's share of requests not served by its first choice passes this.
+    /// Alert when a route's share of requests not served by its first choice reaches this.
     pub fallback_rate: f64,
+    /// The rolling window the fallback rate is measured over (at least 1m: the ledger counts in
+    /// minutes).
     #[serde(with = "humantime_serde")]
     pub fallback_window: Duration,
-    /// Fewer requests than this in the window and the fallback rate is not judged.
+    /// Fewer requests than this in the window and a rate (fallback or burn) is not judged.
     pub min_requests: u64,
-    /// Alert when the error budget burns faster than this many times the sustainable rate.
+    /// Alert when the error budget burns at least this many times the sustainable rate.
     pub burn_rate: f64,
+    /// The rolling window the burn rate is measured over (at least 1m).
     #[serde(with = "humantime_serde")]
     pub burn_window: Duration,
     /// Alert when a breaker opens and again when it closes.
@@ -119,6 +122,14 @@ pub struct RawAlerts {
     /// How often conditions are evaluated.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
+    /// How long one webhook delivery attempt may take.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Further attempts after a failed delivery (timeout, connection error, 5xx, 429).
+    pub retries: u32,
+    /// The wait before the first retry; doubles on each one (a longer `Retry-After` wins).
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff: Duration,
 }
 
 impl Default for RawAlerts {
@@ -133,6 +144,9 @@ impl Default for RawAlerts {
             burn_window: Duration::from_secs(3600),
             breaker: true,
             interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(5),
+            retries: 3,
+            retry_backoff: Duration::from_secs(1),
         }
     }
 }
@@ -207,7 +221,16 @@ pub struct Alerts {
     pub burn_window: Duration,
     pub breaker: bool,
     pub interval: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub retry_backoff: Duration,
 }
+
+/// The shortest rate window: the ledger counts in minute buckets, so a shorter window would
+/// mostly see none.
+const MIN_ALERT_WINDOW: Duration = Duration::from_secs(60);
+/// More retries than this would hold the delivery queue for too long.
+const MAX_ALERT_RETRIES: u32 = 10;
 
 /// Checks the sections and reads their secrets; errors are `(key path, message)`.
 pub fn validate(
@@ -302,14 +325,27 @@ pub fn validate(
             for (key, d) in [
                 ("fallback_window", a.fallback_window),
                 ("burn_window", a.burn_window),
-                ("interval", a.interval),
             ] {
+                if d < MIN_ALERT_WINDOW {
+                    return fail(
+                        &format!("telemetry.alerts.{key}"),
+                        "must be at least 1m (the ledger counts in minutes)".into(),
+                    );
+                }
+            }
+            for (key, d) in [("interval", a.interval), ("timeout", a.timeout)] {
                 if d.is_zero() {
                     return fail(
                         &format!("telemetry.alerts.{key}"),
                         "must be more than 0s".into(),
                     );
                 }
+            }
+            if a.retries > MAX_ALERT_RETRIES {
+                return fail(
+                    "telemetry.alerts.retries",
+                    format!("must be at most {MAX_ALERT_RETRIES}"),
+                );
             }
             Some(Alerts {
                 webhook_url: super::Secret::new(url),
@@ -320,6 +356,9 @@ pub fn validate(
                 burn_window: a.burn_window,
                 breaker: a.breaker,
                 interval: a.interval,
+                timeout: a.timeout,
+                retries: a.retries,
+                retry_backoff: a.retry_backoff,
             })
         }
     };

@@ -1,6 +1,7 @@
 //! Telemetry: what nines records about its own traffic. One [`RequestSummary`] per request feeds
-//! the request log line, Prometheus metrics, the availability ledger, sessions, alerts and trace
-//! export; breaker transitions arrive as [`events::BreakerEvent`]s.
+//! the request log line, Prometheus metrics, the availability ledger, sessions and trace export;
+//! breaker transitions arrive as [`events::BreakerEvent`]s. Alerts are judged from the ledger and
+//! the breaker events, not per request.
 //!
 //! The hub lives as long as the process (it is not rebuilt on a config reload), and nothing here
 //! blocks a request: metric updates are atomics, the ledger and sessions take a short lock, and
@@ -86,7 +87,7 @@ impl Telemetry {
             alerts: t
                 .alerts
                 .as_ref()
-                .map(|a| Arc::new(alerts::Alerts::new(a, t.slo, clock))),
+                .map(|a| Arc::new(alerts::Alerts::new(a, t.slo))),
         })
     }
 
@@ -103,6 +104,10 @@ impl Telemetry {
                 self.events.subscribe(),
             ));
             tokio::spawn(compact_periodically(Arc::downgrade(ledger)));
+            // Alerts read the ledger's windows (the configuration requires the ledger for them).
+            if let Some(alerts) = &self.alerts {
+                alerts.start(ledger, &self.events);
+            }
         }
         if let Some(tracer) = &self.tracer {
             tracer.start();
@@ -135,9 +140,6 @@ impl Telemetry {
             ledger.record(summary);
         }
         self.sessions.record(summary);
-        if let Some(alerts) = &self.alerts {
-            alerts.observe(summary);
-        }
         if let Some(tracer) = &self.tracer {
             tracer.export(summary);
         }

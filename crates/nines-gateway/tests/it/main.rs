@@ -7,6 +7,7 @@
 )]
 
 mod access;
+mod alerts;
 mod bad_input;
 mod conformance;
 mod dialects;
