@@ -17,5 +17,6 @@ mod providers_native;
 mod resilience;
 mod resume;
 mod routing;
+mod sla;
 mod streaming;
 mod videos;

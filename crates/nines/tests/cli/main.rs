@@ -9,5 +9,6 @@ mod check;
 mod demo;
 mod keys;
 mod process;
+mod report;
 mod sdk;
 mod serve;
