@@ -3,6 +3,7 @@
 mod admin;
 mod check;
 mod demo;
+mod report;
 
 use clap::{Parser, Subcommand};
 use nines_gateway::{AppState, Config, Runtime, config};
@@ -76,6 +77,11 @@ enum Command {
         #[command(subcommand)]
         command: admin::Users,
     },
+    /// Availability reports from the ledger.
+    Report {
+        #[command(subcommand)]
+        command: report::Report,
+    },
     /// Run the gateway with three built-in mock providers (one with scripted outages).
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -103,6 +109,8 @@ fn main() -> ExitCode {
         Command::Users { config, command } => {
             return admin::run(&config, admin::Action::Users(command));
         }
+        // The report goes to stdout as it is (JSON, CSV or Markdown); no log lines mixed in.
+        Command::Report { command } => return report::run(command),
         command => command,
     };
     // The demo's own client would fill the screen with request lines: they are off there unless
@@ -134,7 +142,8 @@ fn main() -> ExitCode {
             Command::Check { .. }
             | Command::Keys { .. }
             | Command::Orgs { .. }
-            | Command::Users { .. } => Ok(()),
+            | Command::Users { .. }
+            | Command::Report { .. } => Ok(()),
         }
     });
     match result {
@@ -178,12 +187,13 @@ async fn serve(path: PathBuf, listen: Option<String>) -> Result<(), String> {
     let served = nines_gateway::serve(listener, Arc::clone(&state), shutdown_signal(), grace)
         .await
         .map_err(|e| format!("server error: {e}"));
-    // Usage records still queued go to the store before the process ends.
+    // Usage records still queued, and the ledger's changes since its last flush (live sessions
+    // counted as they stand), go to the store before the process ends.
     state.access.drain(std::time::Duration::from_secs(5)).await;
-    // Trace spans still buffered go to the collector.
+    // Sessions are counted, the ledger written and trace spans sent.
     state
         .telemetry
-        .flush(std::time::Duration::from_secs(5))
+        .shutdown(std::time::Duration::from_secs(5))
         .await;
     served
 }

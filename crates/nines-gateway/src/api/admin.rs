@@ -9,7 +9,8 @@
 //! | `GET/POST /admin/keys`, `GET/PATCH/DELETE /admin/keys/{id}` | `?user=`; create `{user, name?, models?, expires_at?, expires_in?, limits?}` → the key, once; show; set `{limits?, models?}`; revoke |
 //! | `POST /admin/keys/{id}/revoke` | revoke |
 //! | `GET /admin/usage` | newest records, `?key=` / `?user=` / `?org=`, `?limit=` (100) |
-//! | `GET /admin/status` | limiter, store and usage writer counters |
+//! | `GET /admin/status` | limiter, store, usage writer and ledger persistence counters |
+//! | `GET /admin/reports/sla` | `?window=30d&format=json\|csv\|md`: the SLA report (`status::report`, `docs/sla.md`), summed over every replica's rows in the store |
 //!
 //! Ids are accepted where names are: an org by id or name, a user by id or `org/name`.
 //! Spend is read from the usage records: `{"today": usd, "month": usd}` (UTC).
@@ -53,6 +54,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/keys/{id}/revoke", post(revoke_key))
         .route("/usage", get(usage))
         .route("/status", get(status))
+        .route("/reports/sla", get(sla_report))
         .route("/routes", get(super::routes::routes))
 }
 
@@ -60,6 +62,16 @@ type Reply = Result<Response, GatewayError>;
 
 /// The store, once the caller has shown the admin key.
 fn admin(state: &AppState, headers: &HeaderMap) -> Result<Store, GatewayError> {
+    admin_key(state, headers)?;
+    state
+        .access
+        .store
+        .clone()
+        .ok_or_else(|| GatewayError::AccessUnavailable("no store is configured".into()))
+}
+
+/// Checks the admin key alone (for routes that work without a store).
+fn admin_key(state: &AppState, headers: &HeaderMap) -> Result<(), GatewayError> {
     let runtime = state.runtime();
     let config = &runtime.config.access;
     if config.auth.admin_key.is_none() {
@@ -74,11 +86,7 @@ fn admin(state: &AppState, headers: &HeaderMap) -> Result<Store, GatewayError> {
             code: "invalid_admin_key",
         });
     }
-    state
-        .access
-        .store
-        .clone()
-        .ok_or_else(|| GatewayError::AccessUnavailable("no store is configured".into()))
+    Ok(())
 }
 
 fn store_error(e: StoreError) -> GatewayError {
@@ -492,9 +500,47 @@ async fn status(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
                 json!({
                     "store": {"backend": store.backend()},
                     "usage": state.access.usage.as_ref().map(|u| u.stats.snapshot()),
+                    "ledger": state.telemetry.persist().map(|p| p.snapshot()),
                     "limiter": limiter_status(&state.access.limiter),
                 }),
             )
+        }
+        .await,
+    )
+}
+
+/// `GET /admin/reports/sla?window=30d&format=json|csv|md`.
+async fn sla_report(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    use crate::status::report;
+    render(
+        async {
+            admin_key(&state, &headers)?;
+            let runtime = state.runtime();
+            let telemetry = &runtime.config.telemetry;
+            let window = report::parse_window(
+                q.get("window").map_or("30d", String::as_str),
+                telemetry.retention,
+            )
+            .map_err(GatewayError::Invalid)?;
+            let format = report::Format::parse(q.get("format").map_or("json", String::as_str))
+                .map_err(GatewayError::Invalid)?;
+            let report = report::generate(
+                &state.telemetry,
+                state.access.store.as_ref(),
+                window,
+                telemetry.slo,
+            )
+            .await
+            .map_err(GatewayError::AccessUnavailable)?;
+            Ok((
+                [(http::header::CONTENT_TYPE, format.content_type())],
+                format.render(&report),
+            )
+                .into_response())
         }
         .await,
     )

@@ -1,1 +1,672 @@
 //! SLA reports: `GET /admin/reports/sla` and `nines report sla`, as JSON, CSV or Markdown.
+//!
+//! A report covers a window ending now (`30d`, `24h`, ...): per route what clients saw
+//! (availability, requests, failures, failovers, time to first byte, the failure classes behind
+//! it, the error budget against `telemetry.slo`, sessions), per deployment what the provider did,
+//! and the incidents (breaker-open periods) that overlap the window. With a store the counts are
+//! the sum of the bucket rows every replica wrote ([`read_store`]), after this replica flushed its
+//! own pending changes; without one, this process's ledger ([`read_ledger`]). The format is
+//! documented in `docs/sla.md`.
+
+use crate::resilience::FailureClass;
+use crate::store::{Store, StoreError};
+use crate::telemetry::Telemetry;
+use crate::telemetry::ledger::{Incident, Ledger, Scope, Tally, WindowStats};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Incidents read from the store for one report at most.
+const INCIDENTS_MAX: u32 = 10_000;
+
+/// Parses a window (`30d`, `24h`, `90m`, `1w`): at least a minute, at most `retention` (older
+/// data is gone).
+pub fn parse_window(text: &str, retention: Duration) -> Result<Duration, String> {
+    let window = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("window '{text}' is not a duration like 30d, 24h or 90m ({e})"))?;
+    if window < Duration::from_secs(60) {
+        return Err(format!(
+            "window '{text}' is shorter than the ledger's minute"
+        ));
+    }
+    if window > retention {
+        return Err(format!(
+            "window '{text}' is longer than the ledger keeps (telemetry.retention = {})",
+            label(retention)
+        ));
+    }
+    Ok(window)
+}
+
+/// `30d`, `36h`, `90m`, `45s`: the largest unit that divides the duration.
+pub fn label(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => format!("{}ms", d.as_millis()),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Csv,
+    Markdown,
+}
+
+impl Format {
+    pub fn parse(text: &str) -> Result<Format, String> {
+        match text {
+            "json" => Ok(Format::Json),
+            "csv" => Ok(Format::Csv),
+            "md" | "markdown" => Ok(Format::Markdown),
+            other => Err(format!("format '{other}' is not one of json, csv, md")),
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/json",
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Markdown => "text/markdown; charset=utf-8",
+        }
+    }
+
+    pub fn render(self, report: &Report) -> String {
+        match self {
+            Format::Json => report.to_json(),
+            Format::Csv => report.to_csv(),
+            Format::Markdown => report.to_markdown(),
+        }
+    }
+}
+
+/// What a report is computed from: each series' counts over the window, and the incidents.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    pub series: Vec<(Scope, String, Tally)>,
+    pub incidents: Vec<Incident>,
+}
+
+/// Sums the store's bucket rows (every replica's) whose minute starts in `[from_ms, to_ms]`.
+pub async fn read_store(store: &Store, from_ms: u64, to_ms: u64) -> Result<Inputs, StoreError> {
+    let series = store
+        .ledger_sums(from_ms, to_ms.saturating_add(1), None)
+        .await?
+        .into_iter()
+        .map(|r| (r.scope, r.name, r.tally))
+        .collect();
+    let incidents = store
+        .ledger_incidents(from_ms, to_ms, INCIDENTS_MAX)
+        .await?;
+    Ok(Inputs { series, incidents })
+}
+
+/// This process's ledger over `[from_ms, to_ms]` (exact to the minute for the last 25 h, to
+/// the hour before).
+pub fn read_ledger(ledger: &Ledger, from_ms: u64, to_ms: u64) -> Inputs {
+    let series = ledger
+        .series()
+        .into_iter()
+        .map(|(scope, name)| {
+            let tally = ledger.tally_between(scope, &name, from_ms, to_ms);
+            (scope, name, tally)
+        })
+        .collect();
+    let incidents = ledger
+        .incidents(from_ms)
+        .into_iter()
+        .filter(|i| i.opened_at_ms <= to_ms)
+        .collect();
+    Inputs { series, incidents }
+}
+
+/// The report over the window ending now: from the store when there is one (after writing this
+/// replica's pending changes, so its latest traffic is in), else from this process's ledger.
+pub async fn generate(
+    telemetry: &Telemetry,
+    store: Option<&Store>,
+    window: Duration,
+    slo: f64,
+) -> Result<Report, String> {
+    let to = telemetry.clock.now_ms();
+    let from = to.saturating_sub(window.as_millis() as u64);
+    match (store, &telemetry.ledger) {
+        (Some(store), _) => {
+            if let Err(e) = telemetry.flush().await {
+                tracing::warn!(error = %e, "report: this replica's latest ledger changes could not be written first");
+            }
+            let inputs = read_store(store, from, to)
+                .await
+                .map_err(|e| format!("the store failed: {e}"))?;
+            Ok(Report::build(inputs, window, from, to, slo, Source::Store))
+        }
+        (None, Some(ledger)) => Ok(Report::build(
+            read_ledger(ledger, from, to),
+            window,
+            from,
+            to,
+            slo,
+            Source::Memory,
+        )),
+        (None, None) => Err(
+            "no availability data: the ledger is off (telemetry.ledger = false) and there is no [store]"
+                .into(),
+        ),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Summed over every replica's rows.
+    Store,
+    /// One process's ledger.
+    Memory,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// `30d`.
+    pub window: String,
+    /// RFC 3339, UTC.
+    pub from: String,
+    pub to: String,
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub slo: f64,
+    pub source: Source,
+    pub routes: Vec<RouteRow>,
+    pub deployments: Vec<DeploymentRow>,
+    pub incidents: Vec<IncidentRow>,
+}
+
+/// Time to first byte percentiles, as the upper bound (ms) of the histogram bucket they fall in.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Ttfb {
+    pub p50_ms: Option<u64>,
+    pub p95_ms: Option<u64>,
+    pub p99_ms: Option<u64>,
+}
+
+impl Ttfb {
+    fn of(t: &Tally) -> Ttfb {
+        let p = |q: f64| t.ttfb_percentile(q).map(|d| d.as_millis() as u64);
+        Ttfb {
+            p50_ms: p(50.0),
+            p95_ms: p(95.0),
+            p99_ms: p(99.0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ErrorBudget {
+    pub slo: f64,
+    /// Failures the SLO allows for this many requests: `(1 − slo) × requests`.
+    pub allowed_failures: f64,
+    pub failures: u64,
+    /// Share of the budget spent, `failures / allowed_failures` (above 1: overspent; the
+    /// window's burn rate); none without requests.
+    pub used: Option<f64>,
+    /// `1 − used`.
+    pub left: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SessionCounts {
+    /// Sessions that ended in the window.
+    pub count: u64,
+    /// Of them: no client-visible error, within the latency budget.
+    pub good: u64,
+    pub good_share: Option<f64>,
+}
+
+/// A model route: what clients saw.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteRow {
+    pub route: String,
+    /// `(requests − failures) / requests`; none without requests.
+    pub availability: Option<f64>,
+    pub requests: u64,
+    /// Requests answered with a 5xx or a broken stream.
+    pub failures: u64,
+    /// Requests served by other than the first deployment tried.
+    pub failovers: u64,
+    pub ttfb: Ttfb,
+    /// Failed upstream attempts behind the route, by failure class (absorbed or not).
+    pub errors: BTreeMap<&'static str, u64>,
+    pub error_budget: ErrorBudget,
+    pub sessions: SessionCounts,
+}
+
+/// A deployment: what the provider did (one request per attempt).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeploymentRow {
+    pub deployment: String,
+    pub availability: Option<f64>,
+    pub requests: u64,
+    pub failures: u64,
+    pub ttfb: Ttfb,
+    pub errors: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IncidentRow {
+    pub deployment: String,
+    pub key_slot: String,
+    pub opened_at: String,
+    pub closed_at: Option<String>,
+    pub opened_at_ms: u64,
+    pub closed_at_ms: Option<u64>,
+    /// Still open at the end of the window.
+    pub ongoing: bool,
+    /// Until it closed, or until the report's end while ongoing.
+    pub duration_ms: u64,
+    pub reason: String,
+    pub trips: u32,
+}
+
+fn errors_of(t: &Tally) -> BTreeMap<&'static str, u64> {
+    t.class_breakdown().into_iter().collect()
+}
+
+/// RFC 3339 (seconds, UTC) of a Unix ms time.
+pub fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// Unix ms now, by the system clock (the CLI's reports).
+pub fn system_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Incidents of one key slot that overlap (several replicas' breakers tripping in the same
+/// outage, each writing its own row) become one: the earliest opening, the latest close (open
+/// if any is), trips summed, the first one's reason.
+pub fn merge_incidents(mut incidents: Vec<Incident>) -> Vec<Incident> {
+    incidents.sort_by(|a, b| {
+        (a.key_slot.as_str(), a.opened_at_ms).cmp(&(b.key_slot.as_str(), b.opened_at_ms))
+    });
+    let mut out: Vec<Incident> = Vec::with_capacity(incidents.len());
+    for i in incidents {
+        if let Some(last) = out.last_mut()
+            && last.key_slot == i.key_slot
+            && last
+                .closed_at_ms
+                .is_none_or(|closed| i.opened_at_ms <= closed)
+        {
+            last.closed_at_ms = match (last.closed_at_ms, i.closed_at_ms) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
+            last.trips = last.trips.saturating_add(i.trips);
+            continue;
+        }
+        out.push(i);
+    }
+    out.sort_by(|a, b| {
+        (a.opened_at_ms, a.key_slot.as_str()).cmp(&(b.opened_at_ms, b.key_slot.as_str()))
+    });
+    out
+}
+
+impl Report {
+    pub fn build(
+        inputs: Inputs,
+        window: Duration,
+        from_ms: u64,
+        to_ms: u64,
+        slo: f64,
+        source: Source,
+    ) -> Report {
+        let mut routes = Vec::new();
+        let mut deployments = Vec::new();
+        for (scope, name, t) in inputs.series {
+            if t.is_empty() {
+                continue;
+            }
+            let stats = WindowStats::of(window, t, slo);
+            match scope {
+                Scope::Route => {
+                    let allowed = (1.0 - slo) * t.requests as f64;
+                    routes.push(RouteRow {
+                        route: name,
+                        availability: stats.availability,
+                        requests: t.requests,
+                        failures: t.failures,
+                        failovers: t.fallbacks,
+                        ttfb: Ttfb::of(&t),
+                        errors: errors_of(&t),
+                        error_budget: ErrorBudget {
+                            slo,
+                            allowed_failures: allowed,
+                            failures: t.failures,
+                            used: stats.burn_rate,
+                            left: stats.error_budget_left,
+                        },
+                        sessions: SessionCounts {
+                            count: t.sessions,
+                            good: t.sessions_good,
+                            good_share: (t.sessions > 0)
+                                .then(|| t.sessions_good as f64 / t.sessions as f64),
+                        },
+                    });
+                }
+                Scope::Deployment => deployments.push(DeploymentRow {
+                    deployment: name,
+                    availability: stats.availability,
+                    requests: t.requests,
+                    failures: t.failures,
+                    ttfb: Ttfb::of(&t),
+                    errors: errors_of(&t),
+                }),
+            }
+        }
+        routes.sort_by(|a, b| a.route.cmp(&b.route));
+        deployments.sort_by(|a, b| a.deployment.cmp(&b.deployment));
+        let incidents = merge_incidents(inputs.incidents)
+            .into_iter()
+            .filter(|i| i.opened_at_ms <= to_ms && i.closed_at_ms.is_none_or(|c| c >= from_ms))
+            .map(|i| {
+                let ongoing = i.closed_at_ms.is_none_or(|c| c > to_ms);
+                let end = i.closed_at_ms.unwrap_or(to_ms);
+                IncidentRow {
+                    opened_at: rfc3339(i.opened_at_ms),
+                    closed_at: i.closed_at_ms.map(rfc3339),
+                    duration_ms: end.saturating_sub(i.opened_at_ms),
+                    ongoing,
+                    deployment: i.deployment,
+                    key_slot: i.key_slot,
+                    opened_at_ms: i.opened_at_ms,
+                    closed_at_ms: i.closed_at_ms,
+                    reason: i.reason,
+                    trips: i.trips,
+                }
+            })
+            .collect();
+        Report {
+            window: label(window),
+            from: rfc3339(from_ms),
+            to: rfc3339(to_ms),
+            from_ms,
+            to_ms,
+            slo,
+            source,
+            routes,
+            deployments,
+            incidents,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).unwrap_or_else(|_| "{}".into());
+        text.push('\n');
+        text
+    }
+
+    /// Two CSV blocks separated by an empty line: one row per route and deployment, then one
+    /// row per incident. RFC 4180 quoting; shares as fractions; empty cells where a value does
+    /// not apply or is unknown.
+    pub fn to_csv(&self) -> String {
+        let classes = report_classes();
+        let mut out = String::new();
+        let mut header: Vec<String> = [
+            "kind",
+            "name",
+            "availability",
+            "requests",
+            "failures",
+            "failovers",
+            "ttfb_p50_ms",
+            "ttfb_p95_ms",
+            "ttfb_p99_ms",
+            "slo",
+            "allowed_failures",
+            "budget_used",
+            "budget_left",
+            "sessions",
+            "sessions_good",
+            "sessions_good_share",
+        ]
+        .map(String::from)
+        .into();
+        header.extend(classes.iter().map(|c| format!("errors_{}", c.as_str())));
+        csv_row(&mut out, &header);
+        let share = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
+        let ms = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
+        for r in &self.routes {
+            let mut row = vec![
+                "route".to_owned(),
+                r.route.clone(),
+                share(r.availability),
+                r.requests.to_string(),
+                r.failures.to_string(),
+                r.failovers.to_string(),
+                ms(r.ttfb.p50_ms),
+                ms(r.ttfb.p95_ms),
+                ms(r.ttfb.p99_ms),
+                self.slo.to_string(),
+                format!("{:.3}", r.error_budget.allowed_failures),
+                share(r.error_budget.used),
+                share(r.error_budget.left),
+                r.sessions.count.to_string(),
+                r.sessions.good.to_string(),
+                share(r.sessions.good_share),
+            ];
+            row.extend(classes.iter().map(|c| count(&r.errors, *c)));
+            csv_row(&mut out, &row);
+        }
+        for d in &self.deployments {
+            let mut row = vec![
+                "deployment".to_owned(),
+                d.deployment.clone(),
+                share(d.availability),
+                d.requests.to_string(),
+                d.failures.to_string(),
+                String::new(),
+                ms(d.ttfb.p50_ms),
+                ms(d.ttfb.p95_ms),
+                ms(d.ttfb.p99_ms),
+            ];
+            row.extend(std::iter::repeat_n(String::new(), 7));
+            row.extend(classes.iter().map(|c| count(&d.errors, *c)));
+            csv_row(&mut out, &row);
+        }
+        out.push_str("\r\n");
+        csv_row(
+            &mut out,
+            &[
+                "incident_deployment",
+                "key_slot",
+                "opened_at",
+                "closed_at",
+                "duration_s",
+                "ongoing",
+                "reason",
+                "trips",
+            ]
+            .map(String::from),
+        );
+        for i in &self.incidents {
+            csv_row(
+                &mut out,
+                &[
+                    i.deployment.clone(),
+                    i.key_slot.clone(),
+                    i.opened_at.clone(),
+                    i.closed_at.clone().unwrap_or_default(),
+                    format!("{:.3}", i.duration_ms as f64 / 1000.0),
+                    i.ongoing.to_string(),
+                    i.reason.clone(),
+                    i.trips.to_string(),
+                ],
+            );
+        }
+        out
+    }
+
+    pub fn to_markdown(&self) -> String {
+        let mut out = String::new();
+        let pct = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{:.3}%", v * 100.0));
+        let ttfb = |t: &Ttfb| match (t.p50_ms, t.p95_ms, t.p99_ms) {
+            (Some(a), Some(b), Some(c)) => format!("{a} / {b} / {c} ms"),
+            _ => "–".to_owned(),
+        };
+        let errors = |e: &BTreeMap<&'static str, u64>| {
+            if e.is_empty() {
+                return "–".to_owned();
+            }
+            let mut v: Vec<_> = e.iter().collect();
+            v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            v.iter()
+                .map(|(c, n)| format!("{c} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(out, "# SLA report: last {}\n", self.window);
+        let _ = writeln!(
+            out,
+            "{} to {} · SLO {} · source: {}\n",
+            self.from,
+            self.to,
+            pct(Some(self.slo)),
+            match self.source {
+                Source::Store => "the store (every replica)",
+                Source::Memory => "this process's memory",
+            }
+        );
+        let _ = writeln!(out, "## Routes (what clients saw)\n");
+        if self.routes.is_empty() {
+            let _ = writeln!(out, "No traffic in this window.\n");
+        } else {
+            let _ = writeln!(
+                out,
+                "| route | availability | requests | failures | failovers | TTFB p50 / p95 / p99 | upstream errors absorbed | error budget left | sessions (good) |"
+            );
+            let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---|---:|---:|");
+            for r in &self.routes {
+                let budget = format!(
+                    "{} ({} of {:.3} allowed failures)",
+                    pct(r.error_budget.left),
+                    r.error_budget.failures,
+                    r.error_budget.allowed_failures
+                );
+                let sessions = match r.sessions.good_share {
+                    Some(s) => format!("{} ({})", r.sessions.count, pct(Some(s))),
+                    None => "0".to_owned(),
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    md_cell(&r.route),
+                    pct(r.availability),
+                    r.requests,
+                    r.failures,
+                    r.failovers,
+                    ttfb(&r.ttfb),
+                    errors(&r.errors),
+                    budget,
+                    sessions
+                );
+            }
+            out.push('\n');
+        }
+        let _ = writeln!(out, "## Deployments (what the providers did)\n");
+        if self.deployments.is_empty() {
+            let _ = writeln!(out, "No upstream attempts in this window.\n");
+        } else {
+            let _ = writeln!(
+                out,
+                "| deployment | provider availability | attempts | failures | TTFB p50 / p95 / p99 | errors |"
+            );
+            let _ = writeln!(out, "|---|---:|---:|---:|---:|---|");
+            for d in &self.deployments {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    md_cell(&d.deployment),
+                    pct(d.availability),
+                    d.requests,
+                    d.failures,
+                    ttfb(&d.ttfb),
+                    errors(&d.errors)
+                );
+            }
+            out.push('\n');
+        }
+        let _ = writeln!(out, "## Incidents (breaker open)\n");
+        if self.incidents.is_empty() {
+            let _ = writeln!(out, "No incidents in this window.");
+        } else {
+            let _ = writeln!(
+                out,
+                "| deployment | key slot | opened | closed | duration | reason | trips |"
+            );
+            let _ = writeln!(out, "|---|---|---|---|---:|---|---:|");
+            for i in &self.incidents {
+                // Milliseconds matter for short incidents only.
+                let duration = if i.duration_ms < 10_000 {
+                    Duration::from_millis(i.duration_ms)
+                } else {
+                    Duration::from_secs(i.duration_ms.div_ceil(1000))
+                };
+                let duration = humantime::format_duration(duration);
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {}{} | {} | {} |",
+                    md_cell(&i.deployment),
+                    md_cell(&i.key_slot),
+                    i.opened_at,
+                    i.closed_at.as_deref().unwrap_or("ongoing"),
+                    duration,
+                    if i.ongoing { " so far" } else { "" },
+                    md_cell(&i.reason),
+                    i.trips
+                );
+            }
+        }
+        out
+    }
+}
+
+/// The classes with a CSV column: every failure class but `ok`.
+fn report_classes() -> Vec<FailureClass> {
+    FailureClass::ALL
+        .into_iter()
+        .filter(|c| *c != FailureClass::Ok)
+        .collect()
+}
+
+fn count(errors: &BTreeMap<&'static str, u64>, class: FailureClass) -> String {
+    errors.get(class.as_str()).copied().unwrap_or(0).to_string()
+}
+
+fn csv_row(out: &mut String, cells: &[String]) {
+    for (i, cell) in cells.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if cell.contains([',', '"', '\n', '\r']) {
+            out.push('"');
+            out.push_str(&cell.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(cell);
+        }
+    }
+    out.push_str("\r\n");
+}
+
+fn md_cell(text: &str) -> String {
+    text.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+#[cfg(test)]
+mod tests;

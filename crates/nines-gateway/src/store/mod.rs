@@ -1,4 +1,5 @@
-//! Persistence of organisations, users, virtual keys and usage records: SQLite in the data
+//! Persistence of organisations, users, virtual keys, usage records and the availability ledger
+//! (`ledger`: minute buckets and incidents, written by `telemetry::persist`): SQLite in the data
 //! directory by default ([`sqlite`]), Postgres when `store.database_url` says so ([`postgres`]).
 //! Migrations are embedded and applied when the store opens.
 //!
@@ -49,10 +50,21 @@ macro_rules! on_pool {
     };
 }
 
+mod ledger;
+pub use ledger::BucketRow;
+
 /// A handle to the store; cheap to clone (the pool is shared).
 #[derive(Clone)]
 pub struct Store {
     db: Db,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

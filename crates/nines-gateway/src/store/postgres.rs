@@ -15,11 +15,20 @@ pub(super) async fn connect(url: &str) -> Result<sqlx::PgPool, StoreError> {
 }
 
 pub(super) fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "access".into(),
-        MigrationType::Simple,
-        sqlx::SqlSafeStr::into_sql_str(include_str!("migrations/postgres/0001_access.sql")),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "access".into(),
+            MigrationType::Simple,
+            sqlx::SqlSafeStr::into_sql_str(include_str!("migrations/postgres/0001_access.sql")),
+            false,
+        ),
+        Migration::new(
+            2,
+            "ledger".into(),
+            MigrationType::Simple,
+            sqlx::SqlSafeStr::into_sql_str(include_str!("migrations/postgres/0002_ledger.sql")),
+            false,
+        ),
+    ])
 }

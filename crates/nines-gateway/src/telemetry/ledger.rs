@@ -13,7 +13,8 @@
 //!
 //! Memory: minute buckets for the last 25 hours (the 1 h and 24 h windows, exact), hour buckets
 //! for up to `retention` (the 30 d and 90 d windows, exact to the hour at their far edge). The
-//! store keeps the minutes (`telemetry::persist`); this is the replica's live view.
+//! store keeps the minutes (`telemetry::persist`); this is the replica's live view: the store's
+//! history as of its start, plus its own traffic since.
 
 use super::RequestSummary;
 use super::clock::Clock;
@@ -21,7 +22,7 @@ use super::events::{BreakerEvent, Transition};
 use crate::config::telemetry::Telemetry as Settings;
 use crate::resilience::FailureClass;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -249,6 +250,10 @@ struct State {
     closed: Vec<Incident>,
     /// Closed incidents not yet written to the store, and opened ones (written as open).
     incident_log: Vec<Incident>,
+    /// Key slots whose open incident was loaded from the store (left open by an earlier
+    /// process or another replica) rather than opened by this process's breaker: the first
+    /// success this process sees on the slot closes it.
+    adopted: HashSet<String>,
 }
 
 #[derive(Debug)]
@@ -343,12 +348,25 @@ impl Ledger {
         for (scope, name, tally) in deltas {
             add(&mut state, scope, name, at, &tally, true);
         }
+        if !state.adopted.is_empty() {
+            for a in &s.attempts {
+                if a.class == FailureClass::Ok && state.adopted.remove(&a.key_alias) {
+                    close(&mut state, &a.key_alias, at);
+                }
+            }
+        }
     }
 
     /// Adds counts at a time (sessions, tests, and the store's history on start-up with
     /// `dirty = false`).
     pub fn add(&self, scope: Scope, name: &str, at_ms: u64, tally: &Tally, dirty: bool) {
         add(&mut self.lock(), scope, name, at_ms, tally, dirty);
+    }
+
+    /// Where minute buckets start (hour-aligned, about 25 h ago): history older than this is
+    /// kept, and can be loaded, in hour buckets.
+    pub fn minutes_from(&self) -> u64 {
+        self.lock().cutoff_ms
     }
 
     /// Moves the minute/hour boundary up to now − 25 h (rolling older minutes into hours) and
@@ -492,6 +510,8 @@ impl Ledger {
         let mut state = self.lock();
         match &event.transition {
             Transition::Opened { reason, .. } => {
+                // This process's breaker now tracks the slot: only its close ends the incident.
+                state.adopted.remove(&event.key_slot);
                 let incident =
                     state
                         .open
@@ -511,17 +531,7 @@ impl Ledger {
                 }
             }
             Transition::HalfOpen => {}
-            Transition::Closed => {
-                if let Some(mut incident) = state.open.remove(&event.key_slot) {
-                    incident.closed_at_ms = Some(event.at_ms);
-                    state.incident_log.push(incident.clone());
-                    state.closed.push(incident);
-                    if state.closed.len() > INCIDENTS_KEPT {
-                        let excess = state.closed.len() - INCIDENTS_KEPT;
-                        state.closed.drain(..excess);
-                    }
-                }
-            }
+            Transition::Closed => close(&mut state, &event.key_slot, event.at_ms),
         }
     }
 
@@ -547,18 +557,35 @@ impl Ledger {
         std::mem::take(&mut self.lock().incident_log)
     }
 
-    /// Loads incidents from the store (start-up).
+    /// Puts back incidents the store could not take, ahead of newer ones, so the next flush
+    /// retries them in order.
+    pub fn restore_incidents(&self, mut incidents: Vec<Incident>) {
+        let mut state = self.lock();
+        incidents.append(&mut state.incident_log);
+        state.incident_log = incidents;
+    }
+
+    /// Loads incidents from the store (start-up). An open one is adopted: this process's
+    /// breakers start closed and will not report its end, so the first success on its key slot
+    /// closes it (a trip extends it as usual).
     pub fn load_incidents(&self, incidents: Vec<Incident>) {
         let mut state = self.lock();
         for i in incidents {
             match i.closed_at_ms {
                 None => {
-                    state.open.entry(i.key_slot.clone()).or_insert(i);
+                    if !state.open.contains_key(&i.key_slot) {
+                        state.adopted.insert(i.key_slot.clone());
+                        state.open.insert(i.key_slot.clone(), i);
+                    }
                 }
                 Some(_) => state.closed.push(i),
             }
         }
         state.closed.sort_by_key(|i| i.opened_at_ms);
+        if state.closed.len() > INCIDENTS_KEPT {
+            let excess = state.closed.len() - INCIDENTS_KEPT;
+            state.closed.drain(..excess);
+        }
     }
 }
 
@@ -573,6 +600,19 @@ pub const STANDARD_WINDOWS: [Duration; 4] = [
 /// The minute/hour boundary for a time: the hour at or before `now − 25 h`.
 fn cutoff(now_ms: u64) -> u64 {
     now_ms.saturating_sub(MINUTES_KEPT * MINUTE_MS) / HOUR_MS * HOUR_MS
+}
+
+/// Ends the key slot's incident, if one is open.
+fn close(state: &mut State, key_slot: &str, at_ms: u64) {
+    if let Some(mut incident) = state.open.remove(key_slot) {
+        incident.closed_at_ms = Some(at_ms.max(incident.opened_at_ms));
+        state.incident_log.push(incident.clone());
+        state.closed.push(incident);
+        if state.closed.len() > INCIDENTS_KEPT {
+            let excess = state.closed.len() - INCIDENTS_KEPT;
+            state.closed.drain(..excess);
+        }
+    }
 }
 
 fn add(state: &mut State, scope: Scope, name: &str, at_ms: u64, tally: &Tally, dirty: bool) {

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod events;
 pub mod ledger;
 pub mod metrics;
+pub mod persist;
 pub mod record;
 pub mod sessions;
 pub mod trace;
@@ -21,7 +22,8 @@ pub use record::{RequestLog, RequestSummary, request_logging};
 use crate::config::Config;
 use clock::Clock;
 use events::EventSink;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 /// Feeds breaker transitions to the ledger's incidents until the ledger is gone.
 async fn follow_breakers(
@@ -66,6 +68,10 @@ pub struct Telemetry {
     pub sessions: Arc<sessions::Sessions>,
     pub tracer: Option<trace::Tracer>,
     pub alerts: Option<Arc<alerts::Alerts>>,
+    /// The ledger's link to the store, once [`Telemetry::start`] was given one.
+    persist: OnceLock<Arc<persist::Persist>>,
+    /// `telemetry.flush_interval`.
+    flush_interval: Duration,
 }
 
 impl Telemetry {
@@ -77,24 +83,26 @@ impl Telemetry {
     pub fn with_clock(config: &Config, clock: Clock) -> Arc<Telemetry> {
         let t = &config.telemetry;
         let events = EventSink::new(clock);
+        let ledger = t.ledger.then(|| Arc::new(ledger::Ledger::new(t, clock)));
         Arc::new(Telemetry {
             clock,
             metrics: t.metrics.then(|| metrics::Metrics::new(config, &events)),
             events,
-            ledger: t.ledger.then(|| Arc::new(ledger::Ledger::new(t, clock))),
-            sessions: Arc::new(sessions::Sessions::new(&t.sessions, clock)),
+            sessions: Arc::new(sessions::Sessions::new(&t.sessions, ledger.clone())),
+            ledger,
             tracer: t.otlp.as_ref().and_then(trace::Tracer::new),
             alerts: t
                 .alerts
                 .as_ref()
                 .map(|a| Arc::new(alerts::Alerts::new(a, t.slo))),
+            persist: OnceLock::new(),
+            flush_interval: t.flush_interval,
         })
     }
 
     /// Starts the background tasks (ledger flushing, session expiry, alert evaluation, breaker
     /// event consumers). Call once, inside a tokio runtime, after the store is open.
     pub fn start(self: &Arc<Self>, store: Option<crate::store::Store>) {
-        let _ = store;
         if let Some(metrics) = &self.metrics {
             metrics.start(&self.events);
         }
@@ -108,15 +116,54 @@ impl Telemetry {
             if let Some(alerts) = &self.alerts {
                 alerts.start(ledger, &self.events);
             }
+            if let Some(store) = store {
+                let persist = Arc::new(persist::Persist::new(
+                    Arc::clone(ledger),
+                    store,
+                    self.flush_interval,
+                ));
+                if self.persist.set(Arc::clone(&persist)).is_ok() {
+                    tokio::spawn(persist::run(Arc::downgrade(&persist)));
+                }
+            }
         }
+        tokio::spawn(sessions::expire_periodically(Arc::downgrade(
+            &self.sessions,
+        )));
         if let Some(tracer) = &self.tracer {
             tracer.start();
         }
     }
 
-    /// Sends what is still buffered (trace spans) before the process ends; gives up after
-    /// `within`.
-    pub async fn flush(&self, within: std::time::Duration) {
+    /// The ledger's link to the store, when there is one.
+    pub fn persist(&self) -> Option<&Arc<persist::Persist>> {
+        self.persist.get()
+    }
+
+    /// Writes the ledger's pending changes to the store now (before a report reads it). Without
+    /// a store: nothing to do.
+    pub async fn flush(&self) -> Result<(), crate::store::StoreError> {
+        match self.persist.get() {
+            Some(p) => p.flush().await.map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// At shutdown: ends live sessions (counting them as they stand), writes what the ledger
+    /// holds and sends buffered trace spans, waiting at most `within` for each.
+    pub async fn shutdown(&self, within: Duration) {
+        let ended = self.sessions.end_all();
+        if let Some(p) = self.persist.get() {
+            match tokio::time::timeout(within, p.flush()).await {
+                Ok(Ok(rows)) => {
+                    tracing::info!(rows, sessions = ended.len(), "availability ledger flushed")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "availability ledger could not be flushed at shutdown")
+                }
+                Err(_) => tracing::warn!("availability ledger flush at shutdown timed out"),
+            }
+        }
         if let Some(tracer) = &self.tracer
             && !tracer.flush(within).await
         {

@@ -19,6 +19,7 @@ mod providers_native;
 mod resilience;
 mod resume;
 mod routing;
+mod sla;
 mod status_page;
 mod streaming;
 mod traces;

@@ -9,6 +9,7 @@ mod check;
 mod demo;
 mod keys;
 mod process;
+mod report;
 mod sdk;
 mod serve;
 mod traces;

@@ -281,3 +281,75 @@ async fn an_incident_lasts_from_the_first_open_to_the_close() {
     assert_eq!(log.len(), 2);
     assert_eq!(log[1].closed_at_ms, Some(T0 + 90_000));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_incident_loaded_open_is_closed_by_the_slots_first_success() {
+    let l = ledger();
+    let open = |slot: &str| Incident {
+        deployment: slot.split('#').next().unwrap_or(slot).into(),
+        key_slot: slot.into(),
+        opened_at_ms: T0 - 60_000,
+        closed_at_ms: None,
+        reason: "5 consecutive failures".into(),
+        trips: 1,
+    };
+    l.load_incidents(vec![open("a#0"), open("b#0")]);
+    // Loading writes nothing back.
+    assert!(l.drain_incidents().is_empty());
+    // A success elsewhere, and a failure on the slot, change nothing.
+    l.record(&served(
+        &l,
+        "chat",
+        vec![
+            attempt("a", FailureClass::Server),
+            attempt("c", FailureClass::Ok),
+        ],
+    ));
+    assert_eq!(
+        l.incidents(0)
+            .iter()
+            .filter(|i| i.closed_at_ms.is_none())
+            .count(),
+        2
+    );
+    // b's breaker trips in this process: the incident is ours now, only a close ends it.
+    l.on_breaker(&BreakerEvent {
+        key_slot: "b#0".into(),
+        deployment: "b".into(),
+        transition: Transition::Opened {
+            until_ms: 0,
+            reason: "probe failed".into(),
+        },
+        at_ms: T0,
+    });
+    advance(Duration::from_secs(5)).await;
+    l.record(&served(&l, "chat", vec![attempt("b", FailureClass::Ok)]));
+    l.record(&served(&l, "chat", vec![attempt("a", FailureClass::Ok)]));
+    let all = l.incidents(0);
+    let a = all.iter().find(|i| i.key_slot == "a#0");
+    assert_eq!(a.and_then(|i| i.closed_at_ms), Some(T0 + 5_000));
+    let b = all.iter().find(|i| i.key_slot == "b#0");
+    assert_eq!(b.map(|i| (i.closed_at_ms, i.trips)), Some((None, 2)));
+    let log = l.drain_incidents();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].key_slot, "a#0");
+    // A failed write puts them back ahead of newer ones.
+    l.on_breaker(&BreakerEvent {
+        key_slot: "c#0".into(),
+        deployment: "c".into(),
+        transition: Transition::Opened {
+            until_ms: 0,
+            reason: "x".into(),
+        },
+        at_ms: T0 + 6_000,
+    });
+    l.restore_incidents(log);
+    let again = l.drain_incidents();
+    assert_eq!(
+        again
+            .iter()
+            .map(|i| i.key_slot.as_str())
+            .collect::<Vec<_>>(),
+        ["a#0", "c#0"]
+    );
+}

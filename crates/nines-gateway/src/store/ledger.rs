@@ -1,0 +1,322 @@
+//! The availability ledger's tables (`migrations/*/0002_ledger.sql`): minute buckets per series,
+//! added to by every replica, and breaker incidents.
+//!
+//! Every count of a [`Tally`] is its own BIGINT column, so a replica's delta is one additive
+//! upsert (`ON CONFLICT (scope, name, minute_ms) DO UPDATE SET requests =
+//! ledger_buckets.requests + excluded.requests, ...`) and replicas never read-modify-write each
+//! other's rows. The column list is derived from [`TTFB_BOUNDS_MS`] and [`FailureClass::ALL`]; a
+//! test checks that the migrations create exactly those columns, so a new failure class needs a
+//! migration.
+
+use super::{Db, Store, StoreError};
+use crate::resilience::FailureClass;
+use crate::telemetry::ledger::{Delta, Incident, Scope, TTFB_BOUNDS_MS, TTFB_BUCKETS, Tally};
+use sqlx::Row;
+use std::sync::LazyLock;
+
+/// Rows per upsert statement (each row binds 3 + [`COLUMNS`] values; well under SQLite's and
+/// Postgres' bind limits).
+const CHUNK: usize = 200;
+
+const COUNTS: [&str; 5] = [
+    "requests",
+    "failures",
+    "fallbacks",
+    "sessions",
+    "sessions_good",
+];
+
+/// The count columns, in [`Tally`] order: the five counters, the TTFB histogram
+/// (`ttfb_le_{bound}`, then `ttfb_over_{last bound}`), then failed attempts per class
+/// (`class_{name}`).
+pub(crate) static COLUMNS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    let mut columns: Vec<String> = COUNTS.iter().map(|c| (*c).to_owned()).collect();
+    columns.extend(TTFB_BOUNDS_MS.iter().map(|b| format!("ttfb_le_{b}")));
+    columns.push(format!(
+        "ttfb_over_{}",
+        TTFB_BOUNDS_MS[TTFB_BOUNDS_MS.len() - 1]
+    ));
+    columns.extend(
+        FailureClass::ALL
+            .iter()
+            .map(|c| format!("class_{}", c.as_str())),
+    );
+    columns
+});
+
+static UPSERT_HEAD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO ledger_buckets (scope, name, minute_ms, {}) ",
+        COLUMNS.join(", ")
+    )
+});
+
+static UPSERT_TAIL: LazyLock<String> = LazyLock::new(|| {
+    let sets: Vec<String> = COLUMNS
+        .iter()
+        .map(|c| format!("{c} = ledger_buckets.{c} + excluded.{c}"))
+        .collect();
+    format!(
+        " ON CONFLICT (scope, name, minute_ms) DO UPDATE SET {}",
+        sets.join(", ")
+    )
+});
+
+fn sums() -> String {
+    COLUMNS
+        .iter()
+        .map(|c| format!("CAST(SUM({c}) AS BIGINT)"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Sums per series and bucket of `$3` ms over `[$1, $2)`.
+static BUCKETED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT scope, name, (minute_ms / $3) * $3 AS bucket, {} FROM ledger_buckets \
+         WHERE minute_ms >= $1 AND minute_ms < $2 GROUP BY scope, name, bucket \
+         ORDER BY bucket, scope, name",
+        sums()
+    )
+});
+
+/// Sums per series over `[$1, $2)`.
+static TOTALS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT scope, name, CAST(0 AS BIGINT) AS bucket, {} FROM ledger_buckets \
+         WHERE minute_ms >= $1 AND minute_ms < $2 GROUP BY scope, name ORDER BY scope, name",
+        sums()
+    )
+});
+
+fn values(t: &Tally) -> impl Iterator<Item = i64> + '_ {
+    [
+        t.requests,
+        t.failures,
+        t.fallbacks,
+        t.sessions,
+        t.sessions_good,
+    ]
+    .into_iter()
+    .chain(t.ttfb)
+    .chain(t.classes)
+    .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+fn tally_of(values: &[i64]) -> Tally {
+    let v = |i: usize| values.get(i).map_or(0, |v| u64::try_from(*v).unwrap_or(0));
+    let mut t = Tally {
+        requests: v(0),
+        failures: v(1),
+        fallbacks: v(2),
+        sessions: v(3),
+        sessions_good: v(4),
+        ..Tally::default()
+    };
+    for (i, slot) in t.ttfb.iter_mut().enumerate() {
+        *slot = v(COUNTS.len() + i);
+    }
+    for (i, slot) in t.classes.iter_mut().enumerate() {
+        *slot = v(COUNTS.len() + TTFB_BUCKETS + i);
+    }
+    t
+}
+
+/// One series' counts over a bucket (a minute, an hour, or a whole range).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketRow {
+    pub scope: Scope,
+    pub name: String,
+    /// Unix ms of the bucket's start (0 for a whole-range sum).
+    pub bucket_ms: u64,
+    pub tally: Tally,
+}
+
+const INCIDENT_UPSERT: &str = "INSERT INTO ledger_incidents \
+    (key_slot, opened_at_ms, deployment, closed_at_ms, reason, trips) \
+    VALUES ($1, $2, $3, $4, $5, $6) \
+    ON CONFLICT (key_slot, opened_at_ms) DO UPDATE SET \
+    closed_at_ms = CASE \
+        WHEN excluded.closed_at_ms IS NULL THEN ledger_incidents.closed_at_ms \
+        WHEN ledger_incidents.closed_at_ms IS NULL \
+            OR excluded.closed_at_ms > ledger_incidents.closed_at_ms THEN excluded.closed_at_ms \
+        ELSE ledger_incidents.closed_at_ms END, \
+    trips = CASE WHEN excluded.trips > ledger_incidents.trips THEN excluded.trips \
+        ELSE ledger_incidents.trips END";
+
+impl Store {
+    /// Adds deltas to their buckets (creating them), all or nothing: one transaction.
+    pub async fn add_ledger_deltas(&self, deltas: &[Delta]) -> Result<(), StoreError> {
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        on_pool!(&self.db, p => {
+            let mut tx = p.begin().await?;
+            for chunk in deltas.chunks(CHUNK) {
+                let mut q = sqlx::QueryBuilder::new(UPSERT_HEAD.as_str());
+                q.push_values(chunk, |mut b, d| {
+                    b.push_bind(d.scope.as_str())
+                        .push_bind(d.name.as_ref())
+                        .push_bind(i64::try_from(d.minute_ms).unwrap_or(i64::MAX));
+                    for v in values(&d.tally) {
+                        b.push_bind(v);
+                    }
+                });
+                q.push(UPSERT_TAIL.as_str());
+                q.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Counts per series in `[from_ms, to_ms)`, summed into buckets of `bucket_ms` (a minute:
+    /// the rows as stored), or over the whole range when `bucket_ms` is `None`.
+    pub async fn ledger_sums(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+        bucket_ms: Option<u64>,
+    ) -> Result<Vec<BucketRow>, StoreError> {
+        let sql: &'static str = match bucket_ms {
+            Some(_) => BUCKETED.as_str(),
+            None => TOTALS.as_str(),
+        };
+        let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        on_pool!(&self.db, p => {
+            let mut q = sqlx::query(sql).bind(ms(from_ms)).bind(ms(to_ms));
+            if let Some(b) = bucket_ms {
+                q = q.bind(ms(b.max(1)));
+            }
+            let rows = q.fetch_all(p).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            let mut counts = vec![0i64; COLUMNS.len()];
+            for r in &rows {
+                let scope: String = r.try_get(0)?;
+                let Some(scope) = Scope::parse(&scope) else { continue };
+                for (i, slot) in counts.iter_mut().enumerate() {
+                    *slot = r.try_get::<Option<i64>, _>(3 + i)?.unwrap_or(0);
+                }
+                out.push(BucketRow {
+                    scope,
+                    name: r.try_get(1)?,
+                    bucket_ms: u64::try_from(r.try_get::<i64, _>(2)?).unwrap_or(0),
+                    tally: tally_of(&counts),
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Writes an incident as it is now: a new row when it opened, the closing time (the later
+    /// one, when several replicas close it) and the larger trip count otherwise.
+    pub async fn upsert_incident(&self, i: &Incident) -> Result<(), StoreError> {
+        let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        on_pool!(&self.db, p => sqlx::query(INCIDENT_UPSERT)
+            .bind(&i.key_slot)
+            .bind(ms(i.opened_at_ms))
+            .bind(&i.deployment)
+            .bind(i.closed_at_ms.map(ms))
+            .bind(&i.reason)
+            .bind(i64::from(i.trips))
+            .execute(p).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Incidents that were open at some time in `[from_ms, to_ms]`, newest first, at most
+    /// `limit`.
+    pub async fn ledger_incidents(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        on_pool!(&self.db, p => {
+            let rows = sqlx::query(
+                "SELECT key_slot, opened_at_ms, deployment, closed_at_ms, reason, trips \
+                 FROM ledger_incidents \
+                 WHERE opened_at_ms <= $2 AND (closed_at_ms IS NULL OR closed_at_ms >= $1) \
+                 ORDER BY opened_at_ms DESC, key_slot LIMIT $3")
+                .bind(ms(from_ms)).bind(ms(to_ms)).bind(i64::from(limit))
+                .fetch_all(p).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Incident {
+                        key_slot: r.try_get("key_slot")?,
+                        opened_at_ms: u64::try_from(r.try_get::<i64, _>("opened_at_ms")?)
+                            .unwrap_or(0),
+                        deployment: r.try_get("deployment")?,
+                        closed_at_ms: r
+                            .try_get::<Option<i64>, _>("closed_at_ms")?
+                            .map(|v| u64::try_from(v).unwrap_or(0)),
+                        reason: r.try_get("reason")?,
+                        trips: u32::try_from(r.try_get::<i64, _>("trips")?).unwrap_or(u32::MAX),
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(Into::into)
+        })
+    }
+
+    /// Deletes buckets older than `before_ms` and incidents that ended (or, still open, began)
+    /// before it. Returns the rows deleted: (buckets, incidents).
+    pub async fn prune_ledger(&self, before_ms: u64) -> Result<(u64, u64), StoreError> {
+        let before = i64::try_from(before_ms).unwrap_or(i64::MAX);
+        on_pool!(&self.db, p => {
+            let buckets = sqlx::query("DELETE FROM ledger_buckets WHERE minute_ms < $1")
+                .bind(before).execute(p).await?.rows_affected();
+            let incidents = sqlx::query(
+                "DELETE FROM ledger_incidents WHERE COALESCE(closed_at_ms, opened_at_ms) < $1")
+                .bind(before).execute(p).await?.rows_affected();
+            Ok((buckets, incidents))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_migrations_create_exactly_the_count_columns() {
+        for sql in [
+            include_str!("migrations/sqlite/0002_ledger.sql"),
+            include_str!("migrations/postgres/0002_ledger.sql"),
+        ] {
+            let table = sql
+                .split("CREATE TABLE ledger_buckets (")
+                .nth(1)
+                .and_then(|rest| rest.split(");").next())
+                .unwrap_or_default();
+            let declared: Vec<&str> = table
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.contains("BIGINT NOT NULL DEFAULT 0"))
+                .filter_map(|l| l.split_whitespace().next())
+                .collect();
+            assert_eq!(declared, *COLUMNS);
+        }
+    }
+
+    #[test]
+    fn tallies_map_to_columns_and_back() {
+        let mut t = Tally {
+            requests: 1,
+            failures: 2,
+            fallbacks: 3,
+            sessions: 4,
+            sessions_good: 5,
+            ..Tally::default()
+        };
+        for (i, v) in t.ttfb.iter_mut().enumerate() {
+            *v = 100 + i as u64;
+        }
+        for (i, v) in t.classes.iter_mut().enumerate() {
+            *v = 200 + i as u64;
+        }
+        let v: Vec<i64> = values(&t).collect();
+        assert_eq!(v.len(), COLUMNS.len());
+        assert_eq!(tally_of(&v), t);
+    }
+}

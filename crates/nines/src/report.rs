@@ -1,0 +1,175 @@
+//! `nines report sla`: the SLA report, from a running gateway (`--url`, `--admin-key`: what
+//! `GET /admin/reports/sla` answers) or straight from the store named by a config (`--config`;
+//! no gateway needed). Either way the counts are the store's, summed over every replica. The
+//! report goes to stdout as it is; errors to stderr with a non-zero exit.
+
+use clap::{Args, Subcommand};
+use nines_gateway::status::report::{self, Format, Report as SlaReport, Source};
+use nines_gateway::store::Store;
+use nines_gateway::{Config, config};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Subcommand)]
+pub enum Report {
+    /// Availability, failovers, latency, error budget and incidents per route and deployment.
+    Sla(SlaArgs),
+}
+
+#[derive(Args)]
+pub struct SlaArgs {
+    /// How far back from now: 30d, 7d, 24h, 90m (at most telemetry.retention).
+    #[arg(long, default_value = "30d")]
+    window: String,
+    /// json, csv or md.
+    #[arg(long, default_value = "json")]
+    format: String,
+    /// Ask this running gateway (http://HOST:PORT) instead of reading a store.
+    #[arg(long)]
+    url: Option<String>,
+    /// The gateway's admin key (`auth.admin_key`), with --url.
+    #[arg(long, env = "NINES_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
+    /// Read the store named by this config's [store] (when --url is not given).
+    #[arg(long, short, env = "NINES_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+pub fn run(command: Report) -> ExitCode {
+    let Report::Sla(args) = command;
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("nines: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(sla(args)) {
+        Ok(text) => {
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("nines: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn sla(args: SlaArgs) -> Result<String, String> {
+    let format = Format::parse(&args.format)?;
+    match (&args.url, &args.config) {
+        (Some(url), _) => {
+            // Checked here for a clear message; the gateway checks it against its retention.
+            report::parse_window(&args.window, Duration::MAX)?;
+            let key = args.admin_key.as_deref().ok_or(
+                "--admin-key (or NINES_ADMIN_KEY) is required with --url: reports are an admin route",
+            )?;
+            fetch(url, key, &args.window, &args.format).await
+        }
+        (None, Some(path)) => from_store(path, &args.window, format).await,
+        (None, None) => Err(
+            "give --url http://HOST:PORT --admin-key KEY (a running gateway) or --config FILE (its store)"
+                .into(),
+        ),
+    }
+}
+
+async fn fetch(url: &str, key: &str, window: &str, format: &str) -> Result<String, String> {
+    let base = url.trim_end_matches('/');
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        return Err(format!("--url '{url}' must start with http:// or https://"));
+    }
+    nines_gateway::providers::install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+    let target = format!(
+        "{base}/admin/reports/sla?window={}&format={}",
+        encode(window),
+        encode(format)
+    );
+    let response = client
+        .get(&target)
+        .bearer_auth(key)
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach the gateway at {base}: {}", causes(&e)))?;
+    let status = response.status();
+    let body = response
+        .text()
+        .await
+        .map_err(|e| format!("the gateway at {base} broke off its answer: {}", causes(&e)))?;
+    if !status.is_success() {
+        let message = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or(body);
+        return Err(format!("the gateway answered {status}: {message}"));
+    }
+    Ok(body)
+}
+
+async fn from_store(path: &Path, window: &str, format: Format) -> Result<String, String> {
+    let config = Config::load(path, &config::process_env).map_err(|e| e.to_string())?;
+    let window = report::parse_window(window, config.telemetry.retention)?;
+    let Some(store_config) = &config.access.store else {
+        return Err(format!(
+            "{}: no [store] section: the availability ledger is kept in the store (or ask a running gateway with --url and --admin-key)",
+            path.display()
+        ));
+    };
+    let store = Store::open(store_config)
+        .await
+        .map_err(|e| format!("cannot open the store: {e}"))?;
+    let to = report::system_now_ms();
+    let from = to.saturating_sub(window.as_millis() as u64);
+    let inputs = report::read_store(&store, from, to)
+        .await
+        .map_err(|e| format!("cannot read the ledger: {e}"))?;
+    let report = SlaReport::build(
+        inputs,
+        window,
+        from,
+        to,
+        config.telemetry.slo,
+        Source::Store,
+    );
+    Ok(format.render(&report))
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An error with its causes (reqwest's own message hides "connection refused").
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}
