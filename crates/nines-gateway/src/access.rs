@@ -547,9 +547,22 @@ impl Counts {
     }
 }
 
-/// The usage a non-streamed answer reports.
+/// The usage a non-streamed answer reports. Only the `usage` object is parsed: the bytes
+/// `"usage":` cannot occur inside a JSON string (its quotes would be escaped), OpenAI and
+/// Anthropic put the top-level `usage` last, so the last occurrence is it; a body where that
+/// does not parse falls back to a full parse.
 pub fn usage_of(body: &[u8]) -> Option<Usage> {
-    serde_json::from_slice::<Peek>(body).ok()?.usage?.usage()
+    const KEY: &[u8] = b"\"usage\"";
+    let key_at = body.windows(KEY.len()).rposition(|w| w == KEY)?;
+    let rest = &body[key_at + KEY.len()..];
+    let value_at = rest
+        .iter()
+        .position(|b| !b.is_ascii_whitespace() && *b != b':')?;
+    let mut values = serde_json::Deserializer::from_slice(&rest[value_at..]).into_iter::<Counts>();
+    match values.next() {
+        Some(Ok(counts)) => counts.usage(),
+        _ => serde_json::from_slice::<Peek>(body).ok()?.usage?.usage(),
+    }
 }
 
 /// A stream's body, watched for its usage chunk and its end.
@@ -654,4 +667,41 @@ pub fn is_admin(config: &AccessConfig, credential: Option<&Secret>) -> bool {
         .fold(0u8, |acc, (x, y)| acc | (x ^ y))
         == 0
         && a.len() == b.len()
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use super::{Usage, usage_of};
+
+    #[test]
+    fn usage_is_read_from_openai_and_anthropic_bodies() {
+        let openai = br#"{"id":"x","choices":[{"message":{"content":"the \"usage\": {\"prompt_tokens\": 99}"}}],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"#;
+        assert_eq!(
+            usage_of(openai),
+            Some(Usage {
+                input: 12,
+                output: 5
+            })
+        );
+        let anthropic = br#"{"type":"message","content":[{"type":"text","text":"hi"}],"usage" : {"input_tokens":3,"output_tokens":4}}"#;
+        assert_eq!(
+            usage_of(anthropic),
+            Some(Usage {
+                input: 3,
+                output: 4
+            })
+        );
+        // `usage` first, then a later value that says "usage": the fallback full parse finds it.
+        let odd = br#"{"usage":{"prompt_tokens":1,"completion_tokens":2},"kind":"usage"}"#;
+        assert_eq!(
+            usage_of(odd),
+            Some(Usage {
+                input: 1,
+                output: 2
+            })
+        );
+        assert_eq!(usage_of(br#"{"usage":null}"#), None);
+        assert_eq!(usage_of(br#"{"id":"no usage here"}"#), None);
+        assert_eq!(usage_of(b"not json"), None);
+    }
 }

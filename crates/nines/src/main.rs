@@ -6,6 +6,11 @@ mod demo;
 mod report;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc instead of glibc's allocator: a request allocates many small short-lived buffers
+/// across worker threads, where glibc's arenas spent ~9% of the gateway's CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use nines_gateway::{AppState, Config, Runtime, config};
 use std::path::PathBuf;
 use std::process::ExitCode;

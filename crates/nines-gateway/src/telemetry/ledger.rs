@@ -236,15 +236,17 @@ struct Series {
     minutes: BTreeMap<u64, Tally>,
     /// Hour index → counts, for traffic older than the minutes kept.
     hours: BTreeMap<u64, Tally>,
+    /// Minute index → changes not yet written to the store.
+    dirty: BTreeMap<u64, Tally>,
 }
 
 #[derive(Debug, Default)]
 struct State {
     /// Hour-aligned: traffic before it is in hour buckets, from it on in minute buckets.
     cutoff_ms: u64,
-    series: HashMap<(Scope, Arc<str>), Series>,
-    /// Changes not yet written to the store.
-    dirty: HashMap<(Scope, Arc<str>, u64), Tally>,
+    /// Per scope (`Scope as usize`), by name: looked up by `&str`, so recording a request
+    /// allocates nothing once its series exist.
+    series: [HashMap<Arc<str>, Series>; 2],
     /// By key slot: the incident in progress.
     open: HashMap<String, Incident>,
     closed: Vec<Incident>,
@@ -379,7 +381,7 @@ impl Ledger {
         if new_cutoff > state.cutoff_ms {
             state.cutoff_ms = new_cutoff;
             let first_kept = new_cutoff / MINUTE_MS;
-            for series in state.series.values_mut() {
+            for series in state.series.iter_mut().flat_map(|m| m.values_mut()) {
                 let recent = series.minutes.split_off(&first_kept);
                 let old = std::mem::replace(&mut series.minutes, recent);
                 for (minute, t) in old {
@@ -391,27 +393,33 @@ impl Ledger {
                 }
             }
         }
-        for series in state.series.values_mut() {
-            series.hours = series.hours.split_off(&keep_hours_from);
+        for map in &mut state.series {
+            for series in map.values_mut() {
+                series.hours = series.hours.split_off(&keep_hours_from);
+                // Changes past retention would only be pruned from the store again.
+                series.dirty = series.dirty.split_off(&(keep_hours_from * 60));
+            }
+            map.retain(|_, s| !(s.minutes.is_empty() && s.hours.is_empty() && s.dirty.is_empty()));
         }
-        state
-            .series
-            .retain(|_, s| !(s.minutes.is_empty() && s.hours.is_empty()));
     }
 
     /// Takes the changes made since the last call, for the store (which adds them up, so
     /// replicas sharing a store each write only their own traffic).
     pub fn drain_dirty(&self) -> Vec<Delta> {
-        let dirty = std::mem::take(&mut self.lock().dirty);
-        let mut out: Vec<Delta> = dirty
-            .into_iter()
-            .map(|((scope, name, minute), tally)| Delta {
-                scope,
-                name,
-                minute_ms: minute * MINUTE_MS,
-                tally,
-            })
-            .collect();
+        let mut state = self.lock();
+        let mut out: Vec<Delta> = Vec::new();
+        for scope in [Scope::Route, Scope::Deployment] {
+            for (name, series) in &mut state.series[scope as usize] {
+                for (minute, tally) in std::mem::take(&mut series.dirty) {
+                    out.push(Delta {
+                        scope,
+                        name: Arc::clone(name),
+                        minute_ms: minute * MINUTE_MS,
+                        tally,
+                    });
+                }
+            }
+        }
         out.sort_by(|a, b| (a.minute_ms, a.scope, &a.name).cmp(&(b.minute_ms, b.scope, &b.name)));
         out
     }
@@ -420,9 +428,11 @@ impl Ledger {
     pub fn restore_dirty(&self, deltas: Vec<Delta>) {
         let mut state = self.lock();
         for d in deltas {
-            state
+            state.series[d.scope as usize]
+                .entry(d.name)
+                .or_default()
                 .dirty
-                .entry((d.scope, d.name, d.minute_ms / MINUTE_MS))
+                .entry(d.minute_ms / MINUTE_MS)
                 .or_default()
                 .add(&d.tally);
         }
@@ -431,10 +441,13 @@ impl Ledger {
     /// The series seen so far, in a stable order.
     pub fn series(&self) -> Vec<(Scope, String)> {
         let state = self.lock();
-        let mut out: Vec<_> = state
-            .series
-            .keys()
-            .map(|(s, n)| (*s, n.to_string()))
+        let mut out: Vec<_> = [Scope::Route, Scope::Deployment]
+            .into_iter()
+            .flat_map(|scope| {
+                state.series[scope as usize]
+                    .keys()
+                    .map(move |n| (scope, n.to_string()))
+            })
             .collect();
         out.sort();
         out
@@ -451,7 +464,7 @@ impl Ledger {
     pub fn tally_between(&self, scope: Scope, name: &str, from_ms: u64, to_ms: u64) -> Tally {
         let state = self.lock();
         let mut total = Tally::default();
-        let Some(series) = state.series.get(&(scope, Arc::from(name))) else {
+        let Some(series) = state.series[scope as usize].get(name) else {
             return total;
         };
         if to_ms < from_ms {
@@ -617,9 +630,12 @@ fn close(state: &mut State, key_slot: &str, at_ms: u64) {
 
 fn add(state: &mut State, scope: Scope, name: &str, at_ms: u64, tally: &Tally, dirty: bool) {
     let minute = at_ms / MINUTE_MS;
-    let key = (scope, Arc::<str>::from(name));
     let before_cutoff = at_ms < state.cutoff_ms;
-    let series = state.series.entry(key.clone()).or_default();
+    let map = &mut state.series[scope as usize];
+    let series = match map.get_mut(name) {
+        Some(series) => series,
+        None => map.entry(Arc::from(name)).or_default(),
+    };
     if before_cutoff {
         // Older than the minutes kept (history loaded from the store): an hour bucket.
         series.hours.entry(at_ms / HOUR_MS).or_default().add(tally);
@@ -627,11 +643,7 @@ fn add(state: &mut State, scope: Scope, name: &str, at_ms: u64, tally: &Tally, d
         series.minutes.entry(minute).or_default().add(tally);
     }
     if dirty {
-        state
-            .dirty
-            .entry((key.0, key.1, minute))
-            .or_default()
-            .add(tally);
+        series.dirty.entry(minute).or_default().add(tally);
     }
 }
 
