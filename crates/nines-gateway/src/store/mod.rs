@@ -181,6 +181,24 @@ macro_rules! key_of {
 const KEY_COLUMNS: &str =
     "id, hash, display, name, user_id, models, limits, created_at, expires_at, revoked_at";
 
+/// The schema: the same SQL runs on SQLite and Postgres (one file per migration).
+fn migrator() -> sqlx::migrate::Migrator {
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    let migration = |version, name: &str, sql: &'static str| {
+        Migration::new(
+            version,
+            name.to_owned().into(),
+            MigrationType::Simple,
+            sqlx::SqlSafeStr::into_sql_str(sql),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        migration(1, "access", include_str!("migrations/0001_access.sql")),
+        migration(2, "ledger", include_str!("migrations/0002_ledger.sql")),
+    ])
+}
+
 impl Store {
     /// Connects (creating a SQLite file and its directory if needed) and applies migrations.
     pub async fn open(config: &StoreConfig) -> Result<Store, StoreError> {
@@ -200,8 +218,8 @@ impl Store {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         match &self.db {
-            Db::Sqlite(p) => sqlite::migrator().run(p).await?,
-            Db::Postgres(p) => postgres::migrator().run(p).await?,
+            Db::Sqlite(p) => migrator().run(p).await?,
+            Db::Postgres(p) => migrator().run(p).await?,
         }
         Ok(())
     }

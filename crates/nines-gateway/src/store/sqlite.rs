@@ -3,7 +3,6 @@
 //! CLI) wait instead of failing.
 
 use super::StoreError;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
 use std::time::Duration;
@@ -31,23 +30,4 @@ pub(super) async fn connect(url: &str) -> Result<sqlx::SqlitePool, StoreError> {
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(options)
         .await?)
-}
-
-pub(super) fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![
-        Migration::new(
-            1,
-            "access".into(),
-            MigrationType::Simple,
-            sqlx::SqlSafeStr::into_sql_str(include_str!("migrations/sqlite/0001_access.sql")),
-            false,
-        ),
-        Migration::new(
-            2,
-            "ledger".into(),
-            MigrationType::Simple,
-            sqlx::SqlSafeStr::into_sql_str(include_str!("migrations/sqlite/0002_ledger.sql")),
-            false,
-        ),
-    ])
 }
