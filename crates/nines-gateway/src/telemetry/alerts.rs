@@ -755,12 +755,7 @@ impl Webhook {
                 }
                 Ok(response) => {
                     let status = response.status();
-                    let retry_after = response
-                        .headers()
-                        .get(http::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
+                    let retry_after = crate::resilience::retry::retry_after(response.headers());
                     let retryable = status.is_server_error()
                         || status == http::StatusCode::TOO_MANY_REQUESTS
                         || status == http::StatusCode::REQUEST_TIMEOUT;
