@@ -2,7 +2,7 @@
 //! tokio's monotonic time. Ledger minutes, incidents and alert windows all read it, so a test that
 //! pauses and advances tokio's clock moves them too, and a system clock step never reorders them.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy)]
@@ -40,17 +40,6 @@ impl Clock {
         } else {
             self.wall_ms
                 .saturating_sub((self.mono - at).as_millis() as u64)
-        }
-    }
-
-    /// The monotonic instant of a Unix time (for deadlines expressed in wall time).
-    pub fn instant_at(&self, ms: u64) -> Instant {
-        if ms >= self.wall_ms {
-            self.mono + Duration::from_millis(ms - self.wall_ms)
-        } else {
-            self.mono
-                .checked_sub(Duration::from_millis(self.wall_ms - ms))
-                .unwrap_or(self.mono)
         }
     }
 }

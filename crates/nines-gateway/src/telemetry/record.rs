@@ -161,10 +161,6 @@ impl RequestLog {
         self.handoff = Some(handoff);
     }
 
-    pub fn telemetry(&self) -> &Arc<Telemetry> {
-        &self.telemetry
-    }
-
     /// Time since the request started.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
