@@ -130,5 +130,5 @@ fn render(bencher: divan::Bencher) {
         ]));
     }
     let runtime = state.runtime();
-    bencher.bench_local(|| black_box(metrics.render(&runtime)).len());
+    bencher.bench_local(|| black_box(metrics.render(&runtime, None)).len());
 }

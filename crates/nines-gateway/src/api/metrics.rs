@@ -27,7 +27,7 @@ pub(super) async fn metrics(
                 (header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE)),
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
             ],
-            metrics.render(&runtime),
+            metrics.render(&runtime, state.access.limiter.redis_stats()),
         )
             .into_response(),
         _ => error::not_found(method, uri).await,

@@ -325,6 +325,16 @@ pub enum Limiters {
     Redis(redis::RedisLimiter),
 }
 
+impl Limiters {
+    /// The Redis limiter's failure counters, when limits live in Redis.
+    pub fn redis_stats(&self) -> Option<&redis::RedisStats> {
+        match self {
+            Limiters::Redis(r) => Some(&r.stats),
+            Limiters::Memory(_) => None,
+        }
+    }
+}
+
 impl Limiter for Limiters {
     async fn admit(&self, plan: &Plan) -> Result<Admitted, Refusal> {
         match self {

@@ -425,8 +425,13 @@ impl Metrics {
         }
     }
 
-    /// The exposition: every series recorded so far, then the runtime's live state.
-    pub fn render(&self, runtime: &Runtime) -> String {
+    /// The exposition: every series recorded so far, then the runtime's live state, then the
+    /// Redis limiter's failure counters when limits live in Redis.
+    pub fn render(
+        &self,
+        runtime: &Runtime,
+        redis: Option<&crate::limits::redis::RedisStats>,
+    ) -> String {
         let shared = &*self.shared;
         shared.drain_transitions();
         let (models, deployments) = {
@@ -742,6 +747,37 @@ impl Metrics {
             &[],
             runtime.health.budget.remaining(),
         );
+        if let Some(redis) = redis {
+            family(
+                w,
+                "nines_limiter_redis_errors_total",
+                "counter",
+                "Redis limiter calls that failed or timed out.",
+            );
+            sample(
+                w,
+                "nines_limiter_redis_errors_total",
+                &[],
+                redis.failures.load(Relaxed) as f64,
+            );
+            family(
+                w,
+                "nines_limiter_redis_fallback_total",
+                "counter",
+                "Requests answered by on_redis_error because Redis failed: admitted without limits (open) or refused (closed).",
+            );
+            for (answer, n) in [
+                ("open", &redis.failed_open),
+                ("closed", &redis.failed_closed),
+            ] {
+                sample(
+                    w,
+                    "nines_limiter_redis_fallback_total",
+                    &[("answer", answer)],
+                    n.load(Relaxed) as f64,
+                );
+            }
+        }
         out
     }
 }

@@ -896,6 +896,47 @@ async fn redis_stopped_mid_test_fails_open_or_closed_as_configured() {
         .unwrap();
     assert_eq!(ready["status"], "degraded");
     assert!(ready["checks"]["limits"]["failed_open"].as_u64().unwrap() >= 15);
+    // The same counts are Prometheus metrics, each gateway its own answer.
+    let scrape = |h: &'static str| {
+        let gateway = if h == "open" { &open } else { &closed };
+        let url = gateway.url("/metrics");
+        let client = gateway.client.clone();
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let counter = |text: &str, series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing from /metrics"))
+    };
+    let open_metrics = scrape("open").await;
+    assert!(
+        counter(
+            &open_metrics,
+            "nines_limiter_redis_fallback_total{answer=\"open\"}"
+        ) >= 15.0
+    );
+    assert_eq!(
+        counter(
+            &open_metrics,
+            "nines_limiter_redis_fallback_total{answer=\"closed\"}"
+        ),
+        0.0
+    );
+    assert!(counter(&open_metrics, "nines_limiter_redis_errors_total") >= 1.0);
+    let closed_metrics = scrape("closed").await;
+    assert!(
+        counter(
+            &closed_metrics,
+            "nines_limiter_redis_fallback_total{answer=\"closed\"}"
+        ) >= 15.0
+    );
+    assert_eq!(
+        counter(
+            &closed_metrics,
+            "nines_limiter_redis_fallback_total{answer=\"open\"}"
+        ),
+        0.0
+    );
     open.stop().await;
     closed.stop().await;
 }
