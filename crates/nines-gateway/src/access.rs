@@ -434,6 +434,8 @@ impl Inner {
             }
         }
         let id = |s: &Option<crate::auth::Subject>| s.as_ref().map(|s| s.id.to_string());
+        // The plan and attempt trail travel on to the usage record.
+        let mut described = (String::new(), String::new());
         if let Some((handoff, telemetry)) = self.record.take() {
             let routed = handoff.lock().unwrap_or_else(|p| p.into_inner()).take();
             // No routed half: the request was dropped (the client went away) mid-flight.
@@ -465,6 +467,7 @@ impl Inner {
             summary.user_id = id(&self.identity.user);
             summary.org_id = id(&self.identity.org);
             telemetry.record(&summary);
+            described = (summary.plan, summary.trail);
         }
         if let Some(writer) = &self.usage {
             let finished = SystemTime::now();
@@ -490,6 +493,8 @@ impl Inner {
                 latency_ms: self.started.elapsed().as_secs_f64() * 1000.0,
                 started_at: crate::auth::unix_ms(self.started_wall),
                 finished_at: crate::auth::unix_ms(finished),
+                plan: described.0,
+                attempt_trail: described.1,
             });
         }
     }

@@ -299,12 +299,15 @@ async fn forward(
         max_queue: runtime.config.routing.max_queue,
         trace: &trace,
     };
-    if crate::telemetry::request_logging() {
+    // The plan and the trail as text are for the request log line and the stored usage
+    // record; without either, they are not built.
+    let describe = crate::telemetry::request_logging() || state.access.usage.is_some();
+    if describe {
         log.summary.plan = plan.describe(deployments);
     }
     let (finished, waited) = run_plan(&plan, &runtime.upstreams, &runtime.health, input).await;
     log.summary.waited = Some(waited);
-    if crate::telemetry::request_logging() {
+    if describe {
         log.summary.trail = trail(&finished);
     }
 

@@ -196,6 +196,11 @@ fn migrator() -> sqlx::migrate::Migrator {
     Migrator::with_migrations(vec![
         migration(1, "access", include_str!("migrations/0001_access.sql")),
         migration(2, "ledger", include_str!("migrations/0002_ledger.sql")),
+        migration(
+            3,
+            "usage_plan",
+            include_str!("migrations/0003_usage_plan.sql"),
+        ),
     ])
 }
 
@@ -577,7 +582,9 @@ impl Store {
                     .push_bind(r.ttfb_ms)
                     .push_bind(r.latency_ms)
                     .push_bind(r.started_at)
-                    .push_bind(r.finished_at);
+                    .push_bind(r.finished_at)
+                    .push_bind(&r.plan)
+                    .push_bind(&r.attempt_trail);
             });
             q.build().execute(p).await?;
         });

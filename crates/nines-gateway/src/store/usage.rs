@@ -50,11 +50,15 @@ pub struct UsageRecord {
     /// Unix milliseconds.
     pub started_at: i64,
     pub finished_at: i64,
+    /// The routing plan: each candidate in order with why it is there, and what was skipped.
+    pub plan: String,
+    /// Each attempt: key slot, failure class, status, time (`d0#0 server 500 12ms; …`).
+    pub attempt_trail: String,
 }
 
 pub(super) const INSERT_HEAD: &str = "INSERT INTO usage_records (id, request_id, key_id, user_id, \
     org_id, model, deployment, endpoint, stream, attempts, status, outcome, tokens_in, tokens_out, \
-    usage_estimated, cost, ttfb_ms, latency_ms, started_at, finished_at) ";
+    usage_estimated, cost, ttfb_ms, latency_ms, started_at, finished_at, plan, attempt_trail) ";
 
 macro_rules! record_of {
     ($r:expr) => {
@@ -81,6 +85,8 @@ macro_rules! record_of {
             latency_ms: $r.try_get("latency_ms")?,
             started_at: $r.try_get("started_at")?,
             finished_at: $r.try_get("finished_at")?,
+            plan: $r.try_get("plan")?,
+            attempt_trail: $r.try_get("attempt_trail")?,
         }
     };
 }

@@ -591,6 +591,12 @@ async fn virtual_keys_revocation_expiry_budgets_and_usage_in_sqlite() {
     assert_eq!(record["outcome"], "server");
     assert_eq!(record["attempts"], attempts);
     assert_eq!(record["cost"], 0.0);
+    // The record keeps the plan and every attempt (issue 5: explainable routing).
+    let plan = record["plan"].as_str().unwrap();
+    assert!(plan.starts_with("d0#0("), "{record}");
+    let trail = record["attempt_trail"].as_str().unwrap();
+    assert_eq!(trail.split("; ").count() as u64, attempts, "{record}");
+    assert!(trail.contains(" server 500 "), "{record}");
 
     // Readiness reports the store.
     let ready: Value = h
