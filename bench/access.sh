@@ -41,7 +41,7 @@ warm_up -H "authorization: Bearer sk-bench-access-key-000000000001"
 [[ -n "${REDIS_URL:-}" ]] && redis_before=$(redis_calls)
 compare -H "authorization: Bearer sk-bench-access-key-000000000001"
 rows=$(sqlite3 "$TMP/data/nines.db" 'select count(*) from usage_records' 2>/dev/null || echo "?")
-log "median on/off ratio: $median (usage records written: $rows)"
+log "median on/off ratio: $median; gateway CPU per request off/on: $cpu_median (usage records written: $rows)"
 if [[ -n "${REDIS_URL:-}" ]]; then
     calls=$(( $(redis_calls) - redis_before ))
     log "Redis round trips (EVALSHA) during the measured rounds: $calls for $on_requests requests: $(python3 -c "print(round($calls / max($on_requests, 1), 3))") per request (admission + settlement)"

@@ -5,7 +5,13 @@
 #
 # Provides: log, addr_of, $TMP (removed on exit, with every process started here), $MOCK,
 # base (the config both sides share), start_gateways (sets $OFF and $ON), warm_up, compare (the
-# measured rounds; sets $median and $on_requests).
+# measured rounds; sets $median, $cpu_median and $on_requests).
+#
+# LAYOUT=own-core (the default on 2+ CPUs) pins both gateways to the last CPU and oha and the mock
+# to the others, so each gateway is measured on a core of its own and its CPU is not taken from
+# the load generator; LAYOUT=shared pins nothing. Either way each round also reads the gateway's
+# CPU time per request from /proc, and `compare` reports the off/on ratio of it: the share of
+# requests/s a gateway whose core is saturated keeps with the feature on.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NINES="${CARGO_TARGET_DIR:-$ROOT/target}/release/nines"
@@ -14,6 +20,14 @@ log() { printf '[%s %s] %s\n' "$BENCH_NAME" "$(date +%H:%M:%S)" "$*" >&2; }
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then (cd "$ROOT" && cargo build --release -p nines); fi
 [[ -x "$OHA" ]] || { log "oha not found: cargo install oha --locked"; exit 1; }
+
+NPROC=$(nproc)
+LAYOUT=${LAYOUT:-$( ((NPROC >= 2)) && echo own-core || echo shared)}
+PIN_GATEWAY=(); PIN_LOAD=()
+if [[ $LAYOUT == own-core ]]; then
+    PIN_GATEWAY=(taskset -c "$((NPROC - 1))")
+    PIN_LOAD=(taskset -c "0-$((NPROC - 2))")
+fi
 
 TMP=$(mktemp -d)
 PIDS=()
@@ -30,7 +44,7 @@ addr_of() { # FILE MESSAGE
     cat "$1" >&2; exit 1
 }
 
-NINES_LOG=info "$NINES" mock --listen 127.0.0.1:0 --name mock >"$TMP/mock.log" 2>&1 &
+NINES_LOG=info "${PIN_LOAD[@]}" "$NINES" mock --listen 127.0.0.1:0 --name mock >"$TMP/mock.log" 2>&1 &
 PIDS+=($!)
 MOCK=$(addr_of "$TMP/mock.log" "mock listening")
 
@@ -54,8 +68,9 @@ EOC
 
 start_gateways() { # after $TMP/off.toml and $TMP/on.toml are written
     for mode in off on; do
-        NINES_LOG="warn,nines=info,nines::request=warn" "$NINES" serve --config "$TMP/$mode.toml" >"$TMP/$mode.log" 2>&1 &
+        NINES_LOG="warn,nines=info,nines::request=warn" "${PIN_GATEWAY[@]}" "$NINES" serve --config "$TMP/$mode.toml" >"$TMP/$mode.log" 2>&1 &
         PIDS+=($!)
+        eval "${mode^^}_PID=$!"
     done
     OFF=$(addr_of "$TMP/off.log" listening)
     ON=$(addr_of "$TMP/on.log" listening)
@@ -63,9 +78,12 @@ start_gateways() { # after $TMP/off.toml and $TMP/on.toml are written
 
 BODY='{"model":"bench","messages":[{"role":"user","content":"Hello there, how are you today?"}],"max_tokens":64}'
 
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
+
 run() { # ADDR OHA-ARGS... -> requests/s, success rate, requests
     local addr=$1; shift
-    "$OHA" --no-tui --output-format json -z "$DURATION" -c "$CONC" -m POST -T application/json \
+    "${PIN_LOAD[@]}" "$OHA" --no-tui --output-format json -z "$DURATION" -c "$CONC" -m POST -T application/json \
         -d "$BODY" "$@" "http://$addr/v1/chat/completions" \
         | python3 -c 'import json,sys; s=json.load(sys.stdin); print(round(s["summary"]["requestsPerSec"],1), s["summary"]["successRate"], sum(s["statusCodeDistribution"].values()))'
 }
@@ -76,16 +94,32 @@ warm_up() { # OHA-ARGS for the 'on' side...
     run "$ON" "$@" >/dev/null
 }
 
+# run_cpu PID ADDR OHA-ARGS... -> requests/s, success rate, requests, gateway CPU µs per request
+run_cpu() {
+    local pid=$1; shift
+    local t0 t1 rps ok n
+    t0=$(cpu_ticks "$pid")
+    read -r rps ok n < <(run "$@")
+    t1=$(cpu_ticks "$pid")
+    echo "$rps $ok $n $(python3 -c "print(round(($t1 - $t0) * 1e6 / $CLK_TCK / max($n, 1), 1))")"
+}
+
+median_of() { printf '%s\n' "$@" | sort -n | python3 -c 'import sys; v=[float(x) for x in sys.stdin]; print(v[len(v)//2])'; }
+
 compare() { # OHA-ARGS for the 'on' side...
-    local ratios=() r off_rps off_ok on_rps on_ok on_n ratio
+    local ratios=() cpu_ratios=() r off_rps off_ok off_cpu on_rps on_ok on_n on_cpu ratio cpu_ratio
     on_requests=0
+    log "layout: $LAYOUT"
     for r in $(seq "$ROUNDS"); do
-        read -r off_rps off_ok _ < <(run "$OFF")
-        read -r on_rps on_ok on_n < <(run "$ON" "$@")
+        read -r off_rps off_ok _ off_cpu < <(run_cpu "$OFF_PID" "$OFF")
+        read -r on_rps on_ok on_n on_cpu < <(run_cpu "$ON_PID" "$ON" "$@")
         on_requests=$((on_requests + on_n))
         ratio=$(python3 -c "print(round($on_rps / $off_rps, 3))")
+        cpu_ratio=$(python3 -c "print(round($off_cpu / $on_cpu, 3))")
         ratios+=("$ratio")
-        log "round $r: off ${off_rps} req/s (success ${off_ok}), on ${on_rps} req/s (success ${on_ok}), on/off ${ratio}"
+        cpu_ratios+=("$cpu_ratio")
+        log "round $r: off ${off_rps} req/s (success ${off_ok}, ${off_cpu} µs CPU/request), on ${on_rps} req/s (success ${on_ok}, ${on_cpu} µs CPU/request), on/off ${ratio}, CPU off/on ${cpu_ratio}"
     done
-    median=$(printf '%s\n' "${ratios[@]}" | sort -n | python3 -c 'import sys; v=[float(x) for x in sys.stdin]; print(v[len(v)//2])')
+    median=$(median_of "${ratios[@]}")
+    cpu_median=$(median_of "${cpu_ratios[@]}")
 }

@@ -18,6 +18,12 @@
 #   OHA_THREADS=        oha --worker-threads (default: oha's own default, one per physical core)
 #   QUIET_BUSY_PCT=25   before each run, wait until the machine (idle of our load) is less busy
 #   QUIET_BUDGET_S=120  than this, spending at most this many seconds waiting in the whole run
+#   LAYOUT=own-core     where the processes run. own-core (the default on 2+ CPUs): nines is pinned
+#                       (taskset) to the last CPU and oha + the mock to the others, in both the
+#                       direct and the through runs, so the load generator and the upstream get
+#                       the same CPUs either way and nines' CPU is not taken from them (a gateway
+#                       on a host of its own). shared: no pinning; all three share every CPU and
+#                       the ratio measures total CPU per request (two HTTP hops against one).
 #   SKIP_BUILD=1        use the existing release binary
 #   RESULTS=bench/RESULTS.md   where to write the summary section
 #   BENCH_OUT=bench/out        where to keep the raw outputs (emptied of old results first)
@@ -53,6 +59,22 @@ fi
 log "load generator: $("$OHA" --version)"
 TIME=""
 if [[ -x /usr/bin/time ]]; then TIME=/usr/bin/time; fi
+
+# CPU layout: PIN_NINES / PIN_LOAD are command prefixes (empty when shared).
+NPROC=$(nproc)
+LAYOUT=${LAYOUT:-$( ((NPROC >= 2)) && echo own-core || echo shared)}
+PIN_NINES=(); PIN_LOAD=()
+case "$LAYOUT" in
+    own-core)
+        ((NPROC >= 2)) || die "LAYOUT=own-core needs at least 2 CPUs"
+        command -v taskset >/dev/null || die "taskset (util-linux) is required for LAYOUT=own-core"
+        PIN_NINES=(taskset -c "$((NPROC - 1))")
+        PIN_LOAD=(taskset -c "0-$((NPROC - 2))")
+        log "layout: nines on CPU $((NPROC - 1)); oha and the mock on CPUs 0-$((NPROC - 2))"
+        ;;
+    shared) log "layout: shared (no pinning)" ;;
+    *) die "LAYOUT is own-core or shared, not '$LAYOUT'" ;;
+esac
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     log "building nines (release)"
@@ -109,7 +131,7 @@ wait_for_200() {
 }
 
 log "starting the mock"
-NINES_LOG=info "$NINES" mock --listen 127.0.0.1:0 --name mock >"$OUT/mock.log" 2>&1 &
+NINES_LOG=info "${PIN_LOAD[@]}" "$NINES" mock --listen 127.0.0.1:0 --name mock >"$OUT/mock.log" 2>&1 &
 MOCK_PID=$!
 MOCK_ADDR=$(wait_for_addr "$OUT/mock.log" "mock listening" "$MOCK_PID")
 wait_for_200 "http://$MOCK_ADDR/v1/models"
@@ -131,7 +153,7 @@ deployments = ["mock"]
 EOF
 
 log "starting nines serve (NINES_LOG=$BENCH_NINES_LOG)"
-NINES_LOG="$BENCH_NINES_LOG" "$NINES" serve --config "$TMP/nines.toml" >"$OUT/nines.log" 2>&1 &
+NINES_LOG="$BENCH_NINES_LOG" "${PIN_NINES[@]}" "$NINES" serve --config "$TMP/nines.toml" >"$OUT/nines.log" 2>&1 &
 GW_PID=$!
 GW_ADDR=$(wait_for_addr "$OUT/nines.log" "listening" "$GW_PID")
 wait_for_200 "http://$GW_ADDR/health"
@@ -202,7 +224,7 @@ if [[ -n "$OHA_THREADS" ]]; then OHA_COMMON+=(--worker-threads "$OHA_THREADS"); 
 # run_oha OUTFILE DURATION CONC TARGET MODE -> oha JSON in OUTFILE; prints "oha_cpu_s" on stdout
 run_oha() {
     local out=$1 dur=$2 conc=$3 target=$4 mode=$5
-    local cmd=("$OHA" "${OHA_COMMON[@]}" -z "$dur" -c "$conc" -D "$TMP/$target-$mode.json" -o "$out" "$(url_of "$target")")
+    local cmd=("${PIN_LOAD[@]}" "$OHA" "${OHA_COMMON[@]}" -z "$dur" -c "$conc" -D "$TMP/$target-$mode.json" -o "$out" "$(url_of "$target")")
     if [[ -n "$TIME" ]]; then
         "$TIME" -f '%U %S' -o "$TMP/time" "${cmd[@]}" >/dev/null
         awk '{printf "%.3f\n", $1 + $2}' "$TMP/time"
@@ -260,6 +282,7 @@ mem_total_kib=$(awk '$1 == "MemTotal:" {print $2}' /proc/meminfo)
 {
     printf 'date\t%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
     printf 'nproc\t%s\n' "$(nproc)"
+    printf 'layout\t%s\n' "$LAYOUT"
     printf 'cpu\t%s\n' "$(awk -F': *' '$1 ~ /^model name/ {print $2; exit}' /proc/cpuinfo)"
     printf 'mem\t%s GiB\n' "$(awk -v k="$mem_total_kib" 'BEGIN {printf "%.1f", k / 1048576}')"
     printf 'kernel\t%s\n' "$(uname -sr)"

@@ -21,6 +21,24 @@ import sys
 from collections import defaultdict
 
 SECTION = "Foundation: proxy overhead"
+# One section per CPU layout (meta `layout`); `own-core` is the one the targets are judged on.
+LAYOUT_TITLE = {
+    "own-core": "Foundation: proxy overhead",
+    "shared": "Foundation: proxy overhead, all processes on shared CPUs",
+}
+LAYOUT_TEXT = {
+    "own-core": "nines is pinned (`taskset`) to the last CPU, and oha and the mock to the others, in "
+    "both the direct and the through runs: the load generator and the upstream get the same CPUs "
+    "either way, and nines' CPU is not taken from them, as for a gateway on a host of its own. The "
+    "machine is shared with other work all the same.",
+    "shared": "No pinning: the load generator, the gateway and the mock all share every CPU, so "
+    "whatever CPU nines uses is taken from oha and the mock, and through/direct throughput "
+    "measures total CPU per request (two HTTP hops against one). Shared and noisy.",
+}
+
+
+def section_title(meta):
+    return LAYOUT_TITLE.get(meta.get("layout", "shared"), SECTION)
 
 # Targets of the foundation issue.
 TARGET_CONC_LATENCY = 16
@@ -309,14 +327,14 @@ def section(out_dir):
     bad = sum(r["bad"] for r in rows.values())
     total = sum(r["requests"] for r in rows.values())
     g = meta.get
+    layout = meta.get("layout", "shared")
     lines = [
-        f"## {SECTION}",
+        f"## {section_title(meta)}",
         "",
         f"Measured {g('date', '?')} at commit {g('commit', '?')} with `bench/run.sh`.",
         "",
         f"**Machine.** {g('nproc', '?')} CPUs ({g('cpu', '?')}), {g('mem', '?')} RAM, {g('kernel', '?')}, "
-        f"{g('rustc', '?')}. Shared and noisy: the load generator, the gateway and the mock all run on "
-        "these same cores.",
+        f"{g('rustc', '?')}. **Layout: {layout}.** {LAYOUT_TEXT.get(layout, '')}",
         "",
         "**Method.** One `nines mock` (no faults, so it answers as fast as it can) and one "
         "`nines serve` (release build, one `openai-compatible` deployment pointing at the mock) on "
@@ -386,14 +404,14 @@ def section(out_dir):
     return "\n".join(lines)
 
 
-def write_section(path, text):
-    """Replace the section in `path` (or append it), keeping every other section."""
+def write_section(path, text, title):
+    """Replace the section `title` in `path` (or append it), keeping every other section."""
     if os.path.exists(path):
         with open(path) as f:
             doc = f.read()
     else:
         doc = "# Benchmark results\n\nWritten by the scripts in `bench/`; see bench/README.md.\n"
-    pattern = re.compile(rf"^## {re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(doc):
         doc = pattern.sub(lambda _: text.rstrip("\n") + "\n\n", doc, count=1)
     else:
@@ -417,7 +435,7 @@ def main():
         ap.error("--out or --brief is required")
     text = section(args.out)
     if args.results:
-        write_section(args.results, text)
+        write_section(args.results, text, section_title(read_meta(args.out)))
     else:
         sys.stdout.write(text)
 

@@ -3,7 +3,8 @@
 # (`[telemetry] metrics = false, ledger = false`, no store) and one with everything on (Prometheus
 # metrics, the availability ledger flushed to a SQLite store, usage records in that store, a
 # session header on every request), measured with oha in interleaved rounds (non-streaming chat).
-# Prints requests/s per round and the median ratio on/off. Target: on/off >= 0.95.
+# Prints requests/s per round and the median ratio on/off, and the gateway's CPU per request off/on
+# (see onoff.sh for LAYOUT). Target: on/off >= 0.95.
 # Everything listens on 127.0.0.1; every process started here is stopped on exit.
 #
 # Knobs: ROUNDS=5 DURATION=5s CONC=16 SKIP_BUILD=1
@@ -29,5 +30,5 @@ start_gateways
 warm_up -H "x-nines-session: bench-session"
 compare -H "x-nines-session: bench-session"
 requests=$(curl -s "http://$ON/metrics" | grep -E '^nines_requests_total' | awk '{s+=$2} END {print s+0}' || true)
-log "median on/off ratio: $median (requests counted by /metrics on the 'on' gateway: $requests)"
+log "median on/off ratio: $median; gateway CPU per request off/on: $cpu_median (requests counted by /metrics on the 'on' gateway: $requests)"
 echo "$median"

@@ -22,12 +22,12 @@ use crate::limits::{
     memory::MemoryLimiter, redis::RedisLimiter,
 };
 use crate::pipeline::{Delivery, DeliveryBody};
+use crate::resilience::stream::Tally;
 use crate::store::usage::WriterSettings;
 use crate::store::{Store, UsageRecord, UsageWriter};
 use bytes::Bytes;
 use futures_util::Stream;
 use futures_util::stream::BoxStream;
-use nines_protocol::sse::{SseDecoder, SseEvent};
 use serde::Deserialize;
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -364,18 +364,18 @@ impl Ticket {
                         });
                         DeliveryBody::Full(bytes)
                     }
-                    DeliveryBody::Stream(stream) => DeliveryBody::Stream(Box::pin(Watched {
-                        inner: Some(stream),
-                        ticket: Some(inner),
-                        decoder: SseDecoder::new(),
-                        events: Vec::new(),
-                        usage: None,
-                        broken: false,
-                        deployment: delivery.served_by.clone(),
-                        attempts: delivery.attempts,
-                        price,
-                        ttfb,
-                    })),
+                    DeliveryBody::Stream { body, tally } => DeliveryBody::Stream {
+                        body: Box::pin(Watched {
+                            inner: Some(body),
+                            ticket: Some(inner),
+                            tally: Arc::clone(&tally),
+                            deployment: delivery.served_by.clone(),
+                            attempts: delivery.attempts,
+                            price,
+                            ttfb,
+                        }),
+                        tally,
+                    },
                 };
                 Ok(delivery)
             }
@@ -517,16 +517,11 @@ impl Drop for Inner {
     }
 }
 
-/// The `usage` object of an OpenAI- or Anthropic-shaped body or stream event.
+/// The `usage` object of an OpenAI- or Anthropic-shaped body.
 #[derive(Deserialize)]
 struct Peek {
     #[serde(default)]
     usage: Option<Counts>,
-}
-
-#[derive(Deserialize)]
-struct MessageStart {
-    message: Peek,
 }
 
 #[derive(Deserialize, Default)]
@@ -570,14 +565,12 @@ pub fn usage_of(body: &[u8]) -> Option<Usage> {
     }
 }
 
-/// A stream's body, watched for its usage chunk and its end.
+/// A stream's body, watched for its end: the ticket settles then, with what the relay tallied.
 struct Watched {
     inner: Option<BoxStream<'static, Result<Bytes, Infallible>>>,
     ticket: Option<Box<Inner>>,
-    decoder: SseDecoder,
-    events: Vec<SseEvent>,
-    usage: Option<Usage>,
-    broken: bool,
+    /// The relay's account of the stream: its usage and whether it broke.
+    tally: Arc<Tally>,
     deployment: String,
     attempts: usize,
     price: Option<Price>,
@@ -585,34 +578,6 @@ struct Watched {
 }
 
 impl Watched {
-    fn observe(&mut self, chunk: &[u8]) {
-        self.decoder.feed(chunk, &mut self.events);
-        for event in self.events.drain(..) {
-            let data = event.data.as_str();
-            if event.event.as_deref() == Some("error") || data.starts_with("{\"error\"") {
-                self.broken = true;
-            }
-            if !data.contains("\"usage\"") {
-                continue;
-            }
-            // OpenAI: the final chunk's `usage`; Anthropic: `message_start.message.usage`
-            // (input) and `message_delta.usage` (output, cumulative).
-            let counts = serde_json::from_str::<Peek>(data)
-                .ok()
-                .and_then(|p| p.usage)
-                .or_else(|| {
-                    serde_json::from_str::<MessageStart>(data)
-                        .ok()
-                        .and_then(|m| m.message.usage)
-                });
-            if let Some(u) = counts.and_then(|c| c.usage()) {
-                let seen = self.usage.get_or_insert_with(Usage::default);
-                seen.input = seen.input.max(u.input);
-                seen.output = seen.output.max(u.output);
-            }
-        }
-    }
-
     fn end(&mut self, outcome: &str, status: u16) {
         if let Some(mut ticket) = self.ticket.take() {
             ticket.end(Ending {
@@ -620,7 +585,10 @@ impl Watched {
                 outcome,
                 deployment: Some(&self.deployment),
                 attempts: self.attempts,
-                usage: self.usage,
+                usage: self
+                    .tally
+                    .usage()
+                    .map(|(input, output)| Usage { input, output }),
                 price: self.price,
                 ttfb: Some(self.ttfb),
             });
@@ -637,13 +605,13 @@ impl Stream for Watched {
             return Poll::Ready(None);
         };
         match inner.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                this.observe(&chunk);
-                Poll::Ready(Some(Ok(chunk)))
-            }
             Poll::Ready(None) => {
                 this.inner = None;
-                let outcome = if this.broken { "stream_broken" } else { "ok" };
+                let outcome = if this.tally.broken() {
+                    "stream_broken"
+                } else {
+                    "ok"
+                };
                 this.end(outcome, 200);
                 Poll::Ready(None)
             }

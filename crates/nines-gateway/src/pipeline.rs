@@ -20,7 +20,7 @@ use crate::error::GatewayError;
 use crate::providers::{Endpoint, ReplyBody};
 use crate::resilience::attempt::AttemptInput;
 use crate::resilience::resume::{Resume, ResumeInput, Resumer};
-use crate::resilience::stream::{Segment, StreamEnd, relay};
+use crate::resilience::stream::{Segment, StreamEnd, Tally, relay};
 use crate::resilience::translated::{self, Decoder, Encoder};
 use crate::resilience::{FailureClass, Finished, run_plan};
 use crate::router::filters::{self, Unservable};
@@ -53,7 +53,11 @@ pub struct Delivery {
 
 pub enum DeliveryBody {
     Full(Bytes),
-    Stream(BoxStream<'static, Result<Bytes, Infallible>>),
+    Stream {
+        body: BoxStream<'static, Result<Bytes, Infallible>>,
+        /// Filled by the relay as the stream passes: its usage and whether it broke.
+        tally: Arc<Tally>,
+    },
 }
 
 /// What the edge learned of a request besides its body.
@@ -399,13 +403,15 @@ async fn forward(
                         routed.include_usage,
                     );
                     let idle = deployment.timeouts.idle;
-                    DeliveryBody::Stream(translated::relay(
+                    let tally = Arc::new(Tally::default());
+                    let body = translated::relay(
                         head,
                         rest,
                         decoder,
                         encoder,
                         idle,
                         deadline,
+                        Arc::clone(&tally),
                         move |end| {
                             let _in_flight = in_flight;
                             let signal = end.signal();
@@ -423,7 +429,8 @@ async fn forward(
                                 StreamEnd::ClientGone => log.finish(499, "client_gone"),
                             }
                         },
-                    ))
+                    );
+                    DeliveryBody::Stream { body, tally }
                 }
                 ReplyBody::Stream { head, rest } => {
                     let idle = deployment.timeouts.idle;
@@ -451,37 +458,45 @@ async fn forward(
                             trace: &trace,
                         })) as Box<dyn Resume>
                     });
-                    DeliveryBody::Stream(relay(first, deadline, resume, move |end, resumed| {
-                        log.summary
-                            .attempts
-                            .extend(resumed.attempts.iter().cloned());
-                        let continued_by: Vec<&str> = resumed
-                            .attempts
-                            .iter()
-                            .filter(|a| a.class == FailureClass::Ok)
-                            .map(|a| a.deployment.as_str())
-                            .collect();
-                        match end {
-                            StreamEnd::Done | StreamEnd::FinishedWithoutDone
-                                if !resumed.breaks.is_empty() =>
-                            {
-                                log.summary.detail = format!(
-                                    "resumed on {} after: {}",
-                                    continued_by.join(", "),
-                                    resumed.breaks.join("; ")
-                                );
-                                log.finish(200, "resumed")
+                    let tally = Arc::new(Tally::default());
+                    let body = relay(
+                        first,
+                        deadline,
+                        resume,
+                        Arc::clone(&tally),
+                        move |end, resumed| {
+                            log.summary
+                                .attempts
+                                .extend(resumed.attempts.iter().cloned());
+                            let continued_by: Vec<&str> = resumed
+                                .attempts
+                                .iter()
+                                .filter(|a| a.class == FailureClass::Ok)
+                                .map(|a| a.deployment.as_str())
+                                .collect();
+                            match end {
+                                StreamEnd::Done | StreamEnd::FinishedWithoutDone
+                                    if !resumed.breaks.is_empty() =>
+                                {
+                                    log.summary.detail = format!(
+                                        "resumed on {} after: {}",
+                                        continued_by.join(", "),
+                                        resumed.breaks.join("; ")
+                                    );
+                                    log.finish(200, "resumed")
+                                }
+                                StreamEnd::Done | StreamEnd::FinishedWithoutDone => {
+                                    log.finish(200, "ok")
+                                }
+                                StreamEnd::Broken(why) => {
+                                    log.summary.detail = why;
+                                    log.finish(200, "stream_broken");
+                                }
+                                StreamEnd::ClientGone => log.finish(499, "client_gone"),
                             }
-                            StreamEnd::Done | StreamEnd::FinishedWithoutDone => {
-                                log.finish(200, "ok")
-                            }
-                            StreamEnd::Broken(why) => {
-                                log.summary.detail = why;
-                                log.finish(200, "stream_broken");
-                            }
-                            StreamEnd::ClientGone => log.finish(499, "client_gone"),
-                        }
-                    }))
+                        },
+                    );
+                    DeliveryBody::Stream { body, tally }
                 }
             };
             Ok(Delivery {

@@ -36,17 +36,29 @@ impl SseDecoder {
 
     /// Feeds a chunk; completed events are appended to `out`.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) {
-        for &byte in chunk {
-            match byte {
-                b'\n' if self.after_cr => self.after_cr = false,
-                b'\n' => self.end_line(out),
-                b'\r' => {
-                    self.end_line(out);
-                    self.after_cr = true;
-                }
-                _ => {
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            // Runs of line content are copied whole; only the line endings are looked at alone.
+            match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+                None => {
                     self.after_cr = false;
-                    self.line.push(byte);
+                    self.line.extend_from_slice(rest);
+                    return;
+                }
+                Some(i) => {
+                    if i > 0 {
+                        self.after_cr = false;
+                        self.line.extend_from_slice(&rest[..i]);
+                    }
+                    match rest[i] {
+                        b'\n' if self.after_cr => self.after_cr = false,
+                        b'\n' => self.end_line(out),
+                        _ => {
+                            self.end_line(out);
+                            self.after_cr = true;
+                        }
+                    }
+                    rest = &rest[i + 1..];
                 }
             }
         }
@@ -71,14 +83,21 @@ impl SseDecoder {
             self.dispatch(out);
             return;
         }
-        let line = std::mem::take(&mut self.line);
+        // Taken and given back, so the line buffer keeps its allocation from line to line.
+        let mut line = std::mem::take(&mut self.line);
+        self.field(&line);
+        line.clear();
+        self.line = line;
+    }
+
+    fn field(&mut self, line: &[u8]) {
         let (field, value) = match line.iter().position(|&b| b == b':') {
             Some(0) => return, // comment
             Some(i) => {
                 let value = &line[i + 1..];
                 (&line[..i], value.strip_prefix(b" ").unwrap_or(value))
             }
-            None => (&line[..], &b""[..]),
+            None => (line, &b""[..]),
         };
         match field {
             b"data" => {
@@ -95,9 +114,14 @@ impl SseDecoder {
 
     fn dispatch(&mut self, out: &mut Vec<SseEvent>) {
         if self.has_data {
+            // Valid UTF-8 (the norm) becomes the event's text without a copy.
+            let data = match String::from_utf8(std::mem::take(&mut self.data)) {
+                Ok(text) => text,
+                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            };
             out.push(SseEvent {
                 event: self.event.take(),
-                data: String::from_utf8_lossy(&std::mem::take(&mut self.data)).into_owned(),
+                data,
             });
             self.has_data = false;
         } else {

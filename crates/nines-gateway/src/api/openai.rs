@@ -140,10 +140,10 @@ fn render(result: Result<Delivery, GatewayError>) -> Response {
 }
 
 pub(super) fn delivery_response(d: Delivery) -> Response {
-    let streaming = matches!(d.body, DeliveryBody::Stream(_));
+    let streaming = matches!(d.body, DeliveryBody::Stream { .. });
     let body = match d.body {
         DeliveryBody::Full(bytes) => Body::from(bytes),
-        DeliveryBody::Stream(stream) => Body::from_stream(stream),
+        DeliveryBody::Stream { body, .. } => Body::from_stream(body),
     };
     let mut response = (d.status, body).into_response();
     let headers = response.headers_mut();

@@ -4,6 +4,7 @@
 pub mod attempt;
 pub mod breaker;
 pub mod budget;
+mod bursts;
 pub mod class;
 pub mod health;
 pub mod probe;

@@ -1,8 +1,9 @@
 //! Relaying a stream after the commit point.
 //!
-//! Events are forwarded as soon as they are complete (never buffered beyond one event), re-framed
-//! one by one so that a single malformed chunk in an otherwise sound stream is dropped instead of
-//! breaking the client's parser.
+//! Events are forwarded as soon as they are complete (never held back waiting for more; events
+//! that arrived together go out in one write, see `bursts.rs`), re-framed one by one so that a
+//! single malformed chunk in an otherwise sound stream is dropped instead of breaking the
+//! client's parser.
 //!
 //! Policy: once the first byte went to the client, failover is no longer free, so the relay's job
 //! is to never present a broken stream as a complete answer. Chunks are forwarded as they arrive,
@@ -19,14 +20,16 @@
 
 use super::attempt::AttemptRecord;
 use super::breaker::Signal;
+use super::bursts::Bursts;
 use super::resume::{Observed, Resume, Transcript};
 use crate::providers::ByteStream;
 use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use futures_util::{FutureExt, StreamExt};
 use nines_protocol::ErrorBody;
 use nines_protocol::sse::{DONE_FRAME, SseDecoder, SseEvent, data_frame};
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
 
@@ -51,6 +54,44 @@ impl StreamEnd {
             StreamEnd::Broken(_) => Signal::Failure,
             StreamEnd::ClientGone => Signal::Neutral,
         }
+    }
+}
+
+/// What a relay learns of a stream as its events pass, for the access ticket that settles the
+/// request when the client's stream ends: the token counts the upstream reported and whether
+/// the stream broke. The relay parses each event anyway; the ticket reads this instead of
+/// decoding the stream a second time.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// (input, output) tokens: the largest of each seen (Anthropic's counts are cumulative and
+    /// arrive in two events).
+    usage: std::sync::Mutex<Option<(u64, u64)>>,
+    broken: std::sync::atomic::AtomicBool,
+}
+
+impl Tally {
+    pub fn note_usage(&self, input: u64, output: u64) {
+        let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        let (i, o) = usage.get_or_insert((0, 0));
+        *i = (*i).max(input);
+        *o = (*o).max(output);
+    }
+
+    pub fn note_end(&self, end: &StreamEnd) {
+        if matches!(end, StreamEnd::Broken(_)) {
+            self.broken
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// (input, output) tokens, when the upstream reported any.
+    pub fn usage(&self) -> Option<(u64, u64)> {
+        *self.usage.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The stream ended broken (the client got an error event).
+    pub fn broken(&self) -> bool {
+        self.broken.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -115,7 +156,7 @@ enum Step {
 
 struct Relay<F: FnOnce(StreamEnd, Resumed) + Send + 'static> {
     head: Option<Bytes>,
-    rest: ByteStream,
+    rest: Bursts,
     idle: Duration,
     settle: Option<Settle>,
     deadline: Instant,
@@ -127,21 +168,20 @@ struct Relay<F: FnOnce(StreamEnd, Resumed) + Send + 'static> {
     resume: Option<Resuming>,
     /// A break waiting for a continuation (only with resume).
     broken: Option<String>,
-    /// The end or error of `rest` found while coalescing ready chunks, handled on the next read.
-    stashed: Option<Option<Result<Bytes, reqwest::Error>>>,
+    tally: Arc<Tally>,
     on_end: Option<F>,
 }
-
-/// Chunks already received are forwarded together up to this size: one write for a burst of
-/// events instead of one per event (the kernel was half of the relay's CPU).
-const COALESCE_LIMIT: usize = 64 * 1024;
 
 /// What one OpenAI stream event is, from a single JSON parse: an in-band error, garbage, or
 /// content (with or without a finish reason).
 enum EventKind {
     Error,
     Malformed,
-    Content { finish: bool },
+    Content {
+        finish: bool,
+        /// The `usage` object's (prompt, completion) tokens, on the usage chunk.
+        usage: Option<(u64, u64)>,
+    },
 }
 
 fn inspect(data: &str, event: Option<&str>) -> EventKind {
@@ -151,11 +191,21 @@ fn inspect(data: &str, event: Option<&str>) -> EventKind {
         error: Option<&'a serde_json::value::RawValue>,
         #[serde(default)]
         choices: Vec<ChoiceProbe<'a>>,
+        // Raw, so that an odd `usage` value never makes a sound event look malformed.
+        #[serde(borrow, default)]
+        usage: Option<&'a serde_json::value::RawValue>,
     }
     #[derive(serde::Deserialize)]
     struct ChoiceProbe<'a> {
         #[serde(borrow, default)]
         finish_reason: Option<&'a serde_json::value::RawValue>,
+    }
+    #[derive(serde::Deserialize)]
+    struct UsageProbe {
+        #[serde(default)]
+        prompt_tokens: u64,
+        #[serde(default)]
+        completion_tokens: u64,
     }
     if event == Some("error") {
         return EventKind::Error;
@@ -168,6 +218,11 @@ fn inspect(data: &str, event: Option<&str>) -> EventKind {
                 .choices
                 .iter()
                 .any(|c| c.finish_reason.is_some_and(|f| f.get() != "null")),
+            usage: p
+                .usage
+                .and_then(|raw| serde_json::from_str::<Option<UsageProbe>>(raw.get()).ok())
+                .flatten()
+                .map(|u| (u.prompt_tokens, u.completion_tokens)),
         },
     }
 }
@@ -175,6 +230,7 @@ fn inspect(data: &str, event: Option<&str>) -> EventKind {
 impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Relay<F> {
     fn end(&mut self, how: StreamEnd) {
         self.ended = true;
+        self.tally.note_end(&how);
         if self.skipped > 0 {
             tracing::warn!(skipped = self.skipped, "skipped malformed stream chunks");
         }
@@ -208,6 +264,13 @@ impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Relay<F> {
                 break;
             }
             let kind = inspect(&event.data, event.event.as_deref());
+            if let EventKind::Content {
+                usage: Some((input, output)),
+                ..
+            } = kind
+            {
+                self.tally.note_usage(input, output);
+            }
             if matches!(kind, EventKind::Error) {
                 let why = match self.resume {
                     None => "upstream sent an error event".to_owned(),
@@ -225,9 +288,9 @@ impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Relay<F> {
                     // One garbled chunk in an otherwise sound stream: drop it rather than break
                     // the client's parser; if the stream is really broken, its ending will say so.
                     EventKind::Malformed => self.skipped += 1,
-                    EventKind::Content { finish } => {
+                    EventKind::Content { finish, .. } => {
                         self.finished |= finish;
-                        out.extend_from_slice(&data_frame(event.data.as_bytes()));
+                        push_data_frame(&mut out, event.data.as_bytes());
                     }
                     EventKind::Error => {}
                 }
@@ -239,7 +302,7 @@ impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Relay<F> {
                 Observed::Forward { rewritten, finish } => {
                     self.finished |= finish;
                     let data = rewritten.as_deref().unwrap_or(&event.data);
-                    out.extend_from_slice(&data_frame(data.as_bytes()));
+                    push_data_frame(&mut out, data.as_bytes());
                 }
             }
         }
@@ -250,12 +313,13 @@ impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Relay<F> {
     /// Waits for the next piece of the upstream stream, at most the idle timeout.
     async fn read(&mut self) -> (Bytes, Option<Step>) {
         let wait_until = (Instant::now() + self.idle).min(self.deadline);
-        let next = match self.stashed.take() {
-            Some(item) => Ok(item),
-            None => timeout_at(wait_until, self.rest.next()).await,
-        };
+        let next = timeout_at(wait_until, self.rest.next()).await;
         let why = match next {
-            Ok(Some(Ok(chunk))) => return self.forward_coalesced(chunk),
+            Ok(Some(Ok(chunk))) => {
+                // Events already received go out together: one write for a burst.
+                let burst = self.rest.gather(chunk).await;
+                return self.forward(&burst);
+            }
             Ok(Some(Err(e))) => {
                 format!("upstream stream broke: {}", crate::providers::describe(&e))
             }
@@ -276,27 +340,6 @@ impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Relay<F> {
         };
         let frame = error_frame(&why);
         (Bytes::new(), Some(Step::Break { why, frame }))
-    }
-
-    /// Forwards `first` together with every chunk that has already arrived behind it.
-    fn forward_coalesced(&mut self, first: Bytes) -> (Bytes, Option<Step>) {
-        let mut burst: Option<BytesMut> = None;
-        while burst.as_ref().map_or(first.len(), |b| b.len()) < COALESCE_LIMIT {
-            match self.rest.next().now_or_never() {
-                Some(Some(Ok(more))) => burst
-                    .get_or_insert_with(|| BytesMut::from(&first[..]))
-                    .extend_from_slice(&more),
-                Some(item) => {
-                    self.stashed = Some(item);
-                    break;
-                }
-                None => break,
-            }
-        }
-        match burst {
-            Some(buf) => self.forward(&buf),
-            None => self.forward(&first),
-        }
     }
 
     /// A segment broke: settle it, then either leave the break for a continuation (`None`) or
@@ -345,8 +388,7 @@ impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Relay<F> {
                     r.continuing = true;
                 }
                 self.head = Some(segment.head);
-                self.rest = segment.rest;
-                self.stashed = None;
+                self.rest = Bursts::new(segment.rest);
                 self.idle = segment.idle;
                 self.settle = Some(segment.settle);
                 self.decoder = SseDecoder::new();
@@ -379,6 +421,7 @@ pub fn relay<F>(
     first: Segment,
     deadline: Instant,
     resume: Option<Box<dyn Resume>>,
+    tally: Arc<Tally>,
     on_end: F,
 ) -> BoxStream<'static, Result<Bytes, Infallible>>
 where
@@ -386,8 +429,7 @@ where
 {
     let relay = Relay {
         head: Some(first.head),
-        rest: first.rest,
-        stashed: None,
+        rest: Bursts::new(first.rest),
         idle: first.idle,
         settle: Some(first.settle),
         deadline,
@@ -403,6 +445,7 @@ where
             breaks: Vec::new(),
         }),
         broken: None,
+        tally,
         on_end: Some(on_end),
     };
     futures_util::stream::unfold(relay, |mut r| async move {
@@ -437,6 +480,13 @@ where
         }
     })
     .boxed()
+}
+
+/// Appends `data: <payload>\n\n` (what `data_frame` encodes) without a buffer of its own.
+fn push_data_frame(out: &mut BytesMut, payload: &[u8]) {
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\n\n");
 }
 
 /// An OpenAI-shaped error as an SSE event: SDKs raise an APIError on it.
@@ -527,9 +577,15 @@ mod tests {
         let ended = Arc::new(Mutex::new(None));
         let sink = Arc::clone(&ended);
         let deadline = Instant::now() + Duration::from_secs(10);
-        let frames: Vec<Bytes> = relay(first, deadline, resume, move |end, resumed| {
-            *sink.lock().unwrap() = Some((end, resumed));
-        })
+        let frames: Vec<Bytes> = relay(
+            first,
+            deadline,
+            resume,
+            Arc::default(),
+            move |end, resumed| {
+                *sink.lock().unwrap() = Some((end, resumed));
+            },
+        )
         .map(|f| f.unwrap_or_default())
         .collect()
         .await;

@@ -1,14 +1,16 @@
 //! Relaying a stream across dialects after the commit point (e.g. an Anthropic upstream serving
 //! an OpenAI client).
 //!
-//! Same policy as the byte relay in `stream.rs`: events go out as soon as they are complete, and a
+//! Same policy as the byte relay in `stream.rs`: events go out as soon as they are complete (those
+//! that arrived together in one write, see `bursts.rs`), and a
 //! stream is never presented as complete unless it was. Upstream events are decoded into unified
 //! stream events and re-encoded in the client's dialect; the unified `Done` ends the stream cleanly,
 //! a finish reason followed by the upstream closing gets a `Done` of our own, and a cut, a stall,
 //! an in-band error or an undecodable event ends it with an error in the client's dialect (an
 //! `error` event for Anthropic clients, an OpenAI error chunk and no `[DONE]` for OpenAI clients).
 
-use super::stream::StreamEnd;
+use super::bursts::Bursts;
+use super::stream::{StreamEnd, Tally};
 use crate::providers::ByteStream;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -17,6 +19,7 @@ use nines_protocol::sse::{SseDecoder, SseEvent};
 use nines_protocol::unified::{Dialect, StreamEvent};
 use nines_protocol::{anthropic, gemini, openai, replicate};
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
 
@@ -82,7 +85,7 @@ impl Encoder {
 
 struct Relay<F: FnOnce(StreamEnd) + Send + 'static> {
     head: Option<Bytes>,
-    rest: ByteStream,
+    rest: Bursts,
     idle: Duration,
     deadline: Instant,
     sse: SseDecoder,
@@ -92,12 +95,14 @@ struct Relay<F: FnOnce(StreamEnd) + Send + 'static> {
     unified: Vec<StreamEvent>,
     finished: bool,
     ended: bool,
+    tally: Arc<Tally>,
     on_end: Option<F>,
 }
 
 impl<F: FnOnce(StreamEnd) + Send + 'static> Relay<F> {
     fn end(&mut self, how: StreamEnd) {
         self.ended = true;
+        self.tally.note_end(&how);
         if let Some(f) = self.on_end.take() {
             f(how);
         }
@@ -128,6 +133,7 @@ impl<F: FnOnce(StreamEnd) + Send + 'static> Relay<F> {
             for unified in std::mem::take(&mut self.unified) {
                 match &unified {
                     StreamEvent::Finish { .. } => self.finished = true,
+                    StreamEvent::Usage(u) => self.tally.note_usage(u.input_tokens, u.output_tokens),
                     StreamEvent::Error { message, .. } => {
                         let why = format!("upstream error in stream: {message}");
                         self.encoder.encode(&unified, &mut out);
@@ -165,6 +171,7 @@ pub fn relay<F>(
     encoder: Encoder,
     idle: Duration,
     deadline: Instant,
+    tally: Arc<Tally>,
     on_end: F,
 ) -> BoxStream<'static, Result<Bytes, Infallible>>
 where
@@ -172,7 +179,7 @@ where
 {
     let relay = Relay {
         head: Some(head),
-        rest,
+        rest: Bursts::new(rest),
         idle,
         deadline,
         sse: SseDecoder::new(),
@@ -182,6 +189,7 @@ where
         unified: Vec::new(),
         finished: false,
         ended: false,
+        tally,
         on_end: Some(on_end),
     };
     futures_util::stream::unfold(relay, |mut r| async move {
@@ -194,7 +202,10 @@ where
             } else {
                 let wait_until = (Instant::now() + r.idle).min(r.deadline);
                 match timeout_at(wait_until, r.rest.next()).await {
-                    Ok(Some(Ok(chunk))) => r.translate(&chunk),
+                    Ok(Some(Ok(chunk))) => {
+                        let burst = r.rest.gather(chunk).await;
+                        r.translate(&burst)
+                    }
                     Ok(Some(Err(e))) => {
                         let mut out = Vec::new();
                         let why =
