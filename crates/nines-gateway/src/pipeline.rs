@@ -407,8 +407,7 @@ async fn forward(
                     let body = translated::relay(
                         head,
                         rest,
-                        decoder,
-                        encoder,
+                        (decoder, encoder),
                         idle,
                         deadline,
                         Arc::clone(&tally),

@@ -22,18 +22,23 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 /// Builds the gateway's router.
 pub fn router(state: Arc<AppState>) -> Router {
     // The OpenAI SDKs use `{base}/chat/completions` with base `…/v1`; some clients are configured
-    // with the bare host, so the same routes are served without the prefix too.
-    let openai = Router::new()
-        .route("/chat/completions", post(openai::chat_completions))
-        .route("/embeddings", post(openai::embeddings))
-        .route("/models", get(openai::list_models))
-        .route("/models/{*id}", get(openai::get_model))
-        .route("/videos", post(videos::create))
-        .route("/videos/{id}", get(videos::status));
-    Router::new()
-        .route("/v1/messages", post(anthropic::messages))
-        .nest("/v1", openai.clone())
-        .merge(openai)
+    // with the bare host, so the same routes are served without the prefix too. They are added
+    // at both paths rather than nested: `nest` rewrites the URI and adds an extension on every
+    // request, work the handlers do not need.
+    let mut router = Router::new().route("/v1/messages", post(anthropic::messages));
+    for prefix in ["/v1", ""] {
+        router = router
+            .route(
+                &format!("{prefix}/chat/completions"),
+                post(openai::chat_completions),
+            )
+            .route(&format!("{prefix}/embeddings"), post(openai::embeddings))
+            .route(&format!("{prefix}/models"), get(openai::list_models))
+            .route(&format!("{prefix}/models/{{*id}}"), get(openai::get_model))
+            .route(&format!("{prefix}/videos"), post(videos::create))
+            .route(&format!("{prefix}/videos/{{id}}"), get(videos::status));
+    }
+    router
         .route("/health", get(ops::health))
         .route("/health/live", get(ops::live))
         .route("/health/ready", get(ops::ready))

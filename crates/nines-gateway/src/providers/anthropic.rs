@@ -27,7 +27,7 @@ fn authed(request: reqwest::RequestBuilder, key: &KeySlotConfig) -> reqwest::Req
 }
 
 pub(super) fn request(
-    client: &reqwest::Client,
+    client: &super::HttpClient,
     urls: &Urls,
     call: &Call<'_>,
 ) -> reqwest::RequestBuilder {
@@ -43,7 +43,7 @@ pub(super) fn request(
 
 /// `GET {base}/models`: lists models, costs nothing.
 pub(super) fn probe(
-    client: &reqwest::Client,
+    client: &super::HttpClient,
     urls: &Urls,
     key: &KeySlotConfig,
 ) -> reqwest::RequestBuilder {

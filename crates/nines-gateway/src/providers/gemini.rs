@@ -36,7 +36,7 @@ fn authed(request: reqwest::RequestBuilder, key: &KeySlotConfig) -> reqwest::Req
 }
 
 pub(super) fn request(
-    client: &reqwest::Client,
+    client: &super::HttpClient,
     urls: &Urls,
     call: &Call<'_>,
 ) -> reqwest::RequestBuilder {
@@ -58,7 +58,7 @@ pub(super) fn request(
 /// `GET {base}/v1beta/models/{model}`: free, and it proves the key, the network path and that the
 /// model exists.
 pub(super) fn probe(
-    client: &reqwest::Client,
+    client: &super::HttpClient,
     urls: &Urls,
     key: &KeySlotConfig,
 ) -> reqwest::RequestBuilder {

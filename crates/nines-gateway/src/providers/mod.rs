@@ -7,11 +7,14 @@
 
 mod anthropic;
 mod gemini;
+mod http_client;
 mod openai;
 mod replicate;
 mod runway;
 mod transport;
 
+pub use http_client::BodyError;
+pub(crate) use http_client::HttpClient;
 pub use replicate::{PREDICTION_ID, PREDICTION_MODEL};
 pub use runway::is_task_id as is_runway_task_id;
 pub(crate) use transport::describe;
@@ -66,7 +69,7 @@ impl Call<'_> {
 }
 
 /// The remaining body of a streamed response after the events already read.
-pub type ByteStream = BoxStream<'static, Result<Bytes, reqwest::Error>>;
+pub type ByteStream = BoxStream<'static, Result<Bytes, BodyError>>;
 
 /// A 2xx answer from upstream.
 pub struct Reply {
@@ -137,7 +140,7 @@ impl Transport {
 /// A deployment with its pooled client.
 pub struct Upstream {
     pub deployment: Arc<Deployment>,
-    client: reqwest::Client,
+    client: HttpClient,
     urls: Urls,
 }
 
@@ -157,19 +160,7 @@ fn join(base: &str, path: &str) -> Result<reqwest::Url, String> {
 
 impl Upstream {
     pub fn new(deployment: Arc<Deployment>) -> Result<Self, String> {
-        install_crypto_provider();
-        let client = reqwest::Client::builder()
-            // nines is the only retry loop: the client must never retry on its own.
-            .retry(reqwest::retry::never())
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(deployment.timeouts.connect)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .tcp_nodelay(true)
-            .http2_adaptive_window(true)
-            .user_agent(concat!("nines/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build its HTTP client: {e}"))?;
+        let client = HttpClient::new(deployment.timeouts.connect)?;
         let urls = match deployment.provider.dialect() {
             Dialect::OpenAi => Urls::OpenAi(openai::Urls::new(&deployment.base_url)?),
             Dialect::Anthropic => Urls::Anthropic(anthropic::Urls::new(&deployment.base_url)?),
@@ -202,7 +193,7 @@ impl Upstream {
             Urls::Replicate(urls) => replicate::probe(&self.client, urls, key),
             Urls::Runway(urls) => runway::probe(&self.client, urls, key),
         };
-        transport::probe(request, timeout).await
+        transport::probe(&self.client, request, timeout).await
     }
 
     /// Makes one call and reports what happened.
@@ -218,6 +209,7 @@ impl Upstream {
             Urls::Runway(_) => return runway::no_chat(&call),
         };
         transport::exchange(
+            &self.client,
             request,
             &self.deployment.timeouts,
             call.stream,

@@ -22,7 +22,7 @@ impl Urls {
 }
 
 pub(super) fn request(
-    client: &reqwest::Client,
+    client: &super::HttpClient,
     urls: &Urls,
     call: &Call<'_>,
 ) -> reqwest::RequestBuilder {
@@ -46,7 +46,7 @@ pub(super) fn request(
 
 /// `GET {base}/models`: free, and it exercises the key, the network path and the server.
 pub(super) fn probe(
-    client: &reqwest::Client,
+    client: &super::HttpClient,
     urls: &Urls,
     key: &KeySlotConfig,
 ) -> reqwest::RequestBuilder {

@@ -66,7 +66,7 @@ fn authed(request: reqwest::RequestBuilder, key: &KeySlotConfig) -> reqwest::Req
 
 /// `GET {base}/v1/models/{owner}/{name}`: free; proves the key, the path and that the model exists.
 pub(super) fn probe(
-    client: &reqwest::Client,
+    client: &super::HttpClient,
     urls: &Urls,
     key: &KeySlotConfig,
 ) -> reqwest::RequestBuilder {
@@ -75,7 +75,7 @@ pub(super) fn probe(
 
 /// One chat (or completion) call: create the prediction, then wait for it or open its stream.
 pub(super) async fn call(
-    client: &reqwest::Client,
+    client: &super::HttpClient,
     urls: &Urls,
     timeouts: &Timeouts,
     call: &Call<'_>,
@@ -95,7 +95,7 @@ pub(super) async fn call(
     }
     let create = call.traced(create);
     let (reply, prediction) =
-        match created(transport::exchange(create, timeouts, false, call.deadline).await) {
+        match created(transport::exchange(client, create, timeouts, false, call.deadline).await) {
             Ok(created) => created,
             Err(outcome) => return *outcome,
         };
@@ -126,7 +126,7 @@ fn created(outcome: Outcome) -> Result<(Reply, Prediction), Box<Outcome>> {
 
 /// Polls a prediction that is still running until it ends or the deadline comes.
 async fn poll(
-    client: &reqwest::Client,
+    client: &super::HttpClient,
     timeouts: &Timeouts,
     call: &Call<'_>,
     started: Instant,
@@ -146,7 +146,7 @@ async fn poll(
         let get = call
             .traced(authed(client.get(get_url), call.key).header("x-request-id", call.request_id));
         let (reply, polled) =
-            match created(transport::exchange(get, timeouts, false, call.deadline).await) {
+            match created(transport::exchange(client, get, timeouts, false, call.deadline).await) {
                 Ok(polled) => polled,
                 Err(outcome) => return *outcome,
             };
@@ -159,7 +159,7 @@ async fn poll(
 }
 
 /// Gives up on a prediction nobody will read (fire and forget: its cost is the only concern).
-fn cancel(client: &reqwest::Client, key: &KeySlotConfig, cancel_url: Option<&str>) {
+fn cancel(client: &super::HttpClient, key: &KeySlotConfig, cancel_url: Option<&str>) {
     let Some(url) = cancel_url else { return };
     let request = authed(client.post(url), key);
     if let Ok(handle) = tokio::runtime::Handle::try_current() {
@@ -179,7 +179,7 @@ fn finish(mut reply: Reply, started: Instant) -> Outcome {
 
 /// `GET urls.stream` up to the first complete event.
 async fn open_stream(
-    client: &reqwest::Client,
+    client: &super::HttpClient,
     timeouts: &Timeouts,
     deadline: Instant,
     started: Instant,
@@ -194,7 +194,7 @@ async fn open_stream(
         .get(url)
         .header(http::header::ACCEPT, "text/event-stream")
         .header(http::header::CACHE_CONTROL, "no-store");
-    let mut reply = match transport::exchange(get, timeouts, true, deadline).await {
+    let mut reply = match transport::exchange(client, get, timeouts, true, deadline).await {
         Outcome::Reply(reply) => reply,
         Outcome::StreamError { data } => return failed_in_stream(prediction, data),
         other => return other,

@@ -66,7 +66,7 @@ fn authed(request: reqwest::RequestBuilder, key: &KeySlotConfig) -> reqwest::Req
 
 /// Starts a task: `body` is the Runway create body for `endpoint`.
 fn create(
-    client: &reqwest::Client,
+    client: &super::HttpClient,
     urls: &Urls,
     key: &KeySlotConfig,
     endpoint: Endpoint,
@@ -85,7 +85,7 @@ fn create(
 
 /// Polls a task; `None` when `id` cannot be one.
 fn task(
-    client: &reqwest::Client,
+    client: &super::HttpClient,
     urls: &Urls,
     key: &KeySlotConfig,
     id: &str,
@@ -96,7 +96,7 @@ fn task(
 
 /// `GET {base}/v1/organization`: the account's credits; free, and it proves the key.
 pub(super) fn probe(
-    client: &reqwest::Client,
+    client: &super::HttpClient,
     urls: &Urls,
     key: &KeySlotConfig,
 ) -> reqwest::RequestBuilder {
@@ -119,7 +119,14 @@ impl Upstream {
             Err(outcome) => return *outcome,
         };
         let request = create(&self.client, urls, key, endpoint, body, request_id);
-        transport::exchange(request, &self.deployment.timeouts, false, deadline).await
+        transport::exchange(
+            &self.client,
+            request,
+            &self.deployment.timeouts,
+            false,
+            deadline,
+        )
+        .await
     }
 
     /// Polls the Runway task `id` with key slot `key`. A 2xx answer is the task JSON.
@@ -137,7 +144,14 @@ impl Upstream {
         let Some(request) = task(&self.client, urls, key, id, request_id) else {
             return invalid(format!("'{id}' is not a Runway task id"), None);
         };
-        transport::exchange(request, &self.deployment.timeouts, false, deadline).await
+        transport::exchange(
+            &self.client,
+            request,
+            &self.deployment.timeouts,
+            false,
+            deadline,
+        )
+        .await
     }
 
     fn runway(&self, key: usize) -> Result<(&Urls, &KeySlotConfig), Box<Outcome>> {

@@ -2,6 +2,7 @@
 //! error body, read a streamed response up to its first complete SSE event (the stream has proven
 //! itself), read and check a full JSON body. Dialect modules only build the request.
 
+use super::http_client::{self, HttpClient, SendError};
 use super::{Outcome, Reply, ReplyBody, Transport};
 use crate::config::Timeouts;
 use bytes::{Bytes, BytesMut};
@@ -15,6 +16,7 @@ pub(super) const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Sends `request` and reports the outcome: for `stream`, after the first complete SSE event;
 /// otherwise after the whole body, which must be JSON.
 pub(super) async fn exchange(
+    client: &HttpClient,
     request: reqwest::RequestBuilder,
     timeouts: &Timeouts,
     stream: bool,
@@ -22,7 +24,7 @@ pub(super) async fn exchange(
 ) -> Outcome {
     let started = Instant::now();
     let first_byte_deadline = (started + timeouts.first_byte).min(deadline);
-    let mut response = match timeout_at(first_byte_deadline, request.send()).await {
+    let mut response = match timeout_at(first_byte_deadline, client.send(request)).await {
         Err(_) => {
             return Outcome::Transport(deadline_or(
                 first_byte_deadline,
@@ -30,7 +32,7 @@ pub(super) async fn exchange(
                 Transport::FirstByteTimeout,
             ));
         }
-        Ok(Err(e)) => return Outcome::Transport(transport_error(&e)),
+        Ok(Err(e)) => return Outcome::Transport(send_error(&e)),
         Ok(Ok(r)) => r,
     };
     let status = response.status();
@@ -52,9 +54,9 @@ pub(super) async fn exchange(
     if stream && is_event_stream(&headers) {
         return first_event(response, started, status, headers, timeouts, deadline).await;
     }
-    match timeout_at(deadline, response.bytes()).await {
+    match timeout_at(deadline, http_client::bytes(response)).await {
         Err(_) => Outcome::Transport(Transport::Deadline),
-        Ok(Err(e)) => Outcome::Transport(transport_error(&e)),
+        Ok(Err(e)) => Outcome::Transport(body_error(&*e)),
         Ok(Ok(body)) => {
             if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
                 return Outcome::Transport(Transport::Malformed(format!(
@@ -74,14 +76,15 @@ pub(super) async fn exchange(
 
 /// A cheap health call: any 2xx within `timeout` proves the key slot works.
 pub(super) async fn probe(
+    client: &HttpClient,
     request: reqwest::RequestBuilder,
     timeout: std::time::Duration,
 ) -> Outcome {
     let started = Instant::now();
     let deadline = started + timeout;
-    let mut response = match timeout_at(deadline, request.send()).await {
+    let mut response = match timeout_at(deadline, client.send(request)).await {
         Err(_) => return Outcome::Transport(Transport::FirstByteTimeout),
-        Ok(Err(e)) => return Outcome::Transport(transport_error(&e)),
+        Ok(Err(e)) => return Outcome::Transport(send_error(&e)),
         Ok(Ok(r)) => r,
     };
     let status = response.status();
@@ -110,14 +113,14 @@ fn is_event_stream(headers: &http::HeaderMap) -> bool {
 }
 
 pub(super) async fn first_event(
-    response: reqwest::Response,
+    response: http_client::Response,
     started: Instant,
     status: http::StatusCode,
     headers: http::HeaderMap,
     timeouts: &Timeouts,
     deadline: Instant,
 ) -> Outcome {
-    let mut stream = response.bytes_stream().boxed();
+    let mut stream = http_client::chunks(response);
     let mut head = BytesMut::new();
     let mut decoder = SseDecoder::new();
     let mut events = Vec::new();
@@ -153,7 +156,7 @@ pub(super) async fn first_event(
                 }
                 break;
             }
-            Ok(Some(Err(e))) => return Outcome::Transport(transport_error(&e)),
+            Ok(Some(Err(e))) => return Outcome::Transport(body_error(&*e)),
             Ok(Some(Ok(chunk))) => chunk,
         };
         ttfb.get_or_insert_with(|| started.elapsed());
@@ -205,9 +208,9 @@ fn deadline_or(fired_at: Instant, deadline: Instant, otherwise: Transport) -> Tr
     }
 }
 
-async fn read_bounded(response: reqwest::Response, deadline: Instant, limit: usize) -> Bytes {
+async fn read_bounded(response: http_client::Response, deadline: Instant, limit: usize) -> Bytes {
     let mut out = BytesMut::new();
-    let mut stream = response.bytes_stream();
+    let mut stream = http_client::chunks(response);
     while let Ok(Some(Ok(chunk))) = timeout_at(deadline, stream.next()).await {
         let room = limit.saturating_sub(out.len());
         out.extend_from_slice(&chunk[..chunk.len().min(room)]);
@@ -218,33 +221,57 @@ async fn read_bounded(response: reqwest::Response, deadline: Instant, limit: usi
     out.freeze()
 }
 
-/// Maps a reqwest error to a transport failure. The message never contains credentials: reqwest
-/// errors carry the URL (no key lives in it) and the cause.
-pub(crate) fn transport_error(e: &reqwest::Error) -> Transport {
-    if e.is_connect() {
-        if e.is_timeout() {
-            return Transport::ConnectTimeout;
+/// Maps a failed send to a transport failure. The message never contains credentials: the
+/// errors carry the cause, and no key lives in a URL.
+fn send_error(e: &SendError) -> Transport {
+    match e {
+        SendError::Build(e) => Transport::Connect(root_cause(e)),
+        SendError::Http(e) if e.is_connect() => {
+            if timed_out(e) {
+                Transport::ConnectTimeout
+            } else {
+                Transport::Connect(root_cause(e))
+            }
         }
-        return Transport::Connect(root_cause(e));
+        SendError::Http(e) => Transport::Broken(root_cause(e)),
     }
-    if e.is_timeout() {
-        return Transport::FirstByteTimeout;
+}
+
+/// A body that failed while it was being read: the connection broke, or what came was not
+/// HTTP.
+fn body_error(e: &(dyn std::error::Error + 'static)) -> Transport {
+    let parse = sources(e).any(|s| {
+        s.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_parse())
+    });
+    if parse {
+        Transport::Malformed(root_cause(e))
+    } else {
+        Transport::Broken(root_cause(e))
     }
-    if e.is_decode() {
-        return Transport::Malformed(root_cause(e));
-    }
-    Transport::Broken(root_cause(e))
+}
+
+fn sources<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |e| e.source())
+}
+
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    sources(e).any(|s| {
+        s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    })
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause: &(dyn std::error::Error + 'static) = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
+    sources(e)
+        .last()
+        .map(ToString::to_string)
+        .unwrap_or_default()
 }
 
-/// A secret-free description of a reqwest error for logs and client-facing messages.
-pub(crate) fn describe(e: &reqwest::Error) -> String {
+/// A secret-free description of an HTTP error for logs and client-facing messages.
+pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     root_cause(e)
 }

@@ -20,7 +20,7 @@ use futures_util::{FutureExt, StreamExt};
 pub const BURST_LIMIT: usize = 64 * 1024;
 
 /// What the upstream body yields: a chunk, a transport error, or its end (`None`).
-pub type Item = Option<Result<Bytes, reqwest::Error>>;
+pub type Item = Option<Result<Bytes, crate::providers::BodyError>>;
 
 /// An upstream body read chunk by chunk ([`Bursts::next`]) or burst by burst ([`Bursts::gather`]).
 pub struct Bursts {
@@ -114,7 +114,7 @@ mod tests {
     /// hyper's connection task: gathering must give it turns and collect the whole burst.
     #[tokio::test(flavor = "current_thread")]
     async fn gives_a_one_chunk_producer_turns() {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, reqwest::Error>>(1);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, crate::providers::BodyError>>(1);
         tokio::spawn(async move {
             for part in ["1", "2", "3", "4", "5"] {
                 if tx
@@ -135,7 +135,7 @@ mod tests {
     /// A chunk that is not there yet is not waited for.
     #[tokio::test(start_paused = true)]
     async fn does_not_wait_for_chunks_still_on_the_network() {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, reqwest::Error>>(1);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, crate::providers::BodyError>>(1);
         tokio::spawn(async move {
             let _ = tx.send(Ok(Bytes::from_static(b"now"))).await;
             tokio::time::sleep(Duration::from_secs(5)).await;
@@ -161,7 +161,7 @@ mod tests {
     }
 
     fn tokio_stream_from(
-        mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, reqwest::Error>>,
+        mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, crate::providers::BodyError>>,
     ) -> ByteStream {
         stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
     }

@@ -321,7 +321,7 @@ impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Relay<F> {
                 return self.forward(&burst);
             }
             Ok(Some(Err(e))) => {
-                format!("upstream stream broke: {}", crate::providers::describe(&e))
+                format!("upstream stream broke: {}", crate::providers::describe(&*e))
             }
             Ok(None) if self.finished && !self.decoder.is_mid_event() => {
                 return (
@@ -526,7 +526,7 @@ mod tests {
     /// A segment of `events` (the first is the head) that then ends; its outcome goes to `log`.
     fn segment(name: &'static str, events: Vec<String>, log: &Log) -> Segment {
         let head = Bytes::from(events[0].clone());
-        let rest: Vec<Result<Bytes, reqwest::Error>> = events[1..]
+        let rest: Vec<Result<Bytes, crate::providers::BodyError>> = events[1..]
             .iter()
             .map(|e| Ok(Bytes::from(e.clone())))
             .collect();

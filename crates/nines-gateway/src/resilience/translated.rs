@@ -167,8 +167,7 @@ impl<F: FnOnce(StreamEnd) + Send + 'static> Drop for Relay<F> {
 pub fn relay<F>(
     head: Bytes,
     rest: ByteStream,
-    decoder: Decoder,
-    encoder: Encoder,
+    (decoder, encoder): (Decoder, Encoder),
     idle: Duration,
     deadline: Instant,
     tally: Arc<Tally>,
@@ -209,7 +208,7 @@ where
                     Ok(Some(Err(e))) => {
                         let mut out = Vec::new();
                         let why =
-                            format!("upstream stream broke: {}", crate::providers::describe(&e));
+                            format!("upstream stream broke: {}", crate::providers::describe(&*e));
                         let end = r.fail(why, &mut out);
                         (out.into(), Some(end))
                     }
