@@ -417,16 +417,7 @@ async fn forward(
                             if let Some(permit) = permit {
                                 permit.record(signal);
                             }
-                            match end {
-                                StreamEnd::Done | StreamEnd::FinishedWithoutDone => {
-                                    log.finish(200, "ok")
-                                }
-                                StreamEnd::Broken(why) => {
-                                    log.summary.detail = why;
-                                    log.finish(200, "stream_broken");
-                                }
-                                StreamEnd::ClientGone => log.finish(499, "client_gone"),
-                            }
+                            finish_stream(log, end);
                         },
                     );
                     DeliveryBody::Stream { body, tally }
@@ -484,14 +475,7 @@ async fn forward(
                                     );
                                     log.finish(200, "resumed")
                                 }
-                                StreamEnd::Done | StreamEnd::FinishedWithoutDone => {
-                                    log.finish(200, "ok")
-                                }
-                                StreamEnd::Broken(why) => {
-                                    log.summary.detail = why;
-                                    log.finish(200, "stream_broken");
-                                }
-                                StreamEnd::ClientGone => log.finish(499, "client_gone"),
+                                end => finish_stream(log, end),
                             }
                         },
                     );
@@ -556,6 +540,18 @@ async fn forward(
             log.finish(503, error.label());
             Err(error)
         }
+    }
+}
+
+/// Ends a streamed request's log when its stream ended.
+fn finish_stream(mut log: RequestLog, end: StreamEnd) {
+    match end {
+        StreamEnd::Done | StreamEnd::FinishedWithoutDone => log.finish(200, "ok"),
+        StreamEnd::Broken(why) => {
+            log.summary.detail = why;
+            log.finish(200, "stream_broken");
+        }
+        StreamEnd::ClientGone => log.finish(499, "client_gone"),
     }
 }
 

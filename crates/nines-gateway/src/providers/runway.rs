@@ -119,14 +119,7 @@ impl Upstream {
             Err(outcome) => return *outcome,
         };
         let request = create(&self.client, urls, key, endpoint, body, request_id);
-        transport::exchange(
-            &self.client,
-            request,
-            &self.deployment.timeouts,
-            false,
-            deadline,
-        )
-        .await
+        self.exchange(request, deadline).await
     }
 
     /// Polls the Runway task `id` with key slot `key`. A 2xx answer is the task JSON.
@@ -144,6 +137,10 @@ impl Upstream {
         let Some(request) = task(&self.client, urls, key, id, request_id) else {
             return invalid(format!("'{id}' is not a Runway task id"), None);
         };
+        self.exchange(request, deadline).await
+    }
+
+    async fn exchange(&self, request: reqwest::RequestBuilder, deadline: Instant) -> Outcome {
         transport::exchange(
             &self.client,
             request,
