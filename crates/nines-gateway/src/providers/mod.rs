@@ -160,7 +160,7 @@ fn join(base: &str, path: &str) -> Result<reqwest::Url, String> {
 
 impl Upstream {
     pub fn new(deployment: Arc<Deployment>) -> Result<Self, String> {
-        let client = HttpClient::new(deployment.timeouts.connect)?;
+        let client = HttpClient::new(deployment.timeouts.connect, http_client::Egress::from_env())?;
         let urls = match deployment.provider.dialect() {
             Dialect::OpenAi => Urls::OpenAi(openai::Urls::new(&deployment.base_url)?),
             Dialect::Anthropic => Urls::Anthropic(anthropic::Urls::new(&deployment.base_url)?),

@@ -234,6 +234,10 @@ fn send_error(e: &SendError) -> Transport {
             }
         }
         SendError::Http(e) => Transport::Broken(root_cause(e)),
+        SendError::Proxied(e) if e.is_connect() && e.is_timeout() => Transport::ConnectTimeout,
+        SendError::Proxied(e) if e.is_connect() => Transport::Connect(root_cause(e)),
+        SendError::Proxied(e) if e.is_timeout() => Transport::FirstByteTimeout,
+        SendError::Proxied(e) => Transport::Broken(root_cause(e)),
     }
 }
 
