@@ -389,10 +389,16 @@ def section(out_dir):
             "CPU time (user + system) in milliseconds per 1,000 requests, median over rounds, and the "
             "share of the whole machine that was busy during the run; the last column (per round) is "
             "the part of it used by processes other than the three measured ones, i.e. noise from other "
-            "work on the shared machine. With a mock that does no "
-            "work, the machine is the bottleneck at concurrency 16 and 64: whatever CPU nines uses "
-            "is taken from oha and the mock, so through/direct throughput there is close to "
-            "(direct total) / (through total).",
+            "work on the shared machine. "
+            + (
+                "With nines on a CPU of its own, through/direct throughput at concurrency 16 and 64 "
+                "is set by the busier side: nines' CPU per request against that of oha and the mock "
+                "together on the other CPU."
+                if layout == "own-core"
+                else "With a mock that does no work, the machine is the bottleneck at concurrency 16 "
+                "and 64: whatever CPU nines uses is taken from oha and the mock, so through/direct "
+                "throughput there is close to (direct total) / (through total)."
+            ),
             "",
             *cpu,
             "",
