@@ -225,7 +225,8 @@ async fn read_bounded(response: http_client::Response, deadline: Instant, limit:
 /// errors carry the cause, and no key lives in a URL.
 fn send_error(e: &SendError) -> Transport {
     match e {
-        SendError::Build(e) => Transport::Connect(root_cause(e)),
+        // The request never left (a header value it cannot carry, say).
+        SendError::Build(e) => Transport::Broken(root_cause(e)),
         SendError::Http(e) if e.is_connect() => {
             if timed_out(e) {
                 Transport::ConnectTimeout
