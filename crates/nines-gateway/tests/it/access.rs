@@ -1029,3 +1029,78 @@ async fn usage_is_buffered_while_the_store_is_down_and_drops_are_counted() {
     h.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Streamed answers are settled from what the relays tallied as the events passed: the usage
+/// record of an OpenAI client's stream and of an Anthropic client's stream (translated from the
+/// same OpenAI upstream) both carry the upstream's reported counts, not an estimate.
+#[tokio::test]
+async fn streamed_usage_is_recorded_from_the_relays_tally() {
+    let dir = temp_dir("stream-usage");
+    let template = config(&format!(
+        "\n[auth]\nadmin_key = \"{ADMIN}\"\n{}",
+        store_section(&dir)
+    ));
+    let h = Harness::start_opened(1, &template).await;
+    let (key, row) = org_user_key(
+        &h,
+        json!({"name": "streams"}),
+        json!({"name": "sam"}),
+        json!({"name": "cli"}),
+    )
+    .await;
+    let key_id = row["id"].as_str().unwrap().to_owned();
+
+    // The OpenAI client: its own usage chunk says what the record must hold.
+    let mut body = hello("chat");
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let r = post(&h, Some(&key), &body).await;
+    assert_eq!(r.status(), 200);
+    let chunks = crate::harness::sse_data(r).await;
+    let usage: Value = chunks
+        .iter()
+        .filter_map(|c| serde_json::from_str::<Value>(c).ok())
+        .find(|c| c["usage"].is_object())
+        .expect("a usage chunk")["usage"]
+        .clone();
+
+    // The Anthropic client, served by the same OpenAI upstream through the translating relay.
+    let anthropic = json!({"model": "chat", "max_tokens": 32, "stream": true,
+        "messages": [{"role": "user", "content": "Hello there"}]});
+    let r = h
+        .client
+        .post(h.url("/v1/messages"))
+        .header("x-api-key", &key)
+        .json(&anthropic)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("event: message_stop"), "{text}");
+
+    let mut records = Vec::new();
+    for _ in 0..100 {
+        let listed = admin(
+            &h,
+            reqwest::Method::GET,
+            &format!("/admin/usage?key={key_id}"),
+            None,
+        )
+        .await;
+        records = listed["data"].as_array().unwrap().clone();
+        if records.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(records.len(), 2, "{records:?}");
+    for record in &records {
+        assert_eq!(record["stream"], true, "{record}");
+        assert_eq!(record["outcome"], "ok", "{record}");
+        assert_eq!(record["usage_estimated"], false, "{record}");
+        assert_eq!(record["tokens_in"], usage["prompt_tokens"], "{record}");
+        assert_eq!(record["tokens_out"], usage["completion_tokens"], "{record}");
+    }
+    assert_eq!(h.chat_hits(0), 2);
+}
