@@ -94,6 +94,27 @@ async fn org_user_key(h: &Harness, org: Value, user: Value, key: Value) -> (Stri
     (k["key"].as_str().unwrap().to_owned(), k)
 }
 
+/// The key's usage records once `count` of them are written (the batch writer is asynchronous),
+/// or what is there after two seconds.
+async fn usage_records(h: &Harness, key_id: &str, count: usize) -> Vec<Value> {
+    let mut records = Vec::new();
+    for _ in 0..100 {
+        let listed = admin(
+            h,
+            reqwest::Method::GET,
+            &format!("/admin/usage?key={key_id}"),
+            None,
+        )
+        .await;
+        records = listed["data"].as_array().unwrap().clone();
+        if records.len() == count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    records
+}
+
 fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
     r.headers()
         .get(name)
@@ -662,21 +683,7 @@ async fn postgres_store_when_database_url_is_set() {
     assert_eq!(r.status(), 429);
     assert_eq!(header(&r, "x-nines-limit"), "org:requests");
     let key_id = row["id"].as_str().unwrap();
-    let mut records = Vec::new();
-    for _ in 0..100 {
-        let v = admin(
-            &h,
-            reqwest::Method::GET,
-            &format!("/admin/usage?key={key_id}"),
-            None,
-        )
-        .await;
-        records = v["data"].as_array().unwrap().clone();
-        if records.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let records = usage_records(&h, key_id, 2).await;
     assert_eq!(records.len(), 2);
     assert!(
         records
@@ -1079,21 +1086,7 @@ async fn streamed_usage_is_recorded_from_the_relays_tally() {
     let text = r.text().await.unwrap();
     assert!(text.contains("event: message_stop"), "{text}");
 
-    let mut records = Vec::new();
-    for _ in 0..100 {
-        let listed = admin(
-            &h,
-            reqwest::Method::GET,
-            &format!("/admin/usage?key={key_id}"),
-            None,
-        )
-        .await;
-        records = listed["data"].as_array().unwrap().clone();
-        if records.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let records = usage_records(&h, &key_id, 2).await;
     assert_eq!(records.len(), 2, "{records:?}");
     for record in &records {
         assert_eq!(record["stream"], true, "{record}");
