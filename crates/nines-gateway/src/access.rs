@@ -434,6 +434,8 @@ impl Inner {
             }
         }
         let id = |s: &Option<crate::auth::Subject>| s.as_ref().map(|s| s.id.to_string());
+        // The record shares the subject's id instead of copying it.
+        let subject_id = |s: &Option<crate::auth::Subject>| s.as_ref().map(|s| Arc::clone(&s.id));
         // The plan and attempt trail travel on to the usage record.
         let mut described = (String::new(), String::new());
         if let Some((handoff, telemetry)) = self.record.take() {
@@ -472,19 +474,22 @@ impl Inner {
         if let Some(writer) = &self.usage {
             let finished = SystemTime::now();
             writer.record(UsageRecord {
-                // Time-ordered (v7): inserts append to the primary-key index.
-                id: uuid::Uuid::now_v7().to_string(),
-                request_id: self.request_id.clone(),
-                key_id: id(&self.identity.key),
-                user_id: id(&self.identity.user),
-                org_id: id(&self.identity.org),
-                model: self.model.clone(),
-                deployment: e.deployment.map(str::to_owned),
-                endpoint: self.endpoint.to_owned(),
+                // Time-ordered (v7), so the batch appends in the order of the time index.
+                id: uuid::Uuid::now_v7()
+                    .hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer())
+                    .into(),
+                request_id: self.request_id.as_str().into(),
+                key_id: subject_id(&self.identity.key),
+                user_id: subject_id(&self.identity.user),
+                org_id: subject_id(&self.identity.org),
+                model: self.model.as_str().into(),
+                deployment: e.deployment.map(Into::into),
+                endpoint: self.endpoint.into(),
                 stream: self.stream,
                 attempts: e.attempts as u32,
                 status: e.status,
-                outcome: e.outcome.to_owned(),
+                outcome: e.outcome.into(),
                 tokens_in: served.then_some(usage.input),
                 tokens_out: served.then_some(usage.output),
                 usage_estimated: estimated,
@@ -493,8 +498,8 @@ impl Inner {
                 latency_ms: self.started.elapsed().as_secs_f64() * 1000.0,
                 started_at: crate::auth::unix_ms(self.started_wall),
                 finished_at: crate::auth::unix_ms(finished),
-                plan: described.0,
-                attempt_trail: described.1,
+                plan: described.0.into(),
+                attempt_trail: described.1.into(),
             });
         }
     }

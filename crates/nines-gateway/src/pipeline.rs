@@ -35,6 +35,7 @@ use http::{HeaderValue, StatusCode};
 use nines_protocol::openai::{parse_chat_head, parse_embeddings_head};
 use nines_protocol::unified::{ChatRequest, Dialect};
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
@@ -580,17 +581,21 @@ fn trail(finished: &Finished) -> String {
         | Finished::Exhausted { attempts, .. }
         | Finished::Unavailable { attempts, .. } => attempts,
     };
-    attempts
-        .iter()
-        .map(|a| {
-            format!(
-                "{} {} {} {}ms",
-                a.key_alias,
-                a.class.as_str(),
-                a.status.map_or("-".to_owned(), |s| s.to_string()),
-                a.elapsed.as_millis()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
+    // Written into one buffer: this runs for every request while the store or request log is
+    // on, and one string per attempt plus the join cost as much again.
+    let mut out = String::with_capacity(32 * attempts.len());
+    for (i, a) in attempts.iter().enumerate() {
+        if i > 0 {
+            out.push_str("; ");
+        }
+        let _ = write!(out, "{} {} ", a.key_alias, a.class.as_str());
+        match a.status {
+            Some(s) => {
+                let _ = write!(out, "{s}");
+            }
+            None => out.push('-'),
+        }
+        let _ = write!(out, " {}ms", a.elapsed.as_millis());
+    }
+    out
 }

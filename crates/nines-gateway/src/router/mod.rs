@@ -123,32 +123,38 @@ impl Plan {
 
     /// A one-line account for logs and usage records: `d1#0(priority: listed #1), …`.
     pub fn describe(&self, deployments: &[Arc<Deployment>]) -> String {
-        let mut out = String::new();
+        use std::fmt::Write;
+        // One buffer, no intermediate strings: this runs for every request while the store or
+        // the request log is on. (Writing to a String cannot fail.)
+        let mut out = String::with_capacity(48 * self.slots.len());
         for (i, s) in self.slots.iter().enumerate() {
             if i > 0 {
                 out.push_str(", ");
             }
             let d = &deployments[s.deployment];
-            out.push_str(&format!(
-                "{}({}",
-                d.keys
-                    .get(s.key)
-                    .map_or(d.name.as_str(), |k| k.alias.as_str()),
-                s.reason
-            ));
+            let name = d
+                .keys
+                .get(s.key)
+                .map_or(d.name.as_str(), |k| k.alias.as_str());
+            let _ = write!(out, "{name}({}", s.reason);
             match &s.placement {
                 Placement::Normal => {}
                 Placement::Region => out.push_str("; in region"),
-                Placement::Fallback { model } => out.push_str(&format!("; fallback via {model}")),
-                Placement::Demoted { why } => out.push_str(&format!("; demoted: {why}")),
+                Placement::Fallback { model } => {
+                    let _ = write!(out, "; fallback via {model}");
+                }
+                Placement::Demoted { why } => {
+                    let _ = write!(out, "; demoted: {why}");
+                }
             }
             out.push(')');
         }
         for s in &self.skipped {
-            out.push_str(&format!(
+            let _ = write!(
+                out,
                 "; skipped {}: {}",
                 deployments[s.deployment].name, s.why
-            ));
+            );
         }
         out
     }

@@ -8,6 +8,7 @@
 //! Nothing on the request path waits on the store except a virtual key's first lookup (then
 //! cached); usage records go through [`usage::UsageWriter`].
 
+mod pg_copy;
 pub mod postgres;
 pub mod sqlite;
 pub mod usage;
@@ -16,6 +17,7 @@ use crate::auth::keys;
 use crate::config::access::{Limits, StoreConfig};
 use serde::Serialize;
 use sqlx::Row;
+use std::sync::Arc;
 use std::time::SystemTime;
 pub use usage::{UsageRecord, UsageSink, UsageWriter};
 
@@ -200,6 +202,11 @@ fn migrator() -> sqlx::migrate::Migrator {
             3,
             "usage_plan",
             include_str!("migrations/0003_usage_plan.sql"),
+        ),
+        migration(
+            4,
+            "usage_append_only",
+            include_str!("migrations/0004_usage_append_only.sql"),
         ),
     ])
 }
@@ -555,39 +562,203 @@ impl Store {
         })
     }
 
-    /// Writes usage records in one statement.
+    /// Writes a batch of usage records: one multi-row `INSERT` on SQLite, whose values are bound
+    /// by reference count (no copy of the text); one `COPY` stream on Postgres (`pg_copy`).
     pub async fn insert_usage(&self, batch: &[UsageRecord]) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
-        on_pool!(&self.db, p => {
-            let mut q = sqlx::QueryBuilder::new(usage::INSERT_HEAD);
-            q.push_values(batch, |mut b, r| {
-                b.push_bind(&r.id)
-                    .push_bind(&r.request_id)
-                    .push_bind(r.key_id.as_deref())
-                    .push_bind(r.user_id.as_deref())
-                    .push_bind(r.org_id.as_deref())
-                    .push_bind(&r.model)
-                    .push_bind(r.deployment.as_deref())
-                    .push_bind(&r.endpoint)
-                    .push_bind(i64::from(r.stream))
-                    .push_bind(r.attempts as i64)
-                    .push_bind(i64::from(r.status))
-                    .push_bind(&r.outcome)
-                    .push_bind(r.tokens_in.map(|t| t as i64))
-                    .push_bind(r.tokens_out.map(|t| t as i64))
-                    .push_bind(i64::from(r.usage_estimated))
-                    .push_bind(r.cost)
-                    .push_bind(r.ttfb_ms)
-                    .push_bind(r.latency_ms)
-                    .push_bind(r.started_at)
-                    .push_bind(r.finished_at)
-                    .push_bind(&r.plan)
-                    .push_bind(&r.attempt_trail);
-            });
-            q.build().execute(p).await?;
-        });
+        match &self.db {
+            Db::Sqlite(p) => {
+                // SQLite takes at most 32766 bound values per statement: a batch of any size is
+                // split into statements of `SQLITE_ROWS_PER_INSERT` rows, written atomically.
+                let mut tx = p.begin().await?;
+                for rows in batch.chunks(SQLITE_ROWS_PER_INSERT) {
+                    let mut q = sqlx::QueryBuilder::new(usage::INSERT_HEAD);
+                    push_sqlite_rows(&mut q, rows);
+                    q.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            }
+            Db::Postgres(p) => {
+                use sqlx::postgres::PgPoolCopyExt;
+                let mut rows = String::with_capacity(batch.len() * 256);
+                for r in batch {
+                    pg_copy::push_row(&mut rows, r);
+                }
+                let mut copy = p.copy_in_raw(pg_copy::COPY_USAGE).await?;
+                if let Err(e) = copy.send(rows.as_bytes()).await {
+                    // Hand the connection back in a usable state; the batch is retried whole.
+                    let _ = copy.abort("nines: sending usage rows failed").await;
+                    return Err(e.into());
+                }
+                copy.finish().await?;
+            }
+        }
         Ok(())
+    }
+}
+
+/// Rows per `INSERT` on SQLite: 22 values each, inside SQLite's limit of 32766 per statement.
+const SQLITE_ROWS_PER_INSERT: usize = 1000;
+
+/// The `VALUES` of a multi-row `INSERT` of usage records. The text values are bound by reference
+/// count (`Arc<str>` encodes without a copy), so handing a batch over costs no string copies.
+fn push_sqlite_rows(q: &mut sqlx::QueryBuilder<sqlx::Sqlite>, rows: &[UsageRecord]) {
+    q.push_values(rows, |mut b, r| {
+        b.push_bind(Arc::clone(&r.id))
+            .push_bind(Arc::clone(&r.request_id))
+            .push_bind(r.key_id.clone())
+            .push_bind(r.user_id.clone())
+            .push_bind(r.org_id.clone())
+            .push_bind(Arc::clone(&r.model))
+            .push_bind(r.deployment.clone())
+            .push_bind(Arc::clone(&r.endpoint))
+            .push_bind(i64::from(r.stream))
+            .push_bind(i64::from(r.attempts))
+            .push_bind(i64::from(r.status))
+            .push_bind(Arc::clone(&r.outcome))
+            .push_bind(r.tokens_in.map(|t| t as i64))
+            .push_bind(r.tokens_out.map(|t| t as i64))
+            .push_bind(i64::from(r.usage_estimated))
+            .push_bind(r.cost)
+            .push_bind(r.ttfb_ms)
+            .push_bind(r.latency_ms)
+            .push_bind(r.started_at)
+            .push_bind(r.finished_at)
+            .push_bind(Arc::clone(&r.plan))
+            .push_bind(Arc::clone(&r.attempt_trail));
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_store_config(tag: &str) -> (std::path::PathBuf, StoreConfig) {
+        let dir = std::env::temp_dir().join(format!(
+            "nines-store-{tag}-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let config = StoreConfig::sqlite_in(&dir);
+        (dir, config)
+    }
+
+    /// Text that every layer could get wrong: COPY's escapes, quotes, non-ASCII, and an empty
+    /// string next to NULLs.
+    pub(super) fn awkward(i: usize) -> UsageRecord {
+        UsageRecord {
+            id: format!("0190-{i}").into(),
+            request_id: format!("req\t{i}\\n").into(),
+            key_id: Some("key'1\n".into()),
+            user_id: None,
+            org_id: Some("orgé — 東京".into()),
+            model: "gpt-4o\r\nmini \"x\"".into(),
+            deployment: None,
+            endpoint: "chat".into(),
+            stream: i.is_multiple_of(2),
+            attempts: 3,
+            status: 502,
+            outcome: "all_failed".into(),
+            tokens_in: Some(1_000_000),
+            tokens_out: None,
+            usage_estimated: true,
+            cost: 0.1 + 0.2,
+            ttfb_ms: None,
+            latency_ms: 1e-9,
+            started_at: 1_700_000_000_000 + i as i64,
+            finished_at: 1_700_000_000_005 + i as i64,
+            plan: String::new().into(),
+            attempt_trail: "a\\tb; c\td".into(),
+        }
+    }
+
+    async fn round_trip(store: &Store) {
+        let batch: Vec<UsageRecord> = (0..3).map(awkward).collect();
+        store.insert_usage(&batch).await.unwrap();
+        let mut read = store.recent_usage(None, 10).await.unwrap();
+        read.reverse();
+        assert_eq!(read, batch, "{} store", store.backend());
+    }
+
+    /// More rows than one SQLite statement may bind (22 values each, 32766 at most).
+    #[tokio::test]
+    async fn a_batch_larger_than_one_statement_is_written_whole() {
+        let (dir, config) = temp_store_config("large");
+        let store = Store::open(&config).await.unwrap();
+        let batch: Vec<UsageRecord> = (0..2 * SQLITE_ROWS_PER_INSERT + 7).map(awkward).collect();
+        store.insert_usage(&batch).await.unwrap();
+        let read = store.recent_usage(None, 10_000).await.unwrap();
+        assert_eq!(read.len(), batch.len());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn usage_records_read_back_exactly_from_sqlite() {
+        let (dir, config) = temp_store_config("roundtrip");
+        round_trip(&Store::open(&config).await.unwrap()).await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The `COPY` text path against a real Postgres, in a database of its own.
+    #[tokio::test]
+    async fn usage_records_read_back_exactly_from_postgres() {
+        let Ok(url) = std::env::var("DATABASE_URL") else {
+            println!(
+                "skipped: DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)"
+            );
+            return;
+        };
+        let name = format!("nines_copy_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+            .await
+            .expect("DATABASE_URL is set but Postgres is unreachable");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+        let mut config = StoreConfig::sqlite_in(std::path::Path::new("unused"));
+        config.url = crate::config::Secret::new(format!("{base}/{name}"));
+        let store = Store::open(&config).await.unwrap();
+        round_trip(&store).await;
+        if let Db::Postgres(p) = &store.db {
+            p.close().await;
+        }
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
+            .execute(&mut admin)
+            .await;
+    }
+
+    /// A store written before migration 4 keeps its usage records through the table's rebuild,
+    /// and takes new ones afterwards.
+    #[tokio::test]
+    async fn the_append_only_migration_keeps_existing_records() {
+        let (dir, config) = temp_store_config("upgrade");
+        let pool = sqlite::connect(config.url.expose()).await.unwrap();
+        migrator().run_to(3, &pool).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{} VALUES ('old-1', 'req-old', 'k', NULL, NULL, 'm', 'd', 'chat', 0, 1, 200, 'ok', \
+             5, 7, 0, 0.5, 1.0, 2.0, 1000, 1002, 'plan', 'trail')",
+            usage::INSERT_HEAD
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let store = Store::open(&config).await.unwrap();
+        store.insert_usage(&[awkward(9)]).await.unwrap();
+        let read = store.recent_usage(None, 10).await.unwrap();
+        assert_eq!(read.len(), 2);
+        assert_eq!(read[1].id.as_ref(), "old-1");
+        assert_eq!((read[1].tokens_in, read[1].cost), (Some(5), 0.5));
+        assert_eq!(&*read[1].attempt_trail, "trail");
+        assert_eq!(read[0], awkward(9));
+        assert_eq!(
+            store.spend(crate::auth::Level::Key, "k", 0).await.unwrap(),
+            0.5
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -3,7 +3,8 @@
 //! The request path calls [`UsageWriter::record`], which never waits: it puts the record in a
 //! bounded channel (`store.usage_queue`) or, when that is full, drops it and counts the drop. One
 //! task drains the channel into batches (`store.batch_size` rows, or whatever arrived within
-//! `store.flush_interval`) and writes each batch in one statement. When a write fails (the store
+//! `store.flush_interval`; up to `CATCH_UP` batches at once while it is behind) and writes each
+//! in one `COPY` (Postgres) or one transaction (SQLite). When a write fails (the store
 //! is down), the batch stays in a buffer of at most `store.usage_buffer` records — beyond that the
 //! oldest are dropped, counted — the writer keeps draining the channel into it, and retries with
 //! backoff (100 ms doubling to 5 s); once the store answers, the buffer is flushed in order.
@@ -20,24 +21,28 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+/// Text in a usage record: shared, so handing a batch to the store binds each value by reference
+/// count instead of copying it again (a record is built once per request and then only read).
+pub type Text = Arc<str>;
+
 /// What happened to one request, as stored.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct UsageRecord {
-    pub id: String,
-    pub request_id: String,
-    pub key_id: Option<String>,
-    pub user_id: Option<String>,
-    pub org_id: Option<String>,
+    pub id: Text,
+    pub request_id: Text,
+    pub key_id: Option<Text>,
+    pub user_id: Option<Text>,
+    pub org_id: Option<Text>,
     /// The model name the client sent.
-    pub model: String,
+    pub model: Text,
     /// The deployment that served (or the last one tried).
-    pub deployment: Option<String>,
-    pub endpoint: String,
+    pub deployment: Option<Text>,
+    pub endpoint: Text,
     pub stream: bool,
     pub attempts: u32,
     pub status: u16,
     /// `ok`, or the failure class / error label the request ended with.
-    pub outcome: String,
+    pub outcome: Text,
     pub tokens_in: Option<u64>,
     pub tokens_out: Option<u64>,
     /// True when the upstream reported no usage and the tokens are nines' estimate.
@@ -51,9 +56,9 @@ pub struct UsageRecord {
     pub started_at: i64,
     pub finished_at: i64,
     /// The routing plan: each candidate in order with why it is there, and what was skipped.
-    pub plan: String,
+    pub plan: Text,
     /// Each attempt: key slot, failure class, status, time (`d0#0 server 500 12ms; …`).
-    pub attempt_trail: String,
+    pub attempt_trail: Text,
 }
 
 pub(super) const INSERT_HEAD: &str = "INSERT INTO usage_records (id, request_id, key_id, user_id, \
@@ -63,18 +68,20 @@ pub(super) const INSERT_HEAD: &str = "INSERT INTO usage_records (id, request_id,
 macro_rules! record_of {
     ($r:expr) => {
         UsageRecord {
-            id: $r.try_get("id")?,
-            request_id: $r.try_get("request_id")?,
-            key_id: $r.try_get("key_id")?,
-            user_id: $r.try_get("user_id")?,
-            org_id: $r.try_get("org_id")?,
-            model: $r.try_get("model")?,
-            deployment: $r.try_get("deployment")?,
-            endpoint: $r.try_get("endpoint")?,
+            id: $r.try_get::<String, _>("id")?.into(),
+            request_id: $r.try_get::<String, _>("request_id")?.into(),
+            key_id: $r.try_get::<Option<String>, _>("key_id")?.map(Into::into),
+            user_id: $r.try_get::<Option<String>, _>("user_id")?.map(Into::into),
+            org_id: $r.try_get::<Option<String>, _>("org_id")?.map(Into::into),
+            model: $r.try_get::<String, _>("model")?.into(),
+            deployment: $r
+                .try_get::<Option<String>, _>("deployment")?
+                .map(Into::into),
+            endpoint: $r.try_get::<String, _>("endpoint")?.into(),
             stream: $r.try_get::<i64, _>("stream")? != 0,
             attempts: $r.try_get::<i64, _>("attempts")? as u32,
             status: $r.try_get::<i64, _>("status")? as u16,
-            outcome: $r.try_get("outcome")?,
+            outcome: $r.try_get::<String, _>("outcome")?.into(),
             tokens_in: $r.try_get::<Option<i64>, _>("tokens_in")?.map(|t| t as u64),
             tokens_out: $r
                 .try_get::<Option<i64>, _>("tokens_out")?
@@ -85,8 +92,8 @@ macro_rules! record_of {
             latency_ms: $r.try_get("latency_ms")?,
             started_at: $r.try_get("started_at")?,
             finished_at: $r.try_get("finished_at")?,
-            plan: $r.try_get("plan")?,
-            attempt_trail: $r.try_get("attempt_trail")?,
+            plan: $r.try_get::<String, _>("plan")?.into(),
+            attempt_trail: $r.try_get::<String, _>("attempt_trail")?.into(),
         }
     };
 }
@@ -195,6 +202,8 @@ impl UsageWriter {
     }
 }
 
+/// How many batches one write may take when the writer is behind.
+const CATCH_UP: usize = 8;
 /// How often a gathering writer looks at its queue.
 const GATHER_TICK: Duration = Duration::from_millis(20);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -244,7 +253,10 @@ async fn run(
             }
             tokio::time::sleep(GATHER_TICK.min(deadline - now)).await;
         }
-        while buffer.len() < settings.batch {
+        // Behind (more than a batch waiting): take up to `CATCH_UP` batches in one write, so a
+        // store whose round trips are slow under load (a CPU-starved Postgres) still keeps up:
+        // one in-flight write of `batch` rows caps the rate at `batch` per round trip.
+        while buffer.len() < settings.batch * CATCH_UP {
             match rx.try_recv() {
                 Ok(r) => push(&mut buffer, r),
                 Err(mpsc::error::TryRecvError::Empty) => break,
@@ -254,7 +266,7 @@ async fn run(
                 }
             }
         }
-        let n = buffer.len().min(settings.batch);
+        let n = buffer.len().min(settings.batch * CATCH_UP);
         let result = sink.write(&buffer.make_contiguous()[..n]).await;
         match result {
             Ok(()) => {
@@ -311,5 +323,55 @@ async fn run(
             }
         }
         stats.buffered.store(buffer.len() as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records the size of every batch it is handed.
+    #[derive(Default)]
+    struct Sizes(Mutex<Vec<usize>>);
+
+    impl UsageSink for Sizes {
+        fn write<'a>(&'a self, batch: &'a [UsageRecord]) -> BoxFuture<'a, Result<(), String>> {
+            self.0.lock().unwrap().push(batch.len());
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    /// A writer of batches of at most 100 into a `Sizes` sink, with `queued` records already
+    /// handed to it.
+    fn writer_with(queued: usize) -> (Arc<Sizes>, UsageWriter, tokio::task::JoinHandle<()>) {
+        let sink = Arc::new(Sizes::default());
+        let settings = WriterSettings {
+            queue: 10_000,
+            buffer: 100_000,
+            batch: 100,
+            flush_interval: Duration::from_secs(1),
+        };
+        let (writer, task) = UsageWriter::spawn(Arc::clone(&sink) as Arc<dyn UsageSink>, settings);
+        for i in 0..queued {
+            writer.record(super::super::tests::awkward(i));
+        }
+        (sink, writer, task)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_writer_that_is_behind_takes_several_batches_at_once() {
+        // 2000 records queued before the writer runs: it is 20 batches behind.
+        let (sink, writer, task) = writer_with(2000);
+        drop(writer);
+        task.await.unwrap();
+        assert_eq!(*sink.0.lock().unwrap(), [800, 800, 400]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_writer_that_keeps_up_writes_what_arrived_within_the_flush_interval() {
+        let (sink, writer, _task) = writer_with(30);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(*sink.0.lock().unwrap(), [30]);
+        assert_eq!(writer.stats.written.load(Ordering::Relaxed), 30);
     }
 }
