@@ -132,11 +132,16 @@ impl SseDecoder {
 
 /// Encodes one `data:` frame (the payload must not contain newlines; JSON never does unescaped).
 pub fn data_frame(payload: &[u8]) -> bytes::Bytes {
-    let mut out = Vec::with_capacity(payload.len() + 8);
+    let mut out = bytes::BytesMut::with_capacity(payload.len() + 8);
+    push_data_frame(&mut out, payload);
+    out.freeze()
+}
+
+/// Appends one `data:` frame to `out`, for a relay that writes many frames into one buffer.
+pub fn push_data_frame(out: &mut bytes::BytesMut, payload: &[u8]) {
     out.extend_from_slice(b"data: ");
     out.extend_from_slice(payload);
     out.extend_from_slice(b"\n\n");
-    out.into()
 }
 
 /// Encodes one named event frame, `event: <name>\ndata: <payload>\n\n` (Anthropic streams name

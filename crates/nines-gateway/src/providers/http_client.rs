@@ -27,6 +27,9 @@ use std::time::Duration;
 /// carries none).
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
+/// What nines calls itself upstream, whichever way a request is sent.
+const USER_AGENT: &str = concat!("nines/", env!("CARGO_PKG_VERSION"));
+
 /// A response whose body is still to be read.
 pub type Response = http::Response<BoxBody<Bytes, BodyError>>;
 
@@ -93,7 +96,7 @@ impl HttpClient {
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
-            .user_agent(concat!("nines/", env!("CARGO_PKG_VERSION")));
+            .user_agent(USER_AGENT);
         let (builder, direct) = match egress {
             Egress::Direct => (builder.no_proxy(), true),
             Egress::EnvironmentProxy => (builder, false),
@@ -111,7 +114,7 @@ impl HttpClient {
         Ok(HttpClient {
             builder,
             pool,
-            user_agent: HeaderValue::from_static(concat!("nines/", env!("CARGO_PKG_VERSION"))),
+            user_agent: HeaderValue::from_static(USER_AGENT),
         })
     }
 

@@ -226,19 +226,19 @@ async fn read_bounded(response: http_client::Response, deadline: Instant, limit:
 fn send_error(e: &SendError) -> Transport {
     match e {
         // The request never left (a header value it cannot carry, say).
-        SendError::Build(e) => Transport::Broken(root_cause(e)),
+        SendError::Build(e) => Transport::Broken(describe(e)),
         SendError::Http(e) if e.is_connect() => {
             if timed_out(e) {
                 Transport::ConnectTimeout
             } else {
-                Transport::Connect(root_cause(e))
+                Transport::Connect(describe(e))
             }
         }
-        SendError::Http(e) => Transport::Broken(root_cause(e)),
+        SendError::Http(e) => Transport::Broken(describe(e)),
         SendError::Proxied(e) if e.is_connect() && e.is_timeout() => Transport::ConnectTimeout,
-        SendError::Proxied(e) if e.is_connect() => Transport::Connect(root_cause(e)),
+        SendError::Proxied(e) if e.is_connect() => Transport::Connect(describe(e)),
         SendError::Proxied(e) if e.is_timeout() => Transport::FirstByteTimeout,
-        SendError::Proxied(e) => Transport::Broken(root_cause(e)),
+        SendError::Proxied(e) => Transport::Broken(describe(e)),
     }
 }
 
@@ -250,9 +250,9 @@ fn body_error(e: &(dyn std::error::Error + 'static)) -> Transport {
             .is_some_and(|h| h.is_parse())
     });
     if parse {
-        Transport::Malformed(root_cause(e))
+        Transport::Malformed(describe(e))
     } else {
-        Transport::Broken(root_cause(e))
+        Transport::Broken(describe(e))
     }
 }
 
@@ -269,14 +269,11 @@ fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
     })
 }
 
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+/// A secret-free description of an HTTP error for logs and client-facing messages: its root
+/// cause.
+pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     sources(e)
         .last()
         .map(ToString::to_string)
         .unwrap_or_default()
-}
-
-/// A secret-free description of an HTTP error for logs and client-facing messages.
-pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    root_cause(e)
 }

@@ -56,15 +56,14 @@ impl Bursts {
     pub async fn gather(&mut self, first: Bytes) -> Bytes {
         // Copied into a buffer of its own only when a second chunk joins it.
         let mut burst: Option<BytesMut> = None;
-        let len = |burst: &Option<BytesMut>| burst.as_ref().map_or(first.len(), BytesMut::len);
         let mut quiet_turns = 0;
         let mut open = self.take_ready(&mut burst, &first);
-        while open && len(&burst) < BURST_LIMIT && quiet_turns < QUIET_TURNS {
-            let before = len(&burst);
+        while open && burst_len(&burst, &first) < BURST_LIMIT && quiet_turns < QUIET_TURNS {
+            let before = burst_len(&burst, &first);
             // One turn for the connection task to hand over a chunk it already holds.
             tokio::task::yield_now().await;
             open = self.take_ready(&mut burst, &first);
-            quiet_turns = if len(&burst) == before {
+            quiet_turns = if burst_len(&burst, &first) == before {
                 quiet_turns + 1
             } else {
                 0
@@ -76,7 +75,7 @@ impl Bursts {
     /// Appends the chunks that are ready now behind `first`, up to [`BURST_LIMIT`]; false when
     /// the body ended or failed (kept for [`Bursts::next`]).
     fn take_ready(&mut self, burst: &mut Option<BytesMut>, first: &Bytes) -> bool {
-        while burst.as_ref().map_or(first.len(), BytesMut::len) < BURST_LIMIT {
+        while burst_len(burst, first) < BURST_LIMIT {
             match self.rest.next().now_or_never() {
                 Some(Some(Ok(more))) => burst
                     .get_or_insert_with(|| BytesMut::from(&first[..]))
@@ -90,6 +89,11 @@ impl Bursts {
         }
         true
     }
+}
+
+/// The burst so far: `first` alone until a second chunk made a buffer of it.
+fn burst_len(burst: &Option<BytesMut>, first: &Bytes) -> usize {
+    burst.as_ref().map_or(first.len(), BytesMut::len)
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use nines_protocol::ErrorBody;
-use nines_protocol::sse::{DONE_FRAME, SseDecoder, SseEvent, data_frame};
+use nines_protocol::sse::{DONE_FRAME, SseDecoder, SseEvent, data_frame, push_data_frame};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -480,13 +480,6 @@ where
         }
     })
     .boxed()
-}
-
-/// Appends `data: <payload>\n\n` (what `data_frame` encodes) without a buffer of its own.
-fn push_data_frame(out: &mut BytesMut, payload: &[u8]) {
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(payload);
-    out.extend_from_slice(b"\n\n");
 }
 
 /// An OpenAI-shaped error as an SSE event: SDKs raise an APIError on it.

@@ -562,8 +562,9 @@ impl Store {
         })
     }
 
-    /// Writes a batch of usage records: one multi-row `INSERT` on SQLite, whose values are bound
-    /// by reference count (no copy of the text); one `COPY` stream on Postgres (`pg_copy`).
+    /// Writes a batch of usage records: on SQLite, one transaction of multi-row `INSERT`s whose
+    /// values are bound by reference count (no copy of the text); on Postgres, one `COPY`
+    /// stream (`pg_copy`).
     pub async fn insert_usage(&self, batch: &[UsageRecord]) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());

@@ -11,10 +11,11 @@ use super::usage::UsageRecord;
 use std::fmt::Write;
 
 /// The statement the rows are streamed to; its column order is [`push_row`]'s.
-pub(super) const COPY_USAGE: &str = "COPY usage_records (id, request_id, key_id, user_id, \
-    org_id, model, deployment, endpoint, stream, attempts, status, outcome, tokens_in, tokens_out, \
-    usage_estimated, cost, ttfb_ms, latency_ms, started_at, finished_at, plan, attempt_trail) \
-    FROM STDIN";
+pub(super) const COPY_USAGE: &str = concat!(
+    "COPY usage_records (",
+    super::usage::usage_columns!(),
+    ") FROM STDIN"
+);
 
 /// Appends one record as a `COPY` text row (newline included).
 pub(super) fn push_row(out: &mut String, r: &UsageRecord) {

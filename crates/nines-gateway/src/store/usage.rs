@@ -61,9 +61,18 @@ pub struct UsageRecord {
     pub attempt_trail: Text,
 }
 
-pub(super) const INSERT_HEAD: &str = "INSERT INTO usage_records (id, request_id, key_id, user_id, \
-    org_id, model, deployment, endpoint, stream, attempts, status, outcome, tokens_in, tokens_out, \
-    usage_estimated, cost, ttfb_ms, latency_ms, started_at, finished_at, plan, attempt_trail) ";
+/// The stored columns in the order every writer sends them (the SQLite `INSERT` here, the
+/// Postgres `COPY` in `pg_copy`): one list, so the two cannot drift apart.
+macro_rules! usage_columns {
+    () => {
+        "id, request_id, key_id, user_id, org_id, model, deployment, endpoint, stream, attempts, \
+         status, outcome, tokens_in, tokens_out, usage_estimated, cost, ttfb_ms, latency_ms, \
+         started_at, finished_at, plan, attempt_trail"
+    };
+}
+pub(super) use usage_columns;
+
+pub(super) const INSERT_HEAD: &str = concat!("INSERT INTO usage_records (", usage_columns!(), ") ");
 
 macro_rules! record_of {
     ($r:expr) => {

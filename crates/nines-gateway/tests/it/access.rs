@@ -55,6 +55,14 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// The test config with the admin key and a SQLite store in `dir`.
+fn admin_and_store(dir: &std::path::Path) -> String {
+    config(&format!(
+        "\n[auth]\nadmin_key = \"{ADMIN}\"\n{}",
+        store_section(dir)
+    ))
+}
+
 fn store_section(dir: &std::path::Path) -> String {
     format!(
         "\n[store]\ndata_dir = \"{}\"\nflush_interval = \"20ms\"\n",
@@ -259,14 +267,7 @@ limits = { rpm = 10 }
 #[tokio::test]
 async fn each_level_trips_with_its_name_headers_and_retry_after() {
     let dir = temp_dir("levels");
-    let h = Harness::start_opened(
-        1,
-        &config(&format!(
-            "\n[auth]\nadmin_key = \"{ADMIN}\"\n{}",
-            store_section(&dir)
-        )),
-    )
-    .await;
+    let h = Harness::start_opened(1, &admin_and_store(&dir)).await;
     // Org: 2 rpm, shared by two users' keys.
     let (k1, _) = org_user_key(
         &h,
@@ -446,10 +447,7 @@ limits = { tpm = 1000 }
 #[tokio::test]
 async fn virtual_keys_revocation_expiry_budgets_and_usage_in_sqlite() {
     let dir = temp_dir("keys");
-    let template = config(&format!(
-        "\n[auth]\nadmin_key = \"{ADMIN}\"\n{}",
-        store_section(&dir)
-    ));
+    let template = admin_and_store(&dir);
     let h = Harness::start_opened(1, &template).await;
     // The admin API wants its key.
     let r = h.client.get(h.url("/admin/orgs")).send().await.unwrap();
@@ -1043,10 +1041,7 @@ async fn usage_is_buffered_while_the_store_is_down_and_drops_are_counted() {
 #[tokio::test]
 async fn streamed_usage_is_recorded_from_the_relays_tally() {
     let dir = temp_dir("stream-usage");
-    let template = config(&format!(
-        "\n[auth]\nadmin_key = \"{ADMIN}\"\n{}",
-        store_section(&dir)
-    ));
+    let template = admin_and_store(&dir);
     let h = Harness::start_opened(1, &template).await;
     let (key, row) = org_user_key(
         &h,
