@@ -12,11 +12,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::error::Dialect;
+use crate::auth;
+use crate::effects::{self, ErrorShape};
 use crate::sse::{self, Event, Style};
 use crate::state::MockState;
 use crate::text::{self, Ending, TOOL_ARGUMENTS};
-use crate::{auth, effects};
 
 /// The context the dialect claims when `context_too_long` is faulted.
 const CONTEXT_LIMIT: u64 = 200_000;
@@ -24,6 +24,11 @@ const CONTEXT_LIMIT: u64 = 200_000;
 const STYLE: Style = Style {
     error: "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
     malformed: sse::NOT_JSON,
+};
+
+const ERROR_SHAPE: ErrorShape = ErrorShape {
+    fault_body,
+    invalid_request,
 };
 
 /// The fields of a Messages request the mock reacts to; everything else is ignored.
@@ -52,7 +57,7 @@ pub(crate) async fn messages(
 ) -> Response {
     let parsed = serde_json::from_slice::<MessagesRequest>(&body);
     let streaming = parsed.as_ref().is_ok_and(|r| r.stream.unwrap_or(false));
-    let fault = match effects::gate(&state, &headers, Dialect::Anthropic, streaming).await {
+    let fault = match effects::gate(&state, &headers, ERROR_SHAPE, streaming).await {
         Ok(fault) => fault,
         Err(response) => return response,
     };
@@ -332,12 +337,12 @@ fn error_body(kind: &str, message: &str) -> Value {
 }
 
 /// A 400 `invalid_request_error`.
-pub(crate) fn invalid_request(message: &str) -> Response {
+fn invalid_request(message: &str) -> Response {
     error(StatusCode::BAD_REQUEST, "invalid_request_error", message)
 }
 
 /// The error body a fault with `status` sends, typed as Anthropic types that status.
-pub(crate) fn fault_body(status: u16) -> Value {
+fn fault_body(status: u16) -> Value {
     let generic = format!("mock fault: status {status}");
     let (kind, message) = match status {
         503 | 529 => ("overloaded_error", "Overloaded"),

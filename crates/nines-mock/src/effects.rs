@@ -11,13 +11,24 @@ use axum::Json;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde_json::Value;
 
 use crate::FaultScript;
-use crate::error::Dialect;
 use crate::state::MockState;
 
 /// Per-request fault header; it wins over the server's script.
 pub(crate) const FAULT_HEADER: &str = "x-mock-fault";
+
+/// How the route's wire format shapes the errors this module sends. Each dialect module
+/// declares its own `ERROR_SHAPE` and passes it in (as with `sse::Style`), so the fault code
+/// answers in every format without depending on the dialects that depend on it.
+#[derive(Clone, Copy)]
+pub(crate) struct ErrorShape {
+    /// The error body a fault with this status sends.
+    pub(crate) fault_body: fn(u16) -> Value,
+    /// A 400 for a request the mock cannot understand (here: a malformed fault header).
+    pub(crate) invalid_request: fn(&str) -> Response,
+}
 
 /// The fault for this request: the header's script if present (always applied: its gates are
 /// ignored, since one request has no history), else the server's script if its gates admit the
@@ -52,32 +63,32 @@ pub(crate) fn header_fault(headers: &HeaderMap) -> Result<Option<FaultScript>, S
 pub(crate) async fn gate(
     state: &MockState,
     headers: &HeaderMap,
-    dialect: Dialect,
+    shape: ErrorShape,
     streaming: bool,
 ) -> Result<Option<FaultScript>, Response> {
-    let fault = fault_for(state, headers).map_err(|m| dialect.invalid_request(&m))?;
-    apply(state, fault, dialect, streaming).await
+    let fault = fault_for(state, headers).map_err(|m| (shape.invalid_request)(&m))?;
+    apply(state, fault, shape, streaming).await
 }
 
 /// [`gate`] for follow-up requests: only the `x-mock-fault` header applies.
 pub(crate) async fn gate_header(
     state: &MockState,
     headers: &HeaderMap,
-    dialect: Dialect,
+    shape: ErrorShape,
     streaming: bool,
 ) -> Result<Option<FaultScript>, Response> {
-    let fault = header_fault(headers).map_err(|m| dialect.invalid_request(&m))?;
-    apply(state, fault, dialect, streaming).await
+    let fault = header_fault(headers).map_err(|m| (shape.invalid_request)(&m))?;
+    apply(state, fault, shape, streaming).await
 }
 
 async fn apply(
     state: &MockState,
     fault: Option<FaultScript>,
-    dialect: Dialect,
+    shape: ErrorShape,
     streaming: bool,
 ) -> Result<Option<FaultScript>, Response> {
     if let Some(fault) = &fault
-        && let Some(response) = before_response(state, fault, dialect, streaming).await
+        && let Some(response) = before_response(state, fault, shape, streaming).await
     {
         return Err(response);
     }
@@ -89,7 +100,7 @@ async fn apply(
 pub(crate) async fn before_response(
     state: &MockState,
     fault: &FaultScript,
-    dialect: Dialect,
+    shape: ErrorShape,
     streaming: bool,
 ) -> Option<Response> {
     if fault.hang {
@@ -102,7 +113,7 @@ pub(crate) async fn before_response(
         return Some(aborted());
     }
     if fault.body.is_some() || fault.effective_status().is_some() {
-        return Some(error_response(fault, dialect));
+        return Some(error_response(fault, shape));
     }
     if !streaming && fault.reset_after_chunks.is_some() {
         return Some(aborted());
@@ -111,7 +122,7 @@ pub(crate) async fn before_response(
 }
 
 /// The fault's status (or raw body) with its retry hints.
-fn error_response(fault: &FaultScript, dialect: Dialect) -> Response {
+fn error_response(fault: &FaultScript, shape: ErrorShape) -> Response {
     let code = match (fault.status, &fault.body) {
         (Some(status), _) => status,
         // A raw body alone is a "successful" response with garbage in it.
@@ -130,7 +141,7 @@ fn error_response(fault: &FaultScript, dialect: Dialect) -> Response {
             raw.clone(),
         )
             .into_response(),
-        None => (status, Json(dialect.fault_body(code))).into_response(),
+        None => (status, Json((shape.fault_body)(code))).into_response(),
     };
     let headers = response.headers_mut();
     if let Some(v) = fault

@@ -1,6 +1,7 @@
-//! The Gemini dialect: `POST /v1beta/models/{model}:{action}` for `generateContent`,
-//! `streamGenerateContent` (SSE with `alt=sse`, else one JSON array), and the embedding actions
-//! (in `gemini_embed.rs`), with Google's error envelope `{"error":{"code","message","status"}}`.
+//! The Gemini dialect: `generateContent` and `streamGenerateContent` (SSE with `alt=sse`, else
+//! one JSON array) on `POST /v1beta/models/{model}:{action}`, the model lookup, and what every
+//! Gemini action shares ([`Call`], Google's error envelope `{"error":{"code","message","status"}}`).
+//! The embedding actions are in `gemini_embed.rs`; `gemini_route.rs` picks the action.
 //!
 //! Content rules are the OpenAI dialect's: the same reply words, `ceil(chars/4) + 3` prompt
 //! tokens per content (the system instruction counts as one), one token per word.
@@ -10,16 +11,16 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::error::Dialect;
+use crate::auth;
+use crate::effects::{self, ErrorShape};
 use crate::sse::{self, Event, Style};
 use crate::state::MockState;
 use crate::text::{self, Ending, TOOL_ARGUMENTS};
-use crate::{auth, effects, gemini_embed};
 
 /// The context the dialect claims when `context_too_long` is faulted.
 const CONTEXT_LIMIT: u64 = 1_048_576;
@@ -31,58 +32,10 @@ const STYLE: Style = Style {
     malformed: sse::NOT_JSON,
 };
 
-/// The counted route for a request path, by the action after the model's last `:` (a GET
-/// without an action is the model lookup).
-pub(crate) fn route_of(method: &Method, path: &str) -> Option<&'static str> {
-    if method == Method::GET {
-        return (!path.contains(':')).then_some("/v1beta/models/{model}");
-    }
-    let (_, action) = path.rsplit_once(':')?;
-    match action {
-        "generateContent" => Some("/v1beta/models/{model}:generateContent"),
-        "streamGenerateContent" => Some("/v1beta/models/{model}:streamGenerateContent"),
-        "embedContent" => Some("/v1beta/models/{model}:embedContent"),
-        "batchEmbedContents" => Some("/v1beta/models/{model}:batchEmbedContents"),
-        _ => None,
-    }
-}
-
-/// `POST /v1beta/models/{*rest}`: split `rest` into model and action (axum cannot route on a
-/// `:action` suffix) and serve the action.
-pub(crate) async fn dispatch(
-    State(state): State<MockState>,
-    Path(rest): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let Some((model, action)) = rest.rsplit_once(':') else {
-        return error(
-            StatusCode::NOT_FOUND,
-            &format!("unknown route models/{rest}"),
-        );
-    };
-    let call = Call {
-        state,
-        headers,
-        query,
-        model: model.to_owned(),
-        body,
-    };
-    match action {
-        "generateContent" => generate(call, Mode::Unary).await,
-        "streamGenerateContent" if call.query.get("alt").is_some_and(|a| a == "sse") => {
-            generate(call, Mode::Sse).await
-        }
-        "streamGenerateContent" => generate(call, Mode::JsonArray).await,
-        "embedContent" => gemini_embed::embed(call, false).await,
-        "batchEmbedContents" => gemini_embed::embed(call, true).await,
-        _ => error(
-            StatusCode::NOT_FOUND,
-            &format!("unknown action '{action}' for models/{model}"),
-        ),
-    }
-}
+pub(crate) const ERROR_SHAPE: ErrorShape = ErrorShape {
+    fault_body,
+    invalid_request: |message| error(StatusCode::BAD_REQUEST, message),
+};
 
 /// `GET /v1beta/models/{model}`: the model's metadata (what a health probe asks for). Faults
 /// and the key check apply as on the other routes.
@@ -98,7 +51,7 @@ pub(crate) async fn get_model(
             &format!("unknown route models/{model}"),
         );
     }
-    if let Err(response) = effects::gate(&state, &headers, Dialect::Gemini, false).await {
+    if let Err(response) = effects::gate(&state, &headers, ERROR_SHAPE, false).await {
         return response;
     }
     let call = Call {
@@ -161,7 +114,7 @@ impl Call {
 
 /// How `generate` answers.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     /// `generateContent`: one response object.
     Unary,
     /// `streamGenerateContent?alt=sse`: one SSE `data:` event per chunk.
@@ -198,9 +151,9 @@ struct GenerationConfig {
     response_mime_type: Option<String>,
 }
 
-async fn generate(call: Call, mode: Mode) -> Response {
+pub(crate) async fn generate(call: Call, mode: Mode) -> Response {
     let streaming = mode == Mode::Sse;
-    let fault = match effects::gate(&call.state, &call.headers, Dialect::Gemini, streaming).await {
+    let fault = match effects::gate(&call.state, &call.headers, ERROR_SHAPE, streaming).await {
         Ok(fault) => fault.unwrap_or_default(),
         Err(response) => return response,
     };
@@ -493,7 +446,7 @@ fn error_body(code: u16, message: &str) -> Value {
 }
 
 /// The error body a fault with `status` sends.
-pub(crate) fn fault_body(status: u16) -> Value {
+fn fault_body(status: u16) -> Value {
     let message = match status {
         429 => "Resource has been exhausted (e.g. check quota).".to_owned(),
         503 | 529 => "The model is overloaded. Please try again later.".to_owned(),

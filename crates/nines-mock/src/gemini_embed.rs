@@ -8,7 +8,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::effects;
-use crate::error::Dialect;
 use crate::gemini::{self, Call};
 use crate::text::{self, DEFAULT_DIMENSIONS, MAX_DIMENSIONS};
 
@@ -30,7 +29,7 @@ struct BatchRequest {
 
 /// `:embedContent` (one vector) or, with `batch`, `:batchEmbedContents` (one per request).
 pub(crate) async fn embed(call: Call, batch: bool) -> Response {
-    let fault = match effects::gate(&call.state, &call.headers, Dialect::Gemini, false).await {
+    let fault = match effects::gate(&call.state, &call.headers, gemini::ERROR_SHAPE, false).await {
         Ok(fault) => fault.unwrap_or_default(),
         Err(response) => return response,
     };

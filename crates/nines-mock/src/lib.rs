@@ -129,10 +129,13 @@ mod error;
 mod faults;
 mod gemini;
 mod gemini_embed;
+mod gemini_route;
 mod jobs;
 mod openai;
 mod replicate;
+mod replicate_prediction;
 mod runway;
+mod runway_task;
 mod sse;
 mod state;
 mod text;
@@ -204,8 +207,8 @@ pub fn router(state: MockState) -> Router {
         .route(
             "/v1beta/models/{*rest}",
             get(gemini::get_model)
-                .post(gemini::dispatch)
-                .layer(counted_by(gemini::route_of)),
+                .post(gemini_route::dispatch)
+                .layer(counted_by(gemini_route::route_of)),
         )
         .route(
             "/v1/predictions",

@@ -7,16 +7,24 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::chat::{CREATED, ChatRequest, Completion};
-use crate::error::Dialect;
+use crate::effects::{self, ErrorShape};
 use crate::state::MockState;
 use crate::text::{DEFAULT_DIMENSIONS, MAX_DIMENSIONS};
-use crate::{effects, error, sse, text};
+use crate::{error, sse, text};
+
+/// The largest context the OpenAI dialect claims when `context_too_long` is faulted.
+const OPENAI_CONTEXT: u64 = 8192;
+
+const ERROR_SHAPE: ErrorShape = ErrorShape {
+    fault_body,
+    invalid_request: |message| error::invalid_request(message),
+};
 
 pub(crate) async fn chat_completions(
     State(state): State<MockState>,
@@ -25,7 +33,7 @@ pub(crate) async fn chat_completions(
 ) -> Response {
     let parsed = serde_json::from_slice::<ChatRequest>(&body);
     let streaming = parsed.as_ref().is_ok_and(ChatRequest::stream);
-    let fault = match effects::gate(&state, &headers, Dialect::OpenAi, streaming).await {
+    let fault = match effects::gate(&state, &headers, ERROR_SHAPE, streaming).await {
         Ok(fault) => fault,
         Err(response) => return response,
     };
@@ -38,7 +46,7 @@ pub(crate) async fn chat_completions(
         Err(message) => return error::invalid_request(message),
     };
     if fault.as_ref().is_some_and(|f| f.context_too_long) {
-        return error::context_length_exceeded(completion.prompt_tokens(), "messages");
+        return context_length_exceeded(completion.prompt_tokens(), "messages");
     }
     if streaming {
         sse::response(state, completion.chunks(), fault)
@@ -62,7 +70,7 @@ pub(crate) async fn embeddings(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let fault = match effects::gate(&state, &headers, Dialect::OpenAi, false).await {
+    let fault = match effects::gate(&state, &headers, ERROR_SHAPE, false).await {
         Ok(fault) => fault,
         Err(response) => return response,
     };
@@ -89,7 +97,7 @@ pub(crate) async fn embeddings(
     };
     let tokens: u64 = inputs.iter().map(|(_, tokens)| tokens).sum();
     if fault.as_ref().is_some_and(|f| f.context_too_long) {
-        return error::context_length_exceeded(tokens, "input");
+        return context_length_exceeded(tokens, "input");
     }
     let data: Vec<Value> = inputs
         .iter()
@@ -169,7 +177,48 @@ fn model_object(id: &str) -> Value {
 
 /// Fault handling for the non-streaming routes: `Some` replaces the normal response.
 async fn apply_fault(state: &MockState, headers: &HeaderMap) -> Option<Response> {
-    effects::gate(state, headers, Dialect::OpenAi, false)
+    effects::gate(state, headers, ERROR_SHAPE, false)
         .await
         .err()
+}
+
+/// OpenAI's 400 for a prompt longer than the context. The claimed size is the limit plus the
+/// request's own estimate, so it always exceeds the limit.
+fn context_length_exceeded(prompt_tokens: u64, param: &str) -> Response {
+    let tokens = OPENAI_CONTEXT + prompt_tokens;
+    let message = format!(
+        "This model's maximum context length is {OPENAI_CONTEXT} tokens. However, your \
+         messages resulted in {tokens} tokens. Please reduce the length of the messages."
+    );
+    let mut body = error::body(
+        &message,
+        "invalid_request_error",
+        Some("context_length_exceeded"),
+    );
+    body["error"]["param"] = param.into();
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+/// The error body a fault with `status` sends: the type and code a real provider would use for
+/// that status, so the gateway's classifier sees realistic input.
+fn fault_body(status: u16) -> Value {
+    let generic = format!("mock fault: status {status}");
+    let (message, kind, code) = match status {
+        429 => (
+            generic.as_str(),
+            "rate_limit_exceeded",
+            Some("rate_limit_exceeded"),
+        ),
+        503 | 529 => ("Overloaded", "overloaded_error", None),
+        401 => (
+            generic.as_str(),
+            "authentication_error",
+            Some("invalid_api_key"),
+        ),
+        403 => (generic.as_str(), "permission_error", None),
+        404 => (generic.as_str(), "not_found_error", None),
+        500..=599 => (generic.as_str(), "server_error", None),
+        _ => (generic.as_str(), "invalid_request_error", None),
+    };
+    error::body(message, kind, code)
 }

@@ -16,11 +16,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::error::Dialect;
+use crate::effects::{self, ErrorShape};
 use crate::faults::PredictionStatus;
+use crate::replicate_prediction::{Outcome, Prediction};
 use crate::sse::{self, Event, Style};
 use crate::state::MockState;
-use crate::{FaultScript, auth, effects, text};
+use crate::{auth, text};
 
 /// Output data is raw text, so a malformed event carries bytes that are not UTF-8.
 const STYLE: Style = Style {
@@ -28,111 +29,16 @@ const STYLE: Style = Style {
     malformed: b"\xff\xfe",
 };
 
-/// Fixed timestamps: content must not depend on the wall clock.
-const CREATED_AT: &str = "2023-11-14T22:13:20.000000Z";
-const STARTED_AT: &str = "2023-11-14T22:13:20.100000Z";
-const COMPLETED_AT: &str = "2023-11-14T22:13:21.000000Z";
-const PREDICT_TIME: f64 = 0.9;
+const ERROR_SHAPE: ErrorShape = ErrorShape {
+    fault_body,
+    invalid_request: |detail| error(StatusCode::BAD_REQUEST, detail),
+};
+
 /// The context the dialect claims when `context_too_long` is faulted.
 const CONTEXT_LIMIT: u64 = 8192;
 const FAILED: &str = "mock prediction failed";
 const FLAGGED: &str =
     "The input or output was flagged as sensitive. Please try again with different inputs. (E005)";
-
-/// How a prediction ends.
-#[derive(Clone, Debug)]
-enum Outcome {
-    /// With these output tokens (words with their trailing spaces, so they concatenate).
-    Succeeded(Vec<String>),
-    Failed(String),
-    Canceled,
-}
-
-/// One remembered prediction.
-#[derive(Clone, Debug)]
-pub(crate) struct Prediction {
-    id: String,
-    model: String,
-    version: String,
-    input: Value,
-    outcome: Outcome,
-    input_tokens: u64,
-    output_tokens: u64,
-    /// `http://{host}`, for the absolute `urls`.
-    origin: String,
-    /// The fault drawn at creation; its stream effects break `GET /v1/stream/{id}`.
-    fault: FaultScript,
-}
-
-impl Prediction {
-    /// The prediction object: just created (`starting`), or in its final state.
-    fn json(&self, finished: bool) -> Value {
-        let url = |path: &str| format!("{}/v1/{path}/{}", self.origin, self.id);
-        let mut v = json!({
-            "id": self.id,
-            "model": self.model,
-            "version": self.version,
-            "input": self.input,
-            "logs": "",
-            "output": null,
-            "data_removed": false,
-            "error": null,
-            "status": "starting",
-            "created_at": CREATED_AT,
-            "urls": {
-                "get": url("predictions"),
-                "cancel": format!("{}/cancel", url("predictions")),
-                "stream": url("stream"),
-            },
-        });
-        if !finished {
-            return v;
-        }
-        match &self.outcome {
-            Outcome::Succeeded(tokens) => {
-                v["status"] = "succeeded".into();
-                v["output"] = json!(tokens);
-            }
-            Outcome::Failed(error) => {
-                v["status"] = "failed".into();
-                v["error"] = error.as_str().into();
-            }
-            Outcome::Canceled => v["status"] = "canceled".into(),
-        }
-        v["started_at"] = STARTED_AT.into();
-        v["completed_at"] = COMPLETED_AT.into();
-        v["metrics"] = json!({
-            "input_token_count": self.input_tokens,
-            "output_token_count": self.output_tokens,
-            "predict_time": PREDICT_TIME,
-        });
-        v
-    }
-
-    /// The stream: an `output` event per token then `done`, or the failure; `done` is left out
-    /// when not `terminated` (the `no_done` fault).
-    fn events(&self, terminated: bool) -> Vec<Event> {
-        let (mut events, done) = match &self.outcome {
-            Outcome::Succeeded(tokens) => (
-                tokens
-                    .iter()
-                    .enumerate()
-                    .map(|(i, token)| Event::named("output", token.as_str()).with_id(i.to_string()))
-                    .collect(),
-                json!({}),
-            ),
-            Outcome::Failed(error) => (
-                vec![Event::named("error", json!({"detail": error}).to_string())],
-                json!({"reason": "error"}),
-            ),
-            Outcome::Canceled => (Vec::new(), json!({"reason": "canceled"})),
-        };
-        if terminated {
-            events.push(Event::named("done", done.to_string()));
-        }
-        events
-    }
-}
 
 #[derive(Debug, Deserialize)]
 struct CreateRequest {
@@ -196,7 +102,7 @@ async fn create_prediction(
     let wait = prefers_wait(headers);
     // Without `Prefer: wait` the answer is the start of a stream (read later), so a reset is
     // saved for the stream instead of aborting the creation.
-    let fault = match effects::gate(state, headers, Dialect::Replicate, !wait).await {
+    let fault = match effects::gate(state, headers, ERROR_SHAPE, !wait).await {
         Ok(fault) => fault.unwrap_or_default(),
         Err(response) => return response,
     };
@@ -288,7 +194,7 @@ pub(crate) async fn cancel(
 }
 
 async fn read(state: &MockState, id: &str, headers: &HeaderMap) -> Response {
-    if let Err(response) = effects::gate_header(state, headers, Dialect::Replicate, false).await {
+    if let Err(response) = effects::gate_header(state, headers, ERROR_SHAPE, false).await {
         return response;
     }
     if auth::bearer(headers).is_none() {
@@ -307,7 +213,7 @@ pub(crate) async fn stream(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let own = match effects::gate_header(&state, &headers, Dialect::Replicate, true).await {
+    let own = match effects::gate_header(&state, &headers, ERROR_SHAPE, true).await {
         Ok(fault) => fault,
         Err(response) => return response,
     };
@@ -315,8 +221,32 @@ pub(crate) async fn stream(
         return error(StatusCode::NOT_FOUND, "Not found.");
     };
     let fault = own.unwrap_or_else(|| prediction.fault.clone());
-    let events = prediction.events(!fault.no_done);
+    let events = events(&prediction, !fault.no_done);
     sse::events_response(state, events, STYLE, Some(fault))
+}
+
+/// The prediction's stream: an `output` event per token then `done`, or the failure; `done`
+/// is left out when not `terminated` (the `no_done` fault).
+fn events(prediction: &Prediction, terminated: bool) -> Vec<Event> {
+    let (mut events, done) = match &prediction.outcome {
+        Outcome::Succeeded(tokens) => (
+            tokens
+                .iter()
+                .enumerate()
+                .map(|(i, token)| Event::named("output", token.as_str()).with_id(i.to_string()))
+                .collect(),
+            json!({}),
+        ),
+        Outcome::Failed(error) => (
+            vec![Event::named("error", json!({"detail": error}).to_string())],
+            json!({"reason": "error"}),
+        ),
+        Outcome::Canceled => (Vec::new(), json!({"reason": "canceled"})),
+    };
+    if terminated {
+        events.push(Event::named("done", done.to_string()));
+    }
+    events
 }
 
 /// `Prefer: wait` or `Prefer: wait=N`: answer with the finished prediction.
@@ -342,7 +272,7 @@ fn origin(headers: &HeaderMap, uri: &Uri) -> String {
 }
 
 /// A Replicate error response.
-pub(crate) fn error(status: StatusCode, detail: &str) -> Response {
+fn error(status: StatusCode, detail: &str) -> Response {
     (status, Json(error_body(status.as_u16(), detail))).into_response()
 }
 
@@ -355,7 +285,7 @@ fn error_body(status: u16, detail: &str) -> Value {
 }
 
 /// The error body a fault with `status` sends.
-pub(crate) fn fault_body(status: u16) -> Value {
+fn fault_body(status: u16) -> Value {
     let detail = match status {
         429 => "Request was throttled. Expected available in 1 second.".to_owned(),
         401 => "You did not pass a valid authentication token".to_owned(),

@@ -14,62 +14,19 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::error::Dialect;
+use crate::auth;
+use crate::effects::{self, ErrorShape};
 use crate::faults::PredictionStatus;
+use crate::runway_task::{End, Task};
 use crate::state::MockState;
-use crate::{auth, effects};
 
-/// A fixed creation time: content must not depend on the wall clock.
-const CREATED_AT: &str = "2023-11-14T22:13:20.000Z";
 /// The longest `promptText` the dialect claims to accept when `context_too_long` is faulted.
 const PROMPT_LIMIT: u64 = 1000;
 
-/// How a task ends.
-#[derive(Clone, Debug)]
-enum End {
-    Succeeded,
-    Failed {
-        failure: &'static str,
-        code: &'static str,
-    },
-    Cancelled,
-}
-
-/// One remembered task.
-#[derive(Clone, Debug)]
-pub(crate) struct Task {
-    id: String,
-    end: End,
-    polls: u32,
-}
-
-impl Task {
-    /// The task as the poll numbered `poll` (1-based) sees it.
-    fn json(&self, poll: u32) -> Value {
-        let mut v = json!({"id": self.id, "createdAt": CREATED_AT});
-        if poll <= 1 {
-            v["status"] = "RUNNING".into();
-            v["progress"] = 0.5.into();
-            return v;
-        }
-        match &self.end {
-            End::Succeeded => {
-                v["status"] = "SUCCEEDED".into();
-                v["output"] = json!([format!(
-                    "https://mock.runway.invalid/videos/{}.mp4",
-                    self.id
-                )]);
-            }
-            End::Failed { failure, code } => {
-                v["status"] = "FAILED".into();
-                v["failure"] = (*failure).into();
-                v["failureCode"] = (*code).into();
-            }
-            End::Cancelled => v["status"] = "CANCELLED".into(),
-        }
-        v
-    }
-}
+const ERROR_SHAPE: ErrorShape = ErrorShape {
+    fault_body,
+    invalid_request: invalid,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -101,7 +58,7 @@ pub(crate) async fn image_to_video(
 }
 
 async fn create(state: &MockState, headers: &HeaderMap, body: &[u8], image: bool) -> Response {
-    let fault = match effects::gate(state, headers, Dialect::Runway, false).await {
+    let fault = match effects::gate(state, headers, ERROR_SHAPE, false).await {
         Ok(fault) => fault.unwrap_or_default(),
         Err(response) => return response,
     };
@@ -158,7 +115,7 @@ async fn create(state: &MockState, headers: &HeaderMap, body: &[u8], image: bool
 /// `GET /v1/organization`: the account's credit balance and tier (what a health probe asks
 /// for). Faults from the server's script apply, then the usual header checks.
 pub(crate) async fn organization(State(state): State<MockState>, headers: HeaderMap) -> Response {
-    if let Err(response) = effects::gate(&state, &headers, Dialect::Runway, false).await {
+    if let Err(response) = effects::gate(&state, &headers, ERROR_SHAPE, false).await {
         return response;
     }
     if let Some(response) = check_headers(&headers) {
@@ -210,7 +167,7 @@ pub(crate) async fn delete_task(
 /// Polls and deletes: only a fault header applies, then the usual header checks. The
 /// response that replaces the normal one, if any.
 async fn follow_up(state: &MockState, headers: &HeaderMap) -> Option<Response> {
-    match effects::gate_header(state, headers, Dialect::Runway, false).await {
+    match effects::gate_header(state, headers, ERROR_SHAPE, false).await {
         Ok(_) => check_headers(headers),
         Err(response) => Some(response),
     }
@@ -241,12 +198,12 @@ fn invalid(message: &str) -> Response {
 }
 
 /// A Runway error response.
-pub(crate) fn error(status: StatusCode, message: &str) -> Response {
+fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
 /// The error body a fault with `status` sends.
-pub(crate) fn fault_body(status: u16) -> Value {
+fn fault_body(status: u16) -> Value {
     let message = match status {
         429 => "You have exceeded the rate limit for this API key. Please retry later.".to_owned(),
         _ => format!("mock fault: status {status}"),

@@ -16,8 +16,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::jobs::Recent;
-use crate::replicate::Prediction;
-use crate::runway::Task;
+use crate::replicate_prediction::Prediction;
+use crate::runway_task::Task;
 use crate::{FaultScript, MockOptions};
 
 /// The routes whose hits are counted; control routes (`/_mock/...`) are deliberately absent.
