@@ -5,7 +5,9 @@
 #
 # Provides: log, addr_of, $TMP (removed on exit, with every process started here), $MOCK,
 # base (the config both sides share), start_gateways (sets $OFF and $ON), warm_up, compare (the
-# measured rounds; sets $median, $cpu_median and $on_requests).
+# measured rounds; sets $median, $cpu_median, $off_cpu_median, $on_cpu_median and $on_requests).
+# NINES_OFF / NINES_ON run each side from its own binary (default: this tree's release build),
+# so two builds can be compared with one config (before_after.sh).
 #
 # LAYOUT=own-core (the default on 2+ CPUs) pins both gateways to the last CPU and oha and the mock
 # to the others, so each gateway is measured on a core of its own and its CPU is not taken from
@@ -15,6 +17,8 @@
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NINES="${CARGO_TARGET_DIR:-$ROOT/target}/release/nines"
+NINES_OFF=${NINES_OFF:-$NINES}
+NINES_ON=${NINES_ON:-$NINES}
 OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
 log() { printf '[%s %s] %s\n' "$BENCH_NAME" "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -68,7 +72,9 @@ EOC
 
 start_gateways() { # after $TMP/off.toml and $TMP/on.toml are written
     for mode in off on; do
-        NINES_LOG="warn,nines=info,nines::request=warn" "${PIN_GATEWAY[@]}" "$NINES" serve --config "$TMP/$mode.toml" >"$TMP/$mode.log" 2>&1 &
+        local binary=$NINES_OFF
+        [[ $mode == on ]] && binary=$NINES_ON
+        NINES_LOG="warn,nines=info,nines::request=warn" "${PIN_GATEWAY[@]}" "$binary" serve --config "$TMP/$mode.toml" >"$TMP/$mode.log" 2>&1 &
         PIDS+=($!)
         eval "${mode^^}_PID=$!"
     done
@@ -76,7 +82,7 @@ start_gateways() { # after $TMP/off.toml and $TMP/on.toml are written
     ON=$(addr_of "$TMP/on.log" listening)
 }
 
-BODY='{"model":"bench","messages":[{"role":"user","content":"Hello there, how are you today?"}],"max_tokens":64}'
+BODY=${BODY:-'{"model":"bench","messages":[{"role":"user","content":"Hello there, how are you today?"}],"max_tokens":64}'}
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
@@ -107,7 +113,7 @@ run_cpu() {
 median_of() { printf '%s\n' "$@" | sort -n | python3 -c 'import sys; v=[float(x) for x in sys.stdin]; print(v[len(v)//2])'; }
 
 compare() { # OHA-ARGS for the 'on' side...
-    local ratios=() cpu_ratios=() r off_rps off_ok off_cpu on_rps on_ok on_n on_cpu ratio cpu_ratio
+    local ratios=() cpu_ratios=() off_cpus=() on_cpus=() r off_rps off_ok off_cpu on_rps on_ok on_n on_cpu ratio cpu_ratio
     on_requests=0
     log "layout: $LAYOUT"
     for r in $(seq "$ROUNDS"); do
@@ -118,8 +124,12 @@ compare() { # OHA-ARGS for the 'on' side...
         cpu_ratio=$(python3 -c "print(round($off_cpu / $on_cpu, 3))")
         ratios+=("$ratio")
         cpu_ratios+=("$cpu_ratio")
+        off_cpus+=("$off_cpu")
+        on_cpus+=("$on_cpu")
         log "round $r: off ${off_rps} req/s (success ${off_ok}, ${off_cpu} µs CPU/request), on ${on_rps} req/s (success ${on_ok}, ${on_cpu} µs CPU/request), on/off ${ratio}, CPU off/on ${cpu_ratio}"
     done
     median=$(median_of "${ratios[@]}")
     cpu_median=$(median_of "${cpu_ratios[@]}")
+    off_cpu_median=$(median_of "${off_cpus[@]}")
+    on_cpu_median=$(median_of "${on_cpus[@]}")
 }

@@ -3,11 +3,7 @@
 //! and the cost of one scrape.
 //!
 //! Run with `cargo bench -p nines-gateway --bench metrics`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a benchmark fails loudly"
-)]
+#![expect(clippy::unwrap_used, reason = "a benchmark fails loudly")]
 
 use nines_gateway::config::Config;
 use nines_gateway::resilience::{AttemptRecord, FailureClass};
@@ -130,5 +126,5 @@ fn render(bencher: divan::Bencher) {
         ]));
     }
     let runtime = state.runtime();
-    bencher.bench_local(|| black_box(metrics.render(&runtime, None)).len());
+    bencher.bench_local(|| black_box(metrics.render(&runtime.config, &runtime.health, None)).len());
 }

@@ -2,11 +2,7 @@
 //! excluding token counting; counting a 2,000-token prompt ≤ 100 µs).
 //!
 //! Run with `cargo bench -p nines-gateway --bench routing`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a benchmark fails loudly"
-)]
+#![expect(clippy::unwrap_used, reason = "a benchmark fails loudly")]
 
 use nines_gateway::config::Config;
 use nines_gateway::resilience::Health;

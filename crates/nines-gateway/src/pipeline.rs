@@ -1,41 +1,38 @@
-//! The request path, one readable function per endpoint.
+//! The path of one proxied request (`/v1/chat/completions`, `/v1/messages`, `/v1/embeddings`):
+//! parse → admit → resolve → plan → run the plan → deliver, each stage a call with the request's
+//! context ([`Request`]), which ends in one place (`request::end`).
 //!
-//! | stage     | runs                         | default                                      |
-//! |-----------|------------------------------|----------------------------------------------|
-//! | parse     | always                       | 400 on malformed JSON or missing fields      |
-//! | auth      | always (`access.rs`)         | anonymous unless `[auth]`; else 401 / 403    |
-//! | admit     | after auth (`limits/`)       | nothing limited; else 429 naming the level   |
-//! | resolve   | always                       | 404 when no route has the model name         |
-//! | plan      | always                       | the route's strategy over its key slots      |
-//! | attempts  | until one answers            | next key slot on any retryable failure       |
-//! | respond   | on success                   | body relayed as bytes; streams chunk by chunk|
-//! | record    | once per request, at its end | one structured log line                      |
-//! | settle    | with record (`access.rs`)    | TPM reconciled, spend charged, usage record  |
+//! | stage    | runs                         | default                                      |
+//! |----------|------------------------------|----------------------------------------------|
+//! | parse    | always                       | 400 on malformed JSON or missing fields      |
+//! | admit    | always (`access/`)           | anonymous, nothing limited; else 401 / 403 / 429 |
+//! | resolve  | after admission              | 404 when no route has the model name         |
+//! | plan     | always (`router/`)           | the route's strategy over its key slots; 400 when the prompt fits no window or a capability is missing |
+//! | run      | until one answers (`resilience/`) | next key slot on any retryable failure  |
+//! | deliver  | on an answer                 | body relayed as bytes; streams chunk by chunk (`relay/`) |
+//! | end      | once, when the request ends  | settle, usage record, log line, metrics, ledger |
 //!
-//! `gate` wraps the routed stages in auth → admit before and settle after; no stage reaches back
-//! into an earlier one.
+//! The commit point is `deliver`: before it, failover is free; after it only the relays act.
 
-use crate::config::Deployment;
-use crate::error::GatewayError;
+use crate::access::Ask;
 use crate::providers::{Endpoint, ReplyBody};
-use crate::resilience::attempt::AttemptInput;
-use crate::resilience::resume::{Resume, ResumeInput, Resumer};
-use crate::resilience::stream::{Segment, StreamEnd, Tally, relay};
-use crate::resilience::translated::{self, Decoder, Encoder};
-use crate::resilience::{FailureClass, Finished, run_plan};
+use crate::relay::passthrough;
+use crate::relay::resume::{Resume, ResumeInput, Resumer};
+use crate::relay::segment::Segment;
+use crate::relay::translated::{self, Decoder, Encoder};
+use crate::request::{GatewayError, Request, trail};
+use crate::resilience::{AttemptInput, Finished, KeySlot, run_plan};
 use crate::router::filters::{self, Unservable};
-use crate::router::{Estimate, Inputs};
-use crate::state::AppState;
-use crate::telemetry::RequestLog;
-use crate::telemetry::trace::Propagation;
+use crate::router::{Estimate, Inputs, Plan, Route};
+use crate::state::Runtime;
+use crate::tracecontext::Propagation;
 use crate::translate::RequestView;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
-use http::{HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use nines_protocol::openai::{parse_chat_head, parse_embeddings_head};
 use nines_protocol::unified::{ChatRequest, Dialect};
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,34 +46,38 @@ pub struct Delivery {
     pub attempts: usize,
     pub body: DeliveryBody,
     /// Extra response headers (`x-ratelimit-*`).
-    pub headers: http::HeaderMap,
+    pub headers: HeaderMap,
 }
 
 pub enum DeliveryBody {
     Full(Bytes),
-    Stream {
-        body: BoxStream<'static, Result<Bytes, Infallible>>,
-        /// Filled by the relay as the stream passes: its usage and whether it broke.
-        tally: Arc<Tally>,
-    },
+    /// The relay's stream; the request ends when it does.
+    Stream(BoxStream<'static, Result<Bytes, Infallible>>),
 }
 
-/// What the edge learned of a request besides its body.
-#[derive(Debug, Clone, Default)]
-pub struct RequestMeta {
-    pub id: String,
-    /// A client-requested total timeout (`x-nines-timeout`, or the SDK's `x-stainless-timeout`);
-    /// it can only shorten the configured one.
-    pub timeout: Option<Duration>,
-    /// The caller's key (`Authorization: Bearer` or `x-api-key`); `Debug` never prints it.
-    pub credential: Option<crate::config::Secret>,
-    /// The session header's value (`[telemetry.sessions] header`).
-    pub session: Option<String>,
-    /// The client's W3C `traceparent`.
-    pub traceparent: Option<String>,
+/// The endpoint a request came in on: its dialect and what it asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingress {
+    /// `POST /v1/chat/completions` (OpenAI).
+    ChatCompletions,
+    /// `POST /v1/messages` (Anthropic).
+    Messages,
+    /// `POST /v1/embeddings` (OpenAI).
+    Embeddings,
 }
 
-/// The parts of a request the shared path needs, whatever the endpoint.
+impl Ingress {
+    /// The endpoint's name in logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Ingress::ChatCompletions => "chat_completions",
+            Ingress::Messages => "messages",
+            Ingress::Embeddings => "embeddings",
+        }
+    }
+}
+
+/// What the path needs to know of a request's body, whatever the endpoint.
 struct Routed {
     model: String,
     model_span: Range<usize>,
@@ -91,147 +92,163 @@ struct Routed {
     max_output: Option<u64>,
 }
 
-/// `POST /v1/chat/completions`.
-pub async fn chat(
-    state: &AppState,
-    meta: &RequestMeta,
-    body: Bytes,
-    log: RequestLog,
-) -> Result<Delivery, GatewayError> {
-    let head = match parse_chat_head(&body) {
-        Ok(head) => head,
-        Err(e) => return Err(log.reject(e.into())),
-    };
-    let routed = Routed {
-        model: head.model,
-        model_span: head.model_span,
-        stream: head.stream,
-        include_usage: head.include_usage,
-        endpoint: Endpoint::ChatCompletions,
-        ingress: Dialect::OpenAi,
-        parsed: None,
-        messages_span: Some(head.messages_span),
-        max_output: head.max_output_tokens,
-    };
-    gate(state, meta, body, routed, log).await
+impl Routed {
+    /// Parses what routing needs: OpenAI bodies only their head (`model`, `stream`, where
+    /// `messages` sits); Anthropic bodies also whole, into the unified model, since any other
+    /// upstream needs them translated (and the parse validates them).
+    fn parse(body: &[u8], ingress: Ingress) -> Result<Routed, GatewayError> {
+        Ok(match ingress {
+            Ingress::ChatCompletions | Ingress::Messages => {
+                let head = parse_chat_head(body)?;
+                let (dialect, parsed, include_usage) = match ingress {
+                    Ingress::Messages => (
+                        Dialect::Anthropic,
+                        Some(nines_protocol::anthropic::parse_request(body)?),
+                        true,
+                    ),
+                    _ => (Dialect::OpenAi, None, head.include_usage),
+                };
+                Routed {
+                    model: head.model,
+                    model_span: head.model_span,
+                    stream: head.stream,
+                    include_usage,
+                    endpoint: Endpoint::ChatCompletions,
+                    ingress: dialect,
+                    parsed,
+                    messages_span: Some(head.messages_span),
+                    max_output: head.max_output_tokens,
+                }
+            }
+            Ingress::Embeddings => {
+                let head = parse_embeddings_head(body)?;
+                Routed {
+                    model: head.model,
+                    model_span: head.model_span,
+                    stream: false,
+                    include_usage: false,
+                    endpoint: Endpoint::Embeddings,
+                    ingress: Dialect::OpenAi,
+                    parsed: None,
+                    messages_span: None,
+                    max_output: None,
+                }
+            }
+        })
+    }
 }
 
-/// `POST /v1/messages` (Anthropic dialect).
-pub async fn messages(
-    state: &AppState,
-    meta: &RequestMeta,
-    body: Bytes,
-    log: RequestLog,
-) -> Result<Delivery, GatewayError> {
-    // The head gives `model`'s position for the same-dialect splice; the full parse gives the
-    // request in unified form for any other upstream (and validates it).
-    let head = match parse_chat_head(&body) {
-        Ok(head) => head,
-        Err(e) => return Err(log.reject(e.into())),
-    };
-    let chat = match nines_protocol::anthropic::parse_request(&body) {
-        Ok(chat) => chat,
-        Err(e) => return Err(log.reject(e.into())),
-    };
-    let routed = Routed {
-        model: head.model,
-        model_span: head.model_span,
-        stream: head.stream,
-        include_usage: true,
-        endpoint: Endpoint::ChatCompletions,
-        ingress: Dialect::Anthropic,
-        parsed: Some(chat),
-        messages_span: Some(head.messages_span),
-        max_output: head.max_output_tokens,
-    };
-    gate(state, meta, body, routed, log).await
+/// A request planned and ready to run: everything the later stages read.
+struct Planned<'r> {
+    route: &'r Route,
+    plan: Plan,
+    slots: Vec<KeySlot>,
+    view: RequestView,
+    deadline: Instant,
+    stream: bool,
+    include_usage: bool,
+    trace: Propagation,
 }
 
-/// `POST /v1/embeddings`.
-pub async fn embeddings(
-    state: &AppState,
-    meta: &RequestMeta,
-    body: Bytes,
-    log: RequestLog,
+/// Handles one request whose body the edge read (or failed to read).
+pub async fn handle(
+    cx: Request,
+    body: Result<Bytes, GatewayError>,
+    ingress: Ingress,
 ) -> Result<Delivery, GatewayError> {
-    let head = match parse_embeddings_head(&body) {
-        Ok(head) => head,
-        Err(e) => return Err(log.reject(e.into())),
+    let parsed = body.and_then(|body| Routed::parse(&body, ingress).map(|routed| (routed, body)));
+    let (routed, body) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => return cx.fail(e),
     };
-    let routed = Routed {
-        model: head.model,
-        model_span: head.model_span,
-        stream: false,
-        include_usage: false,
-        endpoint: Endpoint::Embeddings,
-        ingress: Dialect::OpenAi,
-        parsed: None,
-        messages_span: None,
-        max_output: None,
-    };
-    gate(state, meta, body, routed, log).await
+    forward(cx, body, routed).await
 }
 
-/// Auth and admission before the routed stages; settlement and the usage record after them
-/// (for a stream, when it ends).
-async fn gate(
-    state: &AppState,
-    meta: &RequestMeta,
+/// Admit, resolve, plan; run the plan; deliver what it found.
+async fn forward(mut cx: Request, body: Bytes, routed: Routed) -> Result<Delivery, GatewayError> {
+    let runtime = Arc::clone(&cx.runtime);
+    let planned = match prepare(&mut cx, &runtime, body, routed).await {
+        Ok(planned) => planned,
+        Err(e) => return cx.fail(e),
+    };
+    let finished = run(&mut cx, &runtime, &planned).await;
+    deliver(cx, &runtime, planned, finished)
+}
+
+/// Everything before the first upstream call.
+async fn prepare<'r>(
+    cx: &mut Request,
+    runtime: &'r Runtime,
     body: Bytes,
     routed: Routed,
-    mut log: RequestLog,
-) -> Result<Delivery, GatewayError> {
-    let runtime = state.runtime();
-    let size = crate::access::Size {
+) -> Result<Planned<'r>, GatewayError> {
+    cx.model.clone_from(&routed.model);
+    admit(cx, runtime, &body, &routed).await?;
+    let route = resolve(cx, runtime, &routed)?;
+    plan(cx, runtime, route, body, routed)
+}
+
+/// Auth, the model allow-list and the limits (`access/`).
+async fn admit(
+    cx: &mut Request,
+    runtime: &Runtime,
+    body: &[u8],
+    routed: &Routed,
+) -> Result<(), GatewayError> {
+    let ask = Ask {
+        credential: cx.meta.credential.as_ref(),
+        model: &routed.model,
         prompt_bytes: routed
             .messages_span
             .as_ref()
             .map_or(body.len(), |s| s.len()),
         max_output: match routed.endpoint {
             Endpoint::Embeddings => Some(0),
-            _ => routed.max_output,
+            Endpoint::ChatCompletions => routed.max_output,
         },
     };
-    let access = &runtime.config.access;
-    let admitted = state
+    let admitted = cx
+        .state
         .access
-        .admit(
-            access,
-            meta,
-            &routed.model,
-            log.summary.endpoint,
-            routed.stream,
-            size,
-            state.telemetry.wants_usage(),
-        )
+        .admit(&runtime.config.access, &runtime.static_keys, ask)
         .await;
-    let mut ticket = match admitted {
-        Ok(ticket) => ticket,
-        Err(e) => return Err(log.reject(e)),
-    };
-    if let Some(handoff) = ticket.record_for(&state.telemetry) {
-        log.hand_off_to(handoff);
+    match admitted {
+        Ok(admission) => {
+            cx.identity = Some(Arc::clone(&admission.identity));
+            cx.admission = Some(admission);
+            Ok(())
+        }
+        Err((refused, identity)) => {
+            cx.identity = identity;
+            Err(refused.into())
+        }
     }
-    ticket.finish(
-        &runtime.config,
-        forward(state, meta, body, routed, log).await,
-    )
 }
 
-async fn forward(
-    state: &AppState,
-    meta: &RequestMeta,
+/// The route the model name names (configured names, then `provider/upstream-model`).
+fn resolve<'r>(
+    cx: &mut Request,
+    runtime: &'r Runtime,
+    routed: &Routed,
+) -> Result<&'r Route, GatewayError> {
+    cx.summary.stream = routed.stream;
+    let route = runtime
+        .table
+        .resolve(&routed.model)
+        .ok_or_else(|| GatewayError::ModelNotFound(routed.model.clone()))?;
+    cx.summary.model.clone_from(&routed.model);
+    cx.summary.routed = true;
+    Ok(route)
+}
+
+/// The plan: the route's key slots in order, filtered by context window and capability.
+fn plan<'r>(
+    cx: &mut Request,
+    runtime: &'r Runtime,
+    route: &'r Route,
     body: Bytes,
     routed: Routed,
-    mut log: RequestLog,
-) -> Result<Delivery, GatewayError> {
-    log.summary.model = routed.model.clone();
-    log.summary.stream = routed.stream;
-    let runtime = state.runtime();
-    let Some(route) = runtime.table.resolve(&routed.model) else {
-        return Err(log.reject(GatewayError::ModelNotFound(routed.model)));
-    };
-    log.summary.routed = true;
+) -> Result<Planned<'r>, GatewayError> {
     let deployments = &runtime.config.deployments;
     let estimate = routed.messages_span.as_ref().map(|span| {
         let smallest = route
@@ -248,319 +265,246 @@ async fn forward(
     };
     let mut plan = runtime.table.plan(route, &inputs);
     if plan.context_exhausted() {
-        let needed = estimate.map_or(0, |e| e.needed(true));
-        return Err(log.reject(GatewayError::ContextTooLong {
+        return Err(GatewayError::ContextTooLong {
             model: routed.model,
-            needed,
+            needed: estimate.map_or(0, |e| e.needed(true)),
             largest_window: plan.largest_window,
-        }));
+        });
     }
     if plan.slots.is_empty() {
-        return Err(log.reject(GatewayError::NoCandidates {
+        return Err(GatewayError::NoCandidates {
             model: routed.model,
-        }));
+        });
     }
-    let view = RequestView::new(
-        routed.ingress,
-        routed.endpoint,
-        body.clone(),
-        routed.model_span.clone(),
-    );
+    let view = RequestView::new(routed.ingress, routed.endpoint, body, routed.model_span);
     let view = match routed.parsed {
         Some(chat) => view.with_chat(chat),
         None => view,
     };
-    match filters::serviceable(&mut plan, &runtime.config.deployments, &view) {
+    match filters::serviceable(&mut plan, deployments, &view) {
         Ok(()) => {}
-        Err(Unservable::Invalid(e)) => return Err(log.reject(GatewayError::BadRequest(e))),
+        Err(Unservable::Invalid(e)) => return Err(GatewayError::BadRequest(e)),
         Err(Unservable::Missing(missing)) => {
-            return Err(log.reject(GatewayError::MissingCapability {
+            return Err(GatewayError::MissingCapability {
                 model: routed.model,
                 missing,
-            }));
+            });
         }
     }
-    let deadline = request_deadline(&runtime.config.deployments, &plan, meta.timeout);
-    // Kept to continue a stream that breaks after the commit point (`resume_streams`).
-    let resume_body = (routed.stream
-        && routed.endpoint == Endpoint::ChatCompletions
-        && routed.ingress == Dialect::OpenAi
-        && !route.derived
-        && route.resume_streams)
-        .then(|| (body.clone(), routed.model_span.clone()));
-
-    let body_for = |d: &Deployment| -> Bytes { view.body_for(d) };
-    let trace = Propagation::new(log.summary.trace.as_ref(), meta.traceparent.as_deref());
-    let input = AttemptInput {
-        endpoint: routed.endpoint,
+    if cx.describes() {
+        cx.summary.plan = plan.describe(deployments);
+    }
+    Ok(Planned {
+        route,
+        slots: plan.key_slots(),
+        deadline: request_deadline(deployments, &plan, cx.meta.timeout),
+        plan,
+        view,
         stream: routed.stream,
-        request_id: &meta.id,
-        deadline,
-        body_for: &body_for,
-        hedge: route.hedge,
-        backoff: runtime.config.resilience.backoff,
-        max_attempts_per_deployment: runtime.config.resilience.max_attempts_per_deployment(),
-        queue_timeout: runtime.config.routing.queue_timeout,
-        max_queue: runtime.config.routing.max_queue,
-        trace: &trace,
-    };
-    // The plan and the trail as text are for the request log line and the stored usage
-    // record; without either, they are not built.
-    let describe = crate::telemetry::request_logging() || state.access.usage.is_some();
-    if describe {
-        log.summary.plan = plan.describe(deployments);
-    }
-    let (finished, waited) = run_plan(&plan, &runtime.upstreams, &runtime.health, input).await;
-    log.summary.waited = Some(waited);
-    if describe {
-        log.summary.trail = trail(&finished);
-    }
+        include_usage: routed.include_usage,
+        trace: Propagation::new(cx.summary.trace.as_ref(), cx.meta.traceparent.as_deref()),
+    })
+}
 
-    match finished {
+/// Walks the plan until an upstream answers, or nothing is left to try (`resilience/`).
+async fn run(cx: &mut Request, runtime: &Runtime, p: &Planned<'_>) -> Finished {
+    let config = &runtime.config;
+    let input = AttemptInput {
+        request: &p.view,
+        stream: p.stream,
+        request_id: &cx.meta.id,
+        deadline: p.deadline,
+        hedge: p.route.hedge,
+        backoff: config.resilience.backoff,
+        max_attempts_per_deployment: config.resilience.max_attempts_per_deployment(),
+        max_retry_after: config.resilience.max_retry_after,
+        queue_timeout: config.routing.queue_timeout,
+        max_queue: config.routing.max_queue,
+        trace: &p.trace,
+    };
+    let (finished, waited) = run_plan(&p.slots, &runtime.upstreams, &runtime.health, input).await;
+    cx.summary.waited = Some(waited);
+    if cx.describes() {
+        cx.summary.trail = trail(finished.attempts());
+    }
+    finished
+}
+
+/// The commit point: an answer goes to the client (a stream through a relay), anything else
+/// ends the request with its error.
+fn deliver(
+    mut cx: Request,
+    runtime: &Arc<Runtime>,
+    p: Planned<'_>,
+    finished: Finished,
+) -> Result<Delivery, GatewayError> {
+    let model = || p.plan.model.clone();
+    let (reply, deployment, attempts, open) = match finished {
         Finished::Served {
             reply,
             deployment,
             attempts,
-            permit,
-            in_flight,
-        } => {
-            log.summary.deployment = Some(deployment.name.clone());
-            log.summary.upstream_ttfb = Some(reply.ttfb);
-            log.summary.ttfb = Some(log.elapsed());
-            log.summary.attempts = attempts.clone();
-            log.summary.served = true;
-            let content_type = reply
-                .headers
-                .get(http::header::CONTENT_TYPE)
-                .cloned()
-                .unwrap_or(HeaderValue::from_static("application/json"));
-            let upstream = deployment.provider.dialect();
-            let translating = view.needs_translation(&deployment);
-            let content_type = if translating {
-                HeaderValue::from_static(if routed.stream {
-                    "text/event-stream"
-                } else {
-                    "application/json"
-                })
-            } else {
-                content_type
-            };
-            let body = match reply.body {
-                ReplyBody::Full(bytes) => {
-                    drop(in_flight);
-                    let bytes = if translating {
-                        match view.translate_full(upstream, &bytes, &deployment.upstream_model) {
-                            Ok(b) => b,
-                            Err(e) => {
-                                // The upstream said 200 but its body is not its dialect's shape.
-                                let mut attempts = attempts;
-                                if let Some(last) = attempts.last_mut() {
-                                    last.class = FailureClass::Malformed;
-                                    last.detail = e.to_string();
-                                }
-                                log.note_failure(&attempts);
-                                log.summary.served = false;
-                                log.finish(502, "malformed");
-                                return Err(GatewayError::AllFailed {
-                                    model: routed.model,
-                                    attempts,
-                                    deadline_hit: false,
-                                });
-                            }
-                        }
-                    } else {
-                        bytes
-                    };
-                    // The client's first byte is the translated answer's.
-                    log.summary.ttfb = Some(log.elapsed());
-                    log.finish(reply.status.as_u16(), "ok");
-                    DeliveryBody::Full(bytes)
-                }
-                // The byte relay understands OpenAI's stream grammar only; any other upstream
-                // dialect (even to a client of the same dialect) goes through the event relay,
-                // which keeps event names and knows each dialect's end-of-stream.
-                ReplyBody::Stream { head, rest } if translating || upstream != Dialect::OpenAi => {
-                    // Replicate streams never repeat the prediction's id; the provider passes it on.
-                    let header = |name: &str| {
-                        reply
-                            .headers
-                            .get(name)
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_owned)
-                    };
-                    let prediction = header(crate::providers::PREDICTION_ID).unwrap_or_default();
-                    let model = header(crate::providers::PREDICTION_MODEL)
-                        .unwrap_or_else(|| deployment.upstream_model.clone());
-                    let decoder =
-                        Decoder::for_dialect(upstream, &prediction, &model).ok_or_else(|| {
-                            GatewayError::Internal(format!(
-                                "no stream decoder for {}",
-                                upstream.as_str()
-                            ))
-                        })?;
-                    let encoder = Encoder::for_client(
-                        routed.ingress,
-                        &deployment.upstream_model,
-                        routed.include_usage,
-                    );
-                    let idle = deployment.timeouts.idle;
-                    let tally = Arc::new(Tally::default());
-                    let body = translated::relay(
-                        head,
-                        rest,
-                        (decoder, encoder),
-                        idle,
-                        deadline,
-                        Arc::clone(&tally),
-                        move |end| {
-                            let _in_flight = in_flight;
-                            let signal = end.signal();
-                            if let Some(permit) = permit {
-                                permit.record(signal);
-                            }
-                            finish_stream(log, end);
-                        },
-                    );
-                    DeliveryBody::Stream { body, tally }
-                }
-                ReplyBody::Stream { head, rest } => {
-                    let idle = deployment.timeouts.idle;
-                    // This stream's ending (or its break, if it is resumed) is the serving
-                    // slot's outcome; a continuation's is its own slot's.
-                    let first = Segment::new(head, rest, idle, move |signal| {
-                        let _in_flight = in_flight;
-                        if let Some(permit) = permit {
-                            permit.record(signal);
-                        }
-                    });
-                    let resume = resume_body.map(|(body, model_span)| {
-                        let budget_of = Arc::clone(&runtime);
-                        Box::new(Resumer::new(ResumeInput {
-                            body,
-                            model_span,
-                            plan: &plan,
-                            upstreams: &runtime.upstreams,
-                            health: &runtime.health,
-                            serving: &deployment,
-                            attempts: &attempts,
-                            deadline,
-                            request_id: &meta.id,
-                            budget: Box::new(move || budget_of.health.budget.try_withdraw()),
-                            trace: &trace,
-                        })) as Box<dyn Resume>
-                    });
-                    let tally = Arc::new(Tally::default());
-                    let body = relay(
-                        first,
-                        deadline,
-                        resume,
-                        Arc::clone(&tally),
-                        move |end, resumed| {
-                            log.summary
-                                .attempts
-                                .extend(resumed.attempts.iter().cloned());
-                            let continued_by: Vec<&str> = resumed
-                                .attempts
-                                .iter()
-                                .filter(|a| a.class == FailureClass::Ok)
-                                .map(|a| a.deployment.as_str())
-                                .collect();
-                            match end {
-                                StreamEnd::Done | StreamEnd::FinishedWithoutDone
-                                    if !resumed.breaks.is_empty() =>
-                                {
-                                    log.summary.detail = format!(
-                                        "resumed on {} after: {}",
-                                        continued_by.join(", "),
-                                        resumed.breaks.join("; ")
-                                    );
-                                    log.finish(200, "resumed")
-                                }
-                                end => finish_stream(log, end),
-                            }
-                        },
-                    );
-                    DeliveryBody::Stream { body, tally }
-                }
-            };
-            Ok(Delivery {
-                status: reply.status,
-                content_type,
-                served_by: deployment.name.clone(),
-                attempts: attempts.len(),
-                body,
-                headers: http::HeaderMap::new(),
-            })
-        }
+            open,
+        } => (reply, deployment, attempts, open),
         Finished::Rejected {
             status,
             headers,
             body,
             attempts,
         } => {
-            log.note_failure(&attempts);
-            log.finish(status.as_u16(), "upstream_rejected");
-            Err(GatewayError::Upstream {
-                status,
-                headers,
-                body,
-                attempts,
-            })
+            return cx.fail(GatewayError::upstream(status, headers, body, attempts));
         }
         Finished::Exhausted {
             attempts,
             deadline_hit,
         } => {
-            log.note_failure(&attempts);
-            log.finish(
-                if deadline_hit { 504 } else { 502 },
-                if deadline_hit {
-                    "deadline"
-                } else {
-                    "all_failed"
-                },
-            );
-            Err(GatewayError::AllFailed {
-                model: routed.model,
+            return cx.fail(GatewayError::AllFailed {
+                model: model(),
                 attempts,
                 deadline_hit,
-            })
+            });
         }
         Finished::Unavailable {
             attempts,
             why,
             retry_after,
         } => {
-            log.note_failure(&attempts);
-            let error = GatewayError::Unavailable {
-                model: routed.model,
+            return cx.fail(GatewayError::Unavailable {
+                model: model(),
                 why,
                 retry_after,
                 attempts,
-            };
-            log.finish(503, error.label());
-            Err(error)
+            });
         }
+    };
+    let upstream = deployment.provider.dialect();
+    let translating = p.view.needs_translation(&deployment);
+    let content_type = match (translating, p.stream) {
+        (true, true) => HeaderValue::from_static("text/event-stream"),
+        (true, false) => HeaderValue::from_static("application/json"),
+        (false, _) => reply
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("application/json")),
+    };
+    let mut headers = HeaderMap::new();
+    if let Some(admission) = &cx.admission {
+        admission.headers.write(&mut headers);
     }
+    let summary = &mut cx.summary;
+    summary.deployment = Some(deployment.name.clone());
+    summary.upstream_ttfb = Some(reply.ttfb);
+    summary.attempts = attempts;
+    summary.served = true;
+    let attempts = summary.attempts.len();
+    cx.summary.ttfb = Some(cx.elapsed());
+    let price = deployment.price;
+    let body = match reply.body {
+        ReplyBody::Full(bytes) => {
+            drop(open);
+            cx.answered(reply.status, price, &bytes);
+            DeliveryBody::Full(bytes)
+        }
+        ReplyBody::Stream { head, rest } => {
+            let segment = Segment {
+                head,
+                rest,
+                idle: deployment.timeouts.idle,
+                slot: open.unwrap_or_default(),
+            };
+            // The byte relay understands OpenAI's stream grammar only; any other upstream
+            // dialect (even to a client of the same dialect) goes through the event relay,
+            // which keeps event names and knows each dialect's end-of-stream.
+            if translating || upstream != Dialect::OpenAi {
+                // Replicate streams never repeat the prediction's id; the provider passes it on.
+                let header = |name: &str| {
+                    reply
+                        .headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                let prediction = header(crate::providers::PREDICTION_ID).unwrap_or_default();
+                let served_model = header(crate::providers::PREDICTION_MODEL)
+                    .unwrap_or_else(|| deployment.upstream_model.clone());
+                let Some(decoder) = Decoder::for_dialect(upstream, &prediction, &served_model)
+                else {
+                    let why = format!("no stream decoder for {}", upstream.as_str());
+                    return cx.fail(GatewayError::Internal(why));
+                };
+                let encoder = Encoder::for_client(
+                    p.view.ingress,
+                    &deployment.upstream_model,
+                    p.include_usage,
+                );
+                DeliveryBody::Stream(translated::relay(
+                    segment,
+                    (decoder, encoder),
+                    p.deadline,
+                    move |report| cx.streamed(price, report),
+                ))
+            } else {
+                let resume = resumer(&cx, runtime, &p, &deployment);
+                DeliveryBody::Stream(passthrough::relay(
+                    segment,
+                    p.deadline,
+                    resume,
+                    move |report| cx.streamed(price, report),
+                ))
+            }
+        }
+    };
+    Ok(Delivery {
+        status: reply.status,
+        content_type,
+        served_by: deployment.name.clone(),
+        attempts,
+        body,
+        headers,
+    })
 }
 
-/// Ends a streamed request's log when its stream ended.
-fn finish_stream(mut log: RequestLog, end: StreamEnd) {
-    match end {
-        StreamEnd::Done | StreamEnd::FinishedWithoutDone => log.finish(200, "ok"),
-        StreamEnd::Broken(why) => {
-            log.summary.detail = why;
-            log.finish(200, "stream_broken");
-        }
-        StreamEnd::ClientGone => log.finish(499, "client_gone"),
+/// Continues a stream that breaks after the commit point on a later deployment, when the model
+/// asks for it (`resume_streams`) and the request can be continued: an OpenAI client's chat
+/// stream on a configured route.
+fn resumer(
+    cx: &Request,
+    runtime: &Arc<Runtime>,
+    p: &Planned<'_>,
+    serving: &Arc<crate::config::Deployment>,
+) -> Option<Box<dyn Resume>> {
+    let resumable = p.stream
+        && p.view.endpoint == Endpoint::ChatCompletions
+        && p.view.ingress == Dialect::OpenAi
+        && !p.route.derived
+        && p.route.resume_streams;
+    if !resumable {
+        return None;
     }
+    let (body, model_span) = p.view.raw();
+    let budget_of = Arc::clone(runtime);
+    Some(Box::new(Resumer::new(ResumeInput {
+        body,
+        model_span,
+        slots: &p.slots,
+        upstreams: &runtime.upstreams,
+        health: &runtime.health,
+        serving,
+        attempts: &cx.summary.attempts,
+        deadline: p.deadline,
+        request_id: &cx.meta.id,
+        max_retry_after: runtime.config.resilience.max_retry_after,
+        budget: Box::new(move || budget_of.health.budget.try_withdraw()),
+        trace: &p.trace,
+    })))
 }
 
 /// The whole request's deadline: the longest total timeout among the plan's deployments, so a
 /// plan is never cut shorter than its most patient deployment allows.
 fn request_deadline(
-    deployments: &[Arc<Deployment>],
-    plan: &crate::router::Plan,
+    deployments: &[Arc<crate::config::Deployment>],
+    plan: &Plan,
     client_timeout: Option<Duration>,
 ) -> Instant {
     let total = plan
@@ -571,31 +515,4 @@ fn request_deadline(
         .max()
         .unwrap_or(Duration::from_secs(120));
     Instant::now() + client_timeout.map_or(total, |t| t.min(total))
-}
-
-/// `d0#0 server 500 12ms; d1#0 ok 200 3ms`: the attempts as the usage record keeps them.
-fn trail(finished: &Finished) -> String {
-    let attempts = match finished {
-        Finished::Served { attempts, .. }
-        | Finished::Rejected { attempts, .. }
-        | Finished::Exhausted { attempts, .. }
-        | Finished::Unavailable { attempts, .. } => attempts,
-    };
-    // Written into one buffer: this runs for every request while the store or request log is
-    // on, and one string per attempt plus the join cost as much again.
-    let mut out = String::with_capacity(32 * attempts.len());
-    for (i, a) in attempts.iter().enumerate() {
-        if i > 0 {
-            out.push_str("; ");
-        }
-        let _ = write!(out, "{} {} ", a.key_alias, a.class.as_str());
-        match a.status {
-            Some(s) => {
-                let _ = write!(out, "{s}");
-            }
-            None => out.push('-'),
-        }
-        let _ = write!(out, " {}ms", a.elapsed.as_millis());
-    }
-    out
 }

@@ -1,21 +1,30 @@
 //! Shared state: the current runtime (config, routing table, upstream clients) behind `ArcSwap`,
 //! so every request reads it without a lock and a reload swaps it whole.
 
+use crate::auth::StaticKeys;
 use crate::config::Config;
 use crate::providers::Upstream;
 use crate::resilience::Health;
 use crate::router::RoutingTable;
+use crate::store::ledger_writer::LedgerWriter;
 use arc_swap::ArcSwap;
-use std::sync::Arc;
+use bytes::Bytes;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
 
-/// Everything a request needs that is derived from one configuration.
+/// Everything a request needs that is derived from one configuration. A request loads it once
+/// and keeps it to its end, so a reload never mixes two configurations inside one request.
 pub struct Runtime {
     pub config: Arc<Config>,
     pub table: RoutingTable,
     /// Aligned with `config.deployments`.
     pub upstreams: Vec<Arc<Upstream>>,
-    /// Breakers, latency samples, in-flight counts, retry budget.
-    pub health: Health,
+    /// Breakers, latency samples, in-flight counts, retry budget. Probes hold it weakly, so they
+    /// stop once a replaced runtime's last request ended.
+    pub health: Arc<Health>,
+    /// The configuration's static keys, by hash.
+    pub static_keys: StaticKeys,
     /// Unix seconds when this runtime was built (the `created` of listed models).
     pub created: u64,
 }
@@ -31,16 +40,13 @@ impl Runtime {
                     .map_err(|e| format!("deployment '{}': {e}", d.name))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let created = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
         Ok(Runtime {
             table: RoutingTable::build(&config),
-            health: Health::new(&config),
+            health: Arc::new(Health::new(&config)),
+            static_keys: StaticKeys::index(&config.access.auth),
             config: Arc::new(config),
             upstreams,
-            created,
+            created: crate::clock::unix_secs(),
         })
     }
 }
@@ -51,8 +57,10 @@ pub struct AppState {
     pub access: crate::access::Access,
     /// Metrics, ledger, sessions, alerts, traces; kept across reloads.
     pub telemetry: Arc<crate::telemetry::Telemetry>,
+    /// Copies the availability ledger into the store (with a store and the ledger on).
+    pub ledger_writer: Option<Arc<LedgerWriter>>,
     /// The last `/status.json`, served for a second.
-    pub status_cache: crate::status::page::Cache,
+    pub status_cache: Memo,
 }
 
 impl AppState {
@@ -82,18 +90,50 @@ impl AppState {
         let runtime = Arc::new(runtime);
         runtime.health.attach(&telemetry.events);
         if let Some(metrics) = &telemetry.metrics {
-            metrics.configure(&runtime);
+            metrics.configure(
+                &runtime.config,
+                runtime.table.names().iter().map(String::as_str),
+            );
         }
         start_background(&runtime);
+        let ledger_writer = match (&telemetry.ledger, &access.store) {
+            (Some(ledger), Some(store)) => Some(Arc::new(LedgerWriter::new(
+                Arc::clone(ledger),
+                store.clone(),
+                runtime.config.telemetry.flush_interval,
+            ))),
+            _ => None,
+        };
         if tokio::runtime::Handle::try_current().is_ok() {
-            telemetry.start(access.store.clone());
+            telemetry.start();
+            if let Some(writer) = &ledger_writer {
+                tokio::spawn(crate::store::ledger_writer::run(Arc::downgrade(writer)));
+            }
         }
         Arc::new(AppState {
             runtime: ArcSwap::new(runtime),
             access,
             telemetry,
-            status_cache: crate::status::page::Cache::default(),
+            ledger_writer,
+            status_cache: Memo::default(),
         })
+    }
+
+    /// At shutdown, after the server stopped: queued usage records go to the store, live sessions
+    /// are counted, the ledger's changes since its last flush are written and trace spans are
+    /// sent, each waiting at most `within`.
+    pub async fn shutdown(&self, within: std::time::Duration) {
+        self.access.drain(within).await;
+        let sessions = self.telemetry.shutdown(within).await;
+        if let Some(writer) = &self.ledger_writer {
+            match tokio::time::timeout(within, writer.flush()).await {
+                Ok(Ok(rows)) => tracing::info!(rows, sessions, "availability ledger flushed"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "availability ledger could not be flushed at shutdown")
+                }
+                Err(_) => tracing::warn!("availability ledger flush at shutdown timed out"),
+            }
+        }
     }
 
     /// The current runtime; cheap, lock-free.
@@ -106,18 +146,48 @@ impl AppState {
         let runtime = Arc::new(runtime);
         runtime.health.attach(&self.telemetry.events);
         if let Some(metrics) = &self.telemetry.metrics {
-            metrics.configure(&runtime);
+            metrics.configure(
+                &runtime.config,
+                runtime.table.names().iter().map(String::as_str),
+            );
         }
         start_background(&runtime);
         self.runtime.store(runtime);
     }
 }
 
-/// Probes hold only a weak reference, so they stop once a replaced runtime's last request ends.
+/// Starts the runtime's health probes.
 fn start_background(runtime: &Arc<Runtime>) {
-    if runtime.config.resilience.probes.enabled
+    let probes = runtime.config.resilience.probes;
+    if probes.enabled
         && let Ok(handle) = tokio::runtime::Handle::try_current()
     {
-        handle.spawn(crate::resilience::probe::run(Arc::downgrade(runtime)));
+        handle.spawn(crate::resilience::probe::run(
+            Arc::downgrade(&runtime.health),
+            runtime.upstreams.clone(),
+            probes,
+            runtime.config.resilience.max_retry_after,
+        ));
+    }
+}
+
+/// A body built at most once per `max_age` (the status page's JSON), and when it was built.
+#[derive(Debug, Default)]
+pub struct Memo(Mutex<Option<(Instant, Bytes)>>);
+
+impl Memo {
+    /// The cached body while it is younger than `max_age`, else a new one from `build`. Callers
+    /// that arrive while one builds wait for it rather than building too.
+    pub fn get_or_build(&self, max_age: Duration, build: impl FnOnce() -> Bytes) -> Bytes {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if let Some((at, body)) = slot.as_ref()
+            && now.saturating_duration_since(*at) < max_age
+        {
+            return body.clone();
+        }
+        let body = build();
+        *slot = Some((now, body.clone()));
+        body
     }
 }

@@ -8,7 +8,7 @@
 //! the first deployment that needs it.
 
 use crate::config::Deployment;
-use crate::providers::Endpoint;
+use crate::providers::{Endpoint, Outcome, Reply, ReplyBody, Transport};
 use bytes::Bytes;
 use nines_protocol::openai::{RequestError, splice_model};
 use nines_protocol::unified::{
@@ -43,6 +43,11 @@ impl RequestView {
             model_span,
             parsed: OnceLock::new(),
         }
+    }
+
+    /// The client's body as received, and where its `model` value sits.
+    pub fn raw(&self) -> (Bytes, Range<usize>) {
+        (self.raw.clone(), self.model_span.clone())
     }
 
     /// The same view with a request already parsed (the Anthropic ingress parses up front).
@@ -127,6 +132,36 @@ impl RequestView {
         }
     }
 
+    /// An upstream's outcome as the client needs it: a whole answer from another dialect is
+    /// translated into the client's. An answer whose body is not what its dialect promises is no
+    /// answer: it becomes a malformed outcome, classified before the commit point, so the
+    /// attempt loop fails over as it does for any garbled answer.
+    pub fn accept(&self, deployment: &Deployment, outcome: Outcome) -> Outcome {
+        match outcome {
+            Outcome::Reply(Reply {
+                status,
+                headers,
+                body: ReplyBody::Full(bytes),
+                ttfb,
+            }) if self.needs_translation(deployment) => {
+                let upstream = deployment.provider.dialect();
+                match self.translate_full(upstream, &bytes, &deployment.upstream_model) {
+                    Ok(body) => Outcome::Reply(Reply {
+                        status,
+                        headers,
+                        body: ReplyBody::Full(body),
+                        ttfb,
+                    }),
+                    Err(e) => Outcome::Transport(Transport::Malformed(format!(
+                        "not a {} answer: {e}",
+                        upstream.as_str()
+                    ))),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// An upstream's complete answer in the client's dialect. `Err` means the upstream's body is
     /// not what its dialect promises (a malformed answer).
     pub fn translate_full(
@@ -177,18 +212,11 @@ impl RequestView {
             response.model = served_model.to_owned();
         }
         if response.created == 0 {
-            response.created = unix_now();
+            response.created = crate::clock::unix_secs();
         }
         Ok(Bytes::from(match self.ingress {
             Dialect::Anthropic => anthropic::encode_response(&response),
             _ => openai::encode_chat_response(&response),
         }))
     }
-}
-
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

@@ -14,19 +14,18 @@
 //! does not (the task exists only there; there is nowhere else to ask).
 
 use crate::config::ProviderKind;
-use crate::error::GatewayError;
 use crate::providers::{Outcome, ReplyBody, Transport, is_runway_task_id};
-use crate::resilience::attempt::{breaker_signal, summarize};
-use crate::resilience::breaker::Signal;
-use crate::resilience::class::{FailureClass, classify};
-use crate::resilience::retry::retry_after;
+use crate::request::{GatewayError, Request};
+use crate::resilience::attempt::{Target, attempt};
 use crate::resilience::{AttemptRecord, Unavailable};
-use crate::state::{AppState, Runtime};
-use crate::telemetry::RequestLog;
+use crate::state::Runtime;
 use bytes::Bytes;
 use nines_protocol::openai::RequestError;
 use nines_protocol::runway::{self, VideoJob};
 use serde::{Deserialize, Serialize};
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -45,12 +44,6 @@ pub enum VideoError {
     /// The id is not one nines issued, names a deployment that no longer exists, or the
     /// provider no longer knows the task.
     JobNotFound(String),
-}
-
-impl From<GatewayError> for VideoError {
-    fn from(e: GatewayError) -> Self {
-        VideoError::Gateway(e)
-    }
 }
 
 /// Where a job lives; the job id is this, encoded.
@@ -92,19 +85,25 @@ impl JobRef {
     }
 }
 
-/// `POST /v1/videos`.
-pub async fn create(state: &AppState, request_id: &str, body: &[u8]) -> Handled {
-    let mut log = RequestLog::start(&state.telemetry, &meta_of(request_id), "videos");
-    let job = match runway::parse_job_request(body) {
+/// `POST /v1/videos`: auth, then the body (read only for a caller that may send one).
+pub async fn create(
+    mut cx: Request,
+    body: impl Future<Output = Result<Bytes, GatewayError>>,
+) -> Handled {
+    if let Err(e) = authorize(&mut cx).await {
+        return failed(cx, e);
+    }
+    let job = match body.await.and_then(|b| Ok(runway::parse_job_request(&b)?)) {
         Ok(job) => job,
-        Err(e) => return rejected(log, GatewayError::BadRequest(e)),
+        Err(e) => return failed(cx, e),
     };
-    log.summary.model = job.model.clone();
-    let runtime = state.runtime();
+    cx.model.clone_from(&job.model);
+    let runtime = Arc::clone(&cx.runtime);
     let Some(route) = runtime.table.resolve(&job.model) else {
-        return rejected(log, GatewayError::ModelNotFound(job.model));
+        return failed(cx, GatewayError::ModelNotFound(job.model));
     };
-    log.summary.routed = true;
+    cx.summary.model.clone_from(&job.model);
+    cx.summary.routed = true;
     let inputs = crate::router::Inputs {
         deployments: &runtime.config.deployments,
         health: Some(&runtime.health),
@@ -112,8 +111,8 @@ pub async fn create(state: &AppState, request_id: &str, body: &[u8]) -> Handled 
     };
     let plan = runtime.table.plan(route, &inputs);
     let slots: Vec<_> = plan
-        .slots
-        .iter()
+        .key_slots()
+        .into_iter()
         .filter(|s| is_runway(&runtime, s.deployment))
         .collect();
     if slots.is_empty() {
@@ -122,13 +121,11 @@ pub async fn create(state: &AppState, request_id: &str, body: &[u8]) -> Handled 
              provider = \"runway\"",
             job.model
         );
-        return rejected(
-            log,
-            GatewayError::BadRequest(RequestError::Invalid {
-                param: Some("model"),
-                message,
-            }),
-        );
+        let invalid = RequestError::Invalid {
+            param: Some("model"),
+            message,
+        };
+        return failed(cx, GatewayError::BadRequest(invalid));
     }
     let total = slots
         .iter()
@@ -137,6 +134,7 @@ pub async fn create(state: &AppState, request_id: &str, body: &[u8]) -> Handled 
         .unwrap_or(Duration::from_secs(120));
     let deadline = Instant::now() + total;
     let health = &runtime.health;
+    let max_retry_after = runtime.config.resilience.max_retry_after;
     health.budget.deposit();
 
     let mut attempts: Vec<AttemptRecord> = Vec::new();
@@ -165,88 +163,70 @@ pub async fn create(state: &AppState, request_id: &str, body: &[u8]) -> Handled 
                 retry_after: health.budget.retry_after(),
                 attempts,
             };
-            return failed(log, error);
+            return failed(cx, error);
         }
         let upstream = &runtime.upstreams[d];
         let deployment = &upstream.deployment;
         let (endpoint, create_body) =
             runway::encode_create_request(&job, &deployment.upstream_model);
-        let in_flight = health.deployments[d].enter();
-        let started = Instant::now();
-        let outcome = upstream
-            .create_video_task(k, endpoint, Bytes::from(create_body), request_id, deadline)
-            .await;
-        drop(in_flight);
-        let (outcome, task) = match outcome {
-            Outcome::Reply(reply) => match &reply.body {
-                ReplyBody::Full(body) => match runway::decode_create_response(body) {
-                    Ok(created) if is_runway_task_id(&created.id) => {
-                        (Outcome::Reply(reply), Some(created.id))
-                    }
-                    Ok(created) => (
-                        Outcome::Transport(Transport::Malformed(format!(
-                            "'{}' is not a task id",
-                            created.id
-                        ))),
-                        None,
-                    ),
-                    Err(e) => (
-                        Outcome::Transport(Transport::Malformed(e.to_string())),
-                        None,
-                    ),
-                },
-                ReplyBody::Stream { .. } => (
-                    Outcome::Transport(Transport::Malformed("a stream, not a task".into())),
-                    None,
-                ),
-            },
-            other => (other, None),
+        let target = Target {
+            upstream,
+            key: k,
+            health: Some(&health.deployments[d]),
+            permit: Some(permit),
+            in_flight: Some(health.deployments[d].enter()),
+            span: None,
+            stream: false,
+            max_retry_after,
         };
-        let (record, retry_wait) = record_of(
-            &outcome,
-            deployment.name.clone(),
-            &deployment.keys[k].alias,
-            started,
-        );
-        permit.record(breaker_signal(record.class, retry_wait));
-        attempts.push(record);
-        if let Some(task) = task {
-            let job_ref = JobRef {
-                deployment: deployment.name.clone(),
-                key: k,
-                task,
-                model: job.model.clone(),
-                created: crate::translate::unix_now(),
-            };
-            log.summary.deployment = Some(deployment.name.clone());
-            log.summary.attempts = attempts.clone();
-            log.summary.served = true;
-            log.finish(200, "ok");
-            return Handled {
-                result: Ok(VideoJob::queued(
-                    job_ref.encode(),
-                    job_ref.model.clone(),
-                    job_ref.created,
-                )),
-                deployment: Some(job_ref.deployment),
-                attempts: attempts.len(),
-            };
-        }
-        let class = attempts.last().map_or(FailureClass::Malformed, |a| a.class);
-        if let Outcome::Status {
-            status,
-            headers,
-            body,
-        } = outcome
-            && !class.is_retryable()
-        {
-            let error = GatewayError::Upstream {
+        let call = async {
+            let outcome = upstream
+                .create_video_task(k, endpoint, Bytes::from(create_body), &cx.meta.id, deadline)
+                .await;
+            created_task(outcome)
+        };
+        let made = attempt(target, call).await;
+        let class = made.record.class;
+        attempts.push(made.record);
+        match made.outcome {
+            Outcome::Reply(reply) => {
+                let task = match &reply.body {
+                    ReplyBody::Full(body) => runway::decode_create_response(body)
+                        .map(|c| c.id)
+                        .unwrap_or_default(),
+                    ReplyBody::Stream { .. } => String::new(),
+                };
+                let job_ref = JobRef {
+                    deployment: deployment.name.clone(),
+                    key: k,
+                    task,
+                    model: job.model.clone(),
+                    created: crate::clock::unix_secs(),
+                };
+                cx.summary.deployment = Some(deployment.name.clone());
+                cx.summary.attempts = attempts;
+                cx.summary.served = true;
+                let n = cx.summary.attempts.len();
+                cx.answered(reply.status, deployment.price, b"");
+                return Handled {
+                    result: Ok(VideoJob::queued(
+                        job_ref.encode(),
+                        job_ref.model.clone(),
+                        job_ref.created,
+                    )),
+                    deployment: Some(job_ref.deployment),
+                    attempts: n,
+                };
+            }
+            Outcome::Status {
                 status,
                 headers,
                 body,
-                attempts,
-            };
-            return failed(log, error);
+            } if !class.is_retryable() => {
+                let error = GatewayError::upstream(status, headers, body, attempts);
+                return failed(cx, error);
+            }
+            _ => {}
         }
     }
     if attempts.is_empty()
@@ -258,20 +238,38 @@ pub async fn create(state: &AppState, request_id: &str, body: &[u8]) -> Handled 
             retry_after: reopen.saturating_duration_since(Instant::now()),
             attempts,
         };
-        return failed(log, error);
+        return failed(cx, error);
     }
     let error = GatewayError::AllFailed {
         model: job.model,
         deadline_hit: Instant::now() >= deadline,
         attempts,
     };
-    failed(log, error)
+    failed(cx, error)
+}
+
+/// A create call's answer, checked before it counts as one: a 2xx must carry a task id.
+fn created_task(outcome: Outcome) -> Outcome {
+    let Outcome::Reply(reply) = outcome else {
+        return outcome;
+    };
+    let malformed = |why: String| Outcome::Transport(Transport::Malformed(why));
+    match &reply.body {
+        ReplyBody::Full(body) => match runway::decode_create_response(body) {
+            Ok(created) if is_runway_task_id(&created.id) => Outcome::Reply(reply),
+            Ok(created) => malformed(format!("'{}' is not a task id", created.id)),
+            Err(e) => malformed(e.to_string()),
+        },
+        ReplyBody::Stream { .. } => malformed("a stream, not a task".into()),
+    }
 }
 
 /// `GET /v1/videos/{id}`.
-pub async fn status(state: &AppState, request_id: &str, id: &str) -> Handled {
-    let mut log = RequestLog::start(&state.telemetry, &meta_of(request_id), "video_status");
-    let runtime = state.runtime();
+pub async fn status(mut cx: Request, id: &str) -> Handled {
+    if let Err(e) = authorize(&mut cx).await {
+        return failed(cx, e);
+    }
+    let runtime = Arc::clone(&cx.runtime);
     let found = JobRef::decode(id).and_then(|job_ref| {
         let d = runtime
             .config
@@ -281,15 +279,11 @@ pub async fn status(state: &AppState, request_id: &str, id: &str) -> Handled {
         (is_runway(&runtime, d) && is_runway_task_id(&job_ref.task)).then_some((d, job_ref))
     });
     let Some((d, job_ref)) = found else {
-        log.finish(404, "job_not_found");
-        return Handled {
-            result: Err(VideoError::JobNotFound(id.to_owned())),
-            deployment: None,
-            attempts: 0,
-        };
+        return job_not_found(cx, id, None);
     };
-    log.summary.model = job_ref.model.clone();
-    log.summary.deployment = Some(job_ref.deployment.clone());
+    cx.model.clone_from(&job_ref.model);
+    cx.summary.model.clone_from(&job_ref.model);
+    cx.summary.deployment = Some(job_ref.deployment.clone());
     let upstream = &runtime.upstreams[d];
     let deployment = &upstream.deployment;
     let k = if job_ref.key < deployment.keys.len() {
@@ -298,75 +292,98 @@ pub async fn status(state: &AppState, request_id: &str, id: &str) -> Handled {
         0
     };
     let deadline = Instant::now() + deployment.timeouts.total;
-    let permit = runtime.health.breaker(d, k).and_then(|b| b.admit().ok());
-    let in_flight = runtime.health.deployments[d].enter();
-    let started = Instant::now();
-    let outcome = upstream
-        .video_task(k, &job_ref.task, request_id, deadline)
-        .await;
-    drop(in_flight);
-    let outcome = match outcome {
-        Outcome::Reply(reply) => match &reply.body {
-            ReplyBody::Full(body) => match runway::decode_task(body) {
-                Ok(task) => {
-                    if let Some(permit) = permit {
-                        permit.record(Signal::Success);
-                    }
-                    let job = runway::job_from_task(&task, id, &job_ref.model, job_ref.created);
-                    log.summary.served = true;
-                    log.finish(200, "ok");
+    let target = Target {
+        upstream,
+        key: k,
+        health: Some(&runtime.health.deployments[d]),
+        // Polled even when the breaker would not admit: the task exists only there.
+        permit: runtime.health.breaker(d, k).and_then(|b| b.admit().ok()),
+        in_flight: Some(runtime.health.deployments[d].enter()),
+        span: None,
+        stream: false,
+        max_retry_after: runtime.config.resilience.max_retry_after,
+    };
+    let call = async {
+        let outcome = upstream
+            .video_task(k, &job_ref.task, &cx.meta.id, deadline)
+            .await;
+        polled_task(outcome)
+    };
+    let made = attempt(target, call).await;
+    let class = made.record.class;
+    let error = match made.outcome {
+        Outcome::Reply(reply) => {
+            let job = match &reply.body {
+                ReplyBody::Full(body) => runway::decode_task(body)
+                    .ok()
+                    .map(|task| runway::job_from_task(&task, id, &job_ref.model, job_ref.created)),
+                ReplyBody::Stream { .. } => None,
+            };
+            match job {
+                Some(job) => {
+                    cx.summary.attempts = vec![made.record];
+                    cx.summary.served = true;
+                    cx.answered(reply.status, deployment.price, b"");
                     return Handled {
                         result: Ok(job),
                         deployment: Some(job_ref.deployment),
                         attempts: 1,
                     };
                 }
-                Err(e) => Outcome::Transport(Transport::Malformed(e.to_string())),
-            },
-            ReplyBody::Stream { .. } => {
-                Outcome::Transport(Transport::Malformed("a stream, not a task".into()))
+                None => GatewayError::Internal("a checked task did not decode".into()),
             }
-        },
-        other => other,
-    };
-    let (record, retry_wait) = record_of(
-        &outcome,
-        deployment.name.clone(),
-        &deployment.keys[k].alias,
-        started,
-    );
-    let class = record.class;
-    if let Some(permit) = permit {
-        permit.record(breaker_signal(class, retry_wait));
-    }
-    let error = match outcome {
+        }
         Outcome::Status { status, .. } if status == http::StatusCode::NOT_FOUND => {
-            log.finish(404, "job_not_found");
-            return Handled {
-                result: Err(VideoError::JobNotFound(id.to_owned())),
-                deployment: Some(job_ref.deployment),
-                attempts: 1,
-            };
+            cx.summary.attempts = vec![made.record];
+            return job_not_found(cx, id, Some(job_ref.deployment));
         }
         Outcome::Status {
             status,
             headers,
             body,
-        } if !class.is_retryable() => GatewayError::Upstream {
-            status,
-            headers,
-            body,
-            attempts: vec![record],
-        },
+        } if !class.is_retryable() => {
+            GatewayError::upstream(status, headers, body, vec![made.record])
+        }
         _ => GatewayError::AllFailed {
             model: job_ref.model.clone(),
             deadline_hit: Instant::now() >= deadline,
-            attempts: vec![record],
+            attempts: vec![made.record],
         },
     };
-    let mut handled = failed(log, error);
+    let mut handled = failed(cx, error);
     handled.deployment = Some(job_ref.deployment);
     handled
+}
+
+/// A poll's answer, checked before it counts as one: a 2xx must be a task.
+fn polled_task(outcome: Outcome) -> Outcome {
+    let Outcome::Reply(reply) = outcome else {
+        return outcome;
+    };
+    let malformed = |why: String| Outcome::Transport(Transport::Malformed(why));
+    match &reply.body {
+        ReplyBody::Full(body) => match runway::decode_task(body) {
+            Ok(_) => Outcome::Reply(reply),
+            Err(e) => malformed(e.to_string()),
+        },
+        ReplyBody::Stream { .. } => malformed("a stream, not a task".into()),
+    }
+}
+
+/// Auth alone (video jobs are not rate limited): the identity goes on the request.
+async fn authorize(cx: &mut Request) -> Result<(), GatewayError> {
+    let runtime = Arc::clone(&cx.runtime);
+    let identity = cx
+        .state
+        .access
+        .authorize(
+            &runtime.config.access,
+            &runtime.static_keys,
+            cx.meta.credential.as_ref(),
+        )
+        .await?;
+    cx.identity = Some(identity);
+    Ok(())
 }
 
 fn is_runway(runtime: &Runtime, deployment: usize) -> bool {
@@ -377,35 +394,10 @@ fn is_runway(runtime: &Runtime, deployment: usize) -> bool {
         .is_some_and(|d| d.provider == ProviderKind::Runway)
 }
 
-/// An error before any upstream call.
-fn rejected(log: RequestLog, error: GatewayError) -> Handled {
-    Handled {
-        result: Err(VideoError::Gateway(log.reject(error))),
-        deployment: None,
-        attempts: 0,
-    }
-}
-
-/// Video handlers get only the request id; the log wants the request's meta.
-fn meta_of(request_id: &str) -> crate::pipeline::RequestMeta {
-    crate::pipeline::RequestMeta {
-        id: request_id.to_owned(),
-        ..Default::default()
-    }
-}
-
-/// An error after upstream calls; the log names the last deployment tried.
-fn failed(mut log: RequestLog, error: GatewayError) -> Handled {
-    let attempts = match &error {
-        GatewayError::Upstream { attempts, .. }
-        | GatewayError::AllFailed { attempts, .. }
-        | GatewayError::Unavailable { attempts, .. } => {
-            log.note_failure(attempts);
-            attempts.len()
-        }
-        _ => 0,
-    };
-    log.finish(error.status().as_u16(), error.label());
+/// Ends the request with `error`.
+fn failed(cx: Request, error: GatewayError) -> Handled {
+    let attempts = error.attempts();
+    let Err(error) = cx.fail::<Infallible>(error);
     Handled {
         result: Err(VideoError::Gateway(error)),
         deployment: None,
@@ -413,36 +405,15 @@ fn failed(mut log: RequestLog, error: GatewayError) -> Handled {
     }
 }
 
-/// The attempt record of one upstream call (never a secret), and the wait the provider asked
-/// for.
-fn record_of(
-    outcome: &Outcome,
-    deployment: String,
-    key_alias: &str,
-    started: Instant,
-) -> (AttemptRecord, Option<Duration>) {
-    let class = classify(outcome);
-    let (status, detail, wait) = match outcome {
-        Outcome::Reply(reply) => (Some(reply.status.as_u16()), String::new(), None),
-        Outcome::Status {
-            status,
-            headers,
-            body,
-        } => (Some(status.as_u16()), summarize(body), retry_after(headers)),
-        Outcome::StreamError { data } => (None, summarize(data.as_bytes()), None),
-        Outcome::Transport(t) => (None, t.describe(), None),
-    };
-    let record = AttemptRecord {
+/// Ends a poll for a job nobody knows (404).
+fn job_not_found(cx: Request, id: &str, deployment: Option<String>) -> Handled {
+    let attempts = cx.summary.attempts.len();
+    cx.fail_as(http::StatusCode::NOT_FOUND, "job_not_found");
+    Handled {
+        result: Err(VideoError::JobNotFound(id.to_owned())),
         deployment,
-        key_alias: key_alias.to_owned(),
-        class,
-        status,
-        elapsed: started.elapsed(),
-        detail,
-        retry_after: wait,
-        span: None,
-    };
-    (record, wait)
+        attempts,
+    }
 }
 
 /// URL-safe base64 without padding (RFC 4648 §5), for job ids.
@@ -519,18 +490,5 @@ mod tests {
         for bad in ["", "vid_", "vid_!!!!", "abc", "vid_Zm9vYmFy", &id[4..]] {
             assert_eq!(JobRef::decode(bad), None, "{bad:?}");
         }
-    }
-
-    #[test]
-    fn summaries_take_the_message_and_mask_keys() {
-        assert_eq!(
-            summarize(br#"{"error":"Task not found"}"#),
-            "Task not found"
-        );
-        assert_eq!(
-            summarize(br#"{"error":{"message":"bad key sk-abcdef123456"}}"#),
-            "bad key sk-***"
-        );
-        assert_eq!(summarize(b"plain"), "plain");
     }
 }

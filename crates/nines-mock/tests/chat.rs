@@ -1,5 +1,8 @@
 //! The chat completions route without faults: content, usage, tools, streaming, validation.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] fns fail loudly"
+)]
 
 mod common;
 

@@ -2,7 +2,10 @@
 //!
 //! Tests that involve time run on a paused tokio clock: the mock's sleeps auto-advance it, so
 //! "5 s of latency" takes microseconds and is measured exactly on `tokio::time::Instant`.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] fns fail loudly"
+)]
 
 mod common;
 

@@ -1,5 +1,8 @@
 //! The Gemini dialect: generateContent, streamGenerateContent, embeddings, errors and faults.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] fns fail loudly"
+)]
 
 mod common;
 

@@ -1,6 +1,9 @@
 //! The Replicate predictions dialect: creation (sync and async), polling, streaming, errors,
 //! job outcomes and faults.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] fns fail loudly"
+)]
 
 mod common;
 

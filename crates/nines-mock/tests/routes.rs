@@ -1,5 +1,8 @@
 //! Embeddings, models, hit counting, the request log and the `/_mock` control routes.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] fns fail loudly"
+)]
 
 mod common;
 

@@ -1,5 +1,8 @@
 //! The Runway task dialect: creation, polling progress, deletion, errors and job outcomes.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] fns fail loudly"
+)]
 
 mod common;
 

@@ -7,11 +7,7 @@
 //!
 //! Run with `cargo bench -p nines-protocol`.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a benchmark's fixtures are known good"
-)]
+#![expect(clippy::unwrap_used, reason = "a benchmark's fixtures are known good")]
 
 use divan::{Bencher, black_box};
 use nines_protocol::unified::StreamEvent;

@@ -6,11 +6,7 @@
 //! 3. Upstream attempts per client request under a total outage (3 deployments down).
 //!
 //! Everything runs on 127.0.0.1: chaos mocks and the gateway in this process, real HTTP between.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a benchmark program fails loudly"
-)]
+#![expect(clippy::unwrap_used, reason = "a benchmark program fails loudly")]
 
 use nines_gateway::{AppState, Config, Runtime};
 use nines_mock::{MockOptions, MockServer};

@@ -193,14 +193,14 @@ async fn execute(config_path: &Path, action: Action) -> Result<Value, String> {
             limits,
         }) => {
             let expires_at = nines_gateway::api::admin_expiry(None, expires_in.as_deref())?;
-            let (row, secret) = store
-                .create_key(&NewKey {
-                    user,
-                    name,
-                    models,
-                    expires_at,
-                    limits: limits.limits(),
-                })
+            let new = NewKey {
+                user,
+                name,
+                models,
+                expires_at,
+                limits: limits.limits(),
+            };
+            let (row, secret) = nines_gateway::auth::keys::create(&store, &new)
                 .await
                 .map_err(e)?;
             eprintln!("nines: this key is shown once; only its hash is stored");

@@ -193,13 +193,8 @@ async fn serve(path: PathBuf, listen: Option<String>) -> Result<(), String> {
         .await
         .map_err(|e| format!("server error: {e}"));
     // Usage records still queued, and the ledger's changes since its last flush (live sessions
-    // counted as they stand), go to the store before the process ends.
-    state.access.drain(std::time::Duration::from_secs(5)).await;
-    // Sessions are counted, the ledger written and trace spans sent.
-    state
-        .telemetry
-        .shutdown(std::time::Duration::from_secs(5))
-        .await;
+    // counted as they stand), go to the store before the process ends; trace spans are sent.
+    state.shutdown(std::time::Duration::from_secs(5)).await;
     served
 }
 

@@ -1,6 +1,12 @@
-//! `GatewayError` → status + OpenAI-shaped body, decided here and nowhere else.
+//! Errors → HTTP responses: each layer's error (`GatewayError` of the request edge,
+//! `AccessError` of the access stages, `AdminError` of the admin API) rendered with the status
+//! its own `status()` decides and an OpenAI-shaped body `{"error":{"message","type","param",
+//! "code"}}`, plus `x-should-retry` and `x-nines-attempts`.
 
-use crate::error::GatewayError;
+use super::admin::AdminError;
+use crate::access::AccessError;
+use crate::request::{GatewayError, Rejected};
+use crate::resilience::{FailureClass, Unavailable};
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, StatusCode, Uri, header};
@@ -8,66 +14,18 @@ use nines_protocol::ErrorBody;
 use std::fmt::Write;
 use std::time::Duration;
 
-impl GatewayError {
-    /// The HTTP status of each error: decided here and nowhere else.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            GatewayError::Upstream { status, .. } => *status,
-            GatewayError::AllFailed {
-                deadline_hit: true, ..
-            } => StatusCode::GATEWAY_TIMEOUT,
-            // Every deployment said the prompt does not fit: the client's request is too large,
-            // so it gets the 400 `context_length_exceeded` SDKs know, not a gateway error.
-            GatewayError::AllFailed { attempts, .. }
-                if !attempts.is_empty()
-                    && attempts
-                        .iter()
-                        .all(|a| a.class == crate::resilience::FailureClass::ContextTooLong) =>
-            {
-                StatusCode::BAD_REQUEST
-            }
-            GatewayError::AllFailed { .. } => StatusCode::BAD_GATEWAY,
-            GatewayError::BadRequest(_)
-            | GatewayError::BodyRead(_)
-            | GatewayError::MissingCapability { .. }
-            | GatewayError::ContextTooLong { .. } => StatusCode::BAD_REQUEST,
-            GatewayError::Unavailable {
-                why: crate::resilience::Unavailable::AtCapacity,
-                ..
-            } => StatusCode::TOO_MANY_REQUESTS,
-            GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::ModelNotFound(_) | GatewayError::RouteNotFound { .. } => {
-                StatusCode::NOT_FOUND
-            }
-            GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            GatewayError::NoCandidates { .. } | GatewayError::Unavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            GatewayError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            GatewayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
-            // Budgets too: 429 with `insufficient_quota`, as OpenAI answers an exhausted quota,
-            // and `x-should-retry: false` so SDKs do not retry it.
-            GatewayError::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
-            GatewayError::AccessUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            GatewayError::Invalid(_) => StatusCode::BAD_REQUEST,
-            GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
-            GatewayError::Conflict(_) => StatusCode::CONFLICT,
-            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-}
-
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let attempts = self.attempts();
         let status = self.status();
         let (body, should_retry) = match self {
-            GatewayError::Upstream {
-                status,
-                headers,
-                body,
-                ..
-            } => {
+            GatewayError::Upstream(rejected) => {
+                let Rejected {
+                    status,
+                    headers,
+                    body,
+                    ..
+                } = *rejected;
                 let body = if is_openai_error(&body) {
                     body.to_vec()
                 } else if serde_json::from_slice::<serde_json::Value>(&body)
@@ -100,14 +58,14 @@ impl IntoResponse for GatewayError {
                 ..
             } => {
                 let (message, code, retry) = match why {
-                    crate::resilience::Unavailable::AtCapacity => (
+                    Unavailable::AtCapacity => (
                         format!(
                             "Every deployment of model '{model}' is at its concurrency limit and no slot freed within the queue time."
                         ),
                         "capacity_exhausted",
                         true,
                     ),
-                    crate::resilience::Unavailable::AllOpen => (
+                    Unavailable::AllOpen => (
                         format!(
                             "Every deployment of model '{model}' is temporarily out of rotation after recent failures; \
                              it is expected back in {} s.",
@@ -117,7 +75,7 @@ impl IntoResponse for GatewayError {
                         // A breaker reopening soon: a retry then will likely succeed.
                         retry_after <= Duration::from_secs(60),
                     ),
-                    crate::resilience::Unavailable::BudgetSpent => (
+                    Unavailable::BudgetSpent => (
                         format!(
                             "Upstreams for model '{model}' are failing and the gateway's retry budget is spent; \
                              not retrying to avoid amplifying the outage."
@@ -139,7 +97,7 @@ impl IntoResponse for GatewayError {
             } => {
                 let hint = records
                     .iter()
-                    .filter(|a| a.class == crate::resilience::FailureClass::RateLimited)
+                    .filter(|a| a.class == FailureClass::RateLimited)
                     .filter_map(|a| a.retry_after)
                     .min();
                 let mut message = if deadline_hit {
@@ -267,10 +225,26 @@ impl IntoResponse for GatewayError {
                 ErrorBody::new(e.to_string(), "server_error", None, Some("no_candidates")),
                 Some(false),
             ),
-            GatewayError::Limited(denied) => return limited_response(status, &denied),
-            e @ GatewayError::Unauthorized { .. } => {
+            GatewayError::Access(e) => return e.into_response(),
+            e @ GatewayError::Internal(_) => (
+                ErrorBody::new(e.to_string(), "server_error", None, Some("internal_error")),
+                None,
+            ),
+        };
+        let mut response = json_response(status, body.to_json(), should_retry);
+        set_attempts(&mut response, attempts);
+        response
+    }
+}
+
+impl IntoResponse for AccessError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let (body, should_retry) = match self {
+            AccessError::Limited(denied) => return limited_response(status, &denied),
+            e @ AccessError::Unauthorized { .. } => {
                 let code = match &e {
-                    GatewayError::Unauthorized { code, .. } => *code,
+                    AccessError::Unauthorized { code, .. } => *code,
                     _ => "invalid_api_key",
                 };
                 (
@@ -278,7 +252,7 @@ impl IntoResponse for GatewayError {
                     Some(false),
                 )
             }
-            e @ GatewayError::ModelNotAllowed { .. } => (
+            e @ AccessError::ModelNotAllowed { .. } => (
                 ErrorBody::new(
                     e.to_string(),
                     "invalid_request_error",
@@ -287,7 +261,7 @@ impl IntoResponse for GatewayError {
                 ),
                 Some(false),
             ),
-            e @ GatewayError::AccessUnavailable(_) => (
+            e @ AccessError::Unavailable(_) => (
                 ErrorBody::new(
                     e.to_string(),
                     "server_error",
@@ -296,35 +270,26 @@ impl IntoResponse for GatewayError {
                 ),
                 Some(true),
             ),
-            e @ GatewayError::Invalid(_) => (
-                ErrorBody::new(e.to_string(), "invalid_request_error", None, None),
-                Some(false),
-            ),
-            e @ GatewayError::NotFound(_) => (
-                ErrorBody::new(
-                    e.to_string(),
-                    "invalid_request_error",
-                    None,
-                    Some("not_found"),
-                ),
-                Some(false),
-            ),
-            e @ GatewayError::Conflict(_) => (
-                ErrorBody::new(
-                    e.to_string(),
-                    "invalid_request_error",
-                    None,
-                    Some("conflict"),
-                ),
-                Some(false),
-            ),
-            e @ GatewayError::Internal(_) => (
-                ErrorBody::new(e.to_string(), "server_error", None, Some("internal_error")),
-                None,
-            ),
         };
         let mut response = json_response(status, body.to_json(), should_retry);
-        set_attempts(&mut response, attempts);
+        set_attempts(&mut response, 0);
+        response
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let (kind, code, should_retry) = match &self {
+            AdminError::Unauthorized { code, .. } => ("invalid_request_error", Some(*code), false),
+            AdminError::Invalid(_) => ("invalid_request_error", None, false),
+            AdminError::NotFound(_) => ("invalid_request_error", Some("not_found"), false),
+            AdminError::Conflict(_) => ("invalid_request_error", Some("conflict"), false),
+            AdminError::Unavailable(_) => ("server_error", Some("access_unavailable"), true),
+        };
+        let body = ErrorBody::new(self.to_string(), kind, None, code).to_json();
+        let mut response = json_response(status, body, Some(should_retry));
+        set_attempts(&mut response, 0);
         response
     }
 }

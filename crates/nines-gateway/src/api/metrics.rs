@@ -7,11 +7,12 @@
 
 use super::error;
 use crate::state::AppState;
-use crate::telemetry::metrics::CONTENT_TYPE;
+use crate::telemetry::metrics::{CONTENT_TYPE, LimiterFailures};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, Uri, header};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 pub(super) async fn metrics(
     State(state): State<Arc<AppState>>,
@@ -27,7 +28,15 @@ pub(super) async fn metrics(
                 (header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE)),
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
             ],
-            metrics.render(&runtime, state.access.limiter.redis_stats()),
+            metrics.render(
+                &runtime.config,
+                &runtime.health,
+                state.access.limiter.redis_stats().map(|r| LimiterFailures {
+                    failures: r.failures.load(Relaxed),
+                    failed_open: r.failed_open.load(Relaxed),
+                    failed_closed: r.failed_closed.load(Relaxed),
+                }),
+            ),
         )
             .into_response(),
         _ => error::not_found(method, uri).await,

@@ -7,7 +7,6 @@ pub mod error;
 mod metrics;
 mod openai;
 mod ops;
-mod routes;
 mod videos;
 
 pub use admin::expiry as admin_expiry;

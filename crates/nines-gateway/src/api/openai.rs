@@ -1,9 +1,8 @@
 //! OpenAI-dialect handlers: `/v1/chat/completions`, `/v1/embeddings`, `/v1/models`.
 
-use crate::error::GatewayError;
-use crate::pipeline::{self, Delivery, DeliveryBody, RequestMeta};
+use crate::pipeline::{self, Delivery, DeliveryBody, Ingress};
+use crate::request::{GatewayError, Request};
 use crate::state::AppState;
-use crate::telemetry::RequestLog;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -13,20 +12,13 @@ use http::{HeaderMap, HeaderValue, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 use std::sync::Arc;
-use std::time::Duration;
 
 pub(super) async fn chat_completions(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let meta = request_meta(&state, &headers);
-    let log = RequestLog::start(&state.telemetry, &meta, "chat_completions");
-    let result = match read_body(&state, body).await {
-        Ok(bytes) => pipeline::chat(&state, &meta, bytes, log).await,
-        Err(e) => Err(log.reject(e)),
-    };
-    render(result)
+    render(proxy(&state, &headers, body, Ingress::ChatCompletions).await)
 }
 
 pub(super) async fn embeddings(
@@ -34,13 +26,20 @@ pub(super) async fn embeddings(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let meta = request_meta(&state, &headers);
-    let log = RequestLog::start(&state.telemetry, &meta, "embeddings");
-    let result = match read_body(&state, body).await {
-        Ok(bytes) => pipeline::embeddings(&state, &meta, bytes, log).await,
-        Err(e) => Err(log.reject(e)),
-    };
-    render(result)
+    render(proxy(&state, &headers, body, Ingress::Embeddings).await)
+}
+
+/// The proxied endpoints' one path: the request's context (its runtime loaded once, here), its
+/// body read within that runtime's limit, the pipeline.
+pub(super) async fn proxy(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: Body,
+    ingress: Ingress,
+) -> Result<Delivery, GatewayError> {
+    let cx = Request::start(state, headers, ingress.label());
+    let body = read_body(cx.runtime.config.server.max_body_bytes, body).await;
+    pipeline::handle(cx, body, ingress).await
 }
 
 pub(super) async fn list_models(
@@ -48,9 +47,14 @@ pub(super) async fn list_models(
     headers: HeaderMap,
 ) -> Response {
     let runtime = state.runtime();
+    let credential = crate::auth::credential(&headers);
     let identity = match state
         .access
-        .authorize(&runtime.config.access, &headers)
+        .authorize(
+            &runtime.config.access,
+            &runtime.static_keys,
+            credential.as_ref(),
+        )
         .await
     {
         Ok(identity) => identity,
@@ -72,9 +76,14 @@ pub(super) async fn get_model(
     Path(id): Path<String>,
 ) -> Response {
     let runtime = state.runtime();
+    let credential = crate::auth::credential(&headers);
     if let Err(e) = state
         .access
-        .authorize(&runtime.config.access, &headers)
+        .authorize(
+            &runtime.config.access,
+            &runtime.static_keys,
+            credential.as_ref(),
+        )
         .await
     {
         return e.into_response();
@@ -89,40 +98,8 @@ fn model_object(name: &str, created: u64) -> serde_json::Value {
     json!({"id": name, "object": "model", "created": created, "owned_by": "nines"})
 }
 
-/// The request id set by the request-id layer (the client's own when it sent one), and a
-/// client-requested timeout: `x-nines-timeout` (`"10s"`, `"1500ms"` or plain seconds) or else
-/// the OpenAI/Anthropic SDKs' `x-stainless-timeout` (seconds), since the client gives up then.
-pub(super) fn request_meta(state: &AppState, headers: &HeaderMap) -> RequestMeta {
-    let text = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
-    let seconds = |v: &str| {
-        v.parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map(Duration::from_secs_f64)
-    };
-    let timeout = text("x-nines-timeout")
-        .and_then(|v| seconds(v).or_else(|| humantime::parse_duration(v).ok()))
-        .or_else(|| text("x-stainless-timeout").and_then(seconds));
-    RequestMeta {
-        id: text("x-request-id").unwrap_or_default().to_owned(),
-        timeout,
-        credential: crate::auth::credential(headers),
-        session: text(&state.runtime().config.telemetry.sessions.header)
-            .filter(|s| !s.is_empty())
-            // Bounded: the value becomes a map key.
-            .map(|s| s.chars().take(128).collect()),
-        traceparent: text("traceparent").map(str::to_owned),
-    }
-}
-
-/// Reads the whole body up to the configured limit.
-pub(super) async fn read_body(state: &AppState, body: Body) -> Result<Bytes, GatewayError> {
-    let limit = state.runtime().config.server.max_body_bytes;
+/// Reads the whole body up to `limit` bytes.
+pub(super) async fn read_body(limit: usize, body: Body) -> Result<Bytes, GatewayError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
@@ -132,7 +109,7 @@ pub(super) async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Gat
     }
 }
 
-fn render(result: Result<Delivery, GatewayError>) -> Response {
+pub(super) fn render(result: Result<Delivery, GatewayError>) -> Response {
     match result {
         Ok(delivery) => delivery_response(delivery),
         Err(e) => e.into_response(),
@@ -140,10 +117,10 @@ fn render(result: Result<Delivery, GatewayError>) -> Response {
 }
 
 pub(super) fn delivery_response(d: Delivery) -> Response {
-    let streaming = matches!(d.body, DeliveryBody::Stream { .. });
+    let streaming = matches!(d.body, DeliveryBody::Stream(_));
     let body = match d.body {
         DeliveryBody::Full(bytes) => Body::from(bytes),
-        DeliveryBody::Stream { body, .. } => Body::from_stream(body),
+        DeliveryBody::Stream(stream) => Body::from_stream(stream),
     };
     let mut response = (d.status, body).into_response();
     let headers = response.headers_mut();

@@ -2,7 +2,8 @@
 //! `crate::videos`, render the job (200) or the error, with `x-nines-deployment` and
 //! `x-nines-attempts` as on chat responses.
 
-use super::openai::{read_body, request_meta};
+use super::openai::read_body;
+use crate::request::Request;
 use crate::state::AppState;
 use crate::videos::{self, Handled, VideoError};
 use axum::body::Body;
@@ -17,20 +18,9 @@ pub(super) async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let request_id = request_meta(&state, &headers).id;
-    let runtime = state.runtime();
-    if let Err(e) = state
-        .access
-        .authorize(&runtime.config.access, &headers)
-        .await
-    {
-        return e.into_response();
-    }
-    let bytes = match read_body(&state, body).await {
-        Ok(bytes) => bytes,
-        Err(e) => return e.into_response(),
-    };
-    render(videos::create(&state, &request_id, &bytes).await)
+    let cx = Request::start(&state, &headers, "videos");
+    let limit = cx.runtime.config.server.max_body_bytes;
+    render(videos::create(cx, read_body(limit, body)).await)
 }
 
 pub(super) async fn status(
@@ -38,14 +28,8 @@ pub(super) async fn status(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(e) = state
-        .access
-        .authorize(&state.runtime().config.access, &headers)
-        .await
-    {
-        return e.into_response();
-    }
-    render(videos::status(&state, &request_meta(&state, &headers).id, &id).await)
+    let cx = Request::start(&state, &headers, "video_status");
+    render(videos::status(cx, &id).await)
 }
 
 fn render(handled: Handled) -> Response {

@@ -4,6 +4,7 @@
 //! CSPRNG). Keys that random need no slow password hash: the store keeps `SHA-256(key)` in hex,
 //! with a unique index, so a lookup is one indexed read and a leaked table reveals no key.
 
+use crate::store::{KeyRow, NewKey, Store, StoreError};
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use sha2::{Digest, Sha256};
@@ -48,18 +49,14 @@ pub fn display(key: &str) -> String {
     format!("{PREFIX}{head}…{tail}")
 }
 
-/// A random id with a readable prefix (`org_…`, `user_…`, `key_…`).
-pub fn new_id(prefix: &str) -> String {
-    let mut id = String::with_capacity(prefix.len() + 17);
-    id.push_str(prefix);
-    id.push('_');
-    id.extend(
-        rand::rng()
-            .sample_iter(&Alphanumeric)
-            .take(16)
-            .map(|c| char::from(c).to_ascii_lowercase()),
-    );
-    id
+/// Creates a virtual key for a user (by id or `org/name`): the store keeps its hash and display
+/// form; the key itself is returned to be shown once and is kept nowhere.
+pub async fn create(store: &Store, new: &NewKey) -> Result<(KeyRow, String), StoreError> {
+    let secret = generate();
+    let row = store
+        .insert_key(new, hash(&secret), display(&secret))
+        .await?;
+    Ok((row, secret))
 }
 
 #[cfg(test)]

@@ -16,7 +16,6 @@ pub mod keys;
 
 use crate::config::access::{Auth, Limits};
 use crate::config::{Secret, access::StaticKey};
-use crate::error::GatewayError;
 use crate::store::{KeyGrant, Store};
 use http::HeaderMap;
 use std::collections::HashMap;
@@ -26,23 +25,7 @@ use tokio::time::Instant;
 
 pub use keys::hash as hash_key;
 
-/// The three levels limits apply at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Level {
-    Org,
-    User,
-    Key,
-}
-
-impl Level {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Org => "org",
-            Level::User => "user",
-            Level::Key => "key",
-        }
-    }
-}
+pub use crate::config::access::Level;
 
 /// One org, user or key with its limits.
 #[derive(Debug, Clone)]
@@ -148,6 +131,31 @@ struct Cached {
     fetched: Instant,
 }
 
+/// Why a credential gives no identity.
+#[derive(Debug, Clone)]
+pub enum AuthError {
+    /// Missing, unknown, revoked or expired: the message says which (never the key itself).
+    Unauthorized { message: String, code: &'static str },
+    /// The key store cannot answer now.
+    Unavailable(String),
+}
+
+/// A configuration's static keys by the hash of each: built once per configuration, so a request
+/// hashes its credential once and finds a static key with one lookup.
+#[derive(Debug, Default)]
+pub struct StaticKeys(HashMap<String, Arc<StaticKey>>);
+
+impl StaticKeys {
+    pub fn index(auth: &Auth) -> StaticKeys {
+        StaticKeys(
+            auth.static_keys
+                .iter()
+                .map(|k| (hash_key(k.key.expose()), Arc::clone(k)))
+                .collect(),
+        )
+    }
+}
+
 /// Resolves credentials to identities.
 pub struct Authenticator {
     store: Option<Store>,
@@ -168,11 +176,13 @@ impl Authenticator {
     }
 
     /// The identity behind a credential, or the 401 (503 when the store cannot answer).
+    /// `statics` is `auth`'s static keys, indexed.
     pub async fn authenticate(
         &self,
         auth: &Auth,
+        statics: &StaticKeys,
         credential: Option<&Secret>,
-    ) -> Result<Arc<Identity>, GatewayError> {
+    ) -> Result<Arc<Identity>, AuthError> {
         if !auth.enabled {
             return Ok(Arc::clone(&self.anonymous));
         }
@@ -184,10 +194,10 @@ impl Authenticator {
             ));
         };
         let hash = hash_key(credential.expose());
-        if let Some(key) = auth.static_keys.get(&hash) {
+        if let Some(key) = statics.0.get(&hash) {
             return Ok(Arc::new(Identity::of_static(key)));
         }
-        let now_ms = unix_ms(SystemTime::now());
+        let now_ms = crate::clock::unix_ms(SystemTime::now());
         let cached = self.cache.read().ok().and_then(|c| {
             c.get(&hash)
                 .filter(|e| e.fetched.elapsed() < auth.cache_ttl)
@@ -202,13 +212,11 @@ impl Authenticator {
                 let found = tokio::time::timeout(LOOKUP_TIMEOUT, store.find_key(&hash))
                     .await
                     .map_err(|_| {
-                        GatewayError::AccessUnavailable(
-                            "the key store did not answer in time".into(),
-                        )
+                        AuthError::Unavailable("the key store did not answer in time".into())
                     })?
                     .map_err(|e| {
                         tracing::warn!(error = %e, "key lookup failed");
-                        GatewayError::AccessUnavailable("the key store is unavailable".into())
+                        AuthError::Unavailable("the key store is unavailable".into())
                     })?;
                 let Some(grant) = found else {
                     return Err(incorrect(credential.expose()));
@@ -254,14 +262,14 @@ impl Authenticator {
     }
 }
 
-fn unauthorized(message: &str, code: &'static str) -> GatewayError {
-    GatewayError::Unauthorized {
+fn unauthorized(message: &str, code: &'static str) -> AuthError {
+    AuthError::Unauthorized {
         message: message.to_owned(),
         code,
     }
 }
 
-fn incorrect(key: &str) -> GatewayError {
+fn incorrect(key: &str) -> AuthError {
     let shown = if key.starts_with(keys::PREFIX) {
         keys::display(key)
     } else {
@@ -271,11 +279,4 @@ fn incorrect(key: &str) -> GatewayError {
         &format!("Incorrect API key provided: {shown}."),
         "invalid_api_key",
     )
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -201,6 +201,24 @@ impl Default for RawStore {
     }
 }
 
+/// The three levels identities and limits have: an organisation, its users, their keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Level {
+    Org,
+    User,
+    Key,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Org => "org",
+            Level::User => "user",
+            Level::Key => "key",
+        }
+    }
+}
+
 /// Validated `[auth]`, `[limits]`, `[store]`.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
@@ -214,12 +232,14 @@ pub struct Auth {
     pub enabled: bool,
     pub admin_key: Option<Secret>,
     pub cache_ttl: Duration,
-    /// By the key's SHA-256 (hex).
-    pub static_keys: HashMap<String, Arc<StaticKey>>,
+    /// In file order; `auth::StaticKeys` indexes them by hash.
+    pub static_keys: Vec<Arc<StaticKey>>,
 }
 
 #[derive(Debug)]
 pub struct StaticKey {
+    /// The key itself (auth compares only its hash).
+    pub key: Secret,
     /// `static:{name}`, and the same for user and org: what usage records and limits key on.
     pub id: Arc<str>,
     pub user_id: Option<Arc<str>>,
@@ -404,9 +424,16 @@ pub(super) fn validate(
             k.limits
                 .check()
                 .map_err(|m| err(Some(k.name.span()), format!("{at}.limits"), m))?;
-            let hash = crate::auth::hash_key(&secret);
             let label = |n: &Option<String>| n.as_ref().map(|n| Arc::from(format!("static:{n}")));
-            let entry = Arc::new(StaticKey {
+            if out.static_keys.iter().any(|k| k.key.expose() == secret) {
+                return Err(err(
+                    Some(k.key.span()),
+                    format!("{at}.key"),
+                    "the same key is declared twice".into(),
+                ));
+            }
+            out.static_keys.push(Arc::new(StaticKey {
+                key: Secret::new(secret),
                 id: Arc::from(format!("static:{name}")),
                 user_id: label(&k.user),
                 org_id: label(&k.org),
@@ -415,14 +442,7 @@ pub(super) fn validate(
                 org: k.org.clone(),
                 models: k.models.clone().map(Arc::from),
                 limits: Arc::new(k.limits.clone()),
-            });
-            if out.static_keys.insert(hash, entry).is_some() {
-                return Err(err(
-                    Some(k.key.span()),
-                    format!("{at}.key"),
-                    "the same key is declared twice".into(),
-                ));
-            }
+            }));
         }
     }
 
@@ -498,7 +518,8 @@ mod tests {
             "[auth]\nadmin_key = \"env:ADMIN\"\n[[auth.keys]]\nkey = \"k-1\"\nname = \"a\"\nlimits = { rpm = 5 }\n[store]\n",
         )
         .unwrap();
-        let key = &c.access.auth.static_keys[&crate::auth::hash_key("k-1")];
+        let key = &c.access.auth.static_keys[0];
+        assert_eq!(key.key.expose(), "k-1");
         assert_eq!(key.limits.rpm, Some(5));
         assert_eq!(c.access.auth.admin_key.unwrap().expose(), "admin-key");
         for (extra, wanted) in [

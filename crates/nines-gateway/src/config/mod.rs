@@ -73,6 +73,15 @@ impl Deployment {
         }
     }
 
+    /// Whether this deployment can continue a stream that broke after its first byte reached
+    /// the client: continuations are OpenAI requests relayed untranslated, and continuing text
+    /// the client already has (`prefill`) needs assistant prefill. The `resume_streams`
+    /// validation and the resumer ask this one question, so they agree.
+    pub fn can_continue_streams(&self, prefill: bool) -> bool {
+        self.provider.dialect() == nines_protocol::unified::Dialect::OpenAi
+            && (!prefill || self.assistant_prefill)
+    }
+
     pub fn embedding_family(&self) -> &str {
         self.embedding_family
             .as_deref()

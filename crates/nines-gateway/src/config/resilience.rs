@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use std::time::Duration;
 
-#[derive(Debug, Deserialize, Clone, PartialEq, Default)]
+#[derive(Debug, Deserialize, Clone, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Resilience {
     pub retry_budget: RetryBudget,
@@ -14,6 +14,23 @@ pub struct Resilience {
     /// At most this many attempts on one deployment per request (retries of the same deployment
     /// happen only when nothing else is left).
     pub max_attempts_per_deployment: Option<u32>,
+    /// The longest `Retry-After` honoured: a provider's longer hint is clamped to this (and the
+    /// clamp logged), so one answer cannot take a key slot out for hours.
+    #[serde(with = "humantime_serde")]
+    pub max_retry_after: Duration,
+}
+
+impl Default for Resilience {
+    fn default() -> Self {
+        Resilience {
+            retry_budget: RetryBudget::default(),
+            breaker: Breaker::default(),
+            backoff: Backoff::default(),
+            probes: Probes::default(),
+            max_attempts_per_deployment: None,
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
 }
 
 impl Resilience {
@@ -184,6 +201,12 @@ pub(super) fn check(r: &Resilience) -> Result<(), (String, String)> {
         return Err((
             "resilience.probes".into(),
             "intervals and timeout must be > 0".into(),
+        ));
+    }
+    if r.max_retry_after.is_zero() {
+        return Err((
+            "resilience.max_retry_after".into(),
+            "must be more than 0s".into(),
         ));
     }
     if r.max_attempts_per_deployment == Some(0) {

@@ -9,7 +9,7 @@ use super::{
     Admitted, BucketKey, Denied, Dim, Limiter, Plan, RateHeaders, Refusal, Reservation, Tripped,
     Window,
 };
-use crate::auth::Level;
+use crate::config::access::Level;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
@@ -238,7 +238,7 @@ fn sweep(state: &mut State, now: Instant, wall: SystemTime) {
         .retain(|_, b| refill(b.level, now.duration_since(b.at), b.capacity) < b.capacity as f64);
     state
         .spend
-        .retain(|(_, _, p), _| p.end_ms() > crate::auth::unix_ms(wall));
+        .retain(|(_, _, p), _| p.end_ms() > crate::clock::unix_ms(wall));
 }
 
 impl Limiter for MemoryLimiter {

@@ -27,7 +27,8 @@ pub mod memory;
 pub mod redis;
 mod window;
 
-use crate::auth::{Identity, Level};
+use crate::auth::Identity;
+use crate::config::access::Level;
 pub use crate::config::access::{FailMode, Limits, ModelLimits};
 use http::{HeaderMap, HeaderValue};
 use std::future::Future;

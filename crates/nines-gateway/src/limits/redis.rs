@@ -168,7 +168,12 @@ impl RedisLimiter {
         }
     }
 
-    fn spend_key(&self, level: crate::auth::Level, id: &str, period: super::Period) -> String {
+    fn spend_key(
+        &self,
+        level: crate::config::access::Level,
+        id: &str,
+        period: super::Period,
+    ) -> String {
         format!(
             "{{{}}}:spend:{}:{id}:{}",
             self.prefix,

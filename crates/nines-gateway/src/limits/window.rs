@@ -1,6 +1,7 @@
 //! Token-bucket arithmetic, budget periods (UTC days and calendar months) and Go-style durations
 //! for the `x-ratelimit-reset-*` headers.
 
+use crate::clock::unix_ms;
 use std::time::{Duration, SystemTime};
 
 const MINUTE_SECS: f64 = 60.0;
@@ -16,7 +17,8 @@ pub(crate) fn time_to(level: f64, wanted: f64, capacity: u64) -> Duration {
     if level >= wanted || capacity == 0 {
         return Duration::ZERO;
     }
-    Duration::from_secs_f64((wanted - level) * MINUTE_SECS / capacity as f64)
+    // An absurd request (max_tokens near u64::MAX) waits "forever" rather than panicking.
+    crate::clock::seconds((wanted - level) * MINUTE_SECS / capacity as f64).unwrap_or(Duration::MAX)
 }
 
 /// A budget period: a UTC day or a UTC calendar month.
@@ -77,10 +79,6 @@ impl Period {
             Period::Month(m) => format!("m{m}"),
         }
     }
-}
-
-fn unix_ms(t: SystemTime) -> i64 {
-    crate::auth::unix_ms(t)
 }
 
 /// Days since 1970-01-01 → (year, month 1..=12, day 1..=31); Howard Hinnant's algorithm.

@@ -1,4 +1,4 @@
-//! Relaying a stream after the commit point.
+//! Relaying an OpenAI-family stream to an OpenAI client after the commit point, event by event.
 //!
 //! Events are forwarded as soon as they are complete (never held back waiting for more; events
 //! that arrived together go out in one write, see `bursts.rs`), re-framed one by one so that a
@@ -18,121 +18,18 @@
 //! stream (see `resume.rs` for that policy). Only then does it parse each chunk (the text so far,
 //! the stream's identity); without it, the relay does no more work than honest endings need.
 
-use super::attempt::AttemptRecord;
-use super::breaker::Signal;
 use super::bursts::Bursts;
+use super::ending::{Ends, Resumed, StreamEnd, StreamReport, openai_break};
 use super::resume::{Observed, Resume, Transcript};
-use crate::providers::ByteStream;
+use super::segment::Segment;
+use crate::resilience::attempt::summarize;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use nines_protocol::ErrorBody;
 use nines_protocol::sse::{DONE_FRAME, SseDecoder, SseEvent, data_frame, push_data_frame};
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
-
-/// How a relayed stream ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StreamEnd {
-    /// `[DONE]` arrived from upstream.
-    Done,
-    /// Upstream finished (a finish reason) but closed without `[DONE]`; nines added it.
-    FinishedWithoutDone,
-    /// Broken after the commit point; the client got an error event.
-    Broken(String),
-    /// The client went away first.
-    ClientGone,
-}
-
-impl StreamEnd {
-    /// What the ending means for the serving key slot's breaker.
-    pub fn signal(&self) -> Signal {
-        match self {
-            StreamEnd::Done | StreamEnd::FinishedWithoutDone => Signal::Success,
-            StreamEnd::Broken(_) => Signal::Failure,
-            StreamEnd::ClientGone => Signal::Neutral,
-        }
-    }
-}
-
-/// What a relay learns of a stream as its events pass, for the access ticket that settles the
-/// request when the client's stream ends: the token counts the upstream reported and whether
-/// the stream broke. The relay parses each event anyway; the ticket reads this instead of
-/// decoding the stream a second time.
-#[derive(Debug, Default)]
-pub struct Tally {
-    /// (input, output) tokens: the largest of each seen (Anthropic's counts are cumulative and
-    /// arrive in two events).
-    usage: std::sync::Mutex<Option<(u64, u64)>>,
-    broken: std::sync::atomic::AtomicBool,
-}
-
-impl Tally {
-    pub fn note_usage(&self, input: u64, output: u64) {
-        let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
-        let (i, o) = usage.get_or_insert((0, 0));
-        *i = (*i).max(input);
-        *o = (*o).max(output);
-    }
-
-    pub fn note_end(&self, end: &StreamEnd) {
-        if matches!(end, StreamEnd::Broken(_)) {
-            self.broken
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    /// (input, output) tokens, when the upstream reported any.
-    pub fn usage(&self) -> Option<(u64, u64)> {
-        *self.usage.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The stream ended broken (the client got an error event).
-    pub fn broken(&self) -> bool {
-        self.broken.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-/// Reports a key slot's outcome to its breaker (and ends its in-flight mark); called once.
-pub type Settle = Box<dyn FnOnce(Signal) + Send>;
-
-/// One upstream stream to relay: the first, or a continuation of it.
-pub struct Segment {
-    /// The bytes read so far (at least one complete event).
-    pub head: Bytes,
-    pub rest: ByteStream,
-    /// The deployment's idle timeout.
-    pub idle: Duration,
-    /// Called once when this stream ends: success, failure (it broke) or neutral (client gone).
-    pub settle: Settle,
-}
-
-impl Segment {
-    pub fn new(
-        head: Bytes,
-        rest: ByteStream,
-        idle: Duration,
-        settle: impl FnOnce(Signal) + Send + 'static,
-    ) -> Segment {
-        Segment {
-            head,
-            rest,
-            idle,
-            settle: Box::new(settle),
-        }
-    }
-}
-
-/// What resuming did to a stream, reported with its ending.
-#[derive(Debug, Default)]
-pub struct Resumed {
-    /// Why each upstream stream broke before a continuation carried it on, in order.
-    pub breaks: Vec<String>,
-    /// Every continuation attempt, in order; those of class `ok` carried the stream on.
-    pub attempts: Vec<AttemptRecord>,
-}
 
 /// The resume state of a relay whose model has `resume_streams`.
 struct Resuming {
@@ -154,22 +51,20 @@ enum Step {
     },
 }
 
-struct Relay<F: FnOnce(StreamEnd, Resumed) + Send + 'static> {
+struct Relay<F: FnOnce(StreamReport) + Send + 'static> {
     head: Option<Bytes>,
     rest: Bursts,
     idle: Duration,
-    settle: Option<Settle>,
+
     deadline: Instant,
     decoder: SseDecoder,
     events: Vec<SseEvent>,
     finished: bool,
-    ended: bool,
     skipped: u32,
     resume: Option<Resuming>,
     /// A break waiting for a continuation (only with resume).
     broken: Option<String>,
-    tally: Arc<Tally>,
-    on_end: Option<F>,
+    ends: Ends<F>,
 }
 
 /// What one OpenAI stream event is, from a single JSON parse: an in-band error, garbage, or
@@ -227,26 +122,25 @@ fn inspect(data: &str, event: Option<&str>) -> EventKind {
     }
 }
 
-impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Relay<F> {
+impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
+    /// The upstream side ended: its key slot is settled now; the report waits for the client.
     fn end(&mut self, how: StreamEnd) {
-        self.ended = true;
-        self.tally.note_end(&how);
         if self.skipped > 0 {
             tracing::warn!(skipped = self.skipped, "skipped malformed stream chunks");
         }
-        if let Some(settle) = self.settle.take() {
-            settle(how.signal());
-        }
-        let resumed = match self.resume.as_mut() {
+        self.ends.upstream_ended(how);
+    }
+
+    /// The client's stream ended (`client_left`: by the client going away): reports it, once.
+    fn report(&mut self, client_left: bool) {
+        let resume = &mut self.resume;
+        self.ends.report(client_left, || match resume.as_mut() {
             Some(r) => Resumed {
                 breaks: std::mem::take(&mut r.breaks),
                 attempts: r.source.take_attempts(),
             },
             None => Resumed::default(),
-        };
-        if let Some(f) = self.on_end.take() {
-            f(how, resumed);
-        }
+        });
     }
 
     /// Decodes `chunk` and returns the frames to forward, plus how the stream ended if it did.
@@ -269,14 +163,14 @@ impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Relay<F> {
                 ..
             } = kind
             {
-                self.tally.note_usage(input, output);
+                self.ends.note_usage(input, output);
             }
             if matches!(kind, EventKind::Error) {
                 let why = match self.resume {
                     None => "upstream sent an error event".to_owned(),
                     Some(_) => format!(
                         "upstream sent an error event: {}",
-                        super::attempt::summarize(event.data.as_bytes())
+                        summarize(event.data.as_bytes())
                     ),
                 };
                 let frame = data_frame(event.data.as_bytes());
@@ -338,16 +232,14 @@ impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Relay<F> {
                 humantime::format_duration(self.idle)
             ),
         };
-        let frame = error_frame(&why);
+        let frame = openai_break(&why);
         (Bytes::new(), Some(Step::Break { why, frame }))
     }
 
     /// A segment broke: settle it, then either leave the break for a continuation (`None`) or
     /// end the stream, returning the error frame to send.
     fn broke(&mut self, why: String, upstream_frame: Bytes) -> Option<Bytes> {
-        if let Some(settle) = self.settle.take() {
-            settle(Signal::Failure);
-        }
+        self.ends.segment_broke();
         let (why, frame) = match &self.resume {
             // A stream that already finished has nothing left to continue.
             None => (why, upstream_frame),
@@ -359,7 +251,7 @@ impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Relay<F> {
                 }
                 Some(reason) => {
                     let why = format!("{why}; not resumed: {reason}");
-                    let frame = error_frame(&why);
+                    let frame = openai_break(&why);
                     (why, frame)
                 }
             },
@@ -390,14 +282,14 @@ impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Relay<F> {
                 self.head = Some(segment.head);
                 self.rest = Bursts::new(segment.rest);
                 self.idle = segment.idle;
-                self.settle = Some(segment.settle);
+                self.ends.continue_on(segment.slot);
                 self.decoder = SseDecoder::new();
                 self.events.clear();
                 Ok(())
             }
             Err(reason) => {
                 let why = format!("{why}; not resumed: {reason}");
-                let frame = error_frame(&why);
+                let frame = openai_break(&why);
                 self.end(StreamEnd::Broken(why));
                 Err(frame)
             }
@@ -405,38 +297,34 @@ impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Relay<F> {
     }
 }
 
-impl<F: FnOnce(StreamEnd, Resumed) + Send + 'static> Drop for Relay<F> {
+impl<F: FnOnce(StreamReport) + Send + 'static> Drop for Relay<F> {
+    /// Dropped before the client read past the end: the client went away.
     fn drop(&mut self) {
-        if !self.ended {
-            self.end(StreamEnd::ClientGone);
-        }
+        self.report(true);
     }
 }
 
 /// Forwards `first` (and, when it breaks and `resume` is given, its continuations), watching
-/// event boundaries. Each segment's `settle` is called when that segment ends; `on_end` is
+/// event boundaries. Each segment's key slot is settled when that segment ends; `on_end` is
 /// called exactly once, when the client's stream ends. Without `resume` nothing is parsed
 /// beyond what honest endings need.
 pub fn relay<F>(
     first: Segment,
     deadline: Instant,
     resume: Option<Box<dyn Resume>>,
-    tally: Arc<Tally>,
     on_end: F,
 ) -> BoxStream<'static, Result<Bytes, Infallible>>
 where
-    F: FnOnce(StreamEnd, Resumed) + Send + 'static,
+    F: FnOnce(StreamReport) + Send + 'static,
 {
     let relay = Relay {
         head: Some(first.head),
         rest: Bursts::new(first.rest),
         idle: first.idle,
-        settle: Some(first.settle),
         deadline,
         decoder: SseDecoder::new(),
         events: Vec::new(),
         finished: false,
-        ended: false,
         skipped: 0,
         resume: resume.map(|source| Resuming {
             source,
@@ -445,12 +333,12 @@ where
             breaks: Vec::new(),
         }),
         broken: None,
-        tally,
-        on_end: Some(on_end),
+        ends: Ends::new(first.slot, on_end),
     };
     futures_util::stream::unfold(relay, |mut r| async move {
         loop {
-            if r.ended {
+            if r.ends.upstream_has_ended() {
+                r.report(false);
                 return None;
             }
             if let Some(why) = r.broken.take() {
@@ -482,17 +370,12 @@ where
     .boxed()
 }
 
-/// An OpenAI-shaped error as an SSE event: SDKs raise an APIError on it.
-fn error_frame(message: &str) -> Bytes {
-    // Frames are only ever forwarded whole, so this one starts on a clean event boundary.
-    let body = ErrorBody::new(message, "server_error", None, Some("stream_interrupted")).to_json();
-    data_frame(&body)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resilience::FailureClass;
+    use crate::resilience::breaker::{Breaker, Signal};
+    use crate::resilience::events::{BreakerEvent, EventSink, Transition};
+    use crate::resilience::{AttemptRecord, FailureClass, OpenSlot};
     use futures_util::future::BoxFuture;
     use std::sync::{Arc, Mutex};
 
@@ -516,20 +399,60 @@ mod tests {
         )
     }
 
-    /// A segment of `events` (the first is the head) that then ends; its outcome goes to `log`.
-    fn segment(name: &'static str, events: Vec<String>, log: &Log) -> Segment {
+    /// Where the segments' key slots report: each slot's breaker is half-open, so how it was
+    /// settled shows as its transition (closed: success; opened: failure; none: neutral).
+    struct Slots {
+        sink: EventSink,
+        events: tokio::sync::broadcast::Receiver<BreakerEvent>,
+    }
+
+    impl Slots {
+        fn new() -> Slots {
+            let sink = EventSink::new(crate::clock::Clock::system());
+            let events = sink.subscribe();
+            Slots { sink, events }
+        }
+
+        /// A key slot named `name` whose settlement is watched.
+        fn slot(&mut self, name: &str) -> OpenSlot {
+            let breaker = Breaker::new(format!("{name}#0"), Default::default());
+            breaker.attach(&self.sink);
+            let permit = breaker.admit().unwrap();
+            permit.record(Signal::OpenUntil(Some(Instant::now())));
+            let probe = breaker.admit().unwrap();
+            // The trip and the half-open transition are set-up, not settlements.
+            while self.events.try_recv().is_ok() {}
+            OpenSlot::new(Some(probe), None)
+        }
+
+        /// `name: Success` / `name: Failure` for each slot settled so far, in order.
+        fn settled(&mut self) -> Vec<String> {
+            let mut out = Vec::new();
+            while let Ok(e) = self.events.try_recv() {
+                match e.transition {
+                    Transition::Closed => out.push(format!("{}: Success", e.deployment)),
+                    Transition::Opened { .. } => out.push(format!("{}: Failure", e.deployment)),
+                    Transition::HalfOpen => {}
+                }
+            }
+            out
+        }
+    }
+
+    /// A segment of `events` (the first is the head) that then ends; its key slot reports to
+    /// `slots`.
+    fn segment(name: &'static str, events: Vec<String>, slots: &mut Slots) -> Segment {
         let head = Bytes::from(events[0].clone());
         let rest: Vec<Result<Bytes, crate::providers::BodyError>> = events[1..]
             .iter()
             .map(|e| Ok(Bytes::from(e.clone())))
             .collect();
-        let log = Arc::clone(log);
-        Segment::new(
+        Segment {
             head,
-            futures_util::stream::iter(rest).boxed(),
-            Duration::from_secs(5),
-            move |signal| log.lock().unwrap().push(format!("{name}: {signal:?}")),
-        )
+            rest: futures_util::stream::iter(rest).boxed(),
+            idle: Duration::from_secs(5),
+            slot: slots.slot(name),
+        }
     }
 
     /// Hands out scripted continuations and records the partial text each was asked for.
@@ -570,15 +493,9 @@ mod tests {
         let ended = Arc::new(Mutex::new(None));
         let sink = Arc::clone(&ended);
         let deadline = Instant::now() + Duration::from_secs(10);
-        let frames: Vec<Bytes> = relay(
-            first,
-            deadline,
-            resume,
-            Arc::default(),
-            move |end, resumed| {
-                *sink.lock().unwrap() = Some((end, resumed));
-            },
-        )
+        let frames: Vec<Bytes> = relay(first, deadline, resume, move |report| {
+            *sink.lock().unwrap() = Some((report.end, report.resumed));
+        })
         .map(|f| f.unwrap_or_default())
         .collect()
         .await;
@@ -593,11 +510,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_break_is_continued_under_the_first_streams_identity() {
-        let log = Log::default();
+        let mut slots = Slots::new();
         let first = segment(
             "a",
             vec![opener("a"), chunk("a", "Hel"), chunk("a", "lo ")],
-            &log,
+            &mut slots,
         );
         let second = segment(
             "b",
@@ -607,7 +524,7 @@ mod tests {
                 chunk("b", "ld"),
                 finish("b"),
             ],
-            &log,
+            &mut slots,
         );
         let asked = Log::default();
         let resume = Scripted {
@@ -630,7 +547,7 @@ mod tests {
             .collect();
         assert_eq!(text, "Hello world");
         assert_eq!(*asked.lock().unwrap(), ["Hello "]);
-        assert_eq!(*log.lock().unwrap(), ["a: Failure", "b: Success"]);
+        assert_eq!(slots.settled(), ["a: Failure", "b: Success"]);
         assert_eq!(
             resumed.breaks,
             ["upstream stream ended before the response was complete"]
@@ -640,8 +557,8 @@ mod tests {
 
     #[tokio::test]
     async fn with_no_continuation_left_the_stream_ends_with_an_error_event() {
-        let log = Log::default();
-        let first = segment("a", vec![opener("a"), chunk("a", "Hel")], &log);
+        let mut slots = Slots::new();
+        let first = segment("a", vec![opener("a"), chunk("a", "Hel")], &mut slots);
         let resume = Scripted {
             next: Vec::new(),
             asked: Log::default(),
@@ -655,13 +572,13 @@ mod tests {
         assert_eq!(last["error"]["code"], "stream_interrupted");
         assert_eq!(last["error"]["message"], why.as_str());
         assert!(!data.iter().any(|d| d == "[DONE]"));
-        assert_eq!(*log.lock().unwrap(), ["a: Failure"]);
+        assert_eq!(slots.settled(), ["a: Failure"]);
     }
 
     #[tokio::test]
     async fn without_resume_nothing_changes() {
-        let log = Log::default();
-        let first = segment("a", vec![opener("a"), chunk("a", "Hel")], &log);
+        let mut slots = Slots::new();
+        let first = segment("a", vec![opener("a"), chunk("a", "Hel")], &mut slots);
         let (data, end, resumed) = run(first, None).await;
         assert_eq!(
             end,
@@ -670,11 +587,15 @@ mod tests {
         assert_eq!(data.len(), 3);
         assert!(data[2].contains("stream_interrupted"));
         assert!(resumed.breaks.is_empty() && resumed.attempts.is_empty());
-        assert_eq!(*log.lock().unwrap(), ["a: Failure"]);
+        assert_eq!(slots.settled(), ["a: Failure"]);
 
-        let first = segment("a", vec![opener("a"), chunk("a", "Hi"), finish("a")], &log);
+        let first = segment(
+            "a",
+            vec![opener("a"), chunk("a", "Hi"), finish("a")],
+            &mut slots,
+        );
         let (data, end, _) = run(first, None).await;
         assert_eq!((end, data.len()), (StreamEnd::Done, 4));
-        assert_eq!(log.lock().unwrap().last().unwrap(), "a: Success");
+        assert_eq!(slots.settled().last().unwrap(), "a: Success");
     }
 }

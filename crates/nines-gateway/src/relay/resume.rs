@@ -27,25 +27,23 @@
 //! event is awaited like a normal attempt, so the client sees a pause of up to that deployment's
 //! first-byte timeout.
 
-use super::attempt::{AttemptRecord, breaker_signal, summarize};
-use super::breaker::Breaker;
-use super::class::{FailureClass, classify};
-use super::health::{DeploymentHealth, Health};
-use super::retry::retry_after;
-use super::stream::Segment;
+use super::segment::Segment;
 use crate::config::Deployment;
-use crate::providers::{Call, Endpoint, Outcome, ReplyBody, Upstream};
-use crate::router::Plan;
-use crate::telemetry::trace::Propagation;
+use crate::providers::{Call, Endpoint, Outcome, ReplyBody, Transport, Upstream};
+use crate::resilience::attempt::{Target, attempt};
+use crate::resilience::breaker::Breaker;
+use crate::resilience::health::{DeploymentHealth, Health, KeySlot};
+use crate::resilience::{AttemptRecord, FailureClass};
+use crate::tracecontext::Propagation;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use nines_protocol::unified::Dialect;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// Where the continuations of a broken stream come from. The relay asks for one each time the
@@ -65,7 +63,8 @@ pub struct ResumeInput<'a> {
     pub body: Bytes,
     /// Where its `model` value sits.
     pub model_span: Range<usize>,
-    pub plan: &'a Plan,
+    /// The plan's key slots, in order.
+    pub slots: &'a [KeySlot],
     pub upstreams: &'a [Arc<Upstream>],
     pub health: &'a Health,
     /// The deployment whose stream is being relayed.
@@ -74,6 +73,8 @@ pub struct ResumeInput<'a> {
     pub attempts: &'a [AttemptRecord],
     pub deadline: Instant,
     pub request_id: &'a str,
+    /// `resilience.max_retry_after`.
+    pub max_retry_after: Duration,
     /// Takes one token from the retry budget; false when it is spent.
     pub budget: Box<dyn FnMut() -> bool + Send>,
     /// The `traceparent` each continuation carries, and its span.
@@ -99,6 +100,7 @@ pub struct Resumer {
     spent: Vec<usize>,
     deadline: Instant,
     request_id: String,
+    max_retry_after: Duration,
     budget: Box<dyn FnMut() -> bool + Send>,
     attempts: Vec<AttemptRecord>,
     trace: Propagation,
@@ -112,21 +114,19 @@ impl Resumer {
             .position(|u| Arc::ptr_eq(&u.deployment, input.serving));
         // Later: after the serving deployment's last key slot.
         let after = serving
-            .and_then(|d| input.plan.slots.iter().rposition(|s| s.deployment == d))
-            .map_or(input.plan.slots.len(), |last| last + 1);
+            .and_then(|d| input.slots.iter().rposition(|s| s.deployment == d))
+            .map_or(input.slots.len(), |last| last + 1);
         let failed_before = |name: &str| {
             input.attempts.iter().any(|a| {
                 a.deployment == name
                     && !matches!(a.class, FailureClass::Ok | FailureClass::Cancelled)
             })
         };
-        let candidates = input.plan.slots[after..]
+        let candidates = input.slots[after..]
             .iter()
             .filter_map(|s| {
                 let upstream = input.upstreams.get(s.deployment)?;
-                // Continuations are OpenAI requests relayed as OpenAI chunks, untranslated.
-                let openai = upstream.deployment.provider.dialect() == Dialect::OpenAi;
-                if !openai
+                if !upstream.deployment.can_continue_streams(false)
                     || Some(s.deployment) == serving
                     || failed_before(&upstream.deployment.name)
                 {
@@ -148,6 +148,7 @@ impl Resumer {
             spent: serving.into_iter().collect(),
             deadline: input.deadline,
             request_id: input.request_id.to_owned(),
+            max_retry_after: input.max_retry_after,
             budget: input.budget,
             attempts: Vec::new(),
             trace: input.trace.clone(),
@@ -168,7 +169,7 @@ impl Resumer {
                 .iter()
                 .enumerate()
                 .filter(|(_, c)| !spent.contains(&c.deployment))
-                .filter(|(_, c)| !prefill || c.upstream.deployment.assistant_prefill)
+                .filter(|(_, c)| c.upstream.deployment.can_continue_streams(prefill))
                 .find_map(|(i, c)| match c.breaker.admit() {
                     Ok(permit) => Some((i, permit)),
                     Err(_) => {
@@ -215,63 +216,53 @@ impl Resumer {
                 prefill_chars = partial.len(),
                 "resuming a broken stream"
             );
-            let in_flight = health.enter();
-            let (span, traceparent) = self.trace.attempt(&upstream.deployment);
-            let started = Instant::now();
-            let outcome = upstream
-                .call(Call {
-                    endpoint: Endpoint::ChatCompletions,
-                    key: &deployment.keys[key],
-                    body,
-                    stream: true,
-                    request_id: &self.request_id,
-                    deadline: self.deadline,
-                    traceparent: traceparent.as_ref(),
-                })
-                .await;
-            let mut record = AttemptRecord {
-                deployment: deployment.name.clone(),
-                key_alias: deployment.keys[key].alias.clone(),
-                class: classify(&outcome),
-                status: None,
-                elapsed: started.elapsed(),
-                detail: String::new(),
-                retry_after: None,
+            let (span, traceparent) = self.trace.attempt(deployment);
+            let target = Target {
+                upstream: &upstream,
+                key,
+                health: Some(&health),
+                permit: Some(permit),
+                in_flight: Some(health.enter()),
                 span,
+                stream: true,
+                max_retry_after: self.max_retry_after,
             };
-            match outcome {
-                Outcome::Reply(reply) => {
-                    record.status = Some(reply.status.as_u16());
-                    if let ReplyBody::Stream { head, rest } = reply.body {
-                        health.record_ttfb(reply.ttfb);
-                        record.detail = "continued the stream".into();
-                        self.attempts.push(record);
-                        let idle = deployment.timeouts.idle;
-                        return Ok(Segment::new(head, rest, idle, move |signal| {
-                            let _in_flight = in_flight;
-                            permit.record(signal);
-                        }));
+            let call = async {
+                let outcome = upstream
+                    .call(Call {
+                        endpoint: Endpoint::ChatCompletions,
+                        key: &deployment.keys[key],
+                        body,
+                        stream: true,
+                        request_id: &self.request_id,
+                        deadline: self.deadline,
+                        traceparent: traceparent.as_ref(),
+                    })
+                    .await;
+                // A whole body cannot be spliced into a stream: not an answer here.
+                match outcome {
+                    Outcome::Reply(reply) if matches!(reply.body, ReplyBody::Full(_)) => {
+                        Outcome::Transport(Transport::Malformed(
+                            "answered a stream request with a whole body".into(),
+                        ))
                     }
-                    record.class = FailureClass::Malformed;
-                    record.detail = "answered a stream request with a whole body".into();
+                    other => other,
                 }
-                Outcome::Status {
-                    status,
-                    headers,
-                    body,
-                } => {
-                    record.status = Some(status.as_u16());
-                    record.retry_after = retry_after(&headers);
-                    record.detail = summarize(&body);
-                }
-                Outcome::StreamError { data } => {
-                    record.detail =
-                        format!("error event in stream: {}", summarize(data.as_bytes()));
-                }
-                Outcome::Transport(t) => record.detail = t.describe(),
+            };
+            let mut made = attempt(target, call).await;
+            if let (Outcome::Reply(reply), Some(slot)) = (made.outcome, made.open.take())
+                && let ReplyBody::Stream { head, rest } = reply.body
+            {
+                made.record.detail = "continued the stream".into();
+                self.attempts.push(made.record);
+                return Ok(Segment {
+                    head,
+                    rest,
+                    idle: deployment.timeouts.idle,
+                    slot,
+                });
             }
-            drop(in_flight);
-            permit.record(breaker_signal(record.class, record.retry_after));
+            let record = made.record;
             failures.push(format!(
                 "{} {}{}",
                 record.key_alias,

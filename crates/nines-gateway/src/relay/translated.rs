@@ -1,7 +1,7 @@
 //! Relaying a stream across dialects after the commit point (e.g. an Anthropic upstream serving
 //! an OpenAI client).
 //!
-//! Same policy as the byte relay in `stream.rs`: events go out as soon as they are complete (those
+//! Same policy as the byte relay in `passthrough.rs`: events go out as soon as they are complete (those
 //! that arrived together in one write, see `bursts.rs`), and a
 //! stream is never presented as complete unless it was. Upstream events are decoded into unified
 //! stream events and re-encoded in the client's dialect; the unified `Done` ends the stream cleanly,
@@ -10,8 +10,8 @@
 //! `error` event for Anthropic clients, an OpenAI error chunk and no `[DONE]` for OpenAI clients).
 
 use super::bursts::Bursts;
-use super::stream::{StreamEnd, Tally};
-use crate::providers::ByteStream;
+use super::ending::{Ends, StreamEnd, StreamReport, unified_break};
+use super::segment::Segment;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -19,7 +19,6 @@ use nines_protocol::sse::{SseDecoder, SseEvent};
 use nines_protocol::unified::{Dialect, StreamEvent};
 use nines_protocol::{anthropic, gemini, openai, replicate};
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
 
@@ -69,7 +68,7 @@ impl Encoder {
                 Encoder::Anthropic(anthropic::StreamEncoder::new().with_model(model))
             }
             _ => Encoder::OpenAi(
-                openai::ChunkEncoder::new(crate::translate::unix_now(), include_usage)
+                openai::ChunkEncoder::new(crate::clock::unix_secs(), include_usage)
                     .with_model(model),
             ),
         }
@@ -83,10 +82,11 @@ impl Encoder {
     }
 }
 
-struct Relay<F: FnOnce(StreamEnd) + Send + 'static> {
+struct Relay<F: FnOnce(StreamReport) + Send + 'static> {
     head: Option<Bytes>,
     rest: Bursts,
     idle: Duration,
+
     deadline: Instant,
     sse: SseDecoder,
     sse_events: Vec<SseEvent>,
@@ -94,27 +94,18 @@ struct Relay<F: FnOnce(StreamEnd) + Send + 'static> {
     encoder: Encoder,
     unified: Vec<StreamEvent>,
     finished: bool,
-    ended: bool,
-    tally: Arc<Tally>,
-    on_end: Option<F>,
+    ends: Ends<F>,
 }
 
-impl<F: FnOnce(StreamEnd) + Send + 'static> Relay<F> {
+impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
+    /// The upstream side ended: its key slot is settled now; the report waits for the client.
     fn end(&mut self, how: StreamEnd) {
-        self.ended = true;
-        self.tally.note_end(&how);
-        if let Some(f) = self.on_end.take() {
-            f(how);
-        }
+        self.ends.upstream_ended(how);
     }
 
     /// Ends with an error in the client's dialect.
     fn fail(&mut self, why: String, out: &mut Vec<u8>) -> StreamEnd {
-        let event = StreamEvent::Error {
-            message: why.clone(),
-            kind: "server".into(),
-        };
-        self.encoder.encode(&event, out);
+        self.encoder.encode(&unified_break(&why), out);
         StreamEnd::Broken(why)
     }
 
@@ -133,7 +124,7 @@ impl<F: FnOnce(StreamEnd) + Send + 'static> Relay<F> {
             for unified in std::mem::take(&mut self.unified) {
                 match &unified {
                     StreamEvent::Finish { .. } => self.finished = true,
-                    StreamEvent::Usage(u) => self.tally.note_usage(u.input_tokens, u.output_tokens),
+                    StreamEvent::Usage(u) => self.ends.note_usage(u.input_tokens, u.output_tokens),
                     StreamEvent::Error { message, .. } => {
                         let why = format!("upstream error in stream: {message}");
                         self.encoder.encode(&unified, &mut out);
@@ -154,32 +145,29 @@ impl<F: FnOnce(StreamEnd) + Send + 'static> Relay<F> {
     }
 }
 
-impl<F: FnOnce(StreamEnd) + Send + 'static> Drop for Relay<F> {
+impl<F: FnOnce(StreamReport) + Send + 'static> Drop for Relay<F> {
+    /// Dropped before the client read past the end: the client went away.
     fn drop(&mut self) {
-        if !self.ended {
-            self.end(StreamEnd::ClientGone);
-        }
+        self.ends.report(true, Default::default);
     }
 }
 
-/// Translates `head` then `rest` from the upstream's dialect to the client's; `on_end` is called
-/// exactly once.
+/// Translates `segment` from the upstream's dialect to the client's; its key slot is settled
+/// when the upstream side ends, and `on_end` is called exactly once, when the client's stream
+/// ends.
 pub fn relay<F>(
-    head: Bytes,
-    rest: ByteStream,
+    segment: Segment,
     (decoder, encoder): (Decoder, Encoder),
-    idle: Duration,
     deadline: Instant,
-    tally: Arc<Tally>,
     on_end: F,
 ) -> BoxStream<'static, Result<Bytes, Infallible>>
 where
-    F: FnOnce(StreamEnd) + Send + 'static,
+    F: FnOnce(StreamReport) + Send + 'static,
 {
     let relay = Relay {
-        head: Some(head),
-        rest: Bursts::new(rest),
-        idle,
+        head: Some(segment.head),
+        rest: Bursts::new(segment.rest),
+        idle: segment.idle,
         deadline,
         sse: SseDecoder::new(),
         sse_events: Vec::new(),
@@ -187,13 +175,12 @@ where
         encoder,
         unified: Vec::new(),
         finished: false,
-        ended: false,
-        tally,
-        on_end: Some(on_end),
+        ends: Ends::new(segment.slot, on_end),
     };
     futures_util::stream::unfold(relay, |mut r| async move {
         loop {
-            if r.ended {
+            if r.ends.upstream_has_ended() {
+                r.ends.report(false, Default::default);
                 return None;
             }
             let (frame, end) = if let Some(head) = r.head.take() {

@@ -1,7 +1,10 @@
-//! The gateway's own errors: one enum for everything a request can end in besides success.
-//! `api::error` decides the status code and body of each, in one place.
+//! The request edge's errors: one enum for everything a proxied request can end in besides an
+//! answer. Each has one status ([`GatewayError::status`]), one metric label
+//! ([`GatewayError::label`]) and its attempt count ([`GatewayError::attempts`]); the request's
+//! end records exactly these, and `api::error` renders the body with the same status.
 
-use crate::resilience::AttemptRecord;
+use crate::access::AccessError;
+use crate::resilience::{AttemptRecord, FailureClass, Unavailable};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use nines_protocol::openai::RequestError;
@@ -31,13 +34,8 @@ pub enum GatewayError {
     #[error("Method {method} is not allowed for {path}.")]
     MethodNotAllowed { method: String, path: String },
     /// A non-retryable answer from the upstream, relayed with its status.
-    #[error("upstream rejected the request with status {status}")]
-    Upstream {
-        status: StatusCode,
-        headers: HeaderMap,
-        body: Bytes,
-        attempts: Vec<AttemptRecord>,
-    },
+    #[error("upstream rejected the request with status {}", .0.status)]
+    Upstream(Box<Rejected>),
     /// Every candidate failed (or the deadline ran out).
     #[error("all upstream attempts failed")]
     AllFailed {
@@ -49,7 +47,7 @@ pub enum GatewayError {
     #[error("model '{model}' is temporarily unavailable")]
     Unavailable {
         model: String,
-        why: crate::resilience::Unavailable,
+        why: Unavailable,
         retry_after: std::time::Duration,
         attempts: Vec<AttemptRecord>,
     },
@@ -69,41 +67,93 @@ pub enum GatewayError {
     /// The route has no candidate that could be tried.
     #[error("no deployment of model '{model}' can take this request")]
     NoCandidates { model: String },
-    /// No valid API key: missing, unknown, revoked or expired (401, no upstream call).
-    #[error("{message}")]
-    Unauthorized { message: String, code: &'static str },
-    /// The key may not use this model (403).
-    #[error("This API key is not allowed to use model '{model}'.")]
-    ModelNotAllowed { model: String },
-    /// A rate limit or budget at some level refused the request before any upstream call (429).
-    #[error("{}", .0.message())]
-    Limited(Box<crate::limits::Denied>),
-    /// The key store or the shared limiter could not answer, and nines will not guess (503).
-    #[error("{0}")]
-    AccessUnavailable(String),
-    /// Admin API: the input is invalid (400).
-    #[error("{0}")]
-    Invalid(String),
-    /// Admin API: no such organisation, user or key (404).
-    #[error("{0}")]
-    NotFound(String),
-    /// Admin API: the name is taken (409).
-    #[error("{0}")]
-    Conflict(String),
+    /// Auth or admission refused the request before any upstream call.
+    #[error(transparent)]
+    Access(#[from] AccessError),
     /// A bug in nines; the message is safe to show.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
+/// A non-retryable upstream answer (boxed in [`GatewayError::Upstream`]: its headers and body
+/// would make every `Result` carrying the error large).
+#[derive(Debug)]
+pub struct Rejected {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub attempts: Vec<AttemptRecord>,
+}
+
 impl GatewayError {
+    /// A non-retryable upstream answer, relayed as it is.
+    pub fn upstream(
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+        attempts: Vec<AttemptRecord>,
+    ) -> GatewayError {
+        GatewayError::Upstream(Box::new(Rejected {
+            status,
+            headers,
+            body,
+            attempts,
+        }))
+    }
+
+    /// The HTTP status of each error: decided here and nowhere else.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::Upstream(rejected) => rejected.status,
+            GatewayError::AllFailed {
+                deadline_hit: true, ..
+            } => StatusCode::GATEWAY_TIMEOUT,
+            // Every deployment said the prompt does not fit: the client's request is too large,
+            // so it gets the 400 `context_length_exceeded` SDKs know, not a gateway error.
+            GatewayError::AllFailed { attempts, .. }
+                if !attempts.is_empty()
+                    && attempts
+                        .iter()
+                        .all(|a| a.class == FailureClass::ContextTooLong) =>
+            {
+                StatusCode::BAD_REQUEST
+            }
+            GatewayError::AllFailed { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::BadRequest(_)
+            | GatewayError::BodyRead(_)
+            | GatewayError::MissingCapability { .. }
+            | GatewayError::ContextTooLong { .. } => StatusCode::BAD_REQUEST,
+            // Every deployment full: the client is asked to slow down, as a rate limit would.
+            GatewayError::Unavailable {
+                why: Unavailable::AtCapacity,
+                ..
+            } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::ModelNotFound(_) | GatewayError::RouteNotFound { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::NoCandidates { .. } | GatewayError::Unavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            GatewayError::Access(e) => e.status(),
+            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The upstream attempts made before this error (all of them, whatever the error).
+    pub fn attempt_records(&self) -> &[AttemptRecord] {
+        match self {
+            GatewayError::Upstream(rejected) => &rejected.attempts,
+            GatewayError::AllFailed { attempts, .. }
+            | GatewayError::Unavailable { attempts, .. } => attempts,
+            _ => &[],
+        }
+    }
+
     /// How many upstream attempts the request made before this error.
     pub fn attempts(&self) -> usize {
-        match self {
-            GatewayError::Upstream { attempts, .. } | GatewayError::AllFailed { attempts, .. } => {
-                attempts.len()
-            }
-            _ => 0,
-        }
+        self.attempt_records().len()
     }
 
     /// Low-cardinality label for logs and metrics.
@@ -115,7 +165,7 @@ impl GatewayError {
             GatewayError::ModelNotFound(_) => "model_not_found",
             GatewayError::RouteNotFound { .. } => "route_not_found",
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
-            GatewayError::Upstream { .. } => "upstream_rejected",
+            GatewayError::Upstream(_) => "upstream_rejected",
             GatewayError::AllFailed {
                 deadline_hit: true, ..
             } => "deadline",
@@ -124,24 +174,15 @@ impl GatewayError {
             GatewayError::MissingCapability { .. } => "missing_capability",
             GatewayError::ContextTooLong { .. } => "context_length_exceeded",
             GatewayError::Unavailable {
-                why: crate::resilience::Unavailable::AtCapacity,
+                why: Unavailable::AtCapacity,
                 ..
             } => "at_capacity",
             GatewayError::Unavailable {
-                why: crate::resilience::Unavailable::AllOpen,
+                why: Unavailable::AllOpen,
                 ..
             } => "all_breakers_open",
             GatewayError::Unavailable { .. } => "retry_budget_spent",
-            GatewayError::Unauthorized { .. } => "unauthorized",
-            GatewayError::ModelNotAllowed { .. } => "model_not_allowed",
-            GatewayError::Limited(d) => match d.tripped {
-                crate::limits::Tripped::Window(_) => "rate_limited",
-                crate::limits::Tripped::Budget(_) => "budget_exhausted",
-            },
-            GatewayError::AccessUnavailable(_) => "access_unavailable",
-            GatewayError::Invalid(_) => "invalid",
-            GatewayError::NotFound(_) => "not_found",
-            GatewayError::Conflict(_) => "conflict",
+            GatewayError::Access(e) => e.label(),
             GatewayError::Internal(_) => "internal",
         }
     }

@@ -1,4 +1,4 @@
-//! The attempt loop: walk the plan's key slots until one answers.
+//! The attempt loop: walk a plan's key slots until one answers.
 //!
 //! Policy:
 //! - First pass: every key slot in plan order, skipping slots whose breaker is open. A retryable
@@ -7,8 +7,9 @@
 //!   deployment would refuse it the same way. Context-too-long only moves on to deployments with a
 //!   larger window. A broken key (401/402/403) or exhausted quota is never retried on that key.
 //! - Only when every slot was tried is a slot retried, at most `max_attempts_per_deployment`
-//!   times per deployment, after full-jitter backoff and never sooner than its Retry-After; a retry
-//!   whose wait does not fit in the remaining deadline is not made.
+//!   times per deployment, after full-jitter backoff and never sooner than its Retry-After (as
+//!   honoured: at most `max_retry_after`); a retry whose wait does not fit in the remaining
+//!   deadline is not made.
 //! - Every attempt after the first takes one token from the gateway-wide retry budget; with the
 //!   budget spent, the request fails fast (503) rather than adding load to a struggling upstream.
 //! - When every slot's breaker is open, the request waits for the earliest reopening if that fits
@@ -16,36 +17,25 @@
 //! - Hedging (opt-in per model): if the first attempt has no first byte after the hedge delay, a
 //!   second attempt races it on the next deployment; the first success wins, the other is
 //!   cancelled (dropping its future closes its connection).
+//!
+//! Each call is one [`attempt`](super::attempt::attempt); this loop only decides which slot goes
+//! next and when to stop.
 
-use super::breaker::{Permit, Signal};
-use super::class::{FailureClass, classify};
-use super::health::{Health, InFlight};
-use super::retry::{backoff, retry_after};
+use super::attempt::{Attempt, AttemptRecord, OpenSlot, Target, attempt};
+use super::breaker::Permit;
+use super::class::FailureClass;
+use super::health::{Health, InFlight, KeySlot};
+use super::retry::backoff;
 use crate::config::Deployment;
 use crate::config::resilience::{Backoff, Hedge};
-use crate::providers::{Call, Endpoint, Outcome, Reply, Upstream};
-use crate::router::Plan;
-use crate::telemetry::trace::{AttemptSpan, Propagation};
+use crate::providers::{Call, Outcome, Reply, Upstream};
+use crate::tracecontext::{AttemptSpan, Propagation};
+use crate::translate::RequestView;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// One upstream call as it is reported: never a secret, only the key slot's alias.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AttemptRecord {
-    pub deployment: String,
-    pub key_alias: String,
-    pub class: FailureClass,
-    pub status: Option<u16>,
-    pub elapsed: Duration,
-    pub detail: String,
-    /// The wait the provider asked for, if any.
-    pub retry_after: Option<Duration>,
-    /// Its trace span (tracing on).
-    pub span: Option<AttemptSpan>,
-}
 
 /// Why nothing could be tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,9 +54,8 @@ pub enum Finished {
         reply: Reply,
         deployment: Arc<Deployment>,
         attempts: Vec<AttemptRecord>,
-        /// For streams, the serving slot's breaker permit: the stream's ending is its outcome.
-        permit: Option<Permit>,
-        in_flight: InFlight,
+        /// A stream's key slot, still open: the stream's ending is its outcome.
+        open: Option<OpenSlot>,
     },
     /// A non-retryable upstream answer, relayed as it is.
     Rejected {
@@ -89,6 +78,15 @@ pub enum Finished {
 }
 
 impl Finished {
+    pub fn attempts(&self) -> &[AttemptRecord] {
+        match self {
+            Finished::Served { attempts, .. }
+            | Finished::Rejected { attempts, .. }
+            | Finished::Exhausted { attempts, .. }
+            | Finished::Unavailable { attempts, .. } => attempts,
+        }
+    }
+
     fn attempts_mut(&mut self) -> &mut Vec<AttemptRecord> {
         match self {
             Finished::Served { attempts, .. }
@@ -101,15 +99,15 @@ impl Finished {
 
 /// What the loop needs of the request and its route.
 pub struct AttemptInput<'a> {
-    pub endpoint: Endpoint,
+    pub request: &'a RequestView,
     pub stream: bool,
     pub request_id: &'a str,
     pub deadline: Instant,
-    /// The request body in the given deployment's terms (its upstream model spliced in).
-    pub body_for: &'a (dyn Fn(&Deployment) -> Bytes + Send + Sync),
     pub hedge: Hedge,
     pub backoff: Backoff,
     pub max_attempts_per_deployment: u32,
+    /// `resilience.max_retry_after`.
+    pub max_retry_after: Duration,
     /// How long a request may wait for capacity when every candidate is full.
     pub queue_timeout: Duration,
     /// How many requests may wait for capacity at once (beyond: 429 at once).
@@ -126,12 +124,12 @@ struct SlotState {
     dead: bool,
     /// The provider asked us not to come back before this.
     not_before: Option<Instant>,
-    /// The span of the attempt in progress on this slot.
+    /// The span of the attempt in progress on this slot (a cancelled hedge's record needs it).
     span: Option<AttemptSpan>,
 }
 
 struct Loop<'a> {
-    plan: &'a Plan,
+    slots_planned: &'a [KeySlot],
     upstreams: &'a [Arc<Upstream>],
     health: &'a Health,
     input: AttemptInput<'a>,
@@ -146,21 +144,12 @@ struct Loop<'a> {
     waited: Duration,
 }
 
-/// The result of one attempt, not yet folded into the loop's state.
-struct Attempted {
-    slot: usize,
-    outcome: Outcome,
-    permit: Permit,
-    in_flight: InFlight,
-    started: Instant,
-}
-
-/// Walks the plan. Also returns the time the loop spent waiting rather than working: awaiting
-/// upstream attempts (each up to its commit point; a hedged race counted once, as a whole) and
-/// deliberate waits (backoff, Retry-After, a breaker's reopening, the capacity queue). The rest
-/// of the request's time is nines' own overhead.
+/// Walks the plan's key slots. Also returns the time the loop spent waiting rather than
+/// working: awaiting upstream attempts (each up to its commit point; a hedged race counted once,
+/// as a whole) and deliberate waits (backoff, Retry-After, a breaker's reopening, the capacity
+/// queue). The rest of the request's time is nines' own overhead.
 pub async fn run_plan(
-    plan: &Plan,
+    slots: &[KeySlot],
     upstreams: &[Arc<Upstream>],
     health: &Health,
     input: AttemptInput<'_>,
@@ -168,10 +157,10 @@ pub async fn run_plan(
     health.budget.deposit();
     health.count_request_for_hedging();
     let mut l = Loop {
-        plan,
+        slots_planned: slots,
         upstreams,
         health,
-        slots: vec![SlotState::default(); plan.slots.len()],
+        slots: vec![SlotState::default(); slots.len()],
         per_deployment: vec![0; upstreams.len()],
         attempts: Vec::with_capacity(2),
         refused_window: None,
@@ -183,7 +172,7 @@ pub async fn run_plan(
     (finished, l.waited)
 }
 
-impl Loop<'_> {
+impl<'a> Loop<'a> {
     async fn run(&mut self) -> Finished {
         let mut waited_for_reopen = false;
         let queue_until = (Instant::now() + self.input.queue_timeout).min(self.input.deadline);
@@ -192,7 +181,7 @@ impl Loop<'_> {
             let mut earliest_reopen: Option<Instant> = None;
             let mut at_capacity = false;
             let mut i = 0;
-            while i < self.plan.slots.len() {
+            while i < self.slots_planned.len() {
                 if self.slots[i].tries > 0 || self.slots[i].dead || !self.fits_window(i) {
                     i += 1;
                     continue;
@@ -200,7 +189,7 @@ impl Loop<'_> {
                 // Capacity first, atomically: a slot is only taken if the deployment is below
                 // its max_concurrency, so concurrent requests can never push it past.
                 let Some(in_flight) =
-                    self.health.deployments[self.plan.slots[i].deployment].try_enter()
+                    self.health.deployments[self.slots_planned[i].deployment].try_enter()
                 else {
                     at_capacity = true;
                     i += 1;
@@ -277,8 +266,7 @@ impl Loop<'_> {
         let notified = freed.notified();
         // Re-check after registering, so a slot freed in between is not missed.
         let any_free = self
-            .plan
-            .slots
+            .slots_planned
             .iter()
             .any(|s| !self.health.deployments[s.deployment].at_capacity());
         if any_free {
@@ -294,9 +282,9 @@ impl Loop<'_> {
     async fn retry_pass(&mut self) -> Finished {
         let mut round = 0u32;
         loop {
-            let candidates: Vec<usize> = (0..self.plan.slots.len())
+            let candidates: Vec<usize> = (0..self.slots_planned.len())
                 .filter(|&i| {
-                    let d = self.plan.slots[i].deployment;
+                    let d = self.slots_planned[i].deployment;
                     !self.slots[i].dead
                         && self.fits_window(i)
                         && self.per_deployment[d] < self.input.max_attempts_per_deployment
@@ -324,19 +312,16 @@ impl Loop<'_> {
             tokio::time::sleep_until(at).await;
             self.waited += since.elapsed();
             let Some(in_flight) =
-                self.health.deployments[self.plan.slots[slot].deployment].try_enter()
+                self.health.deployments[self.slots_planned[slot].deployment].try_enter()
             else {
                 // At capacity now: leave it for this request rather than queue mid-retry.
                 self.slots[slot].dead = true;
                 continue;
             };
-            let permit = match self.admit(slot) {
-                Ok(p) => p,
-                Err(_) => {
-                    // Its breaker opened meanwhile: leave it for this request.
-                    self.slots[slot].dead = true;
-                    continue;
-                }
+            let Ok(permit) = self.admit(slot) else {
+                // Its breaker opened meanwhile: leave it for this request.
+                self.slots[slot].dead = true;
+                continue;
             };
             self.entered = Some(in_flight);
             if let Some(finished) = self.spend_budget() {
@@ -358,7 +343,7 @@ impl Loop<'_> {
     }
 
     fn fits_window(&self, slot: usize) -> bool {
-        let d = &self.upstreams[self.plan.slots[slot].deployment].deployment;
+        let d = &self.upstreams[self.slots_planned[slot].deployment].deployment;
         match (self.refused_window, d.context_window) {
             (Some(refused), Some(window)) => window > refused,
             (Some(_), None) => true,
@@ -367,7 +352,7 @@ impl Loop<'_> {
     }
 
     fn admit(&self, slot: usize) -> Result<Permit, Option<Instant>> {
-        let s = &self.plan.slots[slot];
+        let s = &self.slots_planned[slot];
         match self.health.breaker(s.deployment, s.key) {
             Some(b) => b.admit().map_err(|r| r.until),
             None => Err(None),
@@ -386,13 +371,15 @@ impl Loop<'_> {
         })
     }
 
+    /// One attempt on `slot`, not yet folded into the loop: the call, with the answer checked
+    /// the way the client needs it (a translated body must decode) before it is classified.
     fn start(
         &mut self,
         slot: usize,
         permit: Permit,
-    ) -> impl std::future::Future<Output = Attempted> + use<> {
-        let s = &self.plan.slots[slot];
-        let upstream = Arc::clone(&self.upstreams[s.deployment]);
+    ) -> impl Future<Output = (usize, Attempt)> + use<'a> {
+        let s = self.slots_planned[slot];
+        let upstream: &'a Upstream = &self.upstreams[s.deployment];
         self.slots[slot].tries += 1;
         self.per_deployment[s.deployment] += 1;
         // The caller acquired capacity for this slot (`entered`); a hedge acquires its own.
@@ -400,33 +387,39 @@ impl Loop<'_> {
             .entered
             .take()
             .unwrap_or_else(|| self.health.deployments[s.deployment].enter());
-        let key = s.key;
-        let body = (self.input.body_for)(&upstream.deployment);
-        let (endpoint, stream, deadline) =
-            (self.input.endpoint, self.input.stream, self.input.deadline);
+        let health: &'a Health = self.health;
+        let request: &'a RequestView = self.input.request;
+        let (stream, deadline) = (self.input.stream, self.input.deadline);
         let request_id = self.input.request_id.to_owned();
         let (span, traceparent) = self.input.trace.attempt(&upstream.deployment);
-        self.slots[slot].span = span;
+        self.slots[slot].span = span.clone();
+        let target = Target {
+            upstream,
+            key: s.key,
+            health: Some(&health.deployments[s.deployment]),
+            permit: Some(permit),
+            in_flight: Some(in_flight),
+            span,
+            stream,
+            max_retry_after: self.input.max_retry_after,
+        };
         async move {
-            let started = Instant::now();
-            let outcome = upstream
-                .call(Call {
-                    endpoint,
-                    key: &upstream.deployment.keys[key],
-                    body,
-                    stream,
-                    request_id: &request_id,
-                    deadline,
-                    traceparent: traceparent.as_ref(),
-                })
-                .await;
-            Attempted {
-                slot,
-                outcome,
-                permit,
-                in_flight,
-                started,
-            }
+            let deployment = &upstream.deployment;
+            let call = async {
+                let outcome = upstream
+                    .call(Call {
+                        endpoint: request.endpoint,
+                        key: &deployment.keys[s.key],
+                        body: request.body_for(deployment),
+                        stream,
+                        request_id: &request_id,
+                        deadline,
+                        traceparent: traceparent.as_ref(),
+                    })
+                    .await;
+                request.accept(deployment, outcome)
+            };
+            (slot, attempt(target, call).await)
         }
     }
 
@@ -434,9 +427,9 @@ impl Loop<'_> {
     async fn attempt(&mut self, slot: usize, permit: Permit) -> Option<Finished> {
         let call = self.start(slot, permit);
         let since = Instant::now();
-        let attempted = call.await;
+        let (slot, made) = call.await;
         self.waited += since.elapsed();
-        self.settle(attempted)
+        self.fold(slot, made)
     }
 
     /// The first attempt, with a hedge racing it if it is slow to answer.
@@ -457,19 +450,19 @@ impl Loop<'_> {
         let a = self.start(first, permit);
         tokio::pin!(a);
         tokio::select! {
-            done = &mut a => return self.settle(done),
+            (slot, made) = &mut a => return self.fold(slot, made),
             _ = tokio::time::sleep(delay) => {}
         }
         let Some((second, permit_b, in_flight_b)) = self.hedge_candidate(first) else {
-            let done = a.await;
-            return self.settle(done);
+            let (slot, made) = a.await;
+            return self.fold(slot, made);
         };
         if !self.health.try_hedge(self.input.hedge.max_percent)
             || !self.health.budget.try_withdraw()
         {
             drop((permit_b, in_flight_b));
-            let done = a.await;
-            return self.settle(done);
+            let (slot, made) = a.await;
+            return self.fold(slot, made);
         }
         tracing::debug!(
             request_id = self.input.request_id,
@@ -480,13 +473,13 @@ impl Loop<'_> {
         self.entered = Some(in_flight_b);
         let b = self.start(second, permit_b);
         tokio::pin!(b);
-        // Whichever finishes first is settled; a success ends the race and drops the other.
-        let first_done = tokio::select! {
+        // Whichever finishes first is folded in; a success ends the race and drops the other.
+        let (slot, made) = tokio::select! {
             done = &mut a => done,
             done = &mut b => done,
         };
-        let a_finished_first = first_done.slot == first;
-        if let Some(mut finished) = self.settle(first_done) {
+        let a_finished_first = slot == first;
+        if let Some(mut finished) = self.fold(slot, made) {
             // The other attempt is cancelled by dropping it; it still counts as an attempt.
             let (loser, since) = if a_finished_first {
                 (second, hedge_started)
@@ -505,8 +498,8 @@ impl Loop<'_> {
             attempts.insert(at, record);
             return Some(finished);
         }
-        let other = if a_finished_first { b.await } else { a.await };
-        let mut done = self.settle(other);
+        let (slot, made) = if a_finished_first { b.await } else { a.await };
+        let mut done = self.fold(slot, made);
         if !a_finished_first {
             let attempts = match &mut done {
                 Some(finished) => finished.attempts_mut(),
@@ -521,7 +514,7 @@ impl Loop<'_> {
     }
 
     fn cancelled_record(&mut self, slot: usize, since: Instant) -> AttemptRecord {
-        let s = &self.plan.slots[slot];
+        let s = self.slots_planned[slot];
         let deployment = &self.upstreams[s.deployment].deployment;
         AttemptRecord {
             deployment: deployment.name.clone(),
@@ -536,7 +529,7 @@ impl Loop<'_> {
     }
 
     fn hedge_delay(&self, slot: usize) -> Option<Duration> {
-        let d = self.plan.slots[slot].deployment;
+        let d = self.slots_planned[slot].deployment;
         self.input
             .hedge
             .delay
@@ -545,90 +538,50 @@ impl Loop<'_> {
 
     /// The next slot on another deployment whose breaker admits.
     fn hedge_candidate(&self, first: usize) -> Option<(usize, Permit, InFlight)> {
-        let first_deployment = self.plan.slots[first].deployment;
-        (first + 1..self.plan.slots.len())
+        let first_deployment = self.slots_planned[first].deployment;
+        (first + 1..self.slots_planned.len())
             .filter(|&i| {
-                self.plan.slots[i].deployment != first_deployment
+                self.slots_planned[i].deployment != first_deployment
                     && self.slots[i].tries == 0
                     && self.fits_window(i)
             })
             .find_map(|i| {
                 let in_flight =
-                    self.health.deployments[self.plan.slots[i].deployment].try_enter()?;
+                    self.health.deployments[self.slots_planned[i].deployment].try_enter()?;
                 let permit = self.admit(i).ok()?;
                 Some((i, permit, in_flight))
             })
     }
 
-    /// Folds one attempt's outcome into the loop: records it, updates breakers and slot state.
-    /// `Some` ends the request.
-    fn settle(&mut self, a: Attempted) -> Option<Finished> {
-        let Attempted {
-            slot,
+    /// Folds one made attempt into the loop: keeps its record and what it means for this
+    /// request's slots. `Some` ends the request.
+    fn fold(&mut self, slot: usize, made: Attempt) -> Option<Finished> {
+        let Attempt {
             outcome,
-            permit,
-            in_flight,
-            started,
-        } = a;
-        let s = &self.plan.slots[slot];
-        let upstream = &self.upstreams[s.deployment];
-        let deployment = &upstream.deployment;
-        let class = classify(&outcome);
-        let mut record = AttemptRecord {
-            deployment: deployment.name.clone(),
-            key_alias: deployment.keys[s.key].alias.clone(),
-            class,
-            status: None,
-            elapsed: started.elapsed(),
-            detail: String::new(),
-            retry_after: None,
-            span: self.slots[slot].span.take(),
-        };
-        let mut rejected = None;
-        match outcome {
+            record,
+            wait,
+            open,
+        } = made;
+        self.slots[slot].span = None;
+        let class = record.class;
+        let deployment = &self.upstreams[self.slots_planned[slot].deployment].deployment;
+        self.attempts.push(record);
+        let rejected = match outcome {
             Outcome::Reply(reply) => {
-                record.status = Some(reply.status.as_u16());
-                self.health.deployments[s.deployment].record_ttfb(reply.ttfb);
-                self.health.deployments[s.deployment].observe_latency(reply.ttfb);
-                self.health.deployments[s.deployment]
-                    .record_headroom(s.key, super::health::headroom(&reply.headers));
-                self.attempts.push(record);
-                let permit = if self.input.stream {
-                    Some(permit) // the stream's ending decides
-                } else {
-                    permit.record(Signal::Success);
-                    None
-                };
                 return Some(Finished::Served {
                     reply,
                     deployment: Arc::clone(deployment),
                     attempts: std::mem::take(&mut self.attempts),
-                    permit,
-                    in_flight,
+                    open,
                 });
             }
             Outcome::Status {
                 status,
                 headers,
                 body,
-            } => {
-                record.status = Some(status.as_u16());
-                record.detail = summarize(&body);
-                record.retry_after = retry_after(&headers);
-                if !class.is_retryable() {
-                    rejected = Some((status, headers, body));
-                }
-            }
-            Outcome::StreamError { data } => {
-                record.detail = format!("error event in stream: {}", truncate(&data, 200));
-            }
-            Outcome::Transport(t) => {
-                record.detail = t.describe();
-            }
-        }
-        drop(in_flight);
-        let signal = breaker_signal(class, record.retry_after);
-        permit.record(signal);
+            } if !class.is_retryable() => Some((status, headers, body)),
+            _ => None,
+        };
         let state = &mut self.slots[slot];
         match class {
             FailureClass::UpstreamAuth | FailureClass::QuotaExhausted => state.dead = true,
@@ -642,18 +595,9 @@ impl Loop<'_> {
             }
             _ => {}
         }
-        if let Some(wait) = record.retry_after {
+        if let Some(wait) = wait {
             state.not_before = Some(Instant::now() + wait);
         }
-        tracing::debug!(
-            request_id = self.input.request_id,
-            deployment = %record.deployment,
-            key_slot = %record.key_alias,
-            class = record.class.as_str(),
-            status = record.status,
-            "attempt failed"
-        );
-        self.attempts.push(record);
         if let Some((status, headers, body)) = rejected {
             return Some(Finished::Rejected {
                 status,
@@ -669,87 +613,9 @@ impl Loop<'_> {
     }
 }
 
-/// What an attempt's class means for its key slot's breaker.
-pub(crate) fn breaker_signal(class: FailureClass, retry_after: Option<Duration>) -> Signal {
-    match class {
-        FailureClass::Ok => Signal::Success,
-        FailureClass::RateLimited => match retry_after {
-            Some(wait) => Signal::OpenUntil(Some(Instant::now() + wait)),
-            None => Signal::Failure,
-        },
-        // The key itself is unusable: take it out for a cooldown.
-        FailureClass::UpstreamAuth | FailureClass::QuotaExhausted => Signal::OpenUntil(None),
-        FailureClass::Overloaded
-        | FailureClass::Server
-        | FailureClass::Timeout
-        | FailureClass::Connect
-        | FailureClass::Malformed => Signal::Failure,
-        FailureClass::ContextTooLong
-        | FailureClass::ContentFiltered
-        | FailureClass::Client
-        | FailureClass::Cancelled => Signal::Neutral,
-    }
-}
-
 fn min_instant(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    }
-}
-
-/// A short, secret-free summary of an upstream error body: its `error.message` when it has one.
-/// Anything that looks like an API key is masked, because some providers echo the key they were
-/// given in their 401 messages.
-pub(crate) fn summarize(body: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        error: Option<Inner>,
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Inner {
-        Object { message: Option<String> },
-        Text(String),
-    }
-    let text = match serde_json::from_slice::<Envelope>(body) {
-        Ok(Envelope {
-            error: Some(Inner::Object { message: Some(m) }),
-        }) => m,
-        Ok(Envelope {
-            error: Some(Inner::Text(m)),
-        }) => m,
-        _ => String::from_utf8_lossy(body).into_owned(),
-    };
-    truncate(&mask_keys(&text), 200)
-}
-
-/// Masks tokens that look like credentials (`sk-…`, long random-looking words).
-pub(crate) fn mask_keys(text: &str) -> String {
-    text.split_inclusive(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ',')
-        .map(|piece| {
-            let word = piece
-                .trim_end_matches(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ',');
-            let looks_secret = word.starts_with("sk-")
-                || word.starts_with("key-")
-                || (word.len() >= 24
-                    && word
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                    && word.chars().any(|c| c.is_ascii_digit()));
-            if looks_secret {
-                let keep: String = word.chars().take(3).collect();
-                format!("{keep}***{}", &piece[word.len()..])
-            } else {
-                piece.to_owned()
-            }
-        })
-        .collect()
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
     }
 }

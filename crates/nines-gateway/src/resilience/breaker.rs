@@ -12,9 +12,10 @@
 //! away, a hedge lost) frees the probe slot rather than leaving the breaker stuck half-open.
 //! Client errors and client cancellations are neutral: they say nothing about the key's health.
 
+use super::class::FailureClass;
+use super::events::{EventSink, Transition};
 use super::window::RollingWindow;
 use crate::config::resilience::Breaker as Policy;
-use crate::telemetry::events::{EventSink, Transition};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -28,6 +29,36 @@ pub enum Signal {
     OpenUntil(Option<Instant>),
     /// Says nothing about health (client error, cancellation, context too long).
     Neutral,
+}
+
+impl Signal {
+    /// What an attempt's class means for its key slot's breaker: the one rule of which classes
+    /// move a breaker. `wait` is the provider's Retry-After as honoured (`retry::honoured`).
+    ///
+    /// A rate limit with a wait opens the slot for exactly that long (the provider said when it
+    /// will take requests again); without one it counts as a failure. A broken key or an
+    /// exhausted quota opens it for a cooldown: no request on that key can succeed. Server-side
+    /// failures count towards tripping. What the request itself got wrong (its size, its
+    /// content, a client error) and cancellations say nothing about the key.
+    pub fn of(class: FailureClass, wait: Option<Duration>) -> Signal {
+        match class {
+            FailureClass::Ok => Signal::Success,
+            FailureClass::RateLimited => match wait {
+                Some(wait) => Signal::OpenUntil(Some(Instant::now() + wait)),
+                None => Signal::Failure,
+            },
+            FailureClass::UpstreamAuth | FailureClass::QuotaExhausted => Signal::OpenUntil(None),
+            FailureClass::Overloaded
+            | FailureClass::Server
+            | FailureClass::Timeout
+            | FailureClass::Connect
+            | FailureClass::Malformed => Signal::Failure,
+            FailureClass::ContextTooLong
+            | FailureClass::ContentFiltered
+            | FailureClass::Client
+            | FailureClass::Cancelled => Signal::Neutral,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -110,6 +110,11 @@ impl FailureClass {
     }
 }
 
+/// The class of a stream that broke after its first event reached the client (cut, stalled past
+/// the idle timeout, an in-band error, the deadline): the upstream failed mid-answer, which
+/// counts against its key slot like a server error.
+pub const STREAM_BROKEN: FailureClass = FailureClass::Server;
+
 /// Classifies one outcome.
 pub fn classify(outcome: &Outcome) -> FailureClass {
     match outcome {

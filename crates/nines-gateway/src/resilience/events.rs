@@ -2,7 +2,7 @@
 //! metrics). Sending never blocks the request path: a slow subscriber loses old events
 //! (`broadcast` semantics) rather than slowing a breaker down.
 
-use super::clock::Clock;
+use crate::clock::Clock;
 use tokio::sync::broadcast;
 
 #[derive(Debug, Clone, PartialEq)]

@@ -17,6 +17,13 @@ const TTFB_SAMPLES: usize = 128;
 /// Fewer samples than this and a percentile is not trusted.
 const MIN_SAMPLES: usize = 20;
 
+/// One key slot: a deployment (by index in the configuration) and one of its keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeySlot {
+    pub deployment: usize,
+    pub key: usize,
+}
+
 #[derive(Debug)]
 pub struct Health {
     /// `[deployment][key]`.
@@ -91,7 +98,7 @@ pub fn go_duration(text: &str) -> Option<Duration> {
         total += value * scale;
         rest = &rest[unit_len..];
     }
-    Some(Duration::from_secs_f64(total))
+    crate::clock::seconds(total)
 }
 
 #[derive(Debug)]
@@ -181,7 +188,7 @@ impl Health {
     }
 
     /// Every breaker reports its transitions to `sink` from now on.
-    pub fn attach(&self, sink: &crate::telemetry::events::EventSink) {
+    pub fn attach(&self, sink: &super::events::EventSink) {
         for breaker in self.breakers.iter().flatten() {
             breaker.attach(sink);
         }
@@ -311,7 +318,7 @@ impl DeploymentHealth {
     /// The current peak-EWMA time to first byte.
     pub fn latency(&self) -> Duration {
         let ewma = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-        Duration::from_secs_f64(ewma.micros / 1e6)
+        crate::clock::seconds(ewma.micros / 1e6).unwrap_or(DEFAULT_LATENCY)
     }
 
     /// Records the provider's own rate-limit headroom for a key slot.

@@ -1,19 +1,22 @@
-//! Resilience owns failure and time: the one classification of every upstream outcome, the
-//! attempt loop that walks a plan, breakers, the retry budget, backoff, probes and hedging.
+//! Resilience owns failure and time before the commit point: the one classification of every
+//! upstream outcome (`class`), the one attempt (`attempt`), the loop that walks a plan
+//! (`attempt_loop`, hedging included), breakers and the rule of what moves them (`breaker`), the
+//! retry budget, backoff and Retry-After (`budget`, `retry`), shared health (`health`) with its
+//! breaker transitions (`events`), and probes (`probe`). What happens after the commit point
+//! lives in `crate::relay`.
 
 pub mod attempt;
+pub mod attempt_loop;
 pub mod breaker;
 pub mod budget;
-mod bursts;
 pub mod class;
+pub mod events;
 pub mod health;
 pub mod probe;
-pub mod resume;
 pub mod retry;
-pub mod stream;
-pub mod translated;
 mod window;
 
-pub use attempt::{AttemptRecord, Finished, Unavailable, run_plan};
+pub use attempt::{AttemptRecord, OpenSlot};
+pub use attempt_loop::{AttemptInput, Finished, Unavailable, run_plan};
 pub use class::FailureClass;
-pub use health::Health;
+pub use health::{Health, KeySlot};

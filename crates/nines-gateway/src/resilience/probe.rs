@@ -6,12 +6,15 @@
 //! probed again soon (default 1 s), so a dead provider reaches the breaker's threshold within
 //! seconds. Open slots are not probed until their cooldown ends; then the probe takes the breaker's
 //! single half-open permit, and its success closes the breaker without risking a user request.
-//! Probe outcomes are classified like any attempt and fed to the same breaker.
+//! A probe is an attempt like any other (`attempt.rs`): classified, recorded and fed to the
+//! slot's breaker by the same rule.
 
-use super::breaker::{Phase, Signal};
-use super::class::{FailureClass, classify};
-use crate::state::Runtime;
-use std::sync::Weak;
+use super::attempt::{Target, attempt};
+use super::breaker::Phase;
+use super::health::Health;
+use crate::config::resilience::Probes;
+use crate::providers::Upstream;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -21,26 +24,28 @@ struct SlotProbe {
     failed: bool,
 }
 
-/// Runs until the runtime it watches is dropped (a reload replaced it and its last request ended).
-pub async fn run(runtime: Weak<Runtime>) {
-    let (policy, mut state) = match runtime.upgrade() {
-        Some(rt) => {
-            let slots = rt
-                .health
-                .breakers
-                .iter()
-                .map(|keys| {
-                    vec![
-                        SlotProbe {
-                            last: None,
-                            failed: false
-                        };
-                        keys.len()
-                    ]
-                })
-                .collect::<Vec<_>>();
-            (rt.config.resilience.probes, slots)
-        }
+/// Probes `upstreams` (aligned with `health`'s deployments) until `health` is dropped: a reload
+/// replaced the runtime and its last request ended.
+pub async fn run(
+    health: Weak<Health>,
+    upstreams: Vec<Arc<Upstream>>,
+    policy: Probes,
+    max_retry_after: Duration,
+) {
+    let mut state = match health.upgrade() {
+        Some(health) => health
+            .breakers
+            .iter()
+            .map(|keys| {
+                vec![
+                    SlotProbe {
+                        last: None,
+                        failed: false
+                    };
+                    keys.len()
+                ]
+            })
+            .collect::<Vec<_>>(),
         None => return,
     };
     // First probes one interval after start: a fresh process has no reason to doubt its upstreams.
@@ -56,10 +61,13 @@ pub async fn run(runtime: Weak<Runtime>) {
         .min(Duration::from_secs(1));
     loop {
         tokio::time::sleep(tick).await;
-        let Some(rt) = runtime.upgrade() else { return };
+        let Some(live) = health.upgrade() else { return };
         let now = Instant::now();
         let mut probes = Vec::new();
-        for (d, keys) in rt.health.breakers.iter().enumerate() {
+        for (d, keys) in live.breakers.iter().enumerate() {
+            let Some(upstream) = upstreams.get(d) else {
+                continue;
+            };
             for (k, breaker) in keys.iter().enumerate() {
                 let slot = state[d][k];
                 let due = match breaker.phase() {
@@ -82,24 +90,28 @@ pub async fn run(runtime: Weak<Runtime>) {
                     continue;
                 };
                 state[d][k].last = Some(now);
-                let upstream = rt.upstreams[d].clone();
+                let target = Target {
+                    upstream,
+                    key: k,
+                    // A models list's timing says nothing about answers.
+                    health: None,
+                    permit: Some(permit),
+                    in_flight: None,
+                    span: None,
+                    stream: false,
+                    max_retry_after,
+                };
                 probes.push(async move {
-                    let outcome = upstream.probe(k, policy.timeout).await;
-                    let class = classify(&outcome);
-                    let signal = match class {
-                        FailureClass::Ok => Signal::Success,
-                        c if c.is_retryable() => Signal::Failure,
-                        _ => Signal::Neutral,
-                    };
-                    if signal == Signal::Failure {
-                        tracing::info!(key_slot = %upstream.deployment.keys[k].alias, class = class.as_str(), "health probe failed");
+                    let made = attempt(target, upstream.probe(k, policy.timeout)).await;
+                    let failed = made.record.class.is_upstream_failure();
+                    if failed {
+                        tracing::info!(key_slot = %made.record.key_alias, class = made.record.class.as_str(), "health probe failed");
                     }
-                    permit.record(signal);
-                    (d, k, signal == Signal::Failure)
+                    (d, k, failed)
                 });
             }
         }
-        drop(rt);
+        drop(live);
         for (d, k, failed) in futures_util::future::join_all(probes).await {
             state[d][k].failed = failed;
         }

@@ -11,11 +11,27 @@ use http::HeaderMap;
 use rand::Rng;
 use std::time::{Duration, SystemTime};
 
+/// The wait a provider's hint is honoured for: the hint, but at most `max`, so one
+/// `Retry-After: 86400` cannot take a key slot out for a day. A clamp is logged; the attempt
+/// trail keeps the hint's own value.
+pub fn honoured(hint: Duration, max: Duration, key_slot: &str) -> Duration {
+    if hint <= max {
+        return hint;
+    }
+    tracing::warn!(
+        key_slot,
+        retry_after_s = hint.as_secs_f64(),
+        honoured_s = max.as_secs_f64(),
+        "Retry-After longer than resilience.max_retry_after: clamped"
+    );
+    max
+}
+
 /// The jittered wait before the `retry`-th retry (0-based).
 pub fn backoff(policy: &Backoff, retry: u32, rng: &mut impl Rng) -> Duration {
     let ceiling = policy.base.as_secs_f64() * policy.factor.powi(retry.min(30) as i32);
     let ceiling = ceiling.min(policy.cap.as_secs_f64());
-    Duration::from_secs_f64(rng.random_range(0.0..=ceiling))
+    crate::clock::seconds(rng.random_range(0.0..=ceiling)).unwrap_or(policy.cap)
 }
 
 /// The wait a provider asked for: `retry-after-ms` (milliseconds, may be fractional) first, then
@@ -27,15 +43,15 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
-        && ms.is_finite()
-        && ms >= 0.0
+    if let Some(wait) = text("retry-after-ms")
+        .and_then(|v| v.parse::<f64>().ok())
+        .and_then(|ms| crate::clock::seconds(ms / 1000.0))
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        return Some(wait);
     }
     let value = text("retry-after")?;
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return crate::clock::seconds(secs);
     }
     let date = httpdate::parse_http_date(value).ok()?;
     Some(

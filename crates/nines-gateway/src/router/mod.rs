@@ -20,8 +20,8 @@ pub use tokens::Estimate;
 
 use crate::config::resilience::Hedge;
 use crate::config::{Config, Deployment, ModelRoute, Strategy};
-use crate::resilience::Health;
 use crate::resilience::breaker::Phase;
+use crate::resilience::{Health, KeySlot};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -114,6 +114,17 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The key slots to try, in order: what the attempt loop walks.
+    pub fn key_slots(&self) -> Vec<KeySlot> {
+        self.slots
+            .iter()
+            .map(|s| KeySlot {
+                deployment: s.deployment,
+                key: s.key,
+            })
+            .collect()
+    }
+
     /// Whether every candidate was removed for its context window.
     pub fn context_exhausted(&self) -> bool {
         self.slots.is_empty()

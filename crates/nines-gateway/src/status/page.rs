@@ -7,22 +7,22 @@
 //! browser can open the page: it prompts once and sends the credential with the page's own
 //! fetches).
 //!
-//! The JSON is built at most once a second ([`Cache`]) however many pages poll it, and building it
+//! The JSON is built at most once a second (`AppState::status_cache`) however many pages poll it, and building it
 //! takes each breaker's and the ledger's lock briefly, never across an `.await`.
 
 pub mod snapshot;
 
+use crate::access::AccessError;
 use crate::config::{Config, Secret};
-use crate::error::GatewayError;
+use crate::request::GatewayError;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, header};
 use sha2::{Digest, Sha256};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// How long one built `/status.json` is served.
 pub const CACHE_FOR: Duration = Duration::from_secs(1);
@@ -30,27 +30,6 @@ pub const CACHE_FOR: Duration = Duration::from_secs(1);
 const HTML: &str = include_str!("page/assets/status.html");
 const CSS: &str = include_str!("page/assets/status.css");
 const JS: &str = include_str!("page/assets/status.js");
-
-/// The last `/status.json` body and when it was built.
-#[derive(Debug, Default)]
-pub struct Cache(Mutex<Option<(Instant, Bytes)>>);
-
-impl Cache {
-    /// The cached body while it is younger than `max_age`, else a new one from `build`. Callers
-    /// that arrive while one builds wait for it rather than building too.
-    pub fn get_or_build(&self, max_age: Duration, build: impl FnOnce() -> Bytes) -> Bytes {
-        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        if let Some((at, body)) = slot.as_ref()
-            && now.saturating_duration_since(*at) < max_age
-        {
-            return body.clone();
-        }
-        let body = build();
-        *slot = Some((now, body.clone()));
-        body
-    }
-}
 
 /// `GET /status`.
 pub async fn page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
@@ -122,7 +101,7 @@ fn refusal(config: &Config, headers: &HeaderMap, path: &str) -> Option<Response>
     if crate::access::is_admin(&config.access, credential.as_ref()) {
         return None;
     }
-    let mut refused = GatewayError::Unauthorized {
+    let mut refused = AccessError::Unauthorized {
         message: "This status page is private (status.public = false): it needs the admin key, \
                   as 'Authorization: Bearer …' or as the password of HTTP Basic."
             .into(),

@@ -9,6 +9,7 @@
 //! documented in `docs/sla.md`.
 
 use crate::resilience::FailureClass;
+use crate::store::ledger_writer::LedgerWriter;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Telemetry;
 use crate::telemetry::ledger::{Incident, Ledger, Scope, Tally, WindowStats};
@@ -125,22 +126,23 @@ pub fn read_ledger(ledger: &Ledger, from_ms: u64, to_ms: u64) -> Inputs {
     Inputs { series, incidents }
 }
 
-/// The report over the window ending now: from the store when there is one (after writing this
-/// replica's pending changes, so its latest traffic is in), else from this process's ledger.
+/// The report over the window ending now: from the store when the ledger is kept there (after
+/// writing this replica's pending changes, so its latest traffic is in), else from this
+/// process's ledger.
 pub async fn generate(
     telemetry: &Telemetry,
-    store: Option<&Store>,
+    writer: Option<&LedgerWriter>,
     window: Duration,
     slo: f64,
 ) -> Result<Report, String> {
     let to = telemetry.clock.now_ms();
     let from = to.saturating_sub(window.as_millis() as u64);
-    match (store, &telemetry.ledger) {
-        (Some(store), _) => {
-            if let Err(e) = telemetry.flush().await {
+    match (writer, &telemetry.ledger) {
+        (Some(writer), _) => {
+            if let Err(e) = writer.flush().await {
                 tracing::warn!(error = %e, "report: this replica's latest ledger changes could not be written first");
             }
-            let inputs = read_store(store, from, to)
+            let inputs = read_store(writer.store(), from, to)
                 .await
                 .map_err(|e| format!("the store failed: {e}"))?;
             Ok(Report::build(inputs, window, from, to, slo, Source::Store))

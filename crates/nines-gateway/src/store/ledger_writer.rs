@@ -14,14 +14,14 @@
 //!   this process writes only minutes from then on, so loading late can never count its own
 //!   traffic twice.
 //! - **Prune.** Once an hour, rows past retention are deleted (by every replica; idempotent).
-//! - **Shutdown.** [`super::Telemetry::shutdown`] ends live sessions and flushes once more.
+//! - **Shutdown.** `AppState::shutdown` ends live sessions, then flushes once more.
 //!
 //! A write whose answer is lost (the connection dropped after the commit) is retried and counted
 //! twice; the store offers no cheaper way to make an additive upsert idempotent, and the error
 //! is bounded by one flush interval of one replica's traffic.
 
-use super::ledger::{HOUR_MS, Ledger, MINUTE_MS};
-use crate::store::{Store, StoreError};
+use super::{Store, StoreError};
+use crate::telemetry::ledger::{HOUR_MS, Ledger, MINUTE_MS};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -50,7 +50,7 @@ pub struct PersistStats {
 
 /// One ledger's link to the store.
 #[derive(Debug)]
-pub struct Persist {
+pub struct LedgerWriter {
     ledger: Arc<Ledger>,
     store: Store,
     flush_interval: Duration,
@@ -60,10 +60,10 @@ pub struct Persist {
     last_log: Mutex<Option<Instant>>,
 }
 
-impl Persist {
-    pub fn new(ledger: Arc<Ledger>, store: Store, flush_interval: Duration) -> Persist {
+impl LedgerWriter {
+    pub fn new(ledger: Arc<Ledger>, store: Store, flush_interval: Duration) -> LedgerWriter {
         let start_minute_ms = ledger.clock().now_ms() / MINUTE_MS * MINUTE_MS;
-        Persist {
+        LedgerWriter {
             ledger,
             store,
             flush_interval,
@@ -219,8 +219,8 @@ impl Persist {
 }
 
 /// Loads history, then flushes every `flush_interval` and prunes every hour, until the
-/// [`Persist`] is dropped.
-pub async fn run(persist: Weak<Persist>) {
+/// [`LedgerWriter`] is dropped.
+pub async fn run(persist: Weak<LedgerWriter>) {
     let Some(interval) = persist.upgrade().map(|p| p.flush_interval) else {
         return;
     };

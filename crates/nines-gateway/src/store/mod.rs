@@ -1,5 +1,5 @@
 //! Persistence of organisations, users, virtual keys, usage records and the availability ledger
-//! (`ledger`: minute buckets and incidents, written by `telemetry::persist`): SQLite in the data
+//! (`ledger`: minute buckets and incidents, written by [`ledger_writer`]): SQLite in the data
 //! directory by default ([`sqlite`]), Postgres when `store.database_url` says so ([`postgres`]).
 //! Migrations are embedded and applied when the store opens.
 //!
@@ -8,12 +8,12 @@
 //! Nothing on the request path waits on the store except a virtual key's first lookup (then
 //! cached); usage records go through [`usage::UsageWriter`].
 
+pub mod ledger_writer;
 mod pg_copy;
 pub mod postgres;
 pub mod sqlite;
 pub mod usage;
 
-use crate::auth::keys;
 use crate::config::access::{Limits, StoreConfig};
 use serde::Serialize;
 use sqlx::Row;
@@ -130,8 +130,23 @@ fn parse_limits(text: &str) -> Limits {
     serde_json::from_str(text).unwrap_or_default()
 }
 
+/// A random id with a readable prefix (`org_…`, `user_…`, `key_…`).
+fn new_id(prefix: &str) -> String {
+    use rand::Rng;
+    let mut id = String::with_capacity(prefix.len() + 17);
+    id.push_str(prefix);
+    id.push('_');
+    id.extend(
+        rand::rng()
+            .sample_iter(&rand::distr::Alphanumeric)
+            .take(16)
+            .map(|c| char::from(c).to_ascii_lowercase()),
+    );
+    id
+}
+
 fn now_ms() -> i64 {
-    crate::auth::unix_ms(SystemTime::now())
+    crate::clock::unix_ms(SystemTime::now())
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -257,7 +272,7 @@ impl Store {
             return Err(StoreError::Invalid("an organisation needs a name".into()));
         }
         let org = Org {
-            id: keys::new_id("org"),
+            id: new_id("org"),
             name: name.to_owned(),
             limits: limits.clone(),
             created_at: now_ms(),
@@ -317,7 +332,7 @@ impl Store {
         }
         let org = self.get_org(org).await?;
         let user = User {
-            id: keys::new_id("user"),
+            id: new_id("user"),
             org_id: org.id,
             name: name.to_owned(),
             limits: limits.clone(),
@@ -379,15 +394,19 @@ impl Store {
 
     // ---- keys
 
-    /// Creates a key for a user (by id or `org/name`); returns the row and the key itself, which
-    /// is not kept anywhere.
-    pub async fn create_key(&self, new: &NewKey) -> Result<(KeyRow, String), StoreError> {
+    /// Stores a new key for a user (by id or `org/name`), given its hash and display form
+    /// (`auth::keys::create` makes the key; the store never sees it).
+    pub async fn insert_key(
+        &self,
+        new: &NewKey,
+        hash: String,
+        display: String,
+    ) -> Result<KeyRow, StoreError> {
         let user = self.get_user(&new.user).await?;
-        let secret = keys::generate();
-        let id = keys::new_id("key");
+        let id = new_id("key");
         let row = KeyRow {
-            hash: keys::hash(&secret),
-            display: keys::display(&secret),
+            hash,
+            display,
             name: new.name.clone().unwrap_or_else(|| id.clone()),
             id,
             user_id: user.id,
@@ -408,7 +427,7 @@ impl Store {
             .bind(&row.id).bind(&row.hash).bind(&row.display).bind(&row.name).bind(&row.user_id)
             .bind(models.as_deref()).bind(&json).bind(row.created_at).bind(row.expires_at)
             .execute(p).await.map(|_| ()))?;
-        Ok((row, secret))
+        Ok(row)
     }
 
     /// All keys, or one user's (by id or `org/name`).
@@ -498,19 +517,19 @@ impl Store {
     /// Spend (USD) per subject of one level since `since_ms`: `key`, `user` or `org`.
     pub async fn spend_by(
         &self,
-        level: crate::auth::Level,
+        level: crate::config::access::Level,
         since_ms: i64,
     ) -> Result<Vec<(String, f64)>, StoreError> {
         let sql = match level {
-            crate::auth::Level::Key => {
+            crate::config::access::Level::Key => {
                 "SELECT key_id AS id, COALESCE(SUM(cost), 0.0) AS spent FROM usage_records \
                  WHERE started_at >= $1 AND key_id IS NOT NULL GROUP BY key_id"
             }
-            crate::auth::Level::User => {
+            crate::config::access::Level::User => {
                 "SELECT user_id AS id, COALESCE(SUM(cost), 0.0) AS spent FROM usage_records \
                  WHERE started_at >= $1 AND user_id IS NOT NULL GROUP BY user_id"
             }
-            crate::auth::Level::Org => {
+            crate::config::access::Level::Org => {
                 "SELECT org_id AS id, COALESCE(SUM(cost), 0.0) AS spent FROM usage_records \
                  WHERE started_at >= $1 AND org_id IS NOT NULL GROUP BY org_id"
             }
@@ -527,7 +546,7 @@ impl Store {
     /// One subject's spend (USD) since `since_ms`.
     pub async fn spend(
         &self,
-        level: crate::auth::Level,
+        level: crate::config::access::Level,
         id: &str,
         since_ms: i64,
     ) -> Result<f64, StoreError> {
@@ -542,13 +561,13 @@ impl Store {
     /// The newest usage records, optionally of one key, user or org.
     pub async fn recent_usage(
         &self,
-        filter: Option<(crate::auth::Level, &str)>,
+        filter: Option<(crate::config::access::Level, &str)>,
         limit: i64,
     ) -> Result<Vec<UsageRecord>, StoreError> {
         let (key, user, org) = match filter {
-            Some((crate::auth::Level::Key, id)) => (Some(id), None, None),
-            Some((crate::auth::Level::User, id)) => (None, Some(id), None),
-            Some((crate::auth::Level::Org, id)) => (None, None, Some(id)),
+            Some((crate::config::access::Level::Key, id)) => (Some(id), None, None),
+            Some((crate::config::access::Level::User, id)) => (None, Some(id), None),
+            Some((crate::config::access::Level::Org, id)) => (None, None, Some(id)),
             None => (None, None, None),
         };
         on_pool!(&self.db, p => {
@@ -769,7 +788,10 @@ mod tests {
         assert_eq!(&*read[1].attempt_trail, "trail");
         assert_eq!(read[0], awkward(9));
         assert_eq!(
-            store.spend(crate::auth::Level::Key, "k", 0).await.unwrap(),
+            store
+                .spend(crate::config::access::Level::Key, "k", 0)
+                .await
+                .unwrap(),
             0.5
         );
         let _ = std::fs::remove_dir_all(dir);

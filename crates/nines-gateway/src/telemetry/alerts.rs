@@ -26,10 +26,10 @@
 //! never wait for any of it. The webhook URL may carry a token, so it is never logged, put in an
 //! error or counted under: failures name the alert and what went wrong, nothing else.
 
-use super::events::{BreakerEvent, EventSink, Transition};
 use super::ledger::{Ledger, Scope, WindowStats};
 use crate::config::Secret;
 use crate::config::telemetry::Alerts as Settings;
+use crate::resilience::events::{BreakerEvent, EventSink, Transition};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};

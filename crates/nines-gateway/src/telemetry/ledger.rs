@@ -13,14 +13,14 @@
 //!
 //! Memory: minute buckets for the last 25 hours (the 1 h and 24 h windows, exact), hour buckets
 //! for up to `retention` (the 30 d and 90 d windows, exact to the hour at their far edge). The
-//! store keeps the minutes (`telemetry::persist`); this is the replica's live view: the store's
+//! store keeps the minutes (`store::ledger_writer`); this is the replica's live view: the store's
 //! history as of its start, plus its own traffic since.
 
 use super::RequestSummary;
-use super::clock::Clock;
-use super::events::{BreakerEvent, Transition};
+use crate::clock::Clock;
 use crate::config::telemetry::Telemetry as Settings;
 use crate::resilience::FailureClass;
+use crate::resilience::events::{BreakerEvent, Transition};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -14,10 +14,10 @@
 //!   come from the current runtime's `Health` while the exposition is written.
 
 use super::RequestSummary;
-use super::events::{BreakerEvent, EventSink};
 use crate::config::Config;
 use crate::resilience::FailureClass;
-use crate::state::Runtime;
+use crate::resilience::Health;
+use crate::resilience::events::{BreakerEvent, EventSink};
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -45,6 +45,17 @@ const LIMIT_REASONS: [&str; 2] = ["rate_limited", "budget_exhausted"];
 const CLASSES: usize = FailureClass::ALL.len();
 /// `Phase::as_str` of each breaker phase, one series each.
 const BREAKER_STATES: [&str; 3] = ["closed", "open", "half_open"];
+
+/// The shared (Redis) limiter's failure counters when the exposition is written.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LimiterFailures {
+    /// Calls that failed or timed out.
+    pub failures: u64,
+    /// Requests admitted without limits because Redis failed.
+    pub failed_open: u64,
+    /// Requests refused because Redis failed.
+    pub failed_closed: u64,
+}
 
 /// The process's metrics. Cheap to record into from any thread.
 pub struct Metrics {
@@ -348,11 +359,8 @@ impl Metrics {
     /// Resolves the series of a runtime's routes (every name a client may request) and
     /// deployments; called when a runtime is published (start and every reload). Series of
     /// names a reload removed keep their values.
-    pub fn configure(&self, runtime: &Runtime) {
-        let known = lock(&self.shared.registry).known(
-            &runtime.config,
-            runtime.table.names().iter().map(String::as_str),
-        );
+    pub fn configure<'a>(&self, config: &Config, routes: impl Iterator<Item = &'a str>) {
+        let known = lock(&self.shared.registry).known(config, routes);
         self.shared.known.store(Arc::new(known));
     }
 
@@ -429,8 +437,9 @@ impl Metrics {
     /// Redis limiter's failure counters when limits live in Redis.
     pub fn render(
         &self,
-        runtime: &Runtime,
-        redis: Option<&crate::limits::redis::RedisStats>,
+        config: &Config,
+        health: &Health,
+        redis: Option<LimiterFailures>,
     ) -> String {
         let shared = &*self.shared;
         shared.drain_transitions();
@@ -640,9 +649,8 @@ impl Metrics {
             "gauge",
             "Circuit breaker phase per key slot: 1 for the phase it is in, 0 for the others.",
         );
-        let config = &runtime.config;
         for (d, deployment) in config.deployments.iter().enumerate() {
-            for breaker in runtime.health.breakers.get(d).into_iter().flatten() {
+            for breaker in health.breakers.get(d).into_iter().flatten() {
                 let phase = breaker.phase().as_str();
                 for state in BREAKER_STATES {
                     sample(
@@ -702,7 +710,7 @@ impl Metrics {
             "Upstream requests in flight per deployment (streams until they end).",
         );
         for (d, deployment) in config.deployments.iter().enumerate() {
-            if let Some(health) = runtime.health.deployments.get(d) {
+            if let Some(health) = health.deployments.get(d) {
                 sample(
                     w,
                     "nines_in_flight",
@@ -722,7 +730,7 @@ impl Metrics {
             "max_concurrency of the deployments that have one.",
         );
         for (d, deployment) in config.deployments.iter().enumerate() {
-            if let Some(capacity) = runtime.health.deployments.get(d).and_then(|h| h.capacity()) {
+            if let Some(capacity) = health.deployments.get(d).and_then(|h| h.capacity()) {
                 sample(
                     w,
                     "nines_capacity",
@@ -745,7 +753,7 @@ impl Metrics {
             w,
             "nines_retry_budget_remaining",
             &[],
-            runtime.health.budget.remaining(),
+            health.budget.remaining(),
         );
         if let Some(redis) = redis {
             family(
@@ -758,7 +766,7 @@ impl Metrics {
                 w,
                 "nines_limiter_redis_errors_total",
                 &[],
-                redis.failures.load(Relaxed) as f64,
+                redis.failures as f64,
             );
             family(
                 w,
@@ -766,15 +774,12 @@ impl Metrics {
                 "counter",
                 "Requests answered by on_redis_error because Redis failed: admitted without limits (open) or refused (closed).",
             );
-            for (answer, n) in [
-                ("open", &redis.failed_open),
-                ("closed", &redis.failed_closed),
-            ] {
+            for (answer, n) in [("open", redis.failed_open), ("closed", redis.failed_closed)] {
                 sample(
                     w,
                     "nines_limiter_redis_fallback_total",
                     &[("answer", answer)],
-                    n.load(Relaxed) as f64,
+                    n as f64,
                 );
             }
         }

@@ -5,24 +5,22 @@
 //!
 //! The hub lives as long as the process (it is not rebuilt on a config reload), and nothing here
 //! blocks a request: metric updates are atomics, the ledger and sessions take a short lock, and
-//! everything that talks to the store, a collector or a webhook runs in a background task.
+//! everything that talks to a collector or a webhook runs in a background task. The store is not
+//! known here: `store::ledger_writer` copies the ledger into it.
 
 pub mod alerts;
-pub mod clock;
-pub mod events;
 pub mod ledger;
 pub mod metrics;
-pub mod persist;
 pub mod record;
 pub mod sessions;
 pub mod trace;
 
-pub use record::{RequestLog, RequestSummary, request_logging};
+pub use record::{RequestSummary, request_logging};
 
+use crate::clock::Clock;
 use crate::config::Config;
-use clock::Clock;
-use events::EventSink;
-use std::sync::{Arc, OnceLock};
+use crate::resilience::events::{self, EventSink};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Feeds breaker transitions to the ledger's incidents until the ledger is gone.
@@ -68,10 +66,6 @@ pub struct Telemetry {
     pub sessions: Arc<sessions::Sessions>,
     pub tracer: Option<trace::Tracer>,
     pub alerts: Option<Arc<alerts::Alerts>>,
-    /// The ledger's link to the store, once [`Telemetry::start`] was given one.
-    persist: OnceLock<Arc<persist::Persist>>,
-    /// `telemetry.flush_interval`.
-    flush_interval: Duration,
 }
 
 impl Telemetry {
@@ -95,14 +89,12 @@ impl Telemetry {
                 .alerts
                 .as_ref()
                 .map(|a| Arc::new(alerts::Alerts::new(a, t.slo))),
-            persist: OnceLock::new(),
-            flush_interval: t.flush_interval,
         })
     }
 
-    /// Starts the background tasks (ledger flushing, session expiry, alert evaluation, breaker
-    /// event consumers). Call once, inside a tokio runtime, after the store is open.
-    pub fn start(self: &Arc<Self>, store: Option<crate::store::Store>) {
+    /// Starts the background tasks (session expiry, alert evaluation, breaker event consumers).
+    /// Call once, inside a tokio runtime.
+    pub fn start(self: &Arc<Self>) {
         if let Some(metrics) = &self.metrics {
             metrics.start(&self.events);
         }
@@ -116,16 +108,6 @@ impl Telemetry {
             if let Some(alerts) = &self.alerts {
                 alerts.start(ledger, &self.events);
             }
-            if let Some(store) = store {
-                let persist = Arc::new(persist::Persist::new(
-                    Arc::clone(ledger),
-                    store,
-                    self.flush_interval,
-                ));
-                if self.persist.set(Arc::clone(&persist)).is_ok() {
-                    tokio::spawn(persist::run(Arc::downgrade(&persist)));
-                }
-            }
         }
         tokio::spawn(sessions::expire_periodically(Arc::downgrade(
             &self.sessions,
@@ -135,40 +117,16 @@ impl Telemetry {
         }
     }
 
-    /// The ledger's link to the store, when there is one.
-    pub fn persist(&self) -> Option<&Arc<persist::Persist>> {
-        self.persist.get()
-    }
-
-    /// Writes the ledger's pending changes to the store now (before a report reads it). Without
-    /// a store: nothing to do.
-    pub async fn flush(&self) -> Result<(), crate::store::StoreError> {
-        match self.persist.get() {
-            Some(p) => p.flush().await.map(|_| ()),
-            None => Ok(()),
-        }
-    }
-
-    /// At shutdown: ends live sessions (counting them as they stand), writes what the ledger
-    /// holds and sends buffered trace spans, waiting at most `within` for each.
-    pub async fn shutdown(&self, within: Duration) {
+    /// At shutdown: ends live sessions (counting them into the ledger as they stand) and sends
+    /// buffered trace spans, waiting at most `within`. Returns the sessions ended.
+    pub async fn shutdown(&self, within: Duration) -> usize {
         let ended = self.sessions.end_all();
-        if let Some(p) = self.persist.get() {
-            match tokio::time::timeout(within, p.flush()).await {
-                Ok(Ok(rows)) => {
-                    tracing::info!(rows, sessions = ended.len(), "availability ledger flushed")
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "availability ledger could not be flushed at shutdown")
-                }
-                Err(_) => tracing::warn!("availability ledger flush at shutdown timed out"),
-            }
-        }
         if let Some(tracer) = &self.tracer
             && !tracer.flush(within).await
         {
             tracing::warn!("OTLP trace export: spans not flushed before shutdown");
         }
+        ended.len()
     }
 
     /// Whether requests must be watched for their usage (tokens, cost) even when no key or store

@@ -1,16 +1,9 @@
-//! What happened to one request, gathered while it runs and recorded once when it ends (for a
-//! stream: when the stream ends).
-//!
-//! Two parts of the path know different halves: the routed stages know the plan, the attempts and
-//! how the answer ended (`RequestLog`); the access ticket knows the identity, the tokens and the
-//! cost, and it always ends last. When a ticket is attached, the log hands its half over and the
-//! ticket completes and records the summary; otherwise the log records it itself.
+//! What happened to one request: the value the request's context fills while it runs and hands
+//! to [`super::Telemetry::record`] once, when it ends (`request::end`), and the log line
+//! written from it.
 
-use super::Telemetry;
 use crate::resilience::{AttemptRecord, FailureClass};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// One request's record: the log line's fields, and what metrics, the ledger, sessions, alerts
 /// and traces are fed from.
@@ -30,7 +23,7 @@ pub struct RequestSummary {
     /// The client's W3C `traceparent`, if it sent one.
     pub traceparent: Option<String>,
     /// The request's trace ids (tracing on).
-    pub trace: Option<super::trace::RequestTrace>,
+    pub trace: Option<crate::tracecontext::RequestTrace>,
     /// The status the client got (499: the client went away first).
     pub status: u16,
     /// `ok`, `resumed`, `stream_broken`, `client_gone`, or the error's label.
@@ -113,88 +106,9 @@ impl RequestSummary {
     }
 }
 
-/// The routed half, waiting for the ticket's half.
-pub type Handoff = Arc<Mutex<Option<RequestSummary>>>;
-
-/// Collects what happened to one request and records it once.
-#[derive(Debug)]
-pub struct RequestLog {
-    pub summary: RequestSummary,
-    telemetry: Arc<Telemetry>,
-    handoff: Option<Handoff>,
-    started: Instant,
-}
-
 /// Whether the per-request line is wanted: building the plan and trail text is skipped otherwise.
 pub fn request_logging() -> bool {
     tracing::enabled!(target: "nines::request", tracing::Level::INFO)
-}
-
-impl RequestLog {
-    pub fn start(
-        telemetry: &Arc<Telemetry>,
-        meta: &crate::pipeline::RequestMeta,
-        endpoint: &'static str,
-    ) -> RequestLog {
-        let started = Instant::now();
-        RequestLog {
-            summary: RequestSummary {
-                request_id: meta.id.clone(),
-                endpoint,
-                session: meta.session.clone(),
-                traceparent: meta.traceparent.clone(),
-                trace: telemetry
-                    .tracer
-                    .as_ref()
-                    .map(|t| t.start_request(meta.traceparent.as_deref(), started)),
-                started_at_ms: telemetry.clock.now_ms(),
-                ..RequestSummary::default()
-            },
-            telemetry: Arc::clone(telemetry),
-            handoff: None,
-            started,
-        }
-    }
-
-    /// From now on the ticket records the request; this log only hands its half over.
-    pub fn hand_off_to(&mut self, handoff: Handoff) {
-        self.handoff = Some(handoff);
-    }
-
-    /// Time since the request started.
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    /// Logs a request that ended in a gateway error before any upstream answered, and hands the
-    /// error back.
-    pub fn reject(mut self, error: crate::error::GatewayError) -> crate::error::GatewayError {
-        if let crate::error::GatewayError::Limited(denied) = &error {
-            self.summary.limited_at = Some(denied.level.as_str());
-        }
-        self.finish(error.status().as_u16(), error.label());
-        error
-    }
-
-    /// Notes the attempts of a request that failed; the last one names the deployment.
-    pub fn note_failure(&mut self, attempts: &[AttemptRecord]) {
-        self.summary.attempts = attempts.to_vec();
-        self.summary.deployment = attempts.last().map(|a| a.deployment.clone());
-    }
-
-    /// Ends the routed half. Consumes the log so a request is recorded exactly once.
-    pub fn finish(mut self, status: u16, outcome: &str) {
-        self.summary.status = status;
-        self.summary.outcome = outcome.to_owned();
-        self.summary.latency = self.started.elapsed();
-        self.summary.finished_at_ms = self.telemetry.clock.now_ms();
-        match self.handoff.take() {
-            Some(handoff) => {
-                *handoff.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.summary);
-            }
-            None => self.telemetry.record(&self.summary),
-        }
-    }
 }
 
 /// Writes the request's JSON log line (target `nines::request`).

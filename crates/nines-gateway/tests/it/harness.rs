@@ -102,6 +102,17 @@ impl Harness {
             .unwrap()
     }
 
+    /// `GET path` (with `bearer` as the key, if given), answered 200 with JSON.
+    pub async fn get_json(&self, path: &str, bearer: Option<&str>) -> Value {
+        let mut request = self.client.get(self.url(path));
+        if let Some(key) = bearer {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response.json().await.unwrap()
+    }
+
     pub async fn chat(&self, body: &Value) -> reqwest::Response {
         self.post_json("/v1/chat/completions", body).await
     }

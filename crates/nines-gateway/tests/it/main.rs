@@ -1,6 +1,6 @@
 //! Black-box tests: the gateway served on an ephemeral port, in front of chaos mocks on
 //! ephemeral ports, driven over real HTTP. One binary with modules keeps link time low.
-#![allow(
+#![expect(
     clippy::unwrap_used,
     clippy::expect_used,
     reason = "a test fails loudly by design"
@@ -13,9 +13,11 @@ mod conformance;
 mod dialects;
 mod failover;
 mod harness;
+mod layers;
 mod metrics;
 mod openai_proxy;
 mod providers_native;
+mod request_path;
 mod resilience;
 mod resume;
 mod routing;

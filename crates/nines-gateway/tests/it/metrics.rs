@@ -11,8 +11,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// One parsed exposition: every sample with its labels, checked for well-formedness on the way.
-struct Exposition {
-    text: String,
+pub(crate) struct Exposition {
+    pub(crate) text: String,
     samples: Vec<(String, BTreeMap<String, String>, f64)>,
 }
 
@@ -84,7 +84,7 @@ impl Exposition {
     }
 
     /// The value of the one series with exactly these labels.
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(crate) fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.find(name, labels).unwrap_or_else(|| {
             let family: Vec<&str> = self.text.lines().filter(|l| l.starts_with(name)).collect();
             panic!("no {name} {labels:?}; the family:\n{}", family.join("\n"))
@@ -92,7 +92,7 @@ impl Exposition {
     }
 
     /// Sum over every series of `name` whose labels include these.
-    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(crate) fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.samples
             .iter()
             .filter(|(n, l, _)| {
@@ -140,7 +140,7 @@ fn parse_labels(text: &str) -> BTreeMap<String, String> {
     labels
 }
 
-async fn scrape(h: &Harness) -> Exposition {
+pub(crate) async fn scrape(h: &Harness) -> Exposition {
     let r = h.client.get(h.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(

@@ -32,7 +32,7 @@ async fn status_when(h: &Harness, within: Duration, cond: impl Fn(&Value) -> boo
     }
 }
 
-fn route<'a>(status: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn route<'a>(status: &'a Value, name: &str) -> &'a Value {
     status["routes"]
         .as_array()
         .unwrap()

@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: a mock on port 0, a plain HTTP client, SSE parsing.
-#![allow(dead_code)] // each test binary uses a different subset
+#![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::net::SocketAddr;
 

@@ -1,11 +1,7 @@
 //! Translation tests, by value: golden wire shapes (insta snapshots under `snapshots/`), property
 //! round trips, and every mapping table (finish reasons, usage, errors) of every dialect.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests fail loudly on unexpected errors"
-)]
+#![expect(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
 mod anthropic;
 mod gemini;

@@ -1,5 +1,5 @@
 //! The real binary: `serve`, `check`, `mock`, `demo`, started as processes on ephemeral ports.
-#![allow(
+#![expect(
     clippy::unwrap_used,
     clippy::expect_used,
     reason = "a test fails loudly by design"

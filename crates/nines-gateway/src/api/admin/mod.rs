@@ -15,17 +15,16 @@
 //! Ids are accepted where names are: an org by id or name, a user by id or `org/name`.
 //! Spend is read from the usage records: `{"today": usd, "month": usd}` (UTC).
 
-#![allow(
-    clippy::result_large_err,
-    reason = "GatewayError is the edge's one error type; admin calls are rare and cold"
-)]
+mod error;
+mod routes;
+
+pub use error::AdminError;
 
 use crate::auth::Level;
 use crate::config::access::Limits;
-use crate::error::GatewayError;
 use crate::limits::{Limiters, Period};
-use crate::state::AppState;
-use crate::store::{NewKey, Store, StoreError};
+use crate::state::{AppState, Runtime};
+use crate::store::{NewKey, Store};
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -55,33 +54,33 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/usage", get(usage))
         .route("/status", get(status))
         .route("/reports/sla", get(sla_report))
-        .route("/routes", get(super::routes::routes))
+        .route("/routes", get(routes::routes))
 }
 
-type Reply = Result<Response, GatewayError>;
+type Reply = Result<Response, AdminError>;
 
 /// The store, once the caller has shown the admin key.
-fn admin(state: &AppState, headers: &HeaderMap) -> Result<Store, GatewayError> {
-    admin_key(state, headers)?;
+fn admin(state: &AppState, headers: &HeaderMap) -> Result<Store, AdminError> {
+    admin_key(&state.runtime(), headers)?;
     state
         .access
         .store
         .clone()
-        .ok_or_else(|| GatewayError::AccessUnavailable("no store is configured".into()))
+        .ok_or_else(|| AdminError::Unavailable("no store is configured".into()))
 }
 
-/// Checks the admin key alone (for routes that work without a store).
-fn admin_key(state: &AppState, headers: &HeaderMap) -> Result<(), GatewayError> {
-    let runtime = state.runtime();
+/// Checks the admin key alone against `runtime`'s configuration (for routes that work without a
+/// store).
+pub(super) fn admin_key(runtime: &Runtime, headers: &HeaderMap) -> Result<(), AdminError> {
     let config = &runtime.config.access;
     if config.auth.admin_key.is_none() {
-        return Err(GatewayError::Unauthorized {
+        return Err(AdminError::Unauthorized {
             message: "The admin API is off: set auth.admin_key (and a [store]) to use it.".into(),
             code: "admin_api_disabled",
         });
     }
     if !crate::access::is_admin(config, crate::auth::credential(headers).as_ref()) {
-        return Err(GatewayError::Unauthorized {
+        return Err(AdminError::Unauthorized {
             message: "The admin API needs the admin key as 'Authorization: Bearer …'.".into(),
             code: "invalid_admin_key",
         });
@@ -89,20 +88,8 @@ fn admin_key(state: &AppState, headers: &HeaderMap) -> Result<(), GatewayError> 
     Ok(())
 }
 
-fn store_error(e: StoreError) -> GatewayError {
-    match e {
-        StoreError::NotFound(what) => GatewayError::NotFound(format!("{what} not found")),
-        StoreError::Invalid(m) => GatewayError::Invalid(m),
-        StoreError::Conflict(m) => GatewayError::Conflict(m),
-        e => {
-            tracing::warn!(error = %e, "admin store call failed");
-            GatewayError::AccessUnavailable(format!("the store failed: {e}"))
-        }
-    }
-}
-
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, GatewayError> {
-    serde_json::from_slice(body).map_err(|e| GatewayError::Invalid(format!("invalid body: {e}")))
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, AdminError> {
+    serde_json::from_slice(body).map_err(|e| AdminError::Invalid(format!("invalid body: {e}")))
 }
 
 fn json_reply(status: StatusCode, value: Value) -> Reply {
@@ -113,21 +100,30 @@ fn to_value<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
-async fn spend_of(store: &Store, level: Level, id: &str) -> Result<Value, GatewayError> {
+async fn spend_of(store: &Store, level: Level, id: &str) -> Result<Value, AdminError> {
     let now = SystemTime::now();
     let today = store
         .spend(level, id, Period::day_of(now).start_ms())
         .await
-        .map_err(store_error)?;
+        .map_err(AdminError::from)?;
     let month = store
         .spend(level, id, Period::month_of(now).start_ms())
         .await
-        .map_err(store_error)?;
+        .map_err(AdminError::from)?;
     Ok(json!({"today": today, "month": month}))
 }
 
+/// The admin API's response boundary: a refusal is logged here, once, by its label.
 fn render(result: Reply) -> Response {
-    result.unwrap_or_else(IntoResponse::into_response)
+    result.unwrap_or_else(|e| {
+        tracing::info!(
+            target: "nines::admin",
+            status = e.status().as_u16(),
+            outcome = e.label(),
+            "admin request refused"
+        );
+        e.into_response()
+    })
 }
 
 #[derive(Deserialize)]
@@ -148,7 +144,7 @@ async fn list_orgs(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Re
     render(
         async {
             let store = admin(&state, &headers)?;
-            let orgs = store.list_orgs().await.map_err(store_error)?;
+            let orgs = store.list_orgs().await.map_err(AdminError::from)?;
             json_reply(
                 StatusCode::OK,
                 json!({"object": "list", "data": to_value(&orgs)}),
@@ -170,7 +166,7 @@ async fn create_org(
             let org = store
                 .create_org(&new.name, &new.limits)
                 .await
-                .map_err(store_error)?;
+                .map_err(AdminError::from)?;
             json_reply(StatusCode::CREATED, to_value(&org))
         }
         .await,
@@ -185,7 +181,7 @@ async fn show_org(
     render(
         async {
             let store = admin(&state, &headers)?;
-            let org = store.get_org(&id).await.map_err(store_error)?;
+            let org = store.get_org(&id).await.map_err(AdminError::from)?;
             let mut v = to_value(&org);
             v["spend"] = spend_of(&store, Level::Org, &org.id).await?;
             json_reply(StatusCode::OK, v)
@@ -207,7 +203,7 @@ async fn patch_org(
             let org = store
                 .set_org_limits(&id, &set.limits)
                 .await
-                .map_err(store_error)?;
+                .map_err(AdminError::from)?;
             state.access.auth.invalidate();
             json_reply(StatusCode::OK, to_value(&org))
         }
@@ -235,7 +231,7 @@ async fn list_users(
             let users = store
                 .list_users(q.get("org").map(String::as_str))
                 .await
-                .map_err(store_error)?;
+                .map_err(AdminError::from)?;
             json_reply(
                 StatusCode::OK,
                 json!({"object": "list", "data": to_value(&users)}),
@@ -257,7 +253,7 @@ async fn create_user(
             let user = store
                 .create_user(&new.org, &new.name, &new.limits)
                 .await
-                .map_err(store_error)?;
+                .map_err(AdminError::from)?;
             json_reply(StatusCode::CREATED, to_value(&user))
         }
         .await,
@@ -272,7 +268,7 @@ async fn show_user(
     render(
         async {
             let store = admin(&state, &headers)?;
-            let user = store.get_user(&id).await.map_err(store_error)?;
+            let user = store.get_user(&id).await.map_err(AdminError::from)?;
             let mut v = to_value(&user);
             v["spend"] = spend_of(&store, Level::User, &user.id).await?;
             json_reply(StatusCode::OK, v)
@@ -294,7 +290,7 @@ async fn patch_user(
             let user = store
                 .set_user_limits(&id, &set.limits)
                 .await
-                .map_err(store_error)?;
+                .map_err(AdminError::from)?;
             state.access.auth.invalidate();
             json_reply(StatusCode::OK, to_value(&user))
         }
@@ -327,7 +323,7 @@ pub fn expiry(expires_at: Option<i64>, expires_in: Option<&str>) -> Result<Optio
         (Some(at), None) => Ok(Some(at.saturating_mul(1000))),
         (None, Some(d)) => {
             let d = humantime::parse_duration(d).map_err(|e| format!("expires_in: {e}"))?;
-            let now = crate::auth::unix_ms(SystemTime::now());
+            let now = crate::clock::unix_ms(SystemTime::now());
             Ok(Some(now.saturating_add(d.as_millis() as i64)))
         }
         (None, None) => Ok(None),
@@ -345,7 +341,7 @@ async fn list_keys(
             let keys = store
                 .list_keys(q.get("user").map(String::as_str))
                 .await
-                .map_err(store_error)?;
+                .map_err(AdminError::from)?;
             json_reply(
                 StatusCode::OK,
                 json!({"object": "list", "data": to_value(&keys)}),
@@ -365,17 +361,17 @@ async fn create_key(
             let store = admin(&state, &headers)?;
             let req: CreateKey = parse(&body)?;
             let expires_at =
-                expiry(req.expires_at, req.expires_in.as_deref()).map_err(GatewayError::Invalid)?;
-            let (row, secret) = store
-                .create_key(&NewKey {
-                    user: req.user,
-                    name: req.name,
-                    models: req.models,
-                    expires_at,
-                    limits: req.limits,
-                })
+                expiry(req.expires_at, req.expires_in.as_deref()).map_err(AdminError::Invalid)?;
+            let new = NewKey {
+                user: req.user,
+                name: req.name,
+                models: req.models,
+                expires_at,
+                limits: req.limits,
+            };
+            let (row, secret) = crate::auth::keys::create(&store, &new)
                 .await
-                .map_err(store_error)?;
+                .map_err(AdminError::from)?;
             let mut v = to_value(&row);
             // Shown this once; only its hash is kept.
             v["key"] = Value::String(secret);
@@ -393,7 +389,7 @@ async fn show_key(
     render(
         async {
             let store = admin(&state, &headers)?;
-            let key = store.get_key(&id).await.map_err(store_error)?;
+            let key = store.get_key(&id).await.map_err(AdminError::from)?;
             let mut v = to_value(&key);
             v["spend"] = spend_of(&store, Level::Key, &key.id).await?;
             json_reply(StatusCode::OK, v)
@@ -431,7 +427,7 @@ async fn patch_key(
             let key = store
                 .update_key(&id, patch.limits.as_ref(), patch.models)
                 .await
-                .map_err(store_error)?;
+                .map_err(AdminError::from)?;
             state.access.auth.invalidate();
             json_reply(StatusCode::OK, to_value(&key))
         }
@@ -447,7 +443,7 @@ async fn revoke_key(
     render(
         async {
             let store = admin(&state, &headers)?;
-            let key = store.revoke_key(&id).await.map_err(store_error)?;
+            let key = store.revoke_key(&id).await.map_err(AdminError::from)?;
             state.access.auth.invalidate();
             json_reply(StatusCode::OK, to_value(&key))
         }
@@ -475,13 +471,13 @@ async fn usage(
                     .parse::<i64>()
                     .ok()
                     .filter(|l| (1..=10_000).contains(l))
-                    .ok_or_else(|| GatewayError::Invalid("limit must be 1..=10000".into()))?,
+                    .ok_or_else(|| AdminError::Invalid("limit must be 1..=10000".into()))?,
                 None => 100,
             };
             let records = store
                 .recent_usage(filter, limit)
                 .await
-                .map_err(store_error)?;
+                .map_err(AdminError::from)?;
             json_reply(
                 StatusCode::OK,
                 json!({"object": "list", "data": to_value(&records)}),
@@ -500,7 +496,7 @@ async fn status(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
                 json!({
                     "store": {"backend": store.backend()},
                     "usage": state.access.usage.as_ref().map(|u| u.stats.snapshot()),
-                    "ledger": state.telemetry.persist().map(|p| p.snapshot()),
+                    "ledger": state.ledger_writer.as_ref().map(|w| w.snapshot()),
                     "limiter": limiter_status(&state.access.limiter),
                 }),
             )
@@ -518,24 +514,24 @@ async fn sla_report(
     use crate::status::report;
     render(
         async {
-            admin_key(&state, &headers)?;
             let runtime = state.runtime();
+            admin_key(&runtime, &headers)?;
             let telemetry = &runtime.config.telemetry;
             let window = report::parse_window(
                 q.get("window").map_or("30d", String::as_str),
                 telemetry.retention,
             )
-            .map_err(GatewayError::Invalid)?;
+            .map_err(AdminError::Invalid)?;
             let format = report::Format::parse(q.get("format").map_or("json", String::as_str))
-                .map_err(GatewayError::Invalid)?;
+                .map_err(AdminError::Invalid)?;
             let report = report::generate(
                 &state.telemetry,
-                state.access.store.as_ref(),
+                state.ledger_writer.as_deref(),
                 window,
                 telemetry.slo,
             )
             .await
-            .map_err(GatewayError::AccessUnavailable)?;
+            .map_err(AdminError::Unavailable)?;
             Ok((
                 [(http::header::CONTENT_TYPE, format.content_type())],
                 format.render(&report),

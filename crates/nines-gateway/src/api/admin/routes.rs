@@ -27,7 +27,7 @@ pub(crate) async fn routes(
     if access.auth.admin_key.is_some()
         && !crate::access::is_admin(access, crate::auth::credential(&headers).as_ref())
     {
-        return crate::error::GatewayError::Unauthorized {
+        return super::AdminError::Unauthorized {
             message: "GET /admin/routes needs the admin key as 'Authorization: Bearer …'.".into(),
             code: "invalid_admin_key",
         }
@@ -45,7 +45,7 @@ pub(crate) async fn routes(
     let mut models = Vec::new();
     for name in names {
         let Some(route) = runtime.table.resolve(&name) else {
-            return crate::error::GatewayError::ModelNotFound(name).into_response();
+            return crate::request::GatewayError::ModelNotFound(name).into_response();
         };
         let inputs = Inputs {
             deployments: &runtime.config.deployments,

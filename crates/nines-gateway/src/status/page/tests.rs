@@ -1,8 +1,7 @@
-#![allow(clippy::unwrap_used, reason = "a test fails loudly by design")]
-
 use super::snapshot::{State, deployment_state, overall_state, route_state};
 use super::*;
 use crate::resilience::breaker::Phase;
+use tokio::time::Instant;
 
 #[test]
 fn a_deployment_is_down_when_every_key_slot_is_held_back() {
@@ -135,7 +134,7 @@ fn the_page_inlines_its_assets_and_allows_only_them() {
 
 #[test]
 fn the_cache_serves_one_body_for_its_age() {
-    let cache = Cache::default();
+    let cache = crate::state::Memo::default();
     let mut builds = 0;
     for _ in 0..3 {
         let body = cache.get_or_build(Duration::from_secs(60), || {

@@ -1,6 +1,6 @@
 use super::*;
+use crate::clock::Clock;
 use crate::config::telemetry::Telemetry as Settings;
-use crate::telemetry::clock::Clock;
 use crate::telemetry::ledger::DAY_MS;
 
 /// 2026-01-01T00:00:00Z.

@@ -3,14 +3,14 @@
 //! paused (sqlx's pool timeouts run on tokio time); the ledgers' wall clocks are anchored.
 
 use super::*;
+use crate::clock::Clock;
 use crate::config::Secret;
 use crate::config::access::StoreConfig;
 use crate::config::telemetry::Telemetry as Settings;
+use crate::resilience::events::{BreakerEvent, Transition};
 use crate::resilience::{AttemptRecord, FailureClass};
 use crate::status::report::{self, Report, Source};
 use crate::telemetry::RequestSummary;
-use crate::telemetry::clock::Clock;
-use crate::telemetry::events::{BreakerEvent, Transition};
 use crate::telemetry::ledger::{DAY_MS, Incident, Scope, Tally};
 use std::path::PathBuf;
 
@@ -153,9 +153,9 @@ async fn two_replicas_add_up_in_one_store_and_a_restart_loads_the_history() {
         let now = T0 + 3_600_000;
         // Two replicas on one store, in the same minute.
         let a = ledger_at(now);
-        let pa = Persist::new(Arc::clone(&a), b.store.clone(), Duration::from_secs(10));
+        let pa = LedgerWriter::new(Arc::clone(&a), b.store.clone(), Duration::from_secs(10));
         let r = ledger_at(now);
-        let pb = Persist::new(Arc::clone(&r), b.store.clone(), Duration::from_secs(10));
+        let pb = LedgerWriter::new(Arc::clone(&r), b.store.clone(), Duration::from_secs(10));
         use FailureClass::{Ok as Served, Server, Timeout};
         a.record(&request(
             &a,
@@ -251,7 +251,7 @@ async fn two_replicas_add_up_in_one_store_and_a_restart_loads_the_history() {
 
         // A restart five minutes later loads all of it, not marked for writing back.
         let c = ledger_at(now + 5 * MINUTE);
-        let pc = Persist::new(Arc::clone(&c), b.store.clone(), Duration::from_secs(10));
+        let pc = LedgerWriter::new(Arc::clone(&c), b.store.clone(), Duration::from_secs(10));
         assert!(!pc.is_loaded());
         pc.load().await.unwrap();
         assert!(pc.is_loaded());
@@ -283,7 +283,7 @@ async fn history_older_than_a_day_loads_into_hours_and_recent_minutes_stay_exact
     for b in backends().await {
         let now = T0 + 10 * DAY_MS;
         let writer = ledger_at(now);
-        let p = Persist::new(Arc::clone(&writer), b.store.clone(), Duration::from_secs(1));
+        let p = LedgerWriter::new(Arc::clone(&writer), b.store.clone(), Duration::from_secs(1));
         // Three minutes of one old hour, and one minute 30 minutes ago.
         for m in [0, 7, 59] {
             writer.add(
@@ -306,7 +306,7 @@ async fn history_older_than_a_day_loads_into_hours_and_recent_minutes_stay_exact
         assert_eq!(hours[0].tally.requests, 3);
 
         let c = ledger_at(now + MINUTE);
-        Persist::new(Arc::clone(&c), b.store.clone(), Duration::from_secs(1))
+        LedgerWriter::new(Arc::clone(&c), b.store.clone(), Duration::from_secs(1))
             .load()
             .await
             .unwrap();
@@ -328,7 +328,7 @@ async fn retention_prunes_old_rows_and_incidents() {
     for b in backends().await {
         let now = T0 + 200 * DAY_MS;
         let l = ledger_at(now);
-        let p = Persist::new(Arc::clone(&l), b.store.clone(), Duration::from_secs(1));
+        let p = LedgerWriter::new(Arc::clone(&l), b.store.clone(), Duration::from_secs(1));
         l.add(Scope::Route, "chat", now - 101 * DAY_MS, &tally(1, 0), true);
         l.add(Scope::Route, "chat", now - 99 * DAY_MS, &tally(2, 0), true);
         l.on_breaker(&event(
@@ -370,9 +370,9 @@ async fn incidents_are_stored_merged_across_replicas_and_reloaded() {
     for b in backends().await {
         let now = T0 + DAY_MS;
         let a = ledger_at(now);
-        let pa = Persist::new(Arc::clone(&a), b.store.clone(), Duration::from_secs(1));
+        let pa = LedgerWriter::new(Arc::clone(&a), b.store.clone(), Duration::from_secs(1));
         let r = ledger_at(now);
-        let pb = Persist::new(Arc::clone(&r), b.store.clone(), Duration::from_secs(1));
+        let pb = LedgerWriter::new(Arc::clone(&r), b.store.clone(), Duration::from_secs(1));
         // Replica A: d0#0 trips, a probe fails, then it closes; d1#0 opens and stays open.
         a.on_breaker(&event(
             "d0#0",
@@ -449,7 +449,7 @@ async fn incidents_are_stored_merged_across_replicas_and_reloaded() {
 
         // A restart loads them; the open one is adopted and closed by the slot's first success.
         let c = ledger_at(now + MINUTE);
-        let pc = Persist::new(Arc::clone(&c), b.store.clone(), Duration::from_secs(1));
+        let pc = LedgerWriter::new(Arc::clone(&c), b.store.clone(), Duration::from_secs(1));
         pc.load().await.unwrap();
         let loaded = c.incidents(0);
         assert_eq!(loaded.len(), 3);
@@ -480,7 +480,7 @@ async fn a_failed_flush_keeps_the_changes_for_the_next_one() {
         .await
         .unwrap();
     let l = ledger_at(T0);
-    let p = Persist::new(Arc::clone(&l), b.store.clone(), Duration::from_secs(1));
+    let p = LedgerWriter::new(Arc::clone(&l), b.store.clone(), Duration::from_secs(1));
     l.record(&request(&l, vec![attempt("d0", FailureClass::Ok)], 200));
     l.on_breaker(&event("d1#0", opened("5 consecutive failures"), T0));
     // The tables go away: the flush fails and keeps everything.
@@ -523,12 +523,12 @@ async fn a_failed_flush_keeps_the_changes_for_the_next_one() {
 async fn the_background_task_loads_then_flushes_on_its_own() {
     let b = sqlite().await;
     let old = ledger_at(T0);
-    let p = Persist::new(Arc::clone(&old), b.store.clone(), Duration::from_secs(1));
+    let p = LedgerWriter::new(Arc::clone(&old), b.store.clone(), Duration::from_secs(1));
     old.add(Scope::Route, "chat", T0 - DAY_MS, &tally(7, 0), true);
     p.flush().await.unwrap();
 
     let l = ledger_at(T0 + MINUTE);
-    let p = Arc::new(Persist::new(
+    let p = Arc::new(LedgerWriter::new(
         Arc::clone(&l),
         b.store.clone(),
         Duration::from_millis(20),

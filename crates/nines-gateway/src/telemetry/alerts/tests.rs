@@ -1,6 +1,6 @@
 use super::*;
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::telemetry::clock::Clock;
 use crate::telemetry::ledger::Tally;
 use std::path::Path;
 use tokio::time::advance;

@@ -1,8 +1,10 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
-
 use super::*;
 use crate::config::Config;
+use crate::config::Deployment;
+use crate::tracecontext::*;
+use opentelemetry::trace::TraceId;
 use std::path::Path;
+use std::sync::Arc;
 
 const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
