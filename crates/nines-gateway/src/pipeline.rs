@@ -171,7 +171,9 @@ async fn forward(mut cx: Request, body: Bytes, routed: Routed) -> Result<Deliver
         Ok(planned) => planned,
         Err(e) => return cx.fail(e),
     };
-    let finished = run(&mut cx, &runtime, &planned).await;
+    let Some(finished) = run(&mut cx, &runtime, &planned).await else {
+        return cx.fail(GatewayError::ShuttingDown);
+    };
     deliver(cx, &runtime, planned, finished)
 }
 
@@ -306,8 +308,9 @@ fn plan<'r>(
     })
 }
 
-/// Walks the plan until an upstream answers, or nothing is left to try (`resilience/`).
-async fn run(cx: &mut Request, runtime: &Runtime, p: &Planned<'_>) -> Finished {
+/// Walks the plan until an upstream answers, or nothing is left to try (`resilience/`). `None`:
+/// the gateway's shutdown grace ran out first.
+async fn run(cx: &mut Request, runtime: &Runtime, p: &Planned<'_>) -> Option<Finished> {
     let config = &runtime.config;
     let input = AttemptInput {
         request: &p.view,
@@ -322,12 +325,16 @@ async fn run(cx: &mut Request, runtime: &Runtime, p: &Planned<'_>) -> Finished {
         max_queue: config.routing.max_queue,
         trace: &p.trace,
     };
-    let (finished, waited) = run_plan(&p.slots, &runtime.upstreams, &runtime.health, input).await;
+    let cutting = cx.state.lifecycle.cutting();
+    let (finished, waited) = tokio::select! {
+        ran = run_plan(&p.slots, &runtime.upstreams, &runtime.health, input) => ran,
+        () = cutting.cancelled() => return None,
+    };
     cx.summary.waited = Some(waited);
     if cx.describes() {
         cx.summary.trail = trail(finished.attempts());
     }
-    finished
+    Some(finished)
 }
 
 /// The commit point: an answer goes to the client (a stream through a relay), anything else
@@ -442,6 +449,7 @@ fn deliver(
                     segment,
                     (decoder, encoder),
                     p.deadline,
+                    cx.state.lifecycle.cutting(),
                     move |report| cx.streamed(price, report),
                 ))
             } else {
@@ -449,6 +457,7 @@ fn deliver(
                 DeliveryBody::Stream(passthrough::relay(
                     segment,
                     p.deadline,
+                    cx.state.lifecycle.cutting(),
                     resume,
                     move |report| cx.streamed(price, report),
                 ))

@@ -24,7 +24,6 @@ use nines_protocol::openai::RequestError;
 use nines_protocol::runway::{self, VideoJob};
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -88,12 +87,13 @@ impl JobRef {
 /// `POST /v1/videos`: auth, then the body (read only for a caller that may send one).
 pub async fn create(
     mut cx: Request,
-    body: impl Future<Output = Result<Bytes, GatewayError>>,
+    read_body: impl AsyncFnOnce(&Request) -> Result<Bytes, GatewayError>,
 ) -> Handled {
     if let Err(e) = authorize(&mut cx).await {
         return failed(cx, e);
     }
-    let job = match body.await.and_then(|b| Ok(runway::parse_job_request(&b)?)) {
+    let body = read_body(&cx).await;
+    let job = match body.and_then(|b| Ok(runway::parse_job_request(&b)?)) {
         Ok(job) => job,
         Err(e) => return failed(cx, e),
     };

@@ -60,20 +60,13 @@ async fn mock(name: &str) -> MockServer {
     .unwrap()
 }
 
-async fn gateway(config: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
+async fn gateway(config: &str) -> (String, tokio::sync::watch::Sender<nines_gateway::Stop>) {
     let config = Config::parse(std::path::Path::new("bench.toml"), config, &|_| None).unwrap();
     let state = AppState::new(Runtime::build(config).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(nines_gateway::serve(
-        listener,
-        state,
-        async move {
-            let _ = rx.await;
-        },
-        Duration::from_secs(1),
-    ));
+    let (tx, rx) = tokio::sync::watch::channel(nines_gateway::Stop::Serving);
+    tokio::spawn(nines_gateway::serve(listener, state, rx));
     (format!("http://{addr}"), tx)
 }
 

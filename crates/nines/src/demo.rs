@@ -42,7 +42,6 @@ pub async fn run(listen: &str, traffic: bool) -> Result<(), String> {
         &tertiary.base_url(),
     );
     let config = Config::parse(Path::new("<demo>"), &text, &|_| None).map_err(|e| e.to_string())?;
-    let grace = config.server.shutdown_grace;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e} (try --listen 127.0.0.1:0)"))?;
@@ -52,19 +51,15 @@ pub async fn run(listen: &str, traffic: bool) -> Result<(), String> {
     tracing::info!(addr = %addr, "listening");
     println!("{}", banner(&addr.to_string(), &admin_key, traffic));
     let trickle = traffic.then(|| tokio::spawn(send_traffic(reachable(addr))));
-    let result = nines_gateway::serve(
-        listener,
-        Arc::clone(&state),
-        crate::shutdown_signal(),
-        grace,
-    )
-    .await;
+    // A demo stops without a drain delay: nothing balances load onto it.
+    let stop = crate::signals::follow(None, nines_gateway::Stop::Close);
+    let result = nines_gateway::serve(listener, Arc::clone(&state), stop).await;
     if let Some(task) = trickle {
         task.abort();
     }
     state.access.drain(Duration::from_secs(2)).await;
     drop((primary, secondary, tertiary));
-    result.map_err(|e| format!("server error: {e}"))
+    result.map(|_| ()).map_err(|e| format!("server error: {e}"))
 }
 
 /// Where the built-in client connects: the listening address, loopback when it listens on all

@@ -4,6 +4,7 @@ mod admin;
 mod check;
 mod demo;
 mod report;
+mod signals;
 
 use clap::{Parser, Subcommand};
 
@@ -11,11 +12,11 @@ use clap::{Parser, Subcommand};
 /// across worker threads, where glibc's arenas spent ~9% of the gateway's CPU.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use nines_gateway::{AppState, Config, Runtime, config};
+use nines_gateway::state::ConfigSource;
+use nines_gateway::{AppState, Config, Runtime, Stop, config, server};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 
 #[derive(Parser)]
 #[command(name = "nines", version, about = "A reliability-first LLM gateway")]
@@ -180,22 +181,76 @@ fn init_logging(format: LogFormat, default_filter: &str) {
 async fn serve(path: PathBuf, listen: Option<String>) -> Result<(), String> {
     let config = Config::load(&path, &config::process_env).map_err(|e| e.to_string())?;
     let addr = listen.unwrap_or_else(|| config.server.listen.clone());
-    let grace = config.server.shutdown_grace;
-    let runtime = Runtime::build(config)?;
-    let listener = TcpListener::bind(&addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let (listener, origin) = server::listener::listen(&addr, config.server.reuse_port)?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(addr = %local, "listening");
+    log_startup(&path, &config, origin);
+    let watch_config = config.server.watch_config;
+    let runtime = Runtime::build(config)?;
     // Opens the store (migrations) and the Redis limiter when the config has them.
     let state = AppState::open(runtime).await?;
-    let served = nines_gateway::serve(listener, Arc::clone(&state), shutdown_signal(), grace)
+    state.set_config_source(ConfigSource {
+        path,
+        env: Arc::new(config::process_env),
+    });
+    let _watch = if watch_config {
+        Some(nines_gateway::state::watch::watch(&state)?)
+    } else {
+        None
+    };
+    let stop = signals::follow(Some(Arc::clone(&state)), Stop::Drain);
+    tracing::info!(addr = %local, "listening");
+    let stopped = nines_gateway::serve(listener, Arc::clone(&state), stop)
         .await
-        .map_err(|e| format!("server error: {e}"));
+        .map_err(|e| format!("server error: {e}"))?;
     // Usage records still queued, and the ledger's changes since its last flush (live sessions
     // counted as they stand), go to the store before the process ends; trace spans are sent.
-    state.shutdown(std::time::Duration::from_secs(5)).await;
-    served
+    // Stopped at once: only a moment for it.
+    let within = if stopped.forced {
+        std::time::Duration::from_secs(1)
+    } else {
+        std::time::Duration::from_secs(5)
+    };
+    let flushed = state.shutdown(within).await;
+    tracing::info!(
+        drained = stopped.in_flight_at_close,
+        cut = stopped.cut,
+        forced = stopped.forced,
+        took_ms = stopped.took.as_millis() as u64,
+        usage_records_unwritten = flushed.usage_pending,
+        ledger_rows_flushed = flushed.ledger_rows,
+        sessions_ended = flushed.sessions,
+        "stopped"
+    );
+    Ok(())
+}
+
+/// What is starting: the version, the configuration and its size, where it listens, and a
+/// warning when anyone may call it.
+fn log_startup(path: &std::path::Path, config: &Config, origin: server::listener::Origin) {
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %path.display(),
+        config_hash = %config.hash,
+        deployments = config.deployments.len(),
+        models = config.models.len(),
+        static_keys = config.access.auth.static_keys.len(),
+        store = config.access.store.is_some(),
+        socket = origin.as_str(),
+        "starting"
+    );
+    if origin == server::listener::Origin::SharedPort
+        && server::listener::queue_migrates() == Some(false)
+    {
+        tracing::warn!(
+            "reuse_port: net.ipv4.tcp_migrate_req is 0, so connections waiting in this process's \
+             accept queue when it stops are reset; set it to 1 for a lossless takeover"
+        );
+    }
+    if !config.access.auth.enabled {
+        tracing::warn!(
+            "auth is off: any client that reaches this address may use every model (add an [auth] section)"
+        );
+    }
 }
 
 async fn mock(listen: String, name: String, fault: Option<String>) -> Result<(), String> {

@@ -226,6 +226,18 @@ impl IntoResponse for GatewayError {
                 Some(false),
             ),
             GatewayError::Access(e) => return e.into_response(),
+            e @ GatewayError::ShuttingDown => {
+                let body =
+                    ErrorBody::new(e.to_string(), "server_error", None, Some("shutting_down"));
+                let mut response = json_response(status, body.to_json(), Some(true));
+                set_retry_after(&mut response, Duration::from_secs(1));
+                // This connection is going away: the client reconnects (to another replica).
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                set_attempts(&mut response, attempts);
+                return response;
+            }
             e @ GatewayError::Internal(_) => (
                 ErrorBody::new(e.to_string(), "server_error", None, Some("internal_error")),
                 None,

@@ -47,6 +47,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/admin", admin::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            ops::close_while_draining,
+        ))
         .with_state(state)
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(PropagateRequestIdLayer::x_request_id())

@@ -38,7 +38,7 @@ pub(super) async fn proxy(
     ingress: Ingress,
 ) -> Result<Delivery, GatewayError> {
     let cx = Request::start(state, headers, ingress.label());
-    let body = read_body(cx.runtime.config.server.max_body_bytes, body).await;
+    let body = read_body(&cx, body).await;
     pipeline::handle(cx, body, ingress).await
 }
 
@@ -98,9 +98,20 @@ fn model_object(name: &str, created: u64) -> serde_json::Value {
     json!({"id": name, "object": "model", "created": created, "owned_by": "nines"})
 }
 
-/// Reads the whole body up to `limit` bytes.
-pub(super) async fn read_body(limit: usize, body: Body) -> Result<Bytes, GatewayError> {
-    match Limited::new(body, limit).collect().await {
+/// Reads the whole body, up to the request's runtime's `server.max_body_bytes`. A body still
+/// arriving when the listener closes for shutdown is refused (503) rather than let hold the
+/// shutdown.
+pub(super) async fn read_body(cx: &Request, body: Body) -> Result<Bytes, GatewayError> {
+    let limit = cx.runtime.config.server.max_body_bytes;
+    let closing = cx.state.lifecycle.closing();
+    // The read first: a body that has already arrived is read even when the listener has
+    // just closed; only one still on its way is refused.
+    let read = tokio::select! {
+        biased;
+        read = Limited::new(body, limit).collect() => read,
+        () = closing.cancelled() => return Err(GatewayError::ShuttingDown),
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             Err(GatewayError::BodyTooLarge { limit })

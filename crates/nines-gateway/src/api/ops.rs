@@ -8,9 +8,15 @@ use http::StatusCode;
 use serde_json::json;
 use std::sync::Arc;
 
-/// 200 while the server is serving requests.
-pub(super) async fn health() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+/// 200 while the server is serving requests, with what it runs: the version, the loaded
+/// configuration's hash and where the process is in its life.
+pub(super) async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "config_hash": state.runtime().config.hash,
+        "phase": state.lifecycle.phase().as_str(),
+    }))
 }
 
 /// 200 while the process runs; no dependency is consulted (a restart would not fix them).
@@ -19,7 +25,7 @@ pub(super) async fn live() -> Json<serde_json::Value> {
 }
 
 /// 200 only when the configuration is loaded and every dependency requests need answers; 503
-/// naming the one that does not.
+/// naming the one that does not, and 503 from the first moment of a shutdown (`draining`).
 ///
 /// The store and Redis are reported (`checks.store`, `checks.limits`, and the usage writer's
 /// counters) but only Redis with `on_redis_error = "closed"` can make the gateway not ready:
@@ -27,6 +33,15 @@ pub(super) async fn live() -> Json<serde_json::Value> {
 /// taking every replica out of a load balancer for them would turn a degraded gateway into a
 /// down one. Either being down makes `status` `"degraded"`.
 pub(super) async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    // Shutting down: a load balancer must stop sending here before the listener closes.
+    if state.lifecycle.draining() {
+        let phase = state.lifecycle.phase().as_str();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "draining", "failing": "shutdown", "phase": phase})),
+        )
+            .into_response();
+    }
     let runtime = state.runtime();
     let mut checks = serde_json::Map::new();
     checks.insert("config".into(), json!("ok"));
@@ -78,4 +93,23 @@ pub(super) async fn ready(State(state): State<Arc<AppState>>) -> Response {
         Json(json!({"status": if degraded { "degraded" } else { "ready" }, "checks": checks})),
     )
         .into_response()
+}
+
+/// While shutting down, HTTP/1 responses carry `connection: close`, so a keep-alive client (or a
+/// load balancer's pooled connection) opens its next request somewhere that is not going away,
+/// instead of finding the connection closed under it.
+pub(super) async fn close_while_draining(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let http1 = request.version() <= http::Version::HTTP_11;
+    let mut response = next.run(request).await;
+    if http1 && state.lifecycle.draining() {
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }

@@ -19,8 +19,7 @@ pub(super) async fn create(
     body: Body,
 ) -> Response {
     let cx = Request::start(&state, &headers, "videos");
-    let limit = cx.runtime.config.server.max_body_bytes;
-    render(videos::create(cx, read_body(limit, body)).await)
+    render(videos::create(cx, async move |cx: &Request| read_body(cx, body).await).await)
 }
 
 pub(super) async fn status(

@@ -251,7 +251,7 @@ pub struct StaticKey {
     pub limits: Arc<Limits>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LimitsConfig {
     pub redis_url: Option<Secret>,
     pub redis_timeout: Duration,
@@ -273,7 +273,7 @@ impl Default for LimitsConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
     /// `sqlite://…` or `postgres://…`.
     pub url: Secret,

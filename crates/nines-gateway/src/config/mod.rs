@@ -11,6 +11,7 @@ mod validate;
 
 pub use error::ConfigError;
 pub use schema::{Price, ProviderKind, Strategy};
+pub use validate::text_hash;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,9 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub source: PathBuf,
+    /// SHA-256 of the configuration text (hex, first 16 characters): which file is loaded, on
+    /// `/health` and `/metrics`; equal text, equal hash.
+    pub hash: String,
     pub server: Server,
     pub deployments: Vec<Arc<Deployment>>,
     pub models: Vec<ModelRoute>,
@@ -32,11 +36,14 @@ pub struct Config {
     pub telemetry: telemetry::Telemetry,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Server {
     pub listen: String,
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
+    pub drain_delay: Duration,
+    pub watch_config: bool,
+    pub reuse_port: bool,
 }
 
 /// One concrete upstream.

@@ -37,9 +37,20 @@ pub struct RawServer {
     pub listen: String,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
-    /// How long in-flight requests may run after a shutdown signal.
+    /// How long in-flight requests may run after the listener closed on shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// After a shutdown signal, how long readiness answers 503 while connections are still
+    /// accepted, so load balancers move traffic away before anything is refused (0: no delay).
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
+    /// Reload the configuration when its file changes (as well as on SIGHUP and
+    /// `POST /admin/reload`).
+    pub watch_config: bool,
+    /// Bind with `SO_REUSEPORT`, so a new process can take over the address while the old one
+    /// drains. Off by default: two unrelated processes silently sharing a port is an outage of
+    /// its own.
+    pub reuse_port: bool,
 }
 
 impl Default for RawServer {
@@ -48,6 +59,9 @@ impl Default for RawServer {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 10 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
+            drain_delay: Duration::from_secs(5),
+            watch_config: false,
+            reuse_port: false,
         }
     }
 }

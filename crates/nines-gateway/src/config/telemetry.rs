@@ -172,7 +172,7 @@ impl Default for Status {
 }
 
 /// `[telemetry]` resolved: secrets read, values checked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Telemetry {
     pub metrics: bool,
     pub ledger: bool,
@@ -202,7 +202,7 @@ impl Default for Telemetry {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Otlp {
     pub endpoint: String,
     pub protocol: OtlpProtocol,
@@ -211,7 +211,7 @@ pub struct Otlp {
     pub headers: Vec<(String, super::Secret)>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Alerts {
     pub webhook_url: super::Secret,
     pub fallback_rate: f64,

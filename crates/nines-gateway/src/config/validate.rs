@@ -190,15 +190,31 @@ pub(super) fn validate(
         resilience: raw.resilience,
         routing: raw.routing,
         source: path.to_path_buf(),
+        hash: text_hash(text),
         access,
         server: Server {
             listen: raw.server.listen,
             max_body_bytes: raw.server.max_body_bytes,
             shutdown_grace: raw.server.shutdown_grace,
+            drain_delay: raw.server.drain_delay,
+            watch_config: raw.server.watch_config,
+            reuse_port: raw.server.reuse_port,
         },
         deployments,
         models,
     })
+}
+
+/// The first 16 hex characters of the text's SHA-256.
+pub fn text_hash(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    let digest = Sha256::digest(text.as_bytes());
+    let mut hex = String::with_capacity(16);
+    for b in &digest[..8] {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
 }
 
 /// TOML → raw structs; a type or unknown-key error carries serde's key path and toml's span.

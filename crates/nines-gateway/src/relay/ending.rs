@@ -12,6 +12,10 @@ use nines_protocol::ErrorBody;
 use nines_protocol::sse::data_frame;
 use nines_protocol::unified::StreamEvent;
 
+/// Why a stream the gateway itself ended (its shutdown grace ran out) broke off.
+pub const SHUTDOWN: &str =
+    "the gateway is shutting down and cut the stream before it finished; retry the request";
+
 /// A break as an OpenAI-shaped error event (`code: stream_interrupted`): what an OpenAI client
 /// of the byte relay gets. Frames are only ever forwarded whole, so this one starts on a clean
 /// event boundary.
@@ -38,6 +42,8 @@ pub enum StreamEnd {
     FinishedWithoutDone,
     /// Broken after the commit point; the client got an error event.
     Broken(String),
+    /// The gateway ended it (shutting down, its grace over); the client got an error event.
+    Interrupted(String),
     /// The client went away first.
     ClientGone,
 }
@@ -48,7 +54,8 @@ impl StreamEnd {
         match self {
             StreamEnd::Done | StreamEnd::FinishedWithoutDone => FailureClass::Ok,
             StreamEnd::Broken(_) => STREAM_BROKEN,
-            StreamEnd::ClientGone => FailureClass::Cancelled,
+            // Not the upstream's doing: says nothing about its key slot.
+            StreamEnd::Interrupted(_) | StreamEnd::ClientGone => FailureClass::Cancelled,
         }
     }
 }

@@ -19,7 +19,7 @@
 //! the stream's identity); without it, the relay does no more work than honest endings need.
 
 use super::bursts::Bursts;
-use super::ending::{Ends, Resumed, StreamEnd, StreamReport, openai_break};
+use super::ending::{Ends, Resumed, SHUTDOWN, StreamEnd, StreamReport, openai_break};
 use super::resume::{Observed, Resume, Transcript};
 use super::segment::Segment;
 use crate::resilience::attempt::summarize;
@@ -30,6 +30,7 @@ use nines_protocol::sse::{DONE_FRAME, SseDecoder, SseEvent, data_frame, push_dat
 use std::convert::Infallible;
 use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
+use tokio_util::sync::CancellationToken;
 
 /// The resume state of a relay whose model has `resume_streams`.
 struct Resuming {
@@ -43,6 +44,8 @@ struct Resuming {
 /// How reading from upstream went, when it ended the segment.
 enum Step {
     End(StreamEnd),
+    /// The gateway is shutting down and its grace is over.
+    Cut,
     /// Broken: `frame` is what the client gets when the stream is not resumed (the upstream's
     /// own error event, or an error event of ours).
     Break {
@@ -57,6 +60,8 @@ struct Relay<F: FnOnce(StreamReport) + Send + 'static> {
     idle: Duration,
 
     deadline: Instant,
+    /// Cancelled when the gateway's shutdown grace is over.
+    cut: CancellationToken,
     decoder: SseDecoder,
     events: Vec<SseEvent>,
     finished: bool,
@@ -207,7 +212,11 @@ impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
     /// Waits for the next piece of the upstream stream, at most the idle timeout.
     async fn read(&mut self) -> (Bytes, Option<Step>) {
         let wait_until = (Instant::now() + self.idle).min(self.deadline);
-        let next = timeout_at(wait_until, self.rest.next()).await;
+        let next = tokio::select! {
+            biased;
+            () = self.cut.cancelled() => return (Bytes::new(), Some(Step::Cut)),
+            next = timeout_at(wait_until, self.rest.next()) => next,
+        };
         let why = match next {
             Ok(Some(Ok(chunk))) => {
                 // Events already received go out together: one write for a burst.
@@ -234,6 +243,13 @@ impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
         };
         let frame = openai_break(&why);
         (Bytes::new(), Some(Step::Break { why, frame }))
+    }
+
+    /// The gateway's shutdown grace is over: the stream ends with the error event, never a
+    /// continuation. Returns the frame to send.
+    fn interrupt(&mut self) -> Bytes {
+        self.end(StreamEnd::Interrupted(SHUTDOWN.to_owned()));
+        openai_break(SHUTDOWN)
     }
 
     /// A segment broke: settle it, then either leave the break for a continuation (`None`) or
@@ -311,6 +327,7 @@ impl<F: FnOnce(StreamReport) + Send + 'static> Drop for Relay<F> {
 pub fn relay<F>(
     first: Segment,
     deadline: Instant,
+    cut: CancellationToken,
     resume: Option<Box<dyn Resume>>,
     on_end: F,
 ) -> BoxStream<'static, Result<Bytes, Infallible>>
@@ -322,6 +339,7 @@ where
         rest: Bursts::new(first.rest),
         idle: first.idle,
         deadline,
+        cut,
         decoder: SseDecoder::new(),
         events: Vec::new(),
         finished: false,
@@ -342,7 +360,13 @@ where
                 return None;
             }
             if let Some(why) = r.broken.take() {
-                match r.resume_after(why).await {
+                let cut = r.cut.clone();
+                let resumed = tokio::select! {
+                    biased;
+                    () = cut.cancelled() => Err(r.interrupt()),
+                    resumed = r.resume_after(why) => resumed,
+                };
+                match resumed {
                     Ok(()) => continue,
                     Err(frame) => return Some((Ok(frame), r)),
                 }
@@ -354,6 +378,7 @@ where
             match step {
                 None => {}
                 Some(Step::End(end)) => r.end(end),
+                Some(Step::Cut) => frame = r.interrupt(),
                 Some(Step::Break { why, frame: error }) => {
                     if let Some(error) = r.broke(why, error) {
                         let mut out = BytesMut::from(frame);
@@ -493,9 +518,15 @@ mod tests {
         let ended = Arc::new(Mutex::new(None));
         let sink = Arc::clone(&ended);
         let deadline = Instant::now() + Duration::from_secs(10);
-        let frames: Vec<Bytes> = relay(first, deadline, resume, move |report| {
-            *sink.lock().unwrap() = Some((report.end, report.resumed));
-        })
+        let frames: Vec<Bytes> = relay(
+            first,
+            deadline,
+            CancellationToken::new(),
+            resume,
+            move |report| {
+                *sink.lock().unwrap() = Some((report.end, report.resumed));
+            },
+        )
         .map(|f| f.unwrap_or_default())
         .collect()
         .await;

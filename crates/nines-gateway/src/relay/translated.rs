@@ -10,7 +10,7 @@
 //! `error` event for Anthropic clients, an OpenAI error chunk and no `[DONE]` for OpenAI clients).
 
 use super::bursts::Bursts;
-use super::ending::{Ends, StreamEnd, StreamReport, unified_break};
+use super::ending::{Ends, SHUTDOWN, StreamEnd, StreamReport, unified_break};
 use super::segment::Segment;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -21,6 +21,7 @@ use nines_protocol::{anthropic, gemini, openai, replicate};
 use std::convert::Infallible;
 use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
+use tokio_util::sync::CancellationToken;
 
 /// Decodes one upstream dialect's events.
 pub enum Decoder {
@@ -88,6 +89,8 @@ struct Relay<F: FnOnce(StreamReport) + Send + 'static> {
     idle: Duration,
 
     deadline: Instant,
+    /// Cancelled when the gateway's shutdown grace is over.
+    cut: CancellationToken,
     sse: SseDecoder,
     sse_events: Vec<SseEvent>,
     decoder: Decoder,
@@ -159,6 +162,7 @@ pub fn relay<F>(
     segment: Segment,
     (decoder, encoder): (Decoder, Encoder),
     deadline: Instant,
+    cut: CancellationToken,
     on_end: F,
 ) -> BoxStream<'static, Result<Bytes, Infallible>>
 where
@@ -169,6 +173,7 @@ where
         rest: Bursts::new(segment.rest),
         idle: segment.idle,
         deadline,
+        cut,
         sse: SseDecoder::new(),
         sse_events: Vec::new(),
         decoder,
@@ -187,7 +192,19 @@ where
                 r.translate(&head)
             } else {
                 let wait_until = (Instant::now() + r.idle).min(r.deadline);
-                match timeout_at(wait_until, r.rest.next()).await {
+                let next = tokio::select! {
+                    biased;
+                    () = r.cut.cancelled() => None,
+                    next = timeout_at(wait_until, r.rest.next()) => Some(next),
+                };
+                let Some(next) = next else {
+                    // The gateway's shutdown grace is over: the stream ends here.
+                    let mut out = Vec::new();
+                    r.encoder.encode(&unified_break(SHUTDOWN), &mut out);
+                    r.end(StreamEnd::Interrupted(SHUTDOWN.to_owned()));
+                    return Some((Ok(out.into()), r));
+                };
+                match next {
                     Ok(Some(Ok(chunk))) => {
                         let burst = r.rest.gather(chunk).await;
                         r.translate(&burst)

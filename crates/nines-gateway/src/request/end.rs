@@ -105,6 +105,11 @@ impl Request {
                 self.summary.detail = why;
                 (200, "stream_broken")
             }
+            // The gateway's own doing, not the client's nor the upstream's.
+            StreamEnd::Interrupted(why) => {
+                self.summary.detail = why;
+                (200, "interrupted")
+            }
             StreamEnd::ClientGone => (499, "client_gone"),
         };
         self.end(Ending {

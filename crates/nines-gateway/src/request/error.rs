@@ -70,6 +70,11 @@ pub enum GatewayError {
     /// Auth or admission refused the request before any upstream call.
     #[error(transparent)]
     Access(#[from] AccessError),
+    /// The gateway is shutting down: the request was still sending its body when the listener
+    /// closed, or still waiting for an upstream when the shutdown grace ended (503, retryable
+    /// elsewhere).
+    #[error("The gateway is shutting down; send the request again (another replica will take it).")]
+    ShuttingDown,
     /// A bug in nines; the message is safe to show.
     #[error("internal error: {0}")]
     Internal(String),
@@ -137,6 +142,7 @@ impl GatewayError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             GatewayError::Access(e) => e.status(),
+            GatewayError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -183,6 +189,7 @@ impl GatewayError {
             } => "all_breakers_open",
             GatewayError::Unavailable { .. } => "retry_budget_spent",
             GatewayError::Access(e) => e.label(),
+            GatewayError::ShuttingDown => "shutting_down",
             GatewayError::Internal(_) => "internal",
         }
     }

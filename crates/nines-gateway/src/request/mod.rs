@@ -22,6 +22,7 @@ pub use meta::RequestMeta;
 
 use crate::access::Admission;
 use crate::auth::Identity;
+use crate::state::lifecycle::InFlightRequest;
 use crate::state::{AppState, Runtime};
 use crate::telemetry::RequestSummary;
 use std::sync::Arc;
@@ -47,6 +48,8 @@ pub struct Request {
     started: Instant,
     started_wall: SystemTime,
     ended: bool,
+    /// Counted in flight (for the shutdown's account) until the request is dropped.
+    _in_flight: InFlightRequest,
 }
 
 impl Request {
@@ -83,6 +86,7 @@ impl Request {
             started,
             started_wall: SystemTime::now(),
             ended: false,
+            _in_flight: state.lifecycle.enter(),
         }
     }
 

@@ -80,6 +80,8 @@ impl Phase {
 
 #[derive(Debug)]
 struct State {
+    /// The configured policy (a reload may change it in place).
+    policy: Policy,
     phase: Phase,
     consecutive: u32,
     window: RollingWindow,
@@ -91,7 +93,6 @@ struct State {
 #[derive(Debug)]
 pub struct Breaker {
     alias: String,
-    policy: Policy,
     state: Mutex<State>,
     /// Transitions are reported here once the runtime is published.
     sink: OnceLock<EventSink>,
@@ -117,8 +118,8 @@ impl Breaker {
         let now = Instant::now();
         Arc::new(Breaker {
             alias,
-            policy,
             state: Mutex::new(State {
+                policy,
                 phase: Phase::Closed,
                 consecutive: 0,
                 window: RollingWindow::new(policy.window, now),
@@ -138,6 +139,16 @@ impl Breaker {
         if let Some(sink) = self.sink.get() {
             sink.emit(&self.alias, transition);
         }
+    }
+
+    /// Takes a reloaded configuration's policy; the phase and counts stay (a changed window
+    /// starts empty).
+    pub fn set_policy(&self, policy: Policy) {
+        let mut state = self.lock();
+        if state.policy.window != policy.window {
+            state.window = RollingWindow::new(policy.window, Instant::now());
+        }
+        state.policy = policy;
     }
 
     pub fn alias(&self) -> &str {
@@ -214,12 +225,12 @@ impl Breaker {
                 state.window.add(now, 0, 1);
                 let (ok, failed) = state.window.totals(now);
                 let total = ok + failed;
-                let rate_trip = total >= u64::from(self.policy.min_requests)
-                    && failed as f64 / total as f64 > self.policy.failure_rate;
+                let rate_trip = total >= u64::from(state.policy.min_requests)
+                    && failed as f64 / total as f64 > state.policy.failure_rate;
                 let trip = match state.phase {
                     Phase::HalfOpen => probe,
                     Phase::Closed => {
-                        state.consecutive >= self.policy.consecutive_failures || rate_trip
+                        state.consecutive >= state.policy.consecutive_failures || rate_trip
                     }
                     Phase::Open { .. } => false,
                 };
@@ -251,7 +262,7 @@ impl Breaker {
     fn trip(&self, state: &mut State, now: Instant, until: Option<Instant>, reason: String) {
         let until = until.unwrap_or_else(|| {
             state.trips += 1;
-            now + cooldown(&self.policy, state.trips)
+            now + cooldown(&state.policy, state.trips)
         });
         state.phase = Phase::Open { until };
         state.consecutive = 0;

@@ -5,7 +5,7 @@
 use super::breaker::Breaker;
 use super::budget::RetryBudget;
 use super::window::RollingWindow;
-use crate::config::Config;
+use crate::config::{Config, Deployment};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,10 +29,20 @@ pub struct Health {
     /// `[deployment][key]`.
     pub breakers: Vec<Vec<Arc<Breaker>>>,
     pub deployments: Vec<Arc<DeploymentHealth>>,
-    pub budget: RetryBudget,
-    hedges: Mutex<RollingWindow>,
+    pub budget: Arc<RetryBudget>,
+    hedges: Arc<Mutex<RollingWindow>>,
     /// Requests waiting for capacity right now.
     queued: Arc<AtomicU32>,
+    /// Woken whenever a capacity-limited deployment frees a slot (shared by all of them).
+    freed: Arc<tokio::sync::Notify>,
+}
+
+/// A new breaker for each of a deployment's key slots.
+fn breakers_of(d: &Deployment, config: &Config) -> Vec<Arc<Breaker>> {
+    d.keys
+        .iter()
+        .map(|k| Breaker::new(k.alias.clone(), config.resilience.breaker))
+        .collect()
 }
 
 /// A place in the capacity queue; leaving the queue is dropping it.
@@ -105,8 +115,8 @@ pub fn go_duration(text: &str) -> Option<Duration> {
 pub struct DeploymentHealth {
     ttfb: Mutex<VecDeque<Duration>>,
     in_flight: AtomicU32,
-    /// `max_concurrency`, or `u32::MAX` when unlimited.
-    capacity: u32,
+    /// `max_concurrency`, or `u32::MAX` when unlimited (a reload may change it).
+    capacity: AtomicU32,
     latency: Mutex<PeakEwma>,
     /// Woken whenever a request leaves a deployment that has a capacity, for queued requests.
     freed: Arc<tokio::sync::Notify>,
@@ -143,37 +153,93 @@ const DEFAULT_LATENCY: Duration = Duration::from_millis(50);
 
 impl Health {
     pub fn new(config: &Config) -> Health {
-        let policy = config.resilience.breaker;
+        let freed = Arc::new(tokio::sync::Notify::new());
         Health {
             breakers: config
                 .deployments
                 .iter()
-                .map(|d| {
-                    d.keys
-                        .iter()
-                        .map(|k| Breaker::new(k.alias.clone(), policy))
-                        .collect()
-                })
+                .map(|d| breakers_of(d, config))
                 .collect(),
-            deployments: {
-                let freed = Arc::new(tokio::sync::Notify::new());
-                config
-                    .deployments
-                    .iter()
-                    .map(|d| {
-                        let capacity = d.max_concurrency.unwrap_or(u32::MAX);
-                        Arc::new(DeploymentHealth::new(
-                            capacity,
-                            d.keys.len(),
-                            Arc::clone(&freed),
-                        ))
-                    })
-                    .collect()
-            },
-            budget: RetryBudget::new(config.resilience.retry_budget),
-            hedges: Mutex::new(RollingWindow::new(Duration::from_secs(60), Instant::now())),
+            deployments: config
+                .deployments
+                .iter()
+                .map(|d| Arc::new(DeploymentHealth::of(d, Arc::clone(&freed))))
+                .collect(),
+            budget: Arc::new(RetryBudget::new(config.resilience.retry_budget)),
+            hedges: Arc::new(Mutex::new(RollingWindow::new(
+                Duration::from_secs(60),
+                Instant::now(),
+            ))),
             queued: Arc::new(AtomicU32::new(0)),
+            freed,
         }
+    }
+
+    /// The health of a reloaded configuration: what was learned about deployments and key slots
+    /// whose identity did not change is kept (breakers with their phase and counts, latency
+    /// estimates, time-to-first-byte samples, in-flight counts, headroom), taking the new
+    /// configuration's policy and capacity; new or changed ones start fresh. The retry budget, the
+    /// hedge window and the capacity queue carry over while their policy is the same.
+    ///
+    /// A deployment's identity is its name, provider, base URL and upstream model (and its number
+    /// of keys, for its per-key state); a key slot's, its deployment's plus its alias and secret.
+    pub fn succeeding(previous: &Health, old: &Config, config: &Config) -> Health {
+        let find = |d: &Deployment| {
+            old.deployments.iter().position(|o| {
+                o.name == d.name
+                    && o.provider == d.provider
+                    && o.base_url == d.base_url
+                    && o.upstream_model == d.upstream_model
+            })
+        };
+        let mut health = Health {
+            budget: if old.resilience.retry_budget == config.resilience.retry_budget {
+                Arc::clone(&previous.budget)
+            } else {
+                Arc::new(RetryBudget::new(config.resilience.retry_budget))
+            },
+            hedges: Arc::clone(&previous.hedges),
+            queued: Arc::clone(&previous.queued),
+            freed: Arc::clone(&previous.freed),
+            breakers: Vec::with_capacity(config.deployments.len()),
+            deployments: Vec::with_capacity(config.deployments.len()),
+        };
+        let policy = config.resilience.breaker;
+        for d in &config.deployments {
+            let before = find(d);
+            let breakers = d
+                .keys
+                .iter()
+                .map(|k| {
+                    let kept = before.and_then(|o| {
+                        let slot = old.deployments[o]
+                            .keys
+                            .iter()
+                            .position(|ok| ok.alias == k.alias && ok.secret == k.secret)?;
+                        previous.breakers.get(o)?.get(slot)
+                    });
+                    match kept {
+                        Some(breaker) => {
+                            breaker.set_policy(policy);
+                            Arc::clone(breaker)
+                        }
+                        None => Breaker::new(k.alias.clone(), policy),
+                    }
+                })
+                .collect();
+            health.breakers.push(breakers);
+            let kept = before
+                .filter(|&o| old.deployments[o].keys.len() == d.keys.len())
+                .and_then(|o| previous.deployments.get(o));
+            health.deployments.push(match kept {
+                Some(dh) => {
+                    dh.set_capacity(d.max_concurrency.unwrap_or(u32::MAX));
+                    Arc::clone(dh)
+                }
+                None => Arc::new(DeploymentHealth::of(d, Arc::clone(&health.freed))),
+            });
+        }
+        health
     }
 
     /// Takes a place in the capacity queue, or `None` when `max` requests already wait.
@@ -248,11 +314,25 @@ impl DeploymentHealth {
         Some(*value)
     }
 
+    fn of(d: &Deployment, freed: Arc<tokio::sync::Notify>) -> Self {
+        DeploymentHealth::new(d.max_concurrency.unwrap_or(u32::MAX), d.keys.len(), freed)
+    }
+
+    fn set_capacity(&self, capacity: u32) {
+        self.capacity.store(capacity, Ordering::Release);
+        // Waiters may fit now.
+        self.freed.notify_waiters();
+    }
+
+    fn capacity_now(&self) -> u32 {
+        self.capacity.load(Ordering::Acquire)
+    }
+
     fn new(capacity: u32, keys: usize, freed: Arc<tokio::sync::Notify>) -> Self {
         DeploymentHealth {
             ttfb: Mutex::new(VecDeque::new()),
             in_flight: AtomicU32::new(0),
-            capacity,
+            capacity: AtomicU32::new(capacity),
             latency: Mutex::new(PeakEwma {
                 micros: DEFAULT_LATENCY.as_secs_f64() * 1e6,
                 at: Instant::now(),
@@ -273,18 +353,19 @@ impl DeploymentHealth {
     pub fn try_enter(self: &Arc<Self>) -> Option<InFlight> {
         self.in_flight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.capacity).then_some(n + 1)
+                (n < self.capacity_now()).then_some(n + 1)
             })
             .ok()
             .map(|_| InFlight(Arc::clone(self)))
     }
 
     pub fn capacity(&self) -> Option<u32> {
-        (self.capacity != u32::MAX).then_some(self.capacity)
+        let capacity = self.capacity_now();
+        (capacity != u32::MAX).then_some(capacity)
     }
 
     pub fn at_capacity(&self) -> bool {
-        self.in_flight() >= self.capacity
+        self.in_flight() >= self.capacity_now()
     }
 
     /// In flight relative to capacity (in flight itself when unlimited): least-busy's score.
@@ -353,7 +434,7 @@ pub struct InFlight(Arc<DeploymentHealth>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        if self.0.capacity != u32::MAX {
+        if self.0.capacity_now() != u32::MAX {
             self.0.freed.notify_waiters();
         }
     }

@@ -70,6 +70,8 @@ struct Shared {
     /// `[level][reason]`.
     limited: [[Counter; LIMIT_REASONS.len()]; LIMIT_LEVELS.len()],
     transitions: Mutex<Transitions>,
+    /// Configuration reloads by result.
+    reloads: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// Breaker transitions, counted from the event channel when the exposition is written (and
@@ -347,6 +349,7 @@ impl Metrics {
                 known: ArcSwap::from_pointee(known),
                 registry: Mutex::new(registry),
                 limited: Default::default(),
+                reloads: Mutex::new(BTreeMap::new()),
                 transitions: Mutex::new(Transitions {
                     events: events.subscribe(),
                     counts: BTreeMap::new(),
@@ -371,6 +374,11 @@ impl Metrics {
             Arc::downgrade(&self.shared),
             events.subscribe(),
         ));
+    }
+
+    /// Counts one configuration reload by its result (`ok`, `unchanged`, `invalid`, …).
+    pub fn count_reload(&self, result: &'static str) {
+        *lock(&self.shared.reloads).entry(result).or_insert(0) += 1;
     }
 
     /// Records one finished request.
@@ -743,6 +751,27 @@ impl Metrics {
             }
         }
 
+        family(
+            w,
+            "nines_config_info",
+            "gauge",
+            "The loaded configuration: 1, labelled with the SHA-256 prefix of its file's text.",
+        );
+        sample(w, "nines_config_info", &[("hash", &config.hash)], 1.0);
+        family(
+            w,
+            "nines_config_reloads_total",
+            "counter",
+            "Configuration reloads (SIGHUP, POST /admin/reload, file watch) by result: ok, unchanged, invalid (refused: the old configuration stays), unusable, no_source.",
+        );
+        for (result, n) in lock(&shared.reloads).iter() {
+            sample(
+                w,
+                "nines_config_reloads_total",
+                &[("result", result)],
+                *n as f64,
+            );
+        }
         family(
             w,
             "nines_retry_budget_remaining",

@@ -94,7 +94,7 @@ impl RequestSummary {
 
     /// The client saw an error (a 4xx of its own making is not the gateway failing it).
     pub fn client_visible_failure(&self) -> bool {
-        self.status >= 500 || self.outcome == "stream_broken"
+        self.status >= 500 || self.outcome == "stream_broken" || self.outcome == "interrupted"
     }
 
     /// Failure classes of the attempts that did not serve.

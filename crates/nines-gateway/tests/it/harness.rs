@@ -8,15 +8,15 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub struct Harness {
     pub addr: SocketAddr,
     pub mocks: Vec<MockServer>,
     pub client: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<std::io::Result<()>>>,
+    pub state: std::sync::Arc<AppState>,
+    stop: Option<tokio::sync::watch::Sender<nines_gateway::Stop>>,
+    server: Option<JoinHandle<std::io::Result<nines_gateway::Stopped>>>,
 }
 
 impl Harness {
@@ -30,47 +30,49 @@ impl Harness {
     /// Starts one mock per name (a mock's name appears in its replies, so equal names give
     /// equal replies) and the gateway on `template`, where `{mockN}` is the N-th mock.
     pub async fn start_named(names: &[&str], template: &str) -> Harness {
-        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let mut servers = Vec::new();
-        for name in names {
-            let options = MockOptions {
-                name: (*name).to_owned(),
-                models: vec!["mock-model".into()],
-                fault: None,
-            };
-            servers.push(MockServer::start(loopback, options).await.unwrap());
-        }
-        let mut text = template.to_owned();
-        for (i, m) in servers.iter().enumerate() {
-            text = text.replace(&format!("{{mock{i}}}"), &m.base_url());
-            // Gemini and Replicate base URLs are host roots: their paths carry the version.
-            text = text.replace(
-                &format!("{{mock{i}_root}}"),
-                &format!("http://{}", m.addr()),
-            );
-        }
-        let config = Config::parse(Path::new("test.toml"), &text, &|name| match name {
-            "TEST_KEY" => Some("sk-upstream-secret-0001".into()),
-            "TEST_KEY_2" => Some("sk-upstream-secret-0002".into()),
-            _ => None,
-        })
-        .unwrap();
+        let servers = mocks_named(names).await;
+        let text = fill(template, &servers);
+        let config = Config::parse(Path::new("test.toml"), &text, &test_env).unwrap();
         let state = AppState::new(Runtime::build(config).unwrap());
+        Harness::serve(servers, state).await
+    }
+
+    /// Like [`Harness::start`], with the configuration read from `file` (written from
+    /// `template`), so it can be reloaded ([`Harness::rewrite`], `POST /admin/reload`, a watch).
+    pub async fn start_reloadable(mocks: usize, template: &str, file: &Path) -> Harness {
+        let names: Vec<String> = (0..mocks).map(|i| format!("mock{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let servers = mocks_named(&names).await;
+        std::fs::write(file, fill(template, &servers)).unwrap();
+        let config = Config::load(file, &test_env).unwrap();
+        let state = AppState::new(Runtime::build(config).unwrap());
+        state.set_config_source(nines_gateway::state::ConfigSource {
+            path: file.to_path_buf(),
+            env: std::sync::Arc::new(test_env),
+        });
+        Harness::serve(servers, state).await
+    }
+
+    /// `template` with this harness's mocks filled in.
+    pub fn fill(&self, template: &str) -> String {
+        fill(template, &self.mocks)
+    }
+
+    async fn serve(servers: Vec<MockServer>, state: std::sync::Arc<AppState>) -> Harness {
+        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let listener = tokio::net::TcpListener::bind(loopback).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
+        let (tx, rx) = tokio::sync::watch::channel(nines_gateway::Stop::Serving);
         let server = tokio::spawn(nines_gateway::serve(
             listener,
-            state,
-            async move {
-                let _ = rx.await;
-            },
-            Duration::from_secs(5),
+            std::sync::Arc::clone(&state),
+            rx,
         ));
         Harness {
             addr,
             mocks: servers,
             client: reqwest::Client::new(),
+            state,
             stop: Some(tx),
             server: Some(server),
         }
@@ -120,12 +122,50 @@ impl Harness {
     /// Graceful stop; returns the server's result.
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
+            let _ = tx.send(nines_gateway::Stop::Close);
         }
         if let Some(h) = self.server.take() {
             h.await.unwrap().unwrap();
         }
     }
+}
+
+/// The secrets test configurations name.
+pub fn test_env(name: &str) -> Option<String> {
+    match name {
+        "TEST_KEY" => Some("sk-upstream-secret-0001".into()),
+        "TEST_KEY_2" => Some("sk-upstream-secret-0002".into()),
+        _ => None,
+    }
+}
+
+/// One mock per name, on ephemeral ports.
+async fn mocks_named(names: &[&str]) -> Vec<MockServer> {
+    let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut servers = Vec::new();
+    for name in names {
+        let options = MockOptions {
+            name: (*name).to_owned(),
+            models: vec!["mock-model".into()],
+            fault: None,
+        };
+        servers.push(MockServer::start(loopback, options).await.unwrap());
+    }
+    servers
+}
+
+/// `template` with each `{mockN}` (base URL) and `{mockN_root}` (host root) filled in.
+fn fill(template: &str, servers: &[MockServer]) -> String {
+    let mut text = template.to_owned();
+    for (i, m) in servers.iter().enumerate() {
+        text = text.replace(&format!("{{mock{i}}}"), &m.base_url());
+        // Gemini and Replicate base URLs are host roots: their paths carry the version.
+        text = text.replace(
+            &format!("{{mock{i}_root}}"),
+            &format!("http://{}", m.addr()),
+        );
+    }
+    text
 }
 
 /// One deployment per mock, all in one priority model `chat`, plus `embed`.
@@ -206,44 +246,13 @@ impl Harness {
         F: FnOnce(Runtime) -> Fut,
         Fut: std::future::Future<Output = std::sync::Arc<AppState>>,
     {
-        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let mut servers = Vec::new();
-        for i in 0..mocks {
-            let options = MockOptions {
-                name: format!("mock{i}"),
-                models: vec!["mock-model".into()],
-                fault: None,
-            };
-            servers.push(MockServer::start(loopback, options).await.unwrap());
-        }
-        let mut text = template.to_owned();
-        for (i, m) in servers.iter().enumerate() {
-            text = text.replace(&format!("{{mock{i}}}"), &m.base_url());
-        }
-        let config = Config::parse(Path::new("test.toml"), &text, &|name| match name {
-            "TEST_KEY" => Some("sk-upstream-secret-0001".into()),
-            _ => None,
-        })
-        .unwrap();
+        let names: Vec<String> = (0..mocks).map(|i| format!("mock{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let servers = mocks_named(&names).await;
+        let text = fill(template, &servers);
+        let config = Config::parse(Path::new("test.toml"), &text, &test_env).unwrap();
         let state = build(Runtime::build(config).unwrap()).await;
-        let listener = tokio::net::TcpListener::bind(loopback).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(nines_gateway::serve(
-            listener,
-            state,
-            async move {
-                let _ = rx.await;
-            },
-            Duration::from_secs(5),
-        ));
-        Harness {
-            addr,
-            mocks: servers,
-            client: reqwest::Client::new(),
-            stop: Some(tx),
-            server: Some(server),
-        }
+        Harness::serve(servers, state).await
     }
 
     /// [`Harness::start_with`] with `AppState::open`: what `nines serve` does.

@@ -34,6 +34,7 @@ const LAYERS: &[&str] = &[
     "videos",
     "status",
     "api",
+    "server",
 ];
 
 /// A crate's source files by module path (`resilience::attempt`; the root is empty).

@@ -17,6 +17,7 @@ mod layers;
 mod metrics;
 mod openai_proxy;
 mod providers_native;
+mod reload;
 mod request_path;
 mod resilience;
 mod resume;

@@ -7,8 +7,6 @@ use nines_mock::{FaultScript, MockOptions, MockServer};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
-use tokio::sync::oneshot;
 
 const TEXT: &str = "/v1/text_to_video";
 const IMAGE: &str = "/v1/image_to_video";
@@ -21,13 +19,13 @@ struct Videos {
     addr: SocketAddr,
     mocks: Vec<MockServer>,
     client: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
+    stop: Option<tokio::sync::watch::Sender<nines_gateway::Stop>>,
 }
 
 impl Drop for Videos {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(nines_gateway::Stop::Close);
         }
     }
 }
@@ -76,15 +74,8 @@ impl Videos {
         let state = AppState::new(Runtime::build(config).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(nines_gateway::serve(
-            listener,
-            state,
-            async move {
-                let _ = rx.await;
-            },
-            Duration::from_secs(1),
-        ));
+        let (tx, rx) = tokio::sync::watch::channel(nines_gateway::Stop::Serving);
+        tokio::spawn(nines_gateway::serve(listener, state, rx));
         Videos {
             addr,
             mocks,

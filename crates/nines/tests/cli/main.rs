@@ -8,8 +8,21 @@
 mod check;
 mod demo;
 mod keys;
+mod lifecycle;
 mod process;
 mod report;
 mod sdk;
 mod serve;
 mod traces;
+
+/// Says that `test` skipped and why, where a reader sees it: written to the terminal directly,
+/// past the test harness's output capture (which hides `eprintln!` of passing tests). Under `CI`
+/// a skip would hide a missing install step, so it fails instead.
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write;
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: {why} (CI is set: .ci/run installs what the tests need)"
+    );
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}

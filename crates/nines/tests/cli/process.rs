@@ -3,14 +3,27 @@
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
 
 pub struct Nines {
     pub child: Child,
-    pub lines: Lines<BufReader<ChildStdout>>,
+    /// Stdout, line by line. A task reads the pipe all the time: a gateway whose stdout pipe is
+    /// full blocks in its logging, which would look like a gateway that hangs.
+    pub lines: Lines,
     /// Every stdout line read so far.
     pub seen: Vec<String>,
+}
+
+/// The lines a reader task took from a child's stdout.
+pub struct Lines(mpsc::UnboundedReceiver<String>);
+
+impl Lines {
+    /// The next line; `Ok(None)` at the end of the output.
+    pub async fn next_line(&mut self) -> std::io::Result<Option<String>> {
+        Ok(self.0.recv().await)
+    }
 }
 
 /// An HTTP client for tests (installs the TLS provider reqwest is built to expect).
@@ -32,9 +45,18 @@ impl Nines {
     pub fn spawn(mut cmd: Command) -> Nines {
         let mut child = cmd.spawn().expect("spawn nines");
         let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
         Nines {
             child,
-            lines: BufReader::new(stdout).lines(),
+            lines: Lines(rx),
             seen: Vec::new(),
         }
     }
@@ -82,19 +104,43 @@ impl Nines {
         format!("http://{}", line["addr"].as_str().expect("addr"))
     }
 
-    /// Sends SIGTERM and returns the exit status plus the rest of stdout.
-    pub async fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+    /// Sends a signal (`"HUP"`, `"TERM"`, `"INT"`, `"KILL"`) to the process.
+    pub fn signal(&self, name: &str) {
         let pid = self.child.id().expect("pid");
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
-        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
-            .await
-            .expect("nines did not stop on SIGTERM")
-            .expect("wait");
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name} {pid}");
+    }
+
+    /// Waits (at most `within`) for the process to exit; returns its status and the rest of
+    /// stdout.
+    pub async fn exited(mut self, within: Duration) -> (std::process::ExitStatus, Vec<String>) {
+        let deadline = tokio::time::Instant::now() + within;
+        // Stdout is read while waiting: a process whose pipe is full cannot exit.
+        let mut open = true;
+        let status = loop {
+            tokio::select! {
+                status = self.child.wait() => break status.expect("wait"),
+                line = self.lines.next_line(), if open => match line {
+                    Ok(Some(line)) => self.seen.push(line),
+                    _ => open = false,
+                },
+                () = tokio::time::sleep_until(deadline) => {
+                    panic!("nines did not exit within {within:?}; saw {:?}", self.seen)
+                }
+            }
+        };
         while let Ok(Some(line)) = self.lines.next_line().await {
             self.seen.push(line);
         }
         (status, self.seen)
+    }
+
+    /// Sends SIGTERM and returns the exit status plus the rest of stdout.
+    pub async fn terminate(self) -> (std::process::ExitStatus, Vec<String>) {
+        self.signal("TERM");
+        self.exited(Duration::from_secs(20)).await
     }
 }

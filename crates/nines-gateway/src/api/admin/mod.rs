@@ -10,6 +10,7 @@
 //! | `POST /admin/keys/{id}/revoke` | revoke |
 //! | `GET /admin/usage` | newest records, `?key=` / `?user=` / `?org=`, `?limit=` (100) |
 //! | `GET /admin/status` | limiter, store, usage writer and ledger persistence counters |
+//! | `POST /admin/reload` | reload the configuration file (works without a store): 200 with the new hash, what changed and what needs a restart, or 400 with the file:line error (the running configuration stays) |
 //! | `GET /admin/reports/sla` | `?window=30d&format=json\|csv\|md`: the SLA report (`status::report`, `docs/sla.md`), summed over every replica's rows in the store |
 //!
 //! Ids are accepted where names are: an org by id or name, a user by id or `org/name`.
@@ -23,7 +24,7 @@ pub use error::AdminError;
 use crate::auth::Level;
 use crate::config::access::Limits;
 use crate::limits::{Limiters, Period};
-use crate::state::{AppState, Runtime};
+use crate::state::{AppState, ReloadError, Runtime};
 use crate::store::{NewKey, Store};
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -53,6 +54,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/keys/{id}/revoke", post(revoke_key))
         .route("/usage", get(usage))
         .route("/status", get(status))
+        .route("/reload", post(reload))
         .route("/reports/sla", get(sla_report))
         .route("/routes", get(routes::routes))
 }
@@ -111,6 +113,33 @@ async fn spend_of(store: &Store, level: Level, id: &str) -> Result<Value, AdminE
         .await
         .map_err(AdminError::from)?;
     Ok(json!({"today": today, "month": month}))
+}
+
+/// `POST /admin/reload`: the configuration file read again and, when valid, swapped in.
+async fn reload(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    render(
+        async {
+            admin_key(&state.runtime(), &headers)?;
+            let reloading = Arc::clone(&state);
+            // Reading and validating the file is blocking I/O.
+            let reloaded = tokio::task::spawn_blocking(move || reloading.reload())
+                .await
+                .map_err(|e| AdminError::Unavailable(format!("the reload did not finish: {e}")))?;
+            match reloaded {
+                Ok(r) => json_reply(
+                    StatusCode::OK,
+                    json!({
+                        "status": if r.changed { "reloaded" } else { "unchanged" },
+                        "config_hash": r.hash,
+                        "restart_needed": r.restart_needed,
+                    }),
+                ),
+                Err(e @ ReloadError::NoSource) => Err(AdminError::Unavailable(e.to_string())),
+                Err(e) => Err(AdminError::Invalid(e.to_string())),
+            }
+        }
+        .await,
+    )
 }
 
 /// The admin API's response boundary: a refusal is logged here, once, by its label.

@@ -1,5 +1,14 @@
 //! Shared state: the current runtime (config, routing table, upstream clients) behind `ArcSwap`,
-//! so every request reads it without a lock and a reload swaps it whole.
+//! so every request reads it without a lock and a reload swaps it whole (`reload.rs`, from a
+//! signal, the admin API or a file watch, `watch.rs`); and where the process is in its life
+//! (`lifecycle.rs`), which the server moves forward on shutdown.
+
+pub mod lifecycle;
+mod reload;
+pub mod watch;
+
+pub use lifecycle::{Lifecycle, Phase};
+pub use reload::{ConfigSource, ReloadError, Reloaded};
 
 use crate::auth::StaticKeys;
 use crate::config::Config;
@@ -31,6 +40,18 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn build(config: Config) -> Result<Runtime, String> {
+        let health = Health::new(&config);
+        Runtime::with_health(config, health)
+    }
+
+    /// The runtime of a reloaded configuration: what `previous` learned about deployments and
+    /// key slots that did not change is kept (`Health::succeeding`).
+    pub fn succeeding(config: Config, previous: &Runtime) -> Result<Runtime, String> {
+        let health = Health::succeeding(&previous.health, &previous.config, &config);
+        Runtime::with_health(config, health)
+    }
+
+    fn with_health(config: Config, health: Health) -> Result<Runtime, String> {
         let upstreams = config
             .deployments
             .iter()
@@ -42,7 +63,7 @@ impl Runtime {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Runtime {
             table: RoutingTable::build(&config),
-            health: Arc::new(Health::new(&config)),
+            health: Arc::new(health),
             static_keys: StaticKeys::index(&config.access.auth),
             config: Arc::new(config),
             upstreams,
@@ -61,6 +82,23 @@ pub struct AppState {
     pub ledger_writer: Option<Arc<LedgerWriter>>,
     /// The last `/status.json`, served for a second.
     pub status_cache: Memo,
+    /// Serving, draining, closing or cutting; requests in flight.
+    pub lifecycle: Lifecycle,
+    /// The file the configuration is reloaded from, once the binary said which.
+    source: std::sync::OnceLock<ConfigSource>,
+    /// One reload at a time.
+    reloading: std::sync::Mutex<()>,
+}
+
+/// What the end of the process wrote out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Flushed {
+    /// Usage records still queued after waiting (0: all written).
+    pub usage_pending: u64,
+    /// Ledger rows written by the final flush (`None`: no store, or it failed).
+    pub ledger_rows: Option<usize>,
+    /// Sessions ended and counted.
+    pub sessions: usize,
 }
 
 impl AppState {
@@ -116,24 +154,34 @@ impl AppState {
             telemetry,
             ledger_writer,
             status_cache: Memo::default(),
+            lifecycle: Lifecycle::default(),
+            source: std::sync::OnceLock::new(),
+            reloading: std::sync::Mutex::new(()),
         })
     }
 
     /// At shutdown, after the server stopped: queued usage records go to the store, live sessions
     /// are counted, the ledger's changes since its last flush are written and trace spans are
     /// sent, each waiting at most `within`.
-    pub async fn shutdown(&self, within: std::time::Duration) {
+    pub async fn shutdown(&self, within: std::time::Duration) -> Flushed {
         self.access.drain(within).await;
-        let sessions = self.telemetry.shutdown(within).await;
+        let mut flushed = Flushed {
+            usage_pending: self.access.usage.as_ref().map_or(0, |u| {
+                u.stats.pending.load(std::sync::atomic::Ordering::Relaxed)
+            }),
+            sessions: self.telemetry.shutdown(within).await,
+            ledger_rows: None,
+        };
         if let Some(writer) = &self.ledger_writer {
             match tokio::time::timeout(within, writer.flush()).await {
-                Ok(Ok(rows)) => tracing::info!(rows, sessions, "availability ledger flushed"),
+                Ok(Ok(rows)) => flushed.ledger_rows = Some(rows),
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "availability ledger could not be flushed at shutdown")
                 }
                 Err(_) => tracing::warn!("availability ledger flush at shutdown timed out"),
             }
         }
+        flushed
     }
 
     /// The current runtime; cheap, lock-free.
