@@ -5,7 +5,8 @@
 //! connection that has not delivered a request yet is not closed the moment shutdown begins. It
 //! was accepted an instant before the listener closed and its client has most likely sent its
 //! request already; closing it would fail that request. It gets [`FIRST_REQUEST_WAIT`] for the
-//! request to arrive, is answered (with `connection: close`), and then closes.
+//! request to arrive, is answered (with `connection: close`), and then closes; one whose request
+//! head has not arrived by then is closed (a half-sent head must not hold the shutdown).
 
 use super::FIRST_REQUEST_WAIT;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -62,6 +63,11 @@ impl Connections {
                     ended = conn.as_mut() => return log_end(ended),
                     () = first_request.wait() => {}
                     () = tokio::time::sleep(FIRST_REQUEST_WAIT) => {}
+                }
+                // Still no complete request head: a client that sends nothing, or one so slow it
+                // would hold the shutdown. Closed.
+                if !first_request.has_arrived() {
+                    return;
                 }
             }
             conn.as_mut().graceful_shutdown();

@@ -175,10 +175,16 @@ async fn sigterm_drains_in_order_and_cuts_what_outlives_the_grace() {
         tokio::spawn(async move { request.await.unwrap().text().await.unwrap() })
     };
     let mut stalled = half_sent(&base);
+    // A client that sends half a request head and stops: it must not hold the shutdown either.
+    let mut slow_head = std::net::TcpStream::connect(base.trim_start_matches("http://")).unwrap();
+    slow_head.write_all(b"POST /v1/chat/comp").unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let signalled = Instant::now();
     nines.signal("TERM");
+    nines
+        .wait_for("shutting down: readiness is 503; still accepting during the drain delay")
+        .await;
     // Draining: not ready, but still accepting and serving, asking clients to go elsewhere next.
     let ready = http
         .get(format!("{base}/health/ready"))
@@ -219,6 +225,22 @@ async fn sigterm_drains_in_order_and_cuts_what_outlives_the_grace() {
     let _ = stalled.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("shutting_down"), "{answer}");
+
+    // The half-sent head is closed about a second after the listener closed.
+    slow_head
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut nothing = Vec::new();
+    let closed = slow_head.read_to_end(&mut nothing);
+    assert!(
+        closed.is_ok() && nothing.is_empty(),
+        "{closed:?} {nothing:?}"
+    );
+    assert!(
+        signalled.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        signalled.elapsed()
+    );
 
     // The stream outlives the grace: it ends with the error event, never [DONE].
     let text = stream.await.unwrap();
