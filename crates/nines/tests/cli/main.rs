@@ -8,6 +8,7 @@
 mod check;
 mod demo;
 mod keys;
+mod loadtest;
 mod process;
 mod report;
 mod sdk;
