@@ -7,6 +7,7 @@
 
 mod check;
 mod demo;
+mod examples;
 mod keys;
 mod loadtest;
 mod process;
