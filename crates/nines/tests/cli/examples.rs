@@ -41,9 +41,16 @@ async fn every_shipped_config_passes_nines_check() {
         "self-hosted-replicas.toml",
         "multi-tenant.toml",
     ] {
-        assert!(names.iter().any(|n| n == wanted), "examples/{wanted} is missing: {names:?}");
+        assert!(
+            names.iter().any(|n| n == wanted),
+            "examples/{wanted} is missing: {names:?}"
+        );
     }
-    files.extend(configs(&root.join("deploy")).into_iter().filter(|p| p.ends_with("nines.toml")));
+    files.extend(
+        configs(&root.join("deploy"))
+            .into_iter()
+            .filter(|p| p.ends_with("nines.toml")),
+    );
     assert!(files.len() >= 6, "{files:?}");
     for file in &files {
         let output = command(&["check", "--config", file.to_str().unwrap()])
@@ -64,6 +71,9 @@ async fn every_shipped_config_passes_nines_check() {
             String::from_utf8_lossy(&output.stderr)
         );
         assert!(stdout.contains(": ok ("), "{}: {stdout}", file.display());
-        assert!(!stdout.contains("sk-example"), "a key in check's output: {stdout}");
+        assert!(
+            !stdout.contains("sk-example"),
+            "a key in check's output: {stdout}"
+        );
     }
 }

@@ -7,6 +7,7 @@
 
 mod check;
 mod demo;
+mod deploy;
 mod examples;
 mod keys;
 mod loadtest;
