@@ -313,3 +313,40 @@ fn kubernetes_manifests_render_validate_and_have_the_production_shape() {
     assert_eq!(service["spec"]["ports"][0]["targetPort"], "http");
     let _ = std::fs::remove_dir_all(&scratch);
 }
+
+/// The systemd units pass `systemd-analyze verify` (with the binary's path pointed at
+/// `/bin/true`, since nines is not installed here), and the stop timeout covers the drain.
+#[test]
+fn systemd_units_verify() {
+    const TEST: &str = "systemd_units_verify";
+    let Some(analyze) = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+    else {
+        return skip(TEST, "no systemd-analyze (Debian: systemd)");
+    };
+    let units = repo().join("deploy/systemd");
+    let scratch = std::env::temp_dir().join(format!("nines-systemd-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let service = std::fs::read_to_string(units.join("nines.service")).unwrap();
+    assert!(
+        service.contains("TimeoutStopSec=45s"),
+        "drain_delay + shutdown_grace + flush"
+    );
+    std::fs::write(
+        scratch.join("nines.service"),
+        service.replace("/usr/local/bin/nines", "/bin/true"),
+    )
+    .unwrap();
+    std::fs::copy(units.join("nines.socket"), scratch.join("nines.socket")).unwrap();
+    let out = Command::new(analyze)
+        .arg("verify")
+        .arg(scratch.join("nines.service"))
+        .arg(scratch.join("nines.socket"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+    let _ = std::fs::remove_dir_all(&scratch);
+}
