@@ -15,19 +15,15 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use axum::Json;
-use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error;
-use crate::state::MockState;
 
 /// A provider's capacity. Installed with [`crate::MockServer::set_capacity`],
 /// `POST /_mock/capacity` or `nines mock --capacity`.
@@ -91,35 +87,27 @@ impl ActiveCapacity {
     }
 }
 
-/// A slot held by one request, with the model it was taken under.
-pub(crate) struct Slot {
-    model: Arc<ActiveCapacity>,
-    _permit: OwnedSemaphorePermit,
-}
+/// Why a request got no slot: the line was full.
+pub(crate) struct LineFull;
 
-/// Waits in line for a slot and then for the request's service time. `Err` is the answer instead
-/// (a full line, or the server shutting down).
-pub(crate) async fn take(state: &MockState, active: Arc<ActiveCapacity>) -> Result<Slot, Response> {
-    let waiting = active.waiting.fetch_add(1, Ordering::Relaxed);
-    let in_line = LeaveLine(&active.waiting);
-    if active.model.max_queue.is_some_and(|max| waiting >= max)
-        && active.slots.available_permits() == 0
-    {
-        return Err(overloaded());
+impl ActiveCapacity {
+    /// Waits in line for a slot (first come, first served); `Err` when `max_queue` requests
+    /// already wait and no slot is free.
+    pub(crate) async fn enter(&self) -> Result<OwnedSemaphorePermit, LineFull> {
+        let waiting = self.waiting.fetch_add(1, Ordering::Relaxed);
+        let in_line = LeaveLine(&self.waiting);
+        if self.model.max_queue.is_some_and(|max| waiting >= max)
+            && self.slots.available_permits() == 0
+        {
+            return Err(LineFull);
+        }
+        let permit = Arc::clone(&self.slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| LineFull)?;
+        drop(in_line);
+        Ok(permit)
     }
-    let permit = tokio::select! {
-        permit = Arc::clone(&active.slots).acquire_owned() => permit.map_err(|_| overloaded())?,
-        () = state.shutting_down() => return Err(overloaded()),
-    };
-    drop(in_line);
-    let service = Duration::from_millis(active.model.service_ms);
-    if !service.is_zero() && !state.sleep(service).await {
-        return Err(overloaded());
-    }
-    Ok(Slot {
-        model: active,
-        _permit: permit,
-    })
 }
 
 /// Decrements the line's length when a request leaves it (served, refused or gone).
@@ -131,52 +119,8 @@ impl Drop for LeaveLine<'_> {
     }
 }
 
-/// The response, held in its slot for its decoding time: a stream event by event, any other
-/// answer for `token_ms` × its output tokens before it goes out.
-pub(crate) async fn hold(
-    state: &MockState,
-    slot: Slot,
-    response: Response,
-    streaming: bool,
-) -> Response {
-    let per_token = Duration::from_millis(slot.model.model.token_ms);
-    if streaming {
-        let (parts, body) = response.into_parts();
-        let state = state.clone();
-        let mut first = true;
-        let body = body.into_data_stream().then(move |frame| {
-            let _slot = &slot;
-            let wait = if std::mem::take(&mut first) {
-                Duration::ZERO
-            } else {
-                per_token
-            };
-            let state = state.clone();
-            async move {
-                if !wait.is_zero() {
-                    state.sleep(wait).await;
-                }
-                frame
-            }
-        });
-        return Response::from_parts(parts, Body::from_stream(body));
-    }
-    if per_token.is_zero() {
-        return response;
-    }
-    let (parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, crate::track::BODY_LIMIT).await else {
-        return error::invalid_request("could not buffer the mock's own answer");
-    };
-    let tokens = output_tokens(&bytes);
-    let wait = per_token.saturating_mul(u32::try_from(tokens).unwrap_or(u32::MAX));
-    state.sleep(wait).await;
-    drop(slot);
-    Response::from_parts(parts, Body::from(bytes))
-}
-
 /// Output tokens an answer reports, in any dialect's usage shape; 1 when it reports none.
-fn output_tokens(body: &[u8]) -> u64 {
+pub(crate) fn output_tokens(body: &[u8]) -> u64 {
     let Ok(value) = serde_json::from_slice::<Value>(body) else {
         return 1;
     };
@@ -191,7 +135,7 @@ fn output_tokens(body: &[u8]) -> u64 {
 }
 
 /// The answer to a request the line has no room for.
-fn overloaded() -> Response {
+pub(crate) fn overloaded() -> Response {
     (
         StatusCode::TOO_MANY_REQUESTS,
         Json(error::body(

@@ -148,6 +148,7 @@ mod replicate;
 mod replicate_prediction;
 mod runway;
 mod runway_task;
+mod slots;
 mod sse;
 mod state;
 mod text;

@@ -11,7 +11,7 @@ use axum::response::Response;
 use futures_util::StreamExt;
 
 use crate::state::{MockState, RecordedRequest};
-use crate::{capacity, error};
+use crate::{error, slots};
 
 /// Largest request body the mock reads; far above anything a test or benchmark sends.
 pub(crate) const BODY_LIMIT: usize = 64 * 1024 * 1024;
@@ -47,12 +47,10 @@ async fn counted(state: MockState, route: &'static str, request: Request, next: 
     let (parts, body) = request.into_parts();
     // The capacity model: work (a POST) waits for a slot and its service time first.
     let slot = match state.active_capacity() {
-        Some(active) if parts.method == Method::POST => {
-            match capacity::take(&state, active).await {
-                Ok(slot) => Some(slot),
-                Err(refused) => return refused,
-            }
-        }
+        Some(active) if parts.method == Method::POST => match slots::take(&state, active).await {
+            Ok(slot) => Some(slot),
+            Err(refused) => return refused,
+        },
         _ => None,
     };
     let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
@@ -80,7 +78,7 @@ async fn counted(state: MockState, route: &'static str, request: Request, next: 
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let response = match slot {
-        Some(slot) => capacity::hold(&state, slot, response, streaming).await,
+        Some(slot) => slots::hold(&state, slot, response, streaming).await,
         None => response,
     };
     if !streaming {
