@@ -105,6 +105,9 @@ impl Completion {
         } else {
             let mut words = text::reply_words(state.name(), &text::last_user_text(&req.messages));
             let limit = req.max_completion_tokens.or(req.max_tokens);
+            if let Some(max) = limit.filter(|_| state.fills_max_tokens()) {
+                words = text::fill_words(&words, max);
+            }
             let truncated = limit.is_some_and(|max| (words.len() as u64) > max);
             if let Some(max) = limit {
                 words.truncate(usize::try_from(max).unwrap_or(usize::MAX));

@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::state::MockState;
-use crate::{FaultScript, error};
+use crate::{Capacity, FaultScript, error};
 
 pub(crate) fn routes() -> Router<MockState> {
     Router::new()
@@ -18,6 +18,10 @@ pub(crate) fn routes() -> Router<MockState> {
         .route(
             "/_mock/fault",
             get(get_fault).post(set_fault).delete(clear_fault),
+        )
+        .route(
+            "/_mock/capacity",
+            get(get_capacity).post(set_capacity).delete(clear_capacity),
         )
         .route("/_mock/reset", post(reset))
         .route("/_mock/requests", get(requests))
@@ -48,6 +52,29 @@ async fn set_fault(State(state): State<MockState>, body: Bytes) -> Response {
     }
     state.set_fault(script.clone());
     Json(json!({ "fault": script })).into_response()
+}
+
+async fn get_capacity(State(state): State<MockState>) -> Json<Option<Capacity>> {
+    Json(state.capacity())
+}
+
+/// Body: a capacity model, or `null` for unlimited. An invalid model is refused with 400 and
+/// leaves the current one in place.
+async fn set_capacity(State(state): State<MockState>, body: Bytes) -> Response {
+    let capacity = match serde_json::from_slice::<Option<Capacity>>(&body) {
+        Ok(capacity) => capacity,
+        Err(e) => return error::invalid_request(format!("invalid capacity model: {e}")),
+    };
+    if let Some(Err(e)) = capacity.as_ref().map(Capacity::validate) {
+        return error::invalid_request(format!("invalid capacity model: {e}"));
+    }
+    state.set_capacity(capacity.clone());
+    Json(json!({ "capacity": capacity })).into_response()
+}
+
+async fn clear_capacity(State(state): State<MockState>) -> StatusCode {
+    state.set_capacity(None);
+    StatusCode::NO_CONTENT
 }
 
 async fn clear_fault(State(state): State<MockState>) -> StatusCode {

@@ -36,6 +36,7 @@
 //! | `GET`/`DELETE /v1/tasks/{id}` | `/v1/tasks/{id}` | Runway; first poll `RUNNING` (progress 0.5), later ones the end state (`SUCCEEDED` with `output`); DELETE forgets the task (204) |
 //! | `GET /_mock/hits` | | `{"total","routes":{route: n},"max_in_flight":{route: n}}` |
 //! | `GET`/`POST`/`DELETE /_mock/fault` | | read / set (body: script or `null`) / clear the fault script |
+//! | `GET`/`POST`/`DELETE /_mock/capacity` | | read / set (body: a [`Capacity`] or `null`) / clear the capacity model |
 //! | `POST /_mock/reset` | | clear hits, maxima, recorded requests, remembered jobs and the fault |
 //! | `GET /_mock/requests` | | the last 256 requests on counted routes, headers and body included |
 //!
@@ -118,10 +119,21 @@
 //!   `cycle_down_ms` (default half) of every period.
 //!
 //! A script with no effect field (only gates, or empty) answers 503: the provider is down.
+//!
+//! # Capacity
+//!
+//! A [`Capacity`] models a provider that is busy rather than broken: `max_concurrency` slots,
+//! each request (a `POST` on a counted route) holding one for `service_ms` before its response
+//! head and `token_ms` per further stream event (non-streamed: per output token before the
+//! answer), the rest waiting in line, optionally at most `max_queue` of them (then 429). Latency
+//! grows with the queue once the offered load passes `max_concurrency` ÷ holding time, which is
+//! what `nines loadtest --find-capacity` looks for. `fill_max_tokens` makes OpenAI chat answers
+//! as long as their `max_tokens`. Faults apply after the wait, to the request holding the slot.
 //! Time is read from `tokio::time`, so paused-clock tests steer windows and delays.
 
 mod anthropic;
 mod auth;
+mod capacity;
 mod chat;
 mod control;
 mod effects;
@@ -136,6 +148,7 @@ mod replicate;
 mod replicate_prediction;
 mod runway;
 mod runway_task;
+mod slots;
 mod sse;
 mod state;
 mod text;
@@ -153,6 +166,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use tokio::task::JoinHandle;
 
+pub use capacity::{Capacity, CapacityError};
 pub use faults::{FaultError, FaultScript, PredictionStatus};
 pub use state::{MockState, RecordedRequest};
 
@@ -324,6 +338,11 @@ impl MockServer {
     /// Install a fault script; `None` clears it.
     pub fn set_fault(&self, script: Option<FaultScript>) {
         self.state.set_fault(script);
+    }
+
+    /// Install a capacity model (see [`Capacity`]); `None` makes the mock unlimited again.
+    pub fn set_capacity(&self, capacity: Option<Capacity>) {
+        self.state.set_capacity(capacity);
     }
 
     /// The last 256 requests received on counted routes, oldest first.

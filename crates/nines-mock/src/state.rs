@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::capacity::{ActiveCapacity, Capacity};
 use crate::jobs::Recent;
 use crate::replicate_prediction::Prediction;
 use crate::runway_task::Task;
@@ -117,6 +118,7 @@ struct Inner {
     models: Vec<String>,
     routes: HashMap<&'static str, RouteStats>,
     fault: RwLock<Option<Arc<ActiveFault>>>,
+    capacity: RwLock<Option<Arc<ActiveCapacity>>>,
     recorded: RwLock<VecDeque<RecordedRequest>>,
     completions: AtomicU64,
     jobs: AtomicU64,
@@ -137,6 +139,7 @@ impl MockState {
                 models: opts.models,
                 routes: ROUTES.iter().map(|r| (*r, RouteStats::default())).collect(),
                 fault: RwLock::new(None),
+                capacity: RwLock::new(None),
                 recorded: RwLock::new(VecDeque::new()),
                 completions: AtomicU64::new(0),
                 jobs: AtomicU64::new(0),
@@ -216,6 +219,36 @@ impl MockState {
             .fault
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = active;
+    }
+
+    /// Install a capacity model (`None`: unlimited, the default). Requests holding a slot of
+    /// the previous model keep it; new ones queue under the new model.
+    pub fn set_capacity(&self, capacity: Option<Capacity>) {
+        let active = capacity.map(|c| Arc::new(ActiveCapacity::new(c)));
+        *self
+            .inner
+            .capacity
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = active;
+    }
+
+    /// The installed capacity model, if any.
+    pub fn capacity(&self) -> Option<Capacity> {
+        self.active_capacity().map(|a| a.model.clone())
+    }
+
+    pub(crate) fn active_capacity(&self) -> Option<Arc<ActiveCapacity>> {
+        self.inner
+            .capacity
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Whether chat answers write until `max_tokens` (the capacity model's `fill_max_tokens`).
+    pub(crate) fn fills_max_tokens(&self) -> bool {
+        self.active_capacity()
+            .is_some_and(|a| a.model.fill_max_tokens)
     }
 
     /// The installed fault script, if any.

@@ -36,6 +36,18 @@ pub(crate) fn reply_words(name: &str, last_user: &str) -> Vec<String> {
         .collect()
 }
 
+/// `words` repeated until there are one more than `max` (at most 1 Mi words), so that the limit
+/// cuts the reply as it cuts a model that writes on (the capacity model's `fill_max_tokens`).
+pub(crate) fn fill_words(words: &[String], max: u64) -> Vec<String> {
+    let wanted = usize::try_from(max.saturating_add(1))
+        .unwrap_or(usize::MAX)
+        .min(1 << 20);
+    if words.is_empty() || words.len() >= wanted {
+        return words.to_vec();
+    }
+    words.iter().cycle().take(wanted).cloned().collect()
+}
+
 /// `words` as generation would end them: cut before the earliest of `stops` that occurs in the
 /// text, or at `max` tokens (one per word), whichever comes first.
 pub(crate) fn end_reply(

@@ -10,8 +10,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use futures_util::StreamExt;
 
-use crate::error;
 use crate::state::{MockState, RecordedRequest};
+use crate::{error, slots};
 
 /// Largest request body the mock reads; far above anything a test or benchmark sends.
 pub(crate) const BODY_LIMIT: usize = 64 * 1024 * 1024;
@@ -45,6 +45,14 @@ pub(crate) async fn track_by(
 async fn counted(state: MockState, route: &'static str, request: Request, next: Next) -> Response {
     let in_flight = state.enter(route);
     let (parts, body) = request.into_parts();
+    // The capacity model: work (a POST) waits for a slot and its service time first.
+    let slot = match state.active_capacity() {
+        Some(active) if parts.method == Method::POST => match slots::take(&state, active).await {
+            Ok(slot) => Some(slot),
+            Err(refused) => return refused,
+        },
+        _ => None,
+    };
     let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
         Ok(bytes) => bytes,
         Err(e) => return error::invalid_request(format!("could not read request body: {e}")),
@@ -69,6 +77,10 @@ async fn counted(state: MockState, route: &'static str, request: Request, next: 
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let response = match slot {
+        Some(slot) => slots::hold(&state, slot, response, streaming).await,
+        None => response,
+    };
     if !streaming {
         return response;
     }

@@ -49,7 +49,15 @@ pub async fn run(listen: &str, traffic: bool) -> Result<(), String> {
     // The in-memory store (keys, usage) the admin API needs.
     let state = AppState::open(Runtime::build(config)?).await?;
     tracing::info!(addr = %addr, "listening");
-    println!("{}", banner(&addr.to_string(), &admin_key, traffic));
+    println!(
+        "{}",
+        banner(
+            &addr.to_string(),
+            &admin_key,
+            traffic,
+            &crate::invocation::this_binary()
+        )
+    );
     let trickle = traffic.then(|| tokio::spawn(send_traffic(reachable(addr))));
     // A demo stops without a drain delay: nothing balances load onto it.
     let stop = crate::signals::follow(None, nines_gateway::Stop::Close);
@@ -202,7 +210,9 @@ deployments = ["primary", "secondary"]
     )
 }
 
-fn banner(addr: &str, admin_key: &str, traffic: bool) -> String {
+/// `nines` is how the banner's commands call this binary: `nines` itself when the one found on
+/// `PATH` is this binary, else its path (as under `cargo run`, where `nines` is not installed).
+fn banner(addr: &str, admin_key: &str, traffic: bool, nines: &str) -> String {
     let traffic = if traffic {
         "A built-in client sends about 2.5 requests a second so the page has traffic to show\n\
          (--no-traffic turns it off)."
@@ -214,7 +224,8 @@ fn banner(addr: &str, admin_key: &str, traffic: bool) -> String {
 nines demo is running at http://{addr}  (three mock providers; "primary" is down 8 s of every 20 s)
 
 Status page:  http://{addr}/status    (data: http://{addr}/status.json)
-SLA report:   nines report sla --url http://{addr} --admin-key {admin_key}
+SLA report:   {nines} report sla --url http://{addr} --admin-key {admin_key}
+Load test:    {nines} loadtest --url http://{addr} --model chat-default --duration 10s
 Admin key:    {admin_key}    (new each run; the admin API is at http://{addr}/admin/...)
 {traffic}
 

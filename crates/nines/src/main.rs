@@ -3,6 +3,9 @@
 mod admin;
 mod check;
 mod demo;
+mod health;
+mod invocation;
+mod loadtest;
 mod report;
 mod signals;
 
@@ -41,7 +44,7 @@ enum Command {
         #[arg(long, short, env = "NINES_CONFIG")]
         config: PathBuf,
         /// Override `server.listen` (e.g. 127.0.0.1:0 for any free port).
-        #[arg(long)]
+        #[arg(long, env = "NINES_LISTEN")]
         listen: Option<String>,
     },
     /// Validate a configuration and print the resolved routing table.
@@ -58,6 +61,10 @@ enum Command {
         /// Initial fault script as JSON (see nines-mock's FaultScript).
         #[arg(long)]
         fault: Option<String>,
+        /// Capacity model as JSON (see nines-mock's Capacity), e.g.
+        /// '{"max_concurrency": 8, "service_ms": 200, "token_ms": 20}'.
+        #[arg(long)]
+        capacity: Option<String>,
     },
     /// Manage virtual keys in the store (`[store]` of the config).
     Keys {
@@ -88,6 +95,16 @@ enum Command {
         #[command(subcommand)]
         command: report::Report,
     },
+    /// Load a route with a realistic mix and report latency, errors and overhead; with
+    /// --find-capacity, find its sustainable rate and judge its headroom.
+    Loadtest(Box<loadtest::Args>),
+    /// GET a URL and exit 0 on a 2xx answer (a container health check without a shell).
+    Health {
+        #[arg(default_value = "http://127.0.0.1:8080/health/live")]
+        url: String,
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Run the gateway with three built-in mock providers (one with scripted outages).
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -117,6 +134,9 @@ fn main() -> ExitCode {
         }
         // The report goes to stdout as it is (JSON, CSV or Markdown); no log lines mixed in.
         Command::Report { command } => return report::run(command),
+        // The load test's report goes to stdout, its progress bar to stderr; no log lines.
+        Command::Loadtest(args) => return loadtest::run(*args),
+        Command::Health { url, timeout } => return health::run(&url, timeout),
         command => command,
     };
     // The demo's own client would fill the screen with request lines: they are off there unless
@@ -143,13 +163,16 @@ fn main() -> ExitCode {
                 listen,
                 name,
                 fault,
-            } => mock(listen, name, fault).await,
+                capacity,
+            } => mock(listen, name, fault, capacity).await,
             Command::Demo { listen, no_traffic } => demo::run(&listen, !no_traffic).await,
             Command::Check { .. }
             | Command::Keys { .. }
             | Command::Orgs { .. }
             | Command::Users { .. }
-            | Command::Report { .. } => Ok(()),
+            | Command::Report { .. }
+            | Command::Loadtest(_)
+            | Command::Health { .. } => Ok(()),
         }
     });
     match result {
@@ -253,12 +276,26 @@ fn log_startup(path: &std::path::Path, config: &Config, origin: server::listener
     }
 }
 
-async fn mock(listen: String, name: String, fault: Option<String>) -> Result<(), String> {
+async fn mock(
+    listen: String,
+    name: String,
+    fault: Option<String>,
+    capacity: Option<String>,
+) -> Result<(), String> {
     let addr = listen
         .parse()
         .map_err(|e| format!("--listen '{listen}': {e}"))?;
     let fault = match fault {
         Some(json) => Some(serde_json::from_str(&json).map_err(|e| format!("--fault: {e}"))?),
+        None => None,
+    };
+    let capacity = match capacity {
+        Some(json) => {
+            let model: nines_mock::Capacity =
+                serde_json::from_str(&json).map_err(|e| format!("--capacity: {e}"))?;
+            model.validate().map_err(|e| format!("--capacity: {e}"))?;
+            Some(model)
+        }
         None => None,
     };
     let options = nines_mock::MockOptions {
@@ -269,6 +306,7 @@ async fn mock(listen: String, name: String, fault: Option<String>) -> Result<(),
     let server = nines_mock::MockServer::start(addr, options)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    server.set_capacity(capacity);
     tracing::info!(addr = %server.addr(), base_url = %server.base_url(), "mock listening");
     shutdown_signal().await;
     server.shutdown().await;

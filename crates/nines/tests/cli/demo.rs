@@ -117,6 +117,21 @@ async fn demo_answers_during_its_outage_and_its_status_page_shows_it() {
         .await
         .unwrap();
     assert_eq!(admin.status(), 200, "the printed admin key is the demo's");
+    // The command works as printed, pasted into a shell (`nines` is not on the test's PATH, so
+    // the banner names this binary by its path).
+    let command = report.trim_start_matches("SLA report:").trim();
+    let pasted = tokio::process::Command::new("sh")
+        .args(["-c", &format!("{command} --format json")])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        pasted.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&pasted.stderr)
+    );
+    let sla: Value = serde_json::from_slice(&pasted.stdout).unwrap();
+    assert!(sla.is_object(), "{sla}");
 
     // The outage on the status page: the primary's breaker opened within the scripted window,
     // and the routes kept answering through it.

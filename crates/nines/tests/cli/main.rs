@@ -7,8 +7,11 @@
 
 mod check;
 mod demo;
+mod deploy;
+mod examples;
 mod keys;
 mod lifecycle;
+mod loadtest;
 mod process;
 mod report;
 mod sdk;
