@@ -33,20 +33,7 @@ if [[ $LAYOUT == own-core ]]; then
     PIN_LOAD=(taskset -c "0-$((NPROC - 2))")
 fi
 
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
-trap cleanup EXIT
-
-addr_of() { # FILE MESSAGE
-    for _ in $(seq 300); do
-        local a
-        a=$(grep -F "\"message\":\"$2\"" "$1" 2>/dev/null | head -1 | sed -n 's/.*"addr":"\([0-9.]*:[0-9]*\)".*/\1/p' || true)
-        if [[ -n "$a" ]]; then echo "$a"; return 0; fi
-        sleep 0.05
-    done
-    cat "$1" >&2; exit 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 NINES_LOG=info "${PIN_LOAD[@]}" "$NINES" mock --listen 127.0.0.1:0 --name mock >"$TMP/mock.log" 2>&1 &
 PIDS+=($!)
@@ -110,7 +97,6 @@ run_cpu() {
     echo "$rps $ok $n $(python3 -c "print(round(($t1 - $t0) * 1e6 / $CLK_TCK / max($n, 1), 1))")"
 }
 
-median_of() { printf '%s\n' "$@" | sort -n | python3 -c 'import sys; v=[float(x) for x in sys.stdin]; print(v[len(v)//2])'; }
 
 compare() { # OHA-ARGS for the 'on' side...
     local ratios=() cpu_ratios=() off_cpus=() on_cpus=() r off_rps off_ok off_cpu on_rps on_ok on_n on_cpu ratio cpu_ratio

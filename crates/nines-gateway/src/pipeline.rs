@@ -14,7 +14,6 @@
 //!
 //! The commit point is `deliver`: before it, failover is free; after it only the relays act.
 
-use crate::access::Ask;
 use crate::providers::{Endpoint, ReplyBody};
 use crate::relay::passthrough;
 use crate::relay::resume::{Resume, ResumeInput, Resumer};
@@ -185,46 +184,22 @@ async fn prepare<'r>(
     routed: Routed,
 ) -> Result<Planned<'r>, GatewayError> {
     cx.model.clone_from(&routed.model);
-    admit(cx, runtime, &body, &routed).await?;
+    admit(cx, &body, &routed).await?;
     let route = resolve(cx, runtime, &routed)?;
     plan(cx, runtime, route, body, routed)
 }
 
 /// Auth, the model allow-list and the limits (`access/`).
-async fn admit(
-    cx: &mut Request,
-    runtime: &Runtime,
-    body: &[u8],
-    routed: &Routed,
-) -> Result<(), GatewayError> {
-    let ask = Ask {
-        credential: cx.meta.credential.as_ref(),
-        model: &routed.model,
-        prompt_bytes: routed
-            .messages_span
-            .as_ref()
-            .map_or(body.len(), |s| s.len()),
-        max_output: match routed.endpoint {
-            Endpoint::Embeddings => Some(0),
-            Endpoint::ChatCompletions => routed.max_output,
-        },
+async fn admit(cx: &mut Request, body: &[u8], routed: &Routed) -> Result<(), GatewayError> {
+    let prompt_bytes = routed
+        .messages_span
+        .as_ref()
+        .map_or(body.len(), |s| s.len());
+    let max_output = match routed.endpoint {
+        Endpoint::Embeddings => Some(0),
+        Endpoint::ChatCompletions => routed.max_output,
     };
-    let admitted = cx
-        .state
-        .access
-        .admit(&runtime.config.access, &runtime.static_keys, ask)
-        .await;
-    match admitted {
-        Ok(admission) => {
-            cx.identity = Some(Arc::clone(&admission.identity));
-            cx.admission = Some(admission);
-            Ok(())
-        }
-        Err((refused, identity)) => {
-            cx.identity = identity;
-            Err(refused.into())
-        }
-    }
+    cx.admit(&routed.model, prompt_bytes, max_output).await
 }
 
 /// The route the model name names (configured names, then `provider/upstream-model`).

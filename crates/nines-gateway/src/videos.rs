@@ -3,16 +3,22 @@
 //!
 //! | stage   | runs          | default                                                          |
 //! |---------|---------------|------------------------------------------------------------------|
+//! | auth    | both          | as for chat: 401 without a valid key, before any body is read     |
 //! | parse   | create        | `runway::parse_job_request`: unknown fields, no prompt → 400     |
+//! | admit   | create        | as for chat: the key's model allow-list (403), its limits and budgets (429); a usage record |
 //! | resolve | create        | configured model names (404); only its Runway deployments count (none → 400) |
 //! | create  | create        | key slots in the route's strategy order; breakers, retry budget and in-flight counts as for chat; a retryable failure moves to the next slot at once (one pass, no backoff round: a job is worth a client retry, not a long wait) |
-//! | id      | create        | `vid_` + base64url of `[deployment, key slot, task id, model, created]`: stateless, so any replica answers a poll |
-//! | poll    | status        | decode the id (garbled, unknown deployment → 404), `GET /v1/tasks/{id}` on that deployment with that key slot; upstream 404 → 404 |
+//! | id      | create        | `vid_` + `[deployment, key slot, task id, model, created, owner]` signed (`auth::signing`): stateless, so any replica sharing the secret answers a poll |
+//! | poll    | status        | the id checked (not nines', forged, another key's, a model the key may no longer use, unknown deployment → 404), `GET /v1/tasks/{id}` on that deployment with that key slot; upstream 404 → 404. Polls are not counted against limits: they cost the provider nothing |
 //!
-//! Job ids are opaque but not signed: they hold nothing secret, and a task id is a random UUID.
+//! Job ids are signed and bound to the key that created them (its id; "anonymous" with auth
+//! off): a forged id cannot choose an upstream key slot, and another key's id is a 404, the same
+//! answer as for an id that never existed.
 //! A poll feeds its key slot's breaker when the breaker admits it, and is made anyway when it
 //! does not (the task exists only there; there is nowhere else to ask).
 
+use crate::auth::Identity;
+use crate::auth::signing::Signer;
 use crate::config::ProviderKind;
 use crate::providers::{Outcome, ReplyBody, Transport, is_runway_task_id};
 use crate::request::{GatewayError, Request};
@@ -53,51 +59,70 @@ struct JobRef {
     task: String,
     model: String,
     created: u64,
+    /// The key that created it.
+    owner: String,
 }
 
 const ID_PREFIX: &str = "vid_";
 
 impl JobRef {
-    fn encode(&self) -> String {
+    fn encode(&self, signer: &Signer) -> String {
         let fields = (
             &self.deployment,
             self.key,
             &self.task,
             &self.model,
             self.created,
+            &self.owner,
         );
         let json = serde_json::to_vec(&fields).unwrap_or_default();
-        format!("{ID_PREFIX}{}", base64url::encode(&json))
+        format!("{ID_PREFIX}{}", signer.sign(&json))
     }
 
-    fn decode(id: &str) -> Option<JobRef> {
-        let bytes = base64url::decode(id.strip_prefix(ID_PREFIX)?)?;
-        let (deployment, key, task, model, created) =
-            serde_json::from_slice::<(String, usize, String, String, u64)>(&bytes).ok()?;
+    /// The job an id names, when nines signed it.
+    fn decode(signer: &Signer, id: &str) -> Option<JobRef> {
+        let bytes = signer.verify(id.strip_prefix(ID_PREFIX)?)?;
+        let (deployment, key, task, model, created, owner) =
+            serde_json::from_slice::<(String, usize, String, String, u64, String)>(&bytes).ok()?;
         Some(JobRef {
             deployment,
             key,
             task,
             model,
             created,
+            owner,
         })
     }
 }
 
-/// `POST /v1/videos`: auth, then the body (read only for a caller that may send one).
+/// Whose a job is: the key's id, or `anonymous` with auth off.
+fn owner_of(identity: &Identity) -> String {
+    identity
+        .key
+        .as_ref()
+        .map_or_else(|| "anonymous".to_owned(), |k| k.id.to_string())
+}
+
+/// `POST /v1/videos`: auth, then the body (read only for a caller that may send one), then
+/// admission as for chat.
 pub async fn create(
     mut cx: Request,
     read_body: impl AsyncFnOnce(&Request) -> Result<Bytes, GatewayError>,
 ) -> Handled {
-    if let Err(e) = authorize(&mut cx).await {
-        return failed(cx, e);
-    }
+    let identity = match cx.authorize().await {
+        Ok(identity) => identity,
+        Err(e) => return failed(cx, e),
+    };
     let body = read_body(&cx).await;
-    let job = match body.and_then(|b| Ok(runway::parse_job_request(&b)?)) {
-        Ok(job) => job,
+    let (job, size) = match body.and_then(|b| Ok((runway::parse_job_request(&b)?, b.len()))) {
+        Ok(parsed) => parsed,
         Err(e) => return failed(cx, e),
     };
     cx.model.clone_from(&job.model);
+    if let Err(e) = cx.admit(&job.model, size, Some(0)).await {
+        return failed(cx, e);
+    }
+    let owner = owner_of(&identity);
     let runtime = Arc::clone(&cx.runtime);
     let Some(route) = runtime.table.resolve(&job.model) else {
         return failed(cx, GatewayError::ModelNotFound(job.model));
@@ -202,18 +227,16 @@ pub async fn create(
                     task,
                     model: job.model.clone(),
                     created: crate::clock::unix_secs(),
+                    owner: owner.clone(),
                 };
                 cx.summary.deployment = Some(deployment.name.clone());
                 cx.summary.attempts = attempts;
                 cx.summary.served = true;
                 let n = cx.summary.attempts.len();
+                let id = job_ref.encode(&cx.state.access.signer);
                 cx.answered(reply.status, deployment.price, b"");
                 return Handled {
-                    result: Ok(VideoJob::queued(
-                        job_ref.encode(),
-                        job_ref.model.clone(),
-                        job_ref.created,
-                    )),
+                    result: Ok(VideoJob::queued(id, job_ref.model.clone(), job_ref.created)),
                     deployment: Some(job_ref.deployment),
                     attempts: n,
                 };
@@ -266,11 +289,15 @@ fn created_task(outcome: Outcome) -> Outcome {
 
 /// `GET /v1/videos/{id}`.
 pub async fn status(mut cx: Request, id: &str) -> Handled {
-    if let Err(e) = authorize(&mut cx).await {
-        return failed(cx, e);
-    }
+    let identity = match cx.authorize().await {
+        Ok(identity) => identity,
+        Err(e) => return failed(cx, e),
+    };
     let runtime = Arc::clone(&cx.runtime);
-    let found = JobRef::decode(id).and_then(|job_ref| {
+    let owner = owner_of(&identity);
+    let mine = JobRef::decode(&cx.state.access.signer, id)
+        .filter(|j| j.owner == owner && identity.allows(&j.model));
+    let found = mine.and_then(|job_ref| {
         let d = runtime
             .config
             .deployments
@@ -370,22 +397,6 @@ fn polled_task(outcome: Outcome) -> Outcome {
     }
 }
 
-/// Auth alone (video jobs are not rate limited): the identity goes on the request.
-async fn authorize(cx: &mut Request) -> Result<(), GatewayError> {
-    let runtime = Arc::clone(&cx.runtime);
-    let identity = cx
-        .state
-        .access
-        .authorize(
-            &runtime.config.access,
-            &runtime.static_keys,
-            cx.meta.credential.as_ref(),
-        )
-        .await?;
-    cx.identity = Some(identity);
-    Ok(())
-}
-
 fn is_runway(runtime: &Runtime, deployment: usize) -> bool {
     runtime
         .config
@@ -416,64 +427,9 @@ fn job_not_found(cx: Request, id: &str, deployment: Option<String>) -> Handled {
     }
 }
 
-/// URL-safe base64 without padding (RFC 4648 §5), for job ids.
-mod base64url {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-    pub(super) fn encode(bytes: &[u8]) -> String {
-        let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-        for chunk in bytes.chunks(3) {
-            let b = [
-                chunk[0],
-                chunk.get(1).copied().unwrap_or(0),
-                chunk.get(2).copied().unwrap_or(0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..=chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            }
-        }
-        out
-    }
-
-    pub(super) fn decode(text: &str) -> Option<Vec<u8>> {
-        if text.len() % 4 == 1 {
-            return None;
-        }
-        let mut out = Vec::with_capacity(text.len() * 3 / 4);
-        for chunk in text.as_bytes().chunks(4) {
-            let mut n = 0u32;
-            for (i, c) in chunk.iter().enumerate() {
-                let v = ALPHABET.iter().position(|a| a == c)? as u32;
-                n |= v << (18 - 6 * i);
-            }
-            let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-            out.extend_from_slice(&bytes[..chunk.len() - 1]);
-        }
-        // Canonical form only: the bits below the last byte must be zero.
-        (encode(&out) == text).then_some(out)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64url_round_trips_every_length() {
-        for len in 0..40 {
-            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
-            let text = base64url::encode(&bytes);
-            assert!(!text.contains(['+', '/', '=']));
-            assert_eq!(base64url::decode(&text), Some(bytes));
-        }
-        assert_eq!(base64url::encode(b"foobar"), "Zm9vYmFy");
-        assert_eq!(base64url::encode(b"fo"), "Zm8");
-        assert_eq!(base64url::encode(&[0xfb, 0xff]), "-_8");
-        assert_eq!(base64url::decode("Zm9"), None, "non-canonical");
-        assert_eq!(base64url::decode("Z"), None);
-        assert_eq!(base64url::decode("Zm+v"), None);
-    }
 
     #[test]
     fn a_job_id_round_trips_and_garbage_is_refused() {
@@ -483,12 +439,18 @@ mod tests {
             task: "6d6f636b-0000-4000-8000-000000000001".into(),
             model: "video".into(),
             created: 1_700_000_000,
+            owner: "key_1".into(),
         };
-        let id = job_ref.encode();
+        let signer = Signer::new(b"a-secret-of-sixteen");
+        let id = job_ref.encode(&signer);
         assert!(id.starts_with("vid_"));
-        assert_eq!(JobRef::decode(&id), Some(job_ref));
+        assert_eq!(JobRef::decode(&signer, &id), Some(job_ref));
+        assert_eq!(
+            JobRef::decode(&Signer::new(b"another-secret-here"), &id),
+            None
+        );
         for bad in ["", "vid_", "vid_!!!!", "abc", "vid_Zm9vYmFy", &id[4..]] {
-            assert_eq!(JobRef::decode(bad), None, "{bad:?}");
+            assert_eq!(JobRef::decode(&signer, bad), None, "{bad:?}");
         }
     }
 }

@@ -38,7 +38,7 @@ pub fn render(config: &Config) -> String {
             d.name,
             d.provider.as_str(),
             d.upstream_model,
-            d.base_url,
+            d.base_url_shown(),
             aliases.join(", "),
             d.context_window
                 .map(|w| w.to_string())

@@ -16,6 +16,7 @@ mod error;
 
 pub use error::AccessError;
 
+use crate::auth::signing::{Signer, random_secret};
 use crate::auth::{Authenticator, Identity, StaticKeys};
 use crate::config::access::{Access as AccessConfig, LimitsConfig};
 use crate::config::{Price, Secret};
@@ -35,6 +36,8 @@ pub struct Access {
     pub limiter: Arc<Limiters>,
     pub store: Option<Store>,
     pub usage: Option<UsageWriter>,
+    /// Signs video job ids and status page sessions (`auth::signing`).
+    pub signer: Signer,
 }
 
 /// What admission needs to know of a request.
@@ -92,6 +95,7 @@ impl Access {
             limiter: Arc::new(limiter),
             store,
             usage,
+            signer: Signer::random(),
         }
     }
 
@@ -121,7 +125,20 @@ impl Access {
             }
             _ => None,
         };
-        Ok(Access::with_parts(store, limiter, usage))
+        let signer = match (&config.auth.signing_secret, &store) {
+            (Some(secret), _) => Signer::new(secret.expose().as_bytes()),
+            (None, Some(store)) => {
+                let shared = store
+                    .setting_or("signing_secret", &random_secret())
+                    .await
+                    .map_err(|e| format!("cannot read the signing secret from the store: {e}"))?;
+                Signer::new(shared.as_bytes())
+            }
+            (None, None) => Signer::random(),
+        };
+        let mut access = Access::with_parts(store, limiter, usage);
+        access.signer = signer;
+        Ok(access)
     }
 
     /// Waits (at most `within`) for queued usage records to reach the store: call after the
@@ -145,9 +162,9 @@ impl Access {
             .await?)
     }
 
-    /// Auth, the model allow-list, then admission by the limits. A refusal by the limits still
-    /// yields the identity (`AccessError::Limited` carries no admission; the caller records the
-    /// refusal under it).
+    /// Auth, the model allow-list, then admission by the limits. A refusal by the allow-list or
+    /// the limits still yields the identity (the caller records the refusal under the key that
+    /// asked).
     pub async fn admit(
         &self,
         config: &AccessConfig,
@@ -162,7 +179,7 @@ impl Access {
             let refused = AccessError::ModelNotAllowed {
                 model: ask.model.to_owned(),
             };
-            return Err((refused, None));
+            return Err((refused, Some(identity)));
         }
         let output = ask
             .max_output

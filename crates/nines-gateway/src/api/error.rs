@@ -163,15 +163,21 @@ impl IntoResponse for GatewayError {
                     None,
                 )
             }
-            e @ GatewayError::BodyTooLarge { .. } => (
-                ErrorBody::new(
-                    e.to_string(),
-                    "invalid_request_error",
-                    None,
-                    Some("request_too_large"),
-                ),
-                Some(false),
-            ),
+            e @ (GatewayError::BodyTooLarge { .. } | GatewayError::BodyTimeout(_)) => {
+                let code = match e {
+                    GatewayError::BodyTimeout(_) => "request_timeout",
+                    _ => "request_too_large",
+                };
+                let body = ErrorBody::new(e.to_string(), "invalid_request_error", None, Some(code));
+                let mut response = json_response(status, body.to_json(), Some(false));
+                // The rest of the body is still on its way: the connection cannot carry another
+                // request.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                set_attempts(&mut response, attempts);
+                return response;
+            }
             e @ GatewayError::BodyRead(_) => (
                 ErrorBody::new(e.to_string(), "invalid_request_error", None, None),
                 None,

@@ -7,6 +7,7 @@ pub mod error;
 mod metrics;
 mod openai;
 mod ops;
+pub mod request_id;
 mod videos;
 
 pub use admin::expiry as admin_expiry;
@@ -43,6 +44,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health/ready", get(ops::ready))
         .route("/status", get(crate::status::page::page))
         .route("/status.json", get(crate::status::page::json))
+        .route("/status/login", post(crate::status::session::login))
+        .route("/status/logout", post(crate::status::session::logout))
         .route("/metrics", get(metrics::metrics))
         .nest("/admin", admin::routes())
         .fallback(error::not_found)
@@ -55,4 +58,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // Outermost: an unacceptable client id is gone before the layer above looks for one.
+        .layer(axum::middleware::from_fn(request_id::bound))
 }

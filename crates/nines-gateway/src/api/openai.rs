@@ -3,6 +3,7 @@
 use crate::pipeline::{self, Delivery, DeliveryBody, Ingress};
 use crate::request::{GatewayError, Request};
 use crate::state::AppState;
+use crate::telemetry::metrics::ConnectionEnd;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -47,16 +48,7 @@ pub(super) async fn list_models(
     headers: HeaderMap,
 ) -> Response {
     let runtime = state.runtime();
-    let credential = crate::auth::credential(&headers);
-    let identity = match state
-        .access
-        .authorize(
-            &runtime.config.access,
-            &runtime.static_keys,
-            credential.as_ref(),
-        )
-        .await
-    {
+    let identity = match identity(&state, &runtime, &headers).await {
         Ok(identity) => identity,
         Err(e) => return e.into_response(),
     };
@@ -70,14 +62,34 @@ pub(super) async fn list_models(
     Json(json!({"object": "list", "data": data})).into_response()
 }
 
+/// One model, if the key may use it: a model outside its allowance is the same 404 as one that
+/// does not exist (its existence is not the key's business).
 pub(super) async fn get_model(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
     let runtime = state.runtime();
-    let credential = crate::auth::credential(&headers);
-    if let Err(e) = state
+    let identity = match identity(&state, &runtime, &headers).await {
+        Ok(identity) => identity,
+        Err(e) => return e.into_response(),
+    };
+    match runtime.table.resolve(&id) {
+        Some(route) if identity.allows(&route.name) => {
+            Json(model_object(&route.name, runtime.created)).into_response()
+        }
+        _ => GatewayError::ModelNotFound(id).into_response(),
+    }
+}
+
+/// The caller's identity for the model listings (auth alone: listing costs nothing).
+async fn identity(
+    state: &AppState,
+    runtime: &crate::state::Runtime,
+    headers: &HeaderMap,
+) -> Result<Arc<crate::auth::Identity>, crate::access::AccessError> {
+    let credential = crate::auth::credential(headers);
+    state
         .access
         .authorize(
             &runtime.config.access,
@@ -85,31 +97,36 @@ pub(super) async fn get_model(
             credential.as_ref(),
         )
         .await
-    {
-        return e.into_response();
-    }
-    match runtime.table.resolve(&id) {
-        Some(route) => Json(model_object(&route.name, runtime.created)).into_response(),
-        None => GatewayError::ModelNotFound(id).into_response(),
-    }
 }
 
 fn model_object(name: &str, created: u64) -> serde_json::Value {
     json!({"id": name, "object": "model", "created": created, "owned_by": "nines"})
 }
 
-/// Reads the whole body, up to the request's runtime's `server.max_body_bytes`. A body still
-/// arriving when the listener closes for shutdown is refused (503) rather than let hold the
-/// shutdown.
+/// Reads the whole body, up to the request's runtime's `server.max_body_bytes` (a declared
+/// `Content-Length` over it is refused before a byte is read) and within its
+/// `server.body_read_timeout` (408 after it). A body still arriving when the listener closes
+/// for shutdown is refused (503) rather than let hold the shutdown.
 pub(super) async fn read_body(cx: &Request, body: Body) -> Result<Bytes, GatewayError> {
-    let limit = cx.runtime.config.server.max_body_bytes;
+    let server = &cx.runtime.config.server;
+    let limit = server.max_body_bytes;
+    if hyper::body::Body::size_hint(&body).lower() > limit as u64 {
+        return Err(GatewayError::BodyTooLarge { limit });
+    }
     let closing = cx.state.lifecycle.closing();
+    let timeout = server.connections.body_read_timeout;
     // The read first: a body that has already arrived is read even when the listener has
     // just closed; only one still on its way is refused.
     let read = tokio::select! {
         biased;
         read = Limited::new(body, limit).collect() => read,
         () = closing.cancelled() => return Err(GatewayError::ShuttingDown),
+        () = tokio::time::sleep(timeout) => {
+            if let Some(metrics) = &cx.state.telemetry.metrics {
+                metrics.connections().ended(ConnectionEnd::BodyTimeout);
+            }
+            return Err(GatewayError::BodyTimeout(timeout));
+        }
     };
     match read {
         Ok(collected) => Ok(collected.to_bytes()),

@@ -4,6 +4,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use http::HeaderMap;
 use http::StatusCode;
 use serde_json::json;
 use std::sync::Arc;
@@ -24,6 +25,21 @@ pub(super) async fn live() -> Json<serde_json::Value> {
     Json(json!({"status": "live"}))
 }
 
+/// Readiness (see [`readiness`]). The checks carry internal error text (a database's, Redis's),
+/// so they go only to the admin key, or to anyone when the gateway has no auth at all; others
+/// get the status alone, which is all a load balancer reads.
+pub(super) async fn ready(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let (status, mut body) = readiness(&state).await;
+    let runtime = state.runtime();
+    let auth = &runtime.config.access.auth;
+    let open = !auth.enabled && auth.admin_key.is_none();
+    let credential = crate::auth::credential(&headers);
+    if !open && !crate::access::is_admin(&runtime.config.access, credential.as_ref()) {
+        body = json!({"status": body["status"]});
+    }
+    (status, Json(body)).into_response()
+}
+
 /// 200 only when the configuration is loaded and every dependency requests need answers; 503
 /// naming the one that does not, and 503 from the first moment of a shutdown (`draining`).
 ///
@@ -32,15 +48,14 @@ pub(super) async fn live() -> Json<serde_json::Value> {
 /// requests do not wait on the store (usage is buffered) and a fail-open limiter admits, so
 /// taking every replica out of a load balancer for them would turn a degraded gateway into a
 /// down one. Either being down makes `status` `"degraded"`.
-pub(super) async fn ready(State(state): State<Arc<AppState>>) -> Response {
+async fn readiness(state: &AppState) -> (StatusCode, serde_json::Value) {
     // Shutting down: a load balancer must stop sending here before the listener closes.
     if state.lifecycle.draining() {
         let phase = state.lifecycle.phase().as_str();
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "draining", "failing": "shutdown", "phase": phase})),
-        )
-            .into_response();
+            json!({"status": "draining", "failing": "shutdown", "phase": phase}),
+        );
     }
     let runtime = state.runtime();
     let mut checks = serde_json::Map::new();
@@ -49,9 +64,8 @@ pub(super) async fn ready(State(state): State<Arc<AppState>>) -> Response {
         checks.insert("config".into(), json!("upstream clients missing"));
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "failing": "config", "checks": checks})),
-        )
-            .into_response();
+            json!({"status": "not_ready", "failing": "config", "checks": checks}),
+        );
     }
     let access = &state.access;
     let mut degraded = false;
@@ -80,9 +94,8 @@ pub(super) async fn ready(State(state): State<Arc<AppState>>) -> Response {
                 checks.insert("limits".into(), limits);
                 return (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    Json(json!({"status": "not_ready", "failing": "limits", "checks": checks})),
-                )
-                    .into_response();
+                    json!({"status": "not_ready", "failing": "limits", "checks": checks}),
+                );
             }
             degraded = true;
         }
@@ -90,9 +103,8 @@ pub(super) async fn ready(State(state): State<Arc<AppState>>) -> Response {
     checks.insert("limits".into(), limits);
     (
         StatusCode::OK,
-        Json(json!({"status": if degraded { "degraded" } else { "ready" }, "checks": checks})),
+        json!({"status": if degraded { "degraded" } else { "ready" }, "checks": checks}),
     )
-        .into_response()
 }
 
 /// While shutting down, HTTP/1 responses carry `connection: close`, so a keep-alive client (or a

@@ -13,6 +13,7 @@
 //! replica's admin API at once.
 
 pub mod keys;
+pub mod signing;
 
 use crate::config::access::{Auth, Limits};
 use crate::config::{Secret, access::StaticKey};

@@ -101,6 +101,11 @@ pub struct RawAuth {
     /// Keys declared in the file, for setups without a store.
     #[serde(default)]
     pub keys: Vec<RawStaticKey>,
+    /// Signs what nines hands out and must recognise later (video job ids, status page
+    /// sessions); `env:NAME` reads the environment. Without it, a secret is generated once and
+    /// kept in the store (replicas sharing the store agree), or per process without a store.
+    #[serde(default)]
+    pub signing_secret: Option<Spanned<String>>,
 }
 
 fn yes() -> bool {
@@ -231,6 +236,8 @@ pub struct Access {
 pub struct Auth {
     pub enabled: bool,
     pub admin_key: Option<Secret>,
+    /// `auth.signing_secret`, when set.
+    pub signing_secret: Option<Secret>,
     pub cache_ttl: Duration,
     /// In file order; `auth::StaticKeys` indexes them by hash.
     pub static_keys: Vec<Arc<StaticKey>>,
@@ -407,6 +414,18 @@ pub(super) fn validate(
                 ));
             }
             out.admin_key = Some(Secret::new(key));
+        }
+        if let Some(s) = &a.signing_secret {
+            let secret = resolve_env(s.get_ref(), env)
+                .map_err(|m| err(Some(s.span()), "auth.signing_secret".into(), m))?;
+            if secret.len() < 16 {
+                return Err(err(
+                    Some(s.span()),
+                    "auth.signing_secret".into(),
+                    "must be at least 16 characters".into(),
+                ));
+            }
+            out.signing_secret = Some(Secret::new(secret));
         }
         let mut names = HashMap::new();
         for (i, k) in a.keys.iter().enumerate() {

@@ -44,6 +44,18 @@ pub struct Server {
     pub drain_delay: Duration,
     pub watch_config: bool,
     pub reuse_port: bool,
+    pub connections: Connections,
+}
+
+/// What one client connection may take (`[server]`; see `RawServer` for each).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Connections {
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub http2_max_concurrent_streams: u32,
+    pub max_header_bytes: usize,
 }
 
 /// One concrete upstream.
@@ -66,6 +78,8 @@ pub struct Deployment {
     /// Embedding deployments with the same family (and so the same vectors) are interchangeable;
     /// defaults to the upstream model id.
     pub embedding_family: Option<String>,
+    /// Hosts besides the base URL's that may receive the key (`credential_hosts`).
+    pub credential_hosts: Vec<String>,
 }
 
 impl Deployment {
@@ -87,6 +101,11 @@ impl Deployment {
     pub fn can_continue_streams(&self, prefill: bool) -> bool {
         self.provider.dialect() == nines_protocol::unified::Dialect::OpenAi
             && (!prefill || self.assistant_prefill)
+    }
+
+    /// The base URL as it may be shown: without `user:password@`.
+    pub fn base_url_shown(&self) -> String {
+        shown_url(&self.base_url)
     }
 
     pub fn embedding_family(&self) -> &str {
@@ -156,6 +175,21 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         validate::validate(path, text, env)
+    }
+}
+
+/// A URL as it may be shown in logs, errors and `nines check`: without its userinfo
+/// (`https://user:password@host/` → `https://host/`).
+pub fn shown_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
     }
 }
 

@@ -51,6 +51,26 @@ pub struct RawServer {
     /// drains. Off by default: two unrelated processes silently sharing a port is an outage of
     /// its own.
     pub reuse_port: bool,
+    /// How long a client may take to send a request's head (line and headers), from its first
+    /// byte; a slower one is closed (slowloris).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a request's whole body; a slower one is answered 408
+    /// and closed.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// How long a connection with no request in flight is kept open (HTTP/1 keep-alive and
+    /// HTTP/2 alike). Longer than a load balancer's own idle timeout (60 s on most), so it is the
+    /// balancer that closes, never nines under a request the balancer just sent.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Open client connections above which a new one is answered 503 at once (and closed);
+    /// lowered at start to what the file-descriptor limit can hold.
+    pub max_connections: usize,
+    /// HTTP/2 streams (requests) one connection may have open at once.
+    pub http2_max_concurrent_streams: u32,
+    /// Largest request head (HTTP/1 request line and headers; HTTP/2 header list), in bytes.
+    pub max_header_bytes: usize,
 }
 
 impl Default for RawServer {
@@ -62,6 +82,12 @@ impl Default for RawServer {
             drain_delay: Duration::from_secs(5),
             watch_config: false,
             reuse_port: false,
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 10_000,
+            http2_max_concurrent_streams: 128,
+            max_header_bytes: 64 * 1024,
         }
     }
 }
@@ -179,6 +205,10 @@ pub struct RawDeployment {
     /// other; without it, the upstream model id is the family.
     #[serde(default)]
     pub embedding_family: Option<String>,
+    /// Hosts (`host` or `host:port`) besides the base URL's that may receive this deployment's
+    /// key when the upstream hands back a URL to follow (a Replicate prediction's `urls.get`).
+    #[serde(default)]
+    pub credential_hosts: Vec<String>,
 }
 
 /// USD per one million tokens.

@@ -271,7 +271,10 @@ pub fn validate(
             if !(o.endpoint.starts_with("http://") || o.endpoint.starts_with("https://")) {
                 return fail(
                     "telemetry.otlp.endpoint",
-                    format!("'{}' must be an http:// or https:// URL", o.endpoint),
+                    format!(
+                        "'{}' must be an http:// or https:// URL",
+                        super::shown_url(&o.endpoint)
+                    ),
                 );
             }
             if !(0.0..=1.0).contains(&o.sample_ratio) {

@@ -1,7 +1,9 @@
 //! Raw → validated configuration. Every error names the file, line and key path.
 
 use super::schema::{ProviderKind, RawConfig, RawDeployment};
-use super::{Config, ConfigError, Deployment, KeySlotConfig, ModelRoute, Secret, Server};
+use super::{
+    Config, ConfigError, Connections, Deployment, KeySlotConfig, ModelRoute, Secret, Server,
+};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -29,6 +31,33 @@ pub(super) fn validate(
             None,
             "server.max_body_bytes".into(),
             "must be greater than 0".into(),
+        ));
+    }
+    let s = &raw.server;
+    for (name, zero) in [
+        ("header_read_timeout", s.header_read_timeout.is_zero()),
+        ("body_read_timeout", s.body_read_timeout.is_zero()),
+        ("idle_timeout", s.idle_timeout.is_zero()),
+        ("max_connections", s.max_connections == 0),
+        (
+            "http2_max_concurrent_streams",
+            s.http2_max_concurrent_streams == 0,
+        ),
+    ] {
+        if zero {
+            return Err(err(
+                None,
+                format!("server.{name}"),
+                "must be greater than 0".into(),
+            ));
+        }
+    }
+    // hyper's HTTP/1 read buffer cannot be smaller than 8 KiB; a head that small is common.
+    if s.max_header_bytes < 8192 {
+        return Err(err(
+            None,
+            "server.max_header_bytes".into(),
+            "must be at least 8192".into(),
         ));
     }
 
@@ -199,6 +228,14 @@ pub(super) fn validate(
             drain_delay: raw.server.drain_delay,
             watch_config: raw.server.watch_config,
             reuse_port: raw.server.reuse_port,
+            connections: Connections {
+                header_read_timeout: raw.server.header_read_timeout,
+                body_read_timeout: raw.server.body_read_timeout,
+                idle_timeout: raw.server.idle_timeout,
+                max_connections: raw.server.max_connections,
+                http2_max_concurrent_streams: raw.server.http2_max_concurrent_streams,
+                max_header_bytes: raw.server.max_header_bytes,
+            },
         },
         deployments,
         models,
@@ -222,14 +259,24 @@ fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
     let de = toml::Deserializer::parse(text)
         .map_err(|e| ConfigError::at(path, text, e.span(), "", e.message().trim()))?;
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let key = e.path().to_string();
+        // `Spanned` fields add a private segment to serde's path.
+        let key = e
+            .path()
+            .to_string()
+            .replace(".$__serde_spanned_private_value", "");
         let inner = e.into_inner();
+        let message = inner.message().trim();
+        let message = if super::error::is_secret_path(&key) {
+            super::error::without_values(message)
+        } else {
+            message.to_owned()
+        };
         ConfigError::at(
             path,
             text,
             inner.span(),
             if key == "." { String::new() } else { key },
-            inner.message().trim(),
+            message,
         )
     })
 }
@@ -250,7 +297,10 @@ fn deployment(
                 return Err(err(
                     Some(url.span()),
                     format!("{key}.base_url"),
-                    format!("'{value}' must start with http:// or https://"),
+                    format!(
+                        "'{}' must start with http:// or https://",
+                        super::shown_url(value)
+                    ),
                 ));
             }
             value.to_owned()
@@ -366,6 +416,7 @@ fn deployment(
         timeouts: t,
         assistant_prefill,
         embedding_family: d.embedding_family.clone(),
+        credential_hosts: d.credential_hosts.clone(),
     })
 }
 

@@ -6,6 +6,7 @@
 //! fail over before the commit point.
 
 mod anthropic;
+mod credential_scope;
 mod gemini;
 mod http_client;
 mod openai;
@@ -13,6 +14,7 @@ mod replicate;
 mod runway;
 mod transport;
 
+pub use credential_scope::CredentialScope;
 pub use http_client::BodyError;
 pub(crate) use http_client::HttpClient;
 pub use replicate::{PREDICTION_ID, PREDICTION_MODEL};
@@ -155,7 +157,8 @@ enum Urls {
 
 /// `base` + `path` as a URL (`base` has no trailing slash).
 fn join(base: &str, path: &str) -> Result<reqwest::Url, String> {
-    reqwest::Url::parse(&format!("{base}{path}")).map_err(|e| format!("base_url '{base}': {e}"))
+    reqwest::Url::parse(&format!("{base}{path}"))
+        .map_err(|e| format!("base_url '{}': {e}", crate::config::shown_url(base)))
 }
 
 impl Upstream {
@@ -171,6 +174,7 @@ impl Upstream {
             Dialect::Replicate => Urls::Replicate(replicate::Urls::new(
                 &deployment.base_url,
                 &deployment.upstream_model,
+                CredentialScope::of(&deployment),
             )?),
             Dialect::Runway => Urls::Runway(runway::Urls::new(&deployment.base_url)?),
         };

@@ -22,7 +22,7 @@
 //! the input was flagged or did not fit is the same 400 as without streaming.
 
 use super::transport;
-use super::{Call, Outcome, Reply, ReplyBody, Transport};
+use super::{Call, CredentialScope, Outcome, Reply, ReplyBody, Transport};
 use crate::config::{KeySlotConfig, Timeouts};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -46,13 +46,16 @@ pub(super) struct Urls {
     predictions: reqwest::Url,
     /// `GET /v1/models/{owner}/{name}`: the probe.
     model: reqwest::Url,
+    /// Where the key may go when a prediction hands back a URL (`urls.get`, `urls.cancel`).
+    scope: CredentialScope,
 }
 
 impl Urls {
-    pub(super) fn new(base: &str, model: &str) -> Result<Urls, String> {
+    pub(super) fn new(base: &str, model: &str, scope: CredentialScope) -> Result<Urls, String> {
         Ok(Urls {
             predictions: super::join(base, &replicate::predictions_path(model))?,
             model: super::join(base, &format!("/v1/models/{model}"))?,
+            scope,
         })
     }
 }
@@ -107,7 +110,7 @@ pub(super) async fn call(
     if call.stream {
         return open_stream(client, timeouts, call.deadline, started, &prediction).await;
     }
-    poll(client, timeouts, call, started, prediction).await
+    poll(client, urls, timeouts, call, started, prediction).await
 }
 
 /// The create (or poll) answer as a prediction; anything else is the outcome to report.
@@ -127,6 +130,7 @@ fn created(outcome: Outcome) -> Result<(Reply, Prediction), Box<Outcome>> {
 /// Polls a prediction that is still running until it ends or the deadline comes.
 async fn poll(
     client: &super::HttpClient,
+    urls: &Urls,
     timeouts: &Timeouts,
     call: &Call<'_>,
     started: Instant,
@@ -134,11 +138,20 @@ async fn poll(
 ) -> Outcome {
     let mut pause = POLL_FIRST;
     loop {
-        let Some(get_url) = prediction.get_url.clone() else {
+        let Some(get_url) = prediction.get_url.as_deref() else {
             return malformed("a running prediction has no urls.get to poll");
         };
+        // The key goes only where this deployment lives: a spoofed or compromised upstream must
+        // not make nines send it elsewhere.
+        let get_url = match urls.scope.allow(get_url) {
+            Ok(url) => url,
+            Err(why) => {
+                tracing::warn!(why = %why, "replicate: urls.get refused");
+                return malformed(&why);
+            }
+        };
         if Instant::now() + pause >= call.deadline {
-            cancel(client, call.key, prediction.cancel_url.as_deref());
+            cancel(client, urls, call.key, prediction.cancel_url.as_deref());
             return Outcome::Transport(Transport::Deadline);
         }
         tokio::time::sleep(pause).await;
@@ -159,8 +172,15 @@ async fn poll(
 }
 
 /// Gives up on a prediction nobody will read (fire and forget: its cost is the only concern).
-fn cancel(client: &super::HttpClient, key: &KeySlotConfig, cancel_url: Option<&str>) {
+fn cancel(client: &super::HttpClient, urls: &Urls, key: &KeySlotConfig, cancel_url: Option<&str>) {
     let Some(url) = cancel_url else { return };
+    let url = match urls.scope.allow(url) {
+        Ok(url) => url,
+        Err(why) => {
+            tracing::warn!(why = %why, "replicate: urls.cancel refused");
+            return;
+        }
+    };
     let request = authed(client.post(url), key);
     if let Ok(handle) = tokio::runtime::Handle::try_current() {
         handle.spawn(async move {

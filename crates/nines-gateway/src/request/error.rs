@@ -17,6 +17,9 @@ pub enum GatewayError {
     /// The body is larger than the configured limit.
     #[error("request body exceeds the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
+    /// The body did not arrive within `server.body_read_timeout`.
+    #[error("the request body did not arrive within {} (server.body_read_timeout)", humantime::format_duration(*.0))]
+    BodyTimeout(std::time::Duration),
     /// The body could not be read (client went away or sent a broken body).
     #[error("could not read the request body: {0}")]
     BodyRead(String),
@@ -134,6 +137,7 @@ impl GatewayError {
                 ..
             } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             GatewayError::ModelNotFound(_) | GatewayError::RouteNotFound { .. } => {
                 StatusCode::NOT_FOUND
             }
@@ -167,6 +171,7 @@ impl GatewayError {
         match self {
             GatewayError::BadRequest(_) => "bad_request",
             GatewayError::BodyTooLarge { .. } => "body_too_large",
+            GatewayError::BodyTimeout(_) => "body_timeout",
             GatewayError::BodyRead(_) => "body_read",
             GatewayError::ModelNotFound(_) => "model_not_found",
             GatewayError::RouteNotFound { .. } => "route_not_found",

@@ -20,7 +20,7 @@ pub use end::trail;
 pub use error::{GatewayError, Rejected};
 pub use meta::RequestMeta;
 
-use crate::access::Admission;
+use crate::access::{Admission, Ask};
 use crate::auth::Identity;
 use crate::state::lifecycle::InFlightRequest;
 use crate::state::{AppState, Runtime};
@@ -93,6 +93,57 @@ impl Request {
     /// Time since the request started.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// Auth, the model allow-list and the limits (`access/`): the identity and admission go on
+    /// the request (a request the limits refuse keeps its identity, so its refusal is recorded
+    /// under it).
+    pub async fn admit(
+        &mut self,
+        model: &str,
+        prompt_bytes: usize,
+        max_output: Option<u64>,
+    ) -> Result<(), GatewayError> {
+        let runtime = Arc::clone(&self.runtime);
+        let ask = Ask {
+            credential: self.meta.credential.as_ref(),
+            model,
+            prompt_bytes,
+            max_output,
+        };
+        let admitted = self
+            .state
+            .access
+            .admit(&runtime.config.access, &runtime.static_keys, ask)
+            .await;
+        match admitted {
+            Ok(admission) => {
+                self.identity = Some(Arc::clone(&admission.identity));
+                self.admission = Some(admission);
+                Ok(())
+            }
+            Err((refused, identity)) => {
+                self.identity = identity;
+                Err(refused.into())
+            }
+        }
+    }
+
+    /// Auth alone (no limits: a request that costs the provider nothing, like a job poll); the
+    /// identity goes on the request.
+    pub async fn authorize(&mut self) -> Result<Arc<Identity>, GatewayError> {
+        let runtime = Arc::clone(&self.runtime);
+        let identity = self
+            .state
+            .access
+            .authorize(
+                &runtime.config.access,
+                &runtime.static_keys,
+                self.meta.credential.as_ref(),
+            )
+            .await?;
+        self.identity = Some(Arc::clone(&identity));
+        Ok(identity)
     }
 
     /// Whether the plan and the attempt trail are wanted as text (for the request log line or

@@ -20,7 +20,10 @@
 //! what it can in a moment and exits. [`Stop::Close`] skips the drain delay (tests, the demo).
 
 mod connections;
+pub mod descriptors;
 pub mod listener;
+mod refuse;
+mod watchdog;
 
 use crate::state::{AppState, Phase};
 use connections::Connections;
@@ -69,7 +72,20 @@ pub async fn serve(
     state: Arc<AppState>,
     mut stop: watch::Receiver<Stop>,
 ) -> std::io::Result<Stopped> {
-    let connections = Connections::new(crate::api::router(Arc::clone(&state)));
+    let descriptor_cap = match descriptors::raise_limit() {
+        Some(limit) => descriptors::connections_for(limit),
+        None => usize::MAX,
+    };
+    let connections = Connections::new(Arc::clone(&state), descriptor_cap);
+    let configured = state.runtime().config.server.connections.max_connections;
+    if descriptor_cap < configured {
+        tracing::warn!(
+            max_connections = configured,
+            cap = descriptor_cap,
+            "the file-descriptor limit cannot hold server.max_connections: connections are capped \
+             lower (raise the limit, e.g. LimitNOFILE= in systemd or ulimit -n)"
+        );
+    }
     let lifecycle = &state.lifecycle;
 
     // Accept until the drain delay after the first stop signal is over.
@@ -105,7 +121,7 @@ pub async fn serve(
                 // Out of file descriptors, or a connection reset before it was accepted: keep
                 // the listener, give the process a moment.
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    connections.accept_failed(&e);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },

@@ -149,6 +149,11 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         old.server.watch_config != new.server.watch_config,
     );
     differs("store", old.access.store != new.access.store);
+    // Job ids are signed with it; the signer is built once with the store it may come from.
+    differs(
+        "auth.signing_secret",
+        old.access.auth.signing_secret != new.access.auth.signing_secret,
+    );
     let (a, b) = (&old.access.limits, &new.access.limits);
     differs(
         "limits.redis_url, redis_timeout, on_redis_error, redis_prefix",

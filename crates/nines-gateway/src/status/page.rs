@@ -3,9 +3,8 @@
 //! [`snapshot`] for the shape and the meaning of each state).
 //!
 //! `[status] enabled = false` answers 404 to both. `public = false` asks for the admin key, as
-//! `Authorization: Bearer …`, `x-api-key`, or HTTP Basic with the key as the password (so a
-//! browser can open the page: it prompts once and sends the credential with the page's own
-//! fetches).
+//! `Authorization: Bearer …` or `x-api-key` (scripts), or a session cookie a browser gets by
+//! signing in with a form (`super::session`); `/status` answers the form itself until then.
 //!
 //! The JSON is built at most once a second (`AppState::status_cache`) however many pages poll it, and building it
 //! takes each breaker's and the ledger's lock briefly, never across an `.await`.
@@ -13,14 +12,13 @@
 pub mod snapshot;
 
 use crate::access::AccessError;
-use crate::config::{Config, Secret};
+use crate::config::Config;
 use crate::request::GatewayError;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, header};
-use sha2::{Digest, Sha256};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -34,7 +32,7 @@ const JS: &str = include_str!("page/assets/status.js");
 /// `GET /status`.
 pub async fn page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let runtime = state.runtime();
-    if let Some(refused) = refusal(&runtime.config, &headers, "/status") {
+    if let Some(refused) = refusal(&state, &runtime.config, &headers, "/status") {
         return refused;
     }
     let page = assembled();
@@ -42,27 +40,13 @@ pub async fn page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
         "{{title}}",
         &escape_html(&runtime.config.telemetry.status.title),
     );
-    let mut response = html.into_response();
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    if let Ok(csp) = HeaderValue::from_str(&page.csp) {
-        h.insert(header::CONTENT_SECURITY_POLICY, csp);
-    }
-    response
+    super::html::document(StatusCode::OK, html, "no-cache", &page.csp)
 }
 
 /// `GET /status.json`.
 pub async fn json(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let runtime = state.runtime();
-    if let Some(refused) = refusal(&runtime.config, &headers, "/status.json") {
+    if let Some(refused) = refusal(&state, &runtime.config, &headers, "/status.json") {
         return refused;
     }
     let body = state.status_cache.get_or_build(CACHE_FOR, || {
@@ -81,9 +65,9 @@ pub async fn json(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
     response
 }
 
-/// The answer instead of the page, if any: 404 when the page is off; 401 (with a Basic challenge,
-/// so a browser asks) when it is private and the caller did not show the admin key.
-fn refusal(config: &Config, headers: &HeaderMap, path: &str) -> Option<Response> {
+/// The answer instead of the page, if any: 404 when the page is off; when it is private and the
+/// caller is not signed in, the sign-in form (for the page) or a 401 (for its JSON).
+fn refusal(state: &AppState, config: &Config, headers: &HeaderMap, path: &str) -> Option<Response> {
     let settings = &config.telemetry.status;
     if !settings.enabled {
         return Some(
@@ -94,37 +78,24 @@ fn refusal(config: &Config, headers: &HeaderMap, path: &str) -> Option<Response>
             .into_response(),
         );
     }
-    if settings.public {
+    if settings.public || super::session::admitted(config, &state.access.signer, headers) {
         return None;
     }
-    let credential = crate::auth::credential(headers).or_else(|| basic_password(headers));
-    if crate::access::is_admin(&config.access, credential.as_ref()) {
-        return None;
+    if path == "/status" {
+        return Some(super::session::login_page(None));
     }
     let mut refused = AccessError::Unauthorized {
-        message: "This status page is private (status.public = false): it needs the admin key, \
-                  as 'Authorization: Bearer …' or as the password of HTTP Basic."
+        message: "This status page is private (status.public = false): sign in at /status, or \
+                  send the admin key as 'Authorization: Bearer …'."
             .into(),
         code: "invalid_admin_key",
     }
     .into_response();
     refused.headers_mut().insert(
         header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"nines status\", charset=\"UTF-8\""),
+        HeaderValue::from_static("Bearer realm=\"nines status\""),
     );
     Some(refused)
-}
-
-/// The password of an `Authorization: Basic` header (the user name is ignored).
-fn basic_password(headers: &HeaderMap) -> Option<Secret> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = String::from_utf8(base64_decode(encoded.trim())?).ok()?;
-    let (_, password) = decoded.split_once(':')?;
-    (!password.is_empty()).then(|| Secret::new(password.to_owned()))
 }
 
 /// The page with its CSS and JS inlined, and a Content-Security-Policy that allows exactly those
@@ -137,7 +108,7 @@ struct Assembled {
 fn assembled() -> &'static Assembled {
     static PAGE: OnceLock<Assembled> = OnceLock::new();
     PAGE.get_or_init(|| {
-        let hash = |text: &str| base64_encode(&Sha256::digest(text.as_bytes()));
+        let hash = super::html::csp_hash;
         Assembled {
             html: HTML.replace("{{css}}", CSS).replace("{{js}}", JS),
             csp: format!(
@@ -164,24 +135,6 @@ fn escape_html(text: &str) -> String {
         }
     }
     out
-}
-
-/// Standard alphabet; decoding takes padding or none (browsers pad, hand-made headers may not).
-const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    base64::engine::GeneralPurposeConfig::new()
-        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
-        .with_decode_allow_trailing_bits(true),
-);
-
-/// Standard base64 with padding.
-fn base64_encode(bytes: &[u8]) -> String {
-    base64::Engine::encode(&BASE64, bytes)
-}
-
-/// Standard base64, padding optional; `None` on anything else.
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    base64::Engine::decode(&BASE64, text).ok()
 }
 
 #[cfg(test)]

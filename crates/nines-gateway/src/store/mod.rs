@@ -223,6 +223,7 @@ fn migrator() -> sqlx::migrate::Migrator {
             "usage_append_only",
             include_str!("migrations/0004_usage_append_only.sql"),
         ),
+        migration(5, "settings", include_str!("migrations/0005_settings.sql")),
     ])
 }
 
@@ -257,6 +258,24 @@ impl Store {
             Db::Sqlite(_) => "sqlite",
             Db::Postgres(_) => "postgres",
         }
+    }
+
+    /// The value of a shared setting, `proposed` stored first if it has none: whichever replica
+    /// asks first decides, and every replica then reads the same value.
+    pub async fn setting_or(&self, name: &str, proposed: &str) -> Result<String, StoreError> {
+        on_pool!(&self.db, p => {
+            sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                .bind(name)
+                .bind(proposed)
+                .execute(p)
+                .await?;
+        });
+        let value = on_pool!(&self.db, p => sqlx::query("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
+            .fetch_one(p)
+            .await?
+            .try_get::<String, _>(0)?);
+        Ok(value)
     }
 
     /// One trivial query: is the store answering?

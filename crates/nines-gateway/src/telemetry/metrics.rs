@@ -13,6 +13,10 @@
 //! - **Live state is read at scrape time**: breaker phases, in-flight counts and the retry budget
 //!   come from the current runtime's `Health` while the exposition is written.
 
+mod connections;
+
+pub use connections::{ConnectionEnd, ConnectionStats};
+
 use super::RequestSummary;
 use crate::config::Config;
 use crate::resilience::FailureClass;
@@ -72,6 +76,7 @@ struct Shared {
     transitions: Mutex<Transitions>,
     /// Configuration reloads by result.
     reloads: Mutex<BTreeMap<&'static str, u64>>,
+    connections: ConnectionStats,
 }
 
 /// Breaker transitions, counted from the event channel when the exposition is written (and
@@ -350,6 +355,7 @@ impl Metrics {
                 registry: Mutex::new(registry),
                 limited: Default::default(),
                 reloads: Mutex::new(BTreeMap::new()),
+                connections: ConnectionStats::default(),
                 transitions: Mutex::new(Transitions {
                     events: events.subscribe(),
                     counts: BTreeMap::new(),
@@ -379,6 +385,11 @@ impl Metrics {
     /// Counts one configuration reload by its result (`ok`, `unchanged`, `invalid`, …).
     pub fn count_reload(&self, result: &'static str) {
         *lock(&self.shared.reloads).entry(result).or_insert(0) += 1;
+    }
+
+    /// The client connections' counters (the server counts into them).
+    pub fn connections(&self) -> &ConnectionStats {
+        &self.shared.connections
     }
 
     /// Records one finished request.
@@ -772,6 +783,7 @@ impl Metrics {
                 *n as f64,
             );
         }
+        shared.connections.render(w);
         family(
             w,
             "nines_retry_budget_remaining",

@@ -621,6 +621,7 @@ async fn virtual_keys_revocation_expiry_budgets_and_usage_in_sqlite() {
     let ready: Value = h
         .client
         .get(h.url("/health/ready"))
+        .bearer_auth(ADMIN)
         .send()
         .await
         .unwrap()
@@ -691,6 +692,7 @@ async fn postgres_store_when_database_url_is_set() {
     let ready: Value = h
         .client
         .get(h.url("/health/ready"))
+        .bearer_auth(ADMIN)
         .send()
         .await
         .unwrap()
@@ -711,6 +713,7 @@ fn redis_limits(url: &str, prefix: &str, fail: &str, timeout: &str) -> String {
     config(&format!(
         r#"
 [auth]
+admin_key = "{ADMIN}"
 [[auth.keys]]
 key = "sk-static-shared-0001"
 name = "shared"
@@ -719,6 +722,9 @@ limits = {{ rpm = 10, tpm = 100000 }}
 key = "sk-static-shared-0002"
 name = "sequential"
 limits = {{ rpm = 10 }}
+
+[store]
+database_url = "sqlite::memory:"
 
 [limits]
 redis_url = "{url}"
@@ -745,6 +751,7 @@ async fn redis_limits_hold_across_two_gateways() {
         let ready: Value = h
             .client
             .get(h.url("/health/ready"))
+            .bearer_auth(ADMIN)
             .send()
             .await
             .unwrap()
@@ -855,6 +862,7 @@ async fn redis_stopped_mid_test_fails_open_or_closed_as_configured() {
         let ready: Value = closed
             .client
             .get(closed.url("/health/ready"))
+            .bearer_auth(ADMIN)
             .send()
             .await
             .unwrap()
@@ -890,6 +898,7 @@ async fn redis_stopped_mid_test_fails_open_or_closed_as_configured() {
     let ready = closed
         .client
         .get(closed.url("/health/ready"))
+        .bearer_auth(ADMIN)
         .send()
         .await
         .unwrap();
@@ -899,6 +908,7 @@ async fn redis_stopped_mid_test_fails_open_or_closed_as_configured() {
     let ready: Value = open
         .client
         .get(open.url("/health/ready"))
+        .bearer_auth(ADMIN)
         .send()
         .await
         .unwrap()

@@ -22,6 +22,7 @@ mod request_path;
 mod resilience;
 mod resume;
 mod routing;
+mod security;
 mod sla;
 mod status_page;
 mod streaming;

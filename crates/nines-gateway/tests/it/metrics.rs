@@ -68,7 +68,7 @@ impl Exposition {
         Exposition { text, samples }
     }
 
-    fn find(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub(crate) fn find(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let want: BTreeMap<String, String> = labels
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

@@ -257,10 +257,17 @@ async fn the_watch_follows_a_configmap_symlink_swap() {
     })
     .await;
     assert!(h.state.runtime().table.resolve("extra").is_some());
-    let m = scrape(&h).await;
-    assert_eq!(
-        m.get("nines_config_reloads_total", &[("result", "ok")]),
-        1.0
-    );
+    // The new runtime is published a moment before the reload is counted.
+    let mut counted = None;
+    for _ in 0..50 {
+        counted = scrape(&h)
+            .await
+            .find("nines_config_reloads_total", &[("result", "ok")]);
+        if counted.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(counted, Some(1.0));
     let _ = std::fs::remove_dir_all(&dir);
 }

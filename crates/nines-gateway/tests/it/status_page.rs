@@ -225,38 +225,91 @@ async fn a_private_status_page_needs_the_admin_key() {
         chain(1)
     );
     let h = Harness::start(1, &config).await;
-    // base64("admin:sk-status-admin") and base64("admin:wrong").
-    let (basic_right, basic_wrong) = (
-        "Basic YWRtaW46c2stc3RhdHVzLWFkbWlu",
-        "Basic YWRtaW46d3Jvbmc=",
+    let get = |path: &str, header: Option<(&str, &str)>| {
+        let mut request = h.client.get(h.url(path));
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    // Not signed in: the page is the sign-in form, the JSON a 401 asking for a bearer token.
+    let form = get("/status", None).await.unwrap();
+    assert_eq!(form.status(), 401);
+    let form = form.text().await.unwrap();
+    assert!(form.contains("action=\"/status/login\"") && form.contains("type=\"password\""));
+    let refused = get("/status.json", None).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(
+        refused.headers()["www-authenticate"],
+        "Bearer realm=\"nines status\""
     );
+    // base64("admin:sk-status-admin"): the admin key as a Basic password is no longer taken.
+    let basic = ("authorization", "Basic YWRtaW46c2stc3RhdHVzLWFkbWlu");
     for path in ["/status", "/status.json"] {
-        let get = |auth: Option<&str>| {
-            let mut request = h.client.get(h.url(path));
-            if let Some(auth) = auth {
-                request = request.header("authorization", auth);
-            }
-            request.send()
-        };
-        let refused = get(None).await.unwrap();
-        assert_eq!(refused.status(), 401, "{path}");
+        assert_eq!(get(path, Some(basic)).await.unwrap().status(), 401);
+        let wrong = ("authorization", "Bearer sk-wrong");
+        assert_eq!(get(path, Some(wrong)).await.unwrap().status(), 401);
+        let right = ("authorization", "Bearer sk-status-admin");
         assert_eq!(
-            refused.headers()["www-authenticate"],
-            "Basic realm=\"nines status\", charset=\"UTF-8\""
-        );
-        assert_eq!(get(Some("Bearer sk-wrong")).await.unwrap().status(), 401);
-        assert_eq!(get(Some(basic_wrong)).await.unwrap().status(), 401);
-        assert_eq!(
-            get(Some("Bearer sk-status-admin")).await.unwrap().status(),
-            200,
-            "{path}"
-        );
-        assert_eq!(
-            get(Some(basic_right)).await.unwrap().status(),
+            get(path, Some(right)).await.unwrap().status(),
             200,
             "{path}"
         );
     }
+
+    // Signing in: a wrong key is the form again; the right one a session cookie.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let sign_in = |key: &'static str| {
+        no_redirects
+            .post(h.url("/status/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("key={key}"))
+            .send()
+    };
+    assert_eq!(sign_in("sk-wrong").await.unwrap().status(), 401);
+    let signed_in = sign_in("sk-status-admin").await.unwrap();
+    assert_eq!(signed_in.status(), 303);
+    assert_eq!(signed_in.headers()["location"], "/status");
+    let set_cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
+    assert!(!set_cookie.contains("sk-status-admin"), "{set_cookie}");
+    let session = set_cookie.split(';').next().unwrap().to_owned();
+    for path in ["/status", "/status.json"] {
+        let answer = get(path, Some(("cookie", &session))).await.unwrap();
+        assert_eq!(answer.status(), 200, "{path}");
+    }
+    // A session nines did not sign, or one altered, is refused.
+    let (name_and_payload, _tag) = session.rsplit_once('.').unwrap();
+    for forged in [
+        format!("{name_and_payload}.AAAA"),
+        "nines_status=eyJleHAiOjk5OTk5OTk5OTksImsiOiIifQ.x".to_owned(),
+    ] {
+        let answer = get("/status.json", Some(("cookie", &forged)))
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 401, "{forged}");
+    }
+    let signed_out = no_redirects
+        .post(h.url("/status/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_out.status(), 303);
+    assert!(
+        signed_out.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
     h.stop().await;
 
     // Private without an admin key could never be read: refused at load.

@@ -9,6 +9,7 @@ mod check;
 mod demo;
 mod deploy;
 mod examples;
+mod front_door;
 mod keys;
 mod lifecycle;
 mod loadtest;
