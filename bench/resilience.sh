@@ -14,13 +14,5 @@ cargo build --release -p nines --example resilience_bench
   ./target/release/examples/resilience_bench
   echo "<!-- resilience:end -->"
 } > bench/out/resilience.md
-python3 - <<'PY'
-import re, pathlib
-results = pathlib.Path("bench/RESULTS.md")
-section = pathlib.Path("bench/out/resilience.md").read_text()
-text = results.read_text() if results.exists() else "# Benchmark results\n"
-pattern = re.compile(r"<!-- resilience:begin -->.*?<!-- resilience:end -->\n?", re.S)
-text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
-results.write_text(text)
-PY
+bench/results_section.py resilience bench/out/resilience.md
 cat bench/out/resilience.md

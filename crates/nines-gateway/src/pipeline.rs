@@ -15,10 +15,11 @@
 //! The commit point is `deliver`: before it, failover is free; after it only the relays act.
 
 use crate::providers::{Endpoint, ReplyBody};
+use crate::relay::codec::{Decoder, Encoder};
 use crate::relay::passthrough;
 use crate::relay::resume::{Resume, ResumeInput, Resumer};
 use crate::relay::segment::Segment;
-use crate::relay::translated::{self, Decoder, Encoder};
+use crate::relay::translated;
 use crate::request::{GatewayError, Request, trail};
 use crate::resilience::{AttemptInput, Finished, KeySlot, run_plan};
 use crate::router::filters::{self, Unservable};
@@ -142,7 +143,8 @@ struct Planned<'r> {
     route: &'r Route,
     plan: Plan,
     slots: Vec<KeySlot>,
-    view: RequestView,
+    /// Shared with a stream's resumer, which may send it again after the commit point.
+    view: Arc<RequestView>,
     deadline: Instant,
     stream: bool,
     include_usage: bool,
@@ -276,7 +278,7 @@ fn plan<'r>(
         slots: plan.key_slots(),
         deadline: request_deadline(deployments, &plan, cx.meta.timeout),
         plan,
-        view,
+        view: Arc::new(view),
         stream: routed.stream,
         include_usage: routed.include_usage,
         trace: Propagation::new(cx.summary.trace.as_ref(), cx.meta.traceparent.as_deref()),
@@ -296,6 +298,9 @@ async fn run(cx: &mut Request, runtime: &Runtime, p: &Planned<'_>) -> Option<Fin
         backoff: config.resilience.backoff,
         max_attempts_per_deployment: config.resilience.max_attempts_per_deployment(),
         max_retry_after: config.resilience.max_retry_after,
+        degrade_after_retries: p.route.degrade == crate::config::Degrade::AfterRetries,
+        max_retry_after_wait: config.resilience.max_retry_after_wait,
+        learned_first_byte: config.resilience.learned_first_byte,
         queue_timeout: config.routing.queue_timeout,
         max_queue: config.routing.max_queue,
         trace: &p.trace,
@@ -321,13 +326,14 @@ fn deliver(
     finished: Finished,
 ) -> Result<Delivery, GatewayError> {
     let model = || p.plan.model.clone();
-    let (reply, deployment, attempts, open) = match finished {
+    let (reply, deployment, tier, attempts, open) = match finished {
         Finished::Served {
             reply,
             deployment,
+            tier,
             attempts,
             open,
-        } => (reply, deployment, attempts, open),
+        } => (reply, deployment, tier, attempts, open),
         Finished::Rejected {
             status,
             headers,
@@ -374,7 +380,14 @@ fn deliver(
     if let Some(admission) = &cx.admission {
         admission.headers.write(&mut headers);
     }
+    // A fallback model is a change of quality the client is told of (the body's `model` is the
+    // upstream model that answered, as always).
+    let fallback = p.plan.fallback_of(tier);
+    if let Some(v) = fallback.and_then(|f| HeaderValue::from_str(f).ok()) {
+        headers.insert("x-nines-fallback", v);
+    }
     let summary = &mut cx.summary;
+    summary.fallback = fallback.map(str::to_owned);
     summary.deployment = Some(deployment.name.clone());
     summary.upstream_ttfb = Some(reply.ttfb);
     summary.attempts = attempts;
@@ -420,11 +433,13 @@ fn deliver(
                     &deployment.upstream_model,
                     p.include_usage,
                 );
+                let resume = resumer(&cx, runtime, &p, &deployment);
                 DeliveryBody::Stream(translated::relay(
                     segment,
                     (decoder, encoder),
                     p.deadline,
                     cx.state.lifecycle.cutting(),
+                    resume,
                     move |report| cx.streamed(price, report),
                 ))
             } else {
@@ -449,9 +464,8 @@ fn deliver(
     })
 }
 
-/// Continues a stream that breaks after the commit point on a later deployment, when the model
-/// asks for it (`resume_streams`) and the request can be continued: an OpenAI client's chat
-/// stream on a configured route.
+/// Continues a stream that breaks after the commit point on a later deployment, unless the model
+/// turned it off (`resume_streams = false`): a chat stream on a configured route.
 fn resumer(
     cx: &Request,
     runtime: &Arc<Runtime>,
@@ -460,17 +474,15 @@ fn resumer(
 ) -> Option<Box<dyn Resume>> {
     let resumable = p.stream
         && p.view.endpoint == Endpoint::ChatCompletions
-        && p.view.ingress == Dialect::OpenAi
         && !p.route.derived
         && p.route.resume_streams;
     if !resumable {
         return None;
     }
-    let (body, model_span) = p.view.raw();
     let budget_of = Arc::clone(runtime);
     Some(Box::new(Resumer::new(ResumeInput {
-        body,
-        model_span,
+        request: Arc::clone(&p.view),
+        include_usage: p.include_usage,
         slots: &p.slots,
         upstreams: &runtime.upstreams,
         health: &runtime.health,

@@ -12,9 +12,11 @@ use crate::providers::{Endpoint, Outcome, Reply, ReplyBody, Transport};
 use bytes::Bytes;
 use nines_protocol::openai::{RequestError, splice_model};
 use nines_protocol::unified::{
-    ChatRequest, ChatResponse, DecodeError, Dialect, EmbeddingsRequest, EncodingFormat,
+    ChatRequest, ChatResponse, ContentPart, DecodeError, Dialect, EmbeddingsRequest,
+    EncodingFormat, Message, Role,
 };
 use nines_protocol::{anthropic, gemini, openai, replicate};
+use serde_json::{Map, Value};
 use std::ops::Range;
 use std::sync::OnceLock;
 
@@ -124,6 +126,54 @@ impl RequestView {
         }
     }
 
+    /// The request again, streamed, for a continuation of a broken stream on `deployment`:
+    /// with `prefill`, the text the client already has as a final assistant message (which the
+    /// deployment continues rather than answers); without, the original request afresh.
+    pub fn continuation_for(
+        &self,
+        deployment: &Deployment,
+        prefill: Option<&str>,
+    ) -> Result<Bytes, String> {
+        let model = deployment.upstream_model.as_str();
+        let dialect = deployment.provider.dialect();
+        if self.ingress == Dialect::OpenAi && dialect == Dialect::OpenAi {
+            // Untranslated, so fields the unified model does not know still reach the upstream.
+            return match prefill {
+                Some(partial) => {
+                    continuation_body(&self.raw, self.model_span.clone(), model, partial)
+                }
+                None => Ok(Bytes::from(splice_model(
+                    &self.raw,
+                    self.model_span.clone(),
+                    model,
+                ))),
+            };
+        }
+        let Some(Ok(chat)) = self.chat() else {
+            return Err("the request cannot be translated for a continuation".into());
+        };
+        let mut chat = chat.clone();
+        chat.stream = true;
+        if let Some(partial) = prefill {
+            prefill_with(&mut chat.messages, partial);
+        }
+        let body = match dialect {
+            Dialect::OpenAi => {
+                let body = openai::encode_chat_request(&chat, model);
+                return match prefill {
+                    Some(_) => with_continue_flags(&body),
+                    None => Ok(Bytes::from(body)),
+                };
+            }
+            Dialect::Anthropic => {
+                anthropic::encode_request(&chat, model, anthropic::DEFAULT_MAX_TOKENS)
+            }
+            Dialect::Gemini => gemini::encode_request(&chat),
+            other => return Err(format!("{} streams are not continued", other.as_str())),
+        };
+        Ok(Bytes::from(body))
+    }
+
     /// How the client wants embeddings encoded (the OpenAI SDK asks for base64 by default).
     fn encoding_format(&self) -> EncodingFormat {
         match self.parsed() {
@@ -218,5 +268,102 @@ impl RequestView {
             Dialect::Anthropic => anthropic::encode_response(&response),
             _ => openai::encode_chat_response(&response),
         }))
+    }
+}
+
+/// The client's request as a continuation of `partial` on a deployment serving `upstream_model`:
+/// `model` spliced, `partial` appended as the final assistant message (or to it, when the client
+/// already ended with one), vLLM's continuation flags set, `stream: true`.
+fn continuation_body(
+    body: &[u8],
+    model_span: Range<usize>,
+    upstream_model: &str,
+    partial: &str,
+) -> Result<Bytes, String> {
+    let spliced = nines_protocol::openai::splice_model(body, model_span, upstream_model);
+    let mut request: Map<String, Value> = serde_json::from_slice(&spliced)
+        .map_err(|e| format!("the request cannot be rebuilt as a continuation: {e}"))?;
+    let messages = request
+        .get_mut("messages")
+        .and_then(Value::as_array_mut)
+        .ok_or("the request has no messages to continue")?;
+    let prefilled = messages.last_mut().and_then(|last| {
+        (last.get("role").and_then(Value::as_str) == Some("assistant"))
+            .then(|| last.get_mut("content"))
+            .flatten()
+            .and_then(|content| match content {
+                Value::String(text) => Some(text),
+                _ => None,
+            })
+    });
+    match prefilled {
+        Some(text) => text.push_str(partial),
+        None => messages.push(serde_json::json!({"role": "assistant", "content": partial})),
+    }
+    request.insert("continue_final_message".into(), Value::Bool(true));
+    request.insert("add_generation_prompt".into(), Value::Bool(false));
+    request.insert("stream".into(), Value::Bool(true));
+    serde_json::to_vec(&request)
+        .map(Bytes::from)
+        .map_err(|e| format!("the request cannot be rebuilt as a continuation: {e}"))
+}
+
+/// `partial` as the final assistant message: appended to the client's own final assistant text,
+/// or as a new message.
+fn prefill_with(messages: &mut Vec<Message>, partial: &str) {
+    if let Some(last) = messages.last_mut()
+        && last.role == Role::Assistant
+        && last.tool_calls.is_empty()
+        && let Some(ContentPart::Text(text)) = last.content.last_mut()
+    {
+        text.push_str(partial);
+        return;
+    }
+    messages.push(Message::text(Role::Assistant, partial));
+}
+
+/// An OpenAI request body with vLLM's continuation flags set.
+fn with_continue_flags(body: &[u8]) -> Result<Bytes, String> {
+    let mut request: Map<String, Value> = serde_json::from_slice(body)
+        .map_err(|e| format!("the request cannot be rebuilt as a continuation: {e}"))?;
+    request.insert("continue_final_message".into(), Value::Bool(true));
+    request.insert("add_generation_prompt".into(), Value::Bool(false));
+    serde_json::to_vec(&request)
+        .map(Bytes::from)
+        .map_err(|e| format!("the request cannot be rebuilt as a continuation: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_continuation_body_prefills_the_partial_answer() {
+        let body = br#"{"model":"chat","messages":[{"role":"user","content":"hi"}],"stream":true,"temperature":0.5,"vendor_field":{"a":1}}"#;
+        let span = 9..15;
+        assert_eq!(&body[span.clone()], br#""chat""#);
+        let out = continuation_body(body, span.clone(), "up-1", "Hello fr").unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["model"], "up-1");
+        assert_eq!(
+            v["messages"],
+            json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello fr"}])
+        );
+        assert_eq!(v["continue_final_message"], true);
+        assert_eq!(v["add_generation_prompt"], false);
+        assert_eq!(v["stream"], true);
+        assert_eq!(v["temperature"], 0.5);
+        assert_eq!(v["vendor_field"], json!({"a": 1}), "unknown fields survive");
+
+        // A client's own prefill is extended, not followed by a second assistant message.
+        let body = br#"{"model":"chat","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"Sure: "}]}"#;
+        let out = continuation_body(body, span, "up-1", "one").unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["messages"][1],
+            json!({"role": "assistant", "content": "Sure: one"})
+        );
+        assert_eq!(v["messages"].as_array().unwrap().len(), 2);
     }
 }

@@ -203,6 +203,7 @@ pub async fn create(
             span: None,
             stream: false,
             max_retry_after,
+            learned_deadline: None,
         };
         let call = async {
             let outcome = upstream
@@ -329,6 +330,7 @@ pub async fn status(mut cx: Request, id: &str) -> Handled {
         span: None,
         stream: false,
         max_retry_after: runtime.config.resilience.max_retry_after,
+        learned_deadline: None,
     };
     let call = async {
         let outcome = upstream

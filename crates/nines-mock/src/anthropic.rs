@@ -105,6 +105,9 @@ struct Message {
     id: String,
     model: String,
     reply: Reply,
+    /// A final assistant message the reply continues (Anthropic's prefill): only the rest of
+    /// the reply is sent.
+    prefill: Option<String>,
     input_tokens: u64,
 }
 
@@ -123,6 +126,20 @@ impl Message {
                     "messages.{i}.role: Input should be 'user' or 'assistant'"
                 ));
             }
+        }
+        // A final assistant message is continued, not answered; like the real API, its text may
+        // not end with whitespace.
+        let prefill = req
+            .messages
+            .last()
+            .filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
+            .map(|m| text::content_text(m.get("content")))
+            .filter(|p| !p.is_empty());
+        if prefill
+            .as_ref()
+            .is_some_and(|p| p.ends_with(char::is_whitespace))
+        {
+            return Err("final assistant content cannot end with trailing whitespace".into());
         }
         let reply = if refused {
             Reply::Refusal
@@ -146,6 +163,7 @@ impl Message {
             id: format!("msg_mock_{}", state.next_completion_id()),
             model: req.model,
             reply,
+            prefill,
             input_tokens: system + messages,
         })
     }
@@ -236,6 +254,17 @@ impl Message {
         )
     }
 
+    /// The reply's stream pieces: all of them, or only what follows the prefill.
+    fn text_pieces(&self, words: &[String]) -> Vec<String> {
+        if let Some(prefill) = &self.prefill {
+            let full = words.join(" ");
+            if let Some(rest) = full.strip_prefix(prefill.as_str()) {
+                return text::text_pieces(rest);
+            }
+        }
+        text::pieces(words)
+    }
+
     /// The stream: `message_start`, one content block (with a `ping` after its start), then
     /// `message_delta` and, with `terminated`, `message_stop`.
     fn events(&self, terminated: bool) -> Vec<Event> {
@@ -261,7 +290,7 @@ impl Message {
         events.push(ping());
         match &self.reply {
             Reply::Text { words, .. } => events.extend(
-                text::pieces(words)
+                self.text_pieces(words)
                     .into_iter()
                     .map(|piece| delta(json!({"type": "text_delta", "text": piece}))),
             ),

@@ -20,7 +20,7 @@
 //! | `POST /v1/embeddings` | same | OpenAI; string, string array or token arrays; `dimensions` (default 8); `encoding_format` `float` or `base64` |
 //! | `GET /v1/models` | same | the configured model list |
 //! | `GET /v1/models/{id}` | `/v1/models/{id}` | any id |
-//! | `POST /v1/messages` | same | Anthropic Messages; needs `x-api-key` (else 401) and `anthropic-version` (else 400); `max_tokens` required; `system`, content blocks, `tools`/`tool_choice`, `stop_sequences`, `stream` |
+//! | `POST /v1/messages` | same | Anthropic Messages; needs `x-api-key` (else 401) and `anthropic-version` (else 400); `max_tokens` required; `system`, content blocks, `tools`/`tool_choice`, `stop_sequences`, `stream`; a final assistant message is continued (prefill), and refused when it ends with whitespace, as the API does |
 //! | `POST /v1beta/models/{model}:generateContent` | same | Gemini; key in `x-goog-api-key`, `?key=` or a bearer token (none: 403); `systemInstruction`, `tools.functionDeclarations`, `toolConfig`, `generationConfig` (`maxOutputTokens`, `stopSequences`, `candidateCount`, `responseMimeType`) |
 //! | `POST /v1beta/models/{model}:streamGenerateContent` | same | as above; `?alt=sse`: one `data:` chunk per word, the last with `finishReason` and `usageMetadata`, no terminator; without it one JSON array of the chunks |
 //! | `GET /v1beta/models/{model}` | `/v1beta/models/{model}` | Gemini; the model's metadata (`name`, `inputTokenLimit`, `supportedGenerationMethods`); key checked as for `generateContent` |

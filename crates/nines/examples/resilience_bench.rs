@@ -8,14 +8,17 @@
 //! Everything runs on 127.0.0.1: chaos mocks and the gateway in this process, real HTTP between.
 #![expect(clippy::unwrap_used, reason = "a benchmark program fails loudly")]
 
-use nines_gateway::{AppState, Config, Runtime};
-use nines_mock::{MockOptions, MockServer};
+use nines_gateway::AppState;
+use nines_mock::MockServer;
 use serde_json::{Value, json};
 use std::time::Duration;
+use support::mock;
 use tokio::time::Instant;
 
 const HEALTHY_ROUNDS: usize = 5;
 const PER_ROUND: usize = 400;
+
+mod support;
 
 #[tokio::main]
 async fn main() {
@@ -44,30 +47,12 @@ async fn main() {
     );
 }
 
+async fn gateway(config: &str) -> (String, support::Stop) {
+    support::serve(AppState::new(support::config(config))).await
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
-}
-
-async fn mock(name: &str) -> MockServer {
-    MockServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MockOptions {
-            name: name.into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
-}
-
-async fn gateway(config: &str) -> (String, tokio::sync::watch::Sender<nines_gateway::Stop>) {
-    let config = Config::parse(std::path::Path::new("bench.toml"), config, &|_| None).unwrap();
-    let state = AppState::new(Runtime::build(config).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::watch::channel(nines_gateway::Stop::Serving);
-    tokio::spawn(nines_gateway::serve(listener, state, rx));
-    (format!("http://{addr}"), tx)
 }
 
 fn deployment(name: &str, base: &str) -> String {

@@ -10,7 +10,7 @@ pub mod telemetry;
 mod validate;
 
 pub use error::ConfigError;
-pub use schema::{Price, ProviderKind, Strategy};
+pub use schema::{Degrade, Price, ProviderKind, Strategy};
 pub use validate::text_hash;
 
 use std::fmt;
@@ -94,13 +94,15 @@ impl Deployment {
         }
     }
 
-    /// Whether this deployment can continue a stream that broke after its first byte reached
-    /// the client: continuations are OpenAI requests relayed untranslated, and continuing text
-    /// the client already has (`prefill`) needs assistant prefill. The `resume_streams`
-    /// validation and the resumer ask this one question, so they agree.
-    pub fn can_continue_streams(&self, prefill: bool) -> bool {
-        self.provider.dialect() == nines_protocol::unified::Dialect::OpenAi
-            && (!prefill || self.assistant_prefill)
+    /// Whether this deployment continues a final assistant message instead of answering it
+    /// (what lets a broken stream be continued here rather than replayed): Anthropic's
+    /// Messages API always does; OpenAI-compatible servers do when marked `assistant_prefill`.
+    pub fn can_prefill(&self) -> bool {
+        match self.provider.dialect() {
+            nines_protocol::unified::Dialect::Anthropic => true,
+            nines_protocol::unified::Dialect::OpenAi => self.assistant_prefill,
+            _ => false,
+        }
     }
 
     /// The base URL as it may be shown: without `user:password@`.
@@ -152,8 +154,10 @@ pub struct ModelRoute {
     pub deployments: Vec<usize>,
     pub strategy: Strategy,
     pub hedge: resilience::Hedge,
-    /// Resume streams that break after the commit point on a deployment with assistant prefill.
+    /// Resume streams that break after the commit point on a later deployment.
     pub resume_streams: bool,
+    /// When fallback models may serve.
+    pub degrade: Degrade,
     /// Model names tried after this model's deployments (general failure).
     pub fallbacks: Vec<String>,
     /// Model names tried when the prompt fits none of this model's windows.

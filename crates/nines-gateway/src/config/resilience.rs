@@ -18,6 +18,12 @@ pub struct Resilience {
     /// clamp logged), so one answer cannot take a key slot out for hours.
     #[serde(with = "humantime_serde")]
     pub max_retry_after: Duration,
+    /// A rate-limited answer whose `Retry-After` is at most this is waited for and retried on
+    /// the same key slot before a model degrades to a fallback model; a longer hint moves on.
+    #[serde(with = "humantime_serde")]
+    pub max_retry_after_wait: Duration,
+    /// First-byte deadlines learned from each deployment's own recent times to first byte.
+    pub learned_first_byte: LearnedFirstByte,
 }
 
 impl Default for Resilience {
@@ -29,6 +35,8 @@ impl Default for Resilience {
             probes: Probes::default(),
             max_attempts_per_deployment: None,
             max_retry_after: Duration::from_secs(60),
+            max_retry_after_wait: Duration::from_secs(5),
+            learned_first_byte: LearnedFirstByte::default(),
         }
     }
 }
@@ -36,6 +44,33 @@ impl Default for Resilience {
 impl Resilience {
     pub fn max_attempts_per_deployment(&self) -> u32 {
         self.max_attempts_per_deployment.unwrap_or(3)
+    }
+}
+
+/// The effective first-byte deadline of a deployment (streaming and not apart) is
+/// min(configured, max(floor, multiplier × its observed p99)) once `min_samples` were seen: a
+/// deployment slow *for it* is abandoned early, one that is always slow keeps its time.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LearnedFirstByte {
+    pub enabled: bool,
+    pub multiplier: f64,
+    #[serde(with = "humantime_serde")]
+    pub floor: Duration,
+    pub min_samples: usize,
+}
+
+/// The most recent times to first byte a deployment keeps (per kind: streamed and not).
+pub const FIRST_BYTE_SAMPLES: usize = 256;
+
+impl Default for LearnedFirstByte {
+    fn default() -> Self {
+        LearnedFirstByte {
+            enabled: true,
+            multiplier: 3.0,
+            floor: Duration::from_secs(2),
+            min_samples: 50,
+        }
     }
 }
 
@@ -75,6 +110,10 @@ pub struct Breaker {
     pub cooldown: Duration,
     #[serde(with = "humantime_serde")]
     pub max_cooldown: Duration,
+    /// After a breaker closes, its key slot's share of traffic ramps up over this window
+    /// instead of returning at once; a failure during the ramp reopens it (0: no ramp).
+    #[serde(with = "humantime_serde")]
+    pub slow_start: Duration,
 }
 
 impl Default for Breaker {
@@ -86,6 +125,7 @@ impl Default for Breaker {
             min_requests: 10,
             cooldown: Duration::from_secs(30),
             max_cooldown: Duration::from_secs(300),
+            slow_start: Duration::from_secs(30),
         }
     }
 }
@@ -207,6 +247,17 @@ pub(super) fn check(r: &Resilience) -> Result<(), (String, String)> {
         return Err((
             "resilience.max_retry_after".into(),
             "must be more than 0s".into(),
+        ));
+    }
+    let l = &r.learned_first_byte;
+    if l.enabled
+        && (!(l.multiplier >= 1.0 && l.multiplier.is_finite())
+            || l.min_samples == 0
+            || l.min_samples > FIRST_BYTE_SAMPLES)
+    {
+        return Err((
+            "resilience.learned_first_byte".into(),
+            format!("multiplier must be ≥ 1 and min_samples within 1..={FIRST_BYTE_SAMPLES}"),
         ));
     }
     if r.max_attempts_per_deployment == Some(0) {

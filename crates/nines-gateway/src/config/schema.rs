@@ -258,10 +258,15 @@ pub struct RawModel {
     pub strategy: Strategy,
     #[serde(default)]
     pub hedge: super::resilience::Hedge,
-    /// Continue a stream that broke after the commit point on another deployment with
-    /// `assistant_prefill`, instead of ending it with an error event.
-    #[serde(default)]
+    /// Continue a stream that broke after the commit point on a later deployment (prefilled
+    /// where it can continue an answer, else replayed and spliced only if it matches), instead
+    /// of ending it with an error event. On by default.
+    #[serde(default = "yes")]
     pub resume_streams: bool,
+    /// When a fallback model may serve: after this model's own candidates were tried and
+    /// transient failures retried once (default), or as soon as its first pass fails.
+    #[serde(default)]
+    pub degrade: Degrade,
     /// Models tried, in order, after this model's own deployments are exhausted.
     #[serde(default)]
     pub fallbacks: Vec<Spanned<String>>,
@@ -271,6 +276,32 @@ pub struct RawModel {
     /// Preferred region for this model (overrides `[routing] region`).
     #[serde(default)]
     pub region: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// When a model's fallback models may serve its requests.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Degrade {
+    /// Only once the model's own key slots were tried and transient failures (a 5xx, reset,
+    /// overload, or a 429 with a short `Retry-After`) retried once on the same slot: a fallback
+    /// model is a change of quality, a second deployment of the same model is not.
+    #[default]
+    AfterRetries,
+    /// As soon as every own key slot failed once (latency-first routes).
+    Immediately,
+}
+
+impl Degrade {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Degrade::AfterRetries => "after-retries",
+            Degrade::Immediately => "immediately",
+        }
+    }
 }
 
 /// How a model orders its deployments for each request.

@@ -141,6 +141,7 @@ pub(super) fn validate(
             strategy: m.strategy,
             hedge: m.hedge,
             resume_streams: m.resume_streams,
+            degrade: m.degrade,
             fallbacks: m.fallbacks.iter().map(|f| f.get_ref().clone()).collect(),
             context_fallbacks: m
                 .context_fallbacks
@@ -166,29 +167,6 @@ pub(super) fn validate(
                     ));
                 }
             }
-        }
-    }
-
-    // A broken stream is continued on a later deployment of the plan, the fallback models'
-    // included: at least one deployment the plan can reach must be able to continue it.
-    for (i, m) in raw.models.iter().enumerate() {
-        if !m.resume_streams {
-            continue;
-        }
-        let mut reachable = std::iter::once(m.name.get_ref())
-            .chain(m.fallbacks.iter().map(|f| f.get_ref()))
-            .chain(m.context_fallbacks.iter().map(|f| f.get_ref()))
-            .filter_map(|name| models.iter().find(|r| &r.name == name))
-            .flat_map(|r| r.deployments.iter().map(|&d| &deployments[d]));
-        if !reachable.any(|d| d.can_continue_streams(true)) {
-            return Err(err(
-                Some(m.name.span()),
-                format!("models[{i}].resume_streams"),
-                "needs a deployment that can continue a broken stream (an OpenAI-family \
-                 provider with assistant_prefill = true) among the model's deployments or its \
-                 fallback models'"
-                    .into(),
-            ));
         }
     }
 

@@ -21,7 +21,7 @@ pub use replicate::{PREDICTION_ID, PREDICTION_MODEL};
 pub use runway::is_task_id as is_runway_task_id;
 pub(crate) use transport::describe;
 
-use crate::config::{Deployment, KeySlotConfig};
+use crate::config::{Deployment, KeySlotConfig, Timeouts};
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use http::{HeaderMap, StatusCode};
@@ -58,6 +58,9 @@ pub struct Call<'a> {
     pub deadline: Instant,
     /// The W3C `traceparent` the upstream request carries, if any.
     pub traceparent: Option<&'a http::HeaderValue>,
+    /// The first-byte deadline learned for this deployment, when it is shorter than the
+    /// configured one (`resilience::first_byte`).
+    pub first_byte: Option<std::time::Duration>,
 }
 
 impl Call<'_> {
@@ -202,24 +205,23 @@ impl Upstream {
 
     /// Makes one call and reports what happened.
     pub async fn call(&self, call: Call<'_>) -> Outcome {
+        let timeouts = Timeouts {
+            first_byte: call
+                .first_byte
+                .unwrap_or(self.deployment.timeouts.first_byte),
+            ..self.deployment.timeouts
+        };
         let request = match &self.urls {
             Urls::OpenAi(urls) => openai::request(&self.client, urls, &call),
             Urls::Anthropic(urls) => anthropic::request(&self.client, urls, &call),
             Urls::Gemini(urls) => gemini::request(&self.client, urls, &call),
             // A prediction is several requests (create, then wait or stream).
             Urls::Replicate(urls) => {
-                return replicate::call(&self.client, urls, &self.deployment.timeouts, &call).await;
+                return replicate::call(&self.client, urls, &timeouts, &call).await;
             }
             Urls::Runway(_) => return runway::no_chat(&call),
         };
-        transport::exchange(
-            &self.client,
-            request,
-            &self.deployment.timeouts,
-            call.stream,
-            call.deadline,
-        )
-        .await
+        transport::exchange(&self.client, request, &timeouts, call.stream, call.deadline).await
     }
 }
 

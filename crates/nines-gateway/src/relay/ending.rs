@@ -75,8 +75,9 @@ pub struct Resumed {
 #[derive(Debug)]
 pub struct StreamReport {
     pub end: StreamEnd,
-    /// (input, output) tokens the upstream reported, if any: the largest of each seen
-    /// (Anthropic's counts are cumulative and arrive in two events).
+    /// (input, output) tokens the upstreams reported, if any: per segment the largest of each
+    /// seen (Anthropic's counts are cumulative and arrive in two events), summed over the
+    /// segments of a resumed stream (each continuation is billed on its own).
     pub usage: Option<(u64, u64)>,
     pub resumed: Resumed,
 }
@@ -89,7 +90,9 @@ pub struct Ends<F: FnOnce(StreamReport)> {
     slot: Option<OpenSlot>,
     /// How the upstream side ended, once it has.
     upstream: Option<StreamEnd>,
+    /// The segment being relayed's counts, and those of the segments before it.
     usage: Option<(u64, u64)>,
+    banked: Option<(u64, u64)>,
     on_end: Option<F>,
 }
 
@@ -99,6 +102,7 @@ impl<F: FnOnce(StreamReport)> Ends<F> {
             slot: Some(slot),
             upstream: None,
             usage: None,
+            banked: None,
             on_end: Some(on_end),
         }
     }
@@ -120,6 +124,11 @@ impl<F: FnOnce(StreamReport)> Ends<F> {
     /// A continuation is relayed from now on, on its own key slot.
     pub fn continue_on(&mut self, slot: OpenSlot) {
         self.slot = Some(slot);
+        if let Some((i, o)) = self.usage.take() {
+            let (bi, bo) = self.banked.get_or_insert((0, 0));
+            *bi += i;
+            *bo += o;
+        }
     }
 
     /// The upstream side ended: the slot being relayed is settled by how.
@@ -148,9 +157,13 @@ impl<F: FnOnce(StreamReport)> Ends<F> {
             Some(end) if !client_left => end,
             _ => StreamEnd::ClientGone,
         };
+        let usage = match (self.banked, self.usage) {
+            (Some((bi, bo)), Some((i, o))) => Some((bi + i, bo + o)),
+            (banked, usage) => usage.or(banked),
+        };
         on_end(StreamReport {
             end,
-            usage: self.usage,
+            usage,
             resumed: resumed(),
         });
     }

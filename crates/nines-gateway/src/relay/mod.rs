@@ -6,17 +6,20 @@
 //! a broken stream elsewhere. Everything before the commit point is `crate::resilience`'s.
 //!
 //! - `passthrough`: OpenAI-family streams to OpenAI clients, forwarded event by event as bytes;
-//!   with `resume_streams`, continued on a later deployment when they break (`resume`).
+//!   unless `resume_streams = false`, continued on a later deployment when they break (`resume`,
+//!   which prefills or replays, and `splice`, which makes a continuation of any dialect fit).
 //! - `translated`: streams across dialects (or of non-OpenAI dialects), decoded into unified
-//!   events and re-encoded in the client's dialect.
+//!   events and re-encoded in the client's dialect (`codec`); resumed the same way.
 //! - `bursts`: one client write per burst of upstream events.
 //! - `segment`: what a relay reads (one upstream stream and its key slot).
 //! - `ending`: what a relay reports, once, when the client's stream ends, and what the client
 //!   gets when a stream breaks.
 
 mod bursts;
+pub mod codec;
 pub mod ending;
 pub mod passthrough;
 pub mod resume;
 pub mod segment;
+pub mod splice;
 pub mod translated;

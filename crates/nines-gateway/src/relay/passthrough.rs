@@ -440,10 +440,16 @@ mod tests {
 
         /// A key slot named `name` whose settlement is watched.
         fn slot(&mut self, name: &str) -> OpenSlot {
-            let breaker = Breaker::new(format!("{name}#0"), Default::default());
+            // One failure trips it, and its cooldown is already over: the next admit is a probe.
+            let policy = crate::config::resilience::Breaker {
+                consecutive_failures: 1,
+                cooldown: std::time::Duration::ZERO,
+                ..Default::default()
+            };
+            let breaker = Breaker::new(format!("{name}#0"), policy);
             breaker.attach(&self.sink);
             let permit = breaker.admit().unwrap();
-            permit.record(Signal::OpenUntil(Some(Instant::now())));
+            permit.record(Signal::Failure);
             let probe = breaker.admit().unwrap();
             // The trip and the half-open transition are set-up, not settlements.
             while self.events.try_recv().is_ok() {}

@@ -1,45 +1,45 @@
 //! Resuming a stream that broke after the commit point.
 //!
 //! Policy: once the client has part of an answer, failing over means continuing that answer, not
-//! starting a new one. With `resume_streams` on for the model, a stream that breaks after the
-//! commit point (cut, stall past the idle timeout, in-band error, end without `[DONE]` or a finish
-//! reason) is continued on the next deployment in plan order that supports assistant prefill: the
-//! client's request is sent again with the text streamed so far as a final assistant message
-//! (plus vLLM's `continue_final_message: true, add_generation_prompt: false`), and the
-//! continuation is spliced into the same client stream under the first stream's `id`, `model` and
-//! `created`. A continuation that breaks is continued in turn by the next candidate. Candidates
-//! are tried at most once each, must be admitted by their breaker, fit in the request's deadline
-//! and take a token from the retry budget, like any other extra attempt. When none is left the
-//! stream ends with an OpenAI-shaped error event and no `[DONE]`, as it does without resume.
+//! starting a new one. Unless a model sets `resume_streams = false`, a stream that breaks after
+//! the commit point (cut, stall past the idle timeout, in-band error, end without `[DONE]` or a
+//! finish reason) is continued on the next deployment in plan order, and the continuation is
+//! spliced into the same client stream under the first stream's `id`, `model` and `created`:
+//! - a deployment that continues a prefilled answer (Anthropic's Messages API natively, an
+//!   OpenAI-compatible server marked `assistant_prefill`) is sent the request with the text
+//!   streamed so far as a final assistant message, and its text is the rest of the answer;
+//! - any other deployment is asked the original request afresh, and its answer is spliced in only
+//!   if its text begins with exactly what the client already received (`splice.rs`), so
+//!   deterministic requests recover completely and anything else ends honestly, saying why.
 //!
-//! Why prefill and not a restart: the client has already shown the first half of an answer, and
-//! a fresh answer from another model would not continue it; a prefilled continuation does, and
-//! costs only the remaining tokens. Only answers whose state is exactly their text can be
-//! continued this way, so a stream that carried tool calls, several choices (`n` > 1), refusals
-//! or reasoning deltas is not resumed (the error event says so). A stream that broke before any
-//! text arrived has nothing to continue: any later deployment may answer it afresh.
+//! A continuation that breaks is continued in turn by the next candidate. Candidates are tried at
+//! most once each, must be admitted by their breaker, fit in the request's deadline and take a
+//! token from the retry budget, like any other extra attempt; each is an attempt in the trail and
+//! the metrics, and the usage record sums the tokens of every leg. When none is left the stream
+//! ends with the error event and no `[DONE]`, as it does without resume.
 //!
-//! Limits: continuations are OpenAI requests whose chunks are spliced in untranslated, so only
-//! streams of OpenAI clients from OpenAI-family upstreams are resumed, and only on OpenAI-family
-//! deployments (translated streams end with the error event as before). The continuation's
-//! `usage` covers only the continuation (its prompt includes the prefill); `max_tokens` is sent
-//! unchanged, so a resumed answer may run longer than a single one would; a continuation's first
-//! event is awaited like a normal attempt, so the client sees a pause of up to that deployment's
-//! first-byte timeout.
+//! Only answers whose state is exactly their text can be continued, so a stream that carried tool
+//! calls, several choices (`n` > 1), refusals or reasoning deltas is not resumed (the error event
+//! says so). A stream that broke before any text arrived has nothing to continue: any later
+//! deployment may answer it afresh. `max_tokens` is sent unchanged, so a resumed answer may run
+//! longer than a single one would; a continuation's first event is awaited like a normal
+//! attempt, so the client sees a pause of up to that deployment's first-byte timeout.
 
+use super::codec::Decoder;
 use super::segment::Segment;
+use super::splice::{self, Join};
 use crate::config::Deployment;
-use crate::providers::{Call, Endpoint, Outcome, ReplyBody, Transport, Upstream};
+use crate::providers::{Call, Outcome, ReplyBody, Transport, Upstream};
 use crate::resilience::attempt::{Target, attempt};
 use crate::resilience::breaker::Breaker;
 use crate::resilience::health::{DeploymentHealth, Health, KeySlot};
 use crate::resilience::{AttemptRecord, FailureClass};
 use crate::tracecontext::Propagation;
-use bytes::Bytes;
+use crate::translate::RequestView;
 use futures_util::future::BoxFuture;
+use nines_protocol::unified::Dialect;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::Arc;
@@ -59,10 +59,10 @@ pub trait Resume: Send {
 
 /// What building a [`Resumer`] needs of the request and its plan.
 pub struct ResumeInput<'a> {
-    /// The client's body as received.
-    pub body: Bytes,
-    /// Where its `model` value sits.
-    pub model_span: Range<usize>,
+    /// The client's request.
+    pub request: Arc<RequestView>,
+    /// The client asked for a usage chunk at the end of its stream.
+    pub include_usage: bool,
     /// The plan's key slots, in order.
     pub slots: &'a [KeySlot],
     pub upstreams: &'a [Arc<Upstream>],
@@ -92,8 +92,8 @@ struct Candidate {
 
 /// Continues a broken stream on the plan's later deployments, one attempt per deployment.
 pub struct Resumer {
-    body: Bytes,
-    model_span: Range<usize>,
+    request: Arc<RequestView>,
+    include_usage: bool,
     /// Later key slots in plan order.
     candidates: Vec<Candidate>,
     /// Deployments that may not continue the stream: the one that served it and every one tried.
@@ -126,7 +126,13 @@ impl Resumer {
             .iter()
             .filter_map(|s| {
                 let upstream = input.upstreams.get(s.deployment)?;
-                if !upstream.deployment.can_continue_streams(false)
+                let dialect = upstream.deployment.provider.dialect();
+                if Decoder::for_dialect(dialect, "", "").is_none()
+                    || matches!(dialect, Dialect::Replicate | Dialect::Runway)
+                    || input
+                        .request
+                        .translatable_for(&upstream.deployment)
+                        .is_err()
                     || Some(s.deployment) == serving
                     || failed_before(&upstream.deployment.name)
                 {
@@ -142,8 +148,8 @@ impl Resumer {
             })
             .collect();
         Resumer {
-            body: input.body,
-            model_span: input.model_span,
+            request: input.request,
+            include_usage: input.include_usage,
             candidates,
             spent: serving.into_iter().collect(),
             deadline: input.deadline,
@@ -156,7 +162,6 @@ impl Resumer {
     }
 
     async fn continuation(&mut self, partial: &str) -> Result<Segment, String> {
-        let prefill = !partial.is_empty();
         let mut failures: Vec<String> = Vec::new();
         let mut open = false;
         loop {
@@ -169,7 +174,6 @@ impl Resumer {
                 .iter()
                 .enumerate()
                 .filter(|(_, c)| !spent.contains(&c.deployment))
-                .filter(|(_, c)| c.upstream.deployment.can_continue_streams(prefill))
                 .find_map(|(i, c)| match c.breaker.admit() {
                     Ok(permit) => Some((i, permit)),
                     Err(_) => {
@@ -178,12 +182,10 @@ impl Resumer {
                     }
                 });
             let Some((i, permit)) = pick else {
-                let none = match (prefill, open) {
-                    (_, true) => {
-                        "the circuit breakers of the deployments that could continue it are open"
-                    }
-                    (true, false) => "no later deployment in the plan supports assistant prefill",
-                    (false, false) => "no later deployment in the plan is left",
+                let none = if open {
+                    "the circuit breakers of the deployments that could continue it are open"
+                } else {
+                    "no later deployment in the plan is left"
                 };
                 return Err(reason(&failures, none));
             };
@@ -194,26 +196,33 @@ impl Resumer {
             self.spent.push(c.deployment);
             let (upstream, key, health) = (Arc::clone(&c.upstream), c.key, Arc::clone(&c.health));
             let deployment = &upstream.deployment;
-            let body = if prefill {
-                continuation_body(
-                    &self.body,
-                    self.model_span.clone(),
-                    &deployment.upstream_model,
-                    partial,
-                )?
+            // Prefilled where the deployment continues an answer; else replayed, and spliced
+            // only if it begins with what the client has (nothing yet: anything goes).
+            let (prefill, join) = if partial.is_empty() || !deployment.can_prefill() {
+                let sent = partial.to_owned();
+                (None, Join::Replays { sent })
+            } else if deployment.provider.dialect() == Dialect::Anthropic {
+                // Anthropic refuses a prefill ending in whitespace: the model writes it again.
+                let kept = partial.trim_end();
+                let skip = partial[kept.len()..].to_owned();
+                (Some(kept), Join::Continues { skip })
             } else {
-                // Nothing reached the client yet: a fresh answer continues nothing and is fine.
-                Bytes::from(nines_protocol::openai::splice_model(
-                    &self.body,
-                    self.model_span.clone(),
-                    &deployment.upstream_model,
-                ))
+                let skip = String::new();
+                (Some(partial), Join::Continues { skip })
+            };
+            let body = match self.request.continuation_for(deployment, prefill) {
+                Ok(body) => body,
+                Err(why) => {
+                    failures.push(format!("{}: {why}", deployment.name));
+                    continue;
+                }
             };
             tracing::info!(
                 request_id = %self.request_id,
                 deployment = %deployment.name,
                 key_slot = %deployment.keys[key].alias,
-                prefill_chars = partial.len(),
+                prefill_chars = prefill.map_or(0, str::len),
+                replayed = matches!(join, Join::Replays { .. }),
                 "resuming a broken stream"
             );
             let (span, traceparent) = self.trace.attempt(deployment);
@@ -226,17 +235,19 @@ impl Resumer {
                 span,
                 stream: true,
                 max_retry_after: self.max_retry_after,
+                learned_deadline: None,
             };
             let call = async {
                 let outcome = upstream
                     .call(Call {
-                        endpoint: Endpoint::ChatCompletions,
+                        endpoint: self.request.endpoint,
                         key: &deployment.keys[key],
                         body,
                         stream: true,
                         request_id: &self.request_id,
                         deadline: self.deadline,
                         traceparent: traceparent.as_ref(),
+                        first_byte: None,
                     })
                     .await;
                 // A whole body cannot be spliced into a stream: not an answer here.
@@ -253,14 +264,39 @@ impl Resumer {
             if let (Outcome::Reply(reply), Some(slot)) = (made.outcome, made.open.take())
                 && let ReplyBody::Stream { head, rest } = reply.body
             {
-                made.record.detail = "continued the stream".into();
-                self.attempts.push(made.record);
-                return Ok(Segment {
+                let segment = Segment {
                     head,
                     rest,
                     idle: deployment.timeouts.idle,
                     slot,
-                });
+                };
+                let decoder = Decoder::for_dialect(
+                    deployment.provider.dialect(),
+                    "",
+                    &deployment.upstream_model,
+                );
+                let replayed = matches!(join, Join::Replays { .. });
+                let prepared = decoder
+                    .ok_or_else(|| "no stream decoder".to_owned())
+                    .and_then(|decoder| {
+                        let model = &deployment.upstream_model;
+                        splice::prepare(segment, decoder, model, self.include_usage, join)
+                    });
+                match prepared {
+                    Ok(segment) => {
+                        made.record.detail = if replayed {
+                            "continued the stream (replayed)".into()
+                        } else {
+                            "continued the stream (prefilled)".into()
+                        };
+                        self.attempts.push(made.record);
+                        return Ok(segment);
+                    }
+                    Err(why) => {
+                        made.record.class = FailureClass::Malformed;
+                        made.record.detail = why;
+                    }
+                }
             }
             let record = made.record;
             failures.push(format!(
@@ -298,43 +334,6 @@ impl Resume for Resumer {
     fn take_attempts(&mut self) -> Vec<AttemptRecord> {
         std::mem::take(&mut self.attempts)
     }
-}
-
-/// The client's request as a continuation of `partial` on a deployment serving `upstream_model`:
-/// `model` spliced, `partial` appended as the final assistant message (or to it, when the client
-/// already ended with one), vLLM's continuation flags set, `stream: true`.
-pub fn continuation_body(
-    body: &[u8],
-    model_span: Range<usize>,
-    upstream_model: &str,
-    partial: &str,
-) -> Result<Bytes, String> {
-    let spliced = nines_protocol::openai::splice_model(body, model_span, upstream_model);
-    let mut request: Map<String, Value> = serde_json::from_slice(&spliced)
-        .map_err(|e| format!("the request cannot be rebuilt as a continuation: {e}"))?;
-    let messages = request
-        .get_mut("messages")
-        .and_then(Value::as_array_mut)
-        .ok_or("the request has no messages to continue")?;
-    let prefilled = messages.last_mut().and_then(|last| {
-        (last.get("role").and_then(Value::as_str) == Some("assistant"))
-            .then(|| last.get_mut("content"))
-            .flatten()
-            .and_then(|content| match content {
-                Value::String(text) => Some(text),
-                _ => None,
-            })
-    });
-    match prefilled {
-        Some(text) => text.push_str(partial),
-        None => messages.push(serde_json::json!({"role": "assistant", "content": partial})),
-    }
-    request.insert("continue_final_message".into(), Value::Bool(true));
-    request.insert("add_generation_prompt".into(), Value::Bool(false));
-    request.insert("stream".into(), Value::Bool(true));
-    serde_json::to_vec(&request)
-        .map(Bytes::from)
-        .map_err(|e| format!("the request cannot be rebuilt as a continuation: {e}"))
 }
 
 /// What the relay learns from the chunks it forwards when the stream may be resumed: the text
@@ -524,7 +523,6 @@ fn span_in(outer: &str, inner: &str) -> Range<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     const FIRST: &str = r#"{"id":"chatcmpl-a","object":"chat.completion.chunk","created":1,"model":"m-a","choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}"#;
 
@@ -604,34 +602,5 @@ mod tests {
             false,
         );
         assert_eq!(t.unresumable, None, "nulls and empty strings say nothing");
-    }
-
-    #[test]
-    fn the_continuation_body_prefills_the_partial_answer() {
-        let body = br#"{"model":"chat","messages":[{"role":"user","content":"hi"}],"stream":true,"temperature":0.5,"vendor_field":{"a":1}}"#;
-        let span = 9..15;
-        assert_eq!(&body[span.clone()], br#""chat""#);
-        let out = continuation_body(body, span.clone(), "up-1", "Hello fr").unwrap();
-        let v: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["model"], "up-1");
-        assert_eq!(
-            v["messages"],
-            json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello fr"}])
-        );
-        assert_eq!(v["continue_final_message"], true);
-        assert_eq!(v["add_generation_prompt"], false);
-        assert_eq!(v["stream"], true);
-        assert_eq!(v["temperature"], 0.5);
-        assert_eq!(v["vendor_field"], json!({"a": 1}), "unknown fields survive");
-
-        // A client's own prefill is extended, not followed by a second assistant message.
-        let body = br#"{"model":"chat","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"Sure: "}]}"#;
-        let out = continuation_body(body, span, "up-1", "one").unwrap();
-        let v: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(
-            v["messages"][1],
-            json!({"role": "assistant", "content": "Sure: one"})
-        );
-        assert_eq!(v["messages"].as_array().unwrap().len(), 2);
     }
 }

@@ -8,80 +8,27 @@
 //! a finish reason followed by the upstream closing gets a `Done` of our own, and a cut, a stall,
 //! an in-band error or an undecodable event ends it with an error in the client's dialect (an
 //! `error` event for Anthropic clients, an OpenAI error chunk and no `[DONE]` for OpenAI clients).
+//!
+//! Unless the model turned `resume_streams` off, a break is not the end: the relay asks
+//! [`Resume`] for a continuation (OpenAI chunks, whatever its deployment's dialect: `splice.rs`),
+//! decodes it from then on, drops its opening event (the client has had its message start) and
+//! encodes the rest in the client's dialect as before.
 
 use super::bursts::Bursts;
-use super::ending::{Ends, SHUTDOWN, StreamEnd, StreamReport, unified_break};
+use super::codec::{Decoder, Encoder};
+use super::ending::{Ends, Resumed, SHUTDOWN, StreamEnd, StreamReport, unified_break};
+use super::resume::Resume;
 use super::segment::Segment;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
+use nines_protocol::openai;
 use nines_protocol::sse::{SseDecoder, SseEvent};
-use nines_protocol::unified::{Dialect, StreamEvent};
-use nines_protocol::{anthropic, gemini, openai, replicate};
+use nines_protocol::unified::StreamEvent;
 use std::convert::Infallible;
 use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
-
-/// Decodes one upstream dialect's events.
-pub enum Decoder {
-    OpenAi(openai::ChunkDecoder),
-    Anthropic(anthropic::StreamDecoder),
-    Gemini(gemini::StreamDecoder),
-    Replicate(replicate::StreamDecoder),
-}
-
-impl Decoder {
-    /// `id` is only used by Replicate, whose stream events carry no id of their own.
-    pub fn for_dialect(dialect: Dialect, id: &str, model: &str) -> Option<Decoder> {
-        Some(match dialect {
-            Dialect::OpenAi => Decoder::OpenAi(openai::ChunkDecoder::new()),
-            Dialect::Anthropic => Decoder::Anthropic(anthropic::StreamDecoder::new()),
-            Dialect::Gemini => Decoder::Gemini(gemini::StreamDecoder::new()),
-            Dialect::Replicate => Decoder::Replicate(replicate::StreamDecoder::new(id, model)),
-            Dialect::Runway => return None,
-        })
-    }
-
-    fn feed(&mut self, event: &SseEvent, out: &mut Vec<StreamEvent>) -> Result<(), String> {
-        match self {
-            Decoder::OpenAi(d) => d.feed(&event.data, out).map_err(|e| e.to_string()),
-            Decoder::Anthropic(d) => d.feed_sse(event, out).map_err(|e| e.to_string()),
-            Decoder::Gemini(d) => d.feed_sse(event, out).map_err(|e| e.to_string()),
-            Decoder::Replicate(d) => {
-                d.feed_sse(event, out);
-                Ok(())
-            }
-        }
-    }
-}
-
-/// Encodes unified events in the client's dialect.
-pub enum Encoder {
-    OpenAi(openai::ChunkEncoder),
-    Anthropic(anthropic::StreamEncoder),
-}
-
-impl Encoder {
-    pub fn for_client(ingress: Dialect, model: &str, include_usage: bool) -> Encoder {
-        match ingress {
-            Dialect::Anthropic => {
-                Encoder::Anthropic(anthropic::StreamEncoder::new().with_model(model))
-            }
-            _ => Encoder::OpenAi(
-                openai::ChunkEncoder::new(crate::clock::unix_secs(), include_usage)
-                    .with_model(model),
-            ),
-        }
-    }
-
-    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
-        match self {
-            Encoder::OpenAi(e) => e.encode(event, out),
-            Encoder::Anthropic(e) => e.encode(event, out),
-        }
-    }
-}
 
 struct Relay<F: FnOnce(StreamReport) + Send + 'static> {
     head: Option<Bytes>,
@@ -98,6 +45,21 @@ struct Relay<F: FnOnce(StreamReport) + Send + 'static> {
     unified: Vec<StreamEvent>,
     finished: bool,
     ends: Ends<F>,
+    resume: Option<Resuming>,
+}
+
+/// The resume state of a relay whose model resumes streams.
+struct Resuming {
+    source: Box<dyn Resume>,
+    /// The text the client has received.
+    text: String,
+    /// Why the answer cannot be continued, once something says so.
+    unresumable: Option<&'static str>,
+    /// Relaying a continuation (its opening event is dropped).
+    continuing: bool,
+    breaks: Vec<String>,
+    /// A break waiting for a continuation.
+    broken: Option<String>,
 }
 
 impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
@@ -106,10 +68,94 @@ impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
         self.ends.upstream_ended(how);
     }
 
-    /// Ends with an error in the client's dialect.
-    fn fail(&mut self, why: String, out: &mut Vec<u8>) -> StreamEnd {
+    /// The segment broke: leaves the break for a continuation (`None`) when the stream can be
+    /// resumed, else ends with an error in the client's dialect.
+    fn fail(&mut self, why: String, out: &mut Vec<u8>) -> Option<StreamEnd> {
+        let why = match self.resume.as_mut() {
+            Some(r) if !self.finished => match r.unresumable {
+                None => {
+                    self.ends.segment_broke();
+                    r.broken = Some(why);
+                    return None;
+                }
+                Some(reason) => format!("{why}; not resumed: {reason}"),
+            },
+            _ => why,
+        };
         self.encoder.encode(&unified_break(&why), out);
-        StreamEnd::Broken(why)
+        Some(StreamEnd::Broken(why))
+    }
+
+    /// Notes what the client receives of `event`, for a continuation; `false`: drop it (a
+    /// continuation's opening event).
+    fn observe(&mut self, event: &StreamEvent) -> bool {
+        let Some(r) = self.resume.as_mut() else {
+            return true;
+        };
+        match event {
+            StreamEvent::Start { .. } => return !r.continuing,
+            StreamEvent::TextDelta { choice: 0, text } => r.text.push_str(text),
+            StreamEvent::TextDelta { .. } => {
+                r.unresumable
+                    .get_or_insert("the answer has several choices");
+            }
+            StreamEvent::ToolCallStart { .. } | StreamEvent::ToolCallDelta { .. } => {
+                r.unresumable.get_or_insert("the answer has tool calls");
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// Continues a broken stream elsewhere; `Err` ends it with the returned error frame.
+    async fn resume_after(&mut self, why: String) -> Result<(), Bytes> {
+        let next = match self.resume.as_mut() {
+            Some(r) => {
+                tracing::info!(
+                    why = %why,
+                    received_chars = r.text.len(),
+                    "stream broke after the commit point; resuming"
+                );
+                r.source.next(&r.text).await
+            }
+            None => Err("resume is off".to_owned()),
+        };
+        match next {
+            Ok(segment) => {
+                if let Some(r) = self.resume.as_mut() {
+                    r.breaks.push(why);
+                    r.continuing = true;
+                }
+                self.head = Some(segment.head);
+                self.rest = Bursts::new(segment.rest);
+                self.idle = segment.idle;
+                self.ends.continue_on(segment.slot);
+                // Continuations arrive as OpenAI chunks (`splice.rs`).
+                self.decoder = Decoder::OpenAi(openai::ChunkDecoder::new());
+                self.sse = SseDecoder::new();
+                self.sse_events.clear();
+                Ok(())
+            }
+            Err(reason) => {
+                let why = format!("{why}; not resumed: {reason}");
+                let mut out = Vec::new();
+                self.encoder.encode(&unified_break(&why), &mut out);
+                self.end(StreamEnd::Broken(why));
+                Err(out.into())
+            }
+        }
+    }
+
+    /// The client's stream ended (`client_left`: by the client going away): reports it, once.
+    fn report(&mut self, client_left: bool) {
+        let resume = &mut self.resume;
+        self.ends.report(client_left, || match resume.as_mut() {
+            Some(r) => Resumed {
+                breaks: std::mem::take(&mut r.breaks),
+                attempts: r.source.take_attempts(),
+            },
+            None => Resumed::default(),
+        });
     }
 
     fn translate(&mut self, chunk: &[u8]) -> (Bytes, Option<StreamEnd>) {
@@ -122,14 +168,21 @@ impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
                     format!("upstream sent an undecodable event: {why}"),
                     &mut out,
                 );
-                return (out.into(), Some(end));
+                return (out.into(), end);
             }
             for unified in std::mem::take(&mut self.unified) {
+                if !self.observe(&unified) {
+                    continue;
+                }
                 match &unified {
                     StreamEvent::Finish { .. } => self.finished = true,
                     StreamEvent::Usage(u) => self.ends.note_usage(u.input_tokens, u.output_tokens),
                     StreamEvent::Error { message, .. } => {
                         let why = format!("upstream error in stream: {message}");
+                        if self.resume.is_some() {
+                            let end = self.fail(why, &mut out);
+                            return (out.into(), end);
+                        }
                         self.encoder.encode(&unified, &mut out);
                         return (out.into(), Some(StreamEnd::Broken(why)));
                     }
@@ -151,7 +204,7 @@ impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
 impl<F: FnOnce(StreamReport) + Send + 'static> Drop for Relay<F> {
     /// Dropped before the client read past the end: the client went away.
     fn drop(&mut self) {
-        self.ends.report(true, Default::default);
+        self.report(true);
     }
 }
 
@@ -163,6 +216,7 @@ pub fn relay<F>(
     (decoder, encoder): (Decoder, Encoder),
     deadline: Instant,
     cut: CancellationToken,
+    resume: Option<Box<dyn Resume>>,
     on_end: F,
 ) -> BoxStream<'static, Result<Bytes, Infallible>>
 where
@@ -181,12 +235,37 @@ where
         unified: Vec::new(),
         finished: false,
         ends: Ends::new(segment.slot, on_end),
+        resume: resume.map(|source| Resuming {
+            source,
+            text: String::new(),
+            unresumable: None,
+            continuing: false,
+            breaks: Vec::new(),
+            broken: None,
+        }),
     };
     futures_util::stream::unfold(relay, |mut r| async move {
         loop {
             if r.ends.upstream_has_ended() {
-                r.ends.report(false, Default::default);
+                r.report(false);
                 return None;
+            }
+            if let Some(why) = r.resume.as_mut().and_then(|res| res.broken.take()) {
+                let cut = r.cut.clone();
+                let resumed = tokio::select! {
+                    biased;
+                    () = cut.cancelled() => {
+                        let mut out = Vec::new();
+                        r.encoder.encode(&unified_break(SHUTDOWN), &mut out);
+                        r.end(StreamEnd::Interrupted(SHUTDOWN.to_owned()));
+                        Err(Bytes::from(out))
+                    }
+                    resumed = r.resume_after(why) => resumed,
+                };
+                match resumed {
+                    Ok(()) => continue,
+                    Err(frame) => return Some((Ok(frame), r)),
+                }
             }
             let (frame, end) = if let Some(head) = r.head.take() {
                 r.translate(&head)
@@ -214,7 +293,7 @@ where
                         let why =
                             format!("upstream stream broke: {}", crate::providers::describe(&*e));
                         let end = r.fail(why, &mut out);
-                        (out.into(), Some(end))
+                        (out.into(), end)
                     }
                     Ok(None) => {
                         // Flush an event the upstream ended without a blank line.
@@ -227,16 +306,17 @@ where
                             out.extend_from_slice(&bytes);
                             end = e;
                         }
-                        if end.is_none() {
-                            end = Some(if r.finished {
+                        let broke = r.resume.as_ref().is_some_and(|res| res.broken.is_some());
+                        if end.is_none() && !broke {
+                            end = if r.finished {
                                 r.encoder.encode(&StreamEvent::Done, &mut out);
-                                StreamEnd::FinishedWithoutDone
+                                Some(StreamEnd::FinishedWithoutDone)
                             } else {
                                 r.fail(
                                     "upstream stream ended before the response was complete".into(),
                                     &mut out,
                                 )
-                            });
+                            };
                         }
                         (out.into(), end)
                     }
@@ -251,7 +331,7 @@ where
                         };
                         let mut out = Vec::new();
                         let end = r.fail(why, &mut out);
-                        (out.into(), Some(end))
+                        (out.into(), end)
                     }
                 }
             };

@@ -197,6 +197,7 @@ impl Request {
             finished_at: crate::clock::unix_ms(SystemTime::now()),
             plan: s.plan.as_str().into(),
             attempt_trail: s.trail.as_str().into(),
+            fallback: s.fallback.as_deref().filter(|_| served).map(Into::into),
         });
     }
 }

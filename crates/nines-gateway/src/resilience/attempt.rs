@@ -17,7 +17,7 @@ use super::breaker::{Permit, Signal};
 use super::class::{FailureClass, classify};
 use super::health::{DeploymentHealth, InFlight, headroom};
 use super::retry::{honoured, retry_after};
-use crate::providers::{Outcome, Upstream};
+use crate::providers::{Outcome, Transport, Upstream};
 use crate::tracecontext::AttemptSpan;
 use std::future::Future;
 use std::time::Duration;
@@ -55,6 +55,9 @@ pub struct Target<'a> {
     pub stream: bool,
     /// `resilience.max_retry_after`.
     pub max_retry_after: Duration,
+    /// The learned first-byte deadline the call was given (shorter than the configured one):
+    /// an attempt abandoned at it is recorded as a sample at that time (`first_byte`).
+    pub learned_deadline: Option<Duration>,
 }
 
 /// A made attempt.
@@ -119,7 +122,7 @@ fn conclude(target: Target<'_>, outcome: Outcome, elapsed: Duration) -> Attempt 
         Outcome::Reply(reply) => {
             record.status = Some(reply.status.as_u16());
             if let Some(health) = target.health {
-                health.record_ttfb(reply.ttfb);
+                health.record_ttfb(target.stream, reply.ttfb);
                 health.observe_latency(reply.ttfb);
                 health.record_headroom(target.key, headroom(&reply.headers));
             }
@@ -147,7 +150,19 @@ fn conclude(target: Target<'_>, outcome: Outcome, elapsed: Duration) -> Attempt 
         Outcome::StreamError { data } => {
             record.detail = format!("error event in stream: {}", summarize(data.as_bytes()));
         }
-        Outcome::Transport(t) => record.detail = t.describe(),
+        Outcome::Transport(t) => {
+            record.detail = t.describe();
+            if let (Transport::FirstByteTimeout, Some(health), Some(learned)) =
+                (t, target.health, target.learned_deadline)
+            {
+                health.record_ttfb(target.stream, learned);
+                record.detail = format!(
+                    "{} (learned deadline {} ms)",
+                    record.detail,
+                    learned.as_millis()
+                );
+            }
+        }
     }
     let wait = record
         .retry_after

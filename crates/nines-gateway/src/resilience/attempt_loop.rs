@@ -3,6 +3,14 @@
 //! Policy:
 //! - First pass: every key slot in plan order, skipping slots whose breaker is open. A retryable
 //!   failure moves to the next slot at once (failover before the commit point is free).
+//! - Degrade last (`degrade = "after-retries"`, the default): the plan's tiers (the requested
+//!   model's own slots, then each fallback model's) get their first passes in turn, and before a
+//!   tier gives way to the next, its transient failures are retried once on the same slot: a
+//!   5xx, reset or overload after one jittered backoff, a 429 whose `Retry-After` fits
+//!   `max_retry_after_wait` and the deadline after exactly that wait. A 429 without a hint or with
+//!   a longer one, a timeout, a broken key or an open breaker moves on. A fallback model is a
+//!   change of quality; a second deployment of the same model is not, so between those failover
+//!   stays immediate. `degrade = "immediately"` makes the whole plan one tier.
 //! - A non-retryable answer (client error, content filter) is returned as it is: every other
 //!   deployment would refuse it the same way. Context-too-long only moves on to deployments with a
 //!   larger window. A broken key (401/402/403) or exhausted quota is never retried on that key.
@@ -27,12 +35,13 @@ use super::class::FailureClass;
 use super::health::{Health, InFlight, KeySlot};
 use super::retry::backoff;
 use crate::config::Deployment;
-use crate::config::resilience::{Backoff, Hedge};
+use crate::config::resilience::{Backoff, Hedge, LearnedFirstByte};
 use crate::providers::{Call, Outcome, Reply, Upstream};
 use crate::tracecontext::{AttemptSpan, Propagation};
 use crate::translate::RequestView;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -53,6 +62,8 @@ pub enum Finished {
     Served {
         reply: Reply,
         deployment: Arc<Deployment>,
+        /// The plan tier that served: 0 the requested model, k its k-th fallback model.
+        tier: usize,
         attempts: Vec<AttemptRecord>,
         /// A stream's key slot, still open: the stream's ending is its outcome.
         open: Option<OpenSlot>,
@@ -108,6 +119,13 @@ pub struct AttemptInput<'a> {
     pub max_attempts_per_deployment: u32,
     /// `resilience.max_retry_after`.
     pub max_retry_after: Duration,
+    /// The model's own slots (and each fallback model's) are retried for transient failures
+    /// before the next model is tried (`degrade = "after-retries"`).
+    pub degrade_after_retries: bool,
+    /// `resilience.max_retry_after_wait`: the longest Retry-After waited for before degrading.
+    pub max_retry_after_wait: Duration,
+    /// `resilience.learned_first_byte`.
+    pub learned_first_byte: LearnedFirstByte,
     /// How long a request may wait for capacity when every candidate is full.
     pub queue_timeout: Duration,
     /// How many requests may wait for capacity at once (beyond: 429 at once).
@@ -124,6 +142,9 @@ struct SlotState {
     dead: bool,
     /// The provider asked us not to come back before this.
     not_before: Option<Instant>,
+    /// How its last attempt failed, and the Retry-After it carried (the provider's own value).
+    last_class: Option<FailureClass>,
+    last_hint: Option<Duration>,
     /// The span of the attempt in progress on this slot (a cancelled hedge's record needs it).
     span: Option<AttemptSpan>,
 }
@@ -176,46 +197,22 @@ impl<'a> Loop<'a> {
     async fn run(&mut self) -> Finished {
         let mut waited_for_reopen = false;
         let queue_until = (Instant::now() + self.input.queue_timeout).min(self.input.deadline);
+        let tiers = self.tiers();
         loop {
-            // First pass: every untried slot in plan order.
             let mut earliest_reopen: Option<Instant> = None;
             let mut at_capacity = false;
-            let mut i = 0;
-            while i < self.slots_planned.len() {
-                if self.slots[i].tries > 0 || self.slots[i].dead || !self.fits_window(i) {
-                    i += 1;
-                    continue;
-                }
-                // Capacity first, atomically: a slot is only taken if the deployment is below
-                // its max_concurrency, so concurrent requests can never push it past.
-                let Some(in_flight) =
-                    self.health.deployments[self.slots_planned[i].deployment].try_enter()
-                else {
-                    at_capacity = true;
-                    i += 1;
-                    continue;
-                };
-                let permit = match self.admit(i) {
-                    Ok(p) => p,
-                    Err(until) => {
-                        earliest_reopen = min_instant(earliest_reopen, until);
-                        i += 1;
-                        continue;
-                    }
-                };
-                self.entered = Some(in_flight);
-                if let Some(finished) = self.spend_budget() {
+            for (t, range) in tiers.iter().enumerate() {
+                let first = self
+                    .first_pass(range.clone(), &mut earliest_reopen, &mut at_capacity)
+                    .await;
+                if let Some(finished) = first {
                     return finished;
                 }
-                let done = if self.attempts.is_empty() && self.input.hedge.enabled {
-                    self.hedged_first(i, permit).await
-                } else {
-                    self.attempt(i, permit).await
-                };
-                if let Some(finished) = done {
+                if t + 1 < tiers.len()
+                    && let Some(finished) = self.transient_retries(range.clone()).await
+                {
                     return finished;
                 }
-                i += 1;
             }
             if !self.attempts.is_empty() {
                 break;
@@ -247,6 +244,115 @@ impl<'a> Loop<'a> {
             waited_for_reopen = true;
         }
         self.retry_pass().await
+    }
+
+    /// The plan's tiers as ranges of slots (the router keeps each tier's slots together): one
+    /// range for the whole plan unless the model degrades only after retries.
+    fn tiers(&self) -> Vec<Range<usize>> {
+        let n = self.slots_planned.len();
+        if !self.input.degrade_after_retries {
+            return std::iter::once(0..n).collect();
+        }
+        let mut tiers = Vec::with_capacity(2);
+        let mut start = 0;
+        for i in 1..=n {
+            if i == n || self.slots_planned[i].tier != self.slots_planned[start].tier {
+                tiers.push(start..i);
+                start = i;
+            }
+        }
+        tiers
+    }
+
+    /// Every untried slot of `range` in plan order; `Some` ends the request.
+    async fn first_pass(
+        &mut self,
+        range: Range<usize>,
+        earliest_reopen: &mut Option<Instant>,
+        at_capacity: &mut bool,
+    ) -> Option<Finished> {
+        for i in range {
+            if self.slots[i].tries > 0 || self.slots[i].dead || !self.fits_window(i) {
+                continue;
+            }
+            // Capacity first, atomically: a slot is only taken if the deployment is below
+            // its max_concurrency, so concurrent requests can never push it past.
+            let Some(in_flight) =
+                self.health.deployments[self.slots_planned[i].deployment].try_enter()
+            else {
+                *at_capacity = true;
+                continue;
+            };
+            let permit = match self.admit(i) {
+                Ok(p) => p,
+                Err(until) => {
+                    *earliest_reopen = min_instant(*earliest_reopen, until);
+                    continue;
+                }
+            };
+            self.entered = Some(in_flight);
+            if let Some(finished) = self.spend_budget() {
+                return Some(finished);
+            }
+            let done = if self.attempts.is_empty() && self.input.hedge.enabled {
+                self.hedged_first(i, permit).await
+            } else {
+                self.attempt(i, permit).await
+            };
+            if done.is_some() {
+                return done;
+            }
+        }
+        None
+    }
+
+    /// Before a tier gives way to the next model: one more try of each of its slots whose only
+    /// attempt failed transiently, after a jittered backoff (5xx, reset, overload) or the
+    /// provider's own short Retry-After (429). `Some` ends the request.
+    async fn transient_retries(&mut self, range: Range<usize>) -> Option<Finished> {
+        for i in range {
+            let state = &self.slots[i];
+            if state.dead || state.tries != 1 || !self.fits_window(i) {
+                continue;
+            }
+            let now = Instant::now();
+            let at = match (state.last_class, state.last_hint) {
+                (
+                    Some(FailureClass::Server | FailureClass::Overloaded | FailureClass::Connect),
+                    _,
+                ) => now + backoff(&self.input.backoff, 0, &mut rand::rng()),
+                (Some(FailureClass::RateLimited), Some(hint))
+                    if hint <= self.input.max_retry_after_wait =>
+                {
+                    state.not_before.unwrap_or(now).max(now)
+                }
+                _ => continue,
+            };
+            let d = self.slots_planned[i].deployment;
+            if at >= self.input.deadline
+                || self.per_deployment[d] >= self.input.max_attempts_per_deployment
+            {
+                continue;
+            }
+            let since = Instant::now();
+            tokio::time::sleep_until(at).await;
+            self.waited += since.elapsed();
+            let Some(in_flight) = self.health.deployments[d].try_enter() else {
+                continue;
+            };
+            let Ok(permit) = self.admit(i) else {
+                // Its breaker opened meanwhile: move on.
+                continue;
+            };
+            self.entered = Some(in_flight);
+            if let Some(finished) = self.spend_budget() {
+                return Some(finished);
+            }
+            if let Some(finished) = self.attempt(i, permit).await {
+                return Some(finished);
+            }
+        }
+        None
     }
 
     /// Waits until some capacity frees (`None`: try again) or the queue time is up (`Some`: 429).
@@ -393,6 +499,13 @@ impl<'a> Loop<'a> {
         let request_id = self.input.request_id.to_owned();
         let (span, traceparent) = self.input.trace.attempt(&upstream.deployment);
         self.slots[slot].span = span.clone();
+        let configured = upstream.deployment.timeouts.first_byte;
+        let learned = health.deployments[s.deployment].first_byte.deadline(
+            stream,
+            configured,
+            &self.input.learned_first_byte,
+        );
+        let learned = (learned < configured).then_some(learned);
         let target = Target {
             upstream,
             key: s.key,
@@ -402,6 +515,7 @@ impl<'a> Loop<'a> {
             span,
             stream,
             max_retry_after: self.input.max_retry_after,
+            learned_deadline: learned,
         };
         async move {
             let deployment = &upstream.deployment;
@@ -415,6 +529,7 @@ impl<'a> Loop<'a> {
                         request_id: &request_id,
                         deadline,
                         traceparent: traceparent.as_ref(),
+                        first_byte: learned,
                     })
                     .await;
                 request.accept(deployment, outcome)
@@ -530,18 +645,25 @@ impl<'a> Loop<'a> {
 
     fn hedge_delay(&self, slot: usize) -> Option<Duration> {
         let d = self.slots_planned[slot].deployment;
-        self.input
-            .hedge
-            .delay
-            .or_else(|| self.health.deployments[d].ttfb_percentile(95.0))
+        self.input.hedge.delay.or_else(|| {
+            self.health.deployments[d]
+                .first_byte
+                .hedge_delay(self.input.stream)
+        })
     }
 
-    /// The next slot on another deployment whose breaker admits.
+    /// The next slot on another deployment whose breaker admits (of the same model, unless the
+    /// model degrades immediately).
     fn hedge_candidate(&self, first: usize) -> Option<(usize, Permit, InFlight)> {
-        let first_deployment = self.slots_planned[first].deployment;
+        let KeySlot {
+            deployment: first_deployment,
+            tier,
+            ..
+        } = self.slots_planned[first];
         (first + 1..self.slots_planned.len())
             .filter(|&i| {
                 self.slots_planned[i].deployment != first_deployment
+                    && (!self.input.degrade_after_retries || self.slots_planned[i].tier == tier)
                     && self.slots[i].tries == 0
                     && self.fits_window(i)
             })
@@ -564,6 +686,8 @@ impl<'a> Loop<'a> {
         } = made;
         self.slots[slot].span = None;
         let class = record.class;
+        self.slots[slot].last_class = Some(class);
+        self.slots[slot].last_hint = record.retry_after;
         let deployment = &self.upstreams[self.slots_planned[slot].deployment].deployment;
         self.attempts.push(record);
         let rejected = match outcome {
@@ -571,6 +695,7 @@ impl<'a> Loop<'a> {
                 return Some(Finished::Served {
                     reply,
                     deployment: Arc::clone(deployment),
+                    tier: self.slots_planned[slot].tier,
                     attempts: std::mem::take(&mut self.attempts),
                     open,
                 });

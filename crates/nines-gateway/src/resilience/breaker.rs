@@ -6,11 +6,18 @@
 //! key (401/402/403), open the slot until that time / for a cooldown directly, because the provider
 //! told us exactly when it will take requests again.
 //!
-//! While open, the slot is skipped. After the cooldown (30 s, doubling on each trip in a row, capped
+//! While open, the slot is skipped. An open period the provider set (Retry-After) simply ends:
+//! every request waiting for it may go, since the provider said when it takes requests again. After the cooldown (30 s, doubling on each trip in a row, capped
 //! at 5 min) it goes half-open and admits exactly one probe request; the probe's success closes it,
 //! its failure reopens it with the doubled cooldown. A probe that is cancelled (the client went
 //! away, a hedge lost) frees the probe slot rather than leaving the breaker stuck half-open.
 //! Client errors and client cancellations are neutral: they say nothing about the key's health.
+//!
+//! Slow start: a slot that closes after a trip does not get all its traffic back at once. For
+//! `slow_start` (30 s) its share of first places in plans ramps linearly from 10 % to all
+//! ([`Breaker::ramp_share`]; the router demotes it for the rest), and any failure during the ramp
+//! reopens it with the next, doubled cooldown: the trips in a row are forgiven only when the ramp
+//! ends, so a provider that comes back shaky is not flooded again.
 
 use super::class::FailureClass;
 use super::events::{EventSink, Transition};
@@ -88,7 +95,14 @@ struct State {
     /// Trips in a row without a successful close; sets the cooldown.
     trips: u32,
     probe_in_flight: bool,
+    /// The open period is the provider's own Retry-After: it ends closed, not half-open.
+    hinted: bool,
+    /// Closed after a trip at this instant: ramping up (slow start).
+    ramp_from: Option<Instant>,
 }
+
+/// The share of traffic a slot gets the moment it closes after a trip.
+const MIN_RAMP_SHARE: f64 = 0.1;
 
 #[derive(Debug)]
 pub struct Breaker {
@@ -125,6 +139,8 @@ impl Breaker {
                 window: RollingWindow::new(policy.window, now),
                 trips: 0,
                 probe_in_flight: false,
+                hinted: false,
+                ramp_from: None,
             }),
             sink: OnceLock::new(),
         })
@@ -165,9 +181,26 @@ impl Breaker {
     pub fn phase(&self) -> Phase {
         let state = self.lock();
         match state.phase {
+            Phase::Open { until } if Instant::now() >= until && state.hinted => Phase::Closed,
             Phase::Open { until } if Instant::now() >= until => Phase::HalfOpen,
             phase => phase,
         }
+    }
+
+    /// The share of requests this slot should lead while it ramps up after closing (slow
+    /// start): 1.0 when it is not ramping. Ending the ramp forgives the trips in a row.
+    pub fn ramp_share(&self) -> f64 {
+        let mut state = self.lock();
+        let Some(from) = state.ramp_from else {
+            return 1.0;
+        };
+        let elapsed = Instant::now().saturating_duration_since(from);
+        if state.phase != Phase::Closed || elapsed >= state.policy.slow_start {
+            state.end_ramp();
+            return 1.0;
+        }
+        let progress = elapsed.as_secs_f64() / state.policy.slow_start.as_secs_f64();
+        MIN_RAMP_SHARE + (1.0 - MIN_RAMP_SHARE) * progress
     }
 
     /// Asks to send an attempt.
@@ -177,6 +210,17 @@ impl Breaker {
         if let Phase::Open { until } = state.phase {
             if now < until {
                 return Err(Rejected { until: Some(until) });
+            }
+            if state.hinted {
+                state.phase = Phase::Closed;
+                state.hinted = false;
+                tracing::info!(key_slot = %self.alias, "breaker closed: Retry-After elapsed");
+                self.emit(Transition::Closed);
+                return Ok(Permit {
+                    breaker: Arc::clone(self),
+                    probe: false,
+                    settled: false,
+                });
             }
             state.phase = Phase::HalfOpen;
             state.probe_in_flight = false;
@@ -207,6 +251,12 @@ impl Breaker {
         if probe {
             state.probe_in_flight = false;
         }
+        if state
+            .ramp_from
+            .is_some_and(|from| now.saturating_duration_since(from) >= state.policy.slow_start)
+        {
+            state.end_ramp();
+        }
         match signal {
             Signal::Neutral => {}
             Signal::Success => {
@@ -214,8 +264,12 @@ impl Breaker {
                 state.window.add(now, 1, 0);
                 if state.phase == Phase::HalfOpen && probe {
                     state.phase = Phase::Closed;
-                    state.trips = 0;
                     state.window.clear();
+                    if state.policy.slow_start.is_zero() {
+                        state.trips = 0;
+                    } else {
+                        state.ramp_from = Some(now);
+                    }
                     tracing::info!(key_slot = %self.alias, "breaker closed: probe succeeded");
                     self.emit(Transition::Closed);
                 }
@@ -227,16 +281,23 @@ impl Breaker {
                 let total = ok + failed;
                 let rate_trip = total >= u64::from(state.policy.min_requests)
                     && failed as f64 / total as f64 > state.policy.failure_rate;
+                let ramping = state.ramp_from.is_some_and(|from| {
+                    now.saturating_duration_since(from) < state.policy.slow_start
+                });
                 let trip = match state.phase {
                     Phase::HalfOpen => probe,
                     Phase::Closed => {
-                        state.consecutive >= state.policy.consecutive_failures || rate_trip
+                        ramping
+                            || state.consecutive >= state.policy.consecutive_failures
+                            || rate_trip
                     }
                     Phase::Open { .. } => false,
                 };
                 if trip {
                     let reason = if state.phase == Phase::HalfOpen {
                         "probe failed".to_owned()
+                    } else if ramping {
+                        "failed while ramping up after recovery".to_owned()
                     } else if rate_trip {
                         format!("{failed} of {total} attempts failed")
                     } else {
@@ -260,11 +321,13 @@ impl Breaker {
     }
 
     fn trip(&self, state: &mut State, now: Instant, until: Option<Instant>, reason: String) {
+        state.hinted = until.is_some();
         let until = until.unwrap_or_else(|| {
             state.trips += 1;
             now + cooldown(&state.policy, state.trips)
         });
         state.phase = Phase::Open { until };
+        state.ramp_from = None;
         state.consecutive = 0;
         state.window.clear();
         tracing::warn!(
@@ -277,6 +340,15 @@ impl Breaker {
         if let Some(sink) = self.sink.get() {
             let until_ms = sink.clock().ms_at(until);
             sink.emit(&self.alias, Transition::Opened { until_ms, reason });
+        }
+    }
+}
+
+impl State {
+    /// The ramp is over: the slot has proven itself, its trips in a row are forgiven.
+    fn end_ramp(&mut self) {
+        if self.ramp_from.take().is_some() && self.phase == Phase::Closed {
+            self.trips = 0;
         }
     }
 }

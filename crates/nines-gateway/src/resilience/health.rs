@@ -4,24 +4,21 @@
 
 use super::breaker::Breaker;
 use super::budget::RetryBudget;
+use super::first_byte::FirstByteHistory;
 use super::window::RollingWindow;
 use crate::config::{Config, Deployment};
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// Samples kept per deployment for percentiles.
-const TTFB_SAMPLES: usize = 128;
-/// Fewer samples than this and a percentile is not trusted.
-const MIN_SAMPLES: usize = 20;
 
 /// One key slot: a deployment (by index in the configuration) and one of its keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct KeySlot {
     pub deployment: usize,
     pub key: usize,
+    /// Which model of the plan it serves: 0 the requested one, k its k-th fallback model.
+    pub tier: usize,
 }
 
 #[derive(Debug)]
@@ -113,7 +110,8 @@ pub fn go_duration(text: &str) -> Option<Duration> {
 
 #[derive(Debug)]
 pub struct DeploymentHealth {
-    ttfb: Mutex<VecDeque<Duration>>,
+    /// Recent times to first byte: percentiles, hedge delays, learned deadlines.
+    pub first_byte: FirstByteHistory,
     in_flight: AtomicU32,
     /// `max_concurrency`, or `u32::MAX` when unlimited (a reload may change it).
     capacity: AtomicU32,
@@ -288,30 +286,15 @@ impl Health {
 }
 
 impl DeploymentHealth {
-    pub fn record_ttfb(&self, ttfb: Duration) {
-        let mut samples = self.ttfb.lock().unwrap_or_else(|p| p.into_inner());
-        if samples.len() == TTFB_SAMPLES {
-            samples.pop_front();
-        }
-        samples.push_back(ttfb);
+    pub fn record_ttfb(&self, stream: bool, ttfb: Duration) {
+        self.first_byte.record(stream, ttfb);
     }
 
     /// The `p`-th percentile (0..=100) of recent times to first byte, once enough were seen.
+    /// The `p`th percentile time to first byte over streamed and whole answers (the status
+    /// page's live figure).
     pub fn ttfb_percentile(&self, p: f64) -> Option<Duration> {
-        let mut samples: Vec<Duration> = self
-            .ttfb
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .copied()
-            .collect();
-        if samples.len() < MIN_SAMPLES {
-            return None;
-        }
-        let last = samples.len() - 1;
-        let rank = (((p / 100.0) * last as f64).round() as usize).min(last);
-        let (_, value, _) = samples.select_nth_unstable(rank);
-        Some(*value)
+        self.first_byte.percentile_all(p)
     }
 
     fn of(d: &Deployment, freed: Arc<tokio::sync::Notify>) -> Self {
@@ -330,7 +313,7 @@ impl DeploymentHealth {
 
     fn new(capacity: u32, keys: usize, freed: Arc<tokio::sync::Notify>) -> Self {
         DeploymentHealth {
-            ttfb: Mutex::new(VecDeque::new()),
+            first_byte: FirstByteHistory::default(),
             in_flight: AtomicU32::new(0),
             capacity: AtomicU32::new(capacity),
             latency: Mutex::new(PeakEwma {

@@ -1,7 +1,7 @@
 //! Resilience owns failure and time before the commit point: the one classification of every
 //! upstream outcome (`class`), the one attempt (`attempt`), the loop that walks a plan
 //! (`attempt_loop`, hedging included), breakers and the rule of what moves them (`breaker`), the
-//! retry budget, backoff and Retry-After (`budget`, `retry`), shared health (`health`) with its
+//! retry budget, backoff and Retry-After (`budget`, `retry`), shared health (`health`) with learned first-byte deadlines (`first_byte`) with its
 //! breaker transitions (`events`), and probes (`probe`). What happens after the commit point
 //! lives in `crate::relay`.
 
@@ -11,6 +11,7 @@ pub mod breaker;
 pub mod budget;
 pub mod class;
 pub mod events;
+pub mod first_byte;
 pub mod health;
 pub mod probe;
 pub mod retry;

@@ -100,6 +100,7 @@ pub async fn run(
                     span: None,
                     stream: false,
                     max_retry_after,
+                    learned_deadline: None,
                 };
                 probes.push(async move {
                     let made = attempt(target, upstream.probe(k, policy.timeout)).await;

@@ -19,7 +19,7 @@ pub use strategy::Inputs;
 pub use tokens::Estimate;
 
 use crate::config::resilience::Hedge;
-use crate::config::{Config, Deployment, ModelRoute, Strategy};
+use crate::config::{Config, Degrade, Deployment, ModelRoute, Strategy};
 use crate::resilience::breaker::Phase;
 use crate::resilience::{Health, KeySlot};
 use std::collections::HashMap;
@@ -37,6 +37,8 @@ pub struct Route {
     /// True for names derived from `provider/upstream-model` rather than configured.
     pub derived: bool,
     pub resume_streams: bool,
+    /// When its fallback models may serve.
+    pub degrade: Degrade,
     /// Routes tried after this one's deployments, and when the prompt fits none of its windows.
     pub fallbacks: Vec<String>,
     pub context_fallbacks: Vec<String>,
@@ -92,6 +94,8 @@ pub enum Placement {
 pub struct PlannedSlot {
     pub deployment: usize,
     pub key: usize,
+    /// 0 for the requested model's own slots; k for those of `Plan::fallbacks[k - 1]`.
+    pub tier: usize,
     pub reason: Reason,
     pub placement: Placement,
 }
@@ -111,6 +115,8 @@ pub struct Plan {
     pub skipped: Vec<Skipped>,
     /// The largest context window among the candidates considered (for the 400 when none fits).
     pub largest_window: Option<u64>,
+    /// The fallback models whose slots the plan holds, by tier (tier k is `fallbacks[k - 1]`).
+    pub fallbacks: Vec<String>,
 }
 
 impl Plan {
@@ -121,8 +127,16 @@ impl Plan {
             .map(|s| KeySlot {
                 deployment: s.deployment,
                 key: s.key,
+                tier: s.tier,
             })
             .collect()
+    }
+
+    /// The fallback model a slot of `tier` belongs to (`None` for the requested model's own).
+    pub fn fallback_of(&self, tier: usize) -> Option<&str> {
+        tier.checked_sub(1)
+            .and_then(|k| self.fallbacks.get(k))
+            .map(String::as_str)
     }
 
     /// Whether every candidate was removed for its context window.
@@ -197,6 +211,7 @@ impl RoutingTable {
                 hedge: m.hedge,
                 derived: false,
                 resume_streams: m.resume_streams,
+                degrade: m.degrade,
                 fallbacks: m.fallbacks.clone(),
                 context_fallbacks: m.context_fallbacks.clone(),
                 region: m.region.clone(),
@@ -224,7 +239,8 @@ impl RoutingTable {
                 strategy: Strategy::Priority,
                 hedge: Hedge::default(),
                 derived: true,
-                resume_streams: false,
+                resume_streams: true,
+                degrade: Degrade::default(),
                 fallbacks: Vec::new(),
                 context_fallbacks: Vec::new(),
                 region: None,
@@ -262,6 +278,7 @@ impl RoutingTable {
             slots: Vec::new(),
             skipped: Vec::new(),
             largest_window: None,
+            fallbacks: Vec::new(),
         };
         let mut seen: Vec<usize> = Vec::new();
         self.extend(&mut plan, route, inputs, None, &mut seen);
@@ -272,16 +289,18 @@ impl RoutingTable {
             .chain(route.context_fallbacks.iter().filter(|_| overflowed));
         for name in fallbacks {
             if let Some(fallback) = self.routes.get(name) {
+                plan.fallbacks.push(name.clone());
                 self.extend(&mut plan, fallback, inputs, Some(name), &mut seen);
             }
         }
-        // Demoted slots go last, in their relative order.
-        let (ok, demoted): (Vec<_>, Vec<_>) = plan
-            .slots
-            .drain(..)
-            .partition(|s| !matches!(s.placement, Placement::Demoted { .. }));
-        plan.slots = ok;
-        plan.slots.extend(demoted);
+        // Demoted slots go last, in their relative order: last within their model when the
+        // model degrades only after its own slots (and a fallback model's demoted slot must
+        // not jump ahead of the requested model's), last overall when it degrades immediately.
+        let after_retries = route.degrade == Degrade::AfterRetries;
+        plan.slots.sort_by_key(|s| {
+            let demoted = matches!(s.placement, Placement::Demoted { .. });
+            (if after_retries { s.tier } else { 0 }, demoted)
+        });
         plan
     }
 
@@ -324,6 +343,7 @@ impl RoutingTable {
         for (deployment, reason) in ordered {
             let in_region =
                 region.is_some_and(|r| inputs.deployments[deployment].region.as_ref() == Some(r));
+            let tier = plan.fallbacks.len();
             let count = self.key_counts[deployment].max(1);
             let start = self.key_cursor[deployment].fetch_add(1, Ordering::Relaxed) % count;
             for k in 0..count {
@@ -341,6 +361,7 @@ impl RoutingTable {
                 plan.slots.push(PlannedSlot {
                     deployment,
                     key,
+                    tier,
                     reason,
                     placement,
                 });
@@ -349,14 +370,18 @@ impl RoutingTable {
     }
 }
 
-/// Why a key slot should go last: breaker open, no provider headroom, deployment at capacity.
+/// Why a key slot should go last: breaker open, ramping up after recovery (it leads only its
+/// growing share of plans), no provider headroom, deployment at capacity.
 fn demotion(inputs: &Inputs<'_>, deployment: usize, key: usize) -> Option<&'static str> {
     let health: &Health = inputs.health?;
-    if health
-        .breaker(deployment, key)
-        .is_some_and(|b| matches!(b.phase(), Phase::Open { .. }))
-    {
-        return Some("breaker open");
+    if let Some(breaker) = health.breaker(deployment, key) {
+        if matches!(breaker.phase(), Phase::Open { .. }) {
+            return Some("breaker open");
+        }
+        let share = breaker.ramp_share();
+        if share < 1.0 && rand::random::<f64>() >= share {
+            return Some("ramping up after recovery");
+        }
     }
     let tokens = inputs
         .estimate

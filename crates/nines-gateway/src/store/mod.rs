@@ -224,6 +224,11 @@ fn migrator() -> sqlx::migrate::Migrator {
             include_str!("migrations/0004_usage_append_only.sql"),
         ),
         migration(5, "settings", include_str!("migrations/0005_settings.sql")),
+        migration(
+            6,
+            "usage_fallback",
+            include_str!("migrations/0006_usage_fallback.sql"),
+        ),
     ])
 }
 
@@ -649,7 +654,7 @@ impl Store {
     }
 }
 
-/// Rows per `INSERT` on SQLite, largest first (22 values a row: 11264 values at most).
+/// Rows per `INSERT` on SQLite, largest first (23 values a row: 11776 values at most).
 const SQLITE_ROWS_LADDER: [usize; 5] = [512, 128, 32, 8, 1];
 
 /// The `VALUES` of a multi-row `INSERT` of usage records. The text values are bound by reference
@@ -677,7 +682,8 @@ fn push_sqlite_rows(q: &mut sqlx::QueryBuilder<sqlx::Sqlite>, rows: &[UsageRecor
             .push_bind(r.started_at)
             .push_bind(r.finished_at)
             .push_bind(Arc::clone(&r.plan))
-            .push_bind(Arc::clone(&r.attempt_trail));
+            .push_bind(Arc::clone(&r.attempt_trail))
+            .push_bind(r.fallback.clone());
     });
 }
 
@@ -720,6 +726,7 @@ mod tests {
             finished_at: 1_700_000_000_005 + i as i64,
             plan: String::new().into(),
             attempt_trail: "a\\tb; c\td".into(),
+            fallback: None,
         }
     }
 
@@ -731,7 +738,7 @@ mod tests {
         assert_eq!(read, batch, "{} store", store.backend());
     }
 
-    /// More rows than one SQLite statement may bind (22 values each, 32766 at most), in a size
+    /// More rows than one SQLite statement may bind (23 values each, 32766 at most), in a size
     /// that takes every rung of the ladder.
     #[tokio::test]
     async fn a_batch_larger_than_one_statement_is_written_whole() {
@@ -788,11 +795,14 @@ mod tests {
         let (dir, config) = temp_store_config("upgrade");
         let pool = sqlite::connect(config.url.expose()).await.unwrap();
         migrator().run_to(3, &pool).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{} VALUES ('old-1', 'req-old', 'k', NULL, NULL, 'm', 'd', 'chat', 0, 1, 200, 'ok', \
-             5, 7, 0, 0.5, 1.0, 2.0, 1000, 1002, 'plan', 'trail')",
-            usage::INSERT_HEAD
-        )))
+        // The columns as they were at migration 3.
+        sqlx::query(
+            "INSERT INTO usage_records (id, request_id, key_id, user_id, org_id, model, \
+             deployment, endpoint, stream, attempts, status, outcome, tokens_in, tokens_out, \
+             usage_estimated, cost, ttfb_ms, latency_ms, started_at, finished_at, plan, \
+             attempt_trail) VALUES ('old-1', 'req-old', 'k', NULL, NULL, 'm', 'd', 'chat', 0, \
+             1, 200, 'ok', 5, 7, 0, 0.5, 1.0, 2.0, 1000, 1002, 'plan', 'trail')",
+        )
         .execute(&pool)
         .await
         .unwrap();

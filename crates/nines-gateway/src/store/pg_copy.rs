@@ -1,7 +1,7 @@
 //! Usage records as rows of Postgres' `COPY ... FROM STDIN` text format.
 //!
 //! A batch of usage records goes to Postgres as one `COPY` stream instead of one `INSERT` with
-//! 22 bound parameters per row: the gateway writes each value once into one buffer (no
+//! 23 bound parameters per row: the gateway writes each value once into one buffer (no
 //! per-parameter allocation), and Postgres parses plain rows instead of planning a statement
 //! with thousands of parameters. Format: one line per row, values separated by tabs, `\N` for
 //! NULL, and `\\`, `\t`, `\n`, `\r` escaped inside text
@@ -41,6 +41,7 @@ pub(super) fn push_row(out: &mut String, r: &UsageRecord) {
     tab_int(out, r.finished_at);
     tab_text(out, &r.plan);
     tab_text(out, &r.attempt_trail);
+    tab_opt_text(out, r.fallback.as_deref());
     out.push('\n');
 }
 
@@ -137,6 +138,7 @@ mod tests {
             finished_at: -1,
             plan: "".into(),
             attempt_trail: "d1#0 ok 200 1ms".into(),
+            fallback: Some("backup".into()),
         }
     }
 
@@ -167,13 +169,14 @@ mod tests {
             "-1",
             "",
             "d1#0 ok 200 1ms",
+            "backup",
         ]
         .join("\t")
             + "\n";
         assert_eq!(out, expected);
         // As many values as the statement names columns.
         let columns = COPY_USAGE.split('(').nth(1).unwrap().split(')').next();
-        assert_eq!(columns.unwrap().split(',').count(), 22);
+        assert_eq!(columns.unwrap().split(',').count(), 23);
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub struct UsageRecord {
     pub plan: Text,
     /// Each attempt: key slot, failure class, status, time (`d0#0 server 500 12ms; …`).
     pub attempt_trail: Text,
+    /// The fallback model that served, when the requested model's own candidates could not.
+    pub fallback: Option<Text>,
 }
 
 /// The stored columns in the order every writer sends them (the SQLite `INSERT` here, the
@@ -67,7 +69,7 @@ macro_rules! usage_columns {
     () => {
         "id, request_id, key_id, user_id, org_id, model, deployment, endpoint, stream, attempts, \
          status, outcome, tokens_in, tokens_out, usage_estimated, cost, ttfb_ms, latency_ms, \
-         started_at, finished_at, plan, attempt_trail"
+         started_at, finished_at, plan, attempt_trail, fallback"
     };
 }
 pub(super) use usage_columns;
@@ -103,6 +105,7 @@ macro_rules! record_of {
             finished_at: $r.try_get("finished_at")?,
             plan: $r.try_get::<String, _>("plan")?.into(),
             attempt_trail: $r.try_get::<String, _>("attempt_trail")?.into(),
+            fallback: $r.try_get::<Option<String>, _>("fallback")?.map(Into::into),
         }
     };
 }

@@ -744,6 +744,34 @@ impl Metrics {
 
         family(
             w,
+            "nines_first_byte_deadline_seconds",
+            "gauge",
+            "The first-byte deadline the next attempt gets, per deployment and kind (stream true/false): learned from its own p99 once enough samples exist, else the configured one.",
+        );
+        let learned = &config.resilience.learned_first_byte;
+        for (d, deployment) in config.deployments.iter().enumerate() {
+            if let Some(health) = health.deployments.get(d) {
+                for stream in [false, true] {
+                    let deadline =
+                        health
+                            .first_byte
+                            .deadline(stream, deployment.timeouts.first_byte, learned);
+                    sample(
+                        w,
+                        "nines_first_byte_deadline_seconds",
+                        &[
+                            ("deployment", &deployment.name),
+                            ("provider", deployment.provider.as_str()),
+                            ("stream", if stream { "true" } else { "false" }),
+                        ],
+                        deadline.as_secs_f64(),
+                    );
+                }
+            }
+        }
+
+        family(
+            w,
             "nines_capacity",
             "gauge",
             "max_concurrency of the deployments that have one.",

@@ -32,6 +32,8 @@ pub struct RequestSummary {
     pub deployment: Option<String>,
     /// Whether an upstream answer reached the client.
     pub served: bool,
+    /// The fallback model that served, when the requested model's own candidates could not.
+    pub fallback: Option<String>,
     /// Every attempt in order, the serving one included (class `ok`).
     pub attempts: Vec<AttemptRecord>,
     /// Time to first byte of the serving attempt's answer, as the upstream delivered it.
@@ -132,6 +134,7 @@ pub fn log_line(s: &RequestSummary) {
         attempts = s.attempts.len(),
         failed = %failed.join(","),
         fell_back = s.fell_back(),
+        fallback_model = s.fallback.as_deref().unwrap_or(""),
         ttfb_ms = s.ttfb.map_or(0.0, |d| d.as_secs_f64() * 1000.0),
         upstream_ttfb_ms = s.upstream_ttfb.map_or(0.0, |d| d.as_secs_f64() * 1000.0),
         latency_ms = s.latency.as_secs_f64() * 1000.0,

@@ -10,6 +10,7 @@ mod access;
 mod alerts;
 mod bad_input;
 mod conformance;
+mod degrade;
 mod dialects;
 mod failover;
 mod harness;

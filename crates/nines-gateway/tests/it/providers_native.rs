@@ -64,6 +64,7 @@ async fn call(upstream: &Upstream, endpoint: Endpoint, body: Vec<u8>, stream: bo
             request_id: "req-native",
             deadline: Instant::now() + Duration::from_secs(10),
             traceparent: None,
+            first_byte: None,
         })
         .await
 }

@@ -206,7 +206,8 @@ async fn request_waits_for_a_breaker_reopening_that_fits_its_deadline() {
 async fn probes_take_a_dead_deployment_out_and_bring_it_back() {
     let config = with(
         2,
-        "[resilience.probes]\ninterval = \"100ms\"\nfailed_interval = \"20ms\"\n\n[resilience.breaker]\ncooldown = \"150ms\"\n",
+        // Slow start off: the recovered slot takes its traffic back at once (degrade.rs tests the ramp).
+        "[resilience.probes]\ninterval = \"100ms\"\nfailed_interval = \"20ms\"\n\n[resilience.breaker]\ncooldown = \"150ms\"\nslow_start = \"0s\"\n",
     );
     let h = Harness::start(2, &config).await;
     h.fault(0, json!({"status": 503}));
@@ -339,7 +340,8 @@ async fn primary_down_for_a_period_then_back() {
         &with(
             2,
             &format!(
-                "{NO_PROBES}[resilience.breaker]\ncooldown = \"200ms\"\nmax_cooldown = \"200ms\"\n"
+                // All traffic back at once (slow start has its own test: degrade.rs).
+                "{NO_PROBES}[resilience.breaker]\ncooldown = \"200ms\"\nmax_cooldown = \"200ms\"\nslow_start = \"0s\"\n"
             ),
         ),
     )

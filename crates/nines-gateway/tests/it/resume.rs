@@ -1,5 +1,8 @@
-//! Resuming streams that break after the commit point (`resume_streams`): the continuation is
-//! prefilled with the text the client already has and spliced into the same client stream.
+//! Resuming streams that break after the commit point (on unless a model sets `resume_streams =
+//! false`): a deployment that can continue a prefilled answer (an OpenAI-compatible server with
+//! `assistant_prefill`, Anthropic natively) is sent the text the client already has; any other is
+//! asked afresh and spliced in only if its answer begins with that text. Either way the client
+//! gets one stream.
 //!
 //! Every mock here is named "mock", so each would give the same reply ("Hello from mock! You
 //! said: Hello there"): a resumed stream must carry exactly that text, once.
@@ -9,7 +12,7 @@ use serde_json::{Value, json};
 
 const FULL: &str = "Hello from mock! You said: Hello there";
 
-/// `chain(n)` with `resume_streams` on for `chat` and `assistant_prefill` on for `prefill`.
+/// `chain(n)` (resume on by default) with `assistant_prefill` on for `prefill`.
 fn resumable(n: usize, prefill: &[usize]) -> String {
     let mut template = chain(n);
     for i in prefill {
@@ -18,10 +21,7 @@ fn resumable(n: usize, prefill: &[usize]) -> String {
             &format!("name = \"d{i}\"\nassistant_prefill = true\n"),
         );
     }
-    template.replace(
-        "name = \"chat\"\n",
-        "name = \"chat\"\nresume_streams = true\n",
-    )
+    template
 }
 
 fn stream_req() -> Value {
@@ -157,8 +157,11 @@ async fn a_stall_past_the_idle_timeout_is_resumed() {
 
 #[tokio::test]
 async fn without_resume_streams_a_cut_stream_ends_with_an_error_event() {
-    // Prefill is available, but the model does not ask for resumes.
-    let template = resumable(2, &[1]).replace("resume_streams = true\n", "");
+    // Prefill is available, but the model turned resumes off.
+    let template = resumable(2, &[1]).replace(
+        "name = \"chat\"\n",
+        "name = \"chat\"\nresume_streams = false\n",
+    );
     let h = Harness::start_named(&["mock", "mock"], &template).await;
     h.fault(0, json!({"reset_after_chunks": 3, "chunk_delay_ms": 50}));
     let data = sse_data(h.chat(&stream_req()).await).await;
@@ -174,19 +177,39 @@ async fn without_resume_streams_a_cut_stream_ends_with_an_error_event() {
 }
 
 #[tokio::test]
-async fn without_a_later_prefill_deployment_the_stream_ends_with_an_error_event() {
-    // Only the deployment that breaks can prefill; d1 cannot continue a partial answer.
-    let h = Harness::start_named(&["mock", "mock"], &resumable(2, &[0])).await;
+async fn a_deployment_without_prefill_replays_and_the_matching_answer_is_spliced() {
+    // d1 cannot continue a partial answer: it is asked afresh, and since its answer begins with
+    // exactly what the client has (the same mock reply), the rest completes the stream.
+    let h = Harness::start_named(&["mock", "mock"], &resumable(2, &[])).await;
     h.fault(0, json!({"reset_after_chunks": 3, "chunk_delay_ms": 50}));
+    let chunks = completed(&sse_data(h.chat(&stream_req()).await).await);
+    assert_eq!(content(&chunks), FULL);
+    assert_one_stream(&chunks);
+    assert_eq!((h.chat_hits(0), h.chat_hits(1)), (1, 1));
+    let request = last_request(&h, 1);
+    assert!(request.get("continue_final_message").is_none(), "{request}");
+    assert_eq!(
+        request["messages"].as_array().unwrap().len(),
+        1,
+        "the original request"
+    );
+}
+
+#[tokio::test]
+async fn a_replayed_answer_that_differs_ends_the_stream_honestly() {
+    // The mocks' names differ, so do their replies: "Hello from mock1! …" is not a continuation
+    // of "Hello from mock0! " (a break after "Hello from " would still splice: both begin so).
+    let h = Harness::start_named(&["mock0", "mock1"], &resumable(2, &[])).await;
+    h.fault(0, json!({"reset_after_chunks": 4, "chunk_delay_ms": 50}));
     let data = sse_data(h.chat(&stream_req()).await).await;
     let error = error_event(&data);
     let message = error["error"]["message"].as_str().unwrap();
     assert!(message.contains("upstream stream broke"), "{message}");
     assert!(
-        message.contains("not resumed: no later deployment in the plan supports assistant prefill"),
+        message.contains("the replayed answer differs from what the client received"),
         "{message}"
     );
-    assert_eq!((h.chat_hits(0), h.chat_hits(1)), (1, 0));
+    assert_eq!((h.chat_hits(0), h.chat_hits(1)), (1, 1));
     let text: String = data[..data.len() - 1]
         .iter()
         .filter_map(|d| serde_json::from_str::<Value>(d).ok())
@@ -196,7 +219,102 @@ async fn without_a_later_prefill_deployment_the_stream_ends_with_an_error_event(
                 .map(str::to_owned)
         })
         .collect();
-    assert_eq!(text, "Hello from ", "the part that arrived, then the error");
+    assert_eq!(
+        text, "Hello from mock0! ",
+        "the part that arrived, nothing of the other answer"
+    );
+}
+
+/// d0 an OpenAI-compatible deployment, d1 Anthropic's Messages API (continues natively).
+fn with_anthropic_second() -> String {
+    chain(2).replace(
+        "name = \"d1\"\nprovider = \"openai-compatible\"\nmodel = \"up-model-1\"\nbase_url = \"{mock1}\"",
+        "name = \"d1\"\nprovider = \"anthropic\"\nmodel = \"claude-up\"\nbase_url = \"{mock1}\"",
+    )
+}
+
+#[tokio::test]
+async fn an_anthropic_deployment_continues_a_broken_openai_stream_natively() {
+    let template = with_anthropic_second();
+    assert!(template.contains("provider = \"anthropic\""), "{template}");
+    let h = Harness::start_named(&["mock", "mock"], &template).await;
+    h.fault(0, json!({"reset_after_chunks": 3, "chunk_delay_ms": 50}));
+    let chunks = completed(&sse_data(h.chat(&stream_req()).await).await);
+    assert_eq!(content(&chunks), FULL);
+    assert_one_stream(&chunks);
+    let continuation = h
+        .mock(1)
+        .requests()
+        .into_iter()
+        .find(|r| r.route == "/v1/messages")
+        .unwrap();
+    let request: Value = serde_json::from_str(&continuation.body).unwrap();
+    let last = request["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["role"], "assistant", "{request}");
+    // Anthropic refuses a prefill ending in whitespace: "Hello from " went as "Hello from",
+    // and the space the model wrote again was taken off.
+    let text = last["content"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| last["content"][0]["text"].as_str().unwrap().to_owned());
+    assert_eq!(text, "Hello from");
+    assert_eq!(request["stream"], true);
+}
+
+#[tokio::test]
+async fn an_anthropic_clients_stream_is_resumed_through_translation() {
+    // The client speaks Anthropic; d0 (Anthropic) breaks, d1 (OpenAI-compatible, no prefill)
+    // replays and matches: the client gets one Anthropic stream with the whole text.
+    let template = chain(2).replace(
+        "name = \"d0\"\nprovider = \"openai-compatible\"\nmodel = \"up-model-0\"\nbase_url = \"{mock0}\"",
+        "name = \"d0\"\nprovider = \"anthropic\"\nmodel = \"claude-up\"\nbase_url = \"{mock0}\"",
+    );
+    let h = Harness::start_named(&["mock", "mock"], &template).await;
+    h.fault(0, json!({"reset_after_chunks": 6, "chunk_delay_ms": 50}));
+    let body = json!({
+        "model": "chat", "max_tokens": 100, "stream": true,
+        "messages": [{"role": "user", "content": "Hello there"}],
+    });
+    let r = h
+        .client
+        .post(h.url("/v1/messages"))
+        .header("anthropic-version", "2023-06-01")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let mut types = Vec::new();
+    let mut said = String::new();
+    for line in text.lines() {
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        let event: Value = serde_json::from_str(data).unwrap();
+        types.push(event["type"].as_str().unwrap_or("").to_owned());
+        if let Some(t) = event["delta"]["text"].as_str() {
+            said.push_str(t);
+        }
+    }
+    assert_eq!(said, FULL, "{text}");
+    assert_eq!(
+        types.iter().filter(|t| *t == "message_start").count(),
+        1,
+        "{types:?}"
+    );
+    assert_eq!(
+        types.last().map(String::as_str),
+        Some("message_stop"),
+        "{types:?}"
+    );
+    assert!(!types.iter().any(|t| t == "error"), "{types:?}");
+    assert_eq!((h.mock(0).hits("/v1/messages"), h.chat_hits(1)), (1, 1));
 }
 
 #[tokio::test]
@@ -275,17 +393,7 @@ async fn a_break_before_any_text_is_answered_afresh_by_any_later_deployment() {
 }
 
 #[tokio::test]
-async fn config_refuses_resume_without_prefill_and_prefill_on_openai() {
-    let no_prefill = resumable(2, &[])
-        .replace("{mock0}", "http://127.0.0.1:9/v1")
-        .replace("{mock1}", "http://127.0.0.1:9/v1");
-    let error = nines_gateway::Config::parse(std::path::Path::new("t.toml"), &no_prefill, &|_| {
-        Some("k".into())
-    })
-    .unwrap_err()
-    .to_string();
-    assert!(error.contains("models[0].resume_streams"), "{error}");
-
+async fn config_refuses_prefill_on_openai_itself() {
     let openai = "[[deployments]]\nname = \"o\"\nprovider = \"openai\"\nmodel = \"m\"\napi_keys = [\"k\"]\nassistant_prefill = true\n";
     let error = nines_gateway::Config::parse(std::path::Path::new("t.toml"), openai, &|_| None)
         .unwrap_err()

@@ -60,6 +60,13 @@ pub(crate) async fn routes(
             .map(|s| {
                 let d = &deployments[s.deployment];
                 let health = &runtime.health.deployments[s.deployment];
+                let learned = &runtime.config.resilience.learned_first_byte;
+                let deadline_ms = |stream| {
+                    health
+                        .first_byte
+                        .deadline(stream, d.timeouts.first_byte, learned)
+                        .as_millis() as u64
+                };
                 json!({
                     "deployment": d.name,
                     "key_slot": d.keys.get(s.key).map(|k| k.alias.clone()),
@@ -75,6 +82,11 @@ pub(crate) async fn routes(
                     "in_flight": health.in_flight(),
                     "max_concurrency": health.capacity(),
                     "ttfb_ewma_ms": health.latency().as_secs_f64() * 1000.0,
+                    "tier": s.tier,
+                    "first_byte_deadline_ms": {
+                        "whole": deadline_ms(false),
+                        "stream": deadline_ms(true),
+                    },
                 })
             })
             .collect();
@@ -86,6 +98,7 @@ pub(crate) async fn routes(
         models.push(json!({
             "model": name,
             "strategy": route.strategy.as_str(),
+            "degrade": route.degrade.as_str(),
             "fallbacks": route.fallbacks,
             "context_fallbacks": route.context_fallbacks,
             "order": order,

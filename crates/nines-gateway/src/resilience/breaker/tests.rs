@@ -131,10 +131,79 @@ async fn retry_after_opens_until_then_and_neutral_counts_nothing() {
     b.admit().unwrap().record(Signal::OpenUntil(Some(until)));
     assert_eq!(b.admit().unwrap_err().until, Some(until));
     advance(Duration::from_secs(7)).await;
-    b.admit().unwrap().record(Signal::Success);
+    assert_eq!(b.phase(), Phase::Closed, "the provider's wait simply ends");
+    // Every request that waited for it may go at once: no single probe.
+    let permits: Vec<Permit> = (0..3).map(|_| b.admit().unwrap()).collect();
+    assert!(permits.iter().all(|p| !p.is_probe()));
+    for p in permits {
+        p.record(Signal::Success);
+    }
     assert_eq!(b.phase(), Phase::Closed);
+    assert_eq!(b.ramp_share(), 1.0, "no slow start after a Retry-After");
     for _ in 0..20 {
         b.admit().unwrap().record(Signal::Neutral);
     }
     assert_eq!(b.phase(), Phase::Closed);
+}
+
+/// Trips, cools down for 30 s and closes on a successful probe.
+async fn trip_and_recover(b: &Arc<Breaker>, cooldown: u64) {
+    for _ in 0..5 {
+        fail(b);
+    }
+    advance(Duration::from_secs(cooldown)).await;
+    b.admit().unwrap().record(Signal::Success);
+    assert_eq!(b.phase(), Phase::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recovered_slot_ramps_up_over_the_slow_start_window() {
+    let b = breaker();
+    assert_eq!(
+        b.ramp_share(),
+        1.0,
+        "a slot that never tripped is not ramping"
+    );
+    trip_and_recover(&b, 30).await;
+    assert!((b.ramp_share() - 0.1).abs() < 1e-9, "{}", b.ramp_share());
+    advance(Duration::from_secs(15)).await;
+    assert!((b.ramp_share() - 0.55).abs() < 1e-9, "{}", b.ramp_share());
+    advance(Duration::from_secs(15)).await;
+    assert_eq!(b.ramp_share(), 1.0);
+    // The ramp is over: the trips in a row were forgiven, the next trip cools down 30 s again.
+    for _ in 0..5 {
+        fail(&b);
+    }
+    let until = b.admit().unwrap_err().until.unwrap();
+    assert_eq!(until - Instant::now(), Duration::from_secs(30));
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_failure_during_the_ramp_reopens_with_the_doubled_cooldown() {
+    let b = breaker();
+    trip_and_recover(&b, 30).await;
+    advance(Duration::from_secs(10)).await;
+    fail(&b);
+    let until = b.admit().unwrap_err().until.unwrap();
+    assert_eq!(until - Instant::now(), Duration::from_secs(60));
+    assert_eq!(b.ramp_share(), 1.0, "an open slot is not ramping");
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_start_zero_returns_all_traffic_at_once() {
+    let b = Breaker::new(
+        "d#0".into(),
+        Policy {
+            slow_start: Duration::ZERO,
+            ..Policy::default()
+        },
+    );
+    trip_and_recover(&b, 30).await;
+    assert_eq!(b.ramp_share(), 1.0);
+    fail(&b);
+    assert_eq!(
+        b.phase(),
+        Phase::Closed,
+        "one failure is not a trip without a ramp"
+    );
 }
