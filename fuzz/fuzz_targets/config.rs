@@ -28,7 +28,9 @@ fuzz_target!(|data: &[u8]| {
         Ok(config) => {
             assert_eq!(config.hash, text_hash(text));
             let again = Config::parse(path, text, &env);
-            assert!(again.is_ok_and(|c| c.hash == config.hash && c.deployments.len() == config.deployments.len()));
+            assert!(again.is_ok_and(
+                |c| c.hash == config.hash && c.deployments.len() == config.deployments.len()
+            ));
             for deployment in &config.deployments {
                 let shown = deployment.base_url_shown();
                 assert_eq!(shown, shown_url(&deployment.base_url));
@@ -41,9 +43,14 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             let message = e.to_string();
             if !text.contains(SECRET) {
-                assert!(!message.contains(SECRET), "a secret in a config error: {message}");
+                assert!(
+                    !message.contains(SECRET),
+                    "a secret in a config error: {message}"
+                );
             }
-            let again = Config::parse(path, text, &env).map(|_| ()).map_err(|e| e.to_string());
+            let again = Config::parse(path, text, &env)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
             assert_eq!(again, Err(message));
         }
     }

@@ -45,7 +45,10 @@ fuzz_target!(|data: &[u8]| {
             one.insert(HeaderName::from_static(name), value.clone());
             check(&one, &signer);
         }
-        all.append(HeaderName::from_static(NAMES[i % NAMES.len()]), value.clone());
+        all.append(
+            HeaderName::from_static(NAMES[i % NAMES.len()]),
+            value.clone(),
+        );
         let _ = acceptable(&value);
         if let Ok(text) = value.to_str() {
             if let Some((trace, span, flags)) = parse_traceparent(text) {
@@ -81,10 +84,9 @@ fn check(headers: &HeaderMap, signer: &Signer) {
     if let Some(session) = &meta.session {
         assert!(session.chars().count() <= 128);
     }
-    let shows_admin_key = headers.values().any(|v| {
-        v.to_str()
-            .is_ok_and(|v| v.contains(nines_fuzz::ADMIN_KEY))
-    });
+    let shows_admin_key = headers
+        .values()
+        .any(|v| v.to_str().is_ok_and(|v| v.contains(nines_fuzz::ADMIN_KEY)));
     if !shows_admin_key {
         assert!(
             !admitted(nines_fuzz::config(), signer, headers),

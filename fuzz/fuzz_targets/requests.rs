@@ -63,23 +63,18 @@ fn chat(body: &[u8]) {
                 let encoded = openai::encode_chat_request(request, &request.model);
                 let once = openai::parse_chat_request(&encoded)
                     .unwrap_or_else(|e| panic!("nines' own OpenAI request does not parse: {e}"));
-                let twice = openai::parse_chat_request(&openai::encode_chat_request(
-                    &once,
-                    &once.model,
-                ))
-                .unwrap_or_else(|e| panic!("second trip: {e}"));
+                let twice =
+                    openai::parse_chat_request(&openai::encode_chat_request(&once, &once.model))
+                        .unwrap_or_else(|e| panic!("second trip: {e}"));
                 assert_eq!(once, twice, "an OpenAI round trip is not stable");
             }
         } else if let Some(Ok(request)) = view.chat() {
             let encoded = anthropic::encode_request(request, &request.model, 1024);
             let once = anthropic::parse_request(&encoded)
                 .unwrap_or_else(|e| panic!("nines' own Anthropic request does not parse: {e}"));
-            let twice = anthropic::parse_request(&anthropic::encode_request(
-                &once,
-                &once.model,
-                1024,
-            ))
-            .unwrap_or_else(|e| panic!("second trip: {e}"));
+            let twice =
+                anthropic::parse_request(&anthropic::encode_request(&once, &once.model, 1024))
+                    .unwrap_or_else(|e| panic!("second trip: {e}"));
             assert_eq!(once, twice, "an Anthropic round trip is not stable");
         }
         for deployment in deployments() {

@@ -74,7 +74,10 @@ fuzz_target!(|body: &[u8]| {
             .unwrap_or_else(|e| panic!("nines' own Anthropic answer does not decode: {e}"));
         let twice = anthropic::decode_response(&anthropic::encode_response(&once))
             .unwrap_or_else(|e| panic!("second trip: {e}"));
-        assert_eq!(once, twice, "an Anthropic answer's round trip is not stable");
+        assert_eq!(
+            once, twice,
+            "an Anthropic answer's round trip is not stable"
+        );
     }
     let _ = gemini::decode_response(body);
     if let Ok(response) = openai::decode_embeddings_response(body) {

@@ -13,8 +13,12 @@ fuzz_target!(|input: &[u8]| {
     let (cuts, data) = input.split_at(input.len().min(2));
     let whole = sse_events(data);
 
-    let a = cuts.first().map_or(0, |&c| usize::from(c) % (data.len() + 1));
-    let b = cuts.get(1).map_or(0, |&c| usize::from(c) % (data.len() + 1));
+    let a = cuts
+        .first()
+        .map_or(0, |&c| usize::from(c) % (data.len() + 1));
+    let b = cuts
+        .get(1)
+        .map_or(0, |&c| usize::from(c) % (data.len() + 1));
     let (a, b) = (a.min(b), a.max(b));
     let mut decoder = SseDecoder::new();
     let mut cut = Vec::new();

@@ -68,15 +68,8 @@ fuzz_target!(|input: &[u8]| {
     let (out, report) = runtime().block_on(relay(upstream, client, parts, broken));
     let reports = report.lock().map(|r| r.len()).unwrap_or(0);
     assert_eq!(reports, 1, "the relay reported {reports} times");
-    let end = report
-        .lock()
-        .ok()
-        .and_then(|mut r| r.pop())
-        .map(|r| r.end);
-    let finished = matches!(
-        end,
-        Some(StreamEnd::Done | StreamEnd::FinishedWithoutDone)
-    );
+    let end = report.lock().ok().and_then(|mut r| r.pop()).map(|r| r.end);
+    let finished = matches!(end, Some(StreamEnd::Done | StreamEnd::FinishedWithoutDone));
 
     let events = sse_events(&out);
     let passthrough = upstream == Dialect::OpenAi && client == Dialect::OpenAi;
@@ -92,7 +85,11 @@ fuzz_target!(|input: &[u8]| {
                     assert_eq!(i + 1, events.len(), "message_stop before the end");
                 }
             }
-            assert_eq!(decoder.is_done(), finished, "complete only if finished ({end:?})");
+            assert_eq!(
+                decoder.is_done(),
+                finished,
+                "complete only if finished ({end:?})"
+            );
         }
         _ => {
             let mut decoder = openai::ChunkDecoder::new();

@@ -61,12 +61,12 @@ pub const ADMIN_KEY: &str = "admin-key-for-fuzzing";
 /// [`DEPLOYMENTS`], parsed once.
 pub fn config() -> &'static Config {
     static CONFIG: OnceLock<Config> = OnceLock::new();
-    CONFIG.get_or_init(|| {
-        match Config::parse(Path::new("fuzz.toml"), DEPLOYMENTS, &|_| None) {
+    CONFIG.get_or_init(
+        || match Config::parse(Path::new("fuzz.toml"), DEPLOYMENTS, &|_| None) {
             Ok(config) => config,
             Err(e) => panic!("the fuzz configuration is invalid: {e}"),
-        }
-    })
+        },
+    )
 }
 
 /// Every deployment of [`config`].
