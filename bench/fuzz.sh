@@ -65,8 +65,8 @@ for t in "${TARGETS[@]}"; do
         -max_total_time="$SECONDS_EACH" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
         >"$log" 2>&1 || status=$?
     ran=$(( $(date +%s) - started ))
-    done_line=$(grep -E '^#[0-9]+ +DONE ' "$log" | tail -n 1 || true)
-    last=${done_line:-$(grep -E '^#[0-9]+ ' "$log" | tail -n 1 || true)}
+    done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE[[:space:]]' "$log" | tail -n 1 || true)
+    last=${done_line:-$(grep -E '^#[0-9]+[[:space:]]' "$log" | tail -n 1 || true)}
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
     cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")

@@ -16,6 +16,9 @@ listen = "127.0.0.1:0"
 [auth]
 admin_key = "admin-key-for-fuzzing"
 
+[store]
+data_dir = "/nonexistent"
+
 [[deployments]]
 name = "openai"
 provider = "openai"
