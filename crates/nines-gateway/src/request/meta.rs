@@ -94,7 +94,16 @@ mod tests {
     /// (`1e-120`) rounded to one, in either header; a zero timeout ends the request at once.
     #[test]
     fn a_zero_client_timeout_is_ignored() {
-        for zero in ["0", "0s", "0ms", "0ns", " 0 ", "0h 0m", "1e-120", "0.0000000001"] {
+        for zero in [
+            "0",
+            "0s",
+            "0ms",
+            "0ns",
+            " 0 ",
+            "0h 0m",
+            "1e-120",
+            "0.0000000001",
+        ] {
             assert_eq!(timeout("x-nines-timeout", zero), None, "{zero:?}");
         }
         for zero in ["1e-120", "4.9e-324", "0.0000000001"] {
