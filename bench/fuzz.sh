@@ -7,7 +7,8 @@
 #   MINIMIZE=0 bench/fuzz.sh streams       # keep the run's new inputs out of fuzz/corpus
 #
 # Knobs (environment): FUZZ_SECONDS (600), NICE (10), MINIMIZE (1: merge the run's new inputs
-# into fuzz/corpus/<target> and minimize it with `cargo fuzz cmin`), SKIP_BUILD, FUZZ_OUT (logs
+# into fuzz/corpus/<target> and minimize it with `cargo fuzz cmin`, keeping one input per edge
+# or compare operand rather than per hit count), FUZZ_OUT (logs
 # and the summary; bench/out/fuzz), CARGO_TARGET_DIR (target/ of the repository by default: the
 # fuzz build is for an explicit target triple, so it never mixes with the workspace's).
 #
@@ -40,9 +41,6 @@ done
 command -v cargo-fuzz >/dev/null || { echo "cargo-fuzz is missing: cargo install cargo-fuzz --locked" >&2; exit 2; }
 
 cd fuzz
-if [[ -z ${SKIP_BUILD:-} ]]; then
-    nice -n "$NICE" cargo +nightly fuzz build "${FLAGS[@]}"
-fi
 
 corpus_size() { # DIR → "files/bytes"
     local files bytes
@@ -58,6 +56,8 @@ for t in "${TARGETS[@]}"; do
     new=$TMP/new-$t
     mkdir -p "$new" "corpus/$t"
     echo "== $t: ${SECONDS_EACH}s (log: $log)" >&2
+    # Built (if a source changed) before the clock starts.
+    nice -n "$NICE" cargo +nightly fuzz build "${FLAGS[@]}" "$t" >"$OUT/$t.build.log" 2>&1
     started=$(date +%s)
     status=0
     # New inputs go to $new; the committed corpus is read as seeds only.
@@ -81,7 +81,9 @@ for t in "${TARGETS[@]}"; do
     fi
     if [[ $MINIMIZE == 1 && $status -eq 0 ]]; then
         cp -n "$new"/* "corpus/$t/" 2>/dev/null || true
-        nice -n "$NICE" cargo +nightly fuzz cmin "${FLAGS[@]}" "$t" "corpus/$t" >"$OUT/$t.cmin.log" 2>&1 \
+        # By edges and compare operands, not hit counts: a corpus small enough to commit.
+        nice -n "$NICE" cargo +nightly fuzz cmin "${FLAGS[@]}" "$t" "corpus/$t" -- -use_counters=0 \
+            >"$OUT/$t.cmin.log" 2>&1 \
             || echo "!! $t: cmin failed (see $OUT/$t.cmin.log)" >&2
     fi
     rows+=("| $t | $ran | ${execs:-?} | ${rate:-?} | ${cov:-?} | ${ft:-?} | $(corpus_size "corpus/$t") | $crashes | $finding |")
