@@ -400,3 +400,16 @@ pub struct EmbeddingsResponse {
     pub vectors: Vec<Vec<f32>>,
     pub usage: Option<Usage>,
 }
+
+impl EmbeddingsResponse {
+    /// Whether every value is a finite number. JSON has neither NaN nor infinity, so a vector
+    /// holding one (base64 bytes that are no float, a number beyond `f32`'s range) cannot be
+    /// written for a client: the decoders refuse such an answer as malformed.
+    pub fn is_finite(&self) -> bool {
+        self.vectors.iter().flatten().all(|v| v.is_finite())
+    }
+}
+
+/// Why a decoder refuses an embeddings answer that is not [finite](EmbeddingsResponse::is_finite).
+pub(crate) const NOT_FINITE: &str =
+    "an embedding holds a value that is not a finite f32 (NaN, infinity, or out of range)";

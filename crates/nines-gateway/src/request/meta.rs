@@ -34,6 +34,8 @@ impl RequestMeta {
         };
         let timeout = text("x-nines-timeout")
             .and_then(|v| seconds(v).or_else(|| humantime::parse_duration(v).ok()))
+            // `0s` is a duration, but no timeout a request could keep: ignored like `0`.
+            .filter(|d| !d.is_zero())
             .or_else(|| text("x-stainless-timeout").and_then(seconds));
         RequestMeta {
             id: text("x-request-id").unwrap_or_default().to_owned(),
@@ -49,10 +51,11 @@ impl RequestMeta {
 }
 
 /// A positive number of seconds. Too large for a `Duration` (`1e308`) means "no shorter than
-/// configured", not a panic; zero, negative and NaN are ignored.
+/// configured", not a panic; zero, negative, NaN and less than a nanosecond (`1e-120`, which
+/// would round to a zero timeout) are ignored.
 fn seconds(v: &str) -> Option<Duration> {
     let secs = v.parse::<f64>().ok().filter(|s| *s > 0.0)?;
-    Some(crate::clock::seconds(secs).unwrap_or(Duration::MAX))
+    Some(crate::clock::seconds(secs).unwrap_or(Duration::MAX)).filter(|d| !d.is_zero())
 }
 
 #[cfg(test)]
@@ -84,5 +87,39 @@ mod tests {
         for ignored in ["-3", "0", "NaN", "soon"] {
             assert_eq!(timeout("x-stainless-timeout", ignored), None, "{ignored}");
         }
+    }
+
+    /// Found by the `headers` fuzz target: `x-nines-timeout: 0` (or `0s`, `0ms`) went through
+    /// humantime as a zero timeout, and a positive number of seconds below a nanosecond
+    /// (`1e-120`) rounded to one, in either header; a zero timeout ends the request at once.
+    #[test]
+    fn a_zero_client_timeout_is_ignored() {
+        for zero in [
+            "0",
+            "0s",
+            "0ms",
+            "0ns",
+            " 0 ",
+            "0h 0m",
+            "1e-120",
+            "0.0000000001",
+        ] {
+            assert_eq!(timeout("x-nines-timeout", zero), None, "{zero:?}");
+        }
+        for zero in ["1e-120", "4.9e-324", "0.0000000001"] {
+            assert_eq!(timeout("x-stainless-timeout", zero), None, "{zero:?}");
+        }
+        assert_eq!(
+            timeout("x-stainless-timeout", "0.5"),
+            Some(Duration::from_millis(500))
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert("x-nines-timeout", "0s".parse().unwrap());
+        headers.insert("x-stainless-timeout", "30".parse().unwrap());
+        assert_eq!(
+            RequestMeta::read(&headers, "x-session-id").timeout,
+            Some(Duration::from_secs(30)),
+            "a zero x-nines-timeout leaves the SDK's timeout in force"
+        );
     }
 }

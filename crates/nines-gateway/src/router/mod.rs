@@ -11,7 +11,9 @@
 //! or for capacity to free, and a provider's headroom report may be stale.
 
 pub mod filters;
-mod pretokenize;
+// Public only for the fuzz target that checks it against the library (`fuzz/`); not an API.
+#[doc(hidden)]
+pub mod pretokenize;
 mod strategy;
 pub mod tokens;
 

@@ -40,11 +40,19 @@ pub fn decode_embeddings_response(body: &[u8]) -> Result<EmbeddingsResponse, Dec
             ));
         }
     };
-    Ok(EmbeddingsResponse {
+    let response = EmbeddingsResponse {
         model: String::new(),
         vectors,
         usage: None,
-    })
+    };
+    if !response.is_finite() {
+        return Err(DecodeError::new(
+            "gemini",
+            "embeddings response",
+            crate::unified::NOT_FINITE,
+        ));
+    }
+    Ok(response)
 }
 
 fn model_name(model: &str) -> String {

@@ -122,14 +122,18 @@ pub fn decode_embeddings_response(body: &[u8]) -> Result<EmbeddingsResponse, Dec
                 .ok_or_else(|| err("an embedding is not valid base64 f32 data".into())),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(EmbeddingsResponse {
+    let response = EmbeddingsResponse {
         model: wire.model,
         vectors,
         usage: wire.usage.map(|u| Usage {
             input_tokens: u.prompt_tokens,
             ..Usage::default()
         }),
-    })
+    };
+    if !response.is_finite() {
+        return Err(err(crate::unified::NOT_FINITE.into()));
+    }
+    Ok(response)
 }
 
 /// Encodes vectors as an OpenAI embeddings response, as floats or base64 per `format`.

@@ -495,3 +495,13 @@ fn stream_split_anywhere_decodes_the_same() {
         assert_eq!(out, whole, "split at {i}");
     }
 }
+
+/// The Gemini side of `embeddings_with_values_that_are_not_finite_are_malformed` (openai.rs): a
+/// value beyond f32's range becomes infinity, which no JSON answer can carry.
+#[test]
+fn gemini_embeddings_with_values_that_are_not_finite_are_malformed() {
+    let huge = br#"{"embeddings":[{"values":[1]},{"values":[2e39]}]}"#;
+    let e = decode_embeddings_response(huge).unwrap_err();
+    assert!(e.to_string().contains("not a finite f32"), "{e}");
+    assert!(decode_embeddings_response(br#"{"embedding":{"values":[0.5,-1]}}"#).is_ok());
+}

@@ -506,3 +506,22 @@ fn chunk_decoder_skips_azure_prompt_filter_chunk() {
         ]
     );
 }
+
+/// Found by the `responses` fuzz target: base64 bytes that are no float (NaN) decoded into a
+/// vector that nines then wrote for a float client as `null`, which no client parses. Such an
+/// answer is malformed (the gateway fails over), and so is a float beyond f32's range.
+#[test]
+fn embeddings_with_values_that_are_not_finite_are_malformed() {
+    let crash = br#"{"data":[{"embedding":"00006505139438828854384name8888888888888888888888888888888888888888888AACAPgAAAL8=","index":0,"object":"embedding"},{"embedding":"AACAPwAAAAA=","index":1,"object":"embedding"}],"model":"text-embedding-3-small","object":"list","usage":{"prompt_tokenz":2,"total_tokens":2}}"#;
+    let e = nines_protocol::openai::decode_embeddings_response(crash).unwrap_err();
+    assert!(e.to_string().contains("not a finite f32"), "{e}");
+    // f32 NaN and infinity, little-endian, in base64.
+    for bad in ["AADAfw==", "AACAfw=="] {
+        let body = format!(r#"{{"data":[{{"embedding":"{bad}","index":0}}],"model":"m"}}"#);
+        assert!(nines_protocol::openai::decode_embeddings_response(body.as_bytes()).is_err());
+    }
+    let huge = br#"{"data":[{"embedding":[0.5,1e39],"index":0}],"model":"m"}"#;
+    assert!(nines_protocol::openai::decode_embeddings_response(huge).is_err());
+    let fine = br#"{"data":[{"embedding":[0.5,-3.4e38],"index":0}],"model":"m"}"#;
+    assert!(nines_protocol::openai::decode_embeddings_response(fine).is_ok());
+}
