@@ -6,6 +6,7 @@
 
 use nines_gateway::config::Config;
 use nines_gateway::resilience::Health;
+use nines_gateway::router::o200k::O200k;
 use nines_gateway::router::{Estimate, Inputs, RoutingTable};
 use std::path::Path;
 
@@ -110,4 +111,11 @@ fn count_64k_single_piece(bencher: divan::Bencher) {
             Some(100),
         ))
     });
+}
+
+/// Building the o200k lookup table and pattern: what the first counted prompt of a process
+/// waits for.
+#[divan::bench(sample_count = 20, sample_size = 1)]
+fn o200k_table_build() -> O200k {
+    O200k::new()
 }

@@ -11,6 +11,7 @@
 //! or for capacity to free, and a provider's headroom report may be stale.
 
 pub mod filters;
+pub mod o200k;
 mod pretokenize;
 mod strategy;
 pub mod tokens;

@@ -1,0 +1,358 @@
+//! OpenAI's o200k tokenizer, for counting only.
+//!
+//! A text is cut into pieces (o200k's pattern: `pretokenize.rs` by hand for ASCII text, the
+//! pattern itself as a regex otherwise), and each piece is byte-pair merged as tiktoken does:
+//! starting from single bytes, the adjacent pair of parts whose concatenation is the
+//! lowest-ranked token is merged (the leftmost on a tie) until no adjacent pair is a token; the
+//! piece's count is the number of parts left. A piece that is itself a token (most words) is one
+//! lookup. Pairs wait in a heap, so a piece of n bytes costs O(n log n) lookups (tiktoken's own
+//! loop is quadratic), and a span longer than the longest token (128 bytes) is never looked up.
+//!
+//! The vocabulary is `data/o200k_base.tiktoken` (OpenAI's file, MIT: see `data/README.md`),
+//! packed by `build.rs` into 1.6 MB of length-prefixed token bytes in rank order. The lookup
+//! table is built from it at the first count, in tens of milliseconds. (Until issue 19 this was
+//! `bpe-openai`, whose prebuilt tables are 32 MB of the binary; its counts are the reference the
+//! tests compare with.)
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::LazyLock;
+
+use foldhash::fast::FixedState;
+use regex_automata::meta::Regex;
+use regex_automata::{Anchored, Input};
+
+/// The packed vocabulary: for each token in rank order, its length in one byte, then its bytes.
+static PACKED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.bin"));
+
+/// The longest token, in bytes: no longer span needs a lookup.
+const LONGEST_TOKEN: usize = 128;
+
+/// o200k's pattern (as `bpe-openai` writes it): the first alternative is everything but the
+/// whitespace runs; the second is `\s+(?!\S)` written as `\s+\s`, whose match is one character too
+/// long (the look-ahead), which `split` gives back; the third is any other whitespace run.
+const PATTERNS: [&str; 3] = [
+    concat!(
+        r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+        r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+        r"|\p{N}{1,3}",
+        r"| ?[^\s\p{L}\p{N}]+[\r\n/]*",
+        r"|\s*[\r\n]+",
+        r"|\s+$",
+    ),
+    r"\s+\s",
+    r"\s+",
+];
+
+/// Which pattern's match ends with a look-ahead character.
+const LOOKAHEAD_PATTERN: usize = 1;
+
+static SHARED: LazyLock<O200k> = LazyLock::new(O200k::new);
+
+/// The process's tokenizer, built at the first call.
+pub fn shared() -> &'static O200k {
+    &SHARED
+}
+
+/// The o200k vocabulary and pattern, ready to count.
+pub struct O200k {
+    /// Each token's bytes (pointing into `PACKED`) to its rank.
+    ranks: HashMap<&'static [u8], u32, FixedState>,
+    /// The pattern for non-ASCII text; `None` only if it failed to build (never, in practice:
+    /// the tests build it), in which case such text counts one token per byte, an upper bound.
+    pattern: Option<Regex>,
+}
+
+impl O200k {
+    /// Builds the lookup table and the pattern (what the first count waits for).
+    pub fn new() -> O200k {
+        let mut ranks = HashMap::with_capacity_and_hasher(200_000, FixedState::default());
+        let mut rest = PACKED;
+        while let Some((&len, after)) = rest.split_first() {
+            let Some((token, after)) = after.split_at_checked(usize::from(len)) else {
+                break;
+            };
+            ranks.insert(token, ranks.len() as u32);
+            rest = after;
+        }
+        let pattern = match Regex::new_many(&PATTERNS) {
+            Ok(regex) => Some(regex),
+            Err(error) => {
+                tracing::error!(%error, "o200k pattern did not build: non-ASCII prompts are counted as one token per byte");
+                None
+            }
+        };
+        O200k { ranks, pattern }
+    }
+
+    /// Tokens in a text (invalid UTF-8 is counted as its lossy decoding).
+    pub fn count(&self, text: &[u8]) -> usize {
+        let mut merge = Merge::default();
+        let mut total = 0;
+        if text.is_ascii() {
+            super::pretokenize::split_ascii(text, |piece| {
+                total += self.count_piece(piece, &mut merge)
+            });
+        } else {
+            let text = String::from_utf8_lossy(text);
+            let Some(pattern) = &self.pattern else {
+                return text.len();
+            };
+            split_with(pattern, &text, |piece| {
+                total += self.count_piece(piece, &mut merge)
+            });
+        }
+        total
+    }
+
+    fn rank(&self, bytes: &[u8]) -> Option<u32> {
+        if bytes.len() > LONGEST_TOKEN {
+            return None;
+        }
+        self.ranks.get(bytes).copied()
+    }
+
+    /// Tokens in one piece: tiktoken's merge, with the candidate pairs in a heap.
+    fn count_piece(&self, piece: &[u8], merge: &mut Merge) -> usize {
+        let n = piece.len();
+        if n <= 1 || self.rank(piece).is_some() {
+            return n.min(1);
+        }
+        // Parts are identified by their first byte. `end[i]` is where the part starting at i ends
+        // (0: i starts no part), `start[i]` where the part before the one at i starts.
+        let Merge { end, start, heap } = merge;
+        end.clear();
+        end.extend(1..=n);
+        start.clear();
+        start.extend((0..n).map(|i| i.saturating_sub(1)));
+        heap.clear();
+        for i in 0..n - 1 {
+            if let Some(rank) = self.rank(&piece[i..i + 2]) {
+                heap.push(Reverse((rank, i, i + 2)));
+            }
+        }
+        let mut parts = n;
+        // Smallest rank first, then leftmost; an entry is stale once its left part has merged
+        // away or grown, or its right part has grown.
+        while let Some(Reverse((_, left, pair_end))) = heap.pop() {
+            let mid = end[left];
+            if mid == 0 || mid >= n || end[mid] != pair_end {
+                continue;
+            }
+            end[left] = pair_end;
+            end[mid] = 0;
+            if pair_end < n {
+                start[pair_end] = left;
+            }
+            parts -= 1;
+            if left > 0 {
+                let before = start[left];
+                if let Some(rank) = self.rank(&piece[before..pair_end]) {
+                    heap.push(Reverse((rank, before, pair_end)));
+                }
+            }
+            if pair_end < n {
+                let after = end[pair_end];
+                if let Some(rank) = self.rank(&piece[left..after]) {
+                    heap.push(Reverse((rank, left, after)));
+                }
+            }
+        }
+        parts
+    }
+}
+
+impl Default for O200k {
+    fn default() -> Self {
+        O200k::new()
+    }
+}
+
+/// Buffers for merging, reused across the pieces of a text.
+#[derive(Default)]
+struct Merge {
+    end: Vec<usize>,
+    start: Vec<usize>,
+    /// Candidate pairs: (rank of the merged token, first byte, end).
+    heap: BinaryHeap<Reverse<(u32, usize, usize)>>,
+}
+
+/// Calls `piece` with each piece of `text` as the pattern cuts it (leftmost-first alternation,
+/// each match anchored where the last one ended), as `bpe-openai`'s pre-tokeniser does.
+fn split_with(pattern: &Regex, text: &str, mut piece: impl FnMut(&[u8])) {
+    let mut at = 0;
+    while at < text.len() {
+        let Some(found) = pattern.find(Input::new(&text[at..]).anchored(Anchored::Yes)) else {
+            break;
+        };
+        let mut end = at + found.end();
+        if found.pattern().as_usize() == LOOKAHEAD_PATTERN {
+            end -= text[at..end].chars().next_back().map_or(0, char::len_utf8);
+        }
+        if end <= at {
+            break;
+        }
+        piece(&text.as_bytes()[at..end]);
+        at = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use sha2::{Digest, Sha256};
+
+    fn reference(text: &str) -> usize {
+        bpe_openai::o200k_base().count(text)
+    }
+
+    /// Every text both ways: through `count` and, for ASCII text, through the regex too.
+    #[track_caller]
+    fn assert_counts_like_reference(ours: &O200k, text: &str) {
+        let expected = reference(text);
+        assert_eq!(ours.count(text.as_bytes()), expected, "{text:?}");
+        if text.is_ascii() {
+            let mut merge = Merge::default();
+            let mut via_regex = 0;
+            split_with(ours.pattern.as_ref().unwrap(), text, |piece| {
+                via_regex += ours.count_piece(piece, &mut merge)
+            });
+            assert_eq!(via_regex, expected, "regex path: {text:?}");
+        }
+    }
+
+    #[test]
+    fn the_vocabulary_is_openais_file() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/data/o200k_base.tiktoken");
+        let digest = Sha256::digest(std::fs::read(path).unwrap());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
+        );
+        let ours = shared();
+        assert_eq!(ours.ranks.len(), 199_998);
+        assert_eq!(
+            ours.ranks.keys().map(|token| token.len()).max(),
+            Some(LONGEST_TOKEN)
+        );
+        assert!(ours.pattern.is_some());
+        // Every byte is a token, so every part count is exact; and ranks are the reference's ids.
+        for byte in 0..=255u8 {
+            assert!(ours.rank(&[byte]).is_some(), "{byte}");
+        }
+        let library = &bpe_openai::o200k_base().bpe;
+        for (token, &rank) in ours.ranks.iter().filter(|(_, rank)| **rank % 997 == 0) {
+            assert_eq!(library.token_bytes(rank), *token);
+        }
+    }
+
+    #[test]
+    fn every_token_counts_as_one() {
+        let ours = shared();
+        let mut merge = Merge::default();
+        for token in ours.ranks.keys() {
+            assert_eq!(ours.count_piece(token, &mut merge), 1, "{token:?}");
+        }
+    }
+
+    #[test]
+    fn sample_texts_count_like_bpe_openai() {
+        let ours = shared();
+        let long_word = "supercalifragilisticexpialidocious".repeat(40);
+        let samples = [
+            String::new(),
+            "Hello, world!".into(),
+            "The quick brown fox jumps over the lazy dog while the committee reviews budgets.".into(),
+            r#"[{"role":"system","content":"You are terse."},{"role":"user","content":"Summarise:\n\n- one\n- two\n\tthree"}]"#.into(),
+            "fn main() {\n    let x: Vec<u8> = (0..=255).collect();\n    println!(\"{x:?}\");\n}\n".into(),
+            "Ünïcödé façade naïve café résumé — “quotes” and ‘apostrophes’ don’t matter…".into(),
+            "日本語のテキストです。東京都は日本の首都です。".into(),
+            "中文文本：我们今天去公园散步，天气很好！".into(),
+            "한국어 텍스트입니다. 안녕하세요!".into(),
+            "Русский текст: Съешь же ещё этих мягких французских булок, да выпей чаю.".into(),
+            "العربية: مرحبا بالعالم، كيف حالك؟".into(),
+            "हिन्दी पाठ: नमस्ते दुनिया".into(),
+            "Ελληνικά: Καλημέρα κόσμε".into(),
+            "emoji 😀😃😄 👩‍👩‍👧‍👦 family, 👍🏽 thumbs, 🇫🇷🇯🇵 flags, ❤️ and 🏳️‍🌈".into(),
+            "combining: e\u{301} a\u{308} n\u{303} Z\u{335}\u{321}\u{31b}a\u{334}l\u{336}g\u{337}o".into(),
+            "zero\u{200b}width\u{feff}joiners\u{200d}and\u{00a0}nbsp\u{2003}em\u{3000}ideographic".into(),
+            " ".repeat(10_000),
+            format!("a{}b", " ".repeat(5_000)),
+            format!("{}x", "\t \n".repeat(2_000)),
+            "\n".repeat(3_000),
+            format!("end with spaces{}", " ".repeat(777)),
+            format!("{}\u{3000}中", " \u{3000}".repeat(500)),
+            "1234567890".repeat(300),
+            "!!!???...".repeat(400),
+            "=".repeat(4_096),
+            "a".repeat(5_000),
+            long_word.clone(),
+            long_word.to_uppercase(),
+            format!("Ⅻ {long_word}é"),
+            "don't DON'T we'll I'M they're you've she'd 's".into(),
+            "😀".repeat(1_000),
+            "ℌ𝔢𝔩𝔩𝔬 𝕨𝕠𝕣𝕝𝕕 ＦＵＬＬＷＩＤＴＨ ﬁ ligature".into(),
+        ];
+        for text in &samples {
+            assert_counts_like_reference(ours, text);
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_counts_its_lossy_decoding() {
+        let ours = shared();
+        let bytes = b"valid \xff\xfe then \xe2\x82 cut and \xf0\x9f\x98\x80 ok";
+        assert_eq!(
+            ours.count(bytes),
+            reference(&String::from_utf8_lossy(bytes))
+        );
+    }
+
+    #[test]
+    fn random_texts_count_like_bpe_openai() {
+        // Characters each branch of the pattern treats differently, across scripts and widths.
+        let alphabet: Vec<char> = "aeiostrnlAEIOSTRNL  \t\t\n\r\u{b}\u{c}'''/\\\"(){}.,:;!?-_0123456789\
+            éüßçÉÜ日本語中文한국어ЖжΩωأبת \u{a0}\u{3000}\u{2028}\u{85}\u{301}\u{308}😀👍🏽\u{200d}\u{fe0f}٣४Ⅻ½ǅʰ"
+            .chars()
+            .collect();
+        let ours = shared();
+        let mut rng = StdRng::seed_from_u64(19);
+        for _ in 0..3_000 {
+            let len = rng.random_range(1..60);
+            let text: String = (0..len)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            assert_counts_like_reference(ours, &text);
+        }
+    }
+
+    #[test]
+    fn random_token_sequences_count_like_bpe_openai() {
+        // Concatenated tokens without separators: long pieces that merge across token edges.
+        let ours = shared();
+        let tokens: Vec<&[u8]> = {
+            let mut tokens: Vec<(&&[u8], &u32)> = ours.ranks.iter().collect();
+            tokens.sort_by_key(|(_, rank)| **rank);
+            tokens.into_iter().map(|(token, _)| *token).collect()
+        };
+        let mut rng = StdRng::seed_from_u64(200);
+        for _ in 0..300 {
+            let mut bytes = Vec::new();
+            while bytes.len() < rng.random_range(10..2_000) {
+                bytes.extend_from_slice(tokens[rng.random_range(0..tokens.len())]);
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            assert_counts_like_reference(ours, &text);
+            // And as one piece, past the pattern: the merge alone against the library's.
+            let mut merge = Merge::default();
+            assert_eq!(
+                ours.count_piece(&bytes, &mut merge),
+                bpe_openai::o200k_base().bpe.count(&bytes),
+                "{bytes:?}"
+            );
+        }
+    }
+}
