@@ -58,6 +58,9 @@ pub fn shared() -> &'static O200k {
 pub struct O200k {
     /// Each token's bytes (pointing into `PACKED`) to its rank.
     ranks: HashMap<&'static [u8], u32, FixedState>,
+    /// The ranks of two-byte tokens by `first << 8 | second` (NO_RANK: not a token): the first
+    /// lookups of every merge, without hashing.
+    two_byte_ranks: Box<[u32]>,
     /// The pattern for non-ASCII text; `None` only if it failed to build (never, in practice:
     /// the tests build it), in which case such text counts one token per byte, an upper bound.
     pattern: Option<Regex>,
@@ -75,6 +78,12 @@ impl O200k {
             ranks.insert(token, ranks.len() as u32);
             rest = after;
         }
+        let mut two_byte_ranks = vec![NO_RANK; 1 << 16].into_boxed_slice();
+        for (token, &rank) in &ranks {
+            if let &[first, second] = *token {
+                two_byte_ranks[usize::from(first) << 8 | usize::from(second)] = rank;
+            }
+        }
         let pattern = match Regex::new_many(&PATTERNS) {
             Ok(regex) => Some(regex),
             Err(error) => {
@@ -82,7 +91,11 @@ impl O200k {
                 None
             }
         };
-        O200k { ranks, pattern }
+        O200k {
+            ranks,
+            two_byte_ranks,
+            pattern,
+        }
     }
 
     /// Tokens in a text (invalid UTF-8 is counted as its lossy decoding).
@@ -112,55 +125,94 @@ impl O200k {
         self.ranks.get(bytes).copied()
     }
 
+    /// Rank of the token made of two adjacent parts, `None` if it is none.
+    fn pair_rank(&self, piece: &[u8], left: usize, pair_end: usize) -> Option<u32> {
+        if pair_end - left == 2 {
+            let rank =
+                self.two_byte_ranks[usize::from(piece[left]) << 8 | usize::from(piece[left + 1])];
+            (rank != NO_RANK).then_some(rank)
+        } else {
+            self.rank(&piece[left..pair_end])
+        }
+    }
+
     /// Tokens in one piece: tiktoken's merge, with the candidate pairs in a heap.
     fn count_piece(&self, piece: &[u8], merge: &mut Merge) -> usize {
         let n = piece.len();
         if n <= 1 || self.rank(piece).is_some() {
             return n.min(1);
         }
+        // Heap keys pack a rank and a position in a u64; no piece is near 4 GiB (request bodies
+        // are far smaller), but if one were, one token per byte is an upper bound.
+        if u32::try_from(n).is_err() {
+            return n;
+        }
         // Parts are identified by their first byte. `end[i]` is where the part starting at i ends
-        // (0: i starts no part), `start[i]` where the part before the one at i starts.
-        let Merge { end, start, heap } = merge;
+        // (0: i starts no part), `start[i]` where the part before the one at i starts, `pair[i]`
+        // the rank of the token the part at i would make with the next one (NO_RANK: none).
+        let Merge {
+            end,
+            start,
+            pair,
+            heap,
+        } = merge;
         end.clear();
         end.extend(1..=n);
         start.clear();
         start.extend((0..n).map(|i| i.saturating_sub(1)));
+        pair.clear();
         heap.clear();
         for i in 0..n - 1 {
-            if let Some(rank) = self.rank(&piece[i..i + 2]) {
-                heap.push(Reverse((rank, i, i + 2)));
+            let rank = self.pair_rank(piece, i, i + 2).unwrap_or(NO_RANK);
+            pair.push(rank);
+            if rank != NO_RANK {
+                heap.push(Reverse(key(rank, i)));
             }
         }
+        pair.push(NO_RANK);
         let mut parts = n;
-        // Smallest rank first, then leftmost; an entry is stale once its left part has merged
-        // away or grown, or its right part has grown.
-        while let Some(Reverse((_, left, pair_end))) = heap.pop() {
-            let mid = end[left];
-            if mid == 0 || mid >= n || end[mid] != pair_end {
+        // Smallest rank first, then leftmost. An entry is stale once its left part has merged
+        // away or its pair has changed: a pair's rank changes whenever the pair does, since a
+        // pair starting at the same byte but ending elsewhere is another token.
+        while let Some(Reverse(entry)) = heap.pop() {
+            let (rank, left) = ((entry >> 32) as u32, (entry & 0xffff_ffff) as usize);
+            if end[left] == 0 || pair[left] != rank {
                 continue;
             }
+            let mid = end[left];
+            let pair_end = end[mid];
             end[left] = pair_end;
             end[mid] = 0;
+            pair[mid] = NO_RANK;
+            parts -= 1;
+            pair[left] = NO_RANK;
             if pair_end < n {
                 start[pair_end] = left;
-            }
-            parts -= 1;
-            if left > 0 {
-                let before = start[left];
-                if let Some(rank) = self.rank(&piece[before..pair_end]) {
-                    heap.push(Reverse((rank, before, pair_end)));
+                if let Some(rank) = self.pair_rank(piece, left, end[pair_end]) {
+                    pair[left] = rank;
+                    heap.push(Reverse(key(rank, left)));
                 }
             }
-            if pair_end < n {
-                let after = end[pair_end];
-                if let Some(rank) = self.rank(&piece[left..after]) {
-                    heap.push(Reverse((rank, left, after)));
+            if left > 0 {
+                let before = start[left];
+                pair[before] = NO_RANK;
+                if let Some(rank) = self.pair_rank(piece, before, pair_end) {
+                    pair[before] = rank;
+                    heap.push(Reverse(key(rank, before)));
                 }
             }
         }
         parts
     }
 }
+
+/// A heap key: by rank, then by position.
+fn key(rank: u32, position: usize) -> u64 {
+    u64::from(rank) << 32 | position as u64
+}
+
+/// No token: in `two_byte_ranks` and `Merge::pair`.
+const NO_RANK: u32 = u32::MAX;
 
 impl Default for O200k {
     fn default() -> Self {
@@ -173,8 +225,9 @@ impl Default for O200k {
 struct Merge {
     end: Vec<usize>,
     start: Vec<usize>,
-    /// Candidate pairs: (rank of the merged token, first byte, end).
-    heap: BinaryHeap<Reverse<(u32, usize, usize)>>,
+    pair: Vec<u32>,
+    /// Candidate pairs: the merged token's rank, then the left part's first byte (`key`).
+    heap: BinaryHeap<Reverse<u64>>,
 }
 
 /// Calls `piece` with each piece of `text` as the pattern cuts it (leftmost-first alternation,
