@@ -6,6 +6,7 @@
 
 use nines_gateway::config::Config;
 use nines_gateway::resilience::Health;
+use nines_gateway::router::o200k::O200k;
 use nines_gateway::router::{Estimate, Inputs, RoutingTable};
 use std::path::Path;
 
@@ -74,4 +75,47 @@ fn count_2000_token_prompt(bencher: divan::Bencher) {
             Some(100),
         ))
     });
+}
+
+/// Counting a ~2,000-token prompt that is not ASCII (the pattern's path): Chinese, Russian,
+/// accented Latin and emoji.
+#[divan::bench]
+fn count_2000_token_prompt_non_ascii(bencher: divan::Bencher) {
+    let text =
+        "我们今天去公园散步，天气很好！Съешь же ещё этих мягких булок. Ça coûte très cher 😀👍🏽 "
+            .repeat(40);
+    let json = format!(r#"[{{"role":"user","content":"{text}"}}]"#);
+    let tokens = Estimate::of(json.as_bytes(), Some(10), Some(100)).prompt_tokens;
+    assert!((1600..2600).contains(&tokens), "{tokens} tokens");
+    bencher.bench_local(|| {
+        divan::black_box(Estimate::of(
+            divan::black_box(json.as_bytes()),
+            Some(10),
+            Some(100),
+        ))
+    });
+}
+
+/// Counting 64 KiB that the pattern leaves as one piece (a run of letters with no space, as in
+/// a pasted blob): the merge's worst case, where a quadratic algorithm would show.
+#[divan::bench]
+fn count_64k_single_piece(bencher: divan::Bencher) {
+    let text: String = (0..65_536u32)
+        .map(|i| char::from(b'a' + (i.wrapping_mul(2_654_435_761) >> 27) as u8 % 26))
+        .collect();
+    let json = format!(r#"[{{"role":"user","content":"{text}"}}]"#);
+    bencher.bench_local(|| {
+        divan::black_box(Estimate::of(
+            divan::black_box(json.as_bytes()),
+            Some(10),
+            Some(100),
+        ))
+    });
+}
+
+/// Building the o200k lookup table and pattern: what the first counted prompt of a process
+/// waits for.
+#[divan::bench(sample_count = 20, sample_size = 1)]
+fn o200k_table_build() -> O200k {
+    O200k::new()
 }

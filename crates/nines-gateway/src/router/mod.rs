@@ -11,6 +11,7 @@
 //! or for capacity to free, and a provider's headroom report may be stale.
 
 pub mod filters;
+pub mod o200k;
 // Public only for the fuzz target that checks it against the library (`fuzz/`); not an API.
 #[doc(hidden)]
 pub mod pretokenize;

@@ -3,22 +3,14 @@
 //! Counting is only done when it can change a decision: a prompt whose upper bound (one token per
 //! two bytes of the `messages` JSON, which no tokenizer in use exceeds on natural text, plus output)
 //! fits the smallest window in the plan is never counted. Otherwise the `messages` JSON is counted
-//! with OpenAI's o200k BPE (`bpe-openai`, linear time: a 2,000-token prompt in tens of µs) — exact
+//! with OpenAI's o200k BPE (`o200k.rs`: a 2,000-token prompt in tens of µs) — exact
 //! for OpenAI-family models up to the few tokens of JSON punctuation it includes — and for other
 //! providers' tokenizers the count is inflated by a calibrated 25% margin, so a prompt is never
 //! sent where it would not fit.
 
-/// o200k tokens in a text: ASCII text through the hand-written pre-tokeniser (same pieces, a
-/// fraction of the regex's cost), anything else through the library.
+/// o200k tokens in a text (the table is built at the first call: tens of milliseconds).
 pub fn count_o200k(text: &[u8]) -> usize {
-    let tokenizer = bpe_openai::o200k_base();
-    if text.is_ascii() {
-        let mut total = 0;
-        super::pretokenize::split_ascii(text, |piece| total += tokenizer.bpe.count(piece));
-        total
-    } else {
-        tokenizer.count(&*String::from_utf8_lossy(text))
-    }
+    super::o200k::shared().count(text)
 }
 
 /// Tokens other tokenizers may produce beyond o200k's count, as a factor.
