@@ -229,6 +229,11 @@ fn migrator() -> sqlx::migrate::Migrator {
             "usage_fallback",
             include_str!("migrations/0006_usage_fallback.sql"),
         ),
+        migration(
+            7,
+            "ledger_sketch",
+            include_str!("migrations/0007_ledger_sketch.sql"),
+        ),
     ])
 }
 
