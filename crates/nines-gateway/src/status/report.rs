@@ -442,7 +442,6 @@ impl Report {
         let mut header: Vec<String> = [
             "kind",
             "name",
-            "since",
             "availability",
             "requests",
             "failures",
@@ -461,6 +460,7 @@ impl Report {
         .map(String::from)
         .into();
         header.extend(classes.iter().map(|c| format!("errors_{}", c.as_str())));
+        header.push("since".to_owned());
         csv_row(&mut out, &header);
         let share = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
         let ms = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
@@ -468,7 +468,6 @@ impl Report {
             let mut row = vec![
                 "route".to_owned(),
                 r.route.clone(),
-                r.since.clone().unwrap_or_default(),
                 share(r.availability),
                 r.requests.to_string(),
                 r.failures.to_string(),
@@ -485,13 +484,13 @@ impl Report {
                 share(r.sessions.good_share),
             ];
             row.extend(classes.iter().map(|c| count(&r.errors, *c)));
+            row.push(r.since.clone().unwrap_or_default());
             csv_row(&mut out, &row);
         }
         for d in &self.deployments {
             let mut row = vec![
                 "deployment".to_owned(),
                 d.deployment.clone(),
-                d.since.clone().unwrap_or_default(),
                 share(d.availability),
                 d.requests.to_string(),
                 d.failures.to_string(),
@@ -502,6 +501,7 @@ impl Report {
             ];
             row.extend(std::iter::repeat_n(String::new(), 7));
             row.extend(classes.iter().map(|c| count(&d.errors, *c)));
+            row.push(d.since.clone().unwrap_or_default());
             csv_row(&mut out, &row);
         }
         out.push_str("\r\n");

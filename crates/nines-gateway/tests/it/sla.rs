@@ -243,9 +243,18 @@ async fn an_outage_absorbed_by_failover_shows_in_the_report() {
     assert_eq!(header(&r, "content-type"), "text/markdown; charset=utf-8");
     let md = r.text().await.unwrap();
     assert!(md.starts_with("# SLA report: last 1h\n"), "{md}");
-    assert!(md.contains("| chat | 100.000% | 6 | 0 | 3 |"), "{md}");
-    assert!(md.contains("| d0 | 25.000% | 4 | 3 |"), "{md}");
-    assert!(md.contains("| d1 | 100.000% | 5 | 0 |"), "{md}");
+    // A minute of data in an hour's window: each row says since when.
+    for (name, figures) in [
+        ("chat", " | 100.000% | 6 | 0 | 3 |"),
+        ("d0", " | 25.000% | 4 | 3 |"),
+        ("d1", " | 100.000% | 5 | 0 |"),
+    ] {
+        let row = md
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name} (since 20")))
+            .unwrap_or_else(|| panic!("no row for {name}: {md}"));
+        assert!(row.contains("Z)") && row.contains(figures), "{row}");
+    }
     assert!(md.contains("| d0 | d0#0 |"), "{md}");
     assert!(md.contains("| 3 consecutive failures | 1 |"), "{md}");
 

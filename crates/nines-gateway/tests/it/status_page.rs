@@ -11,7 +11,9 @@ const ADMIN: &str = "sk-status-admin";
 
 /// The admin key, for the private view.
 fn admin() -> String {
-    format!("\n[auth]\nenabled = false\nadmin_key = \"{ADMIN}\"\n")
+    format!(
+        "\n[auth]\nenabled = false\nadmin_key = \"{ADMIN}\"\n\n[store]\ndatabase_url = \"sqlite::memory:\"\n"
+    )
 }
 
 /// `chat` and `embed` on d0 → d1, and `steady` on d1 alone.
@@ -329,7 +331,9 @@ async fn a_route_failing_most_clients_is_an_outage_with_its_breakers_closed() {
     assert!(chat["note"].is_null());
     let public = public_status(&h).await;
     assert_eq!(route(&public, "chat")["state"], "down");
-    assert_eq!(public["state"], "down");
+    // One model down, another fine: the banner is a partial outage.
+    assert_eq!(public["state"], "degraded");
+    assert_eq!(route(&public, "embed")["state"], "operational");
     let reason = route(&public, "chat")["reasons"][0].as_str().unwrap().to_owned();
     assert!(reason.starts_with("33.333% of requests succeeded"), "{reason}");
     h.stop().await;
@@ -752,7 +756,9 @@ async fn status_page_renders_in_headless_chromium() {
     assert!(dom.contains("1 of 2 providers failing; all requests served"));
     assert!(find("data-note", "embed").get("class").is_some());
     assert!(!tags.iter().any(|t| t.get("data-deployment").is_some()));
-    assert_no_internals(&dom);
+    // What the page shows (its stylesheet's class names aside).
+    let body = &dom[dom.find("<body").expect("a body")..];
+    assert_no_internals(body);
     assert!(tags.iter().any(|t| t.get("data-incidents-empty").is_some()));
     // The TTFB the page shows is the JSON's.
     let public = public_status(&h).await;
