@@ -94,7 +94,12 @@ pub async fn json(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
 /// The view the caller gets, or the answer instead of the page: 404 when the page is off; when
 /// it is private and the caller is not signed in, the sign-in form (for the page) or a 401 (for
 /// its JSON).
-fn view(state: &AppState, config: &Config, headers: &HeaderMap, path: &str) -> Result<View, Response> {
+fn view(
+    state: &AppState,
+    config: &Config,
+    headers: &HeaderMap,
+    path: &str,
+) -> Result<View, Response> {
     let settings = &config.telemetry.status;
     if !settings.enabled {
         return Err(GatewayError::RouteNotFound {

@@ -483,7 +483,10 @@ impl Ledger {
     /// Availability, budget and burn rate over the rolling window ending now.
     pub fn window(&self, scope: Scope, name: &str, window: Duration) -> WindowStats {
         let mut stats = WindowStats::of(window, self.tally(scope, name, window), self.slo);
-        let from = self.clock.now_ms().saturating_sub(window.as_millis() as u64);
+        let from = self
+            .clock
+            .now_ms()
+            .saturating_sub(window.as_millis() as u64);
         stats.since_ms = since(self.first_data_ms(scope, name), from, window);
         stats
     }

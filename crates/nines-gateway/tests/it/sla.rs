@@ -422,15 +422,24 @@ async fn the_page_status_json_and_the_report_agree_on_time_to_first_byte() {
     let alpha = page["relative_error"].as_f64().unwrap();
     assert_eq!(alpha, 0.01);
     let p50 = page["p50_ms"].as_f64().unwrap();
-    assert!(p50 >= 90.0 * (1.0 - alpha) && p50 < 90.0 * (1.0 + alpha) + 60.0, "{page}");
+    assert!(
+        p50 >= 90.0 * (1.0 - alpha) && p50 < 90.0 * (1.0 + alpha) + 60.0,
+        "{page}"
+    );
     for p in ["p95_ms", "p99_ms"] {
         let v = page[p].as_f64().unwrap();
-        assert!(v >= 250.0 * (1.0 - alpha) && v < 250.0 * (1.0 + alpha) + 60.0, "{page}");
+        assert!(
+            v >= 250.0 * (1.0 - alpha) && v < 250.0 * (1.0 + alpha) + 60.0,
+            "{page}"
+        );
     }
     // The data are a minute old: the report says since when, for a day as for a month.
     for window in ["24h", "30d"] {
         let v = report_json(&h, &format!("?window={window}")).await;
-        let since = v["routes"][0]["since"].as_str().unwrap_or_default().to_owned();
+        let since = v["routes"][0]["since"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         assert!(since.ends_with('Z'), "{window}: {v:#}");
         assert!(since.as_str() >= v["from"].as_str().unwrap(), "{v:#}");
     }

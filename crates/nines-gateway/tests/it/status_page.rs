@@ -334,8 +334,14 @@ async fn a_route_failing_most_clients_is_an_outage_with_its_breakers_closed() {
     // One model down, another fine: the banner is a partial outage.
     assert_eq!(public["state"], "degraded");
     assert_eq!(route(&public, "embed")["state"], "operational");
-    let reason = route(&public, "chat")["reasons"][0].as_str().unwrap().to_owned();
-    assert!(reason.starts_with("33.333% of requests succeeded"), "{reason}");
+    let reason = route(&public, "chat")["reasons"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.starts_with("33.333% of requests succeeded"),
+        "{reason}"
+    );
     h.stop().await;
 }
 
@@ -348,15 +354,28 @@ async fn the_public_view_names_models_and_their_health_only() {
     .await;
     // The private view has every internal.
     let text = private.to_string();
-    for word in ["d0#0", "\"breaker\":\"open\"", "in_flight", "5 consecutive failures"] {
-        assert!(text.contains(word), "{word} missing from the private view: {text}");
+    for word in [
+        "d0#0",
+        "\"breaker\":\"open\"",
+        "in_flight",
+        "5 consecutive failures",
+    ] {
+        assert!(
+            text.contains(word),
+            "{word} missing from the private view: {text}"
+        );
     }
 
     // Anonymous: the same models, their health, nothing else.
     let public = public_status(&h).await;
     assert_no_internals(&public.to_string());
     let chat = route(&public, "chat");
-    let keys: Vec<&str> = chat.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = chat
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(
         keys,
         [
@@ -392,12 +411,21 @@ async fn the_public_view_names_models_and_their_health_only() {
         .to_owned();
     let html = page.text().await.unwrap();
     assert!(html.contains("circuit breaker open") && html.contains("in flight"));
-    assert_eq!(csp.matches("'sha256-").count(), 3, "two scripts, one style: {csp}");
+    assert_eq!(
+        csp.matches("'sha256-").count(),
+        3,
+        "two scripts, one style: {csp}"
+    );
 
     // An admin of a public page signs in with the form at /status/login.
     let form = h.client.get(h.url("/status/login")).send().await.unwrap();
     assert_eq!(form.status(), 200);
-    assert!(form.text().await.unwrap().contains("action=\"/status/login\""));
+    assert!(
+        form.text()
+            .await
+            .unwrap()
+            .contains("action=\"/status/login\"")
+    );
     h.stop().await;
 }
 
@@ -745,7 +773,10 @@ async fn status_page_renders_in_headless_chromium() {
     );
     // The anonymous page: the outage was absorbed, so every model is operational, `chat` and
     // `embed` with the quiet note; no deployment, key slot or breaker anywhere.
-    assert_eq!(find("id", "banner").get("data-overall"), Some("operational"));
+    assert_eq!(
+        find("id", "banner").get("data-overall"),
+        Some("operational")
+    );
     for name in ["chat", "embed", "steady"] {
         assert_eq!(
             find("data-route", name).get("data-state"),

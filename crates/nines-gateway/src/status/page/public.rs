@@ -106,9 +106,8 @@ fn incidents(status: &Status, ledger: Option<&Ledger>) -> PublicIncidents {
         .current
         .iter()
         .chain(&status.incidents.recent);
-    let mut seen: Vec<PublicIncident> = all
-        .filter_map(|i| client_visible(i, ledger, now))
-        .collect();
+    let mut seen: Vec<PublicIncident> =
+        all.filter_map(|i| client_visible(i, ledger, now)).collect();
     seen.sort_by_key(|i| i.started_at_ms);
     // Overlapping periods of the same models are one incident (several key slots or
     // deployments tripping in one outage).
@@ -116,9 +115,7 @@ fn incidents(status: &Status, ledger: Option<&Ledger>) -> PublicIncidents {
     for i in seen {
         if let Some(last) = merged.last_mut()
             && last.models == i.models
-            && last
-                .resolved_at_ms
-                .is_none_or(|end| i.started_at_ms <= end)
+            && last.resolved_at_ms.is_none_or(|end| i.started_at_ms <= end)
         {
             last.resolved_at_ms = match (last.resolved_at_ms, i.resolved_at_ms) {
                 (Some(a), Some(b)) => Some(a.max(b)),

@@ -259,7 +259,11 @@ pub fn route_state(seen: &Seen<'_>, slo: f64) -> Health {
         .iter()
         .filter(|(_, s)| *s != State::Operational)
         .map(|(name, s)| {
-            let how = if *s == State::Down { "down" } else { "degraded" };
+            let how = if *s == State::Down {
+                "down"
+            } else {
+                "degraded"
+            };
             format!("deployment {name} is {how}")
         })
         .collect();

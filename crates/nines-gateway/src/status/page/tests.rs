@@ -1,7 +1,7 @@
 use super::snapshot::{Health, Seen, State, deployment_state, overall_state, route_state};
-use crate::telemetry::ledger::Tally;
 use super::*;
 use crate::resilience::breaker::Phase;
+use crate::telemetry::ledger::Tally;
 use tokio::time::Instant;
 
 #[test]
@@ -41,7 +41,10 @@ fn health(own: &[(&str, State)], fallback: &[State], recent: &Tally) -> Health {
 fn a_route_is_what_its_clients_saw_whatever_its_deployments_do() {
     let all_served = seen(300, 0);
     let h = health(&[("a", State::Operational)], &[], &all_served);
-    assert_eq!((h.state, h.reasons.len(), h.note), (State::Operational, 0, None));
+    assert_eq!(
+        (h.state, h.reasons.len(), h.note),
+        (State::Operational, 0, None)
+    );
 
     // One of three deployments down, every request served: operational, with a quiet note that
     // names no deployment (the names are for the private view).
@@ -57,7 +60,10 @@ fn a_route_is_what_its_clients_saw_whatever_its_deployments_do() {
         h.note.as_deref(),
         Some("1 of 3 providers failing; all requests served")
     );
-    assert_eq!(h.deployment_reasons, vec!["deployment a is down".to_owned()]);
+    assert_eq!(
+        h.deployment_reasons,
+        vec!["deployment a is down".to_owned()]
+    );
     // Without recent traffic the note claims nothing about requests.
     let h = health(&own, &[], &Tally::default());
     assert_eq!(h.note.as_deref(), Some("1 of 3 providers failing"));
@@ -65,10 +71,17 @@ fn a_route_is_what_its_clients_saw_whatever_its_deployments_do() {
     // A deployment with some keys open still serves.
     let h = health(&[("a", State::Degraded)], &[], &Tally::default());
     assert_eq!(h.state, State::Operational);
-    assert_eq!(h.deployment_reasons, vec!["deployment a is degraded".to_owned()]);
+    assert_eq!(
+        h.deployment_reasons,
+        vec!["deployment a is degraded".to_owned()]
+    );
 
     // Nothing can serve it: down, unless a fallback model still serves.
-    let h = health(&[("a", State::Down), ("b", State::Down)], &[], &Tally::default());
+    let h = health(
+        &[("a", State::Down), ("b", State::Down)],
+        &[],
+        &Tally::default(),
+    );
     assert_eq!(h.state, State::Down);
     assert_eq!(h.reasons, vec!["no provider can serve it".to_owned()]);
     let h = health(&[("a", State::Down)], &[State::Operational], &all_served);
@@ -83,7 +96,10 @@ fn client_visible_failures_make_a_route_degraded_then_down() {
     assert_eq!(h.state, State::Degraded);
     assert_eq!(
         h.reasons,
-        vec!["98% of requests succeeded over the last 5 minutes, below the 99.9% objective".to_owned()]
+        vec![
+            "98% of requests succeeded over the last 5 minutes, below the 99.9% objective"
+                .to_owned()
+        ]
     );
     // Most requests failing is an outage, breakers closed or not.
     let h = health(&[("a", State::Operational)], &[], &seen(100, 60));
@@ -129,7 +145,10 @@ fn the_overall_state_is_down_only_when_every_route_is() {
 #[test]
 fn the_page_inlines_its_assets_and_allows_only_them() {
     let public = assembled(View::Public);
-    assert!(!public.html.contains(PRIVATE_JS), "the private script is for admins only");
+    assert!(
+        !public.html.contains(PRIVATE_JS),
+        "the private script is for admins only"
+    );
     for word in ["breaker", "in flight", "key_slot", "in_flight"] {
         assert!(!public.html.contains(word), "{word} in the public page");
     }

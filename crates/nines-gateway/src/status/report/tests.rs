@@ -180,8 +180,17 @@ fn rows_whose_data_begin_inside_the_window_say_since_when() {
     let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
     assert_eq!(v["routes"][0]["since"], "2025-12-31T23:00:00Z");
     assert!(v["deployments"][0].get("since").is_none());
-    assert!(r.to_markdown().contains("| chat (since 2025-12-31T23:00:00Z) |"));
-    assert!(r.to_csv().lines().nth(1).unwrap().ends_with(",2025-12-31T23:00:00Z"));
+    assert!(
+        r.to_markdown()
+            .contains("| chat (since 2025-12-31T23:00:00Z) |")
+    );
+    assert!(
+        r.to_csv()
+            .lines()
+            .nth(1)
+            .unwrap()
+            .ends_with(",2025-12-31T23:00:00Z")
+    );
 }
 
 #[test]
@@ -272,7 +281,9 @@ fn json_carries_every_field() {
     let allowed = v["routes"][1]["error_budget"]["allowed_failures"].as_f64();
     assert!(allowed.is_some_and(|a| (a - 2.0).abs() < 1e-9));
     assert_eq!(v["routes"][1]["sessions"]["count"], 4);
-    let p99 = v["routes"][1]["ttfb"]["p99_ms"].as_f64().unwrap_or_default();
+    let p99 = v["routes"][1]["ttfb"]["p99_ms"]
+        .as_f64()
+        .unwrap_or_default();
     assert!((p99 - 90.0).abs() <= 0.9, "{p99}");
     assert_eq!(v["routes"][1]["ttfb"]["relative_error"], 0.01);
     let availability = v["deployments"][0]["availability"].as_f64();

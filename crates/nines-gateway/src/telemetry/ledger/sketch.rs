@@ -28,7 +28,11 @@ static LN_GAMMA: LazyLock<f64> =
 
 /// The bin of a value in ms.
 pub fn bin_of(ms: f64) -> i32 {
-    let ms = if ms.is_finite() { ms.max(MIN_MS) } else { MIN_MS };
+    let ms = if ms.is_finite() {
+        ms.max(MIN_MS)
+    } else {
+        MIN_MS
+    };
     (ms.ln() / *LN_GAMMA).ceil() as i32
 }
 

@@ -370,5 +370,8 @@ async fn windows_longer_than_the_data_say_since_when() {
         assert_eq!(w.since_ms, Some(first), "{:?}", w.window);
         assert_eq!(w.availability, Some(1.0));
     }
-    assert_eq!(super::since(Some(first), first - 30_000, Duration::from_secs(3600)), None);
+    assert_eq!(
+        super::since(Some(first), first - 30_000, Duration::from_secs(3600)),
+        None
+    );
 }

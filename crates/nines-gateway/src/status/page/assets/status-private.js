@@ -20,7 +20,7 @@
         el("span", { "class": "metric", "data-in-flight": d.in_flight }, "in flight ", el("b", null, String(d.in_flight))),
         el("span", { "class": "metric", title: "what the upstream did over 24 hours" }, "upstream 24h ", el("b", null, s.pct(day.availability))),
         keys),
-      s.pill(d.state));
+      s.pill(d.state, d.state === "down" ? "Down" : null));
   }
 
   window.ninesPrivate = {
