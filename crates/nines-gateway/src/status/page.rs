@@ -50,7 +50,7 @@ pub async fn page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
     let runtime = state.runtime();
     let view = match view(&state, &runtime.config, &headers, "/status") {
         Ok(view) => view,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let page = assembled(view);
     let html = page.html.replace(
@@ -65,7 +65,7 @@ pub async fn json(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
     let runtime = state.runtime();
     let view = match view(&state, &runtime.config, &headers, "/status.json") {
         Ok(view) => view,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let cache = match view {
         View::Private => &state.status_cache,
@@ -99,14 +99,16 @@ fn view(
     config: &Config,
     headers: &HeaderMap,
     path: &str,
-) -> Result<View, Response> {
+) -> Result<View, Box<Response>> {
     let settings = &config.telemetry.status;
     if !settings.enabled {
-        return Err(GatewayError::RouteNotFound {
-            method: "GET".into(),
-            path: path.into(),
-        }
-        .into_response());
+        return Err(Box::new(
+            GatewayError::RouteNotFound {
+                method: "GET".into(),
+                path: path.into(),
+            }
+            .into_response(),
+        ));
     }
     if super::session::admitted(config, &state.access.signer, headers) {
         return Ok(View::Private);
@@ -115,7 +117,7 @@ fn view(
         return Ok(View::Public);
     }
     if path == "/status" {
-        return Err(super::session::login_page(None));
+        return Err(Box::new(super::session::login_page(None)));
     }
     let mut refused = AccessError::Unauthorized {
         message: "This status page is private (status.public = false): sign in at /status, or \
@@ -128,7 +130,7 @@ fn view(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"nines status\""),
     );
-    Err(refused)
+    Err(Box::new(refused))
 }
 
 /// The page with its CSS and JS inlined (the private view's script too, for admins), and a

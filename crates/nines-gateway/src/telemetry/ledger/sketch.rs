@@ -173,7 +173,7 @@ mod tests {
             .collect();
         let mut sketch = Sketch::default();
         for v in &values {
-            sketch.record(Duration::from_secs_f64(v / 1000.0));
+            sketch.record(crate::clock::seconds(v / 1000.0).unwrap());
         }
         let mut sorted = values.clone();
         sorted.sort_by(f64::total_cmp);
