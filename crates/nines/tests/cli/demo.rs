@@ -161,7 +161,7 @@ async fn demo_answers_during_its_outage_and_its_status_page_shows_it() {
     assert!(
         chat["note"]
             .as_str()
-            .is_some_and(|n| n.starts_with("1 of 2 providers failing")),
+            .is_some_and(|n| n.starts_with("1 of 3 providers failing")),
         "{chat:#}"
     );
     assert_eq!(state_of(chat, "secondary"), "operational");
