@@ -88,18 +88,18 @@ static TOTALS: LazyLock<String> = LazyLock::new(|| {
 /// Rows per sketch-bin upsert statement (5 binds each).
 const TTFB_CHUNK: usize = 500;
 
-const TTFB_UPSERT_HEAD: &str = "INSERT INTO ledger_ttfb (scope, name, minute_ms, bin, count) ";
+const TTFB_UPSERT_HEAD: &str = "INSERT INTO ledger_ttfb (scope, name, minute_ms, bin, samples) ";
 const TTFB_UPSERT_TAIL: &str = " ON CONFLICT (scope, name, minute_ms, bin) DO UPDATE SET \
-    count = ledger_ttfb.count + excluded.count";
+    samples = ledger_ttfb.samples + excluded.samples";
 
 /// Sketch bins per series and bucket of `$3` ms over `[$1, $2)`.
 const TTFB_BUCKETED: &str = "SELECT scope, name, (minute_ms / $3) * $3 AS bucket, bin, \
-    CAST(SUM(count) AS BIGINT) FROM ledger_ttfb WHERE minute_ms >= $1 AND minute_ms < $2 \
+    CAST(SUM(samples) AS BIGINT) FROM ledger_ttfb WHERE minute_ms >= $1 AND minute_ms < $2 \
     GROUP BY scope, name, bucket, bin";
 
 /// Sketch bins per series over `[$1, $2)`.
 const TTFB_TOTALS: &str = "SELECT scope, name, CAST(0 AS BIGINT) AS bucket, bin, \
-    CAST(SUM(count) AS BIGINT) FROM ledger_ttfb WHERE minute_ms >= $1 AND minute_ms < $2 \
+    CAST(SUM(samples) AS BIGINT) FROM ledger_ttfb WHERE minute_ms >= $1 AND minute_ms < $2 \
     GROUP BY scope, name, bin";
 
 fn values(t: &Tally) -> impl Iterator<Item = i64> + '_ {

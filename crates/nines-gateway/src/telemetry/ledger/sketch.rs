@@ -71,6 +71,13 @@ impl Sketch {
             self.bins.clone_from(&other.bins);
             return;
         }
+        // One request's answer into a bucket (the common case): insert in place.
+        if other.bins.len() <= 4 {
+            for (bin, n) in &other.bins {
+                self.add_to_bin(*bin, *n);
+            }
+            return;
+        }
         let mut out = Vec::with_capacity(self.bins.len() + other.bins.len());
         let (mut a, mut b) = (self.bins.iter().peekable(), other.bins.iter().peekable());
         loop {
