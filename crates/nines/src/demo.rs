@@ -224,6 +224,7 @@ fn banner(addr: &str, admin_key: &str, traffic: bool, nines: &str) -> String {
 nines demo is running at http://{addr}  (three mock providers; "primary" is down 8 s of every 20 s)
 
 Status page:  http://{addr}/status    (data: http://{addr}/status.json)
+              the private view (providers, key slots, breakers): sign in at http://{addr}/status/login
 SLA report:   {nines} report sla --url http://{addr} --admin-key {admin_key}
 Load test:    {nines} loadtest --url http://{addr} --model chat-default --duration 10s
 Admin key:    {admin_key}    (new each run; the admin API is at http://{addr}/admin/...)

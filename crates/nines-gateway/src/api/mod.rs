@@ -44,7 +44,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health/ready", get(ops::ready))
         .route("/status", get(crate::status::page::page))
         .route("/status.json", get(crate::status::page::json))
-        .route("/status/login", post(crate::status::session::login))
+        .route(
+            "/status/login",
+            get(crate::status::session::login_form).post(crate::status::session::login),
+        )
         .route("/status/logout", post(crate::status::session::logout))
         .route("/metrics", get(metrics::metrics))
         .nest("/admin", admin::routes())

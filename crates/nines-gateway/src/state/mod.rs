@@ -80,8 +80,10 @@ pub struct AppState {
     pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// Copies the availability ledger into the store (with a store and the ledger on).
     pub ledger_writer: Option<Arc<LedgerWriter>>,
-    /// The last `/status.json`, served for a second.
+    /// The last `/status.json` (private view), served for a second.
     pub status_cache: Memo,
+    /// The last `/status.json` (public view), served for a second.
+    pub public_status_cache: Memo,
     /// Serving, draining, closing or cutting; requests in flight.
     pub lifecycle: Lifecycle,
     /// The file the configuration is reloaded from, once the binary said which.
@@ -154,6 +156,7 @@ impl AppState {
             telemetry,
             ledger_writer,
             status_cache: Memo::default(),
+            public_status_cache: Memo::default(),
             lifecycle: Lifecycle::default(),
             source: std::sync::OnceLock::new(),
             reloading: std::sync::Mutex::new(()),

@@ -2,13 +2,20 @@
 //! nothing fetched from elsewhere) and `GET /status.json` (what the page renders; see
 //! [`snapshot`] for the shape and the meaning of each state).
 //!
-//! `[status] enabled = false` answers 404 to both. `public = false` asks for the admin key, as
-//! `Authorization: Bearer …` or `x-api-key` (scripts), or a session cookie a browser gets by
-//! signing in with a form (`super::session`); `/status` answers the form itself until then.
+//! Two views ([`snapshot`]): an admin (the admin key as `Authorization: Bearer …` or `x-api-key`,
+//! or a session cookie a browser gets by signing in with the form at `/status/login`,
+//! `super::session`) gets the **private** one, with deployments, key slots, breakers, in-flight
+//! counts and breaker incidents; anyone else the **public** one ([`public`]): models and their
+//! health only. The page's script for the private view's extras is sent to admins only.
 //!
-//! The JSON is built at most once a second (`AppState::status_cache`) however many pages poll it, and building it
-//! takes each breaker's and the ledger's lock briefly, never across an `.await`.
+//! `[status] enabled = false` answers 404 to both. `public = false` has no public view: it asks
+//! for the admin key, and `/status` answers the sign-in form until then.
+//!
+//! Each view's JSON is built at most once a second (`AppState::status_cache`,
+//! `public_status_cache`) however many pages poll it, and building it takes each breaker's and
+//! the ledger's lock briefly, never across an `.await`.
 
+pub mod public;
 pub mod snapshot;
 
 use crate::access::AccessError;
@@ -28,14 +35,24 @@ pub const CACHE_FOR: Duration = Duration::from_secs(1);
 const HTML: &str = include_str!("page/assets/status.html");
 const CSS: &str = include_str!("page/assets/status.css");
 const JS: &str = include_str!("page/assets/status.js");
+/// The private view's extras (deployments, key slots, breaker incidents): admins only.
+const PRIVATE_JS: &str = include_str!("page/assets/status-private.js");
+
+/// Who is asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    Public,
+    Private,
+}
 
 /// `GET /status`.
 pub async fn page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let runtime = state.runtime();
-    if let Some(refused) = refusal(&state, &runtime.config, &headers, "/status") {
-        return refused;
-    }
-    let page = assembled();
+    let view = match view(&state, &runtime.config, &headers, "/status") {
+        Ok(view) => view,
+        Err(refused) => return *refused,
+    };
+    let page = assembled(view);
     let html = page.html.replace(
         "{{title}}",
         &escape_html(&runtime.config.telemetry.status.title),
@@ -46,14 +63,23 @@ pub async fn page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
 /// `GET /status.json`.
 pub async fn json(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let runtime = state.runtime();
-    if let Some(refused) = refusal(&state, &runtime.config, &headers, "/status.json") {
-        return refused;
-    }
-    let body = state.status_cache.get_or_build(CACHE_FOR, || {
+    let view = match view(&state, &runtime.config, &headers, "/status.json") {
+        Ok(view) => view,
+        Err(refused) => return *refused,
+    };
+    let cache = match view {
+        View::Private => &state.status_cache,
+        View::Public => &state.public_status_cache,
+    };
+    let body = cache.get_or_build(CACHE_FOR, || {
         let ledger = state.telemetry.ledger.as_deref();
         let now_ms = state.telemetry.clock.now_ms();
         let status = snapshot::build(&runtime, ledger, now_ms);
-        Bytes::from(serde_json::to_vec(&status).unwrap_or_default())
+        let json = match view {
+            View::Private => serde_json::to_vec(&status),
+            View::Public => serde_json::to_vec(&public::of(&status, ledger)),
+        };
+        Bytes::from(json.unwrap_or_default())
     });
     let mut response = body.into_response();
     let h = response.headers_mut();
@@ -65,24 +91,33 @@ pub async fn json(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
     response
 }
 
-/// The answer instead of the page, if any: 404 when the page is off; when it is private and the
-/// caller is not signed in, the sign-in form (for the page) or a 401 (for its JSON).
-fn refusal(state: &AppState, config: &Config, headers: &HeaderMap, path: &str) -> Option<Response> {
+/// The view the caller gets, or the answer instead of the page: 404 when the page is off; when
+/// it is private and the caller is not signed in, the sign-in form (for the page) or a 401 (for
+/// its JSON).
+fn view(
+    state: &AppState,
+    config: &Config,
+    headers: &HeaderMap,
+    path: &str,
+) -> Result<View, Box<Response>> {
     let settings = &config.telemetry.status;
     if !settings.enabled {
-        return Some(
+        return Err(Box::new(
             GatewayError::RouteNotFound {
                 method: "GET".into(),
                 path: path.into(),
             }
             .into_response(),
-        );
+        ));
     }
-    if settings.public || super::session::admitted(config, &state.access.signer, headers) {
-        return None;
+    if super::session::admitted(config, &state.access.signer, headers) {
+        return Ok(View::Private);
+    }
+    if settings.public {
+        return Ok(View::Public);
     }
     if path == "/status" {
-        return Some(super::session::login_page(None));
+        return Err(Box::new(super::session::login_page(None)));
     }
     let mut refused = AccessError::Unauthorized {
         message: "This status page is private (status.public = false): sign in at /status, or \
@@ -95,31 +130,47 @@ fn refusal(state: &AppState, config: &Config, headers: &HeaderMap, path: &str) -
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"nines status\""),
     );
-    Some(refused)
+    Err(Box::new(refused))
 }
 
-/// The page with its CSS and JS inlined, and a Content-Security-Policy that allows exactly those
-/// two (by hash) and fetches to this origin.
+/// The page with its CSS and JS inlined (the private view's script too, for admins), and a
+/// Content-Security-Policy that allows exactly those (by hash) and fetches to this origin.
 struct Assembled {
     html: String,
     csp: String,
 }
 
-fn assembled() -> &'static Assembled {
-    static PAGE: OnceLock<Assembled> = OnceLock::new();
-    PAGE.get_or_init(|| {
+fn assembled(view: View) -> &'static Assembled {
+    static PUBLIC: OnceLock<Assembled> = OnceLock::new();
+    static PRIVATE: OnceLock<Assembled> = OnceLock::new();
+    let build = |private: bool| {
         let hash = super::html::csp_hash;
+        let (extra, extra_hash) = if private {
+            (
+                format!("<script>{PRIVATE_JS}</script>"),
+                format!(" 'sha256-{}'", hash(PRIVATE_JS)),
+            )
+        } else {
+            (String::new(), String::new())
+        };
         Assembled {
-            html: HTML.replace("{{css}}", CSS).replace("{{js}}", JS),
+            html: HTML
+                .replace("{{css}}", CSS)
+                .replace("{{js}}", JS)
+                .replace("{{private}}", &extra),
             csp: format!(
-                "default-src 'none'; script-src 'sha256-{}'; style-src 'sha256-{}'; \
+                "default-src 'none'; script-src 'sha256-{}'{extra_hash}; style-src 'sha256-{}'; \
                  connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
                  frame-ancestors 'none'",
                 hash(JS),
                 hash(CSS)
             ),
         }
-    })
+    };
+    match view {
+        View::Public => PUBLIC.get_or_init(|| build(false)),
+        View::Private => PRIVATE.get_or_init(|| build(true)),
+    }
 }
 
 fn escape_html(text: &str) -> String {

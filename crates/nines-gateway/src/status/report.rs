@@ -12,6 +12,7 @@ use crate::resilience::FailureClass;
 use crate::store::ledger_writer::LedgerWriter;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Telemetry;
+use crate::telemetry::ledger::sketch::Percentiles;
 use crate::telemetry::ledger::{Incident, Ledger, Scope, Tally, WindowStats};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -91,26 +92,38 @@ impl Format {
 pub struct Inputs {
     pub series: Vec<(Scope, String, Tally)>,
     pub incidents: Vec<Incident>,
+    /// Where each series' data begin (absent: unknown, taken as covering the window).
+    pub first_data: BTreeMap<(Scope, String), u64>,
 }
 
 /// Sums the store's bucket rows (every replica's) whose minute starts in `[from_ms, to_ms]`.
 pub async fn read_store(store: &Store, from_ms: u64, to_ms: u64) -> Result<Inputs, StoreError> {
-    let series = store
+    let series: Vec<(Scope, String, Tally)> = store
         .ledger_sums(from_ms, to_ms.saturating_add(1), None)
         .await?
         .into_iter()
         .map(|r| (r.scope, r.name, r.tally))
         .collect();
+    let mut first_data = BTreeMap::new();
+    for (scope, name, _) in &series {
+        if let Some(first) = store.ledger_first_data(*scope, name).await? {
+            first_data.insert((*scope, name.clone()), first);
+        }
+    }
     let incidents = store
         .ledger_incidents(from_ms, to_ms, INCIDENTS_MAX)
         .await?;
-    Ok(Inputs { series, incidents })
+    Ok(Inputs {
+        series,
+        incidents,
+        first_data,
+    })
 }
 
 /// This process's ledger over `[from_ms, to_ms]` (exact to the minute for the last 25 h, to
 /// the hour before).
 pub fn read_ledger(ledger: &Ledger, from_ms: u64, to_ms: u64) -> Inputs {
-    let series = ledger
+    let series: Vec<(Scope, String, Tally)> = ledger
         .series()
         .into_iter()
         .map(|(scope, name)| {
@@ -123,7 +136,18 @@ pub fn read_ledger(ledger: &Ledger, from_ms: u64, to_ms: u64) -> Inputs {
         .into_iter()
         .filter(|i| i.opened_at_ms <= to_ms)
         .collect();
-    Inputs { series, incidents }
+    let first_data = series
+        .iter()
+        .filter_map(|(scope, name, _)| {
+            let first = ledger.first_data_ms(*scope, name)?;
+            Some(((*scope, name.clone()), first))
+        })
+        .collect();
+    Inputs {
+        series,
+        incidents,
+        first_data,
+    }
 }
 
 /// The report over the window ending now: from the store when the ledger is kept there (after
@@ -187,24 +211,9 @@ pub struct Report {
     pub incidents: Vec<IncidentRow>,
 }
 
-/// Time to first byte percentiles, as the upper bound (ms) of the histogram bucket they fall in.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Ttfb {
-    pub p50_ms: Option<u64>,
-    pub p95_ms: Option<u64>,
-    pub p99_ms: Option<u64>,
-}
-
-impl Ttfb {
-    fn of(t: &Tally) -> Ttfb {
-        let p = |q: f64| t.ttfb_percentile(q).map(|d| d.as_millis() as u64);
-        Ttfb {
-            p50_ms: p(50.0),
-            p95_ms: p(95.0),
-            p99_ms: p(99.0),
-        }
-    }
-}
+/// Time to first byte percentiles: from the same sketch, in the same shape, as the status page
+/// ([`Percentiles`]: ms, each within `relative_error` of the true sample at its rank).
+pub type Ttfb = Percentiles;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ErrorBudget {
@@ -232,6 +241,10 @@ pub struct SessionCounts {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RouteRow {
     pub route: String,
+    /// When the route's data begin, if after the window's start: the figures cover only since
+    /// then (RFC 3339; absent when the data cover the window).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
     /// `(requests − failures) / requests`; none without requests.
     pub availability: Option<f64>,
     pub requests: u64,
@@ -250,6 +263,9 @@ pub struct RouteRow {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeploymentRow {
     pub deployment: String,
+    /// As [`RouteRow::since`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
     pub availability: Option<f64>,
     pub requests: u64,
     pub failures: u64,
@@ -334,17 +350,20 @@ impl Report {
             if t.is_empty() {
                 continue;
             }
-            let stats = WindowStats::of(window, t, slo);
+            let stats = WindowStats::of(window, t.clone(), slo);
+            let first = inputs.first_data.get(&(scope, name.clone())).copied();
+            let since = crate::telemetry::ledger::since(first, from_ms, window).map(rfc3339);
             match scope {
                 Scope::Route => {
                     let allowed = (1.0 - slo) * t.requests as f64;
                     routes.push(RouteRow {
                         route: name,
+                        since,
                         availability: stats.availability,
                         requests: t.requests,
                         failures: t.failures,
                         failovers: t.fallbacks,
-                        ttfb: Ttfb::of(&t),
+                        ttfb: t.ttfb.percentiles(),
                         errors: errors_of(&t),
                         error_budget: ErrorBudget {
                             slo,
@@ -363,10 +382,11 @@ impl Report {
                 }
                 Scope::Deployment => deployments.push(DeploymentRow {
                     deployment: name,
+                    since,
                     availability: stats.availability,
                     requests: t.requests,
                     failures: t.failures,
-                    ttfb: Ttfb::of(&t),
+                    ttfb: t.ttfb.percentiles(),
                     errors: errors_of(&t),
                 }),
             }
@@ -440,9 +460,10 @@ impl Report {
         .map(String::from)
         .into();
         header.extend(classes.iter().map(|c| format!("errors_{}", c.as_str())));
+        header.push("since".to_owned());
         csv_row(&mut out, &header);
         let share = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
-        let ms = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
+        let ms = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
         for r in &self.routes {
             let mut row = vec![
                 "route".to_owned(),
@@ -463,6 +484,7 @@ impl Report {
                 share(r.sessions.good_share),
             ];
             row.extend(classes.iter().map(|c| count(&r.errors, *c)));
+            row.push(r.since.clone().unwrap_or_default());
             csv_row(&mut out, &row);
         }
         for d in &self.deployments {
@@ -479,6 +501,7 @@ impl Report {
             ];
             row.extend(std::iter::repeat_n(String::new(), 7));
             row.extend(classes.iter().map(|c| count(&d.errors, *c)));
+            row.push(d.since.clone().unwrap_or_default());
             csv_row(&mut out, &row);
         }
         out.push_str("\r\n");
@@ -520,6 +543,10 @@ impl Report {
         let ttfb = |t: &Ttfb| match (t.p50_ms, t.p95_ms, t.p99_ms) {
             (Some(a), Some(b), Some(c)) => format!("{a} / {b} / {c} ms"),
             _ => "–".to_owned(),
+        };
+        let named = |name: &str, since: &Option<String>| match since {
+            Some(since) => format!("{} (since {since})", md_cell(name)),
+            None => md_cell(name),
         };
         let errors = |e: &BTreeMap<&'static str, u64>| {
             if e.is_empty() {
@@ -567,7 +594,7 @@ impl Report {
                 let _ = writeln!(
                     out,
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    md_cell(&r.route),
+                    named(&r.route, &r.since),
                     pct(r.availability),
                     r.requests,
                     r.failures,
@@ -593,7 +620,7 @@ impl Report {
                 let _ = writeln!(
                     out,
                     "| {} | {} | {} | {} | {} | {} |",
-                    md_cell(&d.deployment),
+                    named(&d.deployment, &d.since),
                     pct(d.availability),
                     d.requests,
                     d.failures,

@@ -1,6 +1,8 @@
-//! Sessions for a private status page (`[status] public = false`).
+//! Sessions for the status page's private view (the whole page when `[status] public = false`;
+//! the private view of a public page otherwise).
 //!
-//! A browser signs in once with a form (`POST /status/login`, the admin key as a form field) and
+//! A browser signs in once with a form (`GET /status/login` shows it; `/status` itself answers
+//! it on a page without a public view; `POST /status/login`, the admin key as a form field) and
 //! gets a session cookie: signed by nines (`auth::signing`, so every replica sharing the signing
 //! secret accepts it), valid for [`SESSION_TTL`], bound to the admin key (rotating the key ends
 //! every session), `HttpOnly` and `SameSite=Strict`. The admin key itself is never stored by
@@ -148,9 +150,26 @@ const LOGIN_STYLE: &str = "body{font:16px system-ui,sans-serif;max-width:22rem;m
 padding:0 1rem;color:#222}input{font:inherit;width:100%;box-sizing:border-box;padding:.5rem;\
 margin:.5rem 0}button{font:inherit;padding:.5rem 1rem}.error{color:#b00020}";
 
+/// `GET /status/login`: the sign-in form, for an admin of a public page.
+pub async fn login_form() -> Response {
+    form(
+        StatusCode::OK,
+        "Sign in with the admin key for the status page's private view.",
+        None,
+    )
+}
+
 /// The sign-in form, 401 (the page is not shown without a session). Nothing but the form and
 /// its style is allowed to load or run.
 pub fn login_page(error: Option<&str>) -> Response {
+    form(
+        StatusCode::UNAUTHORIZED,
+        "This status page is private. Sign in with the admin key.",
+        error,
+    )
+}
+
+fn form(status: StatusCode, lead: &str, error: Option<&str>) -> Response {
     let error = error
         .map(|e| format!("<p class=\"error\">{e}</p>"))
         .unwrap_or_default();
@@ -158,7 +177,7 @@ pub fn login_page(error: Option<&str>) -> Response {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>Sign in: status</title><style>{LOGIN_STYLE}</style></head><body>\
-         <h1>Status</h1><p>This status page is private. Sign in with the admin key.</p>{error}\
+         <h1>Status</h1><p>{lead}</p>{error}\
          <form method=\"post\" action=\"/status/login\">\
          <label for=\"key\">Admin key</label>\
          <input id=\"key\" name=\"key\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
@@ -169,7 +188,7 @@ pub fn login_page(error: Option<&str>) -> Response {
          frame-ancestors 'none'",
         super::html::csp_hash(LOGIN_STYLE)
     );
-    super::html::document(StatusCode::UNAUTHORIZED, html, "no-store", &csp)
+    super::html::document(status, html, "no-store", &csp)
 }
 
 #[cfg(test)]

@@ -1,17 +1,19 @@
-//! The availability ledger's tables (`migrations/*/0002_ledger.sql`): minute buckets per series,
-//! added to by every replica, and breaker incidents.
+//! The availability ledger's tables (`migrations/0002_ledger.sql`, `0007_ledger_sketch.sql`):
+//! minute buckets per series, added to by every replica, their time-to-first-byte sketch bins,
+//! and breaker incidents.
 //!
 //! Every count of a [`Tally`] is its own BIGINT column, so a replica's delta is one additive
 //! upsert (`ON CONFLICT (scope, name, minute_ms) DO UPDATE SET requests =
 //! ledger_buckets.requests + excluded.requests, ...`) and replicas never read-modify-write each
-//! other's rows. The column list is derived from [`TTFB_BOUNDS_MS`] and [`FailureClass::ALL`]; a
-//! test checks that the migrations create exactly those columns, so a new failure class needs a
-//! migration.
+//! other's rows. The time-to-first-byte sketch is one row per bin in `ledger_ttfb`, added to the
+//! same way. The column list is derived from [`FailureClass::ALL`]; a test checks that the
+//! migrations leave exactly those columns, so a new failure class needs a migration.
 
 use super::{Db, Store, StoreError};
 use crate::resilience::FailureClass;
-use crate::telemetry::ledger::{Delta, Incident, Scope, TTFB_BOUNDS_MS, TTFB_BUCKETS, Tally};
+use crate::telemetry::ledger::{Delta, Incident, Scope, Tally};
 use sqlx::Row;
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 /// Rows per upsert statement (each row binds 3 + [`COLUMNS`] values; well under SQLite's and
@@ -26,16 +28,10 @@ const COUNTS: [&str; 5] = [
     "sessions_good",
 ];
 
-/// The count columns, in [`Tally`] order: the five counters, the TTFB histogram
-/// (`ttfb_le_{bound}`, then `ttfb_over_{last bound}`), then failed attempts per class
+/// The count columns, in [`Tally`] order: the five counters, then failed attempts per class
 /// (`class_{name}`).
 pub(crate) static COLUMNS: LazyLock<Vec<String>> = LazyLock::new(|| {
     let mut columns: Vec<String> = COUNTS.iter().map(|c| (*c).to_owned()).collect();
-    columns.extend(TTFB_BOUNDS_MS.iter().map(|b| format!("ttfb_le_{b}")));
-    columns.push(format!(
-        "ttfb_over_{}",
-        TTFB_BOUNDS_MS[TTFB_BOUNDS_MS.len() - 1]
-    ));
     columns.extend(
         FailureClass::ALL
             .iter()
@@ -89,6 +85,23 @@ static TOTALS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// Rows per sketch-bin upsert statement (5 binds each).
+const TTFB_CHUNK: usize = 500;
+
+const TTFB_UPSERT_HEAD: &str = "INSERT INTO ledger_ttfb (scope, name, minute_ms, bin, samples) ";
+const TTFB_UPSERT_TAIL: &str = " ON CONFLICT (scope, name, minute_ms, bin) DO UPDATE SET \
+    samples = ledger_ttfb.samples + excluded.samples";
+
+/// Sketch bins per series and bucket of `$3` ms over `[$1, $2)`.
+const TTFB_BUCKETED: &str = "SELECT scope, name, (minute_ms / $3) * $3 AS bucket, bin, \
+    CAST(SUM(samples) AS BIGINT) FROM ledger_ttfb WHERE minute_ms >= $1 AND minute_ms < $2 \
+    GROUP BY scope, name, bucket, bin";
+
+/// Sketch bins per series over `[$1, $2)`.
+const TTFB_TOTALS: &str = "SELECT scope, name, CAST(0 AS BIGINT) AS bucket, bin, \
+    CAST(SUM(samples) AS BIGINT) FROM ledger_ttfb WHERE minute_ms >= $1 AND minute_ms < $2 \
+    GROUP BY scope, name, bin";
+
 fn values(t: &Tally) -> impl Iterator<Item = i64> + '_ {
     [
         t.requests,
@@ -98,7 +111,6 @@ fn values(t: &Tally) -> impl Iterator<Item = i64> + '_ {
         t.sessions_good,
     ]
     .into_iter()
-    .chain(t.ttfb)
     .chain(t.classes)
     .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
 }
@@ -113,11 +125,8 @@ fn tally_of(values: &[i64]) -> Tally {
         sessions_good: v(4),
         ..Tally::default()
     };
-    for (i, slot) in t.ttfb.iter_mut().enumerate() {
-        *slot = v(COUNTS.len() + i);
-    }
     for (i, slot) in t.classes.iter_mut().enumerate() {
-        *slot = v(COUNTS.len() + TTFB_BUCKETS + i);
+        *slot = v(COUNTS.len() + i);
     }
     t
 }
@@ -165,14 +174,102 @@ impl Store {
                 q.push(UPSERT_TAIL.as_str());
                 q.build().execute(&mut *tx).await?;
             }
+            let bins: Vec<(&Delta, i32, u64)> = deltas
+                .iter()
+                .flat_map(|d| d.tally.ttfb.bins().iter().map(move |(b, n)| (d, *b, *n)))
+                .collect();
+            for chunk in bins.chunks(TTFB_CHUNK) {
+                let mut q = sqlx::QueryBuilder::new(TTFB_UPSERT_HEAD);
+                q.push_values(chunk, |mut b, (d, bin, n)| {
+                    b.push_bind(d.scope.as_str())
+                        .push_bind(d.name.as_ref())
+                        .push_bind(i64::try_from(d.minute_ms).unwrap_or(i64::MAX))
+                        .push_bind(i64::from(*bin))
+                        .push_bind(i64::try_from(*n).unwrap_or(i64::MAX));
+                });
+                q.push(TTFB_UPSERT_TAIL);
+                q.build().execute(&mut *tx).await?;
+            }
             tx.commit().await?;
         });
         Ok(())
     }
 
     /// Counts per series in `[from_ms, to_ms)`, summed into buckets of `bucket_ms` (a minute:
-    /// the rows as stored), or over the whole range when `bucket_ms` is `None`.
+    /// the rows as stored), or over the whole range when `bucket_ms` is `None`, each with its
+    /// time-to-first-byte sketch.
     pub async fn ledger_sums(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+        bucket_ms: Option<u64>,
+    ) -> Result<Vec<BucketRow>, StoreError> {
+        let mut rows = self.ledger_counts(from_ms, to_ms, bucket_ms).await?;
+        let bins = self.ledger_ttfb_bins(from_ms, to_ms, bucket_ms).await?;
+        let mut at: HashMap<(Scope, String, u64), usize> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ((r.scope, r.name.clone(), r.bucket_ms), i))
+            .collect();
+        for (scope, name, bucket_ms, bin, count) in bins {
+            let key = (scope, name, bucket_ms);
+            let i = match at.get(&key) {
+                Some(i) => *i,
+                None => {
+                    // Bins without counts (cannot happen through the ledger; kept anyway).
+                    rows.push(BucketRow {
+                        scope: key.0,
+                        name: key.1.clone(),
+                        bucket_ms,
+                        tally: Tally::default(),
+                    });
+                    at.insert(key, rows.len() - 1);
+                    rows.len() - 1
+                }
+            };
+            rows[i].tally.ttfb.add_to_bin(bin, count);
+        }
+        Ok(rows)
+    }
+
+    /// `(scope, name, bucket, bin, count)` over `[from_ms, to_ms)`.
+    async fn ledger_ttfb_bins(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+        bucket_ms: Option<u64>,
+    ) -> Result<Vec<(Scope, String, u64, i32, u64)>, StoreError> {
+        let sql = if bucket_ms.is_some() {
+            TTFB_BUCKETED
+        } else {
+            TTFB_TOTALS
+        };
+        let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        on_pool!(&self.db, p => {
+            let mut q = sqlx::query(sql).bind(ms(from_ms)).bind(ms(to_ms));
+            if let Some(b) = bucket_ms {
+                q = q.bind(ms(b.max(1)));
+            }
+            let rows = q.fetch_all(p).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let scope: String = r.try_get(0)?;
+                let Some(scope) = Scope::parse(&scope) else { continue };
+                let bin = i32::try_from(r.try_get::<i64, _>(3)?).unwrap_or(0);
+                let count = u64::try_from(r.try_get::<Option<i64>, _>(4)?.unwrap_or(0)).unwrap_or(0);
+                out.push((
+                    scope,
+                    r.try_get(1)?,
+                    u64::try_from(r.try_get::<i64, _>(2)?).unwrap_or(0),
+                    bin,
+                    count,
+                ));
+            }
+            Ok(out)
+        })
+    }
+
+    async fn ledger_counts(
         &self,
         from_ms: u64,
         to_ms: u64,
@@ -205,6 +302,21 @@ impl Store {
                 });
             }
             Ok(out)
+        })
+    }
+
+    /// The start of a series' first minute row: where its data begin.
+    pub async fn ledger_first_data(
+        &self,
+        scope: Scope,
+        name: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        on_pool!(&self.db, p => {
+            let row = sqlx::query(
+                "SELECT MIN(minute_ms) FROM ledger_buckets WHERE scope = $1 AND name = $2")
+                .bind(scope.as_str()).bind(name)
+                .fetch_one(p).await?;
+            Ok(row.try_get::<Option<i64>, _>(0)?.and_then(|v| u64::try_from(v).ok()))
         })
     }
 
@@ -266,6 +378,8 @@ impl Store {
         on_pool!(&self.db, p => {
             let buckets = sqlx::query("DELETE FROM ledger_buckets WHERE minute_ms < $1")
                 .bind(before).execute(p).await?.rows_affected();
+            sqlx::query("DELETE FROM ledger_ttfb WHERE minute_ms < $1")
+                .bind(before).execute(p).await?;
             let incidents = sqlx::query(
                 "DELETE FROM ledger_incidents WHERE COALESCE(closed_at_ms, opened_at_ms) < $1")
                 .bind(before).execute(p).await?.rows_affected();
@@ -279,20 +393,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_migrations_create_exactly_the_count_columns() {
+    fn the_migrations_leave_exactly_the_count_columns() {
         let sql = include_str!("migrations/0002_ledger.sql");
         let table = sql
             .split("CREATE TABLE ledger_buckets (")
             .nth(1)
             .and_then(|rest| rest.split(");").next())
             .unwrap_or_default();
+        let sketch = include_str!("migrations/0007_ledger_sketch.sql");
+        let dropped: Vec<&str> = sketch
+            .lines()
+            .filter_map(|l| l.strip_prefix("ALTER TABLE ledger_buckets DROP COLUMN "))
+            .map(|c| c.trim_end_matches(';'))
+            .collect();
         let declared: Vec<&str> = table
             .lines()
             .map(str::trim)
             .filter(|l| l.contains("BIGINT NOT NULL DEFAULT 0"))
             .filter_map(|l| l.split_whitespace().next())
+            .filter(|c| !dropped.contains(c))
             .collect();
         assert_eq!(declared, *COLUMNS);
+    }
+
+    #[test]
+    fn the_histogram_moves_into_the_bins_of_its_bounds() {
+        use crate::telemetry::ledger::sketch::bin_of;
+        let sketch = include_str!("migrations/0007_ledger_sketch.sql");
+        let moved: Vec<(String, i32)> = sketch
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("SELECT scope, name, minute_ms, "))
+            .filter_map(|rest| {
+                let mut words = rest.split([',', ' ']).filter(|w| !w.is_empty());
+                let bin = words.next()?.parse().ok()?;
+                Some((words.next()?.to_owned(), bin))
+            })
+            .collect();
+        assert_eq!(moved.len(), 16);
+        for (column, bin) in moved {
+            if let Some(bound) = column.strip_prefix("ttfb_le_") {
+                let bound: f64 = bound.parse().unwrap();
+                assert_eq!(bin, bin_of(bound), "{column}");
+            } else {
+                assert_eq!(column, "ttfb_over_30000");
+                assert_eq!(bin, bin_of(30_000.0) + 1);
+            }
+        }
     }
 
     #[test]
@@ -305,9 +451,6 @@ mod tests {
             sessions_good: 5,
             ..Tally::default()
         };
-        for (i, v) in t.ttfb.iter_mut().enumerate() {
-            *v = 100 + i as u64;
-        }
         for (i, v) in t.classes.iter_mut().enumerate() {
             *v = 200 + i as u64;
         }

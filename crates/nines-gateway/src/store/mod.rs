@@ -229,6 +229,11 @@ fn migrator() -> sqlx::migrate::Migrator {
             "usage_fallback",
             include_str!("migrations/0006_usage_fallback.sql"),
         ),
+        migration(
+            7,
+            "ledger_sketch",
+            include_str!("migrations/0007_ledger_sketch.sql"),
+        ),
     ])
 }
 
@@ -824,5 +829,91 @@ mod tests {
             0.5
         );
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Minute rows as the fixed TTFB histogram wrote them (before migration 7): one at 25 ms,
+    /// three at 100 ms, one over 30 s.
+    const OLD_HISTOGRAM_ROW: &str = "INSERT INTO ledger_buckets (scope, name, minute_ms, \
+        requests, failures, ttfb_le_25, ttfb_le_100, ttfb_over_30000) \
+        VALUES ('route', 'chat', 60000, 5, 0, 1, 3, 1)";
+
+    /// After migration 7 the old counts read as the upper bounds reports showed for them, to
+    /// within the sketch's 1 %, and new traffic adds to the same minute.
+    async fn old_histogram_reads_as_before(store: &Store) {
+        use crate::telemetry::ledger::sketch::value_of;
+        use crate::telemetry::ledger::{Delta, Tally};
+        let rows = store.ledger_sums(0, 120_000, None).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        let t = &rows[0].tally;
+        assert_eq!((t.requests, t.ttfb.count()), (5, 5));
+        let near = |v: f64, want: f64| (v - want).abs() <= want * 0.01;
+        assert!(near(t.ttfb.percentile_ms(10.0).unwrap(), 25.0));
+        assert!(near(t.ttfb.percentile_ms(50.0).unwrap(), 100.0));
+        assert!(t.ttfb.percentile_ms(100.0).unwrap() > 30_000.0);
+        let mut new = Tally {
+            requests: 1,
+            ..Tally::default()
+        };
+        new.record_ttfb(std::time::Duration::from_millis(100));
+        store
+            .add_ledger_deltas(&[Delta {
+                scope: crate::telemetry::ledger::Scope::Route,
+                name: "chat".into(),
+                minute_ms: 60_000,
+                tally: new,
+            }])
+            .await
+            .unwrap();
+        let rows = store.ledger_sums(0, 120_000, Some(60_000)).await.unwrap();
+        let t = &rows[0].tally;
+        assert_eq!((t.requests, t.ttfb.count()), (6, 6));
+        let bin = crate::telemetry::ledger::sketch::bin_of(100.0);
+        assert!(t.ttfb.bins().contains(&(bin, 4)), "{:?}", t.ttfb.bins());
+        assert!(near(value_of(bin), 100.0));
+    }
+
+    #[tokio::test]
+    async fn the_sketch_migration_keeps_the_old_ttfb_histogram_on_sqlite() {
+        let (dir, config) = temp_store_config("sketch");
+        let pool = sqlite::connect(config.url.expose()).await.unwrap();
+        migrator().run_to(6, &pool).await.unwrap();
+        sqlx::query(OLD_HISTOGRAM_ROW).execute(&pool).await.unwrap();
+        pool.close().await;
+        old_histogram_reads_as_before(&Store::open(&config).await.unwrap()).await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn the_sketch_migration_keeps_the_old_ttfb_histogram_on_postgres() {
+        let Ok(url) = std::env::var("DATABASE_URL") else {
+            println!(
+                "skipped: DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)"
+            );
+            return;
+        };
+        let name = format!("nines_sketch_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+            .await
+            .expect("DATABASE_URL is set but Postgres is unreachable");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+        let db_url = format!("{base}/{name}");
+        let pool = sqlx::PgPool::connect(&db_url).await.unwrap();
+        migrator().run_to(6, &pool).await.unwrap();
+        sqlx::query(OLD_HISTOGRAM_ROW).execute(&pool).await.unwrap();
+        pool.close().await;
+        let mut config = StoreConfig::sqlite_in(std::path::Path::new("unused"));
+        config.url = crate::config::Secret::new(db_url);
+        let store = Store::open(&config).await.unwrap();
+        old_histogram_reads_as_before(&store).await;
+        if let Db::Postgres(p) = &store.db {
+            p.close().await;
+        }
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
+            .execute(&mut admin)
+            .await;
     }
 }

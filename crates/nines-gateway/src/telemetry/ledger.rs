@@ -16,12 +16,15 @@
 //! store keeps the minutes (`store::ledger_writer`); this is the replica's live view: the store's
 //! history as of its start, plus its own traffic since.
 
+pub mod sketch;
+
 use super::RequestSummary;
 use crate::clock::Clock;
 use crate::config::telemetry::Telemetry as Settings;
 use crate::resilience::FailureClass;
 use crate::resilience::events::{BreakerEvent, Transition};
 use serde::Serialize;
+use sketch::Sketch;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,11 +37,6 @@ const MINUTES_KEPT: u64 = 25 * 60;
 /// Closed incidents kept in memory (the store keeps them all within retention).
 const INCIDENTS_KEPT: usize = 1000;
 
-/// Upper bounds (ms) of the time-to-first-byte histogram buckets; the last bucket is unbounded.
-pub const TTFB_BOUNDS_MS: [u64; 15] = [
-    25, 50, 100, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 10_000, 20_000, 30_000,
-];
-pub const TTFB_BUCKETS: usize = TTFB_BOUNDS_MS.len() + 1;
 const CLASSES: usize = FailureClass::ALL.len();
 
 /// Which availability a series measures.
@@ -69,7 +67,7 @@ impl Scope {
 }
 
 /// Counts for one bucket (or any sum of buckets).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tally {
     pub requests: u64,
     pub failures: u64,
@@ -78,8 +76,8 @@ pub struct Tally {
     /// Sessions that ended in this bucket, and those of them within budget without an error.
     pub sessions: u64,
     pub sessions_good: u64,
-    /// Time to first byte of the successes, bucketed by [`TTFB_BOUNDS_MS`].
-    pub ttfb: [u64; TTFB_BUCKETS],
+    /// Time to first byte of the successes ([`sketch`]: within 1 % at any percentile).
+    pub ttfb: Sketch,
     /// Failed attempts by class ([`FailureClass::index`]). Route series count every failed
     /// attempt behind the route, failed over or not: the error mix the route absorbed.
     pub classes: [u64; CLASSES],
@@ -93,7 +91,7 @@ impl Default for Tally {
             fallbacks: 0,
             sessions: 0,
             sessions_good: 0,
-            ttfb: [0; TTFB_BUCKETS],
+            ttfb: Sketch::default(),
             classes: [0; CLASSES],
         }
     }
@@ -106,16 +104,20 @@ impl Tally {
         self.fallbacks += other.fallbacks;
         self.sessions += other.sessions;
         self.sessions_good += other.sessions_good;
-        for (a, b) in self.ttfb.iter_mut().zip(other.ttfb) {
-            *a += b;
-        }
+        self.ttfb.merge(&other.ttfb);
         for (a, b) in self.classes.iter_mut().zip(other.classes) {
             *a += b;
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        *self == Tally::default()
+        self.requests == 0
+            && self.failures == 0
+            && self.fallbacks == 0
+            && self.sessions == 0
+            && self.sessions_good == 0
+            && self.ttfb.is_empty()
+            && self.classes.iter().all(|n| *n == 0)
     }
 
     /// Successes over requests; `None` without requests (no traffic is not downtime).
@@ -124,34 +126,7 @@ impl Tally {
     }
 
     pub fn record_ttfb(&mut self, ttfb: Duration) {
-        let ms = ttfb.as_millis() as u64;
-        let i = TTFB_BOUNDS_MS
-            .iter()
-            .position(|&b| ms <= b)
-            .unwrap_or(TTFB_BUCKETS - 1);
-        self.ttfb[i] += 1;
-    }
-
-    /// The `p`-th percentile (0..=100) of time to first byte, as the upper bound of the bucket
-    /// it falls in (the unbounded bucket reads as its lower bound).
-    pub fn ttfb_percentile(&self, p: f64) -> Option<Duration> {
-        let total: u64 = self.ttfb.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        let rank = ((p / 100.0) * total as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, n) in self.ttfb.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                let ms = TTFB_BOUNDS_MS
-                    .get(i)
-                    .copied()
-                    .unwrap_or(TTFB_BOUNDS_MS[TTFB_BOUNDS_MS.len() - 1]);
-                return Some(Duration::from_millis(ms));
-            }
-        }
-        None
+        self.ttfb.record(ttfb);
     }
 
     /// Failed attempts by class name, largest first, zeros left out.
@@ -168,7 +143,7 @@ impl Tally {
 }
 
 /// Availability over one rolling window, against the SLO.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WindowStats {
     pub window: Duration,
     pub tally: Tally,
@@ -178,6 +153,9 @@ pub struct WindowStats {
     /// How many times faster than sustainable the budget burns (1.0 spends it exactly over
     /// the window).
     pub burn_rate: Option<f64>,
+    /// When the series' data begin, if that is inside the window (the window is longer than
+    /// the data: figures cover only since then).
+    pub since_ms: Option<u64>,
 }
 
 impl WindowStats {
@@ -191,8 +169,21 @@ impl WindowStats {
             availability,
             error_budget_left: failure_rate.map(|f| 1.0 - f / allowed),
             burn_rate: failure_rate.map(|f| f / allowed),
+            since_ms: None,
         }
     }
+}
+
+/// `Some(first_ms)` when data that begin at `first_ms` do not cover a window starting at
+/// `from_ms`. Data are bucketed (by the minute, by the hour past 25 h): a first bucket that
+/// starts within one bucket of the window's start covers it.
+pub fn since(first_ms: Option<u64>, from_ms: u64, window: Duration) -> Option<u64> {
+    let slack = if window > Duration::from_secs(25 * 3600) {
+        HOUR_MS
+    } else {
+        MINUTE_MS
+    };
+    first_ms.filter(|first| *first > from_ms.saturating_add(slack))
 }
 
 /// One day's counts for an uptime bar.
@@ -491,7 +482,26 @@ impl Ledger {
 
     /// Availability, budget and burn rate over the rolling window ending now.
     pub fn window(&self, scope: Scope, name: &str, window: Duration) -> WindowStats {
-        WindowStats::of(window, self.tally(scope, name, window), self.slo)
+        let mut stats = WindowStats::of(window, self.tally(scope, name, window), self.slo);
+        let from = self
+            .clock
+            .now_ms()
+            .saturating_sub(window.as_millis() as u64);
+        stats.since_ms = since(self.first_data_ms(scope, name), from, window);
+        stats
+    }
+
+    /// The start of the series' oldest bucket kept (hour-aligned when older than 25 h); `None`
+    /// before its first data.
+    pub fn first_data_ms(&self, scope: Scope, name: &str) -> Option<u64> {
+        let state = self.lock();
+        let series = state.series[scope as usize].get(name)?;
+        let hour = series.hours.keys().next().map(|h| h * HOUR_MS);
+        let minute = series.minutes.keys().next().map(|m| m * MINUTE_MS);
+        match (hour, minute) {
+            (Some(h), Some(m)) => Some(h.min(m)),
+            (h, m) => h.or(m),
+        }
     }
 
     /// The standard windows: 1 h, 24 h, 30 d, 90 d.

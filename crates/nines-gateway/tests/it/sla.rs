@@ -4,6 +4,7 @@
 //! and two gateways sharing one store reported as one.
 
 use crate::harness::{Harness, hello};
+use crate::status_page::route;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -168,9 +169,9 @@ async fn an_outage_absorbed_by_failover_shows_in_the_report() {
         chat["sessions"],
         json!({"count": 2, "good": 2, "good_share": 1.0})
     );
-    let p50 = chat["ttfb"]["p50_ms"].as_u64().unwrap();
-    let p99 = chat["ttfb"]["p99_ms"].as_u64().unwrap();
-    assert!(p50 > 0 && p50 <= p99, "{chat}");
+    let p50 = chat["ttfb"]["p50_ms"].as_f64().unwrap();
+    let p99 = chat["ttfb"]["p99_ms"].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 <= p99, "{chat}");
     // What the providers did: d0 failed 3 of its 4 attempts, d1 none of 5.
     let deployments = v["deployments"].as_array().unwrap();
     assert_eq!(deployments.len(), 2);
@@ -242,9 +243,18 @@ async fn an_outage_absorbed_by_failover_shows_in_the_report() {
     assert_eq!(header(&r, "content-type"), "text/markdown; charset=utf-8");
     let md = r.text().await.unwrap();
     assert!(md.starts_with("# SLA report: last 1h\n"), "{md}");
-    assert!(md.contains("| chat | 100.000% | 6 | 0 | 3 |"), "{md}");
-    assert!(md.contains("| d0 | 25.000% | 4 | 3 |"), "{md}");
-    assert!(md.contains("| d1 | 100.000% | 5 | 0 |"), "{md}");
+    // A minute of data in an hour's window: each row says since when.
+    for (name, figures) in [
+        ("chat", " | 100.000% | 6 | 0 | 3 |"),
+        ("d0", " | 25.000% | 4 | 3 |"),
+        ("d1", " | 100.000% | 5 | 0 |"),
+    ] {
+        let row = md
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name} (since 20")))
+            .unwrap_or_else(|| panic!("no row for {name}: {md}"));
+        assert!(row.contains("Z)") && row.contains(figures), "{row}");
+    }
     assert!(md.contains("| d0 | d0#0 |"), "{md}");
     assert!(md.contains("| 3 consecutive failures | 1 |"), "{md}");
 
@@ -331,4 +341,108 @@ async fn two_gateways_sharing_a_store_are_reported_as_one() {
     assert_eq!(later["deployments"], v["deployments"]);
     c.stop().await;
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The anonymous and the admin's `/status.json` once they count `samples` answers for `chat`
+/// (each is built at most once a second).
+async fn status_views(h: &Harness, samples: u64) -> (Value, Value) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let public: Value = h
+            .client
+            .get(h.url("/status.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let private: Value = h
+            .client
+            .get(h.url("/status.json"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let counted = |v: &Value| route(v, "chat")["ttfb_ms"]["samples"] == samples;
+        if counted(&public) && counted(&private) {
+            return (public, private);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "status never counted {samples}: {private:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_page_status_json_and_the_report_agree_on_time_to_first_byte() {
+    let dir = temp_dir();
+    let h = Harness::start_opened(2, &config(&dir)).await;
+    // 6 answers after 30 ms, 6 after 90 ms, one after 250 ms: p50 is a 90 ms one, p95 and p99
+    // the 250 ms one.
+    for (latency, n) in [(30, 6), (90, 6), (250, 1)] {
+        h.fault(0, json!({"latency_ms": latency}));
+        for _ in 0..n {
+            let r = chat(&h, "ttfb").await;
+            assert_eq!(r.status(), 200);
+            assert_eq!(header(&r, "x-nines-deployment"), "d0");
+        }
+    }
+    let (public, private) = status_views(&h, 13).await;
+    let report = report_json(&h, "?window=1h").await;
+    let reported = |kind: &str, key: &str, name: &str| -> Value {
+        report[kind]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r[key] == name)
+            .unwrap_or_else(|| panic!("no {name} in {report:#}"))["ttfb"]
+            .clone()
+    };
+    let page = route(&public, "chat")["ttfb_ms"].clone();
+    // One sketch, one computation: the same numbers everywhere.
+    assert_eq!(page, route(&private, "chat")["ttfb_ms"]);
+    assert_eq!(page, reported("routes", "route", "chat"));
+    let d0 = route(&private, "chat")["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "d0")
+        .unwrap()["ttfb_ms"]
+        .clone();
+    assert_eq!(d0, reported("deployments", "deployment", "d0"));
+    assert_eq!(page["samples"], 13);
+    // And within the stated bound of what the answers took (each at least its latency; the
+    // gateway's own time on top is well under the slack).
+    let alpha = page["relative_error"].as_f64().unwrap();
+    assert_eq!(alpha, 0.01);
+    let p50 = page["p50_ms"].as_f64().unwrap();
+    assert!(
+        p50 >= 90.0 * (1.0 - alpha) && p50 < 90.0 * (1.0 + alpha) + 60.0,
+        "{page}"
+    );
+    for p in ["p95_ms", "p99_ms"] {
+        let v = page[p].as_f64().unwrap();
+        assert!(
+            v >= 250.0 * (1.0 - alpha) && v < 250.0 * (1.0 + alpha) + 60.0,
+            "{page}"
+        );
+    }
+    // The data are a minute old: the report says since when, for a day as for a month.
+    for window in ["24h", "30d"] {
+        let v = report_json(&h, &format!("?window={window}")).await;
+        let since = v["routes"][0]["since"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(since.ends_with('Z'), "{window}: {v:#}");
+        assert!(since.as_str() >= v["from"].as_str().unwrap(), "{v:#}");
+    }
+    h.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

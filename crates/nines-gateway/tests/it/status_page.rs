@@ -1,24 +1,41 @@
-//! The status page: `/status.json` during an outage a route absorbed and one it could not, access
-//! (off, private), and the HTML page rendered by a real headless Chromium.
+//! The status page: `/status.json` during an outage a route absorbed and one it could not, the
+//! public and private views, access (off, private), and the HTML page rendered by a real
+//! headless Chromium.
 
 use crate::harness::{Harness, chain, hello};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// `chat` and `embed` on d0 → d1, and `steady` on d1 alone.
-fn outage_config() -> String {
+const ADMIN: &str = "sk-status-admin";
+
+/// The admin key, for the private view.
+fn admin() -> String {
     format!(
-        "{}\n[[models]]\nname = \"steady\"\ndeployments = [\"d1\"]\n\n[status]\ntitle = \"Test <status>\"\n",
-        chain(2)
+        "\n[auth]\nenabled = false\nadmin_key = \"{ADMIN}\"\n\n[store]\ndatabase_url = \"sqlite::memory:\"\n"
     )
 }
 
-/// Polls `/status.json` until `cond` holds; fails with the last body after `within`.
+/// `chat` and `embed` on d0 → d1, and `steady` on d1 alone.
+fn outage_config() -> String {
+    format!(
+        "{}\n[[models]]\nname = \"steady\"\ndeployments = [\"d1\"]\n\n[status]\ntitle = \"Test <status>\"\n{}",
+        chain(2),
+        admin()
+    )
+}
+
+/// Polls the private `/status.json` until `cond` holds; fails with the last body after `within`.
 async fn status_when(h: &Harness, within: Duration, cond: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        let response = h.client.get(h.url("/status.json")).send().await.unwrap();
+        let response = h
+            .client
+            .get(h.url("/status.json"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         let body: Value = response.json().await.unwrap();
         if cond(&body) {
@@ -30,6 +47,13 @@ async fn status_when(h: &Harness, within: Duration, cond: impl Fn(&Value) -> boo
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The anonymous `/status.json`: the public view.
+pub(crate) async fn public_status(h: &Harness) -> Value {
+    let response = h.client.get(h.url("/status.json")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
 }
 
 pub(crate) fn route<'a>(status: &'a Value, name: &str) -> &'a Value {
@@ -77,15 +101,22 @@ async fn status_json_shows_an_outage_the_route_absorbed() {
     })
     .await;
 
+    assert_eq!(status["view"], "private");
     assert_eq!(status["title"], "Test <status>");
     assert_eq!(status["slo"], 0.999);
     assert_eq!(status["ledger"], true);
     assert!(status["generated_at"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(status["state"], "degraded");
+    // Clients saw nothing: every model is operational, the banner green.
+    assert_eq!(status["state"], "operational");
 
     let chat = route(&status, "chat");
-    assert_eq!(chat["state"], "degraded");
-    assert_eq!(chat["reasons"], json!(["deployment d0 is down"]));
+    assert_eq!(chat["state"], "operational");
+    assert_eq!(chat["reasons"], json!([]));
+    assert_eq!(
+        chat["note"],
+        "1 of 2 providers failing; all requests served"
+    );
+    assert_eq!(chat["deployment_reasons"], json!(["deployment d0 is down"]));
     // What clients saw: every request answered.
     for window in ["1h", "24h", "30d", "90d"] {
         assert_eq!(
@@ -109,8 +140,9 @@ async fn status_json_shows_an_outage_the_route_absorbed() {
             .iter()
             .all(|d| d["requests"] == 0 && d["availability"].is_null())
     );
-    assert!(chat["ttfb_ms"]["p50"].as_f64().is_some(), "{chat:#}");
-    assert_eq!(chat["ttfb_ms"]["source"], "1h");
+    assert!(chat["ttfb_ms"]["p50_ms"].as_f64().is_some(), "{chat:#}");
+    assert_eq!(chat["ttfb_ms"]["samples"], 6);
+    assert_eq!(chat["ttfb_ms"]["relative_error"], 0.01);
 
     // What the upstreams did: d0 failed five attempts and was skipped after its breaker opened.
     let d0 = deployment(chat, "d0");
@@ -128,12 +160,15 @@ async fn status_json_shows_an_outage_the_route_absorbed() {
     assert_eq!(d1["availability"]["1h"]["requests"], 6);
     assert_eq!(d1["days"].as_array().unwrap().len(), 90);
 
-    // `embed` shares d0: degraded without traffic; `steady` does not.
-    assert_eq!(route(&status, "embed")["state"], "degraded");
-    assert!(route(&status, "embed")["availability"]["1h"]["availability"].is_null());
+    // `embed` shares d0: operational without traffic, noting the provider; `steady` does not.
+    let embed = route(&status, "embed");
+    assert_eq!(embed["state"], "operational");
+    assert_eq!(embed["note"], "1 of 2 providers failing");
+    assert!(embed["availability"]["1h"]["availability"].is_null());
     let steady = route(&status, "steady");
     assert_eq!(steady["state"], "operational");
     assert_eq!(steady["reasons"], json!([]));
+    assert!(steady["note"].is_null());
 
     let incident = &status["incidents"]["current"][0];
     assert_eq!(incident["deployment"], "d0");
@@ -156,8 +191,9 @@ async fn status_json_shows_an_outage_the_route_absorbed() {
 #[tokio::test]
 async fn a_route_with_every_deployment_down_is_down() {
     let template = format!(
-        "{}\n[resilience]\nmax_attempts_per_deployment = 1\n",
-        chain(2)
+        "{}\n[resilience]\nmax_attempts_per_deployment = 1\n{}",
+        chain(2),
+        admin()
     );
     let h = Harness::start(2, &template).await;
     h.fault(0, json!({"status": 500}));
@@ -172,11 +208,22 @@ async fn a_route_with_every_deployment_down_is_down() {
     assert_eq!(status["state"], "down");
     let chat = route(&status, "chat");
     assert_eq!(chat["state"], "down");
-    assert_eq!(chat["reasons"], json!(["no deployment can serve it"]));
+    assert_eq!(chat["reasons"][0], "no provider can serve it");
     assert_eq!(chat["availability"]["1h"]["availability"], 0.0);
     assert_eq!(chat["availability"]["1h"]["failures"], 5);
     assert_eq!(chat["recent_availability"], 0.0);
     assert_eq!(route(&status, "embed")["state"], "down");
+
+    // Publicly: one incident, on the model whose clients saw failures (`embed` had no traffic),
+    // with neither key slot, deployment nor breaker reason.
+    let public = public_status(&h).await;
+    assert_eq!(public["state"], "down");
+    let current = public["incidents"]["current"].as_array().unwrap();
+    assert_eq!(current.len(), 1, "{public:#}");
+    assert_eq!(current[0]["models"], json!(["chat"]));
+    assert_eq!(current[0]["failed_requests"], 5);
+    assert!(current[0]["resolved_at"].is_null());
+    assert_no_internals(&public.to_string());
     h.stop().await;
 }
 
@@ -184,8 +231,9 @@ async fn a_route_with_every_deployment_down_is_down() {
 async fn a_route_failing_clients_recently_is_degraded_with_its_breakers_closed() {
     // One failure in three, never five in a row: no breaker opens, but clients saw errors.
     let template = format!(
-        "{}\n[resilience]\nmax_attempts_per_deployment = 1\n",
-        chain(1)
+        "{}\n[resilience]\nmax_attempts_per_deployment = 1\n{}",
+        chain(1),
+        admin()
     );
     let h = Harness::start(1, &template).await;
     h.fault(0, json!({"status": 500, "times": 1}));
@@ -205,6 +253,205 @@ async fn a_route_failing_clients_recently_is_degraded_with_its_breakers_closed()
         reason.contains("66.667% of requests succeeded over the last 5 minutes"),
         "{reason}"
     );
+    h.stop().await;
+}
+
+/// What only the private view may show: key slot names, breaker words, in-flight counts,
+/// deployments and the breakers' reasons.
+fn assert_no_internals(text: &str) {
+    for word in [
+        "d0#0",
+        "d1#0",
+        "d2#0",
+        "\"d0\"",
+        "\"d1\"",
+        "breaker",
+        "in_flight",
+        "in flight",
+        "key_slot",
+        "deployment",
+        "consecutive failures",
+        "max_concurrency",
+    ] {
+        assert!(!text.contains(word), "{word:?} in the public view: {text}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_model_with_one_of_three_deployments_down_but_every_request_served_is_operational() {
+    let h = Harness::start(3, &format!("{}{}", chain(3), admin())).await;
+    h.fault(0, json!({"status": 503}));
+    for _ in 0..8 {
+        let response = h.chat(&hello("chat")).await;
+        assert_eq!(response.status(), 200);
+    }
+    let private = status_when(&h, Duration::from_secs(10), |s| {
+        has_open_incident(s, "d0#0")
+    })
+    .await;
+    assert_eq!(deployment(route(&private, "chat"), "d0")["state"], "down");
+
+    let public = public_status(&h).await;
+    assert_eq!(public["view"], "public");
+    assert_eq!(public["state"], "operational", "{public:#}");
+    let chat = route(&public, "chat");
+    assert_eq!(chat["state"], "operational");
+    assert_eq!(chat["reasons"], json!([]));
+    assert_eq!(
+        chat["note"],
+        "1 of 3 providers failing; all requests served"
+    );
+    assert_eq!(chat["availability"]["1h"]["availability"], 1.0);
+    assert_eq!(chat["availability"]["1h"]["requests"], 8);
+    // An outage absorbed is no incident to clients.
+    assert_eq!(public["incidents"], json!({"current": [], "recent": []}));
+    assert_no_internals(&public.to_string());
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_route_failing_most_clients_is_an_outage_with_its_breakers_closed() {
+    let template = format!(
+        "{}\n[resilience]\nmax_attempts_per_deployment = 1\n{}",
+        chain(1),
+        admin()
+    );
+    let h = Harness::start(1, &template).await;
+    h.fault(0, json!({"status": 500, "times": 2}));
+    for expected in [502, 502, 200] {
+        assert_eq!(h.chat(&hello("chat")).await.status(), expected);
+    }
+    let status = status_when(&h, Duration::from_secs(5), |s| {
+        route(s, "chat")["availability"]["1h"]["requests"] == 3
+    })
+    .await;
+    let chat = route(&status, "chat");
+    assert_eq!(deployment(chat, "d0")["state"], "operational");
+    assert_eq!(chat["state"], "down");
+    assert!(chat["note"].is_null());
+    let public = public_status(&h).await;
+    assert_eq!(route(&public, "chat")["state"], "down");
+    // One model down, another fine: the banner is a partial outage.
+    assert_eq!(public["state"], "degraded");
+    assert_eq!(route(&public, "embed")["state"], "operational");
+    let reason = route(&public, "chat")["reasons"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.starts_with("33.333% of requests succeeded"),
+        "{reason}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_public_view_names_models_and_their_health_only() {
+    let h = start_outage().await;
+    let private = status_when(&h, Duration::from_secs(10), |s| {
+        has_open_incident(s, "d0#0")
+    })
+    .await;
+    // The private view has every internal.
+    let text = private.to_string();
+    for word in [
+        "d0#0",
+        "\"breaker\":\"open\"",
+        "in_flight",
+        "5 consecutive failures",
+    ] {
+        assert!(
+            text.contains(word),
+            "{word} missing from the private view: {text}"
+        );
+    }
+
+    // Anonymous: the same models, their health, nothing else.
+    let public = public_status(&h).await;
+    assert_no_internals(&public.to_string());
+    let chat = route(&public, "chat");
+    let keys: Vec<&str> = chat
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "availability",
+            "days",
+            "name",
+            "note",
+            "reasons",
+            "recent_availability",
+            "state",
+            "ttfb_ms"
+        ]
+    );
+    assert_eq!(chat["ttfb_ms"], route(&private, "chat")["ttfb_ms"]);
+
+    // The page: the anonymous document carries no private script; the admin's does.
+    let page = h.client.get(h.url("/status")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    for word in ["breaker", "in flight", "in_flight", "key_slot", "d0#0"] {
+        assert!(!html.contains(word), "{word:?} in the public page");
+    }
+    let page = h
+        .client
+        .get(h.url("/status"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let html = page.text().await.unwrap();
+    assert!(html.contains("circuit breaker open") && html.contains("in flight"));
+    assert_eq!(
+        csp.matches("'sha256-").count(),
+        3,
+        "two scripts, one style: {csp}"
+    );
+
+    // An admin of a public page signs in with the form at /status/login.
+    let form = h.client.get(h.url("/status/login")).send().await.unwrap();
+    assert_eq!(form.status(), 200);
+    assert!(
+        form.text()
+            .await
+            .unwrap()
+            .contains("action=\"/status/login\"")
+    );
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn windows_longer_than_the_data_say_since_when() {
+    let h = Harness::start(2, &outage_config()).await;
+    // An hour and a half of quiet first: the first data are well inside every window but 1 h.
+    tokio::time::advance(Duration::from_secs(90 * 60)).await;
+    assert_eq!(h.chat(&hello("chat")).await.status(), 200);
+    let first_minute = h.state.telemetry.clock.now_ms() / 60_000 * 60_000;
+    tokio::time::advance(Duration::from_secs(65 * 60)).await;
+    assert_eq!(h.chat(&hello("chat")).await.status(), 200);
+
+    let public = public_status(&h).await;
+    let windows = &route(&public, "chat")["availability"];
+    // 1 h: the data cover it (the first request is over an hour old).
+    assert!(windows["1h"]["since"].is_null(), "{windows:#}");
+    assert_eq!(windows["1h"]["requests"], 1);
+    for w in ["24h", "30d", "90d"] {
+        assert_eq!(windows[w]["since_ms"], first_minute, "{w}: {windows:#}");
+        assert!(windows[w]["since"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(windows[w]["availability"], 1.0);
+        assert_eq!(windows[w]["requests"], 2);
+    }
+    // A model without traffic claims nothing.
+    assert!(route(&public, "steady")["availability"]["30d"]["since"].is_null());
     h.stop().await;
 }
 
@@ -524,31 +771,38 @@ async fn status_page_renders_in_headless_chromium() {
         Some("true"),
         "the script ran"
     );
-    assert_eq!(find("id", "banner").get("data-overall"), Some("degraded"));
+    // The anonymous page: the outage was absorbed, so every model is operational, `chat` and
+    // `embed` with the quiet note; no deployment, key slot or breaker anywhere.
     assert_eq!(
-        find("data-route", "chat").get("data-state"),
-        Some("degraded")
-    );
-    assert_eq!(
-        find("data-route", "embed").get("data-state"),
-        Some("degraded")
-    );
-    assert_eq!(
-        find("data-route", "steady").get("data-state"),
+        find("id", "banner").get("data-overall"),
         Some("operational")
     );
-    assert_eq!(
-        find("data-deployment", "d0").get("data-state"),
-        Some("down")
-    );
-    assert_eq!(
-        find("data-deployment", "d1").get("data-state"),
-        Some("operational")
-    );
-    let incident = find("data-incident", "d0#0");
-    assert_eq!(incident.get("data-incident-state"), Some("open"));
-    assert_eq!(incident.get("data-incident-deployment"), Some("d0"));
-    assert!(dom.contains("5 consecutive failures"));
+    for name in ["chat", "embed", "steady"] {
+        assert_eq!(
+            find("data-route", name).get("data-state"),
+            Some("operational"),
+            "{name}"
+        );
+    }
+    assert!(dom.contains("1 of 2 providers failing; all requests served"));
+    assert!(find("data-note", "embed").get("class").is_some());
+    assert!(!tags.iter().any(|t| t.get("data-deployment").is_some()));
+    // What the page shows (its stylesheet's class names aside).
+    let body = &dom[dom.find("<body").expect("a body")..];
+    assert_no_internals(body);
+    assert!(tags.iter().any(|t| t.get("data-incidents-empty").is_some()));
+    // The TTFB the page shows is the JSON's.
+    let public = public_status(&h).await;
+    let ttfb = &route(&public, "chat")["ttfb_ms"];
+    let shown = find("data-route-ttfb", "chat");
+    for p in ["p50", "p95"] {
+        let attr = shown.get(&format!("data-ttfb-{p}")).unwrap();
+        assert_eq!(
+            attr.parse::<f64>().ok(),
+            ttfb[format!("{p}_ms")].as_f64(),
+            "{p}"
+        );
+    }
 
     // 90 bars per route; today's `chat` bar is green with its six requests in its title.
     for name in ["chat", "embed", "steady"] {

@@ -11,10 +11,12 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Polls `/status.json` every 200 ms until `cond` holds; fails with the last body after `within`.
+/// Polls the admin's (private) `/status.json` every 200 ms until `cond` holds; fails with the
+/// last body after `within`.
 async fn status_when(
     client: &reqwest::Client,
     base: &str,
+    admin_key: &str,
     within: Duration,
     cond: impl Fn(&Value) -> bool,
 ) -> Value {
@@ -22,6 +24,7 @@ async fn status_when(
     loop {
         let status: Value = client
             .get(format!("{base}/status.json"))
+            .bearer_auth(admin_key)
             .send()
             .await
             .unwrap()
@@ -135,7 +138,7 @@ async fn demo_answers_during_its_outage_and_its_status_page_shows_it() {
 
     // The outage on the status page: the primary's breaker opened within the scripted window,
     // and the routes kept answering through it.
-    let during = status_when(&client, &base, Duration::from_secs(20), |s| {
+    let during = status_when(&client, &base, key, Duration::from_secs(20), |s| {
         state_of(route(s, "chat-default"), "primary") == "down"
             && !s["incidents"]["current"].as_array().unwrap().is_empty()
     })
@@ -152,15 +155,35 @@ async fn demo_answers_during_its_outage_and_its_status_page_shows_it() {
         "opened {} ms after start, after the 8 s outage",
         opened.saturating_sub(started_by_ms)
     );
+    // Clients saw nothing: the model is operational with a quiet note, the banner green.
     let chat = route(&during, "chat-default");
-    assert_eq!(chat["state"], "degraded");
+    assert_eq!(chat["state"], "operational", "{chat:#}");
+    assert!(
+        chat["note"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("1 of 3 providers failing")),
+        "{chat:#}"
+    );
     assert_eq!(state_of(chat, "secondary"), "operational");
     assert!(chat["availability"]["1h"]["requests"].as_u64().unwrap() >= 5);
     routes_available(&during);
-    assert_eq!(during["state"], "degraded");
+    assert_eq!(during["state"], "operational");
+    // Anonymous visitors see the models, not the primary nor its breaker.
+    let public = client
+        .get(format!("{base}/status.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(public.contains("\"view\":\"public\"") && public.contains("chat-default"));
+    for internal in ["primary", "breaker", "key_slot", "in_flight"] {
+        assert!(!public.contains(internal), "{internal} in {public}");
+    }
 
     // And the recovery: the primary serves again, the incident is closed, nothing was lost.
-    let after = status_when(&client, &base, Duration::from_secs(40), |s| {
+    let after = status_when(&client, &base, key, Duration::from_secs(40), |s| {
         state_of(route(s, "chat-default"), "primary") == "operational"
             && s["incidents"]["recent"]
                 .as_array()

@@ -150,7 +150,11 @@ flush_interval = "1h"
     ])
     .await;
     assert!(ok);
-    assert!(md.contains("| chat | 100.000% | 3 | 0 | 3 |"), "{md}");
+    // Seconds of data in a 30-day window: the row says since when.
+    assert!(
+        md.contains("| chat (since 20") && md.contains("Z) | 100.000% | 3 | 0 | 3 |"),
+        "{md}"
+    );
 
     // The wrong key: the gateway's refusal, said plainly.
     let (ok, _, stderr) = run(&["report", "sla", "--url", &base, "--admin-key", "nope"]).await;

@@ -1,30 +1,47 @@
-//! What `GET /status.json` says: per configured model route and each of its deployments, the live
-//! state (from the breakers), availability over the standard windows and 90 daily bars (from the
-//! ledger), time to first byte and in-flight counts, and the incidents of the last 7 days.
+//! What `GET /status.json` says, in two views of one snapshot.
 //!
-//! Nothing secret is in it: deployments and key slots are named by their configured names and
-//! aliases (`deployment#index`), never by base URL or key.
+//! The **private** view ([`Status`]: an admin, signed in or with the admin key) is everything:
+//! per configured model route and each of its deployments, the live state (from the breakers),
+//! key slots, in-flight counts, availability over the standard windows and 90 daily bars (from
+//! the ledger), time to first byte, and the breaker incidents of the last 7 days with their
+//! reasons. The **public** view ([`super::public::PublicStatus`], what an anonymous visitor gets)
+//! names models and their health only, the way a hosted status page does.
 //!
-//! The states:
+//! Nothing secret is in either: deployments and key slots are named by their configured names
+//! and aliases (`deployment#index`), never by base URL or key.
 //!
-//! | thing | `down` | `degraded` | `operational` |
+//! A model's state is what its clients saw ([`route_state`]), not what its providers did: an
+//! outage failover absorbed leaves it operational, with a quiet note ("1 of 3 providers
+//! failing; all requests served").
+//!
+//! | thing | `down` (shown "Outage") | `degraded` | `operational` |
 //! |---|---|---|---|
-//! | deployment | every key slot's breaker is open or half-open | some are | none is |
-//! | route | none of its deployments (nor its fallback models') can serve | one of its own deployments is down, or its availability over the last 5 minutes is below the SLO | otherwise |
+//! | deployment (private) | every key slot's breaker is open or half-open | some are | none is |
+//! | route | none of its deployments (nor its fallback models') can serve, or fewer than half its requests over the last 5 minutes succeeded | its availability over the last 5 minutes is below the SLO, or a latency objective is missed (hook for latency objectives: [`latency_objective_miss`]) | otherwise, whatever its deployments do |
 //! | overall | every route is down | any route is not operational | every route is operational |
 //!
 //! A half-open slot counts as not serving: it admits one probe, and traffic is still held back
 //! (the ledger's incidents see it the same way).
+//!
+//! Time to first byte everywhere (route and deployment, page, JSON, SLA report) is read from the
+//! ledger's sketch ([`crate::telemetry::ledger::sketch`]) over the last hour: within 1 % of
+//! the true sample at each percentile. A window longer than the series' data carries `since`.
 
 use crate::resilience::breaker::Phase;
 use crate::state::Runtime;
-use crate::telemetry::ledger::{Ledger, Scope, WindowStats};
+use crate::telemetry::ledger::sketch::Percentiles;
+use crate::telemetry::ledger::{Ledger, Scope, Tally, WindowStats};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
-/// A route is degraded when what clients saw over this window is below the SLO.
+/// A route's state is judged on what clients saw over this window.
 pub const RECENT: Duration = Duration::from_secs(5 * 60);
+/// Below this share of requests served over [`RECENT`], a route is down (an outage), not
+/// degraded: most clients are failing.
+pub const OUTAGE_BELOW: f64 = 0.5;
+/// Time to first byte is read over this window.
+pub const TTFB_WINDOW: Duration = Duration::from_secs(3600);
 /// Closed incidents are listed this long after they closed.
 pub const INCIDENTS_SINCE: Duration = Duration::from_secs(7 * 86_400);
 /// Uptime bars per route and deployment.
@@ -42,6 +59,8 @@ pub enum State {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
+    /// `private` (this shape) or `public` ([`super::public::PublicStatus`]).
+    pub view: &'static str,
     pub title: String,
     /// RFC 3339, UTC.
     pub generated_at: String,
@@ -59,8 +78,13 @@ pub struct Status {
 pub struct Route {
     pub name: String,
     pub state: State,
-    /// Why the route is not operational (empty when it is).
+    /// Why the route is not operational, in terms of what clients saw (empty when it is).
     pub reasons: Vec<String>,
+    /// A quieter word on providers failing behind the route ("1 of 3 providers failing; all
+    /// requests served"), whatever its state.
+    pub note: Option<String>,
+    /// Which of its deployments are not serving ("deployment d0 is down"): private.
+    pub deployment_reasons: Vec<String>,
     pub fallbacks: Vec<String>,
     /// What clients saw.
     pub availability: Windows,
@@ -79,6 +103,7 @@ pub struct Deployment {
     pub key_slots: Vec<KeySlot>,
     pub in_flight: u32,
     pub max_concurrency: Option<u32>,
+    /// The upstream's time to first byte over the last hour.
     pub ttfb_ms: Ttfb,
     /// What the upstream did (one entry per attempt).
     pub availability: Windows,
@@ -106,8 +131,12 @@ pub struct Windows {
     pub quarter: Window,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Window {
+    /// When the series' data begin, if inside the window: the figures cover only since then
+    /// (RFC 3339; null when the data cover the window).
+    pub since: Option<String>,
+    pub since_ms: Option<u64>,
     pub availability: Option<f64>,
     pub requests: u64,
     pub failures: u64,
@@ -125,14 +154,9 @@ pub struct DayBar {
     pub availability: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Ttfb {
-    pub p50: Option<f64>,
-    pub p95: Option<f64>,
-    /// `live` (the last 128 answers' exact times), `1h` (the ledger's histogram over the last
-    /// hour, bucket upper bounds) or `none`.
-    pub source: &'static str,
-}
+/// Time to first byte over [`TTFB_WINDOW`] (the ledger's sketch; all null without data or
+/// without a ledger).
+pub type Ttfb = Percentiles;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Incidents {
@@ -176,30 +200,93 @@ pub fn deployment_state(phases: &[Phase]) -> State {
     }
 }
 
-/// A route's state: `own` are its deployments' `(name, state)`, `fallback` those of its fallback
-/// models, `recent` its availability over [`RECENT`].
-pub fn route_state(
-    own: &[(&str, State)],
-    fallback: &[State],
-    recent: Option<f64>,
-    slo: f64,
-) -> (State, Vec<String>) {
-    let can_serve = own
+/// What a route's state is decided from.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen<'a> {
+    /// Its own deployments' `(name, state)`.
+    pub own: &'a [(&'a str, State)],
+    /// Its fallback models' states.
+    pub fallback: &'a [State],
+    /// What clients saw over [`RECENT`].
+    pub recent: &'a Tally,
+    /// A latency objective missed over [`RECENT`] ([`latency_objective_miss`]).
+    pub latency_miss: Option<&'a str>,
+}
+
+/// A route's health: its state and why, in what clients saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Health {
+    pub state: State,
+    /// Client-visible reasons (public).
+    pub reasons: Vec<String>,
+    /// The quiet note on providers failing behind it (public: counts, no names).
+    pub note: Option<String>,
+    /// Its deployments not serving, by name (private).
+    pub deployment_reasons: Vec<String>,
+}
+
+/// Latency objectives hook in here: a route whose clients' time to first byte over [`RECENT`]
+/// misses its objective is degraded, with the returned reason. No latency objectives are
+/// configured yet, so nothing misses.
+pub fn latency_objective_miss(_route: &str, _recent: &Tally) -> Option<String> {
+    None
+}
+
+/// A route's state from what clients saw: down when nothing can serve it or most recent
+/// requests failed; degraded when recent availability is below the SLO or a latency objective
+/// is missed; operational otherwise, even with deployments down (then with a note).
+pub fn route_state(seen: &Seen<'_>, slo: f64) -> Health {
+    let failing = seen
+        .own
+        .iter()
+        .filter(|(_, s)| *s != State::Operational)
+        .count();
+    let recent = seen.recent.availability();
+    let note = (failing > 0).then(|| {
+        let providers = format!(
+            "{failing} of {} provider{} failing",
+            seen.own.len(),
+            if seen.own.len() == 1 { "" } else { "s" }
+        );
+        match recent {
+            Some(a) if a >= 1.0 => format!("{providers}; all requests served"),
+            Some(a) => format!("{providers}; {} of requests served", percent(a)),
+            None => providers,
+        }
+    });
+    let deployment_reasons = seen
+        .own
+        .iter()
+        .filter(|(_, s)| *s != State::Operational)
+        .map(|(name, s)| {
+            let how = if *s == State::Down {
+                "down"
+            } else {
+                "degraded"
+            };
+            format!("deployment {name} is {how}")
+        })
+        .collect();
+    let can_serve = seen
+        .own
         .iter()
         .map(|(_, s)| s)
-        .chain(fallback)
+        .chain(seen.fallback)
         .any(|s| *s != State::Down);
+    let mut reasons = Vec::new();
+    let mut state = State::Operational;
     if !can_serve {
-        return (State::Down, vec!["no deployment can serve it".to_owned()]);
+        state = State::Down;
+        reasons.push("no provider can serve it".to_owned());
     }
-    let mut reasons: Vec<String> = own
-        .iter()
-        .filter(|(_, s)| *s == State::Down)
-        .map(|(name, _)| format!("deployment {name} is down"))
-        .collect();
     if let Some(a) = recent
         && a < slo
     {
+        state = state.max(if a < OUTAGE_BELOW {
+            State::Down
+        } else {
+            State::Degraded
+        });
         reasons.push(format!(
             "{} of requests succeeded over the last {} minutes, below the {} objective",
             percent(a),
@@ -207,12 +294,16 @@ pub fn route_state(
             percent(slo)
         ));
     }
-    let state = if reasons.is_empty() {
-        State::Operational
-    } else {
-        State::Degraded
-    };
-    (state, reasons)
+    if let Some(miss) = seen.latency_miss {
+        state = state.max(State::Degraded);
+        reasons.push(miss.to_owned());
+    }
+    Health {
+        state,
+        reasons,
+        note,
+        deployment_reasons,
+    }
 }
 
 /// The worst case across routes, as the banner shows it.
@@ -226,7 +317,7 @@ pub fn overall_state(routes: &[State]) -> State {
     }
 }
 
-fn percent(x: f64) -> String {
+pub fn percent(x: f64) -> String {
     let text = format!("{:.3}", x * 100.0);
     let text = text.trim_end_matches('0').trim_end_matches('.');
     format!("{text}%")
@@ -250,15 +341,7 @@ pub fn build(runtime: &Runtime, ledger: Option<&Ledger>, now_ms: u64) -> Status 
                 .unwrap_or_default();
             let phases: Vec<Phase> = breakers.iter().map(|b| b.phase()).collect();
             let health = runtime.health.deployments.get(i);
-            let live = health.map(|h| (h.ttfb_percentile(50.0), h.ttfb_percentile(95.0)));
-            let ttfb = match live {
-                Some((Some(p50), Some(p95))) => Ttfb {
-                    p50: Some(ms(p50)),
-                    p95: Some(ms(p95)),
-                    source: "live",
-                },
-                _ => ledger_ttfb(ledger, Scope::Deployment, &d.name),
-            };
+            let ttfb = ledger_ttfb(ledger, Scope::Deployment, &d.name);
             Deployment {
                 name: d.name.clone(),
                 state: deployment_state(&phases),
@@ -311,15 +394,28 @@ pub fn build(runtime: &Runtime, ledger: Option<&Ledger>, now_ms: u64) -> Status 
                 .iter()
                 .filter_map(|f| serves.get(f.as_str()).copied())
                 .collect();
-            let recent = ledger.and_then(|l| l.window(Scope::Route, &m.name, RECENT).availability);
-            let (state, reasons) = route_state(&own, &fallback, recent, slo);
+            let recent = ledger
+                .map(|l| l.tally(Scope::Route, &m.name, RECENT))
+                .unwrap_or_default();
+            let latency_miss = latency_objective_miss(&m.name, &recent);
+            let health = route_state(
+                &Seen {
+                    own: &own,
+                    fallback: &fallback,
+                    recent: &recent,
+                    latency_miss: latency_miss.as_deref(),
+                },
+                slo,
+            );
             Route {
                 name: m.name.clone(),
-                state,
-                reasons,
+                state: health.state,
+                reasons: health.reasons,
+                note: health.note,
+                deployment_reasons: health.deployment_reasons,
                 fallbacks: m.fallbacks.clone(),
                 availability: windows(ledger, Scope::Route, &m.name),
-                recent_availability: recent,
+                recent_availability: recent.availability(),
                 days: days(ledger, Scope::Route, &m.name),
                 ttfb_ms: ledger_ttfb(ledger, Scope::Route, &m.name),
                 deployments: m
@@ -333,6 +429,7 @@ pub fn build(runtime: &Runtime, ledger: Option<&Ledger>, now_ms: u64) -> Status 
 
     let route_states: Vec<State> = routes.iter().map(|r| r.state).collect();
     Status {
+        view: "private",
         title: config.telemetry.status.title.clone(),
         generated_at: rfc3339(now_ms),
         generated_at_ms: now_ms,
@@ -419,6 +516,8 @@ fn windows(ledger: Option<&Ledger>, scope: Scope, name: &str) -> Windows {
 
 fn window(w: &WindowStats) -> Window {
     Window {
+        since: w.since_ms.map(rfc3339),
+        since_ms: w.since_ms,
         availability: w.availability,
         requests: w.tally.requests,
         failures: w.tally.failures,
@@ -446,23 +545,11 @@ fn days(ledger: Option<&Ledger>, scope: Scope, name: &str) -> Vec<DayBar> {
 }
 
 fn ledger_ttfb(ledger: Option<&Ledger>, scope: Scope, name: &str) -> Ttfb {
-    let tally = ledger.map(|l| l.tally(scope, name, Duration::from_secs(3600)));
-    match tally.map(|t| (t.ttfb_percentile(50.0), t.ttfb_percentile(95.0))) {
-        Some((Some(p50), Some(p95))) => Ttfb {
-            p50: Some(ms(p50)),
-            p95: Some(ms(p95)),
-            source: "1h",
-        },
-        _ => Ttfb {
-            p50: None,
-            p95: None,
-            source: "none",
-        },
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 10_000.0).round() / 10.0
+    ledger
+        .map(|l| l.tally(scope, name, TTFB_WINDOW))
+        .unwrap_or_default()
+        .ttfb
+        .percentiles()
 }
 
 /// Unix ms as RFC 3339 with milliseconds, UTC.

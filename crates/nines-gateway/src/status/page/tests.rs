@@ -1,6 +1,7 @@
-use super::snapshot::{State, deployment_state, overall_state, route_state};
+use super::snapshot::{Health, Seen, State, deployment_state, overall_state, route_state};
 use super::*;
 use crate::resilience::breaker::Phase;
+use crate::telemetry::ledger::Tally;
 use tokio::time::Instant;
 
 #[test]
@@ -16,49 +17,119 @@ fn a_deployment_is_down_when_every_key_slot_is_held_back() {
     assert_eq!(deployment_state(&[]), State::Operational);
 }
 
-#[test]
-fn a_route_is_down_only_when_nothing_can_serve_it() {
-    let slo = 0.999;
-    let (state, reasons) = route_state(&[("a", State::Operational)], &[], Some(1.0), slo);
-    assert_eq!((state, reasons.len()), (State::Operational, 0));
+fn seen(requests: u64, failures: u64) -> Tally {
+    Tally {
+        requests,
+        failures,
+        ..Tally::default()
+    }
+}
 
-    // One deployment down, another serving: degraded, naming the down one.
-    let (state, reasons) = route_state(
-        &[("a", State::Down), ("b", State::Operational)],
-        &[],
-        Some(1.0),
-        slo,
-    );
-    assert_eq!(state, State::Degraded);
-    assert_eq!(reasons, vec!["deployment a is down".to_owned()]);
-
-    // A deployment with some keys open still serves: not a reason on its own.
-    let (state, _) = route_state(&[("a", State::Degraded)], &[], None, slo);
-    assert_eq!(state, State::Operational);
-
-    // Every own deployment down: down, unless a fallback model still serves.
-    let (state, _) = route_state(&[("a", State::Down), ("b", State::Down)], &[], None, slo);
-    assert_eq!(state, State::Down);
-    let (state, _) = route_state(&[("a", State::Down)], &[State::Operational], None, slo);
-    assert_eq!(state, State::Degraded);
-    let (state, _) = route_state(&[("a", State::Down)], &[State::Down], None, slo);
-    assert_eq!(state, State::Down);
+fn health(own: &[(&str, State)], fallback: &[State], recent: &Tally) -> Health {
+    route_state(
+        &Seen {
+            own,
+            fallback,
+            recent,
+            latency_miss: None,
+        },
+        0.999,
+    )
 }
 
 #[test]
-fn a_route_below_its_objective_recently_is_degraded() {
-    let (state, reasons) = route_state(&[("a", State::Operational)], &[], Some(0.98), 0.999);
-    assert_eq!(state, State::Degraded);
+fn a_route_is_what_its_clients_saw_whatever_its_deployments_do() {
+    let all_served = seen(300, 0);
+    let h = health(&[("a", State::Operational)], &[], &all_served);
     assert_eq!(
-        reasons,
+        (h.state, h.reasons.len(), h.note),
+        (State::Operational, 0, None)
+    );
+
+    // One of three deployments down, every request served: operational, with a quiet note that
+    // names no deployment (the names are for the private view).
+    let own = [
+        ("a", State::Down),
+        ("b", State::Operational),
+        ("c", State::Operational),
+    ];
+    let h = health(&own, &[], &all_served);
+    assert_eq!(h.state, State::Operational);
+    assert!(h.reasons.is_empty());
+    assert_eq!(
+        h.note.as_deref(),
+        Some("1 of 3 providers failing; all requests served")
+    );
+    assert_eq!(
+        h.deployment_reasons,
+        vec!["deployment a is down".to_owned()]
+    );
+    // Without recent traffic the note claims nothing about requests.
+    let h = health(&own, &[], &Tally::default());
+    assert_eq!(h.note.as_deref(), Some("1 of 3 providers failing"));
+
+    // A deployment with some keys open still serves.
+    let h = health(&[("a", State::Degraded)], &[], &Tally::default());
+    assert_eq!(h.state, State::Operational);
+    assert_eq!(
+        h.deployment_reasons,
+        vec!["deployment a is degraded".to_owned()]
+    );
+
+    // Nothing can serve it: down, unless a fallback model still serves.
+    let h = health(
+        &[("a", State::Down), ("b", State::Down)],
+        &[],
+        &Tally::default(),
+    );
+    assert_eq!(h.state, State::Down);
+    assert_eq!(h.reasons, vec!["no provider can serve it".to_owned()]);
+    let h = health(&[("a", State::Down)], &[State::Operational], &all_served);
+    assert_eq!(h.state, State::Operational);
+    let h = health(&[("a", State::Down)], &[State::Down], &Tally::default());
+    assert_eq!(h.state, State::Down);
+}
+
+#[test]
+fn client_visible_failures_make_a_route_degraded_then_down() {
+    let h = health(&[("a", State::Operational)], &[], &seen(100, 2));
+    assert_eq!(h.state, State::Degraded);
+    assert_eq!(
+        h.reasons,
         vec![
             "98% of requests succeeded over the last 5 minutes, below the 99.9% objective"
                 .to_owned()
         ]
     );
+    // Most requests failing is an outage, breakers closed or not.
+    let h = health(&[("a", State::Operational)], &[], &seen(100, 60));
+    assert_eq!(h.state, State::Down);
+    // With a provider down and some failures, the note says how many were served.
+    let h = health(
+        &[("a", State::Down), ("b", State::Operational)],
+        &[],
+        &seen(100, 2),
+    );
+    assert_eq!(h.state, State::Degraded);
+    assert_eq!(
+        h.note.as_deref(),
+        Some("1 of 2 providers failing; 98% of requests served")
+    );
     // No recent traffic is not a failure.
-    let (state, _) = route_state(&[("a", State::Operational)], &[], None, 0.999);
-    assert_eq!(state, State::Operational);
+    let h = health(&[("a", State::Operational)], &[], &Tally::default());
+    assert_eq!(h.state, State::Operational);
+    // A latency objective missed (the hook) degrades.
+    let h = route_state(
+        &Seen {
+            own: &[("a", State::Operational)],
+            fallback: &[],
+            recent: &seen(10, 0),
+            latency_miss: Some("p95 time to first byte 2.1 s, above its 1 s objective"),
+        },
+        0.999,
+    );
+    assert_eq!(h.state, State::Degraded);
+    assert_eq!(h.reasons.len(), 1);
 }
 
 #[test]
@@ -73,9 +144,24 @@ fn the_overall_state_is_down_only_when_every_route_is() {
 
 #[test]
 fn the_page_inlines_its_assets_and_allows_only_them() {
-    let page = assembled();
+    let public = assembled(View::Public);
+    assert!(
+        !public.html.contains(PRIVATE_JS),
+        "the private script is for admins only"
+    );
+    for word in ["breaker", "in flight", "key_slot", "in_flight"] {
+        assert!(!public.html.contains(word), "{word} in the public page");
+    }
+    let page = assembled(View::Private);
+    assert!(page.html.contains(PRIVATE_JS));
+    let private_hash = super::super::html::csp_hash(PRIVATE_JS);
+    assert!(page.csp.contains(&format!("'sha256-{private_hash}'")));
     assert!(page.html.contains(JS) && page.html.contains(CSS));
-    assert!(!page.html.contains("{{css}}") && !page.html.contains("{{js}}"));
+    assert!(
+        !page.html.contains("{{css}}")
+            && !page.html.contains("{{js}}")
+            && !page.html.contains("{{private}}")
+    );
     assert!(
         !page.html.contains("http://") && !page.html.contains("https://"),
         "nothing is fetched from elsewhere"

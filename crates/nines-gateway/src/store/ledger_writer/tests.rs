@@ -247,7 +247,8 @@ async fn two_replicas_add_up_in_one_store_and_a_restart_loads_the_history() {
             (d1.deployment.as_str(), d1.requests, d1.failures),
             ("d1", 2, 1)
         );
-        assert_eq!(d1.ttfb.p50_ms, Some(50));
+        let p50 = d1.ttfb.p50_ms.unwrap_or_default();
+        assert!((p50 - 40.0).abs() <= 0.4, "{p50}");
 
         // A restart five minutes later loads all of it, not marked for writing back.
         let c = ledger_at(now + 5 * MINUTE);

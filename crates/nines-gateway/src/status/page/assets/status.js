@@ -1,11 +1,13 @@
 "use strict";
 // Renders /status.json into the page and refreshes it. Every rendered thing carries data-*
-// attributes (data-route, data-deployment, data-incident, data-state, data-window, data-day) so
-// tests and scripts can read the page without parsing its text. Text goes in as textContent only.
+// attributes (data-route, data-state, data-window, data-day, data-incident, data-note) so tests
+// and scripts can read the page without parsing its text. Text goes in as textContent only.
+// This script renders the public view (models and their health); an admin's page also carries
+// status-private.js, which registers window.ninesPrivate to add the private view's details.
 (function () {
   var REFRESH_MS = 5000;
   var RESOLVED_SHOWN = 10;
-  var LABELS = { operational: "Operational", degraded: "Degraded", down: "Down" };
+  var LABELS = { operational: "Operational", degraded: "Degraded", down: "Outage" };
   var WINDOWS = [["1h", "1 hour"], ["24h", "24 hours"], ["30d", "30 days"], ["90d", "90 days"]];
   var lastGood = null;
 
@@ -87,36 +89,37 @@
     return box;
   }
 
+  function day(msec) {
+    return new Date(msec).toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  }
+
+  // A window longer than the data says since when its figures run.
   function figures(windows) {
     var box = el("div", { "class": "figures" });
     WINDOWS.forEach(function (w) {
       var win = windows[w[0]] || {};
       var title = win.requests ? count(win.requests) + " requests, " + count(win.failures) + " failed" : "no traffic";
-      box.appendChild(el("div", { "class": "figure", "data-window": w[0], "data-availability": win.availability, title: title },
+      var label = win.since_ms ? "since " + day(win.since_ms) : w[1];
+      if (win.since_ms) title += " (data since " + win.since + ")";
+      box.appendChild(el("div", { "class": "figure", "data-window": w[0], "data-availability": win.availability,
+        "data-since": win.since, title: title },
         el("div", { "class": "value" }, pct(win.availability)),
-        el("div", { "class": "label" }, w[1])));
+        el("div", { "class": "label" }, label)));
     });
     return box;
   }
 
-  function deployment(d) {
-    var open = d.key_slots.filter(function (k) { return k.breaker !== "closed"; }).length;
-    var keys = d.key_slots.length > 1 || open
-      ? el("span", { "class": "metric" }, "keys ", el("b", null, (d.key_slots.length - open) + "/" + d.key_slots.length), " serving")
-      : null;
-    var day = d.availability["24h"] || {};
-    return el("div", { "class": "dep", "data-deployment": d.name, "data-state": d.state },
-      el("span", { "class": "name" }, d.name),
-      el("span", { "class": "metrics" },
-        el("span", { "class": "metric", "data-ttfb-p50": d.ttfb_ms.p50, "data-ttfb-p95": d.ttfb_ms.p95 },
-          "TTFB p50 ", el("b", null, ms(d.ttfb_ms.p50)), " · p95 ", el("b", null, ms(d.ttfb_ms.p95))),
-        el("span", { "class": "metric", "data-in-flight": d.in_flight }, "in flight ", el("b", null, String(d.in_flight))),
-        el("span", { "class": "metric", title: "what the upstream did over 24 hours" }, "upstream 24h ", el("b", null, pct(day.availability))),
-        keys),
-      pill(d.state));
+  function ttfb(t, attrs) {
+    attrs = attrs || {};
+    attrs["class"] = "metric";
+    attrs["data-ttfb-p50"] = t.p50_ms;
+    attrs["data-ttfb-p95"] = t.p95_ms;
+    attrs["data-ttfb-p99"] = t.p99_ms;
+    attrs.title = "time to first byte over the last hour, within " + (t.relative_error * 100) + "% (" + count(t.samples) + " answers)";
+    return el("span", attrs, "TTFB p50 ", el("b", null, ms(t.p50_ms)), " · p95 ", el("b", null, ms(t.p95_ms)));
   }
 
-  function route(r, slo) {
+  function route(r, slo, status) {
     var card = el("article", { "class": "card", "data-route": r.name, "data-state": r.state },
       el("div", { "class": "card-head" }, el("h2", null, r.name), pill(r.state)));
     if (r.reasons.length) {
@@ -124,7 +127,9 @@
       r.reasons.forEach(function (why) { list.appendChild(el("li", null, why)); });
       card.appendChild(list);
     }
+    if (r.note) card.appendChild(el("p", { "class": "note", "data-note": r.name }, r.note));
     card.appendChild(figures(r.availability));
+    card.appendChild(el("div", { "class": "metrics route-metrics" }, ttfb(r.ttfb_ms, { "data-route-ttfb": r.name })));
     if (r.days.length) {
       card.appendChild(bars(r.name, r.days, slo));
       card.appendChild(el("div", { "class": "bar-legend" },
@@ -132,25 +137,21 @@
         el("span", { "class": "narrow" }, "30 days ago"),
         el("span", null, "today")));
     }
-    var deps = el("div", { "class": "deployments" });
-    r.deployments.forEach(function (d) { deps.appendChild(deployment(d)); });
-    card.appendChild(deps);
+    if (window.ninesPrivate && status.view === "private") window.ninesPrivate.route(card, r);
     return card;
   }
 
+  // An incident as clients saw it: the models that failed requests, and when.
   function incident(i, now) {
-    var open = i.closed_at_ms === null;
-    var detail = [i.reason];
-    detail.push(open ? "since " + when(i.opened_at_ms) + " (" + duration(now - i.opened_at_ms) + ")"
-                     : when(i.opened_at_ms) + ", lasted " + duration(i.duration_ms));
-    if (i.routes.length) detail.push("affects " + i.routes.join(", "));
-    if (i.trips > 1) detail.push("breaker opened " + i.trips + " times");
-    return el("div", { "class": "incident", "data-incident": i.key_slot, "data-incident-state": open ? "open" : "closed",
-      "data-incident-deployment": i.deployment },
+    var open = i.resolved_at_ms === null;
+    var detail = [open ? "since " + when(i.started_at_ms) + " (" + duration(now - i.started_at_ms) + ")"
+                       : when(i.started_at_ms) + ", lasted " + duration(i.duration_ms)];
+    detail.push(count(i.failed_requests) + " failed request" + (i.failed_requests === 1 ? "" : "s"));
+    return el("div", { "class": "incident", "data-incident": i.models.join(","), "data-incident-state": open ? "open" : "closed" },
       el("div", { "class": "what" },
         pill(open ? "down" : "closed", open ? "Ongoing" : "Resolved"),
-        el("strong", null, i.deployment),
-        el("span", null, "key " + i.key_slot + ": circuit breaker open")),
+        el("strong", null, i.models.join(", ")),
+        el("span", null, "elevated errors")),
       el("p", { "class": "detail" }, detail.join(" · ")));
   }
 
@@ -169,14 +170,18 @@
     $("banner-text").textContent = bannerText(status);
 
     var routes = el("div", null);
-    status.routes.forEach(function (r) { routes.appendChild(route(r, status.slo)); });
+    status.routes.forEach(function (r) { routes.appendChild(route(r, status.slo, status)); });
     if (!status.routes.length) routes.appendChild(el("p", { "class": "empty" }, "No models are configured."));
     $("routes").replaceChildren(routes);
 
     var list = el("div", null);
     var shown = status.incidents.current.concat(status.incidents.recent.slice(0, RESOLVED_SHOWN));
-    shown.forEach(function (i) { list.appendChild(incident(i, status.generated_at_ms)); });
-    var more = status.incidents.recent_total - Math.min(RESOLVED_SHOWN, status.incidents.recent.length);
+    var privately = window.ninesPrivate && status.view === "private";
+    shown.forEach(function (i) {
+      list.appendChild(privately ? window.ninesPrivate.incident(i, status.generated_at_ms) : incident(i, status.generated_at_ms));
+    });
+    var total = privately ? status.incidents.recent_total : status.incidents.recent.length;
+    var more = total - Math.min(RESOLVED_SHOWN, status.incidents.recent.length);
     if (more > 0) {
       list.appendChild(el("p", { "class": "empty" }, "and " + more + " more resolved in the last 7 days (see status.json)"));
     }
@@ -186,6 +191,7 @@
     }
     $("incidents").replaceChildren(list);
 
+    if (privately) window.ninesPrivate.footer($("private-note"));
     $("slo").textContent = "Objective: " + pct(status.slo) + " of requests answered. Data as JSON: /status.json";
     $("updated").textContent = "Updated " + new Date(status.generated_at_ms).toLocaleTimeString() +
       " · refreshes every " + REFRESH_MS / 1000 + " s";
@@ -219,5 +225,7 @@
       .then(function () { setTimeout(refresh, REFRESH_MS); });
   }
 
+  // What status-private.js builds with.
+  window.ninesStatus = { el: el, pill: pill, pct: pct, ms: ms, ttfb: ttfb, duration: duration, when: when, count: count };
   refresh();
 })();
