@@ -7,20 +7,19 @@
 #
 #   bench/front_door.sh            # builds the release binary first (SKIP_BUILD=1 to skip)
 #
-# Knobs: ROUNDS=5 REQUESTS=2000 (per round, one connection, one request at a time).
+# Knobs: ROUNDS=5 REQUESTS=2000 (per round, one keep-alive connection, one request at a time:
+# bench/front_door/client.py).
 # Everything listens on 127.0.0.1; every process started here is stopped on exit.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NINES="${CARGO_TARGET_DIR:-$ROOT/target}/release/nines"
-OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
 ATTACK="$ROOT/bench/front_door/attack.py"
 ROUNDS=${ROUNDS:-5}
 REQUESTS=${REQUESTS:-2000}
 log() { printf '[front-door %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then (cd "$ROOT" && cargo build --release -p nines); fi
-[[ -x "$OHA" ]] || { log "oha not found: cargo install oha --locked"; exit 1; }
 command -v prlimit >/dev/null || { log "prlimit not found (Debian: util-linux)"; exit 1; }
 ulimit -n "$(ulimit -Hn)"
 
@@ -48,16 +47,8 @@ deployments = ["mock"]
 EOC
 
 BODY='{"model":"bench","messages":[{"role":"user","content":"Hello there, how are you today?"}],"max_tokens":64}'
-# oha ADDR -> p50_ms p99_ms success_rate "status:count ..."
-measure() {
-    "$OHA" --no-tui --output-format json -n "$REQUESTS" -c 1 -m POST -T application/json -d "$BODY" \
-        "http://$1/v1/chat/completions" | python3 -c '
-import json, sys
-s = json.load(sys.stdin)
-p = s["latencyPercentiles"]
-codes = " ".join(f"{k}:{v}" for k, v in sorted(s["statusCodeDistribution"].items()))
-print(round(p["p50"] * 1000, 3), round(p["p99"] * 1000, 3), s["summary"]["successRate"], codes or "-")'
-}
+# ADDR -> p50_ms p99_ms success_rate "status:count ..."
+measure() { python3 "$ROOT/bench/front_door/client.py" "$1" "$REQUESTS" "$BODY"; }
 
 # 1. Slowloris and idle connections against an ordinary gateway.
 NINES_LOG="warn" "$NINES" serve --config "$TMP/nines.toml" >"$TMP/a.log" 2>&1 &

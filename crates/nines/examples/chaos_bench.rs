@@ -60,14 +60,14 @@ async fn main() {
     let scenarios = [
         Scenario {
             availability: 0.94,
-            mean_down: Duration::from_secs(5),
+            mean_down: Duration::from_secs(2),
             duration,
             rate,
             seed: 94,
         },
         Scenario {
             availability: 0.99,
-            mean_down: Duration::from_secs(3),
+            mean_down: Duration::from_secs(1),
             duration,
             rate,
             seed: 99,
@@ -82,7 +82,14 @@ async fn main() {
         "| target per provider | providers' measured availability | bound 1 − Π(1 − aᵢ) | client success | gap (pp) | detection p50 / p90 / n | extra attempts per request | status page | SLA report | verdict (gap ≤ 0.01 pp, counts match) |"
     );
     println!("|---|---|--:|--:|--:|---|--:|---|---|---|");
+    // CHAOS_ONLY=94 runs one scenario (while investigating).
+    let only: Option<f64> = std::env::var("CHAOS_ONLY")
+        .ok()
+        .and_then(|v| v.parse().ok());
     for s in &scenarios {
+        if only.is_some_and(|o| (o / 100.0 - s.availability).abs() > 1e-9) {
+            continue;
+        }
         println!("{}", run(s).await);
     }
 }
@@ -155,19 +162,32 @@ async fn run(s: &Scenario) -> String {
             format!("{base}/v1/chat/completions"),
             body.clone(),
         );
+        let at = started.elapsed();
         requests.push(tokio::spawn(async move {
-            match client.post(url).json(&body).send().await {
+            let failure = match client.post(url).json(&body).send().await {
                 Ok(r) => {
-                    let ok = r.status().is_success();
-                    ok && r.bytes().await.is_ok()
+                    let status = r.status();
+                    match r.text().await {
+                        Ok(_) if status.is_success() => None,
+                        Ok(text) => Some(format!(
+                            "{status}: {}",
+                            text.chars().take(300).collect::<String>()
+                        )),
+                        Err(e) => Some(format!("{status}, body: {e}")),
+                    }
                 }
-                Err(_) => false,
-            }
+                Err(e) => Some(e.to_string()),
+            };
+            failure.map(|f| (at, f))
         }));
     }
     let mut served = 0u64;
+    let mut failures = Vec::new();
     for r in requests {
-        served += u64::from(r.await.unwrap());
+        match r.await.unwrap() {
+            None => served += 1,
+            Some(f) => failures.push(f),
+        }
     }
     let sent = total as u64;
     for c in chaos {
@@ -176,6 +196,19 @@ async fn run(s: &Scenario) -> String {
     watcher.await.unwrap();
     let run_for = started.elapsed().min(s.duration);
 
+    // Why requests failed, and when (on stderr: the table is stdout).
+    for (at, why) in &failures {
+        eprintln!("failed at {:.1} s: {why}", at.as_secs_f64());
+    }
+    for (i, log) in outages.iter().enumerate() {
+        for (a, b) in log.lock().unwrap().iter() {
+            eprintln!(
+                "provider {i} down {:.1}–{:.1} s",
+                a.as_secs_f64(),
+                b.as_secs_f64()
+            );
+        }
+    }
     let measured: Vec<f64> = outages
         .iter()
         .map(|o| {
