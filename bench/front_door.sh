@@ -51,7 +51,7 @@ BODY='{"model":"bench","messages":[{"role":"user","content":"Hello there, how ar
 measure() { python3 "$ROOT/bench/front_door/client.py" "$1" "$REQUESTS" "$BODY"; }
 
 # 1. Slowloris and idle connections against an ordinary gateway.
-NINES_LOG="warn" "$NINES" serve --config "$TMP/nines.toml" >"$TMP/a.log" 2>&1 &
+NINES_LOG="warn,nines=info" "$NINES" serve --config "$TMP/nines.toml" >"$TMP/a.log" 2>&1 &
 PIDS+=($!)
 A=$(addr_of "$TMP/a.log" listening)
 measure "$A" >/dev/null  # warm-up
