@@ -56,18 +56,21 @@ async fn main() {
             .unwrap_or(default)
     };
     let duration = Duration::from_secs(seconds("CHAOS_SECONDS", 300));
+    // CHAOS_MEAN_DOWN_MS overrides both scenarios' mean outage (the first runs used 5 s and 3 s).
+    let mean_down =
+        |default_ms: u64| Duration::from_millis(seconds("CHAOS_MEAN_DOWN_MS", default_ms));
     let rate = seconds("CHAOS_RATE", 50) as u32;
     let scenarios = [
         Scenario {
             availability: 0.94,
-            mean_down: Duration::from_secs(2),
+            mean_down: mean_down(2000),
             duration,
             rate,
             seed: 94,
         },
         Scenario {
             availability: 0.99,
-            mean_down: Duration::from_secs(1),
+            mean_down: mean_down(1000),
             duration,
             rate,
             seed: 99,
@@ -284,9 +287,9 @@ async fn run(s: &Scenario) -> String {
         )
     };
     format!(
-        "| {:.0} % (mean outage {} s) | {} ({outage_count} outages) | {:.4} % | {:.4} % ({} of {sent} failed) | {gap_pp:+.4} | {} / {} / {} | {extra:.4} | {} | {} | {} |",
+        "| {:.0} % (mean outage {:.1} s) | {} ({outage_count} outages) | {:.4} % | {:.4} % ({} of {sent} failed) | {gap_pp:+.4} | {} / {} / {} | {extra:.4} | {} | {} | {} |",
         s.availability * 100.0,
-        s.mean_down.as_secs(),
+        s.mean_down.as_secs_f64(),
         measured
             .iter()
             .map(|a| format!("{:.2} %", a * 100.0))
