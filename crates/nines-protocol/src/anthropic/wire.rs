@@ -184,7 +184,12 @@ impl WireUsage {
         let read = self.cache_read_input_tokens.unwrap_or(0);
         let write = self.cache_creation_input_tokens.unwrap_or(0);
         Usage {
-            input_tokens: self.input_tokens.unwrap_or(0) + read + write,
+            // Saturating: an upstream's absurd counts must not wrap (found by the fuzzer).
+            input_tokens: self
+                .input_tokens
+                .unwrap_or(0)
+                .saturating_add(read)
+                .saturating_add(write),
             output_tokens: self.output_tokens.unwrap_or(0),
             cache_read_tokens: read,
             cache_write_tokens: write,
@@ -194,9 +199,11 @@ impl WireUsage {
     pub(super) fn from_unified(usage: &Usage) -> Self {
         WireUsage {
             input_tokens: Some(
-                usage
-                    .input_tokens
-                    .saturating_sub(usage.cache_read_tokens + usage.cache_write_tokens),
+                usage.input_tokens.saturating_sub(
+                    usage
+                        .cache_read_tokens
+                        .saturating_add(usage.cache_write_tokens),
+                ),
             ),
             output_tokens: Some(usage.output_tokens),
             cache_creation_input_tokens: Some(usage.cache_write_tokens),
@@ -214,5 +221,25 @@ impl WireUsage {
         self.cache_read_input_tokens = later
             .cache_read_input_tokens
             .or(self.cache_read_input_tokens);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_usage_counts_saturate_instead_of_wrapping() {
+        let wire = WireUsage {
+            input_tokens: Some(u64::MAX),
+            output_tokens: Some(1),
+            cache_creation_input_tokens: Some(u64::MAX),
+            cache_read_input_tokens: Some(2),
+        };
+        let usage = wire.into_unified();
+        assert_eq!(usage.input_tokens, u64::MAX);
+        assert_eq!(usage.total_tokens(), u64::MAX);
+        let back = WireUsage::from_unified(&usage);
+        assert_eq!(back.input_tokens, Some(0));
     }
 }
