@@ -20,7 +20,7 @@
 
 use super::bursts::Bursts;
 use super::ending::{Ends, Resumed, SHUTDOWN, StreamEnd, StreamReport, openai_break};
-use super::resume::{Observed, Resume, Transcript};
+use super::resume::{Continuations, Observed, Resume, Transcript};
 use super::segment::Segment;
 use crate::resilience::attempt::summarize;
 use bytes::{Bytes, BytesMut};
@@ -34,11 +34,9 @@ use tokio_util::sync::CancellationToken;
 
 /// The resume state of a relay whose model has `resume_streams`.
 struct Resuming {
-    source: Box<dyn Resume>,
+    /// Continuations' chunks take on the first stream's identity (`transcript`).
+    continuations: Continuations,
     transcript: Transcript,
-    /// Relaying a continuation (its chunks take on the first stream's identity).
-    continuing: bool,
-    breaks: Vec<String>,
 }
 
 /// How reading from upstream went, when it ended the segment.
@@ -140,10 +138,7 @@ impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
     fn report(&mut self, client_left: bool) {
         let resume = &mut self.resume;
         self.ends.report(client_left, || match resume.as_mut() {
-            Some(r) => Resumed {
-                breaks: std::mem::take(&mut r.breaks),
-                attempts: r.source.take_attempts(),
-            },
+            Some(r) => r.continuations.take(),
             None => Resumed::default(),
         });
     }
@@ -195,7 +190,10 @@ impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
                 }
                 continue;
             };
-            match resume.transcript.observe(&event.data, resume.continuing) {
+            match resume
+                .transcript
+                .observe(&event.data, resume.continuations.continuing)
+            {
                 Observed::Malformed => self.skipped += 1,
                 Observed::Drop => {}
                 Observed::Forward { rewritten, finish } => {
@@ -279,22 +277,11 @@ impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
     /// Continues a broken stream elsewhere; `Err` ends it with the returned error frame.
     async fn resume_after(&mut self, why: String) -> Result<(), Bytes> {
         let next = match self.resume.as_mut() {
-            Some(r) => {
-                tracing::info!(
-                    why = %why,
-                    received_chars = r.transcript.text.len(),
-                    "stream broke after the commit point; resuming"
-                );
-                r.source.next(&r.transcript.text).await
-            }
-            None => Err("resume is off".to_owned()),
+            Some(r) => r.continuations.after(why, &r.transcript.text).await,
+            None => Err(format!("{why}; not resumed: resume is off")),
         };
         match next {
             Ok(segment) => {
-                if let Some(r) = self.resume.as_mut() {
-                    r.breaks.push(why);
-                    r.continuing = true;
-                }
                 self.head = Some(segment.head);
                 self.rest = Bursts::new(segment.rest);
                 self.idle = segment.idle;
@@ -303,8 +290,7 @@ impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
                 self.events.clear();
                 Ok(())
             }
-            Err(reason) => {
-                let why = format!("{why}; not resumed: {reason}");
+            Err(why) => {
                 let frame = openai_break(&why);
                 self.end(StreamEnd::Broken(why));
                 Err(frame)
@@ -345,10 +331,8 @@ where
         finished: false,
         skipped: 0,
         resume: resume.map(|source| Resuming {
-            source,
+            continuations: Continuations::new(source),
             transcript: Transcript::default(),
-            continuing: false,
-            breaks: Vec::new(),
         }),
         broken: None,
         ends: Ends::new(first.slot, on_end),

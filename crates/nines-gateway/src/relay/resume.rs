@@ -26,6 +26,7 @@
 //! attempt, so the client sees a pause of up to that deployment's first-byte timeout.
 
 use super::codec::Decoder;
+use super::ending::Resumed;
 use super::segment::Segment;
 use super::splice::{self, Join};
 use crate::config::Deployment;
@@ -55,6 +56,51 @@ pub trait Resume: Send {
 
     /// The continuation attempts made so far (taken: a second call returns only newer ones).
     fn take_attempts(&mut self) -> Vec<AttemptRecord>;
+}
+
+/// What a relay keeps to resume a stream, whichever relay it is: where continuations come from,
+/// the breaks they carried on, and whether a continuation is being relayed.
+pub struct Continuations {
+    source: Box<dyn Resume>,
+    /// Relaying a continuation, not the first stream.
+    pub continuing: bool,
+    breaks: Vec<String>,
+}
+
+impl Continuations {
+    pub fn new(source: Box<dyn Resume>) -> Continuations {
+        Continuations {
+            source,
+            continuing: false,
+            breaks: Vec::new(),
+        }
+    }
+
+    /// The segment that carries the stream on after it broke (`why`) with `received` text at
+    /// the client; `Err` is why the stream ends, `why` included.
+    pub async fn after(&mut self, why: String, received: &str) -> Result<Segment, String> {
+        tracing::info!(
+            why = %why,
+            received_chars = received.len(),
+            "stream broke after the commit point; resuming"
+        );
+        match self.source.next(received).await {
+            Ok(segment) => {
+                self.breaks.push(why);
+                self.continuing = true;
+                Ok(segment)
+            }
+            Err(reason) => Err(format!("{why}; not resumed: {reason}")),
+        }
+    }
+
+    /// What resuming did, for the stream's report (taken: a second call finds nothing new).
+    pub fn take(&mut self) -> Resumed {
+        Resumed {
+            breaks: std::mem::take(&mut self.breaks),
+            attempts: self.source.take_attempts(),
+        }
+    }
 }
 
 /// What building a [`Resumer`] needs of the request and its plan.

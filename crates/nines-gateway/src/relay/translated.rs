@@ -17,7 +17,7 @@
 use super::bursts::Bursts;
 use super::codec::{Decoder, Encoder};
 use super::ending::{Ends, Resumed, SHUTDOWN, StreamEnd, StreamReport, unified_break};
-use super::resume::Resume;
+use super::resume::{Continuations, Resume};
 use super::segment::Segment;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -50,14 +50,12 @@ struct Relay<F: FnOnce(StreamReport) + Send + 'static> {
 
 /// The resume state of a relay whose model resumes streams.
 struct Resuming {
-    source: Box<dyn Resume>,
+    /// A continuation's opening event is dropped.
+    continuations: Continuations,
     /// The text the client has received.
     text: String,
     /// Why the answer cannot be continued, once something says so.
     unresumable: Option<&'static str>,
-    /// Relaying a continuation (its opening event is dropped).
-    continuing: bool,
-    breaks: Vec<String>,
     /// A break waiting for a continuation.
     broken: Option<String>,
 }
@@ -93,7 +91,7 @@ impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
             return true;
         };
         match event {
-            StreamEvent::Start { .. } => return !r.continuing,
+            StreamEvent::Start { .. } => return !r.continuations.continuing,
             StreamEvent::TextDelta { choice: 0, text } => r.text.push_str(text),
             StreamEvent::TextDelta { .. } => {
                 r.unresumable
@@ -110,22 +108,11 @@ impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
     /// Continues a broken stream elsewhere; `Err` ends it with the returned error frame.
     async fn resume_after(&mut self, why: String) -> Result<(), Bytes> {
         let next = match self.resume.as_mut() {
-            Some(r) => {
-                tracing::info!(
-                    why = %why,
-                    received_chars = r.text.len(),
-                    "stream broke after the commit point; resuming"
-                );
-                r.source.next(&r.text).await
-            }
-            None => Err("resume is off".to_owned()),
+            Some(r) => r.continuations.after(why, &r.text).await,
+            None => Err(format!("{why}; not resumed: resume is off")),
         };
         match next {
             Ok(segment) => {
-                if let Some(r) = self.resume.as_mut() {
-                    r.breaks.push(why);
-                    r.continuing = true;
-                }
                 self.head = Some(segment.head);
                 self.rest = Bursts::new(segment.rest);
                 self.idle = segment.idle;
@@ -136,8 +123,7 @@ impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
                 self.sse_events.clear();
                 Ok(())
             }
-            Err(reason) => {
-                let why = format!("{why}; not resumed: {reason}");
+            Err(why) => {
                 let mut out = Vec::new();
                 self.encoder.encode(&unified_break(&why), &mut out);
                 self.end(StreamEnd::Broken(why));
@@ -150,10 +136,7 @@ impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
     fn report(&mut self, client_left: bool) {
         let resume = &mut self.resume;
         self.ends.report(client_left, || match resume.as_mut() {
-            Some(r) => Resumed {
-                breaks: std::mem::take(&mut r.breaks),
-                attempts: r.source.take_attempts(),
-            },
+            Some(r) => r.continuations.take(),
             None => Resumed::default(),
         });
     }
@@ -236,11 +219,9 @@ where
         finished: false,
         ends: Ends::new(segment.slot, on_end),
         resume: resume.map(|source| Resuming {
-            source,
+            continuations: Continuations::new(source),
             text: String::new(),
             unresumable: None,
-            continuing: false,
-            breaks: Vec::new(),
             broken: None,
         }),
     };
