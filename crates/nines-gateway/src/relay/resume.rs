@@ -173,8 +173,8 @@ impl Resumer {
             .filter_map(|s| {
                 let upstream = input.upstreams.get(s.deployment)?;
                 let dialect = upstream.deployment.provider.dialect();
-                if Decoder::for_dialect(dialect, "", "").is_none()
-                    || matches!(dialect, Dialect::Replicate | Dialect::Runway)
+                // Chat dialects only: a Replicate prediction is not continued, Runway has no chat.
+                if matches!(dialect, Dialect::Replicate | Dialect::Runway)
                     || input
                         .request
                         .translatable_for(&upstream.deployment)
