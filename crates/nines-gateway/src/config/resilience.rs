@@ -114,6 +114,12 @@ pub struct Breaker {
     /// instead of returning at once; a failure during the ramp reopens it (0: no ramp).
     #[serde(with = "humantime_serde")]
     pub slow_start: Duration,
+    /// When every slot a request could use is open, one real request per open slot per interval
+    /// goes anyway (an early probe); its success closes the breaker before the cooldown ends
+    /// (0: off; requests then fail fast with 503 until a cooldown ends). Breakers can be wrong:
+    /// a short blip opens one for a whole cooldown.
+    #[serde(with = "humantime_serde")]
+    pub early_probe_interval: Duration,
 }
 
 impl Default for Breaker {
@@ -126,6 +132,7 @@ impl Default for Breaker {
             cooldown: Duration::from_secs(30),
             max_cooldown: Duration::from_secs(300),
             slow_start: Duration::from_secs(30),
+            early_probe_interval: Duration::from_secs(1),
         }
     }
 }

@@ -20,8 +20,12 @@
 //!   deadline is not made.
 //! - Every attempt after the first takes one token from the gateway-wide retry budget; with the
 //!   budget spent, the request fails fast (503) rather than adding load to a struggling upstream.
-//! - When every slot's breaker is open, the request waits for the earliest reopening if that fits
-//!   the deadline, else fails fast (503 + Retry-After) without any upstream call.
+//! - When every slot's breaker is open, the request probes one early if a breaker allows it (at
+//!   most one request per open slot per `early_probe_interval`: breakers can be wrong, and a
+//!   request that fails is no worse than a 503); else, while another request's probe of one of
+//!   its slots is in flight, it waits for that probe's outcome; else it waits for the earliest
+//!   reopening if that fits the deadline, else fails fast (503 + Retry-After) without any
+//!   upstream call.
 //! - Hedging (opt-in per model): if the first attempt has no first byte after the hedge delay, a
 //!   second attempt races it on the next deployment; the first success wins, the other is
 //!   cancelled (dropping its future closes its connection).
@@ -30,7 +34,7 @@
 //! next and when to stop.
 
 use super::attempt::{Attempt, AttemptRecord, OpenSlot, Target, attempt};
-use super::breaker::Permit;
+use super::breaker::{Permit, Phase, Rejected};
 use super::class::FailureClass;
 use super::health::{Health, InFlight, KeySlot};
 use super::retry::backoff;
@@ -196,15 +200,13 @@ pub async fn run_plan(
 impl<'a> Loop<'a> {
     async fn run(&mut self) -> Finished {
         let mut waited_for_reopen = false;
+        let mut probe_waits = 0;
         let queue_until = (Instant::now() + self.input.queue_timeout).min(self.input.deadline);
         let tiers = self.tiers();
         loop {
-            let mut earliest_reopen: Option<Instant> = None;
-            let mut at_capacity = false;
+            let mut refused = Refused::default();
             for (t, range) in tiers.iter().enumerate() {
-                let first = self
-                    .first_pass(range.clone(), &mut earliest_reopen, &mut at_capacity)
-                    .await;
+                let first = self.first_pass(range.clone(), &mut refused).await;
                 if let Some(finished) = first {
                     return finished;
                 }
@@ -217,9 +219,14 @@ impl<'a> Loop<'a> {
             if !self.attempts.is_empty() {
                 break;
             }
+            let Refused {
+                earliest_reopen,
+                at_capacity,
+                probing,
+            } = refused;
             // Every candidate at capacity: wait in a bounded queue for a slot to free, up to the
             // queue timeout, then 429 (never an unbounded queue).
-            if at_capacity && earliest_reopen.is_none() {
+            if at_capacity && earliest_reopen.is_none() && probing.is_empty() {
                 let since = Instant::now();
                 let queued = self.queue_for_capacity(queue_until).await;
                 self.waited += since.elapsed();
@@ -228,8 +235,24 @@ impl<'a> Loop<'a> {
                     None => continue,
                 }
             }
-            // Nothing could be tried: every slot is open (or filtered). Wait for the earliest
-            // reopening once, if it fits in the deadline.
+            // Nothing could be tried: every slot is open (or filtered). One may be probed early.
+            if let Some((slot, permit, in_flight)) = self.early_probe_candidate() {
+                self.entered = Some(in_flight);
+                if let Some(finished) = self.attempt(slot, permit).await {
+                    return finished;
+                }
+                continue;
+            }
+            // Another request is probing one of our slots: its outcome decides, so wait for it
+            // (a few times at most: each wait ends with a probe's outcome or the deadline).
+            if !probing.is_empty() && probe_waits < MAX_PROBE_WAITS {
+                probe_waits += 1;
+                let since = Instant::now();
+                self.await_probe(&probing, earliest_reopen).await;
+                self.waited += since.elapsed();
+                continue;
+            }
+            // Wait for the earliest reopening once, if it fits in the deadline.
             let Some(reopen) = earliest_reopen else { break };
             if waited_for_reopen || reopen >= self.input.deadline {
                 return Finished::Unavailable {
@@ -265,12 +288,7 @@ impl<'a> Loop<'a> {
     }
 
     /// Every untried slot of `range` in plan order; `Some` ends the request.
-    async fn first_pass(
-        &mut self,
-        range: Range<usize>,
-        earliest_reopen: &mut Option<Instant>,
-        at_capacity: &mut bool,
-    ) -> Option<Finished> {
+    async fn first_pass(&mut self, range: Range<usize>, refused: &mut Refused) -> Option<Finished> {
         for i in range {
             if self.slots[i].tries > 0 || self.slots[i].dead || !self.fits_window(i) {
                 continue;
@@ -280,13 +298,16 @@ impl<'a> Loop<'a> {
             let Some(in_flight) =
                 self.health.deployments[self.slots_planned[i].deployment].try_enter()
             else {
-                *at_capacity = true;
+                refused.at_capacity = true;
                 continue;
             };
             let permit = match self.admit(i) {
                 Ok(p) => p,
-                Err(until) => {
-                    *earliest_reopen = min_instant(*earliest_reopen, until);
+                Err(rejected) => {
+                    refused.earliest_reopen = min_instant(refused.earliest_reopen, rejected.until);
+                    if rejected.probing {
+                        refused.probing.push(i);
+                    }
                     continue;
                 }
             };
@@ -402,11 +423,14 @@ impl<'a> Loop<'a> {
             let now = Instant::now();
             // A fresh thread-local handle each time: it must not live across an await (not Send).
             let wait = backoff(&self.input.backoff, round, &mut rand::rng());
-            // The slot that can go soonest, honouring each slot's Retry-After.
+            // The slot that can go soonest, honouring each slot's Retry-After and open breaker
+            // (sleeping a backoff only to find the slot still open would waste the deadline).
             let Some((slot, at)) = candidates
                 .iter()
                 .map(|&i| {
-                    let at = (now + wait).max(self.slots[i].not_before.unwrap_or(now));
+                    let at = (now + wait)
+                        .max(self.slots[i].not_before.unwrap_or(now))
+                        .max(self.reopens_at(i).unwrap_or(now));
                     (i, at)
                 })
                 .filter(|(_, at)| *at < self.input.deadline)
@@ -457,11 +481,61 @@ impl<'a> Loop<'a> {
         }
     }
 
-    fn admit(&self, slot: usize) -> Result<Permit, Option<Instant>> {
+    fn admit(&self, slot: usize) -> Result<Permit, Rejected> {
         let s = &self.slots_planned[slot];
         match self.health.breaker(s.deployment, s.key) {
-            Some(b) => b.admit().map_err(|r| r.until),
-            None => Err(None),
+            Some(b) => b.admit(),
+            None => Err(Rejected {
+                until: None,
+                probing: false,
+            }),
+        }
+    }
+
+    /// When `slot`'s open breaker admits again (`None`: it is not open).
+    fn reopens_at(&self, slot: usize) -> Option<Instant> {
+        let s = &self.slots_planned[slot];
+        match self.health.breaker(s.deployment, s.key)?.phase() {
+            Phase::Open { until } => Some(until),
+            Phase::Closed | Phase::HalfOpen => None,
+        }
+    }
+
+    /// The first untried slot, in plan order, whose open breaker lets one request probe it early.
+    fn early_probe_candidate(&self) -> Option<(usize, Permit, InFlight)> {
+        (0..self.slots_planned.len())
+            .filter(|&i| self.slots[i].tries == 0 && !self.slots[i].dead && self.fits_window(i))
+            .find_map(|i| {
+                let s = &self.slots_planned[i];
+                let breaker = self.health.breaker(s.deployment, s.key)?;
+                let in_flight = self.health.deployments[s.deployment].try_enter()?;
+                let permit = breaker.admit_early()?;
+                Some((i, permit, in_flight))
+            })
+    }
+
+    /// Waits until a probe of one of `slots` ends (or their phase changes), the earliest
+    /// reopening, or the deadline, whichever comes first.
+    async fn await_probe(&self, slots: &[usize], reopen: Option<Instant>) {
+        let breakers: Vec<_> = slots
+            .iter()
+            .filter_map(|&i| {
+                let s = &self.slots_planned[i];
+                self.health.breaker(s.deployment, s.key)
+            })
+            .collect();
+        let mut changes: Vec<_> = breakers.iter().map(|b| Box::pin(b.changed())).collect();
+        for change in &mut changes {
+            change.as_mut().enable();
+        }
+        // Registered first, then checked: a probe that ended in between is not missed.
+        if breakers.iter().any(|b| !b.probing()) {
+            return;
+        }
+        let until = reopen.map_or(self.input.deadline, |r| r.min(self.input.deadline));
+        tokio::select! {
+            _ = futures_util::future::select_all(changes) => {}
+            _ = tokio::time::sleep_until(until) => {}
         }
     }
 
@@ -737,6 +811,20 @@ impl<'a> Loop<'a> {
         None
     }
 }
+
+/// Why the first passes tried nothing on some slots.
+#[derive(Default)]
+struct Refused {
+    /// The earliest instant an open slot admits again.
+    earliest_reopen: Option<Instant>,
+    /// Some deployment was at its concurrency limit.
+    at_capacity: bool,
+    /// Slots refused because a probe of them is in flight.
+    probing: Vec<usize>,
+}
+
+/// How many times one request waits for other requests' probes of its slots.
+const MAX_PROBE_WAITS: u32 = 3;
 
 fn min_instant(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {

@@ -18,6 +18,14 @@
 //! ([`Breaker::ramp_share`]; the router demotes it for the rest), and any failure during the ramp
 //! reopens it with the next, doubled cooldown: the trips in a row are forgiven only when the ramp
 //! ends, so a provider that comes back shaky is not flooded again.
+//!
+//! Early probes: a breaker can be wrong (a blip of a fraction of a second opens a slot for a whole
+//! cooldown), and when every slot a request could use is open, failing fast turns that into an
+//! outage of our own. Then, once per `early_probe_interval` (1 s) after the slot opened, a real
+//! request may go to an open slot anyway ([`Breaker::admit_early`]; Envoy's panic routing, bounded
+//! to one request per slot per interval): its success closes the breaker (with slow start), its
+//! failure leaves the open period as it was. Open periods the provider set (Retry-After) and
+//! broken keys are not probed early: there we know better than to ask.
 
 use super::class::FailureClass;
 use super::events::{EventSink, Transition};
@@ -25,6 +33,7 @@ use super::window::RollingWindow;
 use crate::config::resilience::Breaker as Policy;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// What an attempt taught us about the key slot.
@@ -97,6 +106,12 @@ struct State {
     probe_in_flight: bool,
     /// The open period is the provider's own Retry-After: it ends closed, not half-open.
     hinted: bool,
+    /// The open period is a broken key's: no early probes.
+    key_broken: bool,
+    /// An early probe is in flight.
+    early_in_flight: bool,
+    /// No early probe before this instant (set when the slot opens and by each early probe).
+    next_early: Instant,
     /// Closed after a trip at this instant: ramping up (slow start).
     ramp_from: Option<Instant>,
 }
@@ -110,14 +125,25 @@ pub struct Breaker {
     state: Mutex<State>,
     /// Transitions are reported here once the runtime is published.
     sink: OnceLock<EventSink>,
+    /// Woken when the phase changes or a probe ends: requests waiting on an open slot re-check.
+    changed: Notify,
 }
 
 /// Permission to send one attempt. Dropping it unused frees a probe slot.
 #[derive(Debug)]
 pub struct Permit {
     breaker: Arc<Breaker>,
-    probe: bool,
+    kind: PermitKind,
     settled: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PermitKind {
+    Normal,
+    /// The half-open probe.
+    Probe,
+    /// An early probe of an open slot.
+    Early,
 }
 
 /// Why a slot cannot be used now.
@@ -125,6 +151,8 @@ pub struct Permit {
 pub struct Rejected {
     /// When the slot will admit again, if known (`None`: a probe is in flight).
     pub until: Option<Instant>,
+    /// A probe (half-open or early) is in flight: its outcome may reopen the slot soon.
+    pub probing: bool,
 }
 
 impl Breaker {
@@ -140,9 +168,13 @@ impl Breaker {
                 trips: 0,
                 probe_in_flight: false,
                 hinted: false,
+                key_broken: false,
+                early_in_flight: false,
+                next_early: now,
                 ramp_from: None,
             }),
             sink: OnceLock::new(),
+            changed: Notify::new(),
         })
     }
 
@@ -209,18 +241,18 @@ impl Breaker {
         let mut state = self.lock();
         if let Phase::Open { until } = state.phase {
             if now < until {
-                return Err(Rejected { until: Some(until) });
+                return Err(Rejected {
+                    until: Some(until),
+                    probing: state.early_in_flight,
+                });
             }
             if state.hinted {
                 state.phase = Phase::Closed;
                 state.hinted = false;
                 tracing::info!(key_slot = %self.alias, "breaker closed: Retry-After elapsed");
                 self.emit(Transition::Closed);
-                return Ok(Permit {
-                    breaker: Arc::clone(self),
-                    probe: false,
-                    settled: false,
-                });
+                self.changed.notify_waiters();
+                return Ok(self.permit(PermitKind::Normal));
             }
             state.phase = Phase::HalfOpen;
             state.probe_in_flight = false;
@@ -228,29 +260,80 @@ impl Breaker {
             self.emit(Transition::HalfOpen);
         }
         match state.phase {
-            Phase::Closed => Ok(Permit {
-                breaker: Arc::clone(self),
-                probe: false,
-                settled: false,
-            }),
+            Phase::Closed => Ok(self.permit(PermitKind::Normal)),
             Phase::HalfOpen if !state.probe_in_flight => {
                 state.probe_in_flight = true;
-                Ok(Permit {
-                    breaker: Arc::clone(self),
-                    probe: true,
-                    settled: false,
-                })
+                Ok(self.permit(PermitKind::Probe))
             }
-            _ => Err(Rejected { until: None }),
+            _ => Err(Rejected {
+                until: None,
+                probing: true,
+            }),
         }
     }
 
-    fn record(&self, signal: Signal, probe: bool) {
+    /// Asks to send an early probe to this open slot, for a request that found every slot it
+    /// could use open (see the module's doc): at most one in flight, one per interval.
+    pub fn admit_early(self: &Arc<Self>) -> Option<Permit> {
         let now = Instant::now();
         let mut state = self.lock();
+        let Phase::Open { until } = state.phase else {
+            return None;
+        };
+        let interval = state.policy.early_probe_interval;
+        if now >= until
+            || interval.is_zero()
+            || state.hinted
+            || state.key_broken
+            || state.early_in_flight
+            || now < state.next_early
+        {
+            return None;
+        }
+        state.early_in_flight = true;
+        state.next_early = now + interval;
+        tracing::info!(key_slot = %self.alias, "breaker open: every slot is, so one request probes it early");
+        Some(self.permit(PermitKind::Early))
+    }
+
+    /// A probe of this slot (half-open or early) is in flight.
+    pub fn probing(&self) -> bool {
+        let state = self.lock();
+        state.early_in_flight || (state.phase == Phase::HalfOpen && state.probe_in_flight)
+    }
+
+    /// Resolves when this slot's phase changes or a probe of it ends (register before checking).
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+
+    fn permit(self: &Arc<Self>, kind: PermitKind) -> Permit {
+        Permit {
+            breaker: Arc::clone(self),
+            kind,
+            settled: false,
+        }
+    }
+
+    fn record(&self, signal: Signal, kind: PermitKind) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let phase_before = state.phase;
+        let probe = kind == PermitKind::Probe;
         if probe {
             state.probe_in_flight = false;
         }
+        if kind == PermitKind::Early {
+            state.early_in_flight = false;
+        }
+        self.apply(&mut state, signal, kind, now);
+        if probe || kind == PermitKind::Early || state.phase != phase_before {
+            self.changed.notify_waiters();
+        }
+    }
+
+    fn apply(&self, state: &mut State, signal: Signal, kind: PermitKind, now: Instant) {
+        let probe = kind == PermitKind::Probe;
         if state
             .ramp_from
             .is_some_and(|from| now.saturating_duration_since(from) >= state.policy.slow_start)
@@ -262,7 +345,8 @@ impl Breaker {
             Signal::Success => {
                 state.consecutive = 0;
                 state.window.add(now, 1, 0);
-                if state.phase == Phase::HalfOpen && probe {
+                let early = kind == PermitKind::Early && state.phase != Phase::Closed;
+                if (state.phase == Phase::HalfOpen && probe) || early {
                     state.phase = Phase::Closed;
                     state.window.clear();
                     if state.policy.slow_start.is_zero() {
@@ -270,7 +354,11 @@ impl Breaker {
                     } else {
                         state.ramp_from = Some(now);
                     }
-                    tracing::info!(key_slot = %self.alias, "breaker closed: probe succeeded");
+                    if early {
+                        tracing::info!(key_slot = %self.alias, "breaker closed: an early probe succeeded");
+                    } else {
+                        tracing::info!(key_slot = %self.alias, "breaker closed: probe succeeded");
+                    }
                     self.emit(Transition::Closed);
                 }
             }
@@ -303,7 +391,7 @@ impl Breaker {
                     } else {
                         format!("{} consecutive failures", state.consecutive)
                     };
-                    self.trip(&mut state, now, None, reason);
+                    self.trip(state, now, None, reason);
                 }
             }
             Signal::OpenUntil(until) => {
@@ -314,7 +402,8 @@ impl Breaker {
                     } else {
                         "key rejected by the provider"
                     };
-                    self.trip(&mut state, now, until, reason.to_owned());
+                    self.trip(state, now, until, reason.to_owned());
+                    state.key_broken = until.is_none();
                 }
             }
         }
@@ -322,6 +411,8 @@ impl Breaker {
 
     fn trip(&self, state: &mut State, now: Instant, until: Option<Instant>, reason: String) {
         state.hinted = until.is_some();
+        state.key_broken = false;
+        state.next_early = now + state.policy.early_probe_interval;
         let until = until.unwrap_or_else(|| {
             state.trips += 1;
             now + cooldown(&state.policy, state.trips)
@@ -364,13 +455,17 @@ fn cooldown(policy: &Policy, trips: u32) -> Duration {
 
 impl Permit {
     pub fn is_probe(&self) -> bool {
-        self.probe
+        self.kind == PermitKind::Probe
+    }
+
+    pub fn is_early_probe(&self) -> bool {
+        self.kind == PermitKind::Early
     }
 
     /// Reports the attempt's outcome. Consumes the permit.
     pub fn record(mut self, signal: Signal) {
         self.settled = true;
-        self.breaker.record(signal, self.probe);
+        self.breaker.record(signal, self.kind);
     }
 }
 
@@ -378,7 +473,7 @@ impl Drop for Permit {
     fn drop(&mut self) {
         if !self.settled {
             // Cancelled before an outcome: neutral, and a probe slot is freed.
-            self.breaker.record(Signal::Neutral, self.probe);
+            self.breaker.record(Signal::Neutral, self.kind);
         }
     }
 }

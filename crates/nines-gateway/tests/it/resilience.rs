@@ -146,7 +146,10 @@ async fn all_slots_open_fails_fast_with_503_and_retry_after() {
         1,
         &with(
             1,
-            &format!("{NO_PROBES}[resilience.breaker]\ncooldown = \"20s\"\n"),
+            // No early probes: this is about the fail-fast answer itself.
+            &format!(
+                "{NO_PROBES}[resilience.breaker]\ncooldown = \"20s\"\nearly_probe_interval = \"0s\"\n"
+            ),
         ),
     )
     .await;
@@ -174,6 +177,88 @@ async fn all_slots_open_fails_fast_with_503_and_retry_after() {
     );
     assert_eq!(error_of(r).await["code"], "all_deployments_unavailable");
     assert_eq!(h.chat_hits(0), hits, "no upstream call");
+}
+
+/// A breaker can be wrong: one that opened on a blip would turn a recovered provider into 30 s of
+/// 503s. With every slot open, one request per interval probes it early; its success closes it.
+#[tokio::test]
+async fn with_every_slot_open_one_request_probes_early_and_closes_the_breaker() {
+    let config = with(
+        1,
+        &format!(
+            "{NO_PROBES}[resilience]\nmax_attempts_per_deployment = 1\n\n[resilience.breaker]\ncooldown = \"60s\"\nearly_probe_interval = \"1s\"\n"
+        ),
+    );
+    let h = Harness::start(1, &config).await;
+    h.fault(0, json!({"status": 500, "times": 5}));
+    for _ in 0..5 {
+        assert_eq!(h.chat(&hello("chat")).await.status(), 502);
+    }
+    let send = || {
+        h.client
+            .post(h.url("/v1/chat/completions"))
+            .header("x-nines-timeout", "10s")
+            .json(&hello("chat"))
+            .send()
+    };
+    // Within the interval of opening: fail fast, no upstream call.
+    let r = send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(h.chat_hits(0), 5);
+    // Back, but slow: one request probes early; one arriving meanwhile waits for its outcome
+    // rather than failing fast or waiting out the 60 s cooldown.
+    h.fault(0, json!({"latency_ms": 400}));
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    let started = Instant::now();
+    let probe = tokio::spawn(send());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waiter = send().await.unwrap();
+    let probe = probe.await.unwrap().unwrap();
+    assert_eq!(probe.status(), 200);
+    assert_eq!(waiter.status(), 200, "{:?}", error_of(waiter).await);
+    assert_eq!(waiter.headers()["x-nines-attempts"], "1");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(h.chat_hits(0), 7, "the probe and the waiter, nothing more");
+    // Closed: traffic flows.
+    assert_eq!(send().await.unwrap().status(), 200);
+}
+
+/// A provider still down costs one failed request per interval, not every request.
+#[tokio::test]
+async fn an_early_probe_of_a_dead_provider_fails_and_the_rest_fail_fast() {
+    let config = with(
+        1,
+        &format!(
+            "{NO_PROBES}[resilience]\nmax_attempts_per_deployment = 1\n\n[resilience.breaker]\ncooldown = \"60s\"\nearly_probe_interval = \"1s\"\n"
+        ),
+    );
+    let h = Harness::start(1, &config).await;
+    h.fault(0, json!({"status": 500}));
+    for _ in 0..5 {
+        assert_eq!(h.chat(&hello("chat")).await.status(), 502);
+    }
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    let probe = h.chat(&hello("chat")).await;
+    assert_eq!(
+        probe.status(),
+        502,
+        "the early probe failed like any attempt"
+    );
+    assert_eq!(h.chat_hits(0), 6);
+    for _ in 0..5 {
+        let r = h.chat(&hello("chat")).await;
+        assert_eq!(r.status(), 503);
+        assert_eq!(error_of(r).await["code"], "all_deployments_unavailable");
+    }
+    assert_eq!(
+        h.chat_hits(0),
+        6,
+        "still open: no second probe within the interval"
+    );
 }
 
 #[tokio::test]

@@ -207,3 +207,92 @@ async fn slow_start_zero_returns_all_traffic_at_once() {
         "one failure is not a trip without a ramp"
     );
 }
+
+fn trip(b: &Arc<Breaker>) {
+    for _ in 0..5 {
+        fail(b);
+    }
+    assert!(matches!(b.phase(), Phase::Open { .. }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_early_probe_goes_once_per_interval_and_its_success_closes_the_breaker() {
+    let b = breaker();
+    trip(&b);
+    assert!(
+        b.admit_early().is_none(),
+        "not within an interval of opening"
+    );
+    advance(Duration::from_secs(1)).await;
+    let early = b.admit_early().expect("one early probe after the interval");
+    assert!(early.is_early_probe());
+    assert!(b.admit_early().is_none(), "one in flight at a time");
+    let rejected = b.admit().unwrap_err();
+    assert!(rejected.probing && rejected.until.is_some());
+    assert!(b.probing());
+    early.record(Signal::Success);
+    assert_eq!(b.phase(), Phase::Closed, "29 s before the cooldown ends");
+    assert!(!b.probing());
+    assert!(b.ramp_share() < 0.2, "a slow start, as after any close");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_early_probe_leaves_the_open_period_as_it_was() {
+    let b = breaker();
+    trip(&b);
+    let until = b.admit().unwrap_err().until.unwrap();
+    advance(Duration::from_secs(1)).await;
+    b.admit_early().unwrap().record(Signal::Failure);
+    assert_eq!(b.admit().unwrap_err().until, Some(until), "no new trip");
+    assert!(b.admit_early().is_none(), "the next only an interval later");
+    advance(Duration::from_secs(1)).await;
+    // Dropped unused (the client went away): the probe slot is freed.
+    drop(b.admit_early().unwrap());
+    assert!(!b.probing());
+    advance(Duration::from_secs(28)).await;
+    assert!(
+        b.admit().unwrap().is_probe(),
+        "the cooldown ends as planned"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_and_broken_keys_are_never_probed_early() {
+    let b = breaker();
+    let until = Instant::now() + Duration::from_secs(20);
+    b.admit().unwrap().record(Signal::OpenUntil(Some(until)));
+    advance(Duration::from_secs(5)).await;
+    assert!(b.admit_early().is_none(), "the provider said when");
+    let k = breaker();
+    k.admit().unwrap().record(Signal::OpenUntil(None));
+    advance(Duration::from_secs(5)).await;
+    assert!(k.admit_early().is_none(), "a broken key stays broken");
+    let off = Breaker::new(
+        "d#1".into(),
+        Policy {
+            early_probe_interval: Duration::ZERO,
+            ..Policy::default()
+        },
+    );
+    trip(&off);
+    advance(Duration::from_secs(5)).await;
+    assert!(off.admit_early().is_none(), "0 turns early probes off");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_ending_wakes_those_waiting_on_the_slot() {
+    let b = breaker();
+    trip(&b);
+    advance(Duration::from_secs(1)).await;
+    let early = b.admit_early().unwrap();
+    let waiter = {
+        let b = Arc::clone(&b);
+        tokio::spawn(async move { b.changed().await })
+    };
+    tokio::task::yield_now().await;
+    early.record(Signal::Success);
+    tokio::time::timeout(Duration::from_millis(10), waiter)
+        .await
+        .expect("woken")
+        .unwrap();
+}
