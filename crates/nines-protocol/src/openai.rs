@@ -168,6 +168,52 @@ pub fn parse_embeddings_head(body: &[u8]) -> Result<EmbeddingsHead, RequestError
     Ok(EmbeddingsHead { model, model_span })
 }
 
+#[derive(Deserialize)]
+struct RawCompletionsHead<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(borrow, default)]
+    prompt: Option<&'a RawValue>,
+}
+
+/// What routing needs to know of a legacy completions request (`POST /v1/completions`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletionsHead {
+    pub model: String,
+    pub model_span: Range<usize>,
+    pub stream: bool,
+    pub include_usage: bool,
+    pub max_tokens: Option<u64>,
+    /// Byte range of `prompt` in the body, for token estimates.
+    pub prompt_span: Range<usize>,
+}
+
+/// Parses the routing-relevant head of a legacy completions body; `prompt` is required (the
+/// API's own default, `<|endoftext|>`, is a relic no client relies on).
+pub fn parse_completions_head(body: &[u8]) -> Result<CompletionsHead, RequestError> {
+    let raw: RawCompletionsHead<'_> =
+        serde_json::from_slice(body).map_err(|e| RequestError::Malformed(e.to_string()))?;
+    let (model, model_span) = model_of(body, raw.model)?;
+    let prompt = raw.prompt.ok_or(RequestError::Missing("prompt"))?;
+    Ok(CompletionsHead {
+        model,
+        model_span,
+        stream: raw.stream.unwrap_or(false),
+        include_usage: raw
+            .stream_options
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false),
+        max_tokens: raw.max_tokens,
+        prompt_span: span_of(body, prompt),
+    })
+}
+
 fn model_of(body: &[u8], raw: Option<&RawValue>) -> Result<(String, Range<usize>), RequestError> {
     let raw = raw.ok_or(RequestError::MissingModel)?;
     let model: String =

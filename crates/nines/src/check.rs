@@ -36,7 +36,7 @@ pub fn render(config: &Config) -> String {
             out,
             "  {:<20} {:<18} {:<24} {}  keys=[{}] window={} price=${}/${} per 1M region={}",
             d.name,
-            d.provider.as_str(),
+            d.provider_name(),
             d.upstream_model,
             d.base_url_shown(),
             aliases.join(", "),
@@ -46,6 +46,17 @@ pub fn render(config: &Config) -> String {
             d.price.input,
             d.price.output,
             d.region.as_deref().unwrap_or("-"),
+        );
+        // What the provider's name resolved to: its dialect, where requests go, how the key
+        // travels (a named service's base URL is its documented one unless the file set another).
+        let _ = writeln!(
+            out,
+            "  {:<20} resolved: {} ({} dialect), POST {}/…, key in {}",
+            "",
+            d.provider.as_str(),
+            d.provider.dialect().as_str(),
+            d.base_url_shown(),
+            d.auth_shown(),
         );
     }
     let _ = writeln!(

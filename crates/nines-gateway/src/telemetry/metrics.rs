@@ -329,7 +329,7 @@ impl Registry {
                 .map(|d| {
                     (
                         d.name.clone(),
-                        self.deployment(&d.name, d.provider.as_str()),
+                        self.deployment(&d.name, d.provider_name()),
                     )
                 })
                 .collect(),
@@ -735,7 +735,7 @@ impl Metrics {
                     "nines_in_flight",
                     &[
                         ("deployment", &deployment.name),
-                        ("provider", deployment.provider.as_str()),
+                        ("provider", deployment.provider_name()),
                     ],
                     f64::from(health.in_flight()),
                 );
@@ -761,7 +761,7 @@ impl Metrics {
                         "nines_first_byte_deadline_seconds",
                         &[
                             ("deployment", &deployment.name),
-                            ("provider", deployment.provider.as_str()),
+                            ("provider", deployment.provider_name()),
                             ("stream", if stream { "true" } else { "false" }),
                         ],
                         deadline.as_secs_f64(),
@@ -783,7 +783,7 @@ impl Metrics {
                     "nines_capacity",
                     &[
                         ("deployment", &deployment.name),
-                        ("provider", deployment.provider.as_str()),
+                        ("provider", deployment.provider_name()),
                     ],
                     f64::from(capacity),
                 );

@@ -7,7 +7,7 @@
 
 use nines_protocol::sse::SseDecoder;
 use nines_protocol::unified::{
-    ChatRequest, ChatResponse, Choice, ContentPart, FinishReason, ImageSource, Message,
+    ChatRequest, ChatResponse, Choice, ContentPart, Effort, FinishReason, ImageSource, Message, Reasoning,
     ResponseFormat, Role, StreamEvent, Tool, ToolCall, ToolChoice, Usage,
 };
 use nines_protocol::{anthropic, openai};
@@ -234,12 +234,15 @@ prop_compose! {
         metadata in option::of(ident().prop_map(|v| json!({"tag": v}))),
         seed in option::of(any::<i64>()),
         (presence_penalty, frequency_penalty) in (option::of(float()), option::of(float())),
+        top_k in option::of(1u32..500),
+        reasoning in option::of(select(&[Effort::Minimal, Effort::Low, Effort::Medium, Effort::High][..])
+            .prop_map(Reasoning::Effort)),
         extra in extra(),
     ) -> ChatRequest {
         ChatRequest {
             model, messages, tools, tool_choice, parallel_tool_calls, max_tokens, temperature, top_p,
             stop, stream, include_usage, n, response_format, logprobs, top_logprobs, user, metadata,
-            seed, presence_penalty, frequency_penalty, extra,
+            seed, presence_penalty, frequency_penalty, top_k, reasoning, extra,
         }
     }
 }
