@@ -376,7 +376,8 @@ prop_compose! {
 
 prop_compose! {
     fn anthropic_response()(
-        id in ident(), model in ident(),
+        // Anthropic's clients get `msg_` ids (others' are prefixed on the way out).
+        id in ident().prop_map(|id| format!("msg_{id}")), model in ident(),
         content in vec(text_part(), 0..3), tool_calls in vec(tool_call(), 0..3),
         finish_reason in option::of(finish_reason()),
         usage in usage(true),
@@ -521,6 +522,10 @@ proptest! {
         }
         // An Anthropic stream always reports usage (zero when the source had none).
         let mut expected = events.clone();
+        // The message id gains Anthropic's `msg_` prefix.
+        if let Some(StreamEvent::Start { id, .. }) = expected.first_mut() {
+            *id = format!("msg_{id}");
+        }
         if !expected.iter().any(|e| matches!(e, StreamEvent::Usage(_))) {
             expected.insert(expected.len() - 1, StreamEvent::Usage(Usage::default()));
         }
