@@ -230,7 +230,12 @@ async fn forward(mut cx: Request, body: Bytes, routed: Routed) -> Result<Deliver
     };
     // No Anthropic deployment could count: an estimate answers rather than an error, since a
     // count is advice (Claude Code sizes its context with it), and it says it is one.
-    if counting && matches!(finished, Finished::Exhausted { .. } | Finished::Unavailable { .. }) {
+    if counting
+        && matches!(
+            finished,
+            Finished::Exhausted { .. } | Finished::Unavailable { .. }
+        )
+    {
         cx.summary.attempts = finished.attempts().to_vec();
         return counted_locally(cx, &planned);
     }
@@ -524,8 +529,7 @@ fn deliver(
                     let why = format!("no stream decoder for {}", upstream.as_str());
                     return cx.fail(GatewayError::Internal(why));
                 };
-                let decoder =
-                    decoder.with_json_tool(p.view.answers_through_json_tool(&deployment));
+                let decoder = decoder.with_json_tool(p.view.answers_through_json_tool(&deployment));
                 let encoder = Encoder::for_client(
                     p.view.ingress,
                     &deployment.upstream_model,

@@ -12,8 +12,8 @@ use crate::providers::{Endpoint, Outcome, Reply, ReplyBody, Transport};
 use bytes::Bytes;
 use nines_protocol::openai::{RequestError, splice_model};
 use nines_protocol::unified::{
-    Capabilities, ChatRequest, ChatResponse, ContentPart, DecodeError, Dialect,
-    EmbeddingsRequest, EncodingFormat, Message, Role,
+    Capabilities, ChatRequest, ChatResponse, ContentPart, DecodeError, Dialect, EmbeddingsRequest,
+    EncodingFormat, Message, Role,
 };
 use nines_protocol::{anthropic, gemini, openai, replicate};
 use serde_json::{Map, Value};
@@ -96,7 +96,9 @@ impl RequestView {
         deployment.provider.dialect() == Dialect::Anthropic
             && self.needs_translation(deployment)
             && matches!(self.chat(), Some(Ok(chat)) if chat.wants_json())
-            && !self.dropped_for(deployment).contains(Capabilities::JSON_SCHEMA)
+            && !self
+                .dropped_for(deployment)
+                .contains(Capabilities::JSON_SCHEMA)
     }
 
     fn parsed(&self) -> &Parsed {
@@ -238,8 +240,7 @@ impl RequestView {
             }) if self.needs_translation(deployment) => {
                 let upstream = deployment.provider.dialect();
                 let json_tool = self.answers_through_json_tool(deployment);
-                match self.translate_full(upstream, &bytes, &deployment.upstream_model, json_tool)
-                {
+                match self.translate_full(upstream, &bytes, &deployment.upstream_model, json_tool) {
                     Ok(body) => Outcome::Reply(Reply {
                         status,
                         headers,

@@ -203,9 +203,7 @@ fn check_thinking(req: &MessagesRequest, max_tokens: u64) -> Result<bool, String
         return Err("`max_tokens` must be greater than `thinking.budget_tokens`".into());
     }
     if req.temperature.is_some_and(|t| t != 1.0) {
-        return Err(
-            "`temperature` may only be set to 1 when thinking is enabled".into(),
-        );
+        return Err("`temperature` may only be set to 1 when thinking is enabled".into());
     }
     if req.top_k.is_some() {
         return Err("`top_k` must be unset when thinking is enabled".into());
@@ -217,9 +215,7 @@ fn check_thinking(req: &MessagesRequest, max_tokens: u64) -> Result<bool, String
         .and_then(Value::as_str)
         .is_some_and(|t| matches!(t, "any" | "tool"));
     if forced {
-        return Err(
-            "Thinking may not be enabled when tool_choice forces tool use.".into(),
-        );
+        return Err("Thinking may not be enabled when tool_choice forces tool use.".into());
     }
     Ok(true)
 }
@@ -409,8 +405,12 @@ impl Message {
                 "type": "content_block_start", "index": 0,
                 "content_block": {"type": "thinking", "thinking": "", "signature": ""},
             })));
-            events.push(thinking(json!({"type": "thinking_delta", "thinking": THOUGHT})));
-            events.push(thinking(json!({"type": "signature_delta", "signature": SIGNATURE})));
+            events.push(thinking(
+                json!({"type": "thinking_delta", "thinking": THOUGHT}),
+            ));
+            events.push(thinking(
+                json!({"type": "signature_delta", "signature": SIGNATURE}),
+            ));
             events.push(event(json!({"type": "content_block_stop", "index": 0})));
         }
         let delta = |delta: Value| {

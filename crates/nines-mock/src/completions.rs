@@ -87,9 +87,7 @@ struct Planned {
 impl Planned {
     fn of(state: &MockState, req: &Map<String, Value>) -> Result<Planned, String> {
         if let Some(unknown) = req.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-            return Err(format!(
-                "Unrecognized request argument supplied: {unknown}"
-            ));
+            return Err(format!("Unrecognized request argument supplied: {unknown}"));
         }
         let model = match req.get("model") {
             Some(Value::String(m)) if !m.is_empty() => m.clone(),

@@ -521,7 +521,10 @@ async fn thinking_is_checked_as_the_api_checks_it() {
     let with = |extra: Value| {
         let mut request = body("hi", thinking(2048));
         request["max_tokens"] = json!(4096);
-        request.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        request
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         request
     };
     for (extra, why) in [
@@ -562,7 +565,10 @@ async fn count_tokens_counts_the_prompt_as_messages_does() {
                        "messages": [{"role": "user", "content": "How many tokens is this?"}]});
     let resp = post_with(&server, "/v1/messages/count_tokens", &HEADERS, &count).await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.json::<Value>().await.unwrap(), json!({"input_tokens": 15}));
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"input_tokens": 15})
+    );
     let mut request = count.clone();
     request["max_tokens"] = json!(10);
     let answer: Value = messages(&server, &request).await.json().await.unwrap();
@@ -571,7 +577,10 @@ async fn count_tokens_counts_the_prompt_as_messages_does() {
     let resp = post_with(&server, "/v1/messages/count_tokens", &HEADERS, &request).await;
     let (status, error) = error_of(resp).await;
     assert_eq!(status, 400);
-    assert_eq!(error["message"], "max_tokens: Extra inputs are not permitted");
+    assert_eq!(
+        error["message"],
+        "max_tokens: Extra inputs are not permitted"
+    );
     let resp = post_with(&server, "/v1/messages/count_tokens", &[HEADERS[1]], &count).await;
     assert_eq!(resp.status(), 401);
     assert_eq!(server.hits("/v1/messages/count_tokens"), 3);

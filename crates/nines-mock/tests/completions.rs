@@ -31,7 +31,12 @@ async fn a_prompt_is_completed_within_max_tokens() {
         json!({"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5})
     );
     // Without max_tokens the API's default of 16 applies; this reply is shorter.
-    let resp = post(&server, COMPLETIONS, &json!({"model": "m", "prompt": ["a", "b"]})).await;
+    let resp = post(
+        &server,
+        COMPLETIONS,
+        &json!({"model": "m", "prompt": ["a", "b"]}),
+    )
+    .await;
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
     assert_eq!(server.hits(COMPLETIONS), 2);

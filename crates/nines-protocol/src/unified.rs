@@ -133,9 +133,10 @@ impl ChatRequest {
         let mut out = self.clone();
         let mut names: Vec<String> = Vec::new();
         if dropped.contains(Capabilities::OPENAI_PARAMS) {
-            let (hints, params): (Map<String, Value>, Map<String, Value>) = std::mem::take(&mut out.extra)
-                .into_iter()
-                .partition(|(key, _)| OPENAI_HINTS.contains(&key.as_str()));
+            let (hints, params): (Map<String, Value>, Map<String, Value>) =
+                std::mem::take(&mut out.extra)
+                    .into_iter()
+                    .partition(|(key, _)| OPENAI_HINTS.contains(&key.as_str()));
             // (the same split as `openai_only_params`, by value)
             names.extend(params.into_iter().map(|(key, _)| key));
             out.extra = hints;
@@ -150,10 +151,18 @@ impl ChatRequest {
         if drop(Capabilities::SEED, "seed", out.seed.is_some()) {
             out.seed = None;
         }
-        if drop(Capabilities::PENALTIES, "presence_penalty", nonzero(out.presence_penalty)) {
+        if drop(
+            Capabilities::PENALTIES,
+            "presence_penalty",
+            nonzero(out.presence_penalty),
+        ) {
             out.presence_penalty = None;
         }
-        if drop(Capabilities::PENALTIES, "frequency_penalty", nonzero(out.frequency_penalty)) {
+        if drop(
+            Capabilities::PENALTIES,
+            "frequency_penalty",
+            nonzero(out.frequency_penalty),
+        ) {
             out.frequency_penalty = None;
         }
         if drop(Capabilities::TOP_K, "top_k", out.top_k.is_some()) {
@@ -165,13 +174,21 @@ impl ChatRequest {
         if drop(Capabilities::LOGPROBS, "logprobs", out.logprobs) {
             out.logprobs = false;
         }
-        if drop(Capabilities::LOGPROBS, "top_logprobs", out.top_logprobs.is_some()) {
+        if drop(
+            Capabilities::LOGPROBS,
+            "top_logprobs",
+            out.top_logprobs.is_some(),
+        ) {
             out.top_logprobs = None;
         }
         if drop(Capabilities::MULTIPLE_CHOICES, "n", out.n > 1) {
             out.n = 1;
         }
-        if drop(Capabilities::JSON_SCHEMA, "response_format", out.wants_json()) {
+        if drop(
+            Capabilities::JSON_SCHEMA,
+            "response_format",
+            out.wants_json(),
+        ) {
             out.response_format = None;
         }
         (out, names)

@@ -40,17 +40,27 @@ const ENDPOINTS: &[(&str, &str, Mount, Handler)] = &[
     ("POST", "/v1/completions", Mount::AlsoBare, || {
         post(openai::completions)
     }),
-    ("POST", "/v1/embeddings", Mount::AlsoBare, || post(openai::embeddings)),
-    ("GET", "/v1/models", Mount::AlsoBare, || get(openai::list_models)),
+    ("POST", "/v1/embeddings", Mount::AlsoBare, || {
+        post(openai::embeddings)
+    }),
+    ("GET", "/v1/models", Mount::AlsoBare, || {
+        get(openai::list_models)
+    }),
     ("GET", "/v1/models/{*id}", Mount::AlsoBare, || {
         get(openai::get_model)
     }),
-    ("POST", "/v1/messages", Mount::Exact, || post(anthropic::messages)),
+    ("POST", "/v1/messages", Mount::Exact, || {
+        post(anthropic::messages)
+    }),
     ("POST", "/v1/messages/count_tokens", Mount::Exact, || {
         post(anthropic::count_tokens)
     }),
-    ("POST", "/v1/videos", Mount::AlsoBare, || post(videos::create)),
-    ("GET", "/v1/videos/{id}", Mount::AlsoBare, || get(videos::status)),
+    ("POST", "/v1/videos", Mount::AlsoBare, || {
+        post(videos::create)
+    }),
+    ("GET", "/v1/videos/{id}", Mount::AlsoBare, || {
+        get(videos::status)
+    }),
 ];
 
 /// The endpoints as a 404 lists them (`POST /v1/chat/completions, …`).

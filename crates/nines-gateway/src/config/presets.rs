@@ -88,7 +88,10 @@ pub static PRESETS: [Preset; 25] = [
     hosted("lambda", "https://api.lambda.ai/v1"),
     hosted("huggingface", "https://router.huggingface.co/v1"),
     hosted("moonshot", "https://api.moonshot.ai/v1"),
-    hosted("dashscope", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"),
+    hosted(
+        "dashscope",
+        "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
+    ),
     hosted("featherless", "https://api.featherless.ai/v1"),
     hosted("github-models", "https://models.github.ai/inference"),
     local("ollama", "http://localhost:11434/v1"),
@@ -121,7 +124,8 @@ mod tests {
         assert_eq!(names.len(), PRESETS.len(), "duplicate preset names");
         for p in &PRESETS {
             assert!(
-                p.base_url.starts_with("https://") || (p.local && p.base_url.starts_with("http://")),
+                p.base_url.starts_with("https://")
+                    || (p.local && p.base_url.starts_with("http://")),
                 "{}: hosted services are reached over TLS",
                 p.name
             );

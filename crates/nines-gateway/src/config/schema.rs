@@ -174,9 +174,8 @@ impl ProviderKind {
     pub fn capabilities(self) -> nines_protocol::unified::Capabilities {
         match self {
             // OpenAI's own API (and NVIDIA's, which follows it) has no `top_k`.
-            ProviderKind::Openai | ProviderKind::Nvidia => {
-                nines_protocol::openai::CAPABILITIES.without(nines_protocol::unified::Capabilities::TOP_K)
-            }
+            ProviderKind::Openai | ProviderKind::Nvidia => nines_protocol::openai::CAPABILITIES
+                .without(nines_protocol::unified::Capabilities::TOP_K),
             // Self-hosted servers vary; vLLM and Ollama accept all of OpenAI's surface and
             // many accept a final assistant message as a prefill.
             ProviderKind::OpenaiCompatible => nines_protocol::openai::CAPABILITIES,

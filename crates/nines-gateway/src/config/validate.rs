@@ -297,9 +297,7 @@ fn deployment(
             return Err(err(
                 Some(d.name.span()),
                 format!("{key}.base_url"),
-                format!(
-                    "provider '{provider_name}' has no default base URL; set base_url",
-                ),
+                format!("provider '{provider_name}' has no default base URL; set base_url",),
             ));
         }
     };

@@ -272,7 +272,8 @@ fn unserved(call: &Call<'_>, provider: &str) -> Outcome {
 /// A request that cannot succeed here, refused without a network call: a 400 in OpenAI's shape
 /// (classified `client`: neutral for the key slot's health).
 fn refused(message: String, code: Option<&str>) -> Outcome {
-    let body = nines_protocol::ErrorBody::new(message, "invalid_request_error", Some("model"), code);
+    let body =
+        nines_protocol::ErrorBody::new(message, "invalid_request_error", Some("model"), code);
     Outcome::Status {
         status: StatusCode::BAD_REQUEST,
         headers: HeaderMap::new(),

@@ -61,10 +61,7 @@ pub enum GatewayError {
     },
     /// No deployment of the model supports what the request needs.
     #[error("No deployment of model '{model}' supports this request: it needs {}. Nothing was dropped silently; choose a model whose deployments support it, or let a deployment drop what it cannot take (drop_unsupported_params).", missing.join(", "))]
-    MissingCapability {
-        model: String,
-        missing: Vec<String>,
-    },
+    MissingCapability { model: String, missing: Vec<String> },
     /// The route has no candidate that could be tried.
     #[error("no deployment of model '{model}' can take this request")]
     NoCandidates { model: String },

@@ -39,7 +39,11 @@ pub fn serviceable(
     // Every deployment takes the client's bytes as they are, and none is to be checked: nothing
     // to parse (the OpenAI pass-through's fast path).
     let checked = |d: &Deployment| view.needs_translation(d) || d.checks_native_requests();
-    if plan.slots.iter().all(|s| !checked(&deployments[s.deployment])) {
+    if plan
+        .slots
+        .iter()
+        .all(|s| !checked(&deployments[s.deployment]))
+    {
         return Ok(());
     }
     let chat = match view.chat() {
@@ -80,7 +84,9 @@ pub fn serviceable(
                 // Named by the fields the client sent.
                 "openai_only_params" => format!(
                     "openai_only_params ({})",
-                    openai_only_params(&chat.extra).collect::<Vec<_>>().join(", ")
+                    openai_only_params(&chat.extra)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 other => other.to_owned(),
             };

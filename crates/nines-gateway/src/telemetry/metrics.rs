@@ -326,12 +326,7 @@ impl Registry {
             deployments: config
                 .deployments
                 .iter()
-                .map(|d| {
-                    (
-                        d.name.clone(),
-                        self.deployment(&d.name, d.provider_name()),
-                    )
-                })
+                .map(|d| (d.name.clone(), self.deployment(&d.name, d.provider_name())))
                 .collect(),
         }
     }

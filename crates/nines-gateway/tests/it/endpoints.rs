@@ -117,8 +117,15 @@ async fn legacy_completions_stream_with_usage() {
         .filter_map(|c| c["choices"][0]["text"].as_str())
         .collect();
     // max_tokens defaults to 16 at the API: the reply is cut there.
-    assert!(text.starts_with("Hello from mock0! You said: Stream me"), "{text}");
-    assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "stop"));
+    assert!(
+        text.starts_with("Hello from mock0! You said: Stream me"),
+        "{text}"
+    );
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c["choices"][0]["finish_reason"] == "stop")
+    );
     let usage = chunks.last().unwrap();
     assert_eq!(usage["choices"], json!([]));
     assert!(usage["usage"]["completion_tokens"].as_u64().unwrap() > 0);
@@ -128,14 +135,24 @@ async fn legacy_completions_stream_with_usage() {
 async fn legacy_completions_go_only_to_openai_family_deployments() {
     let h = Harness::start(3, three()).await;
     let r = h
-        .post_json("/v1/completions", &json!({"model": "mixed", "prompt": "hi"}))
+        .post_json(
+            "/v1/completions",
+            &json!({"model": "mixed", "prompt": "hi"}),
+        )
         .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-nines-deployment"], "d1");
-    assert_eq!(h.mock(2).hits("/v1/messages"), 0, "Anthropic is never tried");
+    assert_eq!(
+        h.mock(2).hits("/v1/messages"),
+        0,
+        "Anthropic is never tried"
+    );
 
     let r = h
-        .post_json("/v1/completions", &json!({"model": "claude", "prompt": "hi"}))
+        .post_json(
+            "/v1/completions",
+            &json!({"model": "claude", "prompt": "hi"}),
+        )
         .await;
     assert_eq!(r.status(), 400);
     let error = error_of(r).await;

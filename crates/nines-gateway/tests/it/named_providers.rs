@@ -81,12 +81,13 @@ async fn a_documented_gap_skips_the_named_provider_before_the_attempt() {
     assert_eq!(h.chat_hits(0), 0, "groq was not attempted");
     assert_eq!(h.chat_hits(1), 1);
     // With only groq left, the refusal names the gap.
-    let r = h.chat(&{
-        let mut b = hello("groq/llama-3.1-8b-instant");
-        b["logprobs"] = json!(true);
-        b
-    })
-    .await;
+    let r = h
+        .chat(&{
+            let mut b = hello("groq/llama-3.1-8b-instant");
+            b["logprobs"] = json!(true);
+            b
+        })
+        .await;
     assert_eq!(r.status(), 400);
     let text = r.text().await.unwrap();
     assert!(text.contains("logprobs"), "{text}");

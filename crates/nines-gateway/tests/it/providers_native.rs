@@ -490,7 +490,16 @@ async fn an_endpoint_outside_the_dialect_is_refused_without_a_call() {
     let (mock, upstream) = native("anthropic", "claude-test", "a0").await;
     let body = serde_json::to_vec(&json!({"model": "x", "prompt": "hi"})).unwrap();
     let outcome = call(&upstream, Endpoint::Completions, body, false).await;
-    assert_eq!(classify(&outcome), FailureClass::Client, "{}", describe(&outcome));
-    assert!(describe(&outcome).contains("do not serve legacy completions"), "{}", describe(&outcome));
+    assert_eq!(
+        classify(&outcome),
+        FailureClass::Client,
+        "{}",
+        describe(&outcome)
+    );
+    assert!(
+        describe(&outcome).contains("do not serve legacy completions"),
+        "{}",
+        describe(&outcome)
+    );
     assert_eq!(mock.total_hits(), 0);
 }

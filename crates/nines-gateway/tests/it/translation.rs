@@ -77,7 +77,8 @@ deployments = ["strict"]
 }
 
 fn ask(model: &str, extra: Value) -> Value {
-    let mut body = json!({"model": model, "messages": [{"role": "user", "content": "Hello there"}]});
+    let mut body =
+        json!({"model": model, "messages": [{"role": "user", "content": "Hello there"}]});
     for (k, v) in extra.as_object().unwrap() {
         body[k] = v.clone();
     }
@@ -102,7 +103,10 @@ const GENERATE: &str = "/v1beta/models/{model}:generateContent";
 async fn json_object_and_json_schema_reach_anthropic_as_a_forced_tool() {
     let h = Harness::start(4, upstreams()).await;
     let r = h
-        .chat(&ask("claude", json!({"response_format": {"type": "json_object"}})))
+        .chat(&ask(
+            "claude",
+            json!({"response_format": {"type": "json_object"}}),
+        ))
         .await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
@@ -111,7 +115,10 @@ async fn json_object_and_json_schema_reach_anthropic_as_a_forced_tool() {
     assert!(choice["message"].get("tool_calls").is_none(), "{body}");
     assert_eq!(choice["finish_reason"], "stop");
     let up = sent(&h, 1, MESSAGES);
-    assert_eq!(up["tool_choice"], json!({"type": "tool", "name": "json_response"}));
+    assert_eq!(
+        up["tool_choice"],
+        json!({"type": "tool", "name": "json_response"})
+    );
     assert_eq!(up["tools"][0]["name"], "json_response");
     assert_eq!(up["tools"][0]["input_schema"]["type"], "object");
 
@@ -153,7 +160,11 @@ async fn a_streamed_json_answer_from_anthropic_is_text() {
             .all(|c| c["choices"][0]["delta"].get("tool_calls").is_none()),
         "{data:?}"
     );
-    assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "stop"));
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c["choices"][0]["finish_reason"] == "stop")
+    );
 }
 
 #[tokio::test]
@@ -161,14 +172,22 @@ async fn reasoning_effort_becomes_a_thinking_budget_and_back() {
     let h = Harness::start(4, upstreams()).await;
     // OpenAI client → Anthropic: a budget, max_tokens raised above it (the mock checks both).
     let r = h
-        .chat(&ask("claude", json!({"reasoning_effort": "high", "max_tokens": 300})))
+        .chat(&ask(
+            "claude",
+            json!({"reasoning_effort": "high", "max_tokens": 300}),
+        ))
         .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     let up = sent(&h, 1, MESSAGES);
-    assert_eq!(up["thinking"], json!({"type": "enabled", "budget_tokens": 16384}));
+    assert_eq!(
+        up["thinking"],
+        json!({"type": "enabled", "budget_tokens": 16384})
+    );
     assert_eq!(up["max_tokens"], 16384 + 300);
     // → Gemini: thinkingConfig.
-    let r = h.chat(&ask("gem", json!({"reasoning_effort": "medium"}))).await;
+    let r = h
+        .chat(&ask("gem", json!({"reasoning_effort": "medium"})))
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         sent(&h, 2, GENERATE)["generationConfig"]["thinkingConfig"],
@@ -184,7 +203,10 @@ async fn reasoning_effort_becomes_a_thinking_budget_and_back() {
         )
         .await;
     assert_eq!(r.status(), 200);
-    assert_eq!(sent(&h, 0, "/v1/chat/completions")["reasoning_effort"], "medium");
+    assert_eq!(
+        sent(&h, 0, "/v1/chat/completions")["reasoning_effort"],
+        "medium"
+    );
 }
 
 #[tokio::test]
@@ -225,14 +247,24 @@ async fn seed_and_penalties_skip_anthropic_and_map_to_gemini() {
     let r = h.chat(&ask("claude-then-oai", extra.clone())).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-nines-deployment"], "oai");
-    assert_eq!(h.mock(1).hits(MESSAGES), 0, "Anthropic was skipped, not tried");
+    assert_eq!(
+        h.mock(1).hits(MESSAGES),
+        0,
+        "Anthropic was skipped, not tried"
+    );
     let up = sent(&h, 0, "/v1/chat/completions");
-    assert_eq!((up["seed"].clone(), up["presence_penalty"].clone()), (json!(7), json!(0.5)));
+    assert_eq!(
+        (up["seed"].clone(), up["presence_penalty"].clone()),
+        (json!(7), json!(0.5))
+    );
 
     let r = h.chat(&ask("claude", extra.clone())).await;
     assert_eq!(r.status(), 400);
     let message = error_of(r).await["message"].as_str().unwrap().to_owned();
-    assert!(message.contains("seed") && message.contains("penalties"), "{message}");
+    assert!(
+        message.contains("seed") && message.contains("penalties"),
+        "{message}"
+    );
 
     let r = h.chat(&ask("gem", extra)).await;
     assert_eq!(r.status(), 200);
@@ -251,7 +283,10 @@ async fn a_lenient_deployment_drops_what_it_cannot_take_and_says_so() {
         ))
         .await;
     assert_eq!(r.status(), 200);
-    let dropped = r.headers()["x-nines-dropped-params"].to_str().unwrap().to_owned();
+    let dropped = r.headers()["x-nines-dropped-params"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     for name in ["seed", "presence_penalty", "logit_bias"] {
         assert!(dropped.contains(name), "{dropped}");
     }
@@ -286,7 +321,10 @@ async fn top_k_maps_where_the_upstream_has_it() {
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["type"], "error");
-    assert!(body["error"]["message"].as_str().unwrap().contains("top_k"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("top_k"),
+        "{body}"
+    );
     assert_eq!(h.mock(3).total_hits(), 0);
 }
 
@@ -298,7 +336,10 @@ async fn anthropic_answers_carry_msg_ids_whoever_served() {
     let r = h.post_json("/v1/messages", &body).await;
     assert_eq!(r.status(), 200);
     let answer: Value = r.json().await.unwrap();
-    assert!(answer["id"].as_str().unwrap().starts_with("msg_"), "{answer}");
+    assert!(
+        answer["id"].as_str().unwrap().starts_with("msg_"),
+        "{answer}"
+    );
     let mut streamed = body.clone();
     streamed["stream"] = json!(true);
     let r = h.post_json("/v1/messages", &streamed).await;
@@ -327,11 +368,16 @@ async fn fields_only_one_dialect_has_stay_with_it() {
     assert_eq!(r.status(), 400);
     let error: Value = r.json().await.unwrap();
     assert!(
-        error["error"]["message"].as_str().unwrap().contains("service_tier"),
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("service_tier"),
         "{error}"
     );
     // An OpenAI-only parameter: named when nothing can take it; a hint is not a parameter.
-    let r = h.chat(&ask("claude", json!({"logit_bias": {"1": 2}}))).await;
+    let r = h
+        .chat(&ask("claude", json!({"logit_bias": {"1": 2}})))
+        .await;
     assert_eq!(r.status(), 400);
     let error = error_of(r).await;
     assert!(

@@ -18,8 +18,7 @@ use crate::json::{self, RawArgs};
 use crate::openai::RequestError;
 use crate::unified::json_tool::{JSON_TOOL, JSON_TOOL_DESCRIPTION};
 use crate::unified::{
-    ChatRequest, ContentPart, Message, Reasoning, ResponseFormat, Role, Tool, ToolCall,
-    ToolChoice,
+    ChatRequest, ContentPart, Message, Reasoning, ResponseFormat, Role, Tool, ToolCall, ToolChoice,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

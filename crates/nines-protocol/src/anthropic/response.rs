@@ -1,8 +1,6 @@
 //! Anthropic `message` objects ↔ [`ChatResponse`].
 
-use super::wire::{
-    InBlock, OutBlock, WireUsage, arguments_text, message_id, out_part, tool_id,
-};
+use super::wire::{InBlock, OutBlock, WireUsage, arguments_text, message_id, out_part, tool_id};
 use crate::json::{self, RawArgs};
 use crate::unified::{
     ChatResponse, Choice, ContentPart, DecodeError, FinishReason, Message, Role, ToolCall,

@@ -297,15 +297,17 @@ impl Fields {
             None => None,
             // gpt-5.1's "none": no reasoning at all.
             Some("none") => Some(Reasoning::Off),
-            Some(name) => Some(Reasoning::Effort(Effort::from_name(name).ok_or_else(|| {
-                invalid(
-                    "reasoning_effort",
-                    format!(
-                        "Invalid value for 'reasoning_effort': '{name}'; supported values are \
+            Some(name) => Some(Reasoning::Effort(Effort::from_name(name).ok_or_else(
+                || {
+                    invalid(
+                        "reasoning_effort",
+                        format!(
+                            "Invalid value for 'reasoning_effort': '{name}'; supported values are \
                          'none', 'minimal', 'low', 'medium' and 'high'."
-                    ),
-                )
-            })?)),
+                        ),
+                    )
+                },
+            )?)),
         };
         Ok(ChatRequest {
             model,

@@ -30,7 +30,10 @@ const NAMED: [(Capabilities, &str); 15] = [
         Capabilities::REASONING_WITH_FORCED_TOOL,
         "reasoning_with_forced_tool",
     ),
-    (Capabilities::REASONING_WITH_SAMPLING, "reasoning_with_sampling"),
+    (
+        Capabilities::REASONING_WITH_SAMPLING,
+        "reasoning_with_sampling",
+    ),
     (Capabilities::OPENAI_PARAMS, "openai_only_params"),
 ];
 

@@ -44,12 +44,14 @@ fn openai_reasoning_effort_and_top_k_parse_and_encode() {
     let out = value(&openai::encode_chat_request(&chat, "up"));
     assert_eq!(out["reasoning_effort"], "high");
     assert_eq!(out["top_k"], 7);
-    let none = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"reasoning_effort":"none"}"#;
+    let none =
+        br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"reasoning_effort":"none"}"#;
     assert_eq!(
         openai::parse_chat_request(none).unwrap().reasoning,
         Some(Reasoning::Off)
     );
-    let bad = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"reasoning_effort":"max"}"#;
+    let bad =
+        br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"reasoning_effort":"max"}"#;
     let error = openai::parse_chat_request(bad).unwrap_err();
     assert_eq!(error.param(), Some("reasoning_effort"));
 }
@@ -61,12 +63,18 @@ fn reasoning_becomes_a_budget_above_which_max_tokens_is_raised() {
     chat.max_tokens = Some(1_000);
     chat.top_k = Some(3);
     let out = value(&anthropic::encode_request(&chat, "claude", 4096));
-    assert_eq!(out["thinking"], json!({"type": "enabled", "budget_tokens": 8192}));
+    assert_eq!(
+        out["thinking"],
+        json!({"type": "enabled", "budget_tokens": 8192})
+    );
     assert_eq!(out["max_tokens"], 9_192);
     assert_eq!(out["top_k"], 3);
     // A limit already above the budget is kept.
     chat.max_tokens = Some(20_000);
-    assert_eq!(value(&anthropic::encode_request(&chat, "c", 4096))["max_tokens"], 20_000);
+    assert_eq!(
+        value(&anthropic::encode_request(&chat, "c", 4096))["max_tokens"],
+        20_000
+    );
     // Gemini: thinkingConfig and topK.
     let out = value(&gemini::encode_request(&chat));
     assert_eq!(
@@ -76,8 +84,16 @@ fn reasoning_becomes_a_budget_above_which_max_tokens_is_raised() {
     assert_eq!(out["generationConfig"]["topK"], 3);
     // Off is the default and is sent nowhere.
     chat.reasoning = Some(Reasoning::Off);
-    assert!(value(&anthropic::encode_request(&chat, "c", 4096)).get("thinking").is_none());
-    assert!(value(&openai::encode_chat_request(&chat, "c")).get("reasoning_effort").is_none());
+    assert!(
+        value(&anthropic::encode_request(&chat, "c", 4096))
+            .get("thinking")
+            .is_none()
+    );
+    assert!(
+        value(&openai::encode_chat_request(&chat, "c"))
+            .get("reasoning_effort")
+            .is_none()
+    );
 }
 
 #[test]
@@ -116,7 +132,10 @@ fn a_json_answer_is_a_forced_tool_for_anthropic() {
     let mut chat = hello();
     chat.response_format = Some(ResponseFormat::JsonObject);
     let out = value(&anthropic::encode_request(&chat, "c", 4096));
-    assert_eq!(out["tool_choice"], json!({"type": "tool", "name": JSON_TOOL}));
+    assert_eq!(
+        out["tool_choice"],
+        json!({"type": "tool", "name": JSON_TOOL})
+    );
     assert_eq!(out["tools"][0]["name"], JSON_TOOL);
     assert_eq!(
         out["tools"][0]["input_schema"],
@@ -169,39 +188,91 @@ fn the_json_tool_call_comes_back_as_text() {
     };
     unwrap_response(&mut response);
     let choice = &response.choices[0];
-    assert_eq!(choice.message.content, vec![ContentPart::Text(r#"{"a":1}"#.into())]);
+    assert_eq!(
+        choice.message.content,
+        vec![ContentPart::Text(r#"{"a":1}"#.into())]
+    );
     assert!(choice.message.tool_calls.is_empty());
     assert_eq!(choice.finish_reason, Some(FinishReason::Stop));
 
     // Streamed: the call's start is swallowed, its deltas are text, a later call is renumbered.
     let mut events = vec![
-        StreamEvent::ToolCallStart { choice: 0, index: 0, id: "t".into(), name: JSON_TOOL.into() },
-        StreamEvent::ToolCallDelta { choice: 0, index: 0, arguments: "{\"a\"".into() },
-        StreamEvent::ToolCallDelta { choice: 0, index: 0, arguments: ":1}".into() },
-        StreamEvent::Finish { choice: 0, reason: FinishReason::ToolCalls },
+        StreamEvent::ToolCallStart {
+            choice: 0,
+            index: 0,
+            id: "t".into(),
+            name: JSON_TOOL.into(),
+        },
+        StreamEvent::ToolCallDelta {
+            choice: 0,
+            index: 0,
+            arguments: "{\"a\"".into(),
+        },
+        StreamEvent::ToolCallDelta {
+            choice: 0,
+            index: 0,
+            arguments: ":1}".into(),
+        },
+        StreamEvent::Finish {
+            choice: 0,
+            reason: FinishReason::ToolCalls,
+        },
     ];
     JsonToolStream::new().map(&mut events, 0);
     assert_eq!(
         events,
         vec![
-            StreamEvent::TextDelta { choice: 0, text: "{\"a\"".into() },
-            StreamEvent::TextDelta { choice: 0, text: ":1}".into() },
-            StreamEvent::Finish { choice: 0, reason: FinishReason::Stop },
+            StreamEvent::TextDelta {
+                choice: 0,
+                text: "{\"a\"".into()
+            },
+            StreamEvent::TextDelta {
+                choice: 0,
+                text: ":1}".into()
+            },
+            StreamEvent::Finish {
+                choice: 0,
+                reason: FinishReason::Stop
+            },
         ]
     );
     let mut stream = JsonToolStream::new();
     let mut events = vec![
-        StreamEvent::ToolCallStart { choice: 0, index: 0, id: "j".into(), name: JSON_TOOL.into() },
-        StreamEvent::ToolCallStart { choice: 0, index: 1, id: "f".into(), name: "f".into() },
+        StreamEvent::ToolCallStart {
+            choice: 0,
+            index: 0,
+            id: "j".into(),
+            name: JSON_TOOL.into(),
+        },
+        StreamEvent::ToolCallStart {
+            choice: 0,
+            index: 1,
+            id: "f".into(),
+            name: "f".into(),
+        },
     ];
     stream.map(&mut events, 0);
-    let mut finish = vec![StreamEvent::Finish { choice: 0, reason: FinishReason::ToolCalls }];
+    let mut finish = vec![StreamEvent::Finish {
+        choice: 0,
+        reason: FinishReason::ToolCalls,
+    }];
     stream.map(&mut finish, 0);
     assert_eq!(
         events,
-        vec![StreamEvent::ToolCallStart { choice: 0, index: 0, id: "f".into(), name: "f".into() }]
+        vec![StreamEvent::ToolCallStart {
+            choice: 0,
+            index: 0,
+            id: "f".into(),
+            name: "f".into()
+        }]
     );
-    assert_eq!(finish[0], StreamEvent::Finish { choice: 0, reason: FinishReason::ToolCalls });
+    assert_eq!(
+        finish[0],
+        StreamEvent::Finish {
+            choice: 0,
+            reason: FinishReason::ToolCalls
+        }
+    );
 }
 
 #[test]
@@ -280,12 +351,22 @@ fn anthropic_answers_carry_msg_ids() {
         choices: Vec::new(),
         usage: None,
     };
-    assert_eq!(value(&anthropic::encode_response(&response))["id"], "msg_chatcmpl-abc_1");
+    assert_eq!(
+        value(&anthropic::encode_response(&response))["id"],
+        "msg_chatcmpl-abc_1"
+    );
     let mut encoder = anthropic::StreamEncoder::new();
     let mut out = Vec::new();
     encoder.encode(
-        &StreamEvent::Start { id: "gen-9".into(), model: "m".into() },
+        &StreamEvent::Start {
+            id: "gen-9".into(),
+            model: "m".into(),
+        },
         &mut out,
     );
-    assert!(String::from_utf8(out).unwrap().contains(r#""id":"msg_gen-9""#));
+    assert!(
+        String::from_utf8(out)
+            .unwrap()
+            .contains(r#""id":"msg_gen-9""#)
+    );
 }

@@ -7,8 +7,8 @@
 
 use nines_protocol::sse::SseDecoder;
 use nines_protocol::unified::{
-    ChatRequest, ChatResponse, Choice, ContentPart, Effort, FinishReason, ImageSource, Message, Reasoning,
-    ResponseFormat, Role, StreamEvent, Tool, ToolCall, ToolChoice, Usage,
+    ChatRequest, ChatResponse, Choice, ContentPart, Effort, FinishReason, ImageSource, Message,
+    Reasoning, ResponseFormat, Role, StreamEvent, Tool, ToolCall, ToolChoice, Usage,
 };
 use nines_protocol::{anthropic, openai};
 use proptest::collection::vec;

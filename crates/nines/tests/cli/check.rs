@@ -140,7 +140,10 @@ deployments = ["groq-fast", "router", "laptop"]
         "POST http://localhost:11434/v1/…, key in none (Authorization: Bearer when a key is set)",
         "groq/llama-3.1-8b-instant (provider-prefixed)",
     ] {
-        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
     }
     assert!(!stdout.contains("gsk-secret-value"));
 
