@@ -118,8 +118,8 @@ pub(crate) async fn messages(
         Ok(fault) => fault,
         Err(response) => return response,
     };
-    if let Err(response) = credentials(&headers) {
-        return response;
+    if let Some(refusal) = missing_credentials(&headers) {
+        return refusal;
     }
     if let Some(refusal) = extra_field(&body, &FIELDS) {
         return invalid_request(&refusal);
@@ -146,19 +146,19 @@ pub(crate) async fn messages(
     }
 }
 
-/// The key and version every Anthropic route requires.
-pub(crate) fn credentials(headers: &HeaderMap) -> Result<(), Response> {
+/// The refusal of a request without the key and version every Anthropic route requires.
+pub(crate) fn missing_credentials(headers: &HeaderMap) -> Option<Response> {
     if auth::header(headers, "x-api-key").is_none() {
-        return Err(error(
+        return Some(error(
             StatusCode::UNAUTHORIZED,
             "authentication_error",
             "x-api-key header is required",
         ));
     }
     if auth::header(headers, "anthropic-version").is_none() {
-        return Err(invalid_request("anthropic-version: header is required"));
+        return Some(invalid_request("anthropic-version: header is required"));
     }
-    Ok(())
+    None
 }
 
 /// `messages` as the API requires them: at least one, each `user` or `assistant`.

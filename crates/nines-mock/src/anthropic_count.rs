@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::anthropic::{
-    ERROR_SHAPE, check_messages, credentials, extra_field, input_tokens, invalid_request,
+    ERROR_SHAPE, check_messages, extra_field, input_tokens, invalid_request, missing_credentials,
 };
 use crate::effects;
 use crate::state::MockState;
@@ -46,8 +46,8 @@ pub(crate) async fn count_tokens(
     if let Err(response) = effects::gate(&state, &headers, ERROR_SHAPE, false).await {
         return response;
     }
-    if let Err(response) = credentials(&headers) {
-        return response;
+    if let Some(refusal) = missing_credentials(&headers) {
+        return refusal;
     }
     if let Some(refusal) = extra_field(&body, &FIELDS) {
         return invalid_request(&refusal);
