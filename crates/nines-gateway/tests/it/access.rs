@@ -1003,6 +1003,7 @@ async fn usage_is_buffered_while_the_store_is_down_and_drops_are_counted() {
             batch: 100,
             flush_interval: Duration::from_millis(10),
         },
+        None,
     );
     let stats = Arc::clone(&writer.stats);
     let access = Access::with_parts(

@@ -26,6 +26,7 @@ mod routing;
 mod security;
 mod sla;
 mod status_page;
+mod tenants;
 mod streaming;
 mod traces;
 mod videos;

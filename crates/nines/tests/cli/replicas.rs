@@ -1,0 +1,152 @@
+//! Two gateway processes sharing one store and one Redis: a key change made through one reaches
+//! the other within a second (Redis pub/sub), although its `cache_ttl` is an hour.
+
+use crate::process::{Nines, client, command};
+use crate::serve::tempdir;
+use nines_mock::{MockOptions, MockServer};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const ADMIN: &str = "admin-secret-for-replica-tests";
+
+async fn admin(base: &str, method: reqwest::Method, path: &str, body: Value) -> Value {
+    let res = client()
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(ADMIN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let v: Value = res.json().await.unwrap();
+    assert!(status.is_success(), "{path}: {status} {v}");
+    v
+}
+
+async fn chat_status(base: &str, key: &str) -> u16 {
+    client()
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// How long after `change` returns until `key` gets `wanted` on `base` (polled every 10 ms).
+async fn time_until(base: &str, key: &str, wanted: u16) -> Duration {
+    let started = tokio::time::Instant::now();
+    loop {
+        if chat_status(base, key).await == wanted {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{key}: never {wanted} on {base}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_revocation_on_one_replica_applies_on_the_other_within_a_second() {
+    let Ok(redis) = std::env::var("REDIS_URL") else {
+        crate::skipped(
+            "a_revocation_on_one_replica_applies_on_the_other_within_a_second",
+            "REDIS_URL is not set (e.g. redis://127.0.0.1:6379)",
+        );
+        return;
+    };
+    let mock = MockServer::start("127.0.0.1:0".parse().unwrap(), MockOptions::default())
+        .await
+        .unwrap();
+    let dir = tempdir();
+    let path = dir.join("nines.toml");
+    let prefix = format!("revoke-{}", uuid::Uuid::new_v4().simple());
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+
+[[deployments]]
+name = "d"
+provider = "openai-compatible"
+model = "m"
+base_url = "{}"
+
+[[models]]
+name = "chat"
+deployments = ["d"]
+
+[resilience.probes]
+enabled = false
+
+[auth]
+admin_key = "{ADMIN}"
+cache_ttl = "1h"
+
+[limits]
+redis_url = "{redis}"
+redis_prefix = "{prefix}"
+
+[store]
+"#,
+            mock.base_url()
+        ),
+    )
+    .unwrap();
+    let config = path.to_str().unwrap();
+    let mut a = Nines::spawn(command(&["serve", "--config", config]));
+    let a_base = a.base().await;
+    let mut b = Nines::spawn(command(&["serve", "--config", config]));
+    let b_base = b.base().await;
+    for base in [&a_base, &b_base] {
+        let ready: Value = client()
+            .get(format!("{base}/health/ready"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(ready["checks"]["auth"]["shared_changes"], true, "{ready}");
+    }
+
+    use reqwest::Method;
+    admin(&a_base, Method::POST, "/admin/orgs", json!({"name": "acme"})).await;
+    let user = admin(&a_base, Method::POST, "/admin/users", json!({"org": "acme", "name": "al"})).await;
+    let mut measured = Vec::new();
+    for _ in 0..5 {
+        let key = admin(&a_base, Method::POST, "/admin/keys", json!({"user": user["id"]})).await;
+        let secret = key["key"].as_str().unwrap();
+        // B caches the key (for an hour, by its config).
+        assert_eq!(chat_status(&b_base, secret).await, 200);
+        let path = format!("/admin/keys/{}/revoke", key["id"].as_str().unwrap());
+        admin(&a_base, Method::POST, &path, json!({})).await;
+        let took = time_until(&b_base, secret, 401).await;
+        assert!(took < Duration::from_secs(1), "revocation reached B after {took:?}");
+        measured.push(took);
+    }
+    measured.sort();
+    println!("revocation reached the other replica after (sorted): {measured:?}");
+
+    // A key imported on A after B was asked for it (B remembers it as unknown) works on B too.
+    let imported = "sk-legacy-7Hq2Lm9Xv4Rt8Wp3Zs6Kd1Nf5Bc0Jg";
+    assert_eq!(chat_status(&b_base, imported).await, 401);
+    admin(
+        &a_base,
+        Method::POST,
+        "/admin/keys",
+        json!({"user": user["id"], "key": imported}),
+    )
+    .await;
+    let took = time_until(&b_base, imported, 200).await;
+    assert!(took < Duration::from_secs(1), "the import reached B after {took:?}");
+    let _ = a.terminate().await;
+    let _ = b.terminate().await;
+}
