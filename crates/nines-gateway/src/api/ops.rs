@@ -138,6 +138,7 @@ fn auth_check(
         "store_lookups": if down.is_some() { "failing" } else { "ok" },
         "stale_grants_served": auth.stats.stale_grants.load(Relaxed),
         "unavailable": auth.stats.unavailable.load(Relaxed),
+        "unknown_keys_remembered": auth.unknown_keys(),
     });
     if let Some(since) = down {
         check["note"] = json!(format!(

@@ -126,7 +126,7 @@ impl GrantCache {
         maps.unknown_order.clear();
     }
 
-    /// Keys remembered as unknown now (for tests and `/admin/status`).
+    /// Keys remembered as unknown now.
     pub fn unknown_len(&self) -> usize {
         self.maps().unknown.len()
     }

@@ -37,9 +37,18 @@ pub fn hash(key: &str) -> String {
     hex
 }
 
-/// What lists and logs show of a key: `sk-nines-abcd…wxyz` (8 of its 43 random characters).
+/// What lists and logs show of a key: `sk-nines-abcd…wxyz` (8 of its 43 random characters); of
+/// an imported key, its first 6 and last 4 characters (`sk-lit…s6Df`).
 pub fn display(key: &str) -> String {
-    let rest = key.strip_prefix(PREFIX).unwrap_or(key);
+    let Some(rest) = key.strip_prefix(PREFIX) else {
+        let chars: Vec<char> = key.chars().collect();
+        if chars.len() < MIN_LEN {
+            return "…".to_owned();
+        }
+        let head: String = chars[..6].iter().collect();
+        let tail: String = chars[chars.len() - 4..].iter().collect();
+        return format!("{head}…{tail}");
+    };
     let chars: Vec<char> = rest.chars().collect();
     if chars.len() < 12 {
         return format!("{PREFIX}…");
@@ -56,7 +65,7 @@ pub const MAX_LEN: usize = 256;
 pub const MIN_BITS: f64 = 96.0;
 
 /// Why a chosen key string cannot be a virtual key (the message never repeats the key).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum KeyShapeError {
     #[error("a key must be {MIN_LEN} to {MAX_LEN} characters long")]
     Length,

@@ -355,6 +355,11 @@ impl Authenticator {
         }
     }
 
+    /// Keys remembered as unknown now (`/health/ready`).
+    pub fn unknown_keys(&self) -> usize {
+        self.cache.unknown_len()
+    }
+
     /// Since when key lookups have found the store down, if they do (`/health/ready`).
     pub fn store_down_since(&self) -> Option<tokio::time::Instant> {
         self.gate.down_since()

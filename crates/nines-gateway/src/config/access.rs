@@ -713,6 +713,26 @@ mod tests {
     }
 
     #[test]
+    fn declared_tenants_give_static_keys_their_limits() {
+        let c = parse(
+            "[auth]\nstale_ttl = \"2h\"\n[[auth.orgs]]\nname = \"acme\"\nlimits = { rpm = 9 }\n[[auth.users]]\nname = \"al\"\norg = \"acme\"\nlimits = { tpm = 7 }\n[[auth.keys]]\nkey = \"k-1\"\nname = \"a\"\nuser = \"al\"\n[[auth.keys]]\nkey = \"k-2\"\nname = \"b\"\norg = \"other\"\n",
+        )
+        .unwrap();
+        let auth = &c.access.auth;
+        assert_eq!(auth.stale_ttl, std::time::Duration::from_secs(7200));
+        let a = &auth.static_keys[0];
+        // The user's organisation follows from the declared user.
+        assert_eq!(a.org.as_deref(), Some("acme"));
+        assert_eq!(a.org_id.as_deref(), Some("static:acme"));
+        assert_eq!(a.org_limits.rpm, Some(9));
+        assert_eq!(a.user_limits.tpm, Some(7));
+        // An undeclared org stays a label without limits.
+        let b = &auth.static_keys[1];
+        assert_eq!(b.org.as_deref(), Some("other"));
+        assert!(b.org_limits.is_empty() && b.user.is_none());
+    }
+
+    #[test]
     fn static_keys_are_hashed_and_checked() {
         let c = parse(
             "[auth]\nadmin_key = \"env:ADMIN\"\n[[auth.keys]]\nkey = \"k-1\"\nname = \"a\"\nlimits = { rpm = 5 }\n[store]\n",
@@ -743,6 +763,26 @@ mod tests {
             (
                 "[store]\nbatch_size = 0\n",
                 "store.batch_size: must be at least 1",
+            ),
+            (
+                "[auth]\n[[auth.users]]\nname = \"al\"\n",
+                "auth.users[0].org: a user needs its organisation",
+            ),
+            (
+                "[auth]\n[[auth.users]]\nname = \"al\"\norg = \"nope\"\n",
+                "auth.users[0].org: 'nope' is not declared in [[auth.orgs]]",
+            ),
+            (
+                "[auth]\n[[auth.orgs]]\nname = \"a\"\n[[auth.orgs]]\nname = \"a\"\n",
+                "auth.orgs[1].name: 'a' must be non-empty and unique",
+            ),
+            (
+                "[auth]\n[[auth.orgs]]\nname = \"a\"\n[[auth.orgs]]\nname = \"b\"\n[[auth.users]]\nname = \"u\"\norg = \"a\"\n[[auth.keys]]\nkey = \"k\"\nname = \"k\"\nuser = \"u\"\norg = \"b\"\n",
+                "auth.keys[0].org: 'b' is not the organisation of user 'u' ('a')",
+            ),
+            (
+                "[store]\nspool_max_bytes = 10\n",
+                "store.spool_max_bytes: must be at least 1048576",
             ),
         ] {
             let e = parse(extra).unwrap_err();

@@ -12,7 +12,6 @@ pub mod ledger_writer;
 mod pg_copy;
 pub mod postgres;
 pub mod spool;
-mod spooled;
 pub mod sqlite;
 pub mod usage;
 
@@ -56,6 +55,7 @@ macro_rules! on_pool {
 
 mod ledger;
 pub use ledger::BucketRow;
+mod spooled;
 
 /// A handle to the store; cheap to clone (the pool is shared).
 #[derive(Clone)]
@@ -151,12 +151,10 @@ fn now_ms() -> i64 {
     crate::clock::unix_ms(SystemTime::now())
 }
 
-/// An error that says the store could not be reached (as opposed to a refusal by a reachable one).
+/// An error that says the store could not be reached, as opposed to a refusal by a reachable
+/// one (a wrong password, a missing database: mistakes to report at start, not to wait out).
 fn unreachable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_)
-    )
+    !matches!(e, sqlx::Error::Database(_) | sqlx::Error::Configuration(_))
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -496,7 +494,13 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
             .bind(&row.id).bind(&row.hash).bind(&row.display).bind(&row.name).bind(&row.user_id)
             .bind(models.as_deref()).bind(&json).bind(row.created_at).bind(row.expires_at)
-            .execute(p).await.map(|_| ()))?;
+            .execute(p).await.map(|_| ()))
+            .map_err(|e| if is_unique_violation(&e) {
+                // Only the hash is unique: the same key string was given before.
+                StoreError::Conflict("this key already exists (a key string can be imported once)".into())
+            } else {
+                e.into()
+            })?;
         Ok(row)
     }
 

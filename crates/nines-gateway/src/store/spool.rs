@@ -328,13 +328,11 @@ pub async fn replay(spool: Weak<Spool>, store: Store) {
                 tracing::warn!(error = %e, "spooled records cannot be written yet; retrying");
             }
         }
-        let wait = s.wake.notified();
-        let idle = s.is_empty();
-        drop(s);
-        if idle {
+        if s.is_empty() {
             // Nothing to do until an append (or the periodic check, should one be missed).
-            let _ = tokio::time::timeout(Duration::from_secs(30), wait).await;
+            let _ = tokio::time::timeout(Duration::from_secs(30), s.wake.notified()).await;
         } else {
+            drop(s);
             tokio::time::sleep(RETRY_EVERY).await;
         }
     }
