@@ -104,17 +104,26 @@ redis_prefix = "{prefix}"
     let a_base = a.base().await;
     let mut b = Nines::spawn(command(&["serve", "--config", config]));
     let b_base = b.base().await;
+    // Each subscribes in the background once started.
     for base in [&a_base, &b_base] {
-        let ready: Value = client()
-            .get(format!("{base}/health/ready"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(ready["checks"]["auth"]["shared_changes"], true, "{ready}");
+        let started = tokio::time::Instant::now();
+        loop {
+            let ready: Value = client()
+                .get(format!("{base}/health/ready"))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if ready["checks"]["auth"]["shared_changes"] == true {
+                assert_eq!(ready["status"], "ready", "{ready}");
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(5), "{ready}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     use reqwest::Method;
