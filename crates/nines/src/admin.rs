@@ -209,12 +209,15 @@ async fn execute(config_path: &Path, action: Action) -> Result<Value, String> {
         .map_err(|e| format!("cannot open the store: {e}"))?;
     let changes = !matches!(
         action,
-        Action::Orgs(Orgs::List) | Action::Users(Users::List { .. }) | Action::Keys(Keys::List { .. })
+        Action::Orgs(Orgs::List)
+            | Action::Users(Users::List { .. })
+            | Action::Keys(Keys::List { .. })
     );
     let value = act(&store, action).await?;
     if changes && let Some(url) = &config.access.limits.redis_url {
         let channel = nines_gateway::auth::broadcast::channel(&config.access.limits.redis_prefix);
-        if let Err(why) = nines_gateway::auth::broadcast::announce_once(url.expose(), &channel).await
+        if let Err(why) =
+            nines_gateway::auth::broadcast::announce_once(url.expose(), &channel).await
         {
             eprintln!(
                 "nines: the change could not be announced through Redis ({why}); running gateways apply it within auth.cache_ttl"

@@ -24,8 +24,8 @@ use crate::limits::{
     self, Admitted, Limiter, Limiters, Plan, RateHeaders, Refusal, Reservation,
     memory::MemoryLimiter, redis::RedisLimiter,
 };
-use crate::store::usage::WriterSettings;
 use crate::store::spool::Spool;
+use crate::store::usage::WriterSettings;
 use crate::store::{Store, UsageWriter};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -126,15 +126,14 @@ impl Access {
             None => (None, true),
         };
         let spool = match &config.store {
-            Some(s) => Some(Arc::new(Spool::open(&s.spool_dir, s.spool_max_bytes).map_err(
-                |e| format!("store.spool_dir {}: {e}", s.spool_dir.display()),
-            )?)),
+            Some(s) => Some(Arc::new(
+                Spool::open(&s.spool_dir, s.spool_max_bytes)
+                    .map_err(|e| format!("store.spool_dir {}: {e}", s.spool_dir.display()))?,
+            )),
             None => None,
         };
         let limiter = limiter_for(&config.limits)?;
-        if migrated
-            && let (Limiters::Memory(memory), Some(store)) = (&limiter, &store)
-        {
+        if migrated && let (Limiters::Memory(memory), Some(store)) = (&limiter, &store) {
             seed_spend(memory, store).await?;
         }
         let usage = match (&store, &config.store) {

@@ -86,7 +86,10 @@ async fn readiness(state: &AppState) -> (StatusCode, serde_json::Value) {
                  written once the store answers"
             );
         }
-        if !access.store_ready.load(std::sync::atomic::Ordering::Relaxed) {
+        if !access
+            .store_ready
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
             check["migrated"] = json!(false);
         }
         degraded |= check["status"] != "ok";

@@ -77,12 +77,7 @@ pub(super) fn start(
     let origin = crate::auth::signing::random_secret();
     let (tx, rx) = mpsc::channel(16);
     let subscribed = Arc::new(AtomicBool::new(false));
-    tokio::spawn(publish(
-        client.clone(),
-        channel.clone(),
-        origin.clone(),
-        rx,
-    ));
+    tokio::spawn(publish(client.clone(), channel.clone(), origin.clone(), rx));
     tokio::spawn(subscribe(
         client,
         channel,

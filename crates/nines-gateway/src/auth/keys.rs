@@ -113,7 +113,11 @@ fn entropy_bits(key: &str) -> f64 {
         .take(16)
         .filter(|(_, c)| *c == '-')
         .last()
-        .filter(|(i, _)| key[..*i].chars().all(|c| c.is_ascii_alphabetic() || c == '-'))
+        .filter(|(i, _)| {
+            key[..*i]
+                .chars()
+                .all(|c| c.is_ascii_alphabetic() || c == '-')
+        })
         .map_or(key, |(i, _)| &key[i + 1..]);
     let classes = [
         (body.chars().any(|c| c.is_ascii_lowercase()), 26.0),
@@ -214,7 +218,10 @@ mod tests {
             "sk-my-team-key-2024",
         ] {
             assert!(
-                matches!(check_shape(weak), Err(KeyShapeError::Weak { .. } | KeyShapeError::Length)),
+                matches!(
+                    check_shape(weak),
+                    Err(KeyShapeError::Weak { .. } | KeyShapeError::Length)
+                ),
                 "{weak}"
             );
         }

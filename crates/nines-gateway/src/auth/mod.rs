@@ -11,9 +11,11 @@
 //! `auth.stale_ttl` longer while the store is down, [`cache`]); unknown keys are remembered for
 //! `auth.negative_ttl`; a credential that cannot be a virtual key (`keys::check_shape`) never
 //! reaches the store; after a failed lookup no request waits on the store until a background ping
-//! finds it back ([`gate`]). Revocation and expiry are checked on every request against the cached row. A change made through this
-//! replica's admin API applies here at once and, with Redis (`limits.redis_url`), on every
-//! replica within about a second ([`broadcast`]); without Redis, within `cache_ttl`.
+//! finds it back ([`gate`]). Revocation and expiry are checked on every request against the
+//! cached row. A change made through this replica's admin API applies here at once and, with
+//! Redis (`limits.redis_url`), on every replica within about a second ([`broadcast`]); without
+//! Redis, within `cache_ttl`. Organisations and users declared in the file take the place of
+//! store tenants of the same name ([`StaticKeys`]).
 
 pub mod broadcast;
 mod cache;
@@ -76,14 +78,15 @@ impl Identity {
     fn of_static(key: &StaticKey) -> Identity {
         // A user or org declared in `[[auth.users]]`/`[[auth.orgs]]` brings its limits (shared by
         // every key of it, as the limiter keys on the id); one only named is a label: no limits.
-        let label = |level: Level, id: &Option<Arc<str>>, name: &Option<String>, limits: &Arc<Limits>| {
-            id.as_ref().zip(name.as_ref()).map(|(id, n)| Subject {
-                level,
-                id: Arc::clone(id),
-                name: Arc::from(n.as_str()),
-                limits: Arc::clone(limits),
-            })
-        };
+        let label =
+            |level: Level, id: &Option<Arc<str>>, name: &Option<String>, limits: &Arc<Limits>| {
+                id.as_ref().zip(name.as_ref()).map(|(id, n)| Subject {
+                    level,
+                    id: Arc::clone(id),
+                    name: Arc::from(n.as_str()),
+                    limits: Arc::clone(limits),
+                })
+            };
         Identity {
             key: Some(Subject {
                 level: Level::Key,
@@ -182,7 +185,12 @@ impl StaticKeys {
             users: auth
                 .tenants
                 .iter()
-                .filter_map(|t| Some(((Arc::clone(t.org.as_ref()?), Arc::clone(&t.name)), subject(t))))
+                .filter_map(|t| {
+                    Some((
+                        (Arc::clone(t.org.as_ref()?), Arc::clone(&t.name)),
+                        subject(t),
+                    ))
+                })
                 .collect(),
         }
     }
@@ -196,9 +204,9 @@ impl StaticKeys {
         }
         let org_name = identity.org.as_ref().map(|o| Arc::clone(&o.name));
         let org = org_name.as_ref().and_then(|n| self.orgs.get(n));
-        let user = org_name.zip(identity.user.as_ref()).and_then(|(o, u)| {
-            self.users.get(&(o, Arc::clone(&u.name)))
-        });
+        let user = org_name
+            .zip(identity.user.as_ref())
+            .and_then(|(o, u)| self.users.get(&(o, Arc::clone(&u.name))));
         if org.is_none() && user.is_none() {
             return identity;
         }

@@ -609,7 +609,12 @@ fn tenants(a: &RawAuth, out: &mut Auth, err: &ErrAt<'_>) -> Result<(), super::Co
             let at = format!("{section}[{i}]");
             let name = t.name.get_ref();
             let span = Some(t.name.span());
-            if name.is_empty() || out.tenants.iter().any(|d| d.level == level && *d.name == **name) {
+            if name.is_empty()
+                || out
+                    .tenants
+                    .iter()
+                    .any(|d| d.level == level && *d.name == **name)
+            {
                 return Err(err(
                     span,
                     format!("{at}.name"),
@@ -621,7 +626,11 @@ fn tenants(a: &RawAuth, out: &mut Auth, err: &ErrAt<'_>) -> Result<(), super::Co
                 .map_err(|m| err(span.clone(), format!("{at}.limits"), m))?;
             let org = match (level, &t.org) {
                 (Level::Org, Some(_)) => {
-                    return Err(err(span, format!("{at}.org"), "an organisation has no org".into()));
+                    return Err(err(
+                        span,
+                        format!("{at}.org"),
+                        "an organisation has no org".into(),
+                    ));
                 }
                 (Level::User, None) => {
                     return Err(err(
@@ -630,7 +639,12 @@ fn tenants(a: &RawAuth, out: &mut Auth, err: &ErrAt<'_>) -> Result<(), super::Co
                         "a user needs its organisation (declared in [[auth.orgs]])".into(),
                     ));
                 }
-                (_, Some(o)) if !out.tenants.iter().any(|d| d.level == Level::Org && *d.name == **o) => {
+                (_, Some(o))
+                    if !out
+                        .tenants
+                        .iter()
+                        .any(|d| d.level == Level::Org && *d.name == **o) =>
+                {
                     return Err(err(
                         span,
                         format!("{at}.org"),

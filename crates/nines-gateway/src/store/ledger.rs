@@ -159,35 +159,35 @@ macro_rules! write_ledger_deltas {
     ($tx:expr, $deltas:expr) => {{
         let tx = $tx;
         let deltas: &[Delta] = $deltas;
-            for chunk in deltas.chunks(CHUNK) {
-                let mut q = sqlx::QueryBuilder::new(UPSERT_HEAD.as_str());
-                q.push_values(chunk, |mut b, d| {
-                    b.push_bind(d.scope.as_str())
-                        .push_bind(d.name.as_ref())
-                        .push_bind(i64::try_from(d.minute_ms).unwrap_or(i64::MAX));
-                    for v in values(&d.tally) {
-                        b.push_bind(v);
-                    }
-                });
-                q.push(UPSERT_TAIL.as_str());
-                q.build().execute(&mut **tx).await?;
-            }
-            let bins: Vec<(&Delta, i32, u64)> = deltas
-                .iter()
-                .flat_map(|d| d.tally.ttfb.bins().iter().map(move |(b, n)| (d, *b, *n)))
-                .collect();
-            for chunk in bins.chunks(TTFB_CHUNK) {
-                let mut q = sqlx::QueryBuilder::new(TTFB_UPSERT_HEAD);
-                q.push_values(chunk, |mut b, (d, bin, n)| {
-                    b.push_bind(d.scope.as_str())
-                        .push_bind(d.name.as_ref())
-                        .push_bind(i64::try_from(d.minute_ms).unwrap_or(i64::MAX))
-                        .push_bind(i64::from(*bin))
-                        .push_bind(i64::try_from(*n).unwrap_or(i64::MAX));
-                });
-                q.push(TTFB_UPSERT_TAIL);
-                q.build().execute(&mut **tx).await?;
-            }
+        for chunk in deltas.chunks(CHUNK) {
+            let mut q = sqlx::QueryBuilder::new(UPSERT_HEAD.as_str());
+            q.push_values(chunk, |mut b, d| {
+                b.push_bind(d.scope.as_str())
+                    .push_bind(d.name.as_ref())
+                    .push_bind(i64::try_from(d.minute_ms).unwrap_or(i64::MAX));
+                for v in values(&d.tally) {
+                    b.push_bind(v);
+                }
+            });
+            q.push(UPSERT_TAIL.as_str());
+            q.build().execute(&mut **tx).await?;
+        }
+        let bins: Vec<(&Delta, i32, u64)> = deltas
+            .iter()
+            .flat_map(|d| d.tally.ttfb.bins().iter().map(move |(b, n)| (d, *b, *n)))
+            .collect();
+        for chunk in bins.chunks(TTFB_CHUNK) {
+            let mut q = sqlx::QueryBuilder::new(TTFB_UPSERT_HEAD);
+            q.push_values(chunk, |mut b, (d, bin, n)| {
+                b.push_bind(d.scope.as_str())
+                    .push_bind(d.name.as_ref())
+                    .push_bind(i64::try_from(d.minute_ms).unwrap_or(i64::MAX))
+                    .push_bind(i64::from(*bin))
+                    .push_bind(i64::try_from(*n).unwrap_or(i64::MAX));
+            });
+            q.push(TTFB_UPSERT_TAIL);
+            q.build().execute(&mut **tx).await?;
+        }
     }};
 }
 

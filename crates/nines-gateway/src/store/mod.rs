@@ -701,7 +701,10 @@ async fn usage_in_sqlite(
 }
 
 /// Usage records into Postgres on `conn` as one `COPY` stream (`pg_copy`).
-async fn usage_in_pg(conn: &mut sqlx::PgConnection, batch: &[UsageRecord]) -> Result<(), StoreError> {
+async fn usage_in_pg(
+    conn: &mut sqlx::PgConnection,
+    batch: &[UsageRecord],
+) -> Result<(), StoreError> {
     let mut rows = String::with_capacity(batch.len() * 256);
     for r in batch {
         pg_copy::push_row(&mut rows, r);

@@ -168,10 +168,7 @@ impl Spool {
             self.stats
                 .dropped
                 .fetch_add(records.len() as u64, Ordering::Relaxed);
-            if inner
-                .last_drop_log
-                .is_none_or(|t| t.elapsed() >= LOG_EVERY)
-            {
+            if inner.last_drop_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
                 inner.last_drop_log = Some(Instant::now());
                 tracing::error!(
                     kind,
@@ -183,13 +180,14 @@ impl Spool {
             }
             return Err(SpoolError::Full(self.max_bytes));
         }
-        if inner.current.as_ref().is_none_or(|c| c.bytes >= SEGMENT_BYTES) {
+        if inner
+            .current
+            .as_ref()
+            .is_none_or(|c| c.bytes >= SEGMENT_BYTES)
+        {
             let seq = inner.next_seq;
             inner.next_seq += 1;
-            let name = format!(
-                "spool-{seq:016}-{}.jsonl",
-                uuid::Uuid::new_v4().simple()
-            );
+            let name = format!("spool-{seq:016}-{}.jsonl", uuid::Uuid::new_v4().simple());
             let file = OpenOptions::new()
                 .create_new(true)
                 .append(true)
@@ -262,7 +260,9 @@ pub enum Applied {
 /// Returns the records written.
 pub async fn replay_once(spool: &Spool, store: &Store) -> Result<u64, super::StoreError> {
     let mut written = 0;
-    let segments = spool.segments().map_err(|e| super::StoreError::Invalid(e.to_string()))?;
+    let segments = spool
+        .segments()
+        .map_err(|e| super::StoreError::Invalid(e.to_string()))?;
     for name in segments {
         // Appends move to a new segment; this one is read to its end.
         spool.seal(&name);
@@ -304,10 +304,10 @@ pub async fn replay_once(spool: &Spool, store: &Store) -> Result<u64, super::Sto
         tokio::fs::remove_file(&path)
             .await
             .map_err(|e| super::StoreError::Invalid(format!("spool: {e}")))?;
-        spool
-            .stats
-            .bytes
-            .fetch_sub((text.len() as u64).min(spool.stats.bytes.load(Ordering::Relaxed)), Ordering::Relaxed);
+        spool.stats.bytes.fetch_sub(
+            (text.len() as u64).min(spool.stats.bytes.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
         store.forget_spool_segment(&name).await?;
         tracing::info!(segment = %name, "spooled records written to the store");
     }
@@ -320,13 +320,12 @@ pub async fn replay(spool: Weak<Spool>, store: Store) {
     let mut last_log: Option<Instant> = None;
     loop {
         let Some(s) = spool.upgrade() else { return };
-        if !s.is_empty() {
-            if let Err(e) = replay_once(&s, &store).await
-                && last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY)
-            {
-                last_log = Some(Instant::now());
-                tracing::warn!(error = %e, "spooled records cannot be written yet; retrying");
-            }
+        if !s.is_empty()
+            && let Err(e) = replay_once(&s, &store).await
+            && last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY)
+        {
+            last_log = Some(Instant::now());
+            tracing::warn!(error = %e, "spooled records cannot be written yet; retrying");
         }
         if s.is_empty() {
             // Nothing to do until an append (or the periodic check, should one be missed).

@@ -302,33 +302,22 @@ async fn run(
         if result.is_err()
             && let Some(spool) = &spool
         {
-            if store_due {
-                stats.failed_writes.fetch_add(1, Ordering::Relaxed);
-                stats.healthy.store(false, Ordering::Relaxed);
-                if let (Err(e), Ok(mut last)) = (&result, stats.last_error.lock()) {
-                    *last = Some(e.clone());
-                }
-                retry_at = Some(Instant::now() + backoff);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
             let batch: Vec<UsageRecord> = buffer.drain(..n).collect();
-            match to_spool(spool, batch).await {
+            let taken = match to_spool(spool, batch).await {
                 Ok(()) => {
                     stats.spooled.fetch_add(n as u64, Ordering::Relaxed);
                     stats.pending.fetch_sub(n as u64, Ordering::Relaxed);
-                    if last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
-                        tracing::warn!(error = ?result.err(), "usage records could not be written; spooled to disk");
-                        last_log = Some(Instant::now());
-                    }
-                    stats.buffered.store(buffer.len() as u64, Ordering::Relaxed);
-                    continue;
+                    true
                 }
                 Err((batch, SpoolError::Full(_))) => {
                     // Counted and logged by the spool.
-                    stats.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    stats.pending.fetch_sub(batch.len() as u64, Ordering::Relaxed);
-                    stats.buffered.store(buffer.len() as u64, Ordering::Relaxed);
-                    continue;
+                    stats
+                        .dropped
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    stats
+                        .pending
+                        .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+                    true
                 }
                 Err((batch, SpoolError::Io(e))) => {
                     // The disk failed too: keep them in memory (below) and try again later.
@@ -341,7 +330,25 @@ async fn run(
                         buffer.push_front(r);
                     }
                     retry_at = None;
+                    false
                 }
+            };
+            if taken {
+                if store_due {
+                    stats.failed_writes.fetch_add(1, Ordering::Relaxed);
+                    stats.healthy.store(false, Ordering::Relaxed);
+                    if let (Err(e), Ok(mut last)) = (&result, stats.last_error.lock()) {
+                        *last = Some(e.clone());
+                    }
+                    if last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                        tracing::warn!(error = ?result.err(), "usage records could not be written; spooled to disk");
+                        last_log = Some(Instant::now());
+                    }
+                    retry_at = Some(Instant::now() + backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                stats.buffered.store(buffer.len() as u64, Ordering::Relaxed);
+                continue;
             }
         }
         match result {

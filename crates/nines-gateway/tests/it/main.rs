@@ -26,7 +26,7 @@ mod routing;
 mod security;
 mod sla;
 mod status_page;
-mod tenants;
 mod streaming;
+mod tenants;
 mod traces;
 mod videos;

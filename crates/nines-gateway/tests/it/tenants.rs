@@ -107,15 +107,32 @@ async fn config_tenants_share_limits_with_each_other_and_with_store_tenants_of_t
     assert_eq!(limit_of(&r), "user:requests");
     // Org acme (4 rpm) is shared by alice, bob and a virtual key of the store's org "acme":
     // the file's tenant wins over the store's.
-    assert_eq!(admin(&h, "/admin/orgs", json!({"name": "acme", "limits": {"rpm": 1000}})).await.status(), 201);
+    assert_eq!(
+        admin(
+            &h,
+            "/admin/orgs",
+            json!({"name": "acme", "limits": {"rpm": 1000}})
+        )
+        .await
+        .status(),
+        201
+    );
     let u = admin(&h, "/admin/users", json!({"org": "acme", "name": "carol"})).await;
     let user: Value = u.json().await.unwrap();
-    let k: Value = admin(&h, "/admin/keys", json!({"user": user["id"]})).await.json().await.unwrap();
+    let k: Value = admin(&h, "/admin/keys", json!({"user": user["id"]}))
+        .await
+        .json()
+        .await
+        .unwrap();
     let carol = k["key"].as_str().unwrap();
     assert_eq!(post(&h, BOB).await.status(), 200);
     assert_eq!(post(&h, carol).await.status(), 200);
     let r = post(&h, carol).await;
-    assert_eq!(r.status(), 429, "acme's 4 rpm from the file, not the store's 1000");
+    assert_eq!(
+        r.status(),
+        429,
+        "acme's 4 rpm from the file, not the store's 1000"
+    );
     assert_eq!(limit_of(&r), "org:requests");
     let e = error_of(r).await;
     assert!(e["message"].as_str().unwrap().contains("org 'acme'"), "{e}");
@@ -136,16 +153,30 @@ async fn keys_are_imported_with_a_chosen_string_that_must_be_hard_to_guess() {
     let chosen = "sk-litellm-Vb3Nm7Qw2Er9Ty4Ui8Op1As6Df";
     // Unknown before the import (and remembered so): 401.
     assert_eq!(post(&h, chosen).await.status(), 401);
-    let r = admin(&h, "/admin/keys", json!({"user": user["id"], "key": chosen})).await;
+    let r = admin(
+        &h,
+        "/admin/keys",
+        json!({"user": user["id"], "key": chosen}),
+    )
+    .await;
     assert_eq!(r.status(), 201);
     let row: Value = r.json().await.unwrap();
-    assert!(row.get("key").is_none(), "a chosen key is not echoed: {row}");
+    assert!(
+        row.get("key").is_none(),
+        "a chosen key is not echoed: {row}"
+    );
     assert!(!row.to_string().contains(chosen));
     // The import cleared this replica's memory of it as unknown: it works at once.
     assert_eq!(post(&h, chosen).await.status(), 200);
     // The same string twice is a conflict, not a second key.
     assert_eq!(
-        admin(&h, "/admin/keys", json!({"user": user["id"], "key": chosen})).await.status(),
+        admin(
+            &h,
+            "/admin/keys",
+            json!({"user": user["id"], "key": chosen})
+        )
+        .await
+        .status(),
         409
     );
     for (weak, why) in [

@@ -121,7 +121,16 @@ cache_ttl = "100ms"
     // refused with the rule it breaks, and the key itself is never printed.
     let legacy = "sk-legacy-Jh4Kq8Wm2Zr6Xt1Bv9Nc3Lp7Ds5Fg0";
     let imported = run_with_stdin(
-        &["keys", "import", "--user", "acme/alice", "--name", "legacy", "--config", config],
+        &[
+            "keys",
+            "import",
+            "--user",
+            "acme/alice",
+            "--name",
+            "legacy",
+            "--config",
+            config,
+        ],
         legacy,
     )
     .await;
@@ -160,7 +169,10 @@ async fn run_with_stdin(args: &[&str], input: &str) -> (bool, String, String) {
     cmd.stdin(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(format!("{input}\n").as_bytes()).await.unwrap();
+    stdin
+        .write_all(format!("{input}\n").as_bytes())
+        .await
+        .unwrap();
     drop(stdin);
     let out = child.wait_with_output().await.unwrap();
     (

@@ -3,36 +3,13 @@
 
 use crate::process::{Nines, client, command};
 use crate::serve::tempdir;
+use crate::store_outage::{ADMIN, admin, chat, gateway_config};
 use nines_mock::{MockOptions, MockServer};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-const ADMIN: &str = "admin-secret-for-replica-tests";
-
-async fn admin(base: &str, method: reqwest::Method, path: &str, body: Value) -> Value {
-    let res = client()
-        .request(method, format!("{base}{path}"))
-        .bearer_auth(ADMIN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status();
-    let v: Value = res.json().await.unwrap();
-    assert!(status.is_success(), "{path}: {status} {v}");
-    v
-}
-
 async fn chat_status(base: &str, key: &str) -> u16 {
-    client()
-        .post(format!("{base}/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(&json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    chat(base, Some(key)).await.status().as_u16()
 }
 
 /// How long after `change` returns until `key` gets `wanted` on `base` (polled every 10 ms).
@@ -65,40 +42,11 @@ async fn a_revocation_on_one_replica_applies_on_the_other_within_a_second() {
     let dir = tempdir();
     let path = dir.join("nines.toml");
     let prefix = format!("revoke-{}", uuid::Uuid::new_v4().simple());
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-
-[[deployments]]
-name = "d"
-provider = "openai-compatible"
-model = "m"
-base_url = "{}"
-
-[[models]]
-name = "chat"
-deployments = ["d"]
-
-[resilience.probes]
-enabled = false
-
-[auth]
-admin_key = "{ADMIN}"
-cache_ttl = "1h"
-
-[limits]
-redis_url = "{redis}"
-redis_prefix = "{prefix}"
-
-[store]
-"#,
-            mock.base_url()
-        ),
-    )
-    .unwrap();
+    let rest = format!(
+        "\n[auth]\nadmin_key = \"{ADMIN}\"\ncache_ttl = \"1h\"\n\n\
+         [limits]\nredis_url = \"{redis}\"\nredis_prefix = \"{prefix}\"\n\n[store]\n"
+    );
+    std::fs::write(&path, gateway_config(&mock, &rest)).unwrap();
     let config = path.to_str().unwrap();
     let mut a = Nines::spawn(command(&["serve", "--config", config]));
     let a_base = a.base().await;
@@ -127,18 +75,39 @@ redis_prefix = "{prefix}"
     }
 
     use reqwest::Method;
-    admin(&a_base, Method::POST, "/admin/orgs", json!({"name": "acme"})).await;
-    let user = admin(&a_base, Method::POST, "/admin/users", json!({"org": "acme", "name": "al"})).await;
+    admin(
+        &a_base,
+        Method::POST,
+        "/admin/orgs",
+        json!({"name": "acme"}),
+    )
+    .await;
+    let user = admin(
+        &a_base,
+        Method::POST,
+        "/admin/users",
+        json!({"org": "acme", "name": "al"}),
+    )
+    .await;
     let mut measured = Vec::new();
     for _ in 0..5 {
-        let key = admin(&a_base, Method::POST, "/admin/keys", json!({"user": user["id"]})).await;
+        let key = admin(
+            &a_base,
+            Method::POST,
+            "/admin/keys",
+            json!({"user": user["id"]}),
+        )
+        .await;
         let secret = key["key"].as_str().unwrap();
         // B caches the key (for an hour, by its config).
         assert_eq!(chat_status(&b_base, secret).await, 200);
         let path = format!("/admin/keys/{}/revoke", key["id"].as_str().unwrap());
         admin(&a_base, Method::POST, &path, json!({})).await;
         let took = time_until(&b_base, secret, 401).await;
-        assert!(took < Duration::from_secs(1), "revocation reached B after {took:?}");
+        assert!(
+            took < Duration::from_secs(1),
+            "revocation reached B after {took:?}"
+        );
         measured.push(took);
     }
     measured.sort();
@@ -155,7 +124,10 @@ redis_prefix = "{prefix}"
     )
     .await;
     let took = time_until(&b_base, imported, 200).await;
-    assert!(took < Duration::from_secs(1), "the import reached B after {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "the import reached B after {took:?}"
+    );
     let _ = a.terminate().await;
     let _ = b.terminate().await;
 }

@@ -73,9 +73,8 @@ impl Proxy {
     }
 }
 
-/// A fresh database on the Postgres of `DATABASE_URL`: (its URL through a proxy on
-/// `proxy_port`, its direct URL, the proxy's upstream `host:port`).
-async fn fresh_database(url: &str, tag: &str) -> (String, String, String) {
+/// A fresh database on the Postgres at `url`: (its name, Postgres' `host:port`).
+async fn fresh_database(url: &str, tag: &str) -> (String, String) {
     let name = format!("nines_{tag}_{}", uuid::Uuid::new_v4().simple());
     let mut admin = sqlx::PgConnection::connect(url)
         .await
@@ -89,7 +88,7 @@ async fn fresh_database(url: &str, tag: &str) -> (String, String, String) {
         .rsplit_once('@')
         .map_or(base.trim_start_matches("postgres://"), |(_, h)| h)
         .to_owned();
-    (name, format!("{base}/{}", ""), host)
+    (name, host)
 }
 
 fn proxied(url: &str, host: &str, port: u16, db: &str) -> String {
@@ -97,7 +96,8 @@ fn proxied(url: &str, host: &str, port: u16, db: &str) -> String {
     format!("{}/{db}", base.replace(host, &format!("127.0.0.1:{port}")))
 }
 
-fn config(mock: &MockServer, database_url: &str, dir: &Path, extra: &str) -> String {
+/// One deployment on `mock` in model `chat`, probes off, then `rest` (auth, limits, store).
+pub fn gateway_config(mock: &MockServer, rest: &str) -> String {
     format!(
         r#"
 [server]
@@ -115,7 +115,17 @@ deployments = ["d"]
 
 [resilience.probes]
 enabled = false
+{rest}
+"#,
+        mock.base_url()
+    )
+}
 
+fn config(mock: &MockServer, database_url: &str, dir: &Path, extra: &str) -> String {
+    gateway_config(
+        mock,
+        &format!(
+            r#"
 [telemetry]
 flush_interval = "200ms"
 
@@ -125,15 +135,15 @@ spool_dir = "{}"
 flush_interval = "50ms"
 {extra}
 "#,
-        mock.base_url(),
-        dir.join("spool").display(),
+            dir.join("spool").display(),
+        ),
     )
 }
 
-async fn chat(base: &str, key: Option<&str>) -> reqwest::Response {
-    let mut req = client().post(format!("{base}/v1/chat/completions")).json(
-        &json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}),
-    );
+pub async fn chat(base: &str, key: Option<&str>) -> reqwest::Response {
+    let mut req = client()
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}));
     if let Some(k) = key {
         req = req.bearer_auth(k);
     }
@@ -188,7 +198,7 @@ async fn records_written_while_the_store_is_down_survive_a_restart_and_land_once
         );
         return;
     };
-    let (db, _, host) = fresh_database(&url, "spool").await;
+    let (db, host) = fresh_database(&url, "spool").await;
     let proxy = Proxy::start(host.clone()).await;
     let direct = {
         let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
@@ -222,10 +232,14 @@ async fn records_written_while_the_store_is_down_survive_a_restart_and_land_once
     for _ in 0..20 {
         assert_eq!(chat(&base, None).await.status(), 200);
     }
-    eventually("the first 20 records spooled", Duration::from_secs(20), || {
-        let base = base.clone();
-        async move { ready(&base, None).await["checks"]["usage_writer"]["spooled"] == 20 }
-    })
+    eventually(
+        "the first 20 records spooled",
+        Duration::from_secs(20),
+        || {
+            let base = base.clone();
+            async move { ready(&base, None).await["checks"]["usage_writer"]["spooled"] == 20 }
+        },
+    )
     .await;
     let (status, _) = first.terminate().await;
     assert!(status.success());
@@ -237,22 +251,35 @@ async fn records_written_while_the_store_is_down_survive_a_restart_and_land_once
     for _ in 0..15 {
         assert_eq!(chat(&base, None).await.status(), 200);
     }
-    eventually("the next 15 records spooled", Duration::from_secs(20), || {
-        let base = base.clone();
-        async move { ready(&base, None).await["checks"]["usage_writer"]["spooled"] == 15 }
-    })
+    eventually(
+        "the next 15 records spooled",
+        Duration::from_secs(20),
+        || {
+            let base = base.clone();
+            async move { ready(&base, None).await["checks"]["usage_writer"]["spooled"] == 15 }
+        },
+    )
     .await;
-    assert_eq!(count(&direct, "SELECT COUNT(*) FROM usage_records").await, -1, "not migrated yet");
+    assert_eq!(
+        count(&direct, "SELECT COUNT(*) FROM usage_records").await,
+        -1,
+        "not migrated yet"
+    );
 
     // The store comes back: migrated, and every record lands.
     proxy.open();
     let usage = "SELECT COUNT(*) FROM usage_records";
     let distinct = "SELECT COUNT(DISTINCT id) FROM usage_records";
-    let ledger = "SELECT COALESCE(SUM(requests), 0)::BIGINT FROM ledger_buckets WHERE scope = 'route'";
-    eventually("35 usage records and 35 ledger requests", Duration::from_secs(30), || {
-        let direct = direct.clone();
-        async move { count(&direct, usage).await == 35 && count(&direct, ledger).await == 35 }
-    })
+    let ledger =
+        "SELECT COALESCE(SUM(requests), 0)::BIGINT FROM ledger_buckets WHERE scope = 'route'";
+    eventually(
+        "35 usage records and 35 ledger requests",
+        Duration::from_secs(30),
+        || {
+            let direct = direct.clone();
+            async move { count(&direct, usage).await == 35 && count(&direct, ledger).await == 35 }
+        },
+    )
     .await;
     eventually("the spool emptied", Duration::from_secs(10), || {
         let base = base.clone();
@@ -269,14 +296,23 @@ async fn records_written_while_the_store_is_down_survive_a_restart_and_land_once
     assert_eq!(health["checks"]["spool"]["pending_batches"], 0, "{health}");
     let _ = third.terminate().await;
     assert_eq!(count(&direct, usage).await, 35);
-    assert_eq!(count(&direct, distinct).await, 35, "no record written twice");
-    assert_eq!(count(&direct, ledger).await, 35, "no ledger delta added twice");
+    assert_eq!(
+        count(&direct, distinct).await,
+        35,
+        "no record written twice"
+    );
+    assert_eq!(
+        count(&direct, ledger).await,
+        35,
+        "no ledger delta added twice"
+    );
     assert_eq!(spool_segments(&dir), 0);
 }
 
-const ADMIN: &str = "admin-secret-for-outage-tests";
+pub const ADMIN: &str = "admin-secret-for-outage-tests";
 
-async fn admin(base: &str, method: reqwest::Method, path: &str, body: Value) -> Value {
+/// An admin API call that must succeed; its JSON answer.
+pub async fn admin(base: &str, method: reqwest::Method, path: &str, body: Value) -> Value {
     let res = client()
         .request(method, format!("{base}{path}"))
         .bearer_auth(ADMIN)
@@ -294,7 +330,13 @@ async fn admin(base: &str, method: reqwest::Method, path: &str, body: Value) -> 
 async fn virtual_key(base: &str, org: &str) -> String {
     use reqwest::Method;
     admin(base, Method::POST, "/admin/orgs", json!({"name": org})).await;
-    let u = admin(base, Method::POST, "/admin/users", json!({"org": org, "name": "alice"})).await;
+    let u = admin(
+        base,
+        Method::POST,
+        "/admin/users",
+        json!({"org": org, "name": "alice"}),
+    )
+    .await;
     let k = admin(base, Method::POST, "/admin/keys", json!({"user": u["id"]})).await;
     k["key"].as_str().unwrap().to_owned()
 }
@@ -323,7 +365,7 @@ async fn keys_the_gateway_knows_keep_working_while_the_store_is_down() {
         );
         return;
     };
-    let (db, _, host) = fresh_database(&url, "auth").await;
+    let (db, host) = fresh_database(&url, "auth").await;
     let proxy = Proxy::start(host.clone()).await;
     let mock = MockServer::start("127.0.0.1:0".parse().unwrap(), MockOptions::default())
         .await
@@ -365,7 +407,9 @@ async fn keys_the_gateway_knows_keep_working_while_the_store_is_down() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(chat(&base, Some(&key)).await.status(), 200);
     assert_eq!(
-        chat(&base, Some("static-key-for-outage-tests-0001")).await.status(),
+        chat(&base, Some("static-key-for-outage-tests-0001"))
+            .await
+            .status(),
         200
     );
     assert!(metric(&base, "nines_auth_stale_grants_total").await >= 1.0);
@@ -396,10 +440,14 @@ async fn keys_the_gateway_knows_keep_working_while_the_store_is_down() {
 
     // The store back: lookups resume.
     proxy.open();
-    eventually("the store answers lookups again", Duration::from_secs(10), || {
-        let base = base.clone();
-        async move { chat(&base, Some(never_seen)).await.status() == 401 }
-    })
+    eventually(
+        "the store answers lookups again",
+        Duration::from_secs(10),
+        || {
+            let base = base.clone();
+            async move { chat(&base, Some(never_seen)).await.status() == 401 }
+        },
+    )
     .await;
     assert_eq!(metric(&base, "nines_auth_store_up").await, 1.0);
     let _ = nines.terminate().await;

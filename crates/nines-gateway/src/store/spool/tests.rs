@@ -10,9 +10,7 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 fn records(from: usize, n: usize) -> Vec<UsageRecord> {
-    (from..from + n)
-        .map(crate::store::tests::awkward)
-        .collect()
+    (from..from + n).map(crate::store::tests::awkward).collect()
 }
 
 async fn ids_in(store: &Store) -> Vec<String> {
@@ -114,7 +112,8 @@ async fn a_line_cut_short_by_a_crash_is_skipped_and_counted() {
             .append(true)
             .open(spool_dir.join(segment))
             .unwrap();
-        f.write_all(br#"{"kind":"usage","records":[{"id":"#).unwrap();
+        f.write_all(br#"{"kind":"usage","records":[{"id":"#)
+            .unwrap();
     }
     let spool = Spool::open(&spool_dir, 1 << 30).unwrap();
     assert_eq!(replay_once(&spool, &store).await.unwrap(), 2);
