@@ -128,6 +128,35 @@ async fn a_revocation_on_one_replica_applies_on_the_other_within_a_second() {
         took < Duration::from_secs(1),
         "the import reached B after {took:?}"
     );
+
+    // A revocation made with the CLI (no gateway involved) is announced too.
+    assert_eq!(chat_status(&a_base, imported).await, 200);
+    let keys = admin(&a_base, Method::GET, "/admin/keys", json!({})).await;
+    let id = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["revoked_at"].is_null())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = command(&["keys", "revoke", &id, "--config", config])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for base in [&a_base, &b_base] {
+        let took = time_until(base, imported, 401).await;
+        assert!(
+            took < Duration::from_secs(1),
+            "the CLI's revocation reached {base} after {took:?}"
+        );
+    }
     let _ = a.terminate().await;
     let _ = b.terminate().await;
 }
