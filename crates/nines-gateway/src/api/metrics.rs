@@ -7,7 +7,7 @@
 
 use super::error;
 use crate::state::AppState;
-use crate::telemetry::metrics::{CONTENT_TYPE, LimiterFailures};
+use crate::telemetry::metrics::{CONTENT_TYPE, LimiterFailures, render_plain};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, Uri, header};
@@ -28,15 +28,19 @@ pub(super) async fn metrics(
                 (header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE)),
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
             ],
-            metrics.render(
-                &runtime.config,
-                &runtime.health,
-                state.access.limiter.redis_stats().map(|r| LimiterFailures {
-                    failures: r.failures.load(Relaxed),
-                    failed_open: r.failed_open.load(Relaxed),
-                    failed_closed: r.failed_closed.load(Relaxed),
-                }),
-            ),
+            {
+                let mut out = metrics.render(
+                    &runtime.config,
+                    &runtime.health,
+                    state.access.limiter.redis_stats().map(|r| LimiterFailures {
+                        failures: r.failures.load(Relaxed),
+                        failed_open: r.failed_open.load(Relaxed),
+                        failed_closed: r.failed_closed.load(Relaxed),
+                    }),
+                );
+                render_plain(&mut out, &state.access.plain_metrics());
+                out
+            },
         )
             .into_response(),
         _ => error::not_found(method, uri).await,

@@ -137,11 +137,14 @@ impl AppState {
         }
         start_background(&runtime);
         let ledger_writer = match (&telemetry.ledger, &access.store) {
-            (Some(ledger), Some(store)) => Some(Arc::new(LedgerWriter::new(
-                Arc::clone(ledger),
-                store.clone(),
-                runtime.config.telemetry.flush_interval,
-            ))),
+            (Some(ledger), Some(store)) => Some(Arc::new(
+                LedgerWriter::new(
+                    Arc::clone(ledger),
+                    store.clone(),
+                    runtime.config.telemetry.flush_interval,
+                )
+                .with_spool(access.spool.clone()),
+            )),
             _ => None,
         };
         if tokio::runtime::Handle::try_current().is_ok() {

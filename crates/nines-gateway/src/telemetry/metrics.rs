@@ -903,6 +903,24 @@ fn route_labels<'a>(m: &'a ModelSeries, r: &'a RouteSeries) -> [(&'static str, &
     ]
 }
 
+/// One unlabelled counter or gauge kept outside the hub (auth, the spool), written after it.
+#[derive(Debug, Clone, Copy)]
+pub struct Plain {
+    pub name: &'static str,
+    /// `counter` or `gauge`.
+    pub kind: &'static str,
+    pub help: &'static str,
+    pub value: f64,
+}
+
+/// Appends `plain` series to an exposition.
+pub fn render_plain(w: &mut String, plain: &[Plain]) {
+    for p in plain {
+        family(w, p.name, p.kind, p.help);
+        sample(w, p.name, &[], p.value);
+    }
+}
+
 fn family(w: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(w, "# HELP {name} {}", escape_help(help));
     let _ = writeln!(w, "# TYPE {name} {kind}");

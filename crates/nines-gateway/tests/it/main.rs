@@ -29,6 +29,7 @@ mod security;
 mod sla;
 mod status_page;
 mod streaming;
+mod tenants;
 mod traces;
 mod translation;
 mod videos;

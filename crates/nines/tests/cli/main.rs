@@ -14,9 +14,11 @@ mod keys;
 mod lifecycle;
 mod loadtest;
 mod process;
+mod replicas;
 mod report;
 mod sdk;
 mod serve;
+mod store_outage;
 mod traces;
 
 /// Says that `test` skipped and why, where a reader sees it: written to the terminal directly,
