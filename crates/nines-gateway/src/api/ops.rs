@@ -125,7 +125,7 @@ async fn readiness(state: &AppState) -> (StatusCode, serde_json::Value) {
     }
     checks.insert("limits".into(), limits);
     if let Some(shared) = shared_health(state) {
-        degraded |= shared["status"] != "shared";
+        degraded |= shared["status"] == "local";
         checks.insert("shared_health".into(), shared);
     }
     (
@@ -177,9 +177,11 @@ fn shared_health(state: &AppState) -> Option<serde_json::Value> {
     let link = state.access.redis.as_ref()?;
     let stats = state.shared_health.get();
     let up = stats.is_some_and(|s| s.up.load(std::sync::atomic::Ordering::Acquire));
+    let tried = stats.is_some_and(|s| s.tried.load(std::sync::atomic::Ordering::Acquire));
     let count = |f: fn(&crate::replicas::SharedStats) -> u64| stats.map_or(0, |s| f(s));
     Some(json!({
-        "status": if up { "shared" } else { "local" },
+        // Just started: not yet known, and not a reason to call the gateway degraded.
+        "status": if up { "shared" } else if tried { "local" } else { "connecting" },
         "redis": link.mode(),
         "published": count(|s| s.published.load(std::sync::atomic::Ordering::Relaxed)),
         "applied": count(|s| s.applied.load(std::sync::atomic::Ordering::Relaxed)),

@@ -52,6 +52,8 @@ pub type Source = Arc<dyn Fn() -> Option<View> + Send + Sync>;
 pub struct SharedStats {
     /// Subscribed and answering: breakers are shared.
     pub up: AtomicBool,
+    /// Redis was tried at least once (before that, readiness says `connecting`).
+    pub tried: AtomicBool,
     subscribed: AtomicBool,
     reachable: AtomicBool,
     pub published: AtomicU64,
@@ -328,6 +330,16 @@ async fn leases(
             renewed = Some(now);
             let reachable = link.ping().await.is_ok();
             stats.reachable.store(reachable, Ordering::Release);
+            if reachable {
+                // Give the subscription a moment to come up before calling it down.
+                for _ in 0..20 {
+                    if stats.subscribed.load(Ordering::Acquire) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+            }
+            stats.tried.store(true, Ordering::Release);
             refresh(&stats, &coordination);
             let mut held = HashSet::new();
             if reachable {
