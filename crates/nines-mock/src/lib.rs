@@ -116,6 +116,9 @@
 //! - `fail_percent` (0..=100), with optional `seed`: without a seed an evenly spread pattern
 //!   (50 faults requests 0, 2, 4, ...); with one a reproducible pseudo-random draw per request.
 //! - `times: N`: only the first N faults are injected, then requests are served normally.
+//! - `spare_models`: the model list and model lookups (`GET /v1/models`, `/v1/models/{id}`,
+//!   Gemini's `GET /v1beta/models/{model}`: what health probes ask) answer normally and draw
+//!   nothing from the script, as a provider whose `/models` is up while the model fails.
 //! - `down_from_ms`, `down_to_ms`: a window relative to when the script was set.
 //! - `cycle_period_ms`, `cycle_down_ms`: a repeating outage, down for the first
 //!   `cycle_down_ms` (default half) of every period.

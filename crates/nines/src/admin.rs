@@ -214,7 +214,7 @@ async fn execute(config_path: &Path, action: Action) -> Result<Value, String> {
             | Action::Keys(Keys::List { .. })
     );
     let value = act(&store, action).await?;
-    if changes && let Some(url) = &config.access.limits.redis_url {
+    if changes && let Some(url) = config.redis.as_ref().map(|r| &r.url) {
         let channel = nines_gateway::auth::broadcast::channel(&config.access.limits.redis_prefix);
         if let Err(why) =
             nines_gateway::auth::broadcast::announce_once(url.expose(), &channel).await

@@ -19,11 +19,13 @@ pub use error::AccessError;
 use crate::auth::signing::{Signer, random_secret};
 use crate::auth::{Authenticator, Identity, StaticKeys};
 use crate::config::access::{Access as AccessConfig, LimitsConfig};
+use crate::config::redis::RedisConfig;
 use crate::config::{Price, Secret};
 use crate::limits::{
     self, Admitted, Limiter, Limiters, Plan, RateHeaders, Refusal, Reservation,
     memory::MemoryLimiter, redis::RedisLimiter,
 };
+use crate::replicas::RedisLink;
 use crate::store::spool::Spool;
 use crate::store::usage::WriterSettings;
 use crate::store::{Store, UsageWriter};
@@ -43,6 +45,9 @@ pub struct Access {
     pub store_ready: Arc<std::sync::atomic::AtomicBool>,
     /// Signs video job ids and status page sessions (`auth::signing`).
     pub signer: Signer,
+    /// The shared Redis (`[redis]`), when configured: limits live there, and replicas share
+    /// breaker state and leases through it (`crate::replicas`).
+    pub redis: Option<Arc<RedisLink>>,
 }
 
 /// What admission needs to know of a request.
@@ -103,6 +108,7 @@ impl Access {
             spool: None,
             store_ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             signer: Signer::random(),
+            redis: None,
         }
     }
 
@@ -115,7 +121,10 @@ impl Access {
     /// must write, migrates the store in the background once it answers, and says so on
     /// `/health/ready`. Budgets then count only this process's spend until the next start, and
     /// without `auth.signing_secret` this replica signs with a secret of its own (warned).
-    pub async fn open(config: &AccessConfig) -> Result<Access, String> {
+    pub async fn open(
+        config: &AccessConfig,
+        redis: Option<&RedisConfig>,
+    ) -> Result<Access, String> {
         let (store, migrated) = match &config.store {
             Some(s) => {
                 let (store, migrated) = Store::open_or_later(s)
@@ -132,7 +141,9 @@ impl Access {
             )),
             None => None,
         };
-        let limiter = limiter_for(&config.limits)?;
+        let redis_config = redis;
+        let redis = redis.map(RedisLink::open).transpose()?;
+        let limiter = limiter_for(&config.limits, redis.as_ref());
         if migrated && let (Limiters::Memory(memory), Some(store)) = (&limiter, &store) {
             seed_spend(memory, store).await?;
         }
@@ -167,6 +178,7 @@ impl Access {
         let mut access = Access::with_parts(store, limiter, usage);
         access.signer = signer;
         access.spool = spool;
+        access.redis = redis;
         access
             .store_ready
             .store(migrated, std::sync::atomic::Ordering::Relaxed);
@@ -177,9 +189,9 @@ impl Access {
                 access.spool.as_ref().map(Arc::downgrade),
             ));
         }
-        if let (Some(url), Some(_)) = (&config.limits.redis_url, &access.store) {
+        if let (Some(shared), Some(_)) = (redis_config, &access.store) {
             access.auth.share_changes(
-                url.expose(),
+                shared.url.expose(),
                 crate::auth::broadcast::channel(&config.limits.redis_prefix),
             )?;
         }
@@ -369,11 +381,11 @@ async fn start_store(
     }
 }
 
-fn limiter_for(config: &LimitsConfig) -> Result<Limiters, String> {
-    Ok(match &config.redis_url {
-        Some(url) => Limiters::Redis(RedisLimiter::new(url.expose(), config)?),
+fn limiter_for(config: &LimitsConfig, redis: Option<&Arc<RedisLink>>) -> Limiters {
+    match redis {
+        Some(link) => Limiters::Redis(RedisLimiter::new(Arc::clone(link), config)),
         None => Limiters::Memory(MemoryLimiter::new()),
-    })
+    }
 }
 
 async fn seed_spend(memory: &MemoryLimiter, store: &Store) -> Result<(), String> {

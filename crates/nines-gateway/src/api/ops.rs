@@ -47,7 +47,8 @@ pub(super) async fn ready(State(state): State<Arc<AppState>>, headers: HeaderMap
 /// counters) but only Redis with `on_redis_error = "closed"` can make the gateway not ready:
 /// requests do not wait on the store (usage is buffered) and a fail-open limiter admits, so
 /// taking every replica out of a load balancer for them would turn a degraded gateway into a
-/// down one. Either being down makes `status` `"degraded"`.
+/// down one. Either being down makes `status` `"degraded"`, and so does breaker state that is not
+/// shared with other replicas because Redis is away (`checks.shared_health`).
 async fn readiness(state: &AppState) -> (StatusCode, serde_json::Value) {
     // Shutting down: a load balancer must stop sending here before the listener closes.
     if state.lifecycle.draining() {
@@ -123,6 +124,10 @@ async fn readiness(state: &AppState) -> (StatusCode, serde_json::Value) {
         }
     }
     checks.insert("limits".into(), limits);
+    if let Some(shared) = shared_health(state) {
+        degraded |= shared["status"] == "local";
+        checks.insert("shared_health".into(), shared);
+    }
     (
         StatusCode::OK,
         json!({"status": if degraded { "degraded" } else { "ready" }, "checks": checks}),
@@ -163,6 +168,24 @@ fn auth_check(
         }
     }
     (check, down.is_some() || sharing == Some(false))
+}
+
+/// With a shared Redis: whether breaker state and probe leases are shared now (`shared`) or
+/// every breaker decides on this replica alone because Redis is away (`local`). Never makes the
+/// gateway unready: local breakers still protect every request.
+fn shared_health(state: &AppState) -> Option<serde_json::Value> {
+    let link = state.access.redis.as_ref()?;
+    let stats = state.shared_health.get();
+    let up = stats.is_some_and(|s| s.up.load(std::sync::atomic::Ordering::Acquire));
+    let tried = stats.is_some_and(|s| s.tried.load(std::sync::atomic::Ordering::Acquire));
+    let count = |f: fn(&crate::replicas::SharedStats) -> u64| stats.map_or(0, |s| f(s));
+    Some(json!({
+        // Just started: not yet known, and not a reason to call the gateway degraded.
+        "status": if up { "shared" } else if tried { "local" } else { "connecting" },
+        "redis": link.mode(),
+        "published": count(|s| s.published.load(std::sync::atomic::Ordering::Relaxed)),
+        "applied": count(|s| s.applied.load(std::sync::atomic::Ordering::Relaxed)),
+    }))
 }
 
 /// While shutting down, HTTP/1 responses carry `connection: close`, so a keep-alive client (or a

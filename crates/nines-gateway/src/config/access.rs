@@ -329,7 +329,6 @@ pub struct StaticKey {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LimitsConfig {
-    pub redis_url: Option<Secret>,
     pub redis_timeout: Duration,
     pub on_redis_error: FailMode,
     pub redis_prefix: String,
@@ -340,7 +339,6 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         let raw = RawLimits::default();
         LimitsConfig {
-            redis_url: None,
             redis_timeout: raw.redis_timeout,
             on_redis_error: raw.on_redis_error,
             redis_prefix: raw.redis_prefix,
@@ -456,21 +454,6 @@ pub(super) fn validate(
         _ => None,
     };
 
-    let redis_url = match &limits.redis_url {
-        Some(u) => {
-            let url = resolve_env(u.get_ref(), env)
-                .map_err(|m| err(Some(u.span()), "limits.redis_url".into(), m))?;
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return Err(err(
-                    Some(u.span()),
-                    "limits.redis_url".into(),
-                    "must start with redis:// or rediss://".into(),
-                ));
-            }
-            Some(Secret::new(url))
-        }
-        None => None,
-    };
     if limits.redis_timeout.is_zero() {
         return Err(err(
             None,
@@ -588,7 +571,6 @@ pub(super) fn validate(
     Ok(Access {
         auth: out,
         limits: LimitsConfig {
-            redis_url,
             redis_timeout: limits.redis_timeout,
             on_redis_error: limits.on_redis_error,
             redis_prefix: limits.redis_prefix.clone(),
@@ -710,7 +692,7 @@ mod tests {
         let c = parse("").unwrap();
         assert!(!c.access.auth.enabled);
         assert!(c.access.store.is_none());
-        assert!(c.access.limits.redis_url.is_none());
+        assert!(c.redis.is_none());
         let c = parse("[auth]\n").unwrap();
         assert!(c.access.auth.enabled);
         let c = parse("[auth]\nenabled = false\n").unwrap();

@@ -4,6 +4,7 @@
 pub mod access;
 mod error;
 pub mod presets;
+pub mod redis;
 pub mod resilience;
 pub mod routing;
 pub mod schema;
@@ -32,6 +33,9 @@ pub struct Config {
     pub resilience: resilience::Resilience,
     /// `[auth]`, `[limits]`, `[store]`.
     pub access: access::Access,
+    /// The shared Redis (`[redis]`, or its alias `limits.redis_url`): limits, breaker state and
+    /// leases live there when set.
+    pub redis: Option<redis::RedisConfig>,
     pub routing: routing::Routing,
     /// `[telemetry]` and `[status]`.
     pub telemetry: telemetry::Telemetry,

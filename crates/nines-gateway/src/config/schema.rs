@@ -23,6 +23,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub store: Option<super::access::RawStore>,
     #[serde(default)]
+    pub redis: Option<super::redis::RawRedis>,
+    #[serde(default)]
     pub routing: super::routing::Routing,
     #[serde(default)]
     pub telemetry: super::telemetry::RawTelemetry,

@@ -179,6 +179,7 @@ pub(super) fn validate(
         env,
         &err,
     )?;
+    let redis = super::redis::validate(raw.redis.as_ref(), &raw.limits, env, &err)?;
 
     let telemetry = super::telemetry::validate(&raw.telemetry, &raw.status, env)
         .map_err(|(key, msg)| err(None, key, msg))?;
@@ -199,6 +200,7 @@ pub(super) fn validate(
         source: path.to_path_buf(),
         hash: text_hash(text),
         access,
+        redis,
         server: Server {
             listen: raw.server.listen,
             max_body_bytes: raw.server.max_body_bytes,

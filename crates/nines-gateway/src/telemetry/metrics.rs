@@ -50,6 +50,48 @@ const CLASSES: usize = FailureClass::ALL.len();
 /// `Phase::as_str` of each breaker phase, one series each.
 const BREAKER_STATES: [&str; 3] = ["closed", "open", "half_open"];
 
+/// Breaker state shared through Redis (`[redis]`), as `/metrics` shows it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SharedHealth {
+    /// Shared now (Redis answers and the subscription is live).
+    pub up: bool,
+    pub published: u64,
+    pub applied: u64,
+    pub errors: u64,
+}
+
+/// Appends the shared-health series to an exposition.
+pub fn render_shared_health(w: &mut String, s: SharedHealth) {
+    family(
+        w,
+        "nines_redis_up",
+        "gauge",
+        "1 while breaker state and probe leases are shared with other replicas through Redis; 0 while Redis is away and every breaker decides on this replica alone.",
+    );
+    sample(w, "nines_redis_up", &[], f64::from(u8::from(s.up)));
+    family(
+        w,
+        "nines_breaker_shared_transitions_total",
+        "counter",
+        "Breaker transitions published to other replicas, and applied here from them.",
+    );
+    for (direction, n) in [("published", s.published), ("applied", s.applied)] {
+        sample(
+            w,
+            "nines_breaker_shared_transitions_total",
+            &[("direction", direction)],
+            n as f64,
+        );
+    }
+    family(
+        w,
+        "nines_shared_health_errors_total",
+        "counter",
+        "Redis calls for shared breaker state and leases that failed or timed out.",
+    );
+    sample(w, "nines_shared_health_errors_total", &[], s.errors as f64);
+}
+
 /// The shared (Redis) limiter's failure counters when the exposition is written.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LimiterFailures {

@@ -19,6 +19,7 @@ mod layers;
 mod metrics;
 mod named_providers;
 mod openai_proxy;
+mod probes;
 mod providers_native;
 mod reload;
 mod request_path;

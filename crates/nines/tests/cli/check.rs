@@ -180,3 +180,43 @@ deployments = ["groq-fast", "router", "laptop"]
         "{stderr}"
     );
 }
+
+/// With completion probes, `nines check` prices them: per probe (10 prompt tokens and 1 output
+/// token at most) and per hour at the healthy interval, for every key slot.
+#[tokio::test]
+async fn check_prices_completion_probes() {
+    let dir = tempdir();
+    let path = dir.join("probes.toml");
+    std::fs::write(
+        &path,
+        r#"
+[resilience.probes]
+kind = "completion"
+interval = "15s"
+
+[[deployments]]
+name = "gpt"
+provider = "openai"
+model = "gpt-4o"
+api_keys = ["k1", "k2"]
+price = { input = 2.5, output = 10.0 }
+
+[[models]]
+name = "chat"
+deployments = ["gpt"]
+"#,
+    )
+    .unwrap();
+    let output = command(&["check", "--config", path.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    // (10 × 2.5 + 1 × 10) / 1e6 = $0.000035 a probe; 240 probes an hour on each of 2 key slots.
+    assert!(stdout.contains("probes: completion every 15s"), "{stdout}");
+    assert!(
+        stdout.contains("$0.00003500 per probe, $0.016800 per hour (2 key slots)"),
+        "{stdout}"
+    );
+}

@@ -14,10 +14,12 @@ mod keys;
 mod lifecycle;
 mod loadtest;
 mod process;
+mod redis_servers;
 mod replicas;
 mod report;
 mod sdk;
 mod serve;
+mod shared_health;
 mod store_outage;
 mod traces;
 
