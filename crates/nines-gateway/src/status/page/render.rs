@@ -172,13 +172,20 @@ fn trim_decimals(text: String) -> String {
     }
 }
 
+/// `x` with `digits` decimals as JavaScript's `toFixed` writes it (a tie rounds up, where Rust's
+/// formatting rounds it to even).
+fn fixed(x: f64, digits: usize) -> String {
+    let scale = 10f64.powi(digits as i32);
+    format!("{:.digits$}", (x * scale).round() / scale)
+}
+
 /// The script's `pct`.
 pub fn pct(x: Option<f64>) -> String {
     let Some(x) = x else {
         return "—".into();
     };
     let digits = if (0.9999..1.0).contains(&x) { 3 } else { 2 };
-    format!("{}%", trim_decimals(format!("{:.digits$}", x * 100.0)))
+    format!("{}%", trim_decimals(fixed(x * 100.0, digits)))
 }
 
 /// The script's `ms`.
@@ -187,10 +194,10 @@ pub fn ms(x: Option<f64>) -> String {
         return "—".into();
     };
     if x >= 1000.0 {
-        return format!("{:.2} s", x / 1000.0);
+        return format!("{} s", fixed(x / 1000.0, 2));
     }
     if x < 10.0 {
-        let one = format!("{x:.1}");
+        let one = fixed(x, 1);
         format!("{} ms", one.strip_suffix(".0").unwrap_or(&one))
     } else {
         format!("{} ms", x.round() as i64)
