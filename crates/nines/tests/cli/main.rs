@@ -17,6 +17,7 @@ mod process;
 mod report;
 mod sdk;
 mod serve;
+mod status_notice;
 mod traces;
 
 /// Says that `test` skipped and why, where a reader sees it: written to the terminal directly,
