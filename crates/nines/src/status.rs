@@ -18,7 +18,12 @@ pub enum Status {
 #[derive(Args)]
 pub struct Target {
     /// The running gateway (http://HOST:PORT).
-    #[arg(long, env = "NINES_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "NINES_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     url: String,
     /// The gateway's admin key (`auth.admin_key`).
     #[arg(long, env = "NINES_ADMIN_KEY", hide_env_values = true, global = true)]

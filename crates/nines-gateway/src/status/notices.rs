@@ -246,16 +246,23 @@ mod tests {
     async fn a_notice_is_shown_until_resolved_then_listed_as_past() {
         let board = NoticeBoard::new(None);
         let n = board
-            .add(new(NoticeKind::Incident, " Investigating errors "), 10 * MIN)
+            .add(
+                new(NoticeKind::Incident, " Investigating errors "),
+                10 * MIN,
+            )
             .await
             .unwrap();
         assert!(n.id.starts_with("ntc_"));
         assert_eq!(n.title, "Investigating errors");
-        assert_eq!(board.shown(11 * MIN).active, [n.clone()]);
+        assert_eq!(board.shown(11 * MIN).active, std::slice::from_ref(&n));
         let resolved = board.resolve(&n.id, 20 * MIN).await.unwrap();
         assert_eq!(resolved.resolved_at_ms, Some(20 * MIN));
         let again = board.resolve(&n.id, 30 * MIN).await.unwrap();
-        assert_eq!(again.resolved_at_ms, Some(20 * MIN), "the first resolution stays");
+        assert_eq!(
+            again.resolved_at_ms,
+            Some(20 * MIN),
+            "the first resolution stays"
+        );
         let shown = board.shown(21 * MIN);
         assert!(shown.active.is_empty());
         assert_eq!(shown.past.len(), 1);

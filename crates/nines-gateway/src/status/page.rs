@@ -58,7 +58,8 @@ pub async fn page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
     let page = assembled(view);
     let public: serde_json::Value =
         serde_json::from_slice(&public_json(&state, &runtime)).unwrap_or_default();
-    let html = render::first_paint(&public).fill(&page.html, &runtime.config.telemetry.status.title);
+    let html =
+        render::first_paint(&public).fill(&page.html, &runtime.config.telemetry.status.title);
     super::html::document(StatusCode::OK, html, "no-cache", &page.csp)
 }
 

@@ -898,7 +898,10 @@ impl Report {
         if self.notices.is_empty() {
             let _ = writeln!(out, "No notices in this window.");
         } else {
-            let _ = writeln!(out, "| kind | title | models | window | posted | resolved |");
+            let _ = writeln!(
+                out,
+                "| kind | title | models | window | posted | resolved |"
+            );
             let _ = writeln!(out, "|---|---|---|---|---|---|");
             for n in &self.notices {
                 let window = match (&n.starts_at, &n.ends_at) {

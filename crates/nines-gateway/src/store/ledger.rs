@@ -262,7 +262,9 @@ impl Store {
             .map(|(i, r)| ((r.scope, r.name.clone(), r.bucket_ms), i))
             .collect();
         for table in SketchTable::ALL {
-            let bins = self.ledger_sketch_bins(table, from_ms, to_ms, bucket_ms).await?;
+            let bins = self
+                .ledger_sketch_bins(table, from_ms, to_ms, bucket_ms)
+                .await?;
             add_bins(&mut rows, &mut at, table, bins);
         }
         Ok(rows)
@@ -301,7 +303,6 @@ impl Store {
             Ok(out)
         })
     }
-
 }
 
 /// Adds one sketch table's bins to the rows of their series and bucket.

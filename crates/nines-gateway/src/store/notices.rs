@@ -170,7 +170,10 @@ mod tests {
         b.models = Vec::new();
         store.insert_notice(&a).await.unwrap();
         store.insert_notice(&b).await.unwrap();
-        assert_eq!(store.notices_since(0).await.unwrap(), [a.clone(), b.clone()]);
+        assert_eq!(
+            store.notices_since(0).await.unwrap(),
+            [a.clone(), b.clone()]
+        );
         let resolved = store.resolve_notice("ntc_b", 30_000).await.unwrap();
         assert_eq!(resolved.resolved_at_ms, Some(30_000));
         let again = store.resolve_notice("ntc_b", 40_000).await.unwrap();

@@ -35,8 +35,8 @@
 
 use super::ledger::{Ledger, Scope, WindowStats};
 use super::objectives::{self, WindowShare};
-use crate::config::slo::{LatencyObjective, RouteSlo};
 use crate::config::Secret;
+use crate::config::slo::{LatencyObjective, RouteSlo};
 use crate::config::telemetry::Alerts as Settings;
 use crate::resilience::events::{BreakerEvent, EventSink, Transition};
 use serde_json::{Map, Value, json};

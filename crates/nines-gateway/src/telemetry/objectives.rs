@@ -151,7 +151,10 @@ mod tests {
         assert_eq!(meets(&t, &p99), Some(false));
         let why = miss(&t, &p99, "the last 5 minutes").unwrap();
         assert!(why.starts_with("latency p99 was "), "{why}");
-        assert!(why.ends_with("over the last 5 minutes, above the 30 s objective"), "{why}");
+        assert!(
+            why.ends_with("over the last 5 minutes, above the 30 s objective"),
+            "{why}"
+        );
         assert_eq!(miss(&minute(&[10], &[20_000]), &p99, "x"), None);
         assert_eq!(miss(&Tally::default(), &p99, "x"), None);
     }

@@ -430,8 +430,14 @@ async fn a_route_missing_its_latency_objective_alerts_once_until_it_is_fast_agai
     let n = &firing["nines"];
     assert_eq!(n["objective"], "ttft_p50");
     assert_eq!(n["bound_ms"], 100.0);
-    assert_eq!((&n["value"], &n["recent_value"]), (&json!(2.0), &json!(2.0)));
-    assert_eq!(n["minutes"], n["minutes_missed"], "every minute judged missed");
+    assert_eq!(
+        (&n["value"], &n["recent_value"]),
+        (&json!(2.0), &json!(2.0))
+    );
+    assert_eq!(
+        n["minutes"], n["minutes_missed"],
+        "every minute judged missed"
+    );
     assert_eq!(n["windows_objective"], 0.5);
     let text = firing["text"].as_str().unwrap();
     assert!(

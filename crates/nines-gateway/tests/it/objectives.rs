@@ -68,16 +68,23 @@ async fn a_route_missing_its_latency_objectives_is_degraded_and_reported() {
     let reason = slow["reasons"][0].as_str().unwrap();
     assert!(
         reason.starts_with("time to first token p50 was ")
-            && reason.contains("over the last 5 minutes, above the 100 ms objective; latency p99 was "),
+            && reason
+                .contains("over the last 5 minutes, above the 100 ms objective; latency p99 was "),
         "{reason}"
     );
     let ttft = objective(slow, "ttft_p50");
     assert_eq!(ttft["bound_ms"], 100.0);
     assert_eq!(ttft["met"], false);
-    assert!(ttft["recent_ms"].as_f64().unwrap() >= 250.0 * 0.99, "{ttft}");
+    assert!(
+        ttft["recent_ms"].as_f64().unwrap() >= 250.0 * 0.99,
+        "{ttft}"
+    );
     let windows = &ttft["windows"];
     assert!(windows["judged"].as_u64().unwrap() >= 1, "{windows}");
-    assert_eq!((&windows["met"], &windows["share"]), (&json!(0), &json!(0.0)));
+    assert_eq!(
+        (&windows["met"], &windows["share"]),
+        (&json!(0), &json!(0.0))
+    );
     assert_eq!(objective(slow, "latency_p99")["met"], false);
 
     let fast = route(&status, "fast");
@@ -103,23 +110,35 @@ async fn a_route_missing_its_latency_objectives_is_degraded_and_reported() {
         .await
         .unwrap();
     assert!(
-        html.contains("data-objective=\"ttft_p50\" data-objective-met=\"false\" data-objective-share=\"0\""),
+        html.contains(
+            "data-objective=\"ttft_p50\" data-objective-met=\"false\" data-objective-share=\"0\""
+        ),
         "{html}"
     );
-    assert!(html.contains("data-objective=\"ttft_p99\" data-objective-met=\"true\" data-objective-share=\"1\""));
+    assert!(html.contains(
+        "data-objective=\"ttft_p99\" data-objective-met=\"true\" data-objective-share=\"1\""
+    ));
     assert!(html.contains("TTFT p50 ≤ 100 ms: <b>0%</b> of minutes"));
 
     // The SLA report: the minutes judged and met, per objective.
-    let report = h.get_json("/admin/reports/sla?window=1h", Some(ADMIN)).await;
+    let report = h
+        .get_json("/admin/reports/sla?window=1h", Some(ADMIN))
+        .await;
     let slow = report["routes"]
         .as_array()
         .unwrap()
         .iter()
         .find(|r| r["route"] == "slow")
         .unwrap();
-    assert_eq!(slow["error_budget"]["slo"], 0.99, "its own availability objective");
+    assert_eq!(
+        slow["error_budget"]["slo"], 0.99,
+        "its own availability objective"
+    );
     let rows = slow["objectives"].as_array().unwrap();
-    let keys: Vec<&str> = rows.iter().map(|o| o["objective"].as_str().unwrap()).collect();
+    let keys: Vec<&str> = rows
+        .iter()
+        .map(|o| o["objective"].as_str().unwrap())
+        .collect();
     assert_eq!(keys, ["ttft_p50", "latency_p99"]);
     for row in rows {
         assert_eq!(row["windows"]["met"], 0, "{row}");
@@ -136,7 +155,10 @@ async fn a_route_missing_its_latency_objectives_is_degraded_and_reported() {
         .text()
         .await
         .unwrap();
-    assert!(md.contains("## Latency objectives (per minute window)"), "{md}");
+    assert!(
+        md.contains("## Latency objectives (per minute window)"),
+        "{md}"
+    );
     assert!(md.contains("| slow | ttft_p50 ≤ 100 ms | 0 of "), "{md}");
     h.stop().await;
 }

@@ -72,7 +72,10 @@ async fn operators_post_notices_that_the_page_and_the_report_show() {
     let html = page(&h).await;
     assert!(html.contains("Elevated errors on &lt;chat&gt;"), "{html}");
     assert!(html.contains("We are &lt;b&gt;investigating&lt;/b&gt; &amp; will update."));
-    assert!(!html.contains("<b>investigating"), "operator text is escaped");
+    assert!(
+        !html.contains("<b>investigating"),
+        "operator text is escaped"
+    );
     assert!(html.contains(&format!("data-notice=\"{id}\"")));
     assert!(html.contains(">Scheduled<"), "the maintenance is ahead");
     assert!(html.contains("2099-01-01 22:00 UTC to 2099-01-01 23:00 UTC"));
@@ -97,8 +100,14 @@ async fn operators_post_notices_that_the_page_and_the_report_show() {
         .text()
         .await
         .unwrap();
-    assert!(report.contains("## Notices (posted by operators)"), "{report}");
-    assert!(report.contains("Elevated errors on &lt;chat&gt;"), "{report}");
+    assert!(
+        report.contains("## Notices (posted by operators)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("Elevated errors on &lt;chat&gt;"),
+        "{report}"
+    );
     assert!(report.contains("Database upgrade"), "{report}");
     let listed = h.get_json("/admin/status/notices", Some(ADMIN)).await;
     assert_eq!(listed["data"].as_array().unwrap().len(), 2);
@@ -148,7 +157,11 @@ async fn bad_notices_are_refused_with_the_reason() {
             400,
             "after starts_at",
         ),
-        (json!({"kind": "incident", "title": "x", "extra": 1}), 400, "extra"),
+        (
+            json!({"kind": "incident", "title": "x", "extra": 1}),
+            400,
+            "extra",
+        ),
     ] {
         let response = post(&h, "/admin/status/notices", Some(body.clone())).await;
         assert_eq!(response.status(), status, "{body}");

@@ -626,7 +626,10 @@ async fn a_flapping_deployment_is_one_incident_with_episodes() {
             for _ in 0..6 {
                 assert_eq!(h.chat(&hello("chat")).await.status(), 200);
             }
-            status_when(&h, Duration::from_secs(10), |s| has_open_incident(s, "d0#0")).await;
+            status_when(&h, Duration::from_secs(10), |s| {
+                has_open_incident(s, "d0#0")
+            })
+            .await;
             // Up again: after the cooldown the next request is d0's trial, which closes it.
             h.mock(0).set_fault(None);
             let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -637,7 +640,10 @@ async fn a_flapping_deployment_is_one_incident_with_episodes() {
                 if !has_open_incident(&s, "d0#0") {
                     break;
                 }
-                assert!(tokio::time::Instant::now() < deadline, "d0 never closed: {s:#}");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "d0 never closed: {s:#}"
+                );
             }
         }
         let status = status_when(&h, Duration::from_secs(1), |_| true).await;
@@ -692,8 +698,14 @@ async fn the_page_reads_without_javascript() {
     };
     assert_eq!(find("id", "banner").get("data-overall"), Some("degraded"));
     assert!(html.contains(">Degraded service<"), "the banner's words");
-    assert_eq!(find("data-route", "chat").get("data-state"), Some("degraded"));
-    assert_eq!(find("data-route", "embed").get("data-state"), Some("operational"));
+    assert_eq!(
+        find("data-route", "chat").get("data-state"),
+        Some("degraded")
+    );
+    assert_eq!(
+        find("data-route", "embed").get("data-state"),
+        Some("operational")
+    );
     assert!(html.contains("66.667% of requests succeeded over the last 5 minutes"));
     // The figures are the JSON's.
     let hour = tags
@@ -701,12 +713,14 @@ async fn the_page_reads_without_javascript() {
         .find(|t| t.get("data-window") == Some("1h"))
         .unwrap();
     assert_eq!(
-        hour.get("data-availability").and_then(|a| a.parse::<f64>().ok()),
+        hour.get("data-availability")
+            .and_then(|a| a.parse::<f64>().ok()),
         route(&public, "chat")["availability"]["1h"]["availability"].as_f64()
     );
     let ttfb = find("data-route-ttfb", "embed");
     assert_eq!(
-        ttfb.get("data-ttfb-p50").and_then(|a| a.parse::<f64>().ok()),
+        ttfb.get("data-ttfb-p50")
+            .and_then(|a| a.parse::<f64>().ok()),
         route(&public, "embed")["ttfb_ms"]["p50_ms"].as_f64()
     );
     assert_eq!(
@@ -716,7 +730,10 @@ async fn the_page_reads_without_javascript() {
         2
     );
     assert!(tags.iter().any(|t| t.get("data-incidents-empty").is_some()));
-    assert!(!html.contains("Checking…") && !html.contains("{{"), "nothing left unfilled");
+    assert!(
+        !html.contains("Checking…") && !html.contains("{{"),
+        "nothing left unfilled"
+    );
     // The public first paint names no internals (its stylesheet's class names aside).
     let body = &html[html.find("<body").unwrap()..html.find("<script>").unwrap()];
     assert_no_internals(body);

@@ -101,7 +101,10 @@ async fn status_notices_are_posted_listed_and_resolved_from_the_command_line() {
     // Errors: the gateway's reason, a missing key, a malformed id; each a non-zero exit.
     let (ok, _, stderr) = notice(&base, Some(ADMIN), &["add", "--kind", "outage", "x"]).await;
     assert!(!ok);
-    assert!(stderr.contains("400") && stderr.contains("kind must be"), "{stderr}");
+    assert!(
+        stderr.contains("400") && stderr.contains("kind must be"),
+        "{stderr}"
+    );
     let (ok, _, stderr) = notice(&base, None, &["list"]).await;
     assert!(!ok);
     assert!(stderr.contains("--admin-key"), "{stderr}");

@@ -59,10 +59,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/reload", post(reload))
         .route("/reports/sla", get(sla_report))
         .route("/routes", get(routes::routes))
-        .route(
-            "/status/notices",
-            get(notices::list).post(notices::create),
-        )
+        .route("/status/notices", get(notices::list).post(notices::create))
         .route("/status/notices/{id}/resolve", post(notices::resolve))
 }
 

@@ -131,8 +131,16 @@ mod tests {
         assert_eq!(merge(list.clone(), Duration::ZERO, 20 * MIN).len(), 3);
         let merged = merge(list, Duration::from_secs(60), 20 * MIN);
         assert_eq!(merged.len(), 2);
-        assert!(merged.iter().any(|i| i.deployment == "d1" && i.episodes == 1));
-        assert!(merged.iter().any(|i| i.deployment == "d0" && i.episodes == 2));
+        assert!(
+            merged
+                .iter()
+                .any(|i| i.deployment == "d1" && i.episodes == 1)
+        );
+        assert!(
+            merged
+                .iter()
+                .any(|i| i.deployment == "d0" && i.episodes == 2)
+        );
     }
 
     #[test]

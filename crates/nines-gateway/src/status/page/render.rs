@@ -209,7 +209,7 @@ pub fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -293,7 +293,11 @@ fn route(out: &mut String, r: &Value, slo: f64) {
     figures(out, &r["availability"]);
     out.push_str("<div class=\"metrics route-metrics\">");
     ttfb(out, &r["ttfb_ms"], name);
-    for o in r["objectives"].as_array().map(Vec::as_slice).unwrap_or_default() {
+    for o in r["objectives"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
         objective(out, o);
     }
     out.push_str("</div>");
@@ -500,7 +504,10 @@ fn incidents(status: &Value, now: u64) -> String {
         } else {
             "Incidents are not kept (telemetry.ledger = false)."
         };
-        let _ = write!(out, "<p class=\"empty\" data-incidents-empty=\"\">{text}</p>");
+        let _ = write!(
+            out,
+            "<p class=\"empty\" data-incidents-empty=\"\">{text}</p>"
+        );
     }
     out.push_str(&notices(&status["notices"]["past"], now, "past"));
     out.push_str("</div>");
@@ -679,7 +686,11 @@ mod tests {
         });
         let paint = first_paint(&status);
         assert!(!paint.notices.contains("<script>"), "{}", paint.notices);
-        assert!(paint.notices.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(
+            paint
+                .notices
+                .contains("&lt;script&gt;alert(1)&lt;/script&gt;")
+        );
         assert!(paint.notices.contains("a &amp; b &quot;c&quot;"));
         assert!(paint.notices.contains("affects &lt;m&gt;"));
     }

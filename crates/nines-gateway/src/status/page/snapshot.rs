@@ -30,8 +30,8 @@
 use crate::config::ModelRoute;
 use crate::config::slo::LatencyObjective;
 use crate::resilience::breaker::Phase;
-use crate::status::notices::Shown;
 use crate::state::Runtime;
+use crate::status::notices::Shown;
 use crate::telemetry::ledger::sketch::Percentiles;
 use crate::telemetry::ledger::{Ledger, Scope, Tally, WindowStats};
 use crate::telemetry::objectives::{self, WindowShare};
