@@ -5,58 +5,68 @@
 //! episode is), the first episode's reason, the key slots involved, breaker trips and episodes
 //! summed.
 
-use super::snapshot::{Incident, rfc3339};
+use crate::telemetry::ledger::Incident;
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// One deployment's incidents merged: the first episode (its opening, key slot and reason) with
+/// the run's end (`None` while any episode lasts) and the trips of all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub incident: Incident,
+    /// Every key slot whose breaker opened in the run, first one first.
+    pub key_slots: Vec<String>,
+    /// Incidents merged into it.
+    pub episodes: u32,
+}
+
 /// `incidents` (any order) with each deployment's flapping runs merged; open ones first, then
 /// closed, each newest first.
-pub fn merge(mut incidents: Vec<Incident>, window: Duration, now_ms: u64) -> Vec<Incident> {
+pub fn merge(mut incidents: Vec<Incident>, window: Duration) -> Vec<Run> {
     let window_ms = window.as_millis() as u64;
     incidents.sort_by_key(|i| i.opened_at_ms);
-    let mut merged: Vec<Incident> = Vec::with_capacity(incidents.len());
-    // Deployment → index in `merged` of its latest incident.
+    let mut runs: Vec<Run> = Vec::with_capacity(incidents.len());
+    // Deployment → index in `runs` of its latest run.
     let mut latest: HashMap<String, usize> = HashMap::new();
     for i in incidents {
         if let Some(&at) = latest.get(&i.deployment) {
-            let run = &mut merged[at];
+            let run = &mut runs[at];
             let within = run
+                .incident
                 .closed_at_ms
                 .is_none_or(|end| i.opened_at_ms <= end.saturating_add(window_ms));
             if within {
-                absorb(run, i, now_ms);
+                absorb(run, i);
                 continue;
             }
         }
-        latest.insert(i.deployment.clone(), merged.len());
-        merged.push(i);
+        latest.insert(i.deployment.clone(), runs.len());
+        runs.push(Run {
+            key_slots: vec![i.key_slot.clone()],
+            incident: i,
+            episodes: 1,
+        });
     }
-    merged.sort_by_key(|i| (i.closed_at_ms.is_some(), std::cmp::Reverse(i.opened_at_ms)));
-    merged
+    runs.sort_by_key(|r| {
+        (
+            r.incident.closed_at_ms.is_some(),
+            std::cmp::Reverse(r.incident.opened_at_ms),
+        )
+    });
+    runs
 }
 
 /// Adds a later episode to a run of the same deployment.
-fn absorb(run: &mut Incident, episode: Incident, now_ms: u64) {
-    run.closed_at_ms = match (run.closed_at_ms, episode.closed_at_ms) {
+fn absorb(run: &mut Run, episode: Incident) {
+    let first = &mut run.incident;
+    first.closed_at_ms = match (first.closed_at_ms, episode.closed_at_ms) {
         (Some(a), Some(b)) => Some(a.max(b)),
         _ => None,
     };
-    run.closed_at = run.closed_at_ms.map(rfc3339);
-    run.duration_ms = run
-        .closed_at_ms
-        .unwrap_or(now_ms)
-        .saturating_sub(run.opened_at_ms);
-    run.trips += episode.trips;
-    run.episodes += episode.episodes;
-    for slot in episode.key_slots {
-        if !run.key_slots.contains(&slot) {
-            run.key_slots.push(slot);
-        }
-    }
-    for route in episode.routes {
-        if !run.routes.contains(&route) {
-            run.routes.push(route);
-        }
+    first.trips += episode.trips;
+    run.episodes += 1;
+    if !run.key_slots.contains(&episode.key_slot) {
+        run.key_slots.push(episode.key_slot);
     }
 }
 
@@ -67,20 +77,13 @@ mod tests {
     const MIN: u64 = 60_000;
 
     fn incident(deployment: &str, slot: usize, opened: u64, closed: Option<u64>) -> Incident {
-        let key_slot = format!("{deployment}#{slot}");
         Incident {
             deployment: deployment.to_owned(),
-            key_slot: key_slot.clone(),
-            key_slots: vec![key_slot],
-            routes: vec!["chat".to_owned()],
-            opened_at: rfc3339(opened),
+            key_slot: format!("{deployment}#{slot}"),
             opened_at_ms: opened,
-            closed_at: closed.map(rfc3339),
             closed_at_ms: closed,
-            duration_ms: closed.unwrap_or(100 * MIN) - opened,
             reason: format!("reason at {opened}"),
             trips: 1,
-            episodes: 1,
         }
     }
 
@@ -93,18 +96,21 @@ mod tests {
             incident("d0", 1, 12 * MIN, Some(12 * MIN + 20_000)),
             incident("d0", 0, 45 * MIN, Some(46 * MIN)),
         ];
-        let merged = merge(list, Duration::from_secs(600), 100 * MIN);
+        let merged = merge(list, Duration::from_secs(600));
         assert_eq!(merged.len(), 2, "{merged:#?}");
         let late = &merged[0];
-        assert_eq!(late.opened_at_ms, 45 * MIN);
+        assert_eq!(late.incident.opened_at_ms, 45 * MIN);
         assert_eq!(late.episodes, 1);
         let run = &merged[1];
         assert_eq!(run.episodes, 3);
-        assert_eq!(run.trips, 3);
-        assert_eq!(run.opened_at_ms, 10 * MIN);
-        assert_eq!(run.closed_at_ms, Some(12 * MIN + 20_000));
-        assert_eq!(run.duration_ms, 2 * MIN + 20_000);
-        assert_eq!(run.reason, format!("reason at {}", 10 * MIN), "the first's");
+        assert_eq!(run.incident.trips, 3);
+        assert_eq!(run.incident.opened_at_ms, 10 * MIN);
+        assert_eq!(run.incident.closed_at_ms, Some(12 * MIN + 20_000));
+        assert_eq!(
+            run.incident.reason,
+            format!("reason at {}", 10 * MIN),
+            "the first's"
+        );
         assert_eq!(run.key_slots, ["d0#0", "d0#1"]);
     }
 
@@ -114,10 +120,10 @@ mod tests {
             incident("d0", 0, 10 * MIN, Some(11 * MIN)),
             incident("d0", 0, 15 * MIN, None),
         ];
-        let merged = merge(list, Duration::from_secs(600), 20 * MIN);
+        let merged = merge(list, Duration::from_secs(600));
         assert_eq!(merged.len(), 1);
-        assert_eq!(merged[0].closed_at_ms, None);
-        assert_eq!(merged[0].duration_ms, 10 * MIN, "until now");
+        assert_eq!(merged[0].incident.closed_at_ms, None);
+        assert_eq!(merged[0].incident.opened_at_ms, 10 * MIN);
         assert_eq!(merged[0].episodes, 2);
     }
 
@@ -128,18 +134,18 @@ mod tests {
             incident("d1", 0, 10 * MIN + 1, Some(11 * MIN)),
             incident("d0", 0, 11 * MIN + 1, Some(12 * MIN)),
         ];
-        assert_eq!(merge(list.clone(), Duration::ZERO, 20 * MIN).len(), 3);
-        let merged = merge(list, Duration::from_secs(60), 20 * MIN);
+        assert_eq!(merge(list.clone(), Duration::ZERO).len(), 3);
+        let merged = merge(list, Duration::from_secs(60));
         assert_eq!(merged.len(), 2);
         assert!(
             merged
                 .iter()
-                .any(|i| i.deployment == "d1" && i.episodes == 1)
+                .any(|r| r.incident.deployment == "d1" && r.episodes == 1)
         );
         assert!(
             merged
                 .iter()
-                .any(|i| i.deployment == "d0" && i.episodes == 2)
+                .any(|r| r.incident.deployment == "d0" && r.episodes == 2)
         );
     }
 
@@ -150,8 +156,11 @@ mod tests {
             incident("d1", 0, 30 * MIN, Some(31 * MIN)),
             incident("d2", 0, 50 * MIN, Some(51 * MIN)),
         ];
-        let merged = merge(list, Duration::from_secs(60), 60 * MIN);
-        let order: Vec<&str> = merged.iter().map(|i| i.deployment.as_str()).collect();
+        let merged = merge(list, Duration::from_secs(60));
+        let order: Vec<&str> = merged
+            .iter()
+            .map(|r| r.incident.deployment.as_str())
+            .collect();
         assert_eq!(order, ["d0", "d2", "d1"]);
     }
 }

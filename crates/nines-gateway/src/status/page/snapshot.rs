@@ -538,32 +538,31 @@ fn incidents(runtime: &Runtime, ledger: Option<&Ledger>, now_ms: u64) -> Inciden
             .collect()
     };
     let since = now_ms.saturating_sub(INCIDENTS_SINCE.as_millis() as u64);
-    let views: Vec<Incident> = ledger
-        .incidents(since)
-        .into_iter()
-        .map(|i| Incident {
-            routes: routes_of(&i.deployment),
-            opened_at: rfc3339(i.opened_at_ms),
-            closed_at: i.closed_at_ms.map(rfc3339),
-            duration_ms: i
-                .closed_at_ms
-                .unwrap_or(now_ms)
-                .saturating_sub(i.opened_at_ms),
-            deployment: i.deployment,
-            key_slots: vec![i.key_slot.clone()],
-            key_slot: i.key_slot,
-            opened_at_ms: i.opened_at_ms,
-            closed_at_ms: i.closed_at_ms,
-            reason: i.reason,
-            trips: i.trips,
-            episodes: 1,
-        })
-        .collect();
     let merge_window = config.telemetry.status.incident_merge_window;
+    let views = super::flaps::merge(ledger.incidents(since), merge_window)
+        .into_iter()
+        .map(|run| {
+            let i = run.incident;
+            Incident {
+                routes: routes_of(&i.deployment),
+                opened_at: rfc3339(i.opened_at_ms),
+                closed_at: i.closed_at_ms.map(rfc3339),
+                duration_ms: i
+                    .closed_at_ms
+                    .unwrap_or(now_ms)
+                    .saturating_sub(i.opened_at_ms),
+                deployment: i.deployment,
+                key_slot: i.key_slot,
+                key_slots: run.key_slots,
+                opened_at_ms: i.opened_at_ms,
+                closed_at_ms: i.closed_at_ms,
+                reason: i.reason,
+                trips: i.trips,
+                episodes: run.episodes,
+            }
+        });
     let (current, mut recent): (Vec<Incident>, Vec<Incident>) =
-        super::flaps::merge(views, merge_window, now_ms)
-            .into_iter()
-            .partition(|i| i.closed_at_ms.is_none());
+        views.partition(|i| i.closed_at_ms.is_none());
     let recent_total = recent.len();
     recent.truncate(RECENT_INCIDENTS_MAX);
     Incidents {
