@@ -2,7 +2,36 @@
 //! (`nines report sla --url`, `nines status notice`): the admin key as a bearer token, a
 //! timeout, and the gateway's own error message on a refusal.
 
+use std::process::ExitCode;
 use std::time::Duration;
+
+/// Runs a command's work on a one-thread runtime: its text to stdout (with a final newline),
+/// or its error to stderr with a non-zero exit.
+pub fn print_outcome(work: impl Future<Output = Result<String, String>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("nines: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(text) => {
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("nines: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// `method path` on the gateway at `url` with `body` (JSON) if any; the answer's body on a 2xx,
 /// else an error naming the status and the gateway's message.

@@ -38,29 +38,7 @@ pub struct SlaArgs {
 
 pub fn run(command: Report) -> ExitCode {
     let Report::Sla(args) = command;
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("nines: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(sla(args)) {
-        Ok(text) => {
-            print!("{text}");
-            if !text.ends_with('\n') {
-                println!();
-            }
-            ExitCode::SUCCESS
-        }
-        Err(message) => {
-            eprintln!("nines: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::admin_http::print_outcome(sla(args))
 }
 
 async fn sla(args: SlaArgs) -> Result<String, String> {

@@ -69,26 +69,7 @@ pub enum Notice {
 
 pub fn run(command: Status) -> ExitCode {
     let Status::Notice(notice) = command;
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("nines: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(act(notice)) {
-        Ok(text) => {
-            println!("{}", text.trim_end());
-            ExitCode::SUCCESS
-        }
-        Err(message) => {
-            eprintln!("nines: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::admin_http::print_outcome(act(notice))
 }
 
 async fn act(notice: Notice) -> Result<String, String> {

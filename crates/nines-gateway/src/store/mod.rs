@@ -814,31 +814,11 @@ mod tests {
     /// The `COPY` text path against a real Postgres, in a database of its own.
     #[tokio::test]
     async fn usage_records_read_back_exactly_from_postgres() {
-        let Ok(url) = std::env::var("DATABASE_URL") else {
-            println!(
-                "skipped: DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)"
-            );
+        let Some((store, name)) = postgres_scratch("copy").await else {
             return;
         };
-        let name = format!("nines_copy_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-            .await
-            .expect("DATABASE_URL is set but Postgres is unreachable");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
-        let mut config = StoreConfig::sqlite_in(std::path::Path::new("unused"));
-        config.url = crate::config::Secret::new(format!("{base}/{name}"));
-        let store = Store::open(&config).await.unwrap();
         round_trip(&store).await;
-        if let Db::Postgres(p) = &store.db {
-            p.close().await;
-        }
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
-            .execute(&mut admin)
-            .await;
+        drop_scratch(store, &name).await;
     }
 
     /// A store written before migration 4 keeps its usage records through the table's rebuild,

@@ -4,6 +4,7 @@
 //! that met each; and a bad objective is refused at load with its key path.
 
 use crate::harness::{Harness, hello};
+use crate::status_page::route;
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -31,15 +32,6 @@ fn template() -> String {
         "\n[auth]\nenabled = false\nadmin_key = \"{ADMIN}\"\n\n[store]\ndatabase_url = \"sqlite::memory:\"\n"
     ));
     text
-}
-
-fn route<'a>(status: &'a Value, name: &str) -> &'a Value {
-    status["routes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == name)
-        .unwrap_or_else(|| panic!("no route {name}: {status:#}"))
 }
 
 fn objective<'a>(route: &'a Value, key: &str) -> &'a Value {
