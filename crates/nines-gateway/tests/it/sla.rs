@@ -211,7 +211,12 @@ async fn an_outage_absorbed_by_failover_shows_in_the_report() {
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "content-type"), "text/csv; charset=utf-8");
     let csv = r.text().await.unwrap();
-    let (series, incidents) = csv.split_once("\r\n\r\n").unwrap();
+    // Blocks: series, incidents, latency objectives, notices.
+    let blocks: Vec<&str> = csv.split("\r\n\r\n").collect();
+    assert_eq!(blocks.len(), 4, "{csv}");
+    let (series, incidents) = (blocks[0], blocks[1]);
+    assert!(blocks[2].starts_with("objective_route,objective,bound_ms,"));
+    assert!(blocks[3].starts_with("notice_id,kind,title,"));
     let rows: Vec<&str> = series.split("\r\n").collect();
     assert_eq!(rows.len(), 4, "{csv}");
     assert!(rows[0].starts_with("kind,name,availability,requests,failures,failovers,"));

@@ -18,6 +18,7 @@ mod replicas;
 mod report;
 mod sdk;
 mod serve;
+mod status_notice;
 mod store_outage;
 mod traces;
 
