@@ -224,7 +224,13 @@ macro_rules! write_ledger_deltas {
         for table in SketchTable::ALL {
             let bins: Vec<(&Delta, i32, u64)> = deltas
                 .iter()
-                .flat_map(|d| table.of(&d.tally).bins().iter().map(move |(b, n)| (d, *b, *n)))
+                .flat_map(|d| {
+                    table
+                        .of(&d.tally)
+                        .bins()
+                        .iter()
+                        .map(move |(b, n)| (d, *b, *n))
+                })
                 .collect();
             for chunk in bins.chunks(SKETCH_CHUNK) {
                 let mut q = sqlx::QueryBuilder::new(table.upsert_head());
