@@ -4,6 +4,7 @@
 //! (`lifecycle.rs`), which the server moves forward on shutdown.
 
 pub mod lifecycle;
+pub mod notices;
 mod reload;
 pub mod watch;
 
@@ -85,7 +86,7 @@ pub struct AppState {
     /// The last `/status.json` (public view), served for a second.
     pub public_status_cache: Memo,
     /// Operator notices (incident updates, maintenance) on the status page.
-    pub notices: Arc<crate::status::notices::NoticeBoard>,
+    pub notices: Arc<crate::state::notices::NoticeBoard>,
     /// Serving, draining, closing or cutting; requests in flight.
     pub lifecycle: Lifecycle,
     /// The file the configuration is reloaded from, once the binary said which.
@@ -149,7 +150,7 @@ impl AppState {
             )),
             _ => None,
         };
-        let notices = Arc::new(crate::status::notices::NoticeBoard::new(
+        let notices = Arc::new(crate::state::notices::NoticeBoard::new(
             access.store.clone(),
         ));
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -158,7 +159,7 @@ impl AppState {
                 tokio::spawn(crate::store::ledger_writer::run(Arc::downgrade(writer)));
             }
             if access.store.is_some() {
-                tokio::spawn(crate::status::notices::run(
+                tokio::spawn(crate::state::notices::run(
                     Arc::downgrade(&notices),
                     telemetry.clock,
                 ));

@@ -399,7 +399,15 @@ async fn the_page_status_json_and_the_report_agree_on_time_to_first_byte() {
         }
     }
     let (public, private) = status_views(&h, 13).await;
-    let report = report_json(&h, "?window=1h").await;
+    // The report lands in the background too: wait until it has counted all 13.
+    let report = report_when(&h, "?window=1h", |r| {
+        r["routes"].as_array().is_some_and(|routes| {
+            routes
+                .iter()
+                .any(|x| x["route"] == "chat" && x["ttfb"]["samples"] == 13)
+        })
+    })
+    .await;
     let reported = |kind: &str, key: &str, name: &str| -> Value {
         report[kind]
             .as_array()
