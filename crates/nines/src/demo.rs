@@ -197,6 +197,8 @@ timeouts = {{ first_byte = "5s", total = "20s" }}
 name = "chat-default"
 deployments = ["primary", "secondary", "tertiary"]
 strategy = "priority"
+# What the page judges each minute: time to first token at the median and p99.
+slo = {{ ttft_p50 = "500ms", ttft_p99 = "5s" }}
 
 [[models]]
 name = "chat-cheap"

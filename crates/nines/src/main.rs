@@ -1,6 +1,7 @@
 //! The `nines` binary: command-line parsing and wiring, nothing else.
 
 mod admin;
+mod admin_http;
 mod check;
 mod demo;
 mod health;
@@ -8,6 +9,7 @@ mod invocation;
 mod loadtest;
 mod report;
 mod signals;
+mod status;
 
 use clap::{Parser, Subcommand};
 
@@ -90,6 +92,11 @@ enum Command {
         #[command(subcommand)]
         command: admin::Users,
     },
+    /// The status page: operator notices (incident updates, maintenance) on a running gateway.
+    Status {
+        #[command(subcommand)]
+        command: status::Status,
+    },
     /// Availability reports from the ledger.
     Report {
         #[command(subcommand)]
@@ -134,6 +141,7 @@ fn main() -> ExitCode {
         }
         // The report goes to stdout as it is (JSON, CSV or Markdown); no log lines mixed in.
         Command::Report { command } => return report::run(command),
+        Command::Status { command } => return status::run(command),
         // The load test's report goes to stdout, its progress bar to stderr; no log lines.
         Command::Loadtest(args) => return loadtest::run(*args),
         Command::Health { url, timeout } => return health::run(&url, timeout),
@@ -171,6 +179,7 @@ fn main() -> ExitCode {
             | Command::Orgs { .. }
             | Command::Users { .. }
             | Command::Report { .. }
+            | Command::Status { .. }
             | Command::Loadtest(_)
             | Command::Health { .. } => Ok(()),
         }

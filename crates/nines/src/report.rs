@@ -38,29 +38,7 @@ pub struct SlaArgs {
 
 pub fn run(command: Report) -> ExitCode {
     let Report::Sla(args) = command;
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("nines: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(sla(args)) {
-        Ok(text) => {
-            print!("{text}");
-            if !text.ends_with('\n') {
-                println!();
-            }
-            ExitCode::SUCCESS
-        }
-        Err(message) => {
-            eprintln!("nines: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::admin_http::print_outcome(sla(args))
 }
 
 async fn sla(args: SlaArgs) -> Result<String, String> {
@@ -83,39 +61,12 @@ async fn sla(args: SlaArgs) -> Result<String, String> {
 }
 
 async fn fetch(url: &str, key: &str, window: &str, format: &str) -> Result<String, String> {
-    let base = url.trim_end_matches('/');
-    if !(base.starts_with("http://") || base.starts_with("https://")) {
-        return Err(format!("--url '{url}' must start with http:// or https://"));
-    }
-    nines_gateway::providers::install_crypto_provider();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
-    let target = format!(
-        "{base}/admin/reports/sla?window={}&format={}",
+    let path = format!(
+        "/admin/reports/sla?window={}&format={}",
         encode(window),
         encode(format)
     );
-    let response = client
-        .get(&target)
-        .bearer_auth(key)
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach the gateway at {base}: {}", causes(&e)))?;
-    let status = response.status();
-    let body = response
-        .text()
-        .await
-        .map_err(|e| format!("the gateway at {base} broke off its answer: {}", causes(&e)))?;
-    if !status.is_success() {
-        let message = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-            .unwrap_or(body);
-        return Err(format!("the gateway answered {status}: {message}"));
-    }
-    Ok(body)
+    crate::admin_http::call(url, key, reqwest::Method::GET, &path, None).await
 }
 
 async fn from_store(path: &Path, window: &str, format: Format) -> Result<String, String> {
@@ -132,7 +83,7 @@ async fn from_store(path: &Path, window: &str, format: Format) -> Result<String,
         .map_err(|e| format!("cannot open the store: {e}"))?;
     let to = report::system_now_ms();
     let from = to.saturating_sub(window.as_millis() as u64);
-    let inputs = report::read_store(&store, from, to)
+    let inputs = report::read_store(&store, from, to, config::slo::by_route(&config.models))
         .await
         .map_err(|e| format!("cannot read the ledger: {e}"))?;
     let report = SlaReport::build(
@@ -157,19 +108,4 @@ fn encode(value: &str) -> String {
             b => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// An error with its causes (reqwest's own message hides "connection refused").
-fn causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
 }

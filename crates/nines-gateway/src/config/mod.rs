@@ -8,6 +8,7 @@ pub mod redis;
 pub mod resilience;
 pub mod routing;
 pub mod schema;
+pub mod slo;
 pub mod telemetry;
 mod validate;
 
@@ -192,6 +193,8 @@ pub struct ModelRoute {
     /// Model names tried when the prompt fits none of this model's windows.
     pub context_fallbacks: Vec<String>,
     pub region: Option<String>,
+    /// The route's own objectives (`slo = {…}`): availability, latency.
+    pub slo: slo::RouteSlo,
 }
 
 impl Config {

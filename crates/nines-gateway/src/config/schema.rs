@@ -333,6 +333,10 @@ pub struct RawModel {
     /// Preferred region for this model (overrides `[routing] region`).
     #[serde(default)]
     pub region: Option<String>,
+    /// The route's objectives: `{ availability, ttft_p50, ttft_p99, latency_p99, … }`, each
+    /// optional (`super::slo`).
+    #[serde(default)]
+    pub slo: super::slo::RawSlo,
 }
 
 fn yes() -> bool {

@@ -159,6 +159,10 @@ pub struct Status {
     /// Without the admin key too; a status page is usually meant for customers.
     pub public: bool,
     pub title: String,
+    /// A deployment's incidents that start within this long of its previous one ending are one
+    /// incident with several episodes (a flapping provider), not a pile of cards.
+    #[serde(with = "humantime_serde")]
+    pub incident_merge_window: Duration,
 }
 
 impl Default for Status {
@@ -167,6 +171,7 @@ impl Default for Status {
             enabled: true,
             public: true,
             title: "nines status".into(),
+            incident_merge_window: Duration::from_secs(600),
         }
     }
 }

@@ -135,7 +135,10 @@ pub(super) fn validate(
                 "must be within 0..=100".into(),
             ));
         }
+        let slo = super::slo::validate(&m.slo)
+            .map_err(|(k, msg)| err(Some(m.name.span()), format!("{key}.slo.{k}"), msg))?;
         models.push(ModelRoute {
+            slo,
             name: name.clone(),
             deployments: indices,
             strategy: m.strategy,

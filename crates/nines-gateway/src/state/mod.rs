@@ -4,6 +4,7 @@
 //! (`lifecycle.rs`), which the server moves forward on shutdown.
 
 pub mod lifecycle;
+pub mod notices;
 mod reload;
 pub mod watch;
 
@@ -86,6 +87,8 @@ pub struct AppState {
     pub status_cache: Memo,
     /// The last `/status.json` (public view), served for a second.
     pub public_status_cache: Memo,
+    /// Operator notices (incident updates, maintenance) on the status page.
+    pub notices: Arc<crate::state::notices::NoticeBoard>,
     /// Serving, draining, closing or cutting; requests in flight.
     pub lifecycle: Lifecycle,
     /// The file the configuration is reloaded from, once the binary said which.
@@ -189,10 +192,19 @@ impl AppState {
             )),
             _ => None,
         };
+        let notices = Arc::new(crate::state::notices::NoticeBoard::new(
+            access.store.clone(),
+        ));
         if tokio::runtime::Handle::try_current().is_ok() {
             telemetry.start();
             if let Some(writer) = &ledger_writer {
                 tokio::spawn(crate::store::ledger_writer::run(Arc::downgrade(writer)));
+            }
+            if access.store.is_some() {
+                tokio::spawn(crate::state::notices::run(
+                    Arc::downgrade(&notices),
+                    telemetry.clock,
+                ));
             }
         }
         Arc::new(AppState {
@@ -202,6 +214,7 @@ impl AppState {
             ledger_writer,
             status_cache: Memo::default(),
             public_status_cache: Memo::default(),
+            notices,
             lifecycle: Lifecycle::default(),
             source: std::sync::OnceLock::new(),
             reloading: std::sync::Mutex::new(()),
@@ -234,6 +247,13 @@ impl AppState {
         flushed
     }
 
+    /// Drops the cached `/status.json` bodies, so the next page shows a change at once (a notice
+    /// posted or resolved).
+    pub fn forget_status(&self) {
+        self.status_cache.clear();
+        self.public_status_cache.clear();
+    }
+
     /// The current runtime; cheap, lock-free.
     pub fn runtime(&self) -> Arc<Runtime> {
         self.runtime.load_full()
@@ -250,6 +270,9 @@ impl AppState {
                 &runtime.config,
                 runtime.table.names().iter().map(String::as_str),
             );
+        }
+        if let Some(alerts) = &self.telemetry.alerts {
+            alerts.set_objectives(crate::config::slo::by_route(&runtime.config.models));
         }
         start_background(&runtime, &self.coordination);
         self.runtime.store(runtime);
@@ -279,6 +302,11 @@ pub struct Memo(Mutex<Option<(Instant, Bytes)>>);
 impl Memo {
     /// The cached body while it is younger than `max_age`, else a new one from `build`. Callers
     /// that arrive while one builds wait for it rather than building too.
+    /// Forgets the body: the next call builds one.
+    pub fn clear(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     pub fn get_or_build(&self, max_age: Duration, build: impl FnOnce() -> Bytes) -> Bytes {
         let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();

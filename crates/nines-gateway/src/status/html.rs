@@ -32,6 +32,22 @@ pub fn document(
     response
 }
 
+/// `text` safe inside HTML text and quoted attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// `'sha256-…'`'s value for an inlined script or style: standard base64 of its SHA-256.
 pub fn csp_hash(text: &str) -> String {
     base64::Engine::encode(

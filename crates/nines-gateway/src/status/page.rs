@@ -15,13 +15,15 @@
 //! `public_status_cache`) however many pages poll it, and building it takes each breaker's and
 //! the ledger's lock briefly, never across an `.await`.
 
+mod flaps;
 pub mod public;
+mod render;
 pub mod snapshot;
 
 use crate::access::AccessError;
 use crate::config::Config;
 use crate::request::GatewayError;
-use crate::state::AppState;
+use crate::state::{AppState, Runtime};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -45,7 +47,8 @@ enum View {
     Private,
 }
 
-/// `GET /status`.
+/// `GET /status`: the page with the current public state already in it ([`render`]), so it reads
+/// without JavaScript; its script then keeps it live.
 pub async fn page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let runtime = state.runtime();
     let view = match view(&state, &runtime.config, &headers, "/status") {
@@ -53,10 +56,10 @@ pub async fn page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
         Err(refused) => return *refused,
     };
     let page = assembled(view);
-    let html = page.html.replace(
-        "{{title}}",
-        &escape_html(&runtime.config.telemetry.status.title),
-    );
+    let public: serde_json::Value =
+        serde_json::from_slice(&public_json(&state, &runtime)).unwrap_or_default();
+    let html =
+        render::first_paint(&public).fill(&page.html, &runtime.config.telemetry.status.title);
     super::html::document(StatusCode::OK, html, "no-cache", &page.csp)
 }
 
@@ -67,20 +70,13 @@ pub async fn json(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
         Ok(view) => view,
         Err(refused) => return *refused,
     };
-    let cache = match view {
-        View::Private => &state.status_cache,
-        View::Public => &state.public_status_cache,
+    let body = match view {
+        View::Private => state.status_cache.get_or_build(CACHE_FOR, || {
+            let status = build(&state, &runtime);
+            Bytes::from(serde_json::to_vec(&status).unwrap_or_default())
+        }),
+        View::Public => public_json(&state, &runtime),
     };
-    let body = cache.get_or_build(CACHE_FOR, || {
-        let ledger = state.telemetry.ledger.as_deref();
-        let now_ms = state.telemetry.clock.now_ms();
-        let status = snapshot::build(&runtime, ledger, now_ms);
-        let json = match view {
-            View::Private => serde_json::to_vec(&status),
-            View::Public => serde_json::to_vec(&public::of(&status, ledger)),
-        };
-        Bytes::from(json.unwrap_or_default())
-    });
     let mut response = body.into_response();
     let h = response.headers_mut();
     h.insert(
@@ -89,6 +85,22 @@ pub async fn json(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// The public `/status.json` body, built at most once per [`CACHE_FOR`]: what the page's first
+/// paint renders and its script fetches.
+fn public_json(state: &AppState, runtime: &Runtime) -> Bytes {
+    state.public_status_cache.get_or_build(CACHE_FOR, || {
+        let status = build(state, runtime);
+        let ledger = state.telemetry.ledger.as_deref();
+        Bytes::from(serde_json::to_vec(&public::of(&status, ledger)).unwrap_or_default())
+    })
+}
+
+fn build(state: &AppState, runtime: &Runtime) -> snapshot::Status {
+    let ledger = state.telemetry.ledger.as_deref();
+    let now_ms = state.telemetry.clock.now_ms();
+    snapshot::build(runtime, ledger, state.notices.shown(now_ms), now_ms)
 }
 
 /// The view the caller gets, or the answer instead of the page: 404 when the page is off; when
@@ -171,21 +183,6 @@ fn assembled(view: View) -> &'static Assembled {
         View::Public => PUBLIC.get_or_init(|| build(false)),
         View::Private => PRIVATE.get_or_init(|| build(true)),
     }
-}
-
-fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -3,17 +3,20 @@
 //! A report covers a window ending now (`30d`, `24h`, ...): per route what clients saw
 //! (availability, requests, failures, failovers, time to first byte, the failure classes behind
 //! it, the error budget against `telemetry.slo`, sessions), per deployment what the provider did,
-//! and the incidents (breaker-open periods) that overlap the window. With a store the counts are
+//! the incidents (breaker-open periods) that overlap the window, and the notices operators posted
+//! (`super::notices`) that were in force during it. With a store the counts are
 //! the sum of the bucket rows every replica wrote ([`read_store`]), after this replica flushed its
 //! own pending changes; without one, this process's ledger ([`read_ledger`]). The format is
 //! documented in `docs/sla.md`.
 
+use crate::config::slo::RouteSlo;
 use crate::resilience::FailureClass;
 use crate::store::ledger_writer::LedgerWriter;
-use crate::store::{Store, StoreError};
+use crate::store::{Notice, NoticeKind, Store, StoreError};
 use crate::telemetry::Telemetry;
 use crate::telemetry::ledger::sketch::Percentiles;
-use crate::telemetry::ledger::{Incident, Ledger, Scope, Tally, WindowStats};
+use crate::telemetry::ledger::{Incident, Ledger, MINUTE_MS, Scope, Tally, WindowStats};
+use crate::telemetry::objectives::{self, WindowShare};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -94,10 +97,27 @@ pub struct Inputs {
     pub incidents: Vec<Incident>,
     /// Where each series' data begin (absent: unknown, taken as covering the window).
     pub first_data: BTreeMap<(Scope, String), u64>,
+    /// Operators' notices (any; those in force during the window are reported).
+    pub notices: Vec<Notice>,
+    /// Each route's own objectives (routes without any are absent).
+    pub objectives: BTreeMap<String, RouteSlo>,
+    /// Per-minute tallies of the routes with latency objectives, over the window.
+    pub minutes: BTreeMap<String, Vec<Tally>>,
 }
 
-/// Sums the store's bucket rows (every replica's) whose minute starts in `[from_ms, to_ms]`.
-pub async fn read_store(store: &Store, from_ms: u64, to_ms: u64) -> Result<Inputs, StoreError> {
+/// Whether any route has latency objectives (then minute rows are read).
+fn judges_latency(objectives: &BTreeMap<String, RouteSlo>) -> bool {
+    objectives.values().any(|o| !o.latency.is_empty())
+}
+
+/// Sums the store's bucket rows (every replica's) whose minute starts in `[from_ms, to_ms]`; the
+/// minute rows themselves for routes with latency objectives in `objectives`.
+pub async fn read_store(
+    store: &Store,
+    from_ms: u64,
+    to_ms: u64,
+    objectives: BTreeMap<String, RouteSlo>,
+) -> Result<Inputs, StoreError> {
     let series: Vec<(Scope, String, Tally)> = store
         .ledger_sums(from_ms, to_ms.saturating_add(1), None)
         .await?
@@ -113,16 +133,40 @@ pub async fn read_store(store: &Store, from_ms: u64, to_ms: u64) -> Result<Input
     let incidents = store
         .ledger_incidents(from_ms, to_ms, INCIDENTS_MAX)
         .await?;
+    let notices = store.notices_since(from_ms).await?;
+    let mut minutes: BTreeMap<String, Vec<Tally>> = BTreeMap::new();
+    if judges_latency(&objectives) {
+        for row in store
+            .ledger_sums(from_ms, to_ms.saturating_add(1), Some(MINUTE_MS))
+            .await?
+        {
+            if row.scope == Scope::Route
+                && objectives
+                    .get(&row.name)
+                    .is_some_and(|o| !o.latency.is_empty())
+            {
+                minutes.entry(row.name).or_default().push(row.tally);
+            }
+        }
+    }
     Ok(Inputs {
         series,
         incidents,
         first_data,
+        notices,
+        objectives,
+        minutes,
     })
 }
 
 /// This process's ledger over `[from_ms, to_ms]` (exact to the minute for the last 25 h, to
-/// the hour before).
-pub fn read_ledger(ledger: &Ledger, from_ms: u64, to_ms: u64) -> Inputs {
+/// the hour before: latency objectives are judged on the minutes kept).
+pub fn read_ledger(
+    ledger: &Ledger,
+    from_ms: u64,
+    to_ms: u64,
+    objectives: BTreeMap<String, RouteSlo>,
+) -> Inputs {
     let series: Vec<(Scope, String, Tally)> = ledger
         .series()
         .into_iter()
@@ -143,19 +187,37 @@ pub fn read_ledger(ledger: &Ledger, from_ms: u64, to_ms: u64) -> Inputs {
             Some(((*scope, name.clone()), first))
         })
         .collect();
+    let minutes = objectives
+        .iter()
+        .filter(|(_, o)| !o.latency.is_empty())
+        .map(|(name, _)| {
+            let tallies = ledger
+                .minutes_between(Scope::Route, name, from_ms, to_ms)
+                .into_iter()
+                .map(|(_, t)| t)
+                .collect();
+            (name.clone(), tallies)
+        })
+        .collect();
     Inputs {
         series,
         incidents,
         first_data,
+        notices: Vec::new(),
+        objectives,
+        minutes,
     }
 }
 
 /// The report over the window ending now: from the store when the ledger is kept there (after
 /// writing this replica's pending changes, so its latest traffic is in), else from this
-/// process's ledger.
+/// process's ledger (and `notices`, this process's notice board). `objectives` are the routes'
+/// own (`config::slo::by_route`).
 pub async fn generate(
     telemetry: &Telemetry,
     writer: Option<&LedgerWriter>,
+    notices: Vec<Notice>,
+    objectives: BTreeMap<String, RouteSlo>,
     window: Duration,
     slo: f64,
 ) -> Result<Report, String> {
@@ -166,13 +228,16 @@ pub async fn generate(
             if let Err(e) = writer.flush().await {
                 tracing::warn!(error = %e, "report: this replica's latest ledger changes could not be written first");
             }
-            let inputs = read_store(writer.store(), from, to)
+            let inputs = read_store(writer.store(), from, to, objectives)
                 .await
                 .map_err(|e| format!("the store failed: {e}"))?;
             Ok(Report::build(inputs, window, from, to, slo, Source::Store))
         }
         (None, Some(ledger)) => Ok(Report::build(
-            read_ledger(ledger, from, to),
+            Inputs {
+                notices,
+                ..read_ledger(ledger, from, to, objectives)
+            },
             window,
             from,
             to,
@@ -209,6 +274,39 @@ pub struct Report {
     pub routes: Vec<RouteRow>,
     pub deployments: Vec<DeploymentRow>,
     pub incidents: Vec<IncidentRow>,
+    /// Operators' notices in force during the window, oldest first.
+    pub notices: Vec<NoticeRow>,
+}
+
+/// An operator's notice (its text is theirs: escaped in Markdown, quoted in CSV).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NoticeRow {
+    pub id: String,
+    pub kind: NoticeKind,
+    pub title: String,
+    pub body: String,
+    /// Empty: every model.
+    pub models: Vec<String>,
+    pub posted_at: String,
+    pub starts_at: Option<String>,
+    pub ends_at: Option<String>,
+    pub resolved_at: Option<String>,
+}
+
+impl NoticeRow {
+    fn of(n: Notice) -> NoticeRow {
+        NoticeRow {
+            posted_at: rfc3339(n.created_at_ms),
+            starts_at: n.starts_at_ms.map(rfc3339),
+            ends_at: n.ends_at_ms.map(rfc3339),
+            resolved_at: n.resolved_at_ms.map(rfc3339),
+            id: n.id,
+            kind: n.kind,
+            title: n.title,
+            body: n.body,
+            models: n.models,
+        }
+    }
 }
 
 /// Time to first byte percentiles: from the same sketch, in the same shape, as the status page
@@ -257,6 +355,23 @@ pub struct RouteRow {
     pub errors: BTreeMap<&'static str, u64>,
     pub error_budget: ErrorBudget,
     pub sessions: SessionCounts,
+    /// Its latency objectives: the share of the window's minutes that met each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub objectives: Vec<ObjectiveRow>,
+}
+
+/// A latency objective over the report's window (`crate::telemetry::objectives`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObjectiveRow {
+    /// `ttft_p99`, `latency_p50`, …
+    pub objective: String,
+    pub bound_ms: f64,
+    /// Minutes with successes, those that met it, and the share.
+    pub windows: WindowShare,
+    /// The share the route means to meet (`slo.windows`).
+    pub windows_objective: f64,
+    /// The objective's percentile over the whole window (null without successes).
+    pub window_ms: Option<f64>,
 }
 
 /// A deployment: what the provider did (one request per attempt).
@@ -287,6 +402,19 @@ pub struct IncidentRow {
     pub duration_ms: u64,
     pub reason: String,
     pub trips: u32,
+}
+
+fn objective_rows(o: &RouteSlo, minutes: &[Tally], whole: &Tally) -> Vec<ObjectiveRow> {
+    o.latency
+        .iter()
+        .map(|l| ObjectiveRow {
+            objective: l.key(),
+            bound_ms: objectives::bound_ms(l),
+            windows: WindowShare::of(minutes, l),
+            windows_objective: o.windows,
+            window_ms: objectives::reading_ms(whole, l),
+        })
+        .collect()
 }
 
 fn errors_of(t: &Tally) -> BTreeMap<&'static str, u64> {
@@ -350,6 +478,8 @@ impl Report {
             if t.is_empty() {
                 continue;
             }
+            let own = inputs.objectives.get(&name);
+            let slo = own.and_then(|o| o.availability).unwrap_or(slo);
             let stats = WindowStats::of(window, t.clone(), slo);
             let first = inputs.first_data.get(&(scope, name.clone())).copied();
             let since = crate::telemetry::ledger::since(first, from_ms, window).map(rfc3339);
@@ -357,7 +487,6 @@ impl Report {
                 Scope::Route => {
                     let allowed = (1.0 - slo) * t.requests as f64;
                     routes.push(RouteRow {
-                        route: name,
                         since,
                         availability: stats.availability,
                         requests: t.requests,
@@ -378,6 +507,11 @@ impl Report {
                             good_share: (t.sessions > 0)
                                 .then(|| t.sessions_good as f64 / t.sessions as f64),
                         },
+                        objectives: own.map_or_else(Vec::new, |o| {
+                            let minutes = inputs.minutes.get(&name).map_or(&[][..], Vec::as_slice);
+                            objective_rows(o, minutes, &t)
+                        }),
+                        route: name,
                     });
                 }
                 Scope::Deployment => deployments.push(DeploymentRow {
@@ -413,6 +547,15 @@ impl Report {
                 }
             })
             .collect();
+        let mut notices: Vec<Notice> = inputs
+            .notices
+            .into_iter()
+            .filter(|n| {
+                n.created_at_ms <= to_ms
+                    && super::notices::over_at(n, to_ms).is_none_or(|over| over >= from_ms)
+            })
+            .collect();
+        notices.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
         Report {
             window: label(window),
             from: rfc3339(from_ms),
@@ -424,6 +567,7 @@ impl Report {
             routes,
             deployments,
             incidents,
+            notices: notices.into_iter().map(NoticeRow::of).collect(),
         }
     }
 
@@ -475,7 +619,7 @@ impl Report {
                 ms(r.ttfb.p50_ms),
                 ms(r.ttfb.p95_ms),
                 ms(r.ttfb.p99_ms),
-                self.slo.to_string(),
+                r.error_budget.slo.to_string(),
                 format!("{:.3}", r.error_budget.allowed_failures),
                 share(r.error_budget.used),
                 share(r.error_budget.left),
@@ -531,6 +675,70 @@ impl Report {
                     i.ongoing.to_string(),
                     i.reason.clone(),
                     i.trips.to_string(),
+                ],
+            );
+        }
+        out.push_str("\r\n");
+        csv_row(
+            &mut out,
+            &[
+                "objective_route",
+                "objective",
+                "bound_ms",
+                "minutes_judged",
+                "minutes_met",
+                "share_met",
+                "share_objective",
+                "window_ms",
+            ]
+            .map(String::from),
+        );
+        for r in &self.routes {
+            for o in &r.objectives {
+                csv_row(
+                    &mut out,
+                    &[
+                        r.route.clone(),
+                        o.objective.clone(),
+                        o.bound_ms.to_string(),
+                        o.windows.judged.to_string(),
+                        o.windows.met.to_string(),
+                        share(o.windows.share),
+                        o.windows_objective.to_string(),
+                        ms(o.window_ms),
+                    ],
+                );
+            }
+        }
+        out.push_str("\r\n");
+        csv_row(
+            &mut out,
+            &[
+                "notice_id",
+                "kind",
+                "title",
+                "body",
+                "models",
+                "posted_at",
+                "starts_at",
+                "ends_at",
+                "resolved_at",
+            ]
+            .map(String::from),
+        );
+        for n in &self.notices {
+            csv_row(
+                &mut out,
+                &[
+                    n.id.clone(),
+                    n.kind.as_str().to_owned(),
+                    n.title.clone(),
+                    n.body.clone(),
+                    n.models.join(" "),
+                    n.posted_at.clone(),
+                    n.starts_at.clone().unwrap_or_default(),
+                    n.ends_at.clone().unwrap_or_default(),
+                    n.resolved_at.clone().unwrap_or_default(),
                 ],
             );
         }
@@ -607,6 +815,31 @@ impl Report {
             }
             out.push('\n');
         }
+        if self.routes.iter().any(|r| !r.objectives.is_empty()) {
+            let _ = writeln!(out, "## Latency objectives (per minute window)\n");
+            let _ = writeln!(
+                out,
+                "| route | objective | minutes met | share met (objective) | over the window |"
+            );
+            let _ = writeln!(out, "|---|---|---:|---:|---:|");
+            for r in &self.routes {
+                for o in &r.objectives {
+                    let _ = writeln!(
+                        out,
+                        "| {} | {} ≤ {} | {} of {} | {} ({}) | {} |",
+                        md_cell(&r.route),
+                        o.objective,
+                        objectives::shown_ms(o.bound_ms),
+                        o.windows.met,
+                        o.windows.judged,
+                        pct(o.windows.share),
+                        pct(Some(o.windows_objective)),
+                        o.window_ms.map_or("–".to_owned(), objectives::shown_ms)
+                    );
+                }
+            }
+            out.push('\n');
+        }
         let _ = writeln!(out, "## Deployments (what the providers did)\n");
         if self.deployments.is_empty() {
             let _ = writeln!(out, "No upstream attempts in this window.\n");
@@ -661,6 +894,43 @@ impl Report {
                 );
             }
         }
+        let _ = writeln!(out, "\n## Notices (posted by operators)\n");
+        if self.notices.is_empty() {
+            let _ = writeln!(out, "No notices in this window.");
+        } else {
+            let _ = writeln!(
+                out,
+                "| kind | title | models | window | posted | resolved |"
+            );
+            let _ = writeln!(out, "|---|---|---|---|---|---|");
+            for n in &self.notices {
+                let window = match (&n.starts_at, &n.ends_at) {
+                    (None, None) => "–".to_owned(),
+                    (a, b) => format!(
+                        "{} to {}",
+                        a.as_deref().unwrap_or("…"),
+                        b.as_deref().unwrap_or("…")
+                    ),
+                };
+                let title = if n.body.is_empty() {
+                    md_text(&n.title)
+                } else {
+                    format!("{}: {}", md_text(&n.title), md_text(&n.body))
+                };
+                let models = if n.models.is_empty() {
+                    "all".to_owned()
+                } else {
+                    md_text(&n.models.join(", "))
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {title} | {models} | {window} | {} | {} |",
+                    n.kind.as_str(),
+                    n.posted_at,
+                    n.resolved_at.as_deref().unwrap_or("–")
+                );
+            }
+        }
         out
     }
 }
@@ -695,6 +965,11 @@ fn csv_row(out: &mut String, cells: &[String]) {
 
 fn md_cell(text: &str) -> String {
     text.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+/// Operator text in a Markdown cell: HTML escaped too (Markdown renderers pass HTML through).
+fn md_text(text: &str) -> String {
+    md_cell(&super::html::escape(text))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! The availability ledger's tables (`migrations/0002_ledger.sql`, `0007_ledger_sketch.sql`):
-//! minute buckets per series, added to by every replica, their time-to-first-byte sketch bins,
-//! and breaker incidents.
+//! The availability ledger's tables (`migrations/0002_ledger.sql`, `0007_ledger_sketch.sql`,
+//! `0012_ledger_latency.sql`): minute buckets per series, added to by every replica, their
+//! time-to-first-byte and latency sketch bins, and breaker incidents.
 //!
 //! Every count of a [`Tally`] is its own BIGINT column, so a replica's delta is one additive
 //! upsert (`ON CONFLICT (scope, name, minute_ms) DO UPDATE SET requests =
@@ -11,6 +11,7 @@
 
 use super::{Db, Store, StoreError};
 use crate::resilience::FailureClass;
+use crate::telemetry::ledger::sketch::Sketch;
 use crate::telemetry::ledger::{Delta, Incident, Scope, Tally};
 use sqlx::Row;
 use std::collections::HashMap;
@@ -86,21 +87,69 @@ static TOTALS: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Rows per sketch-bin upsert statement (5 binds each).
-const TTFB_CHUNK: usize = 500;
+const SKETCH_CHUNK: usize = 500;
 
-const TTFB_UPSERT_HEAD: &str = "INSERT INTO ledger_ttfb (scope, name, minute_ms, bin, samples) ";
-const TTFB_UPSERT_TAIL: &str = " ON CONFLICT (scope, name, minute_ms, bin) DO UPDATE SET \
-    samples = ledger_ttfb.samples + excluded.samples";
+/// The tables of a [`Tally`]'s sketches: time to first byte and (route series) the whole
+/// request's latency. Same shape, so one set of statements serves both.
+#[derive(Debug, Clone, Copy)]
+enum SketchTable {
+    Ttfb,
+    Latency,
+}
 
-/// Sketch bins per series and bucket of `$3` ms over `[$1, $2)`.
-const TTFB_BUCKETED: &str = "SELECT scope, name, (minute_ms / $3) * $3 AS bucket, bin, \
-    CAST(SUM(samples) AS BIGINT) FROM ledger_ttfb WHERE minute_ms >= $1 AND minute_ms < $2 \
-    GROUP BY scope, name, bucket, bin";
+impl SketchTable {
+    const ALL: [SketchTable; 2] = [SketchTable::Ttfb, SketchTable::Latency];
 
-/// Sketch bins per series over `[$1, $2)`.
-const TTFB_TOTALS: &str = "SELECT scope, name, CAST(0 AS BIGINT) AS bucket, bin, \
-    CAST(SUM(samples) AS BIGINT) FROM ledger_ttfb WHERE minute_ms >= $1 AND minute_ms < $2 \
-    GROUP BY scope, name, bin";
+    fn name(self) -> &'static str {
+        match self {
+            SketchTable::Ttfb => "ledger_ttfb",
+            SketchTable::Latency => "ledger_latency",
+        }
+    }
+
+    fn of(self, t: &Tally) -> &Sketch {
+        match self {
+            SketchTable::Ttfb => &t.ttfb,
+            SketchTable::Latency => &t.latency,
+        }
+    }
+
+    fn of_mut(self, t: &mut Tally) -> &mut Sketch {
+        match self {
+            SketchTable::Ttfb => &mut t.ttfb,
+            SketchTable::Latency => &mut t.latency,
+        }
+    }
+
+    fn upsert_head(self) -> String {
+        format!(
+            "INSERT INTO {} (scope, name, minute_ms, bin, samples) ",
+            self.name()
+        )
+    }
+
+    fn upsert_tail(self) -> String {
+        format!(
+            " ON CONFLICT (scope, name, minute_ms, bin) DO UPDATE SET samples = {}.samples + \
+             excluded.samples",
+            self.name()
+        )
+    }
+
+    /// Sketch bins per series and bucket of `$3` ms over `[$1, $2)`, or per series over it.
+    fn sums(self, bucketed: bool) -> String {
+        let (bucket, group) = if bucketed {
+            ("(minute_ms / $3) * $3", "scope, name, bucket, bin")
+        } else {
+            ("CAST(0 AS BIGINT)", "scope, name, bin")
+        };
+        format!(
+            "SELECT scope, name, {bucket} AS bucket, bin, CAST(SUM(samples) AS BIGINT) FROM {} \
+             WHERE minute_ms >= $1 AND minute_ms < $2 GROUP BY {group}",
+            self.name()
+        )
+    }
+}
 
 fn values(t: &Tally) -> impl Iterator<Item = i64> + '_ {
     [
@@ -172,21 +221,29 @@ macro_rules! write_ledger_deltas {
             q.push(UPSERT_TAIL.as_str());
             q.build().execute(&mut **tx).await?;
         }
-        let bins: Vec<(&Delta, i32, u64)> = deltas
-            .iter()
-            .flat_map(|d| d.tally.ttfb.bins().iter().map(move |(b, n)| (d, *b, *n)))
-            .collect();
-        for chunk in bins.chunks(TTFB_CHUNK) {
-            let mut q = sqlx::QueryBuilder::new(TTFB_UPSERT_HEAD);
-            q.push_values(chunk, |mut b, (d, bin, n)| {
-                b.push_bind(d.scope.as_str())
-                    .push_bind(d.name.as_ref())
-                    .push_bind(i64::try_from(d.minute_ms).unwrap_or(i64::MAX))
-                    .push_bind(i64::from(*bin))
-                    .push_bind(i64::try_from(*n).unwrap_or(i64::MAX));
-            });
-            q.push(TTFB_UPSERT_TAIL);
-            q.build().execute(&mut **tx).await?;
+        for table in SketchTable::ALL {
+            let bins: Vec<(&Delta, i32, u64)> = deltas
+                .iter()
+                .flat_map(|d| {
+                    table
+                        .of(&d.tally)
+                        .bins()
+                        .iter()
+                        .map(move |(b, n)| (d, *b, *n))
+                })
+                .collect();
+            for chunk in bins.chunks(SKETCH_CHUNK) {
+                let mut q = sqlx::QueryBuilder::new(table.upsert_head());
+                q.push_values(chunk, |mut b, (d, bin, n)| {
+                    b.push_bind(d.scope.as_str())
+                        .push_bind(d.name.as_ref())
+                        .push_bind(i64::try_from(d.minute_ms).unwrap_or(i64::MAX))
+                        .push_bind(i64::from(*bin))
+                        .push_bind(i64::try_from(*n).unwrap_or(i64::MAX));
+                });
+                q.push(table.upsert_tail());
+                q.build().execute(&mut **tx).await?;
+            }
         }
     }};
 }
@@ -225,7 +282,7 @@ impl Store {
 
     /// Counts per series in `[from_ms, to_ms)`, summed into buckets of `bucket_ms` (a minute:
     /// the rows as stored), or over the whole range when `bucket_ms` is `None`, each with its
-    /// time-to-first-byte sketch.
+    /// time-to-first-byte and latency sketches.
     pub async fn ledger_sums(
         &self,
         from_ms: u64,
@@ -233,48 +290,32 @@ impl Store {
         bucket_ms: Option<u64>,
     ) -> Result<Vec<BucketRow>, StoreError> {
         let mut rows = self.ledger_counts(from_ms, to_ms, bucket_ms).await?;
-        let bins = self.ledger_ttfb_bins(from_ms, to_ms, bucket_ms).await?;
         let mut at: HashMap<(Scope, String, u64), usize> = rows
             .iter()
             .enumerate()
             .map(|(i, r)| ((r.scope, r.name.clone(), r.bucket_ms), i))
             .collect();
-        for (scope, name, bucket_ms, bin, count) in bins {
-            let key = (scope, name, bucket_ms);
-            let i = match at.get(&key) {
-                Some(i) => *i,
-                None => {
-                    // Bins without counts (cannot happen through the ledger; kept anyway).
-                    rows.push(BucketRow {
-                        scope: key.0,
-                        name: key.1.clone(),
-                        bucket_ms,
-                        tally: Tally::default(),
-                    });
-                    at.insert(key, rows.len() - 1);
-                    rows.len() - 1
-                }
-            };
-            rows[i].tally.ttfb.add_to_bin(bin, count);
+        for table in SketchTable::ALL {
+            let bins = self
+                .ledger_sketch_bins(table, from_ms, to_ms, bucket_ms)
+                .await?;
+            add_bins(&mut rows, &mut at, table, bins);
         }
         Ok(rows)
     }
 
-    /// `(scope, name, bucket, bin, count)` over `[from_ms, to_ms)`.
-    async fn ledger_ttfb_bins(
+    /// `(scope, name, bucket, bin, count)` of one sketch table over `[from_ms, to_ms)`.
+    async fn ledger_sketch_bins(
         &self,
+        table: SketchTable,
         from_ms: u64,
         to_ms: u64,
         bucket_ms: Option<u64>,
     ) -> Result<Vec<(Scope, String, u64, i32, u64)>, StoreError> {
-        let sql = if bucket_ms.is_some() {
-            TTFB_BUCKETED
-        } else {
-            TTFB_TOTALS
-        };
+        let sql = table.sums(bucket_ms.is_some());
         let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         on_pool!(&self.db, p => {
-            let mut q = sqlx::query(sql).bind(ms(from_ms)).bind(ms(to_ms));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(ms(from_ms)).bind(ms(to_ms));
             if let Some(b) = bucket_ms {
                 q = q.bind(ms(b.max(1)));
             }
@@ -296,7 +337,36 @@ impl Store {
             Ok(out)
         })
     }
+}
 
+/// Adds one sketch table's bins to the rows of their series and bucket.
+fn add_bins(
+    rows: &mut Vec<BucketRow>,
+    at: &mut HashMap<(Scope, String, u64), usize>,
+    table: SketchTable,
+    bins: Vec<(Scope, String, u64, i32, u64)>,
+) {
+    for (scope, name, bucket_ms, bin, count) in bins {
+        let key = (scope, name, bucket_ms);
+        let i = match at.get(&key) {
+            Some(i) => *i,
+            None => {
+                // Bins without counts (cannot happen through the ledger; kept anyway).
+                rows.push(BucketRow {
+                    scope: key.0,
+                    name: key.1.clone(),
+                    bucket_ms,
+                    tally: Tally::default(),
+                });
+                at.insert(key, rows.len() - 1);
+                rows.len() - 1
+            }
+        };
+        table.of_mut(&mut rows[i].tally).add_to_bin(bin, count);
+    }
+}
+
+impl Store {
     async fn ledger_counts(
         &self,
         from_ms: u64,
@@ -407,6 +477,8 @@ impl Store {
             let buckets = sqlx::query("DELETE FROM ledger_buckets WHERE minute_ms < $1")
                 .bind(before).execute(p).await?.rows_affected();
             sqlx::query("DELETE FROM ledger_ttfb WHERE minute_ms < $1")
+                .bind(before).execute(p).await?;
+            sqlx::query("DELETE FROM ledger_latency WHERE minute_ms < $1")
                 .bind(before).execute(p).await?;
             let incidents = sqlx::query(
                 "DELETE FROM ledger_incidents WHERE COALESCE(closed_at_ms, opened_at_ms) < $1")

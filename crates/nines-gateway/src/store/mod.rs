@@ -55,6 +55,8 @@ macro_rules! on_pool {
 
 mod ledger;
 pub use ledger::BucketRow;
+mod notices;
+pub use notices::{Notice, NoticeKind};
 mod spooled;
 
 /// A handle to the store; cheap to clone (the pool is shared).
@@ -133,7 +135,7 @@ fn parse_limits(text: &str) -> Limits {
 }
 
 /// A random id with a readable prefix (`org_…`, `user_…`, `key_…`).
-fn new_id(prefix: &str) -> String {
+pub(crate) fn new_id(prefix: &str) -> String {
     use rand::Rng;
     let mut id = String::with_capacity(prefix.len() + 17);
     id.push_str(prefix);
@@ -243,6 +245,16 @@ fn migrator() -> sqlx::migrate::Migrator {
             include_str!("migrations/0007_ledger_sketch.sql"),
         ),
         migration(8, "spool", include_str!("migrations/0008_spool.sql")),
+        migration(
+            11,
+            "status_notices",
+            include_str!("migrations/0011_status_notices.sql"),
+        ),
+        migration(
+            12,
+            "ledger_latency",
+            include_str!("migrations/0012_ledger_latency.sql"),
+        ),
     ])
 }
 
@@ -756,7 +768,43 @@ fn push_sqlite_rows(q: &mut sqlx::QueryBuilder<sqlx::Sqlite>, rows: &[UsageRecor
 mod tests {
     use super::*;
 
-    fn temp_store_config(tag: &str) -> (std::path::PathBuf, StoreConfig) {
+    /// A Postgres database of its own (`nines_{tag}_…`, migrated) when `DATABASE_URL` is set;
+    /// `drop_scratch` removes it. `None` (said on stdout) without `DATABASE_URL`.
+    pub(super) async fn postgres_scratch(tag: &str) -> Option<(Store, String)> {
+        let Ok(url) = std::env::var("DATABASE_URL") else {
+            println!(
+                "skipped: DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)"
+            );
+            return None;
+        };
+        let name = format!("nines_{tag}_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+            .await
+            .expect("DATABASE_URL is set but Postgres is unreachable");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+        let mut config = StoreConfig::sqlite_in(std::path::Path::new("unused"));
+        config.url = crate::config::Secret::new(format!("{base}/{name}"));
+        Some((Store::open(&config).await.unwrap(), name))
+    }
+
+    /// Closes `store` and drops its scratch database.
+    pub(super) async fn drop_scratch(store: Store, name: &str) {
+        if let Db::Postgres(p) = &store.db {
+            p.close().await;
+        }
+        let url = std::env::var("DATABASE_URL").unwrap_or_default();
+        if let Ok(mut admin) = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
+                .execute(&mut admin)
+                .await;
+        }
+    }
+
+    pub(super) fn temp_store_config(tag: &str) -> (std::path::PathBuf, StoreConfig) {
         let dir = std::env::temp_dir().join(format!(
             "nines-store-{tag}-{}",
             uuid::Uuid::new_v4().simple()
@@ -826,31 +874,11 @@ mod tests {
     /// The `COPY` text path against a real Postgres, in a database of its own.
     #[tokio::test]
     async fn usage_records_read_back_exactly_from_postgres() {
-        let Ok(url) = std::env::var("DATABASE_URL") else {
-            println!(
-                "skipped: DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)"
-            );
+        let Some((store, name)) = postgres_scratch("copy").await else {
             return;
         };
-        let name = format!("nines_copy_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-            .await
-            .expect("DATABASE_URL is set but Postgres is unreachable");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
-        let mut config = StoreConfig::sqlite_in(std::path::Path::new("unused"));
-        config.url = crate::config::Secret::new(format!("{base}/{name}"));
-        let store = Store::open(&config).await.unwrap();
         round_trip(&store).await;
-        if let Db::Postgres(p) = &store.db {
-            p.close().await;
-        }
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
-            .execute(&mut admin)
-            .await;
+        drop_scratch(store, &name).await;
     }
 
     /// A store written before migration 4 keeps its usage records through the table's rebuild,

@@ -10,7 +10,14 @@
 //!   `min_requests` requests) and over its last twelfth (at least 5 minutes, at most the window):
 //!   the multiwindow rule of Google's SRE workbook, so the alert resolves minutes after the
 //!   failures stop rather than a whole window later.
+//! - `latency_objective` (per route and latency objective, `[[models]] slo = { ttft_p99 = "5s",
+//!   … }`): the route's minute windows miss the objective at least `burn_rate` times faster than
+//!   its `slo.windows` share allows, over `burn_window` (with at least `min_requests` successes)
+//!   and over its last twelfth: the same multiwindow rule, on minutes instead of requests
+//!   ([`super::objectives`]). Its subject is `route:objective` (`chat:ttft_p99`).
 //! - `breaker` (per key slot): a breaker opened; resolved when it closes.
+//!
+//! A route's own `slo.availability` replaces `[telemetry] slo` in its burn-rate alert.
 //!
 //! Every `interval` (tokio time) the evaluator reads the ledger, and the breaker states it follows
 //! from [`BreakerEvent`]s, and compares them with what it has announced: a condition that starts
@@ -27,7 +34,9 @@
 //! error or counted under: failures name the alert and what went wrong, nothing else.
 
 use super::ledger::{Ledger, Scope, WindowStats};
+use super::objectives::{self, WindowShare};
 use crate::config::Secret;
+use crate::config::slo::{LatencyObjective, RouteSlo};
 use crate::config::telemetry::Alerts as Settings;
 use crate::resilience::events::{BreakerEvent, EventSink, Transition};
 use serde_json::{Map, Value, json};
@@ -51,6 +60,7 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
 pub enum Kind {
     FallbackRate,
     BurnRate,
+    LatencyObjective,
     Breaker,
 }
 
@@ -59,6 +69,7 @@ impl Kind {
         match self {
             Kind::FallbackRate => "fallback_rate",
             Kind::BurnRate => "burn_rate",
+            Kind::LatencyObjective => "latency_objective",
             Kind::Breaker => "breaker",
         }
     }
@@ -142,6 +153,8 @@ fn bump(counter: &AtomicU64) {
 pub struct Alerts {
     settings: Settings,
     slo: f64,
+    /// The routes' own objectives, as the running configuration says (`set_objectives`).
+    objectives: Mutex<BTreeMap<String, RouteSlo>>,
     queue: mpsc::Sender<Notice>,
     /// The queue's receiving end until the delivery task takes it.
     pending: Mutex<Option<mpsc::Receiver<Notice>>>,
@@ -154,6 +167,7 @@ impl Alerts {
         Alerts {
             settings: settings.clone(),
             slo,
+            objectives: Mutex::default(),
             queue,
             pending: Mutex::new(Some(rx)),
             counters: Arc::default(),
@@ -162,6 +176,19 @@ impl Alerts {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The routes' own objectives (`config::slo::by_route`), at start and on every reload: the
+    /// next evaluation judges against them.
+    pub fn set_objectives(&self, objectives: BTreeMap<String, RouteSlo>) {
+        *self.objectives.lock().unwrap_or_else(|p| p.into_inner()) = objectives;
+    }
+
+    fn objectives(&self) -> BTreeMap<String, RouteSlo> {
+        self.objectives
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn stats(&self) -> AlertStats {
@@ -306,6 +333,7 @@ async fn evaluate_periodically(
                         Err(broadcast::error::TryRecvError::Closed) => events = None,
                     }
                 }
+                evaluator.set_objectives(alerts.objectives());
                 for notice in evaluator.evaluate(&ledger) {
                     alerts.enqueue(notice);
                 }
@@ -352,6 +380,7 @@ struct Slot {
 pub struct Evaluator {
     settings: Settings,
     slo: f64,
+    objectives: BTreeMap<String, RouteSlo>,
     /// Announced and not yet resolved, with when each started (Unix ms).
     firing: BTreeMap<(Kind, String), u64>,
     slots: BTreeMap<String, Slot>,
@@ -362,9 +391,15 @@ impl Evaluator {
         Evaluator {
             settings: settings.clone(),
             slo,
+            objectives: BTreeMap::new(),
             firing: BTreeMap::new(),
             slots: BTreeMap::new(),
         }
+    }
+
+    /// The routes' own objectives to judge from now on.
+    pub fn set_objectives(&mut self, objectives: BTreeMap<String, RouteSlo>) {
+        self.objectives = objectives;
     }
 
     /// The conditions announced and not yet resolved, as (alert, subject).
@@ -428,7 +463,7 @@ impl Evaluator {
         routes.extend(
             self.firing
                 .keys()
-                .filter(|(kind, _)| *kind != Kind::Breaker)
+                .filter(|(kind, _)| matches!(kind, Kind::FallbackRate | Kind::BurnRate))
                 .map(|(_, name)| name.clone()),
         );
         for route in &routes {
@@ -437,8 +472,123 @@ impl Evaluator {
             let reading = self.burn_reading(ledger, route);
             self.apply(Kind::BurnRate, route, reading, now_ms, &mut out);
         }
+        self.judge_latency(ledger, now_ms, &mut out);
         self.judge_breakers(&mut out);
         out
+    }
+
+    /// Every configured latency objective; one announced for an objective no longer configured
+    /// resolves.
+    fn judge_latency(&mut self, ledger: &Ledger, now_ms: u64, out: &mut Vec<Notice>) {
+        let mut judged: BTreeSet<String> = BTreeSet::new();
+        let configured: Vec<(String, LatencyObjective, f64)> = self
+            .objectives
+            .iter()
+            .flat_map(|(route, slo)| {
+                slo.latency
+                    .iter()
+                    .map(move |o| (route.clone(), *o, slo.windows))
+            })
+            .collect();
+        for (route, objective, windows) in configured {
+            let subject = format!("{route}:{}", objective.key());
+            let reading = self.latency_reading(ledger, &route, &objective, windows);
+            self.apply(Kind::LatencyObjective, &subject, reading, now_ms, out);
+            judged.insert(subject);
+        }
+        let gone: Vec<String> = self
+            .firing
+            .keys()
+            .filter(|(kind, subject)| *kind == Kind::LatencyObjective && !judged.contains(subject))
+            .map(|(_, subject)| subject.clone())
+            .collect();
+        for subject in gone {
+            let resolved_text = format!(
+                "{} nines: resolved: latency objective {subject} is no longer configured",
+                AlertState::Resolved.emoji()
+            );
+            let reading = Reading {
+                fire: false,
+                clear: true,
+                fields: Map::new(),
+                firing_text: String::new(),
+                resolved_text,
+            };
+            self.apply(Kind::LatencyObjective, &subject, reading, now_ms, out);
+        }
+    }
+
+    fn latency_reading(
+        &self,
+        ledger: &Ledger,
+        route: &str,
+        objective: &LatencyObjective,
+        windows: f64,
+    ) -> Reading {
+        let s = &self.settings;
+        let now = ledger.clock().now_ms();
+        let recent_window = recent_window(s.burn_window);
+        let minutes = |w: Duration| {
+            ledger.minutes_between(
+                Scope::Route,
+                route,
+                now.saturating_sub(w.as_millis() as u64),
+                now,
+            )
+        };
+        let long_minutes = minutes(s.burn_window);
+        let long = WindowShare::of(long_minutes.iter().map(|(_, t)| t), objective);
+        let recent = WindowShare::of(minutes(recent_window).iter().map(|(_, t)| t), objective);
+        let successes: u64 = long_minutes
+            .iter()
+            .map(|(_, t)| objectives::sketch(t, objective.metric).count())
+            .sum();
+        let judged = successes >= s.min_requests;
+        let threshold = s.burn_rate;
+        let (long_burn, recent_burn) = (long.burn_rate(windows), recent.burn_rate(windows));
+        let burning = |b: Option<f64>| b.is_some_and(|b| at_least(b, threshold));
+        let cool = |b: Option<f64>| b.is_some_and(|b| below(b, threshold * RESOLVE_BELOW));
+        let window = window_text(s.burn_window);
+        let recent_text = window_text(recent_window);
+        let key = objective.key();
+        let bound = objectives::shown_ms(objectives::bound_ms(objective));
+        let missed = long.judged - long.met;
+        Reading {
+            fire: judged && burning(long_burn) && burning(recent_burn),
+            clear: missed == 0 || (judged && cool(long_burn)) || cool(recent_burn),
+            fields: fields([
+                ("route", json!(route)),
+                ("objective", json!(key)),
+                ("bound_ms", json!(objectives::bound_ms(objective))),
+                ("value", json!(long_burn)),
+                ("threshold", json!(threshold)),
+                ("window", json!(window)),
+                ("minutes", json!(long.judged)),
+                ("minutes_missed", json!(missed)),
+                ("recent_value", json!(recent_burn)),
+                ("recent_window", json!(recent_text)),
+                ("windows_objective", json!(windows)),
+            ]),
+            firing_text: format!(
+                "{} nines: route {route} is missing its latency objective {key} ≤ {bound}: {missed} \
+                 of {} minutes over {window} missed it (burn rate {} over {window}, {} over the \
+                 last {recent_text}; threshold {}, objective {} of minutes)",
+                AlertState::Firing.emoji(),
+                long.judged,
+                times(long_burn),
+                times(recent_burn),
+                times(Some(threshold)),
+                percent(windows)
+            ),
+            resolved_text: format!(
+                "{} nines: resolved: route {route} latency objective {key} ≤ {bound}: burn rate {} \
+                 over {window}, {} over the last {recent_text} (threshold {})",
+                AlertState::Resolved.emoji(),
+                times(long_burn),
+                times(recent_burn),
+                times(Some(threshold))
+            ),
+        }
     }
 
     fn apply(
@@ -508,9 +658,16 @@ impl Evaluator {
 
     fn burn_reading(&self, ledger: &Ledger, route: &str) -> Reading {
         let s = &self.settings;
-        let long = ledger.window(Scope::Route, route, s.burn_window);
+        // The route's own availability objective, else the global one.
+        let slo = self
+            .objectives
+            .get(route)
+            .and_then(|o| o.availability)
+            .unwrap_or(self.slo);
+        let stats = |w: Duration| WindowStats::of(w, ledger.tally(Scope::Route, route, w), slo);
+        let long = stats(s.burn_window);
         let recent_window = recent_window(s.burn_window);
-        let recent = ledger.window(Scope::Route, route, recent_window);
+        let recent = stats(recent_window);
         let threshold = s.burn_rate;
         let burning = |w: &WindowStats| w.burn_rate.is_some_and(|b| at_least(b, threshold));
         let cool = |w: &WindowStats| {
@@ -520,7 +677,7 @@ impl Evaluator {
         let judged = long.tally.requests >= s.min_requests;
         let window = window_text(s.burn_window);
         let recent_text = window_text(recent_window);
-        let slo = trimmed(self.slo * 100.0, 3);
+        let slo_text = trimmed(slo * 100.0, 3);
         Reading {
             // `recent.burn_rate` is `None` without requests: no evidence of burning now.
             fire: judged && burning(&long) && burning(&recent),
@@ -533,11 +690,11 @@ impl Evaluator {
                 ("failures", json!(long.tally.failures)),
                 ("recent_value", json!(recent.burn_rate)),
                 ("recent_window", json!(recent_text)),
-                ("slo", json!(self.slo)),
+                ("slo", json!(slo)),
             ]),
             firing_text: format!(
                 "{} nines: route {route} is burning its error budget at {} over {window} and {} \
-                 over the last {recent_text} (threshold {}, SLO {slo}%): {} of {} requests failed",
+                 over the last {recent_text} (threshold {}, SLO {slo_text}%): {} of {} requests failed",
                 AlertState::Firing.emoji(),
                 times(long.burn_rate),
                 times(recent.burn_rate),

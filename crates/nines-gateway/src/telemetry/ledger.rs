@@ -78,6 +78,11 @@ pub struct Tally {
     pub sessions_good: u64,
     /// Time to first byte of the successes ([`sketch`]: within 1 % at any percentile).
     pub ttfb: Sketch,
+    /// Route series: the whole request's latency of the successes (same sketch), what latency
+    /// objectives (`latency_p99`) are judged on. Defaulted when absent: spool lines written
+    /// before it existed still replay.
+    #[serde(default)]
+    pub latency: Sketch,
     /// Failed attempts by class ([`FailureClass::index`]). Route series count every failed
     /// attempt behind the route, failed over or not: the error mix the route absorbed.
     pub classes: [u64; CLASSES],
@@ -92,6 +97,7 @@ impl Default for Tally {
             sessions: 0,
             sessions_good: 0,
             ttfb: Sketch::default(),
+            latency: Sketch::default(),
             classes: [0; CLASSES],
         }
     }
@@ -105,6 +111,7 @@ impl Tally {
         self.sessions += other.sessions;
         self.sessions_good += other.sessions_good;
         self.ttfb.merge(&other.ttfb);
+        self.latency.merge(&other.latency);
         for (a, b) in self.classes.iter_mut().zip(other.classes) {
             *a += b;
         }
@@ -117,6 +124,7 @@ impl Tally {
             && self.sessions == 0
             && self.sessions_good == 0
             && self.ttfb.is_empty()
+            && self.latency.is_empty()
             && self.classes.iter().all(|n| *n == 0)
     }
 
@@ -302,6 +310,9 @@ impl Ledger {
                 if !failed && let Some(ttfb) = s.ttfb {
                     t.record_ttfb(ttfb);
                 }
+                if !failed && s.served {
+                    t.latency.record(s.latency);
+                }
                 for class in s.failed_classes() {
                     t.classes[class.index()] += 1;
                 }
@@ -478,6 +489,31 @@ impl Ledger {
             }
         }
         total
+    }
+
+    /// The minute buckets with data whose start is in `[from_ms, to_ms]`, oldest first (minute
+    /// detail is kept for the last 25 hours; older traffic has none).
+    pub fn minutes_between(
+        &self,
+        scope: Scope,
+        name: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Vec<(u64, Tally)> {
+        let state = self.lock();
+        let Some(series) = state.series[scope as usize].get(name) else {
+            return Vec::new();
+        };
+        let first = from_ms.max(state.cutoff_ms).div_ceil(MINUTE_MS);
+        let last = to_ms / MINUTE_MS;
+        if first > last {
+            return Vec::new();
+        }
+        series
+            .minutes
+            .range(first..=last)
+            .map(|(m, t)| (m * MINUTE_MS, t.clone()))
+            .collect()
     }
 
     /// Availability, budget and burn rate over the rolling window ending now.

@@ -11,6 +11,7 @@
 pub mod alerts;
 pub mod ledger;
 pub mod metrics;
+pub mod objectives;
 pub mod record;
 pub mod sessions;
 pub mod trace;
@@ -85,10 +86,11 @@ impl Telemetry {
             sessions: Arc::new(sessions::Sessions::new(&t.sessions, ledger.clone())),
             ledger,
             tracer: t.otlp.as_ref().and_then(trace::Tracer::new),
-            alerts: t
-                .alerts
-                .as_ref()
-                .map(|a| Arc::new(alerts::Alerts::new(a, t.slo))),
+            alerts: t.alerts.as_ref().map(|a| {
+                let alerts = alerts::Alerts::new(a, t.slo);
+                alerts.set_objectives(crate::config::slo::by_route(&config.models));
+                Arc::new(alerts)
+            }),
         })
     }
 

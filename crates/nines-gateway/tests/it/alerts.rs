@@ -399,3 +399,70 @@ async fn a_failing_webhook_is_retried_and_never_holds_up_requests() {
     assert_eq!((s.notices, s.delivered, s.failed, s.attempts), (2, 1, 1, 4));
     assert_eq!(hook.bodies().len(), 4);
 }
+
+#[tokio::test]
+async fn a_route_missing_its_latency_objective_alerts_once_until_it_is_fast_again() {
+    let hook = Hook::start().await;
+    // `slow` is d0 alone, promised a median time to first token within 100 ms; half its minute
+    // windows may miss it (`windows = 0.5`), so every minute missing burns 2×.
+    let (h, state) = start(&config(
+        &hook,
+        "\n[[models]]\nname = \"slow\"\ndeployments = [\"d0\"]\n\
+         slo = { ttft_p50 = \"100ms\", windows = 0.5 }\n",
+        "burn_rate = 1.5\n",
+    ))
+    .await;
+    h.fault(0, json!({"latency_ms": 250}));
+    for _ in 0..10 {
+        assert_eq!(h.chat(&hello("slow")).await.status(), 200);
+    }
+    eventually(WAIT, || {
+        hook.count("latency_objective", "firing", "slow") == 1
+    })
+    .await;
+    evaluations(&state, 20).await;
+    assert_eq!(
+        hook.notices(),
+        vec![triple("latency_objective", "firing", "slow")],
+        "one notice however many evaluations; nothing failed, so no other alert"
+    );
+    let firing = hook.find("latency_objective", "firing", "slow");
+    let n = &firing["nines"];
+    assert_eq!(n["objective"], "ttft_p50");
+    assert_eq!(n["bound_ms"], 100.0);
+    assert_eq!(
+        (&n["value"], &n["recent_value"]),
+        (&json!(2.0), &json!(2.0))
+    );
+    assert_eq!(
+        n["minutes"], n["minutes_missed"],
+        "every minute judged missed"
+    );
+    assert_eq!(n["windows_objective"], 0.5);
+    let text = firing["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(
+            ":red_circle: nines: route slow is missing its latency objective ttft_p50 ≤ 100 ms: "
+        ),
+        "{text}"
+    );
+
+    // Fast again: once the minutes' medians are within the bound (or at most half the minutes
+    // missed), it resolves, once.
+    h.mock(0).set_fault(None);
+    let deadline = Instant::now() + WAIT;
+    while hook.count("latency_objective", "resolved", "slow") == 0 {
+        assert!(Instant::now() < deadline, "{:#?}", hook.notices());
+        assert_eq!(h.chat(&hello("slow")).await.status(), 200);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    evaluations(&state, 20).await;
+    assert_eq!(
+        hook.notices(),
+        vec![
+            triple("latency_objective", "firing", "slow"),
+            triple("latency_objective", "resolved", "slow"),
+        ]
+    );
+    h.stop().await;
+}

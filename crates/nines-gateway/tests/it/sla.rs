@@ -211,7 +211,12 @@ async fn an_outage_absorbed_by_failover_shows_in_the_report() {
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "content-type"), "text/csv; charset=utf-8");
     let csv = r.text().await.unwrap();
-    let (series, incidents) = csv.split_once("\r\n\r\n").unwrap();
+    // Blocks: series, incidents, latency objectives, notices.
+    let blocks: Vec<&str> = csv.split("\r\n\r\n").collect();
+    assert_eq!(blocks.len(), 4, "{csv}");
+    let (series, incidents) = (blocks[0], blocks[1]);
+    assert!(blocks[2].starts_with("objective_route,objective,bound_ms,"));
+    assert!(blocks[3].starts_with("notice_id,kind,title,"));
     let rows: Vec<&str> = series.split("\r\n").collect();
     assert_eq!(rows.len(), 4, "{csv}");
     assert!(rows[0].starts_with("kind,name,availability,requests,failures,failovers,"));
@@ -394,7 +399,15 @@ async fn the_page_status_json_and_the_report_agree_on_time_to_first_byte() {
         }
     }
     let (public, private) = status_views(&h, 13).await;
-    let report = report_json(&h, "?window=1h").await;
+    // The report lands in the background too: wait until it has counted all 13.
+    let report = report_when(&h, "?window=1h", |r| {
+        r["routes"].as_array().is_some_and(|routes| {
+            routes
+                .iter()
+                .any(|x| x["route"] == "chat" && x["ttfb"]["samples"] == 13)
+        })
+    })
+    .await;
     let reported = |kind: &str, key: &str, name: &str| -> Value {
         report[kind]
             .as_array()

@@ -380,9 +380,11 @@ async fn the_public_view_names_models_and_their_health_only() {
         keys,
         [
             "availability",
+            "availability_objective",
             "days",
             "name",
             "note",
+            "objectives",
             "reasons",
             "recent_availability",
             "state",
@@ -603,6 +605,138 @@ async fn the_page_is_one_self_contained_document() {
         "no CDN, no fonts"
     );
     assert!(html.contains("fetch(\"status.json\""));
+    h.stop().await;
+}
+
+/// A deployment whose breaker opens, closes and opens again within the merge window is one
+/// incident with two episodes, in both views; with no merge window, two.
+#[tokio::test]
+async fn a_flapping_deployment_is_one_incident_with_episodes() {
+    for (window, incidents, episodes) in [("10m", 1, 2), ("0s", 2, 1)] {
+        let template = format!(
+            "{}\n[resilience.breaker]\ncooldown = \"100ms\"\nmax_cooldown = \"200ms\"\n\
+             slow_start = \"0s\"\n\n[status]\nincident_merge_window = \"{window}\"\n{}",
+            chain(2),
+            admin()
+        );
+        let h = Harness::start(2, &template).await;
+        for _ in 0..2 {
+            // Down: five failovers open d0's breaker.
+            h.fault(0, json!({"status": 503}));
+            for _ in 0..6 {
+                assert_eq!(h.chat(&hello("chat")).await.status(), 200);
+            }
+            status_when(&h, Duration::from_secs(10), |s| {
+                has_open_incident(s, "d0#0")
+            })
+            .await;
+            // Up again: after the cooldown the next request is d0's trial, which closes it.
+            h.mock(0).set_fault(None);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                assert_eq!(h.chat(&hello("chat")).await.status(), 200);
+                let s = status_when(&h, Duration::from_secs(1), |_| true).await;
+                if !has_open_incident(&s, "d0#0") {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "d0 never closed: {s:#}"
+                );
+            }
+        }
+        let status = status_when(&h, Duration::from_secs(1), |_| true).await;
+        let recent = status["incidents"]["recent"].as_array().unwrap();
+        assert_eq!(recent.len(), incidents, "window {window}: {status:#}");
+        assert_eq!(status["incidents"]["recent_total"], incidents);
+        assert_eq!(recent[0]["episodes"], episodes, "window {window}");
+        assert_eq!(recent[0]["deployment"], "d0");
+        if incidents == 1 {
+            assert!(recent[0]["trips"].as_u64().unwrap() >= 2);
+        }
+        h.stop().await;
+    }
+}
+
+/// The page as a plain HTTP client (no JavaScript) gets it: each model's state, the banner, the
+/// availability figures and the incidents are in the HTML itself, as the same elements and
+/// `data-*` attributes the script renders, and agree with `/status.json`.
+#[tokio::test]
+async fn the_page_reads_without_javascript() {
+    // `chat` failed one client request in three (degraded); `embed` served everything.
+    let template = format!(
+        "{}\n[resilience]\nmax_attempts_per_deployment = 1\n{}",
+        chain(1),
+        admin()
+    );
+    let h = Harness::start(1, &template).await;
+    h.fault(0, json!({"status": 500, "times": 1}));
+    assert_eq!(h.chat(&hello("chat")).await.status(), 502);
+    for model in ["chat", "chat", "embed"] {
+        assert_eq!(h.chat(&hello(model)).await.status(), 200);
+    }
+    status_when(&h, Duration::from_secs(5), |s| {
+        route(s, "chat")["availability"]["1h"]["requests"] == 3
+    })
+    .await;
+    let html = h
+        .client
+        .get(h.url("/status"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let public = public_status(&h).await;
+    let tags = tags(&html);
+    let find = |attr: &str, value: &str| -> &Tag {
+        tags.iter()
+            .find(|t| t.get(attr) == Some(value))
+            .unwrap_or_else(|| panic!("no element with {attr}=\"{value}\" in the HTML:\n{html}"))
+    };
+    assert_eq!(find("id", "banner").get("data-overall"), Some("degraded"));
+    assert!(html.contains(">Degraded service<"), "the banner's words");
+    assert_eq!(
+        find("data-route", "chat").get("data-state"),
+        Some("degraded")
+    );
+    assert_eq!(
+        find("data-route", "embed").get("data-state"),
+        Some("operational")
+    );
+    assert!(html.contains("66.667% of requests succeeded over the last 5 minutes"));
+    // The figures are the JSON's.
+    let hour = tags
+        .iter()
+        .find(|t| t.get("data-window") == Some("1h"))
+        .unwrap();
+    assert_eq!(
+        hour.get("data-availability")
+            .and_then(|a| a.parse::<f64>().ok()),
+        route(&public, "chat")["availability"]["1h"]["availability"].as_f64()
+    );
+    let ttfb = find("data-route-ttfb", "embed");
+    assert_eq!(
+        ttfb.get("data-ttfb-p50")
+            .and_then(|a| a.parse::<f64>().ok()),
+        route(&public, "embed")["ttfb_ms"]["p50_ms"].as_f64()
+    );
+    assert_eq!(
+        tags.iter()
+            .filter(|t| t.get("data-uptime").is_some())
+            .count(),
+        2
+    );
+    assert!(tags.iter().any(|t| t.get("data-incidents-empty").is_some()));
+    assert!(
+        !html.contains("Checking…") && !html.contains("{{"),
+        "nothing left unfilled"
+    );
+    // The public first paint names no internals (its stylesheet's class names aside).
+    let body = &html[html.find("<body").unwrap()..html.find("<script>").unwrap()];
+    assert_no_internals(body);
     h.stop().await;
 }
 

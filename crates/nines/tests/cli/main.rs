@@ -20,6 +20,7 @@ mod report;
 mod sdk;
 mod serve;
 mod shared_health;
+mod status_notice;
 mod store_outage;
 mod traces;
 

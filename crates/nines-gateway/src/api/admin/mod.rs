@@ -11,12 +11,14 @@
 //! | `GET /admin/usage` | newest records, `?key=` / `?user=` / `?org=`, `?limit=` (100) |
 //! | `GET /admin/status` | limiter, store, usage writer and ledger persistence counters |
 //! | `POST /admin/reload` | reload the configuration file (works without a store): 200 with the new hash, what changed and what needs a restart, or 400 with the file:line error (the running configuration stays) |
+//! | `GET/POST /admin/status/notices`, `POST /admin/status/notices/{id}/resolve` | operator notices on the status page (`notices`; no store needed) |
 //! | `GET /admin/reports/sla` | `?window=30d&format=json\|csv\|md`: the SLA report (`status::report`, `docs/sla.md`), summed over every replica's rows in the store |
 //!
 //! Ids are accepted where names are: an org by id or name, a user by id or `org/name`.
 //! Spend is read from the usage records: `{"today": usd, "month": usd}` (UTC).
 
 mod error;
+mod notices;
 mod routes;
 
 pub use error::AdminError;
@@ -57,6 +59,8 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/reload", post(reload))
         .route("/reports/sla", get(sla_report))
         .route("/routes", get(routes::routes))
+        .route("/status/notices", get(notices::list).post(notices::create))
+        .route("/status/notices/{id}/resolve", post(notices::resolve))
 }
 
 type Reply = Result<Response, AdminError>;
@@ -564,6 +568,8 @@ async fn sla_report(
             let report = report::generate(
                 &state.telemetry,
                 state.ledger_writer.as_deref(),
+                state.notices.list(),
+                crate::config::slo::by_route(&runtime.config.models),
                 window,
                 telemetry.slo,
             )

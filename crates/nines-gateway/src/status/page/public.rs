@@ -12,9 +12,13 @@
 //! Incidents: a breaker incident is public only when the clients of a model it affects saw
 //! failures while it lasted (an outage failover absorbed is not an incident to them). It is
 //! shown as the models affected and the period, merged with overlapping ones of the same models,
-//! with the number of failed requests.
+//! with the number of failed requests. A flapping deployment's episodes are already one incident
+//! (`super::flaps`).
 
-use super::snapshot::{DayBar, Incident, Route, State, Status, Ttfb, Windows, rfc3339};
+use super::snapshot::{
+    DayBar, Incident, ObjectiveStatus, Route, State, Status, Ttfb, Windows, rfc3339,
+};
+use crate::status::notices::Shown;
 use crate::telemetry::ledger::{Ledger, MINUTE_MS, Scope};
 use serde::Serialize;
 
@@ -30,6 +34,8 @@ pub struct PublicStatus {
     pub state: State,
     pub routes: Vec<PublicRoute>,
     pub incidents: PublicIncidents,
+    /// Operators' notices: public by intent (their text is escaped wherever it is shown).
+    pub notices: Shown,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -42,6 +48,9 @@ pub struct PublicRoute {
     pub recent_availability: Option<f64>,
     pub days: Vec<DayBar>,
     pub ttfb_ms: Ttfb,
+    pub availability_objective: f64,
+    /// Latency objectives as judged now (public: they are what clients were promised).
+    pub objectives: Vec<ObjectiveStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -63,6 +72,9 @@ pub struct PublicIncident {
     pub duration_ms: u64,
     /// Requests to those models that failed while it lasted.
     pub failed_requests: u64,
+    /// Spells it is made of: a provider flapping within `[status] incident_merge_window` is one
+    /// incident with several episodes.
+    pub episodes: u32,
 }
 
 /// The public projection of a snapshot; `ledger` decides which incidents clients saw.
@@ -77,6 +89,7 @@ pub fn of(status: &Status, ledger: Option<&Ledger>) -> PublicStatus {
         state: status.state,
         routes: status.routes.iter().map(route).collect(),
         incidents: incidents(status, ledger),
+        notices: status.notices.clone(),
     }
 }
 
@@ -90,6 +103,8 @@ fn route(r: &Route) -> PublicRoute {
         recent_availability: r.recent_availability,
         days: r.days.clone(),
         ttfb_ms: r.ttfb_ms,
+        availability_objective: r.availability_objective,
+        objectives: r.objectives.clone(),
     }
 }
 
@@ -127,6 +142,7 @@ fn incidents(status: &Status, ledger: Option<&Ledger>) -> PublicIncidents {
                 .unwrap_or(now)
                 .saturating_sub(last.started_at_ms);
             last.failed_requests = last.failed_requests.max(i.failed_requests);
+            last.episodes = last.episodes.max(i.episodes);
             continue;
         }
         merged.push(i);
@@ -164,5 +180,6 @@ fn client_visible(i: &Incident, ledger: &Ledger, now: u64) -> Option<PublicIncid
         resolved_at_ms: i.closed_at_ms,
         duration_ms: i.duration_ms,
         failed_requests: failed,
+        episodes: i.episodes,
     })
 }

@@ -17,7 +17,7 @@
 //! | thing | `down` (shown "Outage") | `degraded` | `operational` |
 //! |---|---|---|---|
 //! | deployment (private) | every key slot's breaker is open or half-open | some are | none is |
-//! | route | none of its deployments (nor its fallback models') can serve, or fewer than half its requests over the last 5 minutes succeeded | its availability over the last 5 minutes is below the SLO, or a latency objective is missed (hook for latency objectives: [`latency_objective_miss`]) | otherwise, whatever its deployments do |
+//! | route | none of its deployments (nor its fallback models') can serve, or fewer than half its requests over the last 5 minutes succeeded | its availability over the last 5 minutes is below its availability objective (`slo.availability`, else `telemetry.slo`), or it misses a latency objective over them ([`latency_objective_miss`]) | otherwise, whatever its deployments do |
 //! | overall | every route is down | any route is not operational | every route is operational |
 //!
 //! A half-open slot counts as not serving: it admits one probe, and traffic is still held back
@@ -27,10 +27,14 @@
 //! ledger's sketch ([`crate::telemetry::ledger::sketch`]) over the last hour: within 1 % of
 //! the true sample at each percentile. A window longer than the series' data carries `since`.
 
+use crate::config::ModelRoute;
+use crate::config::slo::LatencyObjective;
 use crate::resilience::breaker::Phase;
 use crate::state::Runtime;
+use crate::status::notices::Shown;
 use crate::telemetry::ledger::sketch::Percentiles;
 use crate::telemetry::ledger::{Ledger, Scope, Tally, WindowStats};
+use crate::telemetry::objectives::{self, WindowShare};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
@@ -42,6 +46,9 @@ pub const RECENT: Duration = Duration::from_secs(5 * 60);
 pub const OUTAGE_BELOW: f64 = 0.5;
 /// Time to first byte is read over this window.
 pub const TTFB_WINDOW: Duration = Duration::from_secs(3600);
+/// Latency objectives' minute windows are counted over this window (the ledger keeps minute
+/// detail for 25 hours).
+pub const OBJECTIVE_WINDOW: Duration = Duration::from_secs(86_400);
 /// Closed incidents are listed this long after they closed.
 pub const INCIDENTS_SINCE: Duration = Duration::from_secs(7 * 86_400);
 /// Uptime bars per route and deployment.
@@ -72,6 +79,8 @@ pub struct Status {
     pub state: State,
     pub routes: Vec<Route>,
     pub incidents: Incidents,
+    /// What operators posted: incident updates and maintenance (`crate::status::notices`).
+    pub notices: Shown,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,7 +102,28 @@ pub struct Route {
     pub days: Vec<DayBar>,
     /// Time to first byte clients saw over the last hour.
     pub ttfb_ms: Ttfb,
+    /// The availability objective the route is judged on (its own `slo.availability`, else
+    /// `telemetry.slo`).
+    pub availability_objective: f64,
+    /// Its latency objectives (`slo = { ttft_p99 = "5s", … }`), as judged now.
+    pub objectives: Vec<ObjectiveStatus>,
     pub deployments: Vec<Deployment>,
+}
+
+/// A latency objective of a route, as judged now (`crate::telemetry::objectives`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectiveStatus {
+    /// `ttft_p99`, `latency_p50`, …
+    pub objective: String,
+    pub bound_ms: f64,
+    /// The percentile over [`RECENT`] (null without successes).
+    pub recent_ms: Option<f64>,
+    /// Whether the route meets it over [`RECENT`] (null: not judged).
+    pub met: Option<bool>,
+    /// Minute windows over [`OBJECTIVE_WINDOW`]: judged, met, and the share met.
+    pub windows: WindowShare,
+    /// The share of minute windows the route means to meet (`slo.windows`).
+    pub windows_objective: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -171,7 +201,10 @@ pub struct Incidents {
 #[derive(Debug, Clone, Serialize)]
 pub struct Incident {
     pub deployment: String,
+    /// The first episode's key slot.
     pub key_slot: String,
+    /// Every key slot whose breaker opened in it.
+    pub key_slots: Vec<String>,
     /// Configured models served by the deployment.
     pub routes: Vec<String>,
     pub opened_at: String,
@@ -181,8 +214,10 @@ pub struct Incident {
     /// Until now for an incident still open.
     pub duration_ms: u64,
     pub reason: String,
-    /// Times the breaker (re)opened during the incident.
+    /// Times the breakers (re)opened during the incident.
     pub trips: u32,
+    /// Breaker-open periods merged into it ([`super::flaps`]: a flapping deployment).
+    pub episodes: u32,
 }
 
 /// A deployment's state from its key slots' breaker phases.
@@ -225,11 +260,47 @@ pub struct Health {
     pub deployment_reasons: Vec<String>,
 }
 
-/// Latency objectives hook in here: a route whose clients' time to first byte over [`RECENT`]
-/// misses its objective is degraded, with the returned reason. No latency objectives are
-/// configured yet, so nothing misses.
-pub fn latency_objective_miss(_route: &str, _recent: &Tally) -> Option<String> {
-    None
+/// Why a route misses its latency objectives over [`RECENT`] (one reason for all it misses), or
+/// `None` when it meets them all (or had no successes to judge).
+pub fn latency_objective_miss(objectives: &[LatencyObjective], recent: &Tally) -> Option<String> {
+    let over = format!("the last {} minutes", RECENT.as_secs() / 60);
+    let misses: Vec<String> = objectives
+        .iter()
+        .filter_map(|o| objectives::miss(recent, o, &over))
+        .collect();
+    (!misses.is_empty()).then(|| misses.join("; "))
+}
+
+/// A route's latency objectives as judged now: over [`RECENT`] and per minute over
+/// [`OBJECTIVE_WINDOW`].
+fn objective_statuses(
+    ledger: Option<&Ledger>,
+    route: &ModelRoute,
+    recent: &Tally,
+    now_ms: u64,
+) -> Vec<ObjectiveStatus> {
+    let minutes = match ledger {
+        Some(l) if !route.slo.latency.is_empty() => l.minutes_between(
+            Scope::Route,
+            &route.name,
+            now_ms.saturating_sub(OBJECTIVE_WINDOW.as_millis() as u64),
+            now_ms,
+        ),
+        _ => Vec::new(),
+    };
+    route
+        .slo
+        .latency
+        .iter()
+        .map(|o| ObjectiveStatus {
+            objective: o.key(),
+            bound_ms: objectives::bound_ms(o),
+            recent_ms: objectives::reading_ms(recent, o),
+            met: objectives::meets(recent, o),
+            windows: WindowShare::of(minutes.iter().map(|(_, t)| t), o),
+            windows_objective: route.slo.windows,
+        })
+        .collect()
 }
 
 /// A route's state from what clients saw: down when nothing can serve it or most recent
@@ -324,7 +395,7 @@ pub fn percent(x: f64) -> String {
 }
 
 /// Builds the status from the live runtime and the ledger (if kept).
-pub fn build(runtime: &Runtime, ledger: Option<&Ledger>, now_ms: u64) -> Status {
+pub fn build(runtime: &Runtime, ledger: Option<&Ledger>, notices: Shown, now_ms: u64) -> Status {
     let config = &runtime.config;
     let slo = ledger.map_or(config.telemetry.slo, Ledger::slo);
 
@@ -397,7 +468,8 @@ pub fn build(runtime: &Runtime, ledger: Option<&Ledger>, now_ms: u64) -> Status 
             let recent = ledger
                 .map(|l| l.tally(Scope::Route, &m.name, RECENT))
                 .unwrap_or_default();
-            let latency_miss = latency_objective_miss(&m.name, &recent);
+            let latency_miss = latency_objective_miss(&m.slo.latency, &recent);
+            let availability_objective = m.slo.availability.unwrap_or(slo);
             let health = route_state(
                 &Seen {
                     own: &own,
@@ -405,7 +477,7 @@ pub fn build(runtime: &Runtime, ledger: Option<&Ledger>, now_ms: u64) -> Status 
                     recent: &recent,
                     latency_miss: latency_miss.as_deref(),
                 },
-                slo,
+                availability_objective,
             );
             Route {
                 name: m.name.clone(),
@@ -418,6 +490,8 @@ pub fn build(runtime: &Runtime, ledger: Option<&Ledger>, now_ms: u64) -> Status 
                 recent_availability: recent.availability(),
                 days: days(ledger, Scope::Route, &m.name),
                 ttfb_ms: ledger_ttfb(ledger, Scope::Route, &m.name),
+                availability_objective,
+                objectives: objective_statuses(ledger, m, &recent, now_ms),
                 deployments: m
                     .deployments
                     .iter()
@@ -438,6 +512,7 @@ pub fn build(runtime: &Runtime, ledger: Option<&Ledger>, now_ms: u64) -> Status 
         state: overall_state(&route_states),
         routes,
         incidents: incidents(runtime, ledger, now_ms),
+        notices,
     }
 }
 
@@ -463,37 +538,33 @@ fn incidents(runtime: &Runtime, ledger: Option<&Ledger>, now_ms: u64) -> Inciden
             .collect()
     };
     let since = now_ms.saturating_sub(INCIDENTS_SINCE.as_millis() as u64);
-    let mut current = Vec::new();
-    let mut recent = Vec::new();
-    let mut recent_total = 0;
-    for i in ledger.incidents(since) {
-        if i.closed_at_ms.is_some() {
-            recent_total += 1;
-            if recent.len() >= RECENT_INCIDENTS_MAX {
-                continue;
+    let merge_window = config.telemetry.status.incident_merge_window;
+    let views = super::flaps::merge(ledger.incidents(since), merge_window)
+        .into_iter()
+        .map(|run| {
+            let i = run.incident;
+            Incident {
+                routes: routes_of(&i.deployment),
+                opened_at: rfc3339(i.opened_at_ms),
+                closed_at: i.closed_at_ms.map(rfc3339),
+                duration_ms: i
+                    .closed_at_ms
+                    .unwrap_or(now_ms)
+                    .saturating_sub(i.opened_at_ms),
+                deployment: i.deployment,
+                key_slot: i.key_slot,
+                key_slots: run.key_slots,
+                opened_at_ms: i.opened_at_ms,
+                closed_at_ms: i.closed_at_ms,
+                reason: i.reason,
+                trips: i.trips,
+                episodes: run.episodes,
             }
-        }
-        let view = Incident {
-            routes: routes_of(&i.deployment),
-            opened_at: rfc3339(i.opened_at_ms),
-            closed_at: i.closed_at_ms.map(rfc3339),
-            duration_ms: i
-                .closed_at_ms
-                .unwrap_or(now_ms)
-                .saturating_sub(i.opened_at_ms),
-            deployment: i.deployment,
-            key_slot: i.key_slot,
-            opened_at_ms: i.opened_at_ms,
-            closed_at_ms: i.closed_at_ms,
-            reason: i.reason,
-            trips: i.trips,
-        };
-        if view.closed_at_ms.is_none() {
-            current.push(view);
-        } else {
-            recent.push(view);
-        }
-    }
+        });
+    let (current, mut recent): (Vec<Incident>, Vec<Incident>) =
+        views.partition(|i| i.closed_at_ms.is_none());
+    let recent_total = recent.len();
+    recent.truncate(RECENT_INCIDENTS_MAX);
     Incidents {
         current,
         recent,

@@ -170,7 +170,7 @@ fn the_page_inlines_its_assets_and_allows_only_them() {
     assert!(page.csp.contains(&format!("script-src 'sha256-{js_hash}'")));
     assert!(page.csp.starts_with("default-src 'none'"));
     assert_eq!(
-        escape_html("<b>\"R&D\"</b>"),
+        super::super::html::escape("<b>\"R&D\"</b>"),
         "&lt;b&gt;&quot;R&amp;D&quot;&lt;/b&gt;"
     );
 }

@@ -329,8 +329,65 @@ async fn without_a_store_the_report_reads_this_process_ledger() {
     ledger.add(Scope::Route, "chat", T0 - 3 * DAY_MS, &tally(100, 0), false);
     tokio::time::advance(Duration::from_secs(60)).await;
     let now = ledger.clock().now_ms();
-    let inputs = read_ledger(&ledger, now - DAY_MS, now);
+    let inputs = read_ledger(&ledger, now - DAY_MS, now, BTreeMap::new());
     let r = Report::build(inputs, DAY, now - DAY_MS, now, 0.999, Source::Memory);
     assert_eq!(r.routes.len(), 1);
     assert_eq!((r.routes[0].requests, r.routes[0].failures), (4, 1));
+}
+
+fn notice(id: &str, created: u64, resolved: Option<u64>, title: &str) -> crate::store::Notice {
+    crate::store::Notice {
+        id: id.into(),
+        kind: crate::store::NoticeKind::Incident,
+        title: title.into(),
+        body: String::new(),
+        models: vec!["chat".into()],
+        created_at_ms: created,
+        starts_at_ms: None,
+        ends_at_ms: None,
+        resolved_at_ms: resolved,
+    }
+}
+
+#[test]
+fn notices_in_force_during_the_window_are_reported_with_their_text_escaped() {
+    let mut maintenance = notice("ntc_m", T0 - 2 * DAY_MS, None, "DB upgrade");
+    maintenance.kind = crate::store::NoticeKind::Maintenance;
+    maintenance.starts_at_ms = Some(T0 - 2 * DAY_MS);
+    // Its window ended before this report's.
+    maintenance.ends_at_ms = Some(T0 - DAY_MS - MINUTE);
+    let inputs = Inputs {
+        notices: vec![
+            notice("ntc_old", T0 - 3 * DAY_MS, Some(T0 - 2 * DAY_MS), "old"),
+            maintenance,
+            notice("ntc_late", T0 + MINUTE, None, "after the window"),
+            notice(
+                "ntc_now",
+                T0 - 2 * DAY_MS,
+                Some(T0 - 10 * MINUTE),
+                "<b>Errors</b> | on chat",
+            ),
+            notice("ntc_open", T0 - 5 * MINUTE, None, "Investigating"),
+        ],
+        ..Inputs::default()
+    };
+    let r = Report::build(inputs, DAY, T0 - DAY_MS, T0, 0.999, Source::Memory);
+    let ids: Vec<&str> = r.notices.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids, ["ntc_now", "ntc_open"]);
+    assert_eq!(
+        r.notices[0].resolved_at.as_deref(),
+        Some("2025-12-31T23:50:00Z")
+    );
+    let md = r.to_markdown();
+    assert!(md.contains("## Notices (posted by operators)"), "{md}");
+    assert!(md.contains("&lt;b&gt;Errors&lt;/b&gt; \\| on chat"), "{md}");
+    assert!(!md.contains("<b>"), "{md}");
+    let csv = r.to_csv();
+    assert!(csv.contains("notice_id,kind,title,body,models"), "{csv}");
+    assert!(
+        csv.contains("ntc_open,incident,Investigating,,chat,2025-12-31T23:55:00Z"),
+        "{csv}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+    assert_eq!(json["notices"][1]["title"], "Investigating");
 }

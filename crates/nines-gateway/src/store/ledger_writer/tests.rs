@@ -216,7 +216,7 @@ async fn two_replicas_add_up_in_one_store_and_a_restart_loads_the_history() {
         );
 
         // The report over 30 days sums every replica's rows.
-        let inputs = report::read_store(&b.store, now - 30 * DAY_MS, now)
+        let inputs = report::read_store(&b.store, now - 30 * DAY_MS, now, Default::default())
             .await
             .unwrap();
         let report = Report::build(
@@ -421,7 +421,7 @@ async fn incidents_are_stored_merged_across_replicas_and_reloaded() {
         assert_eq!(again, stored);
 
         // The report shows one incident per outage and slot.
-        let inputs = report::read_store(&b.store, now - DAY_MS, now)
+        let inputs = report::read_store(&b.store, now - DAY_MS, now, Default::default())
             .await
             .unwrap();
         let report = Report::build(

@@ -375,3 +375,18 @@ async fn windows_longer_than_the_data_say_since_when() {
         None
     );
 }
+
+#[test]
+fn a_delta_spooled_before_the_latency_sketch_still_reads() {
+    let mut delta = Delta {
+        scope: Scope::Route,
+        name: "chat".into(),
+        minute_ms: T0,
+        tally: Tally::default(),
+    };
+    delta.tally.requests = 3;
+    let mut line = serde_json::to_value(&delta).unwrap();
+    line["tally"].as_object_mut().unwrap().remove("latency");
+    let read: Delta = serde_json::from_value(line).unwrap();
+    assert_eq!(read, delta);
+}

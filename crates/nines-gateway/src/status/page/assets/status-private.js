@@ -41,6 +41,7 @@
                        : s.when(i.opened_at_ms) + ", lasted " + s.duration(i.duration_ms));
       if (i.routes.length) detail.push("affects " + i.routes.join(", "));
       if (i.trips > 1) detail.push("breaker opened " + i.trips + " times");
+      if (i.episodes > 1) detail.push(i.episodes + " episodes (flapping): keys " + i.key_slots.join(", "));
       return el("div", { "class": "incident", "data-incident": i.key_slot, "data-incident-state": open ? "open" : "closed",
         "data-incident-deployment": i.deployment },
         el("div", { "class": "what" },

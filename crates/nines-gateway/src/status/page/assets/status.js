@@ -1,5 +1,6 @@
 "use strict";
-// Renders /status.json into the page and refreshes it. Every rendered thing carries data-*
+// The server renders the page's first paint from the same /status.json (status/page/render.rs),
+// so it reads without JavaScript; this script renders it again and refreshes it. Every rendered thing carries data-*
 // attributes (data-route, data-state, data-window, data-day, data-incident, data-note) so tests
 // and scripts can read the page without parsing its text. Text goes in as textContent only.
 // This script renders the public view (models and their health); an admin's page also carries
@@ -119,6 +120,18 @@
     return el("span", attrs, "TTFB p50 ", el("b", null, ms(t.p50_ms)), " · p95 ", el("b", null, ms(t.p95_ms)));
   }
 
+  // A latency objective: its bound and the share of minute windows that met it.
+  function objective(o) {
+    var parts = o.objective.split("_");
+    var label = (parts[0] === "ttft" ? "TTFT " : parts[0] === "latency" ? "Latency " : parts[0] + " ") + (parts[1] || "");
+    var w = o.windows;
+    return el("span", { "class": "metric objective", "data-objective": o.objective,
+      "data-objective-met": o.met === null ? "" : String(o.met), "data-objective-share": w.share,
+      title: count(w.met) + " of " + count(w.judged) + " minutes with answers over the last 24 hours met it (objective: " +
+        pct(o.windows_objective) + "); last 5 minutes: " + ms(o.recent_ms) },
+      label + " ≤ " + ms(o.bound_ms) + ": ", el("b", null, pct(w.share)), " of minutes");
+  }
+
   function route(r, slo, status) {
     var card = el("article", { "class": "card", "data-route": r.name, "data-state": r.state },
       el("div", { "class": "card-head" }, el("h2", null, r.name), pill(r.state)));
@@ -129,7 +142,9 @@
     }
     if (r.note) card.appendChild(el("p", { "class": "note", "data-note": r.name }, r.note));
     card.appendChild(figures(r.availability));
-    card.appendChild(el("div", { "class": "metrics route-metrics" }, ttfb(r.ttfb_ms, { "data-route-ttfb": r.name })));
+    var metrics = el("div", { "class": "metrics route-metrics" }, ttfb(r.ttfb_ms, { "data-route-ttfb": r.name }));
+    r.objectives.forEach(function (o) { metrics.appendChild(objective(o)); });
+    card.appendChild(metrics);
     if (r.days.length) {
       card.appendChild(bars(r.name, r.days, slo));
       card.appendChild(el("div", { "class": "bar-legend" },
@@ -147,11 +162,31 @@
     var detail = [open ? "since " + when(i.started_at_ms) + " (" + duration(now - i.started_at_ms) + ")"
                        : when(i.started_at_ms) + ", lasted " + duration(i.duration_ms)];
     detail.push(count(i.failed_requests) + " failed request" + (i.failed_requests === 1 ? "" : "s"));
+    if (i.episodes > 1) detail.push(i.episodes + " episodes");
     return el("div", { "class": "incident", "data-incident": i.models.join(","), "data-incident-state": open ? "open" : "closed" },
       el("div", { "class": "what" },
         pill(open ? "down" : "closed", open ? "Ongoing" : "Resolved"),
         el("strong", null, i.models.join(", ")),
         el("span", null, "elevated errors")),
+      el("p", { "class": "detail" }, detail.join(" · ")));
+  }
+
+  // An operator's notice (incident update or maintenance): its text goes in as textContent.
+  function notice(n, now, which) {
+    var maintenance = n.kind === "maintenance";
+    var detail = [];
+    if (n.models.length) detail.push("affects " + n.models.join(", "));
+    if (n.starts_at_ms !== null && n.ends_at_ms !== null) detail.push(day(n.starts_at_ms) + " to " + day(n.ends_at_ms));
+    else if (n.starts_at_ms !== null) detail.push("from " + day(n.starts_at_ms));
+    else if (n.ends_at_ms !== null) detail.push("until " + day(n.ends_at_ms));
+    detail.push("posted " + day(n.created_at_ms));
+    if (n.resolved_at_ms !== null) detail.push("resolved " + day(n.resolved_at_ms));
+    var badge = which === "past" ? pill("closed", "Resolved")
+      : maintenance ? pill("maintenance", n.starts_at_ms !== null && n.starts_at_ms > now ? "Scheduled" : "Maintenance")
+      : pill("degraded", "Update");
+    return el("div", { "class": "notice", "data-notice": n.id, "data-notice-kind": n.kind, "data-notice-state": which },
+      el("div", { "class": "what" }, badge, el("strong", null, n.title)),
+      n.body ? el("p", { "class": "body" }, n.body) : null,
       el("p", { "class": "detail" }, detail.join(" · ")));
   }
 
@@ -168,6 +203,10 @@
     var banner = $("banner");
     banner.setAttribute("data-overall", status.state);
     $("banner-text").textContent = bannerText(status);
+
+    var notices = el("div", null);
+    status.notices.active.forEach(function (n) { notices.appendChild(notice(n, status.generated_at_ms, "active")); });
+    $("notices").replaceChildren(notices);
 
     var routes = el("div", null);
     status.routes.forEach(function (r) { routes.appendChild(route(r, status.slo, status)); });
@@ -189,6 +228,7 @@
       list.appendChild(el("p", { "class": "empty", "data-incidents-empty": "" },
         status.ledger ? "No incidents in the last 7 days." : "Incidents are not kept (telemetry.ledger = false)."));
     }
+    status.notices.past.forEach(function (n) { list.appendChild(notice(n, status.generated_at_ms, "past")); });
     $("incidents").replaceChildren(list);
 
     if (privately) window.ninesPrivate.footer($("private-note"));
