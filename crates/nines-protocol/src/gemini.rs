@@ -45,7 +45,9 @@ pub fn signature_of(call_id: &str) -> Option<&str> {
 }
 
 /// What Gemini serves: everything but assistant prefill.
-pub const CAPABILITIES: Capabilities = Capabilities::ALL.without(Capabilities::ASSISTANT_PREFILL);
+pub const CAPABILITIES: Capabilities = Capabilities::ALL
+    .without(Capabilities::ASSISTANT_PREFILL)
+    .without(Capabilities::RESPONSES_API);
 
 /// The path (below the API base URL, e.g. `https://generativelanguage.googleapis.com`) of a chat
 /// call for `model`: `generateContent`, or `streamGenerateContent?alt=sse` when streaming.

@@ -139,7 +139,10 @@ impl ProviderKind {
     /// What requests it can honour by default (a deployment may narrow or widen this).
     pub fn capabilities(self) -> nines_protocol::unified::Capabilities {
         match self {
-            ProviderKind::Openai | ProviderKind::Nvidia => nines_protocol::openai::CAPABILITIES,
+            // OpenAI serves the Responses API itself; its compatible servers serve chat.
+            ProviderKind::Openai => nines_protocol::openai::CAPABILITIES
+                .with(nines_protocol::unified::Capabilities::RESPONSES_API),
+            ProviderKind::Nvidia => nines_protocol::openai::CAPABILITIES,
             // Self-hosted servers vary; vLLM and Ollama accept all of OpenAI's surface and
             // many accept a final assistant message as a prefill.
             ProviderKind::OpenaiCompatible => nines_protocol::openai::CAPABILITIES,

@@ -11,7 +11,7 @@ use std::fmt;
 pub struct Capabilities(u16);
 
 /// Each capability with its name, in the order [`Capabilities::missing`] reports them.
-const NAMED: [(Capabilities, &str); 8] = [
+const NAMED: [(Capabilities, &str); 9] = [
     (Capabilities::STREAMING, "streaming"),
     (Capabilities::TOOLS, "tools"),
     (Capabilities::VISION, "vision"),
@@ -20,6 +20,7 @@ const NAMED: [(Capabilities, &str); 8] = [
     (Capabilities::LOGPROBS, "logprobs"),
     (Capabilities::ASSISTANT_PREFILL, "assistant_prefill"),
     (Capabilities::EMBEDDINGS, "embeddings"),
+    (Capabilities::RESPONSES_API, "responses_api"),
 ];
 
 impl Capabilities {
@@ -40,7 +41,11 @@ impl Capabilities {
     pub const ASSISTANT_PREFILL: Capabilities = Capabilities(1 << 6);
     /// The embeddings endpoint.
     pub const EMBEDDINGS: Capabilities = Capabilities(1 << 7);
-    pub const ALL: Capabilities = Capabilities((1 << 8) - 1);
+    /// OpenAI's Responses API served natively, with the built-in tools OpenAI runs itself (web
+    /// search, file search, code interpreter). Without it a Responses request is translated into
+    /// the deployment's chat dialect, and one that needs a built-in tool cannot go there.
+    pub const RESPONSES_API: Capabilities = Capabilities(1 << 8);
+    pub const ALL: Capabilities = Capabilities((1 << 9) - 1);
 
     /// This set plus `other`.
     #[must_use]
