@@ -6,6 +6,11 @@
 //! never translates: the client's bytes go through with only `model` spliced, so fields nines does
 //! not know survive. Across dialects the body is parsed once into the unified model, lazily, on
 //! the first deployment that needs it.
+//!
+//! A Responses request (`/v1/responses`) is native on a deployment with the `responses_api`
+//! capability (its bytes go to the upstream's `/responses`), and translated for every other one:
+//! into its chat dialect on the way up (an OpenAI-compatible server gets `/chat/completions`),
+//! and its chat answer into a `response` object on the way back.
 
 use crate::config::Deployment;
 use crate::providers::{Endpoint, Outcome, Reply, ReplyBody, Transport};
@@ -15,7 +20,8 @@ use nines_protocol::unified::{
     ChatRequest, ChatResponse, ContentPart, DecodeError, Dialect, EmbeddingsRequest,
     EncodingFormat, Message, Role,
 };
-use nines_protocol::{anthropic, gemini, openai, replicate};
+use nines_protocol::unified::Capabilities;
+use nines_protocol::{anthropic, gemini, openai, openai_responses, replicate};
 use serde_json::{Map, Value};
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -64,6 +70,9 @@ impl RequestView {
                 (Endpoint::Embeddings, _) => {
                     Parsed::Embeddings(openai::parse_embeddings_request(&self.raw))
                 }
+                (Endpoint::Responses, _) => {
+                    Parsed::Chat(Box::new(openai_responses::parse_request(&self.raw)))
+                }
                 (Endpoint::ChatCompletions, Dialect::Anthropic) => {
                     Parsed::Chat(Box::new(anthropic::parse_request(&self.raw)))
                 }
@@ -83,7 +92,21 @@ impl RequestView {
 
     /// Whether `deployment` needs the body translated.
     pub fn needs_translation(&self, deployment: &Deployment) -> bool {
-        deployment.provider.dialect() != self.ingress
+        match self.endpoint {
+            Endpoint::Responses => !deployment
+                .capabilities()
+                .contains(Capabilities::RESPONSES_API),
+            _ => deployment.provider.dialect() != self.ingress,
+        }
+    }
+
+    /// The endpoint to call on `deployment`: a Responses request it cannot serve natively goes
+    /// to its chat endpoint, translated.
+    pub fn endpoint_for(&self, deployment: &Deployment) -> Endpoint {
+        match self.endpoint {
+            Endpoint::Responses if self.needs_translation(deployment) => Endpoint::ChatCompletions,
+            endpoint => endpoint,
+        }
     }
 
     /// Whether the request can be expressed in `deployment`'s dialect at all.
@@ -128,7 +151,9 @@ impl RequestView {
 
     /// The request again, streamed, for a continuation of a broken stream on `deployment`:
     /// with `prefill`, the text the client already has as a final assistant message (which the
-    /// deployment continues rather than answers); without, the original request afresh.
+    /// deployment continues rather than answers); without, the original request afresh. Always
+    /// a chat request (a Responses request's continuation too: it is decoded as chat chunks), for
+    /// the deployment's chat endpoint.
     pub fn continuation_for(
         &self,
         deployment: &Deployment,
@@ -136,7 +161,10 @@ impl RequestView {
     ) -> Result<Bytes, String> {
         let model = deployment.upstream_model.as_str();
         let dialect = deployment.provider.dialect();
-        if self.ingress == Dialect::OpenAi && dialect == Dialect::OpenAi {
+        if self.endpoint == Endpoint::ChatCompletions
+            && self.ingress == Dialect::OpenAi
+            && dialect == Dialect::OpenAi
+        {
             // Untranslated, so fields the unified model does not know still reach the upstream.
             return match prefill {
                 Some(partial) => {
@@ -220,7 +248,7 @@ impl RequestView {
         body: &[u8],
         served_model: &str,
     ) -> Result<Bytes, DecodeError> {
-        if upstream == self.ingress {
+        if upstream == self.ingress && self.endpoint != Endpoint::Responses {
             return Ok(Bytes::copy_from_slice(body));
         }
         if self.endpoint == Endpoint::Embeddings {
@@ -264,8 +292,9 @@ impl RequestView {
         if response.created == 0 {
             response.created = crate::clock::unix_secs();
         }
-        Ok(Bytes::from(match self.ingress {
-            Dialect::Anthropic => anthropic::encode_response(&response),
+        Ok(Bytes::from(match (self.endpoint, self.ingress) {
+            (Endpoint::Responses, _) => openai_responses::encode_response(&response),
+            (_, Dialect::Anthropic) => anthropic::encode_response(&response),
             _ => openai::encode_chat_response(&response),
         }))
     }

@@ -21,7 +21,7 @@ use crate::{error, sse, text};
 /// The largest context the OpenAI dialect claims when `context_too_long` is faulted.
 const OPENAI_CONTEXT: u64 = 8192;
 
-const ERROR_SHAPE: ErrorShape = ErrorShape {
+pub(crate) const ERROR_SHAPE: ErrorShape = ErrorShape {
     fault_body,
     invalid_request: |message| error::invalid_request(message),
 };
@@ -184,7 +184,7 @@ async fn apply_fault(state: &MockState, headers: &HeaderMap) -> Option<Response>
 
 /// OpenAI's 400 for a prompt longer than the context. The claimed size is the limit plus the
 /// request's own estimate, so it always exceeds the limit.
-fn context_length_exceeded(prompt_tokens: u64, param: &str) -> Response {
+pub(crate) fn context_length_exceeded(prompt_tokens: u64, param: &str) -> Response {
     let tokens = OPENAI_CONTEXT + prompt_tokens;
     let message = format!(
         "This model's maximum context length is {OPENAI_CONTEXT} tokens. However, your \

@@ -32,6 +32,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 &format!("{prefix}/chat/completions"),
                 post(openai::chat_completions),
             )
+            .route(&format!("{prefix}/responses"), post(openai::responses))
             .route(&format!("{prefix}/embeddings"), post(openai::embeddings))
             .route(&format!("{prefix}/models"), get(openai::list_models))
             .route(&format!("{prefix}/models/{{*id}}"), get(openai::get_model))

@@ -1,4 +1,5 @@
-//! OpenAI-dialect handlers: `/v1/chat/completions`, `/v1/embeddings`, `/v1/models`.
+//! OpenAI-dialect handlers: `/v1/chat/completions`, `/v1/responses`, `/v1/embeddings`,
+//! `/v1/models`.
 
 use crate::pipeline::{self, Delivery, DeliveryBody, Ingress};
 use crate::request::{GatewayError, Request};
@@ -20,6 +21,14 @@ pub(super) async fn chat_completions(
     body: Body,
 ) -> Response {
     render(proxy(&state, &headers, body, Ingress::ChatCompletions).await)
+}
+
+pub(super) async fn responses(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    render(proxy(&state, &headers, body, Ingress::Responses).await)
 }
 
 pub(super) async fn embeddings(

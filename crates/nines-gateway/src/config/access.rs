@@ -190,6 +190,9 @@ pub struct RawStore {
     /// Longest wait before a partial batch is written.
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
+    /// How long a Responses API conversation is kept for `previous_response_id`.
+    #[serde(with = "humantime_serde")]
+    pub keep_responses: Duration,
 }
 
 impl Default for RawStore {
@@ -202,6 +205,7 @@ impl Default for RawStore {
             usage_buffer: 100_000,
             batch_size: 500,
             flush_interval: Duration::from_secs(1),
+            keep_responses: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -288,6 +292,7 @@ pub struct StoreConfig {
     pub usage_buffer: usize,
     pub batch_size: usize,
     pub flush_interval: Duration,
+    pub keep_responses: Duration,
 }
 
 impl StoreConfig {
@@ -300,6 +305,7 @@ impl StoreConfig {
             usage_buffer: raw.usage_buffer,
             batch_size: raw.batch_size,
             flush_interval: raw.flush_interval,
+            keep_responses: raw.keep_responses,
         }
     }
 }
@@ -368,6 +374,7 @@ pub(super) fn validate(
                 usage_buffer: s.usage_buffer,
                 batch_size: s.batch_size,
                 flush_interval: s.flush_interval,
+                keep_responses: s.keep_responses,
             })
         }
         _ => None,

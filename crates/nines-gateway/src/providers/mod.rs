@@ -35,6 +35,9 @@ use tokio::time::Instant;
 pub enum Endpoint {
     ChatCompletions,
     Embeddings,
+    /// OpenAI's Responses API; called only on deployments that serve it natively (others get
+    /// the request translated into chat).
+    Responses,
 }
 
 impl Endpoint {
@@ -42,6 +45,7 @@ impl Endpoint {
         match self {
             Endpoint::ChatCompletions => "/chat/completions",
             Endpoint::Embeddings => "/embeddings",
+            Endpoint::Responses => "/responses",
         }
     }
 }

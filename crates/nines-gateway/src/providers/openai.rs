@@ -1,5 +1,6 @@
 //! OpenAI-family upstreams (`openai`, `openai-compatible`, `nvidia`): bearer auth, and the
-//! `/chat/completions`, `/embeddings` and `/models` endpoints below the base URL.
+//! `/chat/completions`, `/embeddings`, `/responses` (OpenAI's own deployments only) and `/models`
+//! endpoints below the base URL.
 
 use super::{Call, Endpoint};
 use crate::config::KeySlotConfig;
@@ -8,6 +9,7 @@ use crate::config::KeySlotConfig;
 pub(super) struct Urls {
     chat: reqwest::Url,
     embeddings: reqwest::Url,
+    responses: reqwest::Url,
     models: reqwest::Url,
 }
 
@@ -16,6 +18,7 @@ impl Urls {
         Ok(Urls {
             chat: super::join(base, "/chat/completions")?,
             embeddings: super::join(base, "/embeddings")?,
+            responses: super::join(base, "/responses")?,
             models: super::join(base, "/models")?,
         })
     }
@@ -29,6 +32,7 @@ pub(super) fn request(
     let url = match call.endpoint {
         Endpoint::ChatCompletions => urls.chat.clone(),
         Endpoint::Embeddings => urls.embeddings.clone(),
+        Endpoint::Responses => urls.responses.clone(),
     };
     let mut request = client
         .post(url)

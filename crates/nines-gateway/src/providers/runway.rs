@@ -177,6 +177,7 @@ pub(super) fn no_chat(call: &Call<'_>) -> Outcome {
     let what = match call.endpoint {
         super::Endpoint::ChatCompletions => "chat completions",
         super::Endpoint::Embeddings => "embeddings",
+        super::Endpoint::Responses => "responses",
     };
     invalid(
         format!("runway deployments serve only video jobs (POST /v1/videos), not {what}"),

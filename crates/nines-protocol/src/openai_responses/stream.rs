@@ -31,6 +31,8 @@ pub struct StreamEncoder {
     finish: Option<FinishReason>,
     usage: Option<Usage>,
     ended: bool,
+    /// Set when the stream ended in an error.
+    failed: bool,
 }
 
 impl Default for StreamEncoder {
@@ -57,6 +59,7 @@ impl StreamEncoder {
             finish: None,
             usage: None,
             ended: false,
+            failed: false,
         }
     }
 
@@ -167,6 +170,7 @@ impl StreamEncoder {
                     &Wrapped { response },
                 );
                 self.ended = true;
+                self.failed = true;
             }
             StreamEvent::Done => {
                 self.ensure_started(out);
@@ -181,6 +185,19 @@ impl StreamEncoder {
                 self.ended = true;
             }
         }
+    }
+
+    /// The whole `response` object once the stream completed (`response.completed` or
+    /// `response.incomplete` was written), for whoever keeps responses.
+    pub fn completed_response(&self) -> Option<Vec<u8>> {
+        (self.ended && !self.failed).then(|| {
+            json::to_vec(&WireResponse::new(
+                &self.meta,
+                self.finish,
+                &self.output,
+                self.usage.as_ref(),
+            ))
+        })
     }
 
     /// The frames for one event as a new buffer.
