@@ -291,8 +291,8 @@ deployments = ["gemini"]
     // served its model; no upstream was asked for its Responses endpoint.
     assert!(down.hits("/v1/chat/completions") >= 1);
     assert!(claude.hits("/v1/messages") >= 5);
-    assert!(gemini.hits("/v1beta/models/gemini-m:generateContent") >= 3);
-    assert!(gemini.hits("/v1beta/models/gemini-m:streamGenerateContent") >= 3);
+    assert!(gemini.hits("/v1beta/models/{model}:generateContent") >= 3);
+    assert!(gemini.hits("/v1beta/models/{model}:streamGenerateContent") >= 3);
     let responses_hits: u64 = [&down, &claude, &gemini]
         .iter()
         .map(|m| m.hits("/v1/responses"))
