@@ -18,10 +18,10 @@
 use crate::conversations::{self, Keep, LookupError};
 use crate::providers::{Endpoint, ReplyBody};
 use crate::relay::codec::{Decoder, Encoder};
-use crate::relay::{passthrough, responses};
 use crate::relay::resume::{Resume, ResumeInput, Resumer};
 use crate::relay::segment::Segment;
 use crate::relay::translated;
+use crate::relay::{passthrough, responses};
 use crate::request::{GatewayError, Request, trail};
 use crate::resilience::{AttemptInput, Finished, KeySlot, run_plan};
 use crate::router::filters::{self, Unservable};
@@ -259,7 +259,8 @@ async fn converse(
         .map_or_else(|| conversations::ANONYMOUS.to_owned(), |k| k.id.to_string());
     let mut request: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
         .map_err(|e| GatewayError::BadRequest(RequestError::Malformed(e.to_string())))?;
-    let mut input = conversations::input_items(request.get("input").unwrap_or(&serde_json::Value::Null));
+    let mut input =
+        conversations::input_items(request.get("input").unwrap_or(&serde_json::Value::Null));
     let body = match routed.previous_response.take() {
         None => body,
         Some(previous) => {

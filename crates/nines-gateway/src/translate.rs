@@ -16,11 +16,11 @@ use crate::config::Deployment;
 use crate::providers::{Endpoint, Outcome, Reply, ReplyBody, Transport};
 use bytes::Bytes;
 use nines_protocol::openai::{RequestError, splice_model};
+use nines_protocol::unified::Capabilities;
 use nines_protocol::unified::{
     ChatRequest, ChatResponse, ContentPart, DecodeError, Dialect, EmbeddingsRequest,
     EncodingFormat, Message, Role,
 };
-use nines_protocol::unified::Capabilities;
 use nines_protocol::{anthropic, gemini, openai, openai_responses, replicate};
 use serde_json::{Map, Value};
 use std::ops::Range;

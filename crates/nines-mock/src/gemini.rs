@@ -405,11 +405,13 @@ fn function_to_call(req: &GenerateRequest) -> Option<String> {
         .and_then(|names| names.get(0))
         .and_then(Value::as_str);
     let answered = req.contents.last().is_some_and(|c| {
-        c.get("parts").and_then(Value::as_array).is_some_and(|parts| {
-            parts
-                .iter()
-                .any(|p| p.get("functionResponse").is_some() || p.get("function_response").is_some())
-        })
+        c.get("parts")
+            .and_then(Value::as_array)
+            .is_some_and(|parts| {
+                parts.iter().any(|p| {
+                    p.get("functionResponse").is_some() || p.get("function_response").is_some()
+                })
+            })
     });
     match mode {
         Some("NONE") => None,

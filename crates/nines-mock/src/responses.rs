@@ -46,8 +46,7 @@ pub(crate) async fn responses(
     let streaming = parsed
         .as_ref()
         .is_ok_and(|v| v.get("stream").and_then(Value::as_bool) == Some(true));
-    let fault = match effects::gate(&state, &headers, crate::openai::ERROR_SHAPE, streaming).await
-    {
+    let fault = match effects::gate(&state, &headers, crate::openai::ERROR_SHAPE, streaming).await {
         Ok(fault) => fault,
         Err(response) => return response,
     };
@@ -99,7 +98,10 @@ fn as_chat(request: &Value) -> Result<Value, String> {
             return Err(format!("Unknown parameter: '{unknown}'."));
         }
     }
-    if fields.get("previous_response_id").is_some_and(|v| !v.is_null()) {
+    if fields
+        .get("previous_response_id")
+        .is_some_and(|v| !v.is_null())
+    {
         return Err("Previous response with id not found.".into());
     }
     let model = fields
@@ -120,7 +122,12 @@ fn as_chat(request: &Value) -> Result<Value, String> {
         _ => return Err("Missing required parameter: 'input'.".into()),
     }
     let mut tools = Vec::new();
-    for tool in fields.get("tools").and_then(Value::as_array).into_iter().flatten() {
+    for tool in fields
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         match tool.get("type").and_then(Value::as_str) {
             Some("function") => {
                 let name = tool
@@ -166,10 +173,9 @@ fn push_item(messages: &mut Vec<Value>, item: &Value) -> Result<(), String> {
                 Some(Value::Array(parts)) => parts
                     .iter()
                     .map(|p| match p.get("type").and_then(Value::as_str) {
-                        Some("input_text" | "output_text") => Ok(p
-                            .get("text")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()),
+                        Some("input_text" | "output_text") => {
+                            Ok(p.get("text").and_then(Value::as_str).unwrap_or_default())
+                        }
                         Some("input_image" | "input_file" | "refusal") => Ok(""),
                         other => Err(format!("Invalid value: '{}'.", other.unwrap_or("null"))),
                     })
@@ -190,16 +196,19 @@ fn push_item(messages: &mut Vec<Value>, item: &Value) -> Result<(), String> {
             ]}));
         }
         "function_call_output" => {
-            let call_id = text("call_id").ok_or("Missing required parameter: 'input[].call_id'.")?;
-            let called = messages.iter().any(|m| {
-                m.pointer("/tool_calls/0/id").and_then(Value::as_str) == Some(call_id)
-            });
+            let call_id =
+                text("call_id").ok_or("Missing required parameter: 'input[].call_id'.")?;
+            let called = messages
+                .iter()
+                .any(|m| m.pointer("/tool_calls/0/id").and_then(Value::as_str) == Some(call_id));
             if !called {
                 return Err(format!(
                     "No tool call found for function call output with call_id {call_id}."
                 ));
             }
-            let output = item.get("output").ok_or("Missing required parameter: 'input[].output'.")?;
+            let output = item
+                .get("output")
+                .ok_or("Missing required parameter: 'input[].output'.")?;
             messages.push(json!({"role": "tool", "tool_call_id": call_id, "content": output}));
         }
         "reasoning" => {}
@@ -265,9 +274,13 @@ impl Answer {
             }
             output.push(self.item(true));
         }
-        let incomplete = (done && self.finish == "length")
-            .then(|| json!({"reason": "max_output_tokens"}));
-        let status = if incomplete.is_some() { "incomplete" } else { status };
+        let incomplete =
+            (done && self.finish == "length").then(|| json!({"reason": "max_output_tokens"}));
+        let status = if incomplete.is_some() {
+            "incomplete"
+        } else {
+            status
+        };
         json!({
             "id": self.id,
             "object": "response",
@@ -293,14 +306,26 @@ impl Answer {
     /// The typed events, numbered; without the terminal `response.completed` for `no_done`.
     fn events(&self, no_done: bool) -> Vec<Event> {
         let mut events: Vec<(&'static str, Value)> = vec![
-            ("response.created", json!({"response": self.response("in_progress", false)})),
-            ("response.in_progress", json!({"response": self.response("in_progress", false)})),
+            (
+                "response.created",
+                json!({"response": self.response("in_progress", false)}),
+            ),
+            (
+                "response.in_progress",
+                json!({"response": self.response("in_progress", false)}),
+            ),
         ];
         let index = usize::from(self.searched);
         if self.searched {
             let item = self.search_item();
-            events.push(("response.output_item.added", json!({"output_index": 0, "item": item})));
-            events.push(("response.output_item.done", json!({"output_index": 0, "item": item})));
+            events.push((
+                "response.output_item.added",
+                json!({"output_index": 0, "item": item}),
+            ));
+            events.push((
+                "response.output_item.done",
+                json!({"output_index": 0, "item": item}),
+            ));
         }
         events.push((
             "response.output_item.added",
@@ -308,7 +333,8 @@ impl Answer {
         ));
         match &self.said {
             Said::Text(pieces) => {
-                let at = json!({"item_id": "msg_mock_0", "output_index": index, "content_index": 0});
+                let at =
+                    json!({"item_id": "msg_mock_0", "output_index": index, "content_index": 0});
                 let with = |extra: Value| {
                     let mut v = at.clone();
                     if let (Some(v), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
@@ -316,14 +342,27 @@ impl Answer {
                     }
                     v
                 };
-                let part = |text: String| json!({"type": "output_text", "text": text, "annotations": []});
-                events.push(("response.content_part.added", with(json!({"part": part(String::new())}))));
+                let part =
+                    |text: String| json!({"type": "output_text", "text": text, "annotations": []});
+                events.push((
+                    "response.content_part.added",
+                    with(json!({"part": part(String::new())})),
+                ));
                 for piece in pieces {
-                    events.push(("response.output_text.delta", with(json!({"delta": piece, "logprobs": []}))));
+                    events.push((
+                        "response.output_text.delta",
+                        with(json!({"delta": piece, "logprobs": []})),
+                    ));
                 }
                 let text = pieces.concat();
-                events.push(("response.output_text.done", with(json!({"text": text, "logprobs": []}))));
-                events.push(("response.content_part.done", with(json!({"part": part(text)}))));
+                events.push((
+                    "response.output_text.done",
+                    with(json!({"text": text, "logprobs": []})),
+                ));
+                events.push((
+                    "response.content_part.done",
+                    with(json!({"part": part(text)})),
+                ));
             }
             Said::ToolCall(name) => {
                 let at = json!({"item_id": "fc_mock_0", "output_index": index});

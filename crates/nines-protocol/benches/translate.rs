@@ -235,7 +235,8 @@ fn responses_request_parse_only(bencher: Bencher) {
 #[divan::bench]
 fn anthropic_event_to_responses_event(bencher: Bencher) {
     let mut decoder = anthropic::StreamDecoder::new();
-    let mut encoder = openai_responses::StreamEncoder::new(1_700_000_000).with_model("chat-default");
+    let mut encoder =
+        openai_responses::StreamEncoder::new(1_700_000_000).with_model("chat-default");
     let mut events = Vec::new();
     let start = r#"{"type":"message_start","message":{"id":"msg_01XFDUDYJgAACzvnptvVoYEL","model":"claude-haiku-4-5","usage":{"input_tokens":25,"output_tokens":1}}}"#;
     decoder.feed("message_start", start, &mut events).unwrap();

@@ -2,10 +2,10 @@
 //! dialect's SSE events into unified stream events, an [`Encoder`] writes unified events in the
 //! client's dialect.
 
-use nines_protocol::sse::SseEvent;
-use nines_protocol::unified::{Dialect, StreamEvent};
 use crate::conversations::Keep;
 use crate::providers::Endpoint;
+use nines_protocol::sse::SseEvent;
+use nines_protocol::unified::{Dialect, StreamEvent};
 use nines_protocol::{anthropic, gemini, openai, openai_responses, replicate};
 
 /// Decodes one upstream dialect's events.

@@ -16,7 +16,7 @@
 //! Such a stream is not resumed elsewhere: its events carry OpenAI's item ids and any built-in
 //! tool calls, which no other deployment's continuation could honour.
 
-use super::bursts::Bursts;
+use super::bursts::{Bursts, Read};
 use super::ending::{Ends, Resumed, SHUTDOWN, StreamEnd, StreamReport};
 use super::segment::Segment;
 use crate::conversations::Keep;
@@ -27,7 +27,7 @@ use nines_protocol::sse::{SseDecoder, SseEvent};
 use serde::Deserialize;
 use std::convert::Infallible;
 use std::time::Duration;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 struct Relay<F: FnOnce(StreamReport) + Send + 'static> {
@@ -133,31 +133,18 @@ impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
 
     /// Waits for the next piece of the stream, at most the idle timeout.
     async fn read(&mut self) -> (Bytes, Option<StreamEnd>) {
-        let wait_until = (Instant::now() + self.idle).min(self.deadline);
         let next = tokio::select! {
             biased;
             () = self.cut.cancelled() => {
                 let frame = self.error_event(SHUTDOWN);
                 return (frame, Some(StreamEnd::Interrupted(SHUTDOWN.to_owned())));
             }
-            next = timeout_at(wait_until, self.rest.next()) => next,
+            next = self.rest.read(self.idle, self.deadline) => next,
         };
         let why = match next {
-            Ok(Some(Ok(chunk))) => {
-                let burst = self.rest.gather(chunk).await;
-                return self.forward(&burst);
-            }
-            Ok(Some(Err(e))) => {
-                format!("upstream stream broke: {}", crate::providers::describe(&*e))
-            }
-            Ok(None) => "upstream stream ended before the response was complete".to_owned(),
-            Err(_) if wait_until >= self.deadline => {
-                "request deadline reached while streaming".to_owned()
-            }
-            Err(_) => format!(
-                "upstream stream stalled for more than {}",
-                humantime::format_duration(self.idle)
-            ),
+            Read::Burst(burst) => return self.forward(&burst),
+            Read::End => "upstream stream ended before the response was complete".to_owned(),
+            Read::Broken(why) => why,
         };
         (self.error_event(&why), Some(StreamEnd::Broken(why)))
     }

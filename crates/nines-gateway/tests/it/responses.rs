@@ -223,7 +223,10 @@ async fn anthropic_serves_a_translated_request_with_a_function_call_round_trip()
     assert_eq!(call["name"], "get_weather");
     assert_eq!(call["arguments"], r#"{"mock":true}"#);
     let sent = recorded(&h, 1, "/v1/messages");
-    assert_eq!(sent["system"], "Be brief.", "instructions became the system prompt");
+    assert_eq!(
+        sent["system"], "Be brief.",
+        "instructions became the system prompt"
+    );
     assert_eq!(sent["max_tokens"], 300);
     assert_eq!(sent["tools"][0]["name"], "get_weather");
 
@@ -274,7 +277,11 @@ async fn a_translated_stream_from_gemini_is_the_responses_lifecycle() {
     assert_eq!(call["name"], "get_weather");
     assert_eq!(call["arguments"], r#"{"mock":true}"#);
     assert!(response["usage"]["output_tokens"].as_u64().unwrap() > 0);
-    assert_eq!(h.mock(2).hits("/v1beta/models/{model}:streamGenerateContent"), 1);
+    assert_eq!(
+        h.mock(2)
+            .hits("/v1beta/models/{model}:streamGenerateContent"),
+        1
+    );
 
     // Text, streamed: deltas then the done events carrying the whole text.
     let r = post(&h, &streamed("gemini")).await;
@@ -305,11 +312,17 @@ async fn a_chat_only_server_gets_a_chat_request_and_json_schema_and_effort_map()
     assert_eq!(h.mock(3).hits("/v1/responses"), 0);
     let sent = recorded(&h, 3, "/v1/chat/completions");
     assert_eq!(sent["model"], "vllm-up");
-    assert_eq!(sent["messages"][0], json!({"role": "system", "content": "Be brief."}));
+    assert_eq!(
+        sent["messages"][0],
+        json!({"role": "system", "content": "Be brief."})
+    );
     assert_eq!(sent["response_format"]["type"], "json_schema");
     assert_eq!(sent["response_format"]["json_schema"]["name"], "w");
     assert_eq!(sent["reasoning_effort"], "low");
-    assert!(sent.get("input").is_none() && sent.get("text").is_none(), "{sent}");
+    assert!(
+        sent.get("input").is_none() && sent.get("text").is_none(),
+        "{sent}"
+    );
 }
 
 #[tokio::test]
@@ -358,7 +371,11 @@ async fn a_translated_stream_that_breaks_after_the_commit_point_is_resumed_elsew
         .map(|e| data(e)["delta"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(deltas, output_text(&response), "each word once");
-    assert_eq!(h.mock(2).hits("/v1beta/models/{model}:streamGenerateContent"), 1);
+    assert_eq!(
+        h.mock(2)
+            .hits("/v1beta/models/{model}:streamGenerateContent"),
+        1
+    );
 }
 
 #[tokio::test]
@@ -373,7 +390,10 @@ async fn a_native_stream_that_breaks_ends_with_an_error_event_not_a_completed_re
     assert!(!names.contains(&"response.completed"));
     let error = data(events.last().unwrap());
     assert_eq!(error["code"], "stream_interrupted");
-    assert_eq!(error["sequence_number"], 4, "numbered after the last event forwarded");
+    assert_eq!(
+        error["sequence_number"], 4,
+        "numbered after the last event forwarded"
+    );
 }
 
 #[tokio::test]
@@ -398,7 +418,10 @@ async fn built_in_tools_go_only_to_deployments_that_run_them() {
         message.contains("web_search") && message.contains("responses_api"),
         "{message}"
     );
-    assert_eq!(h.mock(1).hits("/v1/messages") + h.mock(2).hits("/v1/responses"), 0);
+    assert_eq!(
+        h.mock(1).hits("/v1/messages") + h.mock(2).hits("/v1/responses"),
+        0
+    );
 }
 
 #[tokio::test]
@@ -420,7 +443,11 @@ async fn previous_response_id_is_refused_clearly_and_bad_input_is_a_400() {
     assert_eq!(r.status(), 400);
     assert_eq!(error_of(r).await["param"], "input");
 
-    let r = post(&h, &json!({"model": "anthropic", "input": [{"type": "function_call"}]})).await;
+    let r = post(
+        &h,
+        &json!({"model": "anthropic", "input": [{"type": "function_call"}]}),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     assert_eq!(error_of(r).await["param"], "input");
 
@@ -499,16 +526,26 @@ async fn previous_response_id_continues_a_kept_conversation_on_any_provider() {
     let contents = sent["contents"].as_array().unwrap();
     assert_eq!(contents.len(), 3, "{sent}");
     assert_eq!(contents[0]["parts"][0]["text"], "Hello there");
-    assert_eq!(contents[1]["parts"][0]["functionCall"]["name"], "get_weather");
-    assert!(contents[2]["parts"][0].get("functionResponse").is_some(), "{sent}");
+    assert_eq!(
+        contents[1]["parts"][0]["functionCall"]["name"],
+        "get_weather"
+    );
+    assert!(
+        contents[2]["parts"][0].get("functionResponse").is_some(),
+        "{sent}"
+    );
 
     // Another key cannot continue it: the same answer as an id that does not exist.
-    let mut stolen = json!({"model": "gemini", "input": "go on", "previous_response_id": two["id"]});
+    let mut stolen =
+        json!({"model": "gemini", "input": "go on", "previous_response_id": two["id"]});
     let r = post_as(&h, KEY_B, &stolen).await;
     assert_eq!(r.status(), 400);
     let error = error_of(r).await;
     assert_eq!(error["param"], "previous_response_id");
-    assert!(error["message"].as_str().unwrap().contains("not found"), "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("not found"),
+        "{error}"
+    );
 
     // Turn 3, streamed, on the native deployment: the whole conversation in `input`, and no
     // `previous_response_id` (which OpenAI would look up in its own store).
@@ -526,14 +563,21 @@ async fn previous_response_id_continues_a_kept_conversation_on_any_provider() {
         .collect();
     assert_eq!(
         kinds,
-        ["message", "function_call", "function_call_output", "message", "message"],
+        [
+            "message",
+            "function_call",
+            "function_call_output",
+            "message",
+            "message"
+        ],
         "{sent}"
     );
     assert_eq!(input[4]["content"], "go on");
 
     // A second replica on the same store continues the streamed turn: the store has it.
     let replica = Harness::start_opened(4, &kept(&dir)).await;
-    let fourth = json!({"model": "anthropic", "input": "and then?", "previous_response_id": three["id"]});
+    let fourth =
+        json!({"model": "anthropic", "input": "and then?", "previous_response_id": three["id"]});
     let mut status = 0;
     for _ in 0..100 {
         let r = post_as(&replica, KEY_A, &fourth).await;
