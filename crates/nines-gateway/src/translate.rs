@@ -289,6 +289,9 @@ impl RequestView {
         if response.model.is_empty() {
             response.model = served_model.to_owned();
         }
+        if self.endpoint == Endpoint::Responses {
+            response.id = new_response_id();
+        }
         if response.created == 0 {
             response.created = crate::clock::unix_secs();
         }
@@ -298,6 +301,13 @@ impl RequestView {
             _ => openai::encode_chat_response(&response),
         }))
     }
+}
+
+/// A fresh id for a translated Responses answer. Not derived from the upstream's id: ids from
+/// different providers (or a provider's restarts) may meet, and a kept conversation is found by
+/// its response's id (`previous_response_id`).
+pub fn new_response_id() -> String {
+    format!("resp_{}", uuid::Uuid::new_v4().simple())
 }
 
 /// The client's request as a continuation of `partial` on a deployment serving `upstream_model`:

@@ -62,7 +62,8 @@ impl Encoder {
             return Encoder::Responses(
                 Box::new(
                     openai_responses::StreamEncoder::new(crate::clock::unix_secs())
-                        .with_model(model),
+                        .with_model(model)
+                        .with_id(crate::translate::new_response_id()),
                 ),
                 None,
             );

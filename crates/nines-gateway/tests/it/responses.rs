@@ -243,8 +243,14 @@ async fn anthropic_serves_a_translated_request_with_a_function_call_round_trip()
     });
     let r = post(&h, &second).await;
     assert_eq!(r.status(), 200);
+    let first_id = v["id"].clone();
     let v: Value = r.json().await.unwrap();
     assert!(output_text(&v).starts_with("Hello from mock1!"), "{v}");
+    assert!(v["id"].as_str().unwrap().starts_with("resp_"));
+    assert_ne!(
+        v["id"], first_id,
+        "each translated response has an id of its own"
+    );
     let sent = recorded(&h, 1, "/v1/messages");
     let messages = sent["messages"].as_array().unwrap();
     assert_eq!(messages[1]["content"][0]["type"], "tool_use");
@@ -467,13 +473,16 @@ async fn previous_response_id_is_refused_clearly_and_bad_input_is_a_400() {
 const KEY_A: &str = "sk-nines-tenant-a-0123456789";
 const KEY_B: &str = "sk-nines-tenant-b-0123456789";
 
-/// [`four`] with two keys and a SQLite store in `dir`.
-fn kept(dir: &std::path::Path) -> String {
+/// [`four`] with two keys and `store` (the `[store]` section's location line).
+fn kept(store: &str) -> String {
     format!(
-        "{}\n[auth]\n[[auth.keys]]\nkey = \"{KEY_A}\"\nname = \"a\"\n\n[[auth.keys]]\nkey = \"{KEY_B}\"\nname = \"b\"\n\n[store]\ndata_dir = \"{}\"\nkeep_responses = \"1h\"\n",
+        "{}\n[auth]\n[[auth.keys]]\nkey = \"{KEY_A}\"\nname = \"a\"\n\n[[auth.keys]]\nkey = \"{KEY_B}\"\nname = \"b\"\n\n[store]\n{store}\nkeep_responses = \"1h\"\n",
         four(),
-        dir.display()
     )
+}
+
+fn sqlite_in(dir: &std::path::Path) -> String {
+    format!("data_dir = \"{}\"", dir.display())
 }
 
 async fn post_as(h: &Harness, key: &str, body: &Value) -> reqwest::Response {
@@ -489,7 +498,34 @@ async fn post_as(h: &Harness, key: &str, body: &Value) -> reqwest::Response {
 #[tokio::test]
 async fn previous_response_id_continues_a_kept_conversation_on_any_provider() {
     let dir = std::env::temp_dir().join(format!("nines-responses-{}", uuid::Uuid::new_v4()));
-    let h = Harness::start_opened(4, &kept(&dir)).await;
+    continue_conversations(&sqlite_in(&dir)).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn previous_response_id_on_a_postgres_store_when_database_url_is_set() {
+    let Ok(url) = std::env::var("DATABASE_URL") else {
+        println!("skipped: DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)");
+        return;
+    };
+    // A database of its own, so runs never see each other's rows.
+    let name = format!("nines_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = match <sqlx::PgConnection as sqlx::Connection>::connect(&url).await {
+        Ok(c) => c,
+        Err(e) => panic!("DATABASE_URL is set but Postgres is unreachable: {e}"),
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+    continue_conversations(&format!("database_url = \"{base}/{name}\"")).await;
+}
+
+/// A conversation over four turns on three providers, continued by `previous_response_id` from
+/// the store `store` names; per key; and from a second replica on the same store.
+async fn continue_conversations(store: &str) {
+    let h = Harness::start_opened(4, &kept(store)).await;
 
     // Turn 1, Anthropic: a function call.
     let mut first = ask("anthropic");
@@ -575,7 +611,7 @@ async fn previous_response_id_continues_a_kept_conversation_on_any_provider() {
     assert_eq!(input[4]["content"], "go on");
 
     // A second replica on the same store continues the streamed turn: the store has it.
-    let replica = Harness::start_opened(4, &kept(&dir)).await;
+    let replica = Harness::start_opened(4, &kept(store)).await;
     let fourth =
         json!({"model": "anthropic", "input": "and then?", "previous_response_id": three["id"]});
     let mut status = 0;
@@ -590,13 +626,12 @@ async fn previous_response_id_continues_a_kept_conversation_on_any_provider() {
     assert_eq!(status, 200, "the store write never landed");
     let sent = recorded(&replica, 1, "/v1/messages");
     assert_eq!(sent["messages"].as_array().unwrap().len(), 7, "{sent}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn store_false_keeps_nothing() {
     let dir = std::env::temp_dir().join(format!("nines-responses-{}", uuid::Uuid::new_v4()));
-    let h = Harness::start_opened(4, &kept(&dir)).await;
+    let h = Harness::start_opened(4, &kept(&sqlite_in(&dir))).await;
     let mut body = ask("anthropic");
     body["store"] = json!(false);
     let r = post_as(&h, KEY_A, &body).await;

@@ -20,6 +20,7 @@ use serde::Serialize;
 pub struct StreamEncoder {
     meta: ResponseMeta,
     model_override: Option<String>,
+    id_override: Option<String>,
     started: bool,
     sequence: u64,
     /// Output items so far; the last one may still be open.
@@ -51,6 +52,7 @@ impl StreamEncoder {
                 model: String::new(),
             },
             model_override: None,
+            id_override: None,
             started: false,
             sequence: 0,
             output: Vec::new(),
@@ -61,6 +63,12 @@ impl StreamEncoder {
             ended: false,
             failed: false,
         }
+    }
+
+    /// Gives the response this id (`resp_…`) instead of one made from the upstream's.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id_override = Some(id.into());
+        self
     }
 
     /// Reports `model` as the response's model whatever the upstream's events say.
@@ -211,7 +219,10 @@ impl StreamEncoder {
         if self.started {
             return;
         }
-        self.meta.id = super::response_id(id);
+        self.meta.id = match &self.id_override {
+            Some(id) => id.clone(),
+            None => super::response_id(id),
+        };
         self.meta.model = self
             .model_override
             .clone()
