@@ -504,22 +504,11 @@ async fn previous_response_id_continues_a_kept_conversation_on_any_provider() {
 
 #[tokio::test]
 async fn previous_response_id_on_a_postgres_store_when_database_url_is_set() {
-    let Ok(url) = std::env::var("DATABASE_URL") else {
-        println!("skipped: DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)");
+    let Some(db) = crate::harness::fresh_postgres_database().await else {
         return;
     };
-    // A database of its own, so runs never see each other's rows.
-    let name = format!("nines_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = match <sqlx::PgConnection as sqlx::Connection>::connect(&url).await {
-        Ok(c) => c,
-        Err(e) => panic!("DATABASE_URL is set but Postgres is unreachable: {e}"),
-    };
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
-    continue_conversations(&format!("database_url = \"{base}/{name}\"")).await;
+    continue_conversations(&format!("database_url = \"{}\"", db.url)).await;
+    db.remove().await;
 }
 
 /// A conversation over four turns on three providers, continued by `previous_response_id` from
