@@ -378,7 +378,8 @@ pub(crate) fn parts_text(content: &Value) -> String {
 }
 
 /// The function to call: with mode `NONE` none; with `ANY` the first allowed name (else the
-/// first declaration); otherwise the first declaration, if any.
+/// first declaration); none when the last turn holds a `functionResponse` and the mode is free
+/// (`AUTO`); otherwise the first declaration, if any.
 fn function_to_call(req: &GenerateRequest) -> Option<String> {
     let first = req
         .tools
@@ -403,8 +404,19 @@ fn function_to_call(req: &GenerateRequest) -> Option<String> {
         })
         .and_then(|names| names.get(0))
         .and_then(Value::as_str);
+    let answered = req.contents.last().is_some_and(|c| {
+        c.get("parts")
+            .and_then(Value::as_array)
+            .is_some_and(|parts| {
+                parts.iter().any(|p| {
+                    p.get("functionResponse").is_some() || p.get("function_response").is_some()
+                })
+            })
+    });
     match mode {
         Some("NONE") => None,
+        // A model that has its function's result answers with text, as real ones do.
+        None | Some("AUTO") if answered => None,
         Some("ANY") => Some(allowed.unwrap_or(first).to_owned()),
         _ => Some(first.to_owned()),
     }

@@ -18,6 +18,7 @@
 //! |---|---|---|
 //! | `POST /v1/chat/completions` | same | OpenAI; non-streaming and SSE; `n`, `tools`/`tool_choice`, `response_format` json, `max_tokens`, `stream_options.include_usage`; a final assistant message is continued, not answered (prefill: only the rest of the reply comes) |
 //! | `POST /v1/completions` | same | OpenAI legacy completions; `prompt` (string or strings), `max_tokens` (default 16), `stop`, `stream`, `stream_options.include_usage`; a field outside the API is refused ("Unrecognized request argument supplied") |
+//! | `POST /v1/responses` | same | OpenAI's Responses API; checked as OpenAI checks it (`model`, `input` items and their fields, `function_call_output` only after its `function_call`, no chat fields, no `previous_response_id`); `instructions`, function tools and `tool_choice`, `text.format`, `max_output_tokens`; a built-in `web_search` tool adds a `web_search_call` item; SSE: the typed events numbered by `sequence_number`, ending with `response.completed` |
 //! | `POST /v1/embeddings` | same | OpenAI; string, string array or token arrays; `dimensions` (default 8); `encoding_format` `float` or `base64` |
 //! | `GET /v1/models` | same | the configured model list |
 //! | `GET /v1/models/{id}` | `/v1/models/{id}` | any id |
@@ -150,6 +151,7 @@ mod jobs;
 mod openai;
 mod replicate;
 mod replicate_prediction;
+mod responses;
 mod runway;
 mod runway_task;
 mod slots;
@@ -203,6 +205,10 @@ pub fn router(state: MockState) -> Router {
         .route(
             "/v1/completions",
             post(completions::completions).layer(counted("/v1/completions")),
+        )
+        .route(
+            "/v1/responses",
+            post(responses::responses).layer(counted("/v1/responses")),
         )
         .route(
             "/v1/embeddings",

@@ -22,10 +22,11 @@ use crate::runway_task::Task;
 use crate::{FaultScript, MockOptions};
 
 /// The routes whose hits are counted; control routes (`/_mock/...`) are deliberately absent.
-pub(crate) const ROUTES: [&str; 21] = [
+pub(crate) const ROUTES: [&str; 22] = [
     // OpenAI
     "/v1/chat/completions",
     "/v1/completions",
+    "/v1/responses",
     "/v1/embeddings",
     "/v1/models",
     "/v1/models/{id}",

@@ -13,6 +13,7 @@ pub mod error;
 pub mod gemini;
 mod json;
 pub mod openai;
+pub mod openai_responses;
 pub mod replicate;
 pub mod runway;
 pub mod sse;

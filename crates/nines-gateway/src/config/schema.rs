@@ -173,8 +173,12 @@ impl ProviderKind {
     /// What requests it can honour by default (a deployment may narrow or widen this).
     pub fn capabilities(self) -> nines_protocol::unified::Capabilities {
         match self {
-            // OpenAI's own API (and NVIDIA's, which follows it) has no `top_k`.
-            ProviderKind::Openai | ProviderKind::Nvidia => nines_protocol::openai::CAPABILITIES
+            // OpenAI serves the Responses API itself; its compatible servers serve chat. OpenAI's
+            // own API (and NVIDIA's, which follows it) has no `top_k`.
+            ProviderKind::Openai => nines_protocol::openai::CAPABILITIES
+                .without(nines_protocol::unified::Capabilities::TOP_K)
+                .with(nines_protocol::unified::Capabilities::RESPONSES_API),
+            ProviderKind::Nvidia => nines_protocol::openai::CAPABILITIES
                 .without(nines_protocol::unified::Capabilities::TOP_K),
             // Self-hosted servers vary; vLLM and Ollama accept all of OpenAI's surface and
             // many accept a final assistant message as a prefill.

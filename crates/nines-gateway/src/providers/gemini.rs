@@ -42,7 +42,8 @@ pub(super) fn request(
 ) -> reqwest::RequestBuilder {
     let url = match (call.endpoint, call.stream) {
         (Endpoint::Embeddings, _) => urls.embed.clone(),
-        // Chat; no other endpoint is asked of this dialect (`Endpoint::served_in`).
+        // Chat, or a Responses request translated into chat; no other endpoint is asked of this
+        // dialect (`Endpoint::served_in`).
         (_, true) => urls.stream.clone(),
         (_, false) => urls.generate.clone(),
     };

@@ -39,6 +39,9 @@ pub enum Endpoint {
     Completions,
     /// Anthropic's `messages/count_tokens`.
     CountTokens,
+    /// OpenAI's Responses API; called only on deployments that serve it natively (others get
+    /// the request translated into chat).
+    Responses,
 }
 
 impl Endpoint {
@@ -48,6 +51,7 @@ impl Endpoint {
             Endpoint::Embeddings => "/embeddings",
             Endpoint::Completions => "/completions",
             Endpoint::CountTokens => "/messages/count_tokens",
+            Endpoint::Responses => "/responses",
         }
     }
 
@@ -58,14 +62,17 @@ impl Endpoint {
             Endpoint::Embeddings => "embeddings",
             Endpoint::Completions => "legacy completions",
             Endpoint::CountTokens => "token counting",
+            Endpoint::Responses => "responses",
         }
     }
 
     /// Whether an upstream of `dialect` has this endpoint at all. Routing keeps only such
     /// deployments in a plan; a call that reaches another is refused without a network call.
+    /// A Responses request goes wherever chat does (translated into chat where it is not
+    /// native).
     pub fn served_in(self, dialect: Dialect) -> bool {
         match self {
-            Endpoint::ChatCompletions => dialect != Dialect::Runway,
+            Endpoint::ChatCompletions | Endpoint::Responses => dialect != Dialect::Runway,
             Endpoint::Embeddings => matches!(dialect, Dialect::OpenAi | Dialect::Gemini),
             Endpoint::Completions => dialect == Dialect::OpenAi,
             Endpoint::CountTokens => dialect == Dialect::Anthropic,

@@ -86,6 +86,8 @@ pub struct AppState {
     pub public_status_cache: Memo,
     /// Serving, draining, closing or cutting; requests in flight.
     pub lifecycle: Lifecycle,
+    /// Responses API conversations for `previous_response_id` (with a store only).
+    pub conversations: Option<Arc<crate::conversations::Conversations>>,
     /// The file the configuration is reloaded from, once the binary said which.
     source: std::sync::OnceLock<ConfigSource>,
     /// One reload at a time.
@@ -153,7 +155,12 @@ impl AppState {
                 tokio::spawn(crate::store::ledger_writer::run(Arc::downgrade(writer)));
             }
         }
+        let conversations = access
+            .store
+            .clone()
+            .map(|store| Arc::new(crate::conversations::Conversations::new(store)));
         Arc::new(AppState {
+            conversations,
             runtime: ArcSwap::new(runtime),
             access,
             telemetry,

@@ -263,3 +263,46 @@ impl Harness {
         .await
     }
 }
+
+/// A Postgres database of one test's own, so runs never see each other's rows.
+pub struct TestDatabase {
+    pub url: String,
+    name: String,
+    admin: sqlx::PgConnection,
+}
+
+impl TestDatabase {
+    /// Drops the database (its connections too).
+    pub async fn remove(mut self) {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&mut self.admin)
+        .await;
+    }
+}
+
+/// A [`TestDatabase`] on the server `DATABASE_URL` names; `None`, after saying the test
+/// skipped, when it is not set.
+pub async fn fresh_postgres_database() -> Option<TestDatabase> {
+    let Ok(url) = std::env::var("DATABASE_URL") else {
+        println!("skipped: DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)");
+        return None;
+    };
+    let name = format!("nines_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = match <sqlx::PgConnection as sqlx::Connection>::connect(&url).await {
+        Ok(c) => c,
+        Err(e) => panic!("DATABASE_URL is set but Postgres is unreachable: {e}"),
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+    Some(TestDatabase {
+        url: format!("{base}/{name}"),
+        name,
+        admin,
+    })
+}

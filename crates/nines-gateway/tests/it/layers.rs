@@ -24,6 +24,7 @@ const LAYERS: &[&str] = &[
     "router",
     "telemetry",
     "store",
+    "conversations",
     "auth",
     "limits",
     "access",

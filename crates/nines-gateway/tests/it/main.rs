@@ -23,6 +23,7 @@ mod providers_native;
 mod reload;
 mod request_path;
 mod resilience;
+mod responses;
 mod resume;
 mod routing;
 mod security;
