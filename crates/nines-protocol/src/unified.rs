@@ -29,6 +29,8 @@ pub enum Dialect {
     Gemini,
     Replicate,
     Runway,
+    /// Amazon Bedrock's Converse API.
+    Bedrock,
 }
 
 impl Dialect {
@@ -39,6 +41,7 @@ impl Dialect {
             Dialect::Gemini => "gemini",
             Dialect::Replicate => "replicate",
             Dialect::Runway => "runway",
+            Dialect::Bedrock => "bedrock",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! file, line and key path of what is wrong.
 
 pub mod access;
+pub mod clouds;
 mod error;
 pub mod resilience;
 pub mod routing;
@@ -80,6 +81,11 @@ pub struct Deployment {
     pub embedding_family: Option<String>,
     /// Hosts besides the base URL's that may receive the key (`credential_hosts`).
     pub credential_hosts: Vec<String>,
+    /// Extra headers for every request (`headers`); values are marked sensitive, so `Debug`
+    /// shows none of them.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// What the cloud-hosted kinds (Azure, Bedrock, Vertex) need besides keys.
+    pub cloud: clouds::Cloud,
 }
 
 impl Deployment {

@@ -4,7 +4,7 @@
 
 use nines_protocol::sse::SseEvent;
 use nines_protocol::unified::{Dialect, StreamEvent};
-use nines_protocol::{anthropic, gemini, openai, replicate};
+use nines_protocol::{anthropic, bedrock, gemini, openai, replicate};
 
 /// Decodes one upstream dialect's events.
 pub enum Decoder {
@@ -12,16 +12,18 @@ pub enum Decoder {
     Anthropic(anthropic::StreamDecoder),
     Gemini(gemini::StreamDecoder),
     Replicate(replicate::StreamDecoder),
+    Bedrock(bedrock::StreamDecoder),
 }
 
 impl Decoder {
-    /// `id` is only used by Replicate, whose stream events carry no id of their own.
+    /// `id` names the stream for the dialects whose events carry none (Replicate, Bedrock).
     pub fn for_dialect(dialect: Dialect, id: &str, model: &str) -> Option<Decoder> {
         Some(match dialect {
             Dialect::OpenAi => Decoder::OpenAi(openai::ChunkDecoder::new()),
             Dialect::Anthropic => Decoder::Anthropic(anthropic::StreamDecoder::new()),
             Dialect::Gemini => Decoder::Gemini(gemini::StreamDecoder::new()),
             Dialect::Replicate => Decoder::Replicate(replicate::StreamDecoder::new(id, model)),
+            Dialect::Bedrock => Decoder::Bedrock(bedrock::StreamDecoder::new(id)),
             Dialect::Runway => return None,
         })
     }
@@ -31,6 +33,7 @@ impl Decoder {
             Decoder::OpenAi(d) => d.feed(&event.data, out).map_err(|e| e.to_string()),
             Decoder::Anthropic(d) => d.feed_sse(event, out).map_err(|e| e.to_string()),
             Decoder::Gemini(d) => d.feed_sse(event, out).map_err(|e| e.to_string()),
+            Decoder::Bedrock(d) => d.feed_sse(event, out).map_err(|e| e.to_string()),
             Decoder::Replicate(d) => {
                 d.feed_sse(event, out);
                 Ok(())
