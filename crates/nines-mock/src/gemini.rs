@@ -28,6 +28,7 @@ const CONTEXT_LIMIT: u64 = 1_048_576;
 const MAX_CANDIDATES: u32 = 8;
 
 const STYLE: Style = Style {
+    framing: sse::Framing::Sse,
     error: "data: {\"error\":{\"code\":503,\"message\":\"The model is overloaded. Please try again later.\",\"status\":\"UNAVAILABLE\"}}\n\n",
     malformed: sse::NOT_JSON,
 };

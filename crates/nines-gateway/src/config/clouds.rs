@@ -266,3 +266,6 @@ fn parse_service_account(text: &str) -> Result<KeyFile, String> {
         },
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -24,8 +24,11 @@ pub fn encode_request(request: &ChatRequest) -> Vec<u8> {
             _ => None,
         })
         .collect();
+    // Converse has no "none" choice: the tools are left out instead, unless the history holds
+    // tool calls, which Converse refuses without a `toolConfig`.
+    let history_has_tools = request.messages.iter().any(|m| !m.tool_calls.is_empty());
     let tool_config = (!request.tools.is_empty()
-        && request.tool_choice != Some(ToolChoice::None))
+        && (request.tool_choice != Some(ToolChoice::None) || history_has_tools))
     .then(|| OutToolConfig {
         tools: request
             .tools
