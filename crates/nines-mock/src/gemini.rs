@@ -152,6 +152,18 @@ struct GenerationConfig {
     response_mime_type: Option<String>,
 }
 
+/// A generation action (`generateContent`, `streamGenerateContent` with or without `alt=sse`),
+/// or `Err` with the call back for any other action.
+pub(crate) async fn generate_action(call: Call, action: &str) -> Result<Response, Call> {
+    let mode = match action {
+        "generateContent" => Mode::Unary,
+        "streamGenerateContent" if call.query.get("alt").is_some_and(|a| a == "sse") => Mode::Sse,
+        "streamGenerateContent" => Mode::JsonArray,
+        _ => return Err(call),
+    };
+    Ok(generate(call, mode).await)
+}
+
 pub(crate) async fn generate(call: Call, mode: Mode) -> Response {
     let streaming = mode == Mode::Sse;
     let fault = match effects::gate(&call.state, &call.headers, ERROR_SHAPE, streaming).await {

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::auth;
-use crate::gemini::{self, Mode};
+use crate::gemini;
 use crate::state::MockState;
 
 /// The counted route of a Vertex request path, by its action.
@@ -71,17 +71,12 @@ pub(crate) async fn dispatch(
         model: model.to_owned(),
         body,
     };
-    match action {
-        "generateContent" => gemini::generate(call, Mode::Unary).await,
-        "streamGenerateContent" if call.query.get("alt").is_some_and(|a| a == "sse") => {
-            gemini::generate(call, Mode::Sse).await
-        }
-        "streamGenerateContent" => gemini::generate(call, Mode::JsonArray).await,
-        "countTokens" => count_tokens(&call.body),
-        _ => gemini::error(
-            StatusCode::NOT_FOUND,
-            &format!("unknown action '{action}' for models/{model}"),
-        ),
+    if action == "countTokens" {
+        return count_tokens(&call.body);
+    }
+    match gemini::generate_action(call, action).await {
+        Ok(response) => response,
+        Err(call) => crate::gemini_route::unknown_action(action, &call.model),
     }
 }
 

@@ -31,14 +31,7 @@ pub(super) fn request(
     urls: &Urls,
     call: &Call<'_>,
 ) -> reqwest::RequestBuilder {
-    let mut request = authed(client.post(urls.messages.clone()), call.key)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header("x-request-id", call.request_id)
-        .body(call.body.clone());
-    if call.stream {
-        request = request.header(http::header::ACCEPT, "text/event-stream");
-    }
-    call.traced(request)
+    call.json_post(authed(client.post(urls.messages.clone()), call.key))
 }
 
 /// `GET {base}/models`: lists models, costs nothing.

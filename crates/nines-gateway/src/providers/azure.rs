@@ -54,14 +54,7 @@ pub(super) fn request(
         Endpoint::ChatCompletions => urls.chat.clone(),
         Endpoint::Embeddings => urls.embeddings.clone(),
     };
-    let mut request = authed(client.post(url), urls, call.key)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header("x-request-id", call.request_id)
-        .body(call.body.clone());
-    if call.stream {
-        request = request.header(http::header::ACCEPT, "text/event-stream");
-    }
-    call.traced(request)
+    call.json_post(authed(client.post(url), urls, call.key))
 }
 
 pub(super) fn probe(

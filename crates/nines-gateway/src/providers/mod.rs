@@ -70,6 +70,21 @@ pub struct Call<'a> {
 }
 
 impl Call<'_> {
+    /// `request` carrying this call as JSON: the body, `x-request-id`, `Accept:
+    /// text/event-stream` when streaming, and the `traceparent`. Auth is the dialect's business.
+    fn json_post(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let request = request
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header("x-request-id", self.request_id)
+            .body(self.body.clone());
+        let request = if self.stream {
+            request.header(http::header::ACCEPT, "text/event-stream")
+        } else {
+            request
+        };
+        self.traced(request)
+    }
+
     /// Adds the call's `traceparent`, when it has one.
     fn traced(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match self.traceparent {

@@ -138,17 +138,18 @@ pub(super) async fn probe(
 }
 
 fn is_event_stream(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"))
+    content_type_is(headers, "text/event-stream")
 }
 
 fn is_aws_event_stream(headers: &http::HeaderMap) -> bool {
+    content_type_is(headers, "application/vnd.amazon.eventstream")
+}
+
+fn content_type_is(headers: &http::HeaderMap, media_type: &str) -> bool {
     headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/vnd.amazon.eventstream"))
+        .is_some_and(|v| v.starts_with(media_type))
 }
 
 pub(super) async fn first_event(

@@ -66,18 +66,10 @@ pub(super) async fn call(
     } else {
         urls.generate.clone()
     };
-    let mut request = client
-        .post(url)
-        .bearer_auth(token.expose())
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header("x-request-id", call.request_id)
-        .body(call.body.clone());
-    if call.stream {
-        request = request.header(http::header::ACCEPT, "text/event-stream");
-    }
+    let request = call.json_post(client.post(url).bearer_auth(token.expose()));
     super::transport::exchange(
         client,
-        call.traced(request),
+        request,
         timeouts,
         call.stream,
         call.deadline,

@@ -147,7 +147,8 @@ credentials_file = "{account}""#
 #[tokio::test]
 async fn vertex_tokens_are_cached_fetched_once_by_concurrent_requests_and_refreshed() {
     let h = Harness::start(2, &with_fallback(&vertex("{mock0_service_account}"))).await;
-    let requests = (0..8).map(|_| h.chat(&chat("chat")));
+    let body = chat("chat");
+    let requests = (0..8).map(|_| h.chat(&body));
     for r in futures_util::future::join_all(requests).await {
         assert_eq!(r.headers()["x-nines-deployment"], "primary");
     }
@@ -283,4 +284,17 @@ headers = { "X-Title" = "nines-test", "X-Tenant-Token" = "env:TEST_KEY" }"#;
     let config = format!("{:?}", h.state.runtime().config);
     assert!(!config.contains("sk-upstream-secret-0001"), "{config}");
     assert!(!config.contains("nines-test"), "header values are not shown: {config}");
+}
+
+#[tokio::test]
+async fn azure_serves_embeddings_at_its_deployment_url() {
+    let h = Harness::start(2, &with_fallback(&azure(r#"api_keys = ["env:TEST_KEY"]"#))).await;
+    let r = h
+        .post_json("/v1/embeddings", &json!({"model": "solo", "input": "hello"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-nines-deployment"], "primary");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["data"][0]["embedding"].as_array().unwrap().len(), 8, "{body}");
+    assert_eq!(h.mock(0).hits("/openai/deployments/{deployment}/embeddings"), 1);
 }
