@@ -19,7 +19,10 @@ use crate::state::MockState;
 
 /// Azure's own refusals, before the request reaches the OpenAI handlers.
 fn refused(headers: &HeaderMap, query: &HashMap<String, String>) -> Option<Response> {
-    if !query.get("api-version").is_some_and(|v| !v.trim().is_empty()) {
+    if !query
+        .get("api-version")
+        .is_some_and(|v| !v.trim().is_empty())
+    {
         return Some(error(StatusCode::NOT_FOUND, "404", "Resource not found"));
     }
     if auth::header(headers, "api-key").is_none() && auth::bearer(headers).is_none() {
@@ -35,7 +38,11 @@ fn refused(headers: &HeaderMap, query: &HashMap<String, String>) -> Option<Respo
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
 }
 
 pub(crate) async fn chat_completions(

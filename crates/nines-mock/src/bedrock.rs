@@ -125,8 +125,13 @@ struct InferenceConfig {
 }
 
 enum Reply {
-    Text { words: Vec<String>, stop: &'static str },
-    Tool { name: String },
+    Text {
+        words: Vec<String>,
+        stop: &'static str,
+    },
+    Tool {
+        name: String,
+    },
     Filtered,
 }
 
@@ -264,7 +269,10 @@ impl Answer {
 
     /// The stream's events; `metadata` (the usage) last unless `complete` is false.
     fn events(&self, complete: bool) -> Vec<Event> {
-        let mut events = vec![Event::named("messageStart", json!({"role": "assistant"}).to_string())];
+        let mut events = vec![Event::named(
+            "messageStart",
+            json!({"role": "assistant"}).to_string(),
+        )];
         match &self.reply {
             Reply::Text { words, .. } => {
                 for piece in text::pieces(words) {
@@ -317,7 +325,9 @@ impl Answer {
 /// A Bedrock error: `{"message"}`, the exception named in `x-amzn-ErrorType`.
 pub(crate) fn error(status: StatusCode, kind: &str, message: &str) -> Response {
     let mut response = (status, Json(json!({"message": message}))).into_response();
-    if let Ok(value) = HeaderValue::from_str(&format!("{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/")) {
+    if let Ok(value) = HeaderValue::from_str(&format!(
+        "{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/"
+    )) {
         response.headers_mut().insert("x-amzn-errortype", value);
     }
     response

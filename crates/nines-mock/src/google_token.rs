@@ -63,7 +63,10 @@ pub(crate) async fn token(
         Err(e) => return grant_error("invalid_grant", &format!("Invalid JWT: {e}")),
     };
     if !claims.scope.split(' ').any(|s| s == SCOPE) {
-        return grant_error("invalid_scope", "The assertion does not ask for cloud-platform.");
+        return grant_error(
+            "invalid_scope",
+            "The assertion does not ask for cloud-platform.",
+        );
     }
     let (token, lifetime) = state.issue_token();
     Json(json!({

@@ -30,14 +30,20 @@ pub(crate) fn verify(
     let authorization = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .ok_or(("MissingAuthenticationTokenException", "Missing Authentication Token".to_owned()))?;
+        .ok_or((
+            "MissingAuthenticationTokenException",
+            "Missing Authentication Token".to_owned(),
+        ))?;
     let parsed = parse(authorization).ok_or((
         "IncompleteSignatureException",
         "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature'.".to_owned(),
     ))?;
     let scope: Vec<&str> = parsed.credential.split('/').collect();
     let [key_id, date, region, scope_service, "aws4_request"] = scope[..] else {
-        return Err(("IncompleteSignatureException", "Invalid credential scope.".to_owned()));
+        return Err((
+            "IncompleteSignatureException",
+            "Invalid credential scope.".to_owned(),
+        ));
     };
     if key_id != TEST_AWS_ACCESS_KEY_ID {
         return Err((
@@ -54,12 +60,20 @@ pub(crate) fn verify(
     let amz_date = headers
         .get("x-amz-date")
         .and_then(|v| v.to_str().ok())
-        .ok_or(("IncompleteSignatureException", "Missing x-amz-date.".to_owned()))?;
+        .ok_or((
+            "IncompleteSignatureException",
+            "Missing x-amz-date.".to_owned(),
+        ))?;
     let time = parse_amz_date(amz_date)
         .filter(|_| amz_date.starts_with(date))
-        .ok_or(("IncompleteSignatureException", "Invalid x-amz-date.".to_owned()))?;
+        .ok_or((
+            "IncompleteSignatureException",
+            "Invalid x-amz-date.".to_owned(),
+        ))?;
     let now = SystemTime::now();
-    let skew = now.duration_since(time).or_else(|e| Ok::<_, ()>(e.duration()));
+    let skew = now
+        .duration_since(time)
+        .or_else(|e| Ok::<_, ()>(e.duration()));
     if skew.is_ok_and(|s| s > MAX_SKEW) {
         return Err(("InvalidSignatureException", "Signature expired.".to_owned()));
     }
@@ -86,7 +100,10 @@ pub(crate) fn verify(
     )
     .into();
     let expected = expected_signature(method, uri, &signed, body, &identity, region, service, time)
-        .ok_or(("IncompleteSignatureException", "The request cannot be signed.".to_owned()))?;
+        .ok_or((
+            "IncompleteSignatureException",
+            "The request cannot be signed.".to_owned(),
+        ))?;
     if expected == parsed.signature {
         Ok(())
     } else {
@@ -100,7 +117,10 @@ pub(crate) fn verify(
     }
 }
 
-#[expect(clippy::too_many_arguments, reason = "each is one input of the signature")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each is one input of the signature"
+)]
 fn expected_signature(
     method: &Method,
     uri: &Uri,
@@ -190,7 +210,10 @@ mod tests {
     #[test]
     fn amz_dates_parse_to_unix_time() {
         let t = parse_amz_date("20261207T051500Z").unwrap();
-        assert_eq!(t.duration_since(UNIX_EPOCH).unwrap().as_secs(), 1_796_620_500);
+        assert_eq!(
+            t.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+            1_796_620_500
+        );
         assert!(parse_amz_date("2026-12-07").is_none());
     }
 }

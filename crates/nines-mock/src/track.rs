@@ -78,7 +78,8 @@ async fn counted(state: MockState, route: &'static str, request: Request, next: 
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| {
             v.as_bytes().starts_with(b"text/event-stream")
-                || v.as_bytes().starts_with(b"application/vnd.amazon.eventstream")
+                || v.as_bytes()
+                    .starts_with(b"application/vnd.amazon.eventstream")
         });
     let response = match slot {
         Some(slot) => slots::hold(&state, slot, response, streaming).await,

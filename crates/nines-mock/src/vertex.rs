@@ -45,7 +45,10 @@ pub(crate) async fn dispatch(
     body: Bytes,
 ) -> Response {
     let Some((model, action)) = rest.rsplit_once(':') else {
-        return gemini::error(StatusCode::NOT_FOUND, &format!("unknown route models/{rest}"));
+        return gemini::error(
+            StatusCode::NOT_FOUND,
+            &format!("unknown route models/{rest}"),
+        );
     };
     match auth::bearer(&headers) {
         Some(token) if state.token_valid(token) => {}

@@ -73,7 +73,14 @@ async fn signed_post(
 async fn a_correct_signature_is_answered_and_any_other_refused_as_aws_does() {
     let server = start("bedrock-mock").await;
     let now = SystemTime::now();
-    let ok = signed_post(&server, CONVERSE, converse_body(), TEST_AWS_SECRET_ACCESS_KEY, now).await;
+    let ok = signed_post(
+        &server,
+        CONVERSE,
+        converse_body(),
+        TEST_AWS_SECRET_ACCESS_KEY,
+        now,
+    )
+    .await;
     assert_eq!(ok.status(), 200);
     let body: Value = ok.json().await.unwrap();
     assert_eq!(
@@ -92,10 +99,22 @@ async fn a_correct_signature_is_answered_and_any_other_refused_as_aws_does() {
             .starts_with("InvalidSignatureException")
     );
     let message: Value = wrong.json().await.unwrap();
-    assert!(message["message"].as_str().unwrap().contains("does not match"));
+    assert!(
+        message["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not match")
+    );
 
     let stale = now - Duration::from_secs(15 * 60);
-    let old = signed_post(&server, CONVERSE, converse_body(), TEST_AWS_SECRET_ACCESS_KEY, stale).await;
+    let old = signed_post(
+        &server,
+        CONVERSE,
+        converse_body(),
+        TEST_AWS_SECRET_ACCESS_KEY,
+        stale,
+    )
+    .await;
     assert_eq!(old.status(), 403);
 
     let unsigned = common::client()
@@ -113,9 +132,14 @@ async fn a_tampered_body_breaks_the_signature() {
     let server = start("bedrock-mock").await;
     // Sign one body, send another: the payload hash no longer matches.
     let url = format!("http://{}{CONVERSE}", server.addr());
-    let identity: Identity =
-        Credentials::new(TEST_AWS_ACCESS_KEY_ID, TEST_AWS_SECRET_ACCESS_KEY, None, None, "t")
-            .into();
+    let identity: Identity = Credentials::new(
+        TEST_AWS_ACCESS_KEY_ID,
+        TEST_AWS_SECRET_ACCESS_KEY,
+        None,
+        None,
+        "t",
+    )
+    .into();
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region("us-east-1")
@@ -134,7 +158,9 @@ async fn a_tampered_body_breaks_the_signature() {
     )
     .unwrap();
     let (instructions, _) = sign(request, &params).unwrap().into_parts();
-    let mut builder = common::client().post(&url).body(b"{\"messages\":[]}".to_vec());
+    let mut builder = common::client()
+        .post(&url)
+        .body(b"{\"messages\":[]}".to_vec());
     for (name, value) in instructions.headers() {
         builder = builder.header(name, value);
     }
@@ -153,7 +179,10 @@ async fn converse_stream_is_framed_as_aws_event_stream_with_valid_crcs() {
     )
     .await;
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["content-type"], "application/vnd.amazon.eventstream");
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/vnd.amazon.eventstream"
+    );
     let mut buffer = BytesMut::from(&r.bytes().await.unwrap()[..]);
     let mut decoder = MessageFrameDecoder::new();
     let mut names = Vec::new();
@@ -183,10 +212,9 @@ async fn converse_stream_is_framed_as_aws_event_stream_with_valid_crcs() {
 
 fn assertion(email: &str, audience: &str) -> String {
     let file: Value = serde_json::from_str(nines_mock::clouds::TEST_SERVICE_ACCOUNT_FILE).unwrap();
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(
-        file["private_key"].as_str().unwrap().as_bytes(),
-    )
-    .unwrap();
+    let key =
+        jsonwebtoken::EncodingKey::from_rsa_pem(file["private_key"].as_str().unwrap().as_bytes())
+            .unwrap();
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
@@ -249,14 +277,26 @@ async fn the_token_endpoint_checks_the_jwt_and_vertex_checks_the_token() {
     );
     let body = json!({"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]});
     let client = common::client();
-    let ok = client.post(&generate).bearer_auth(&token).json(&body).send().await.unwrap();
+    let ok = client
+        .post(&generate)
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200);
     let answer: Value = ok.json().await.unwrap();
     assert_eq!(
         answer["candidates"][0]["content"]["parts"][0]["text"],
         "Hello from vertex-mock! You said: Hi"
     );
-    let forged = client.post(&generate).bearer_auth("ya29.forged").json(&body).send().await.unwrap();
+    let forged = client
+        .post(&generate)
+        .bearer_auth("ya29.forged")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(forged.status(), 401);
     let missing = client.post(&generate).json(&body).send().await.unwrap();
     assert_eq!(missing.status(), 401);

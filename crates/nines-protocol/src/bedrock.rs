@@ -39,7 +39,11 @@ pub const SIGNING_SERVICE: &str = "bedrock";
 /// the runtime endpoint (`https://bedrock-runtime.{region}.amazonaws.com`). The id is
 /// percent-encoded as one path segment: ids carry `:` (`...-v1:0`) and ARNs carry `/`.
 pub fn converse_path(model: &str, stream: bool) -> String {
-    let action = if stream { "converse-stream" } else { "converse" };
+    let action = if stream {
+        "converse-stream"
+    } else {
+        "converse"
+    };
     format!("/model/{}/{action}", crate::url::segment(model))
 }
 

@@ -94,12 +94,32 @@ fn misplaced(d: &RawDeployment) -> Result<(), FieldError> {
     let kind = d.provider;
     let fields: [(&'static str, bool, ProviderKind); 7] = [
         ("api_version", d.api_version.is_some(), ProviderKind::Azure),
-        ("azure_ad_token", d.azure_ad_token.is_some(), ProviderKind::Azure),
-        ("aws_access_key_id", d.aws_access_key_id.is_some(), ProviderKind::Bedrock),
-        ("aws_secret_access_key", d.aws_secret_access_key.is_some(), ProviderKind::Bedrock),
-        ("aws_session_token", d.aws_session_token.is_some(), ProviderKind::Bedrock),
+        (
+            "azure_ad_token",
+            d.azure_ad_token.is_some(),
+            ProviderKind::Azure,
+        ),
+        (
+            "aws_access_key_id",
+            d.aws_access_key_id.is_some(),
+            ProviderKind::Bedrock,
+        ),
+        (
+            "aws_secret_access_key",
+            d.aws_secret_access_key.is_some(),
+            ProviderKind::Bedrock,
+        ),
+        (
+            "aws_session_token",
+            d.aws_session_token.is_some(),
+            ProviderKind::Bedrock,
+        ),
         ("project", d.project.is_some(), ProviderKind::Vertex),
-        ("credentials_file", d.credentials_file.is_some(), ProviderKind::Vertex),
+        (
+            "credentials_file",
+            d.credentials_file.is_some(),
+            ProviderKind::Vertex,
+        ),
     ];
     for (field, set, owner) in fields {
         if set && kind != owner {
@@ -154,13 +174,21 @@ fn bedrock(d: &RawDeployment, env: Env<'_>, resolve: Resolve<'_>) -> Result<Bedr
             None => Ok(env(variable).filter(|v| !v.is_empty()).map(Secret::new)),
         }
     };
-    let access_key_id = read("aws_access_key_id", &d.aws_access_key_id, "AWS_ACCESS_KEY_ID")?;
+    let access_key_id = read(
+        "aws_access_key_id",
+        &d.aws_access_key_id,
+        "AWS_ACCESS_KEY_ID",
+    )?;
     let secret_access_key = read(
         "aws_secret_access_key",
         &d.aws_secret_access_key,
         "AWS_SECRET_ACCESS_KEY",
     )?;
-    let session_token = read("aws_session_token", &d.aws_session_token, "AWS_SESSION_TOKEN")?;
+    let session_token = read(
+        "aws_session_token",
+        &d.aws_session_token,
+        "AWS_SESSION_TOKEN",
+    )?;
     let (Some(access_key_id), Some(secret_access_key)) = (access_key_id, secret_access_key) else {
         return Err((
             "aws_access_key_id",

@@ -1,7 +1,7 @@
 //! Raw → validated configuration. Every error names the file, line and key path.
 
-use super::schema::{ProviderKind, RawConfig, RawDeployment};
 use super::clouds::Cloud;
+use super::schema::{ProviderKind, RawConfig, RawDeployment};
 use super::{
     Config, ConfigError, Connections, Deployment, KeySlotConfig, ModelRoute, Secret, Server,
 };
@@ -275,14 +275,20 @@ fn deployment(
     let cloud = super::clouds::settings(d, config_dir, env, &resolve)
         .map_err(|(field, msg)| err(Some(d.name.span()), format!("{key}.{field}"), msg))?;
     let derived = match &cloud {
-        Cloud::Bedrock(b) => Some(format!("https://bedrock-runtime.{}.amazonaws.com", b.region)),
+        Cloud::Bedrock(b) => Some(format!(
+            "https://bedrock-runtime.{}.amazonaws.com",
+            b.region
+        )),
         Cloud::Vertex(v) if v.region == "global" => {
             Some("https://aiplatform.googleapis.com".to_owned())
         }
         Cloud::Vertex(v) => Some(format!("https://{}-aiplatform.googleapis.com", v.region)),
         _ => None,
     };
-    let base_url = match (&d.base_url, derived.as_deref().or(d.provider.default_base_url())) {
+    let base_url = match (
+        &d.base_url,
+        derived.as_deref().or(d.provider.default_base_url()),
+    ) {
         (Some(url), _) => {
             let value = url.get_ref().trim_end_matches('/');
             if !(value.starts_with("http://") || value.starts_with("https://")) {
@@ -424,7 +430,12 @@ fn deployment(
 }
 
 /// Headers nines sets itself, which a deployment's `headers` may not replace.
-const RESERVED_HEADERS: &[&str] = &["host", "content-length", "content-type", "transfer-encoding"];
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+];
 
 /// A deployment's `headers`, each value resolved (`env:NAME`) and marked sensitive. Errors name
 /// the header, never its value.

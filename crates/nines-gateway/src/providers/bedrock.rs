@@ -35,7 +35,10 @@ impl Urls {
         let credentials = Credentials::new(
             settings.access_key_id.expose(),
             settings.secret_access_key.expose(),
-            settings.session_token.as_ref().map(|t| t.expose().to_owned()),
+            settings
+                .session_token
+                .as_ref()
+                .map(|t| t.expose().to_owned()),
             None,
             "nines-config",
         );
@@ -98,7 +101,11 @@ pub(super) async fn call(
     timeouts: &Timeouts,
     call: &Call<'_>,
 ) -> Outcome {
-    let url = if call.stream { &urls.stream } else { &urls.converse };
+    let url = if call.stream {
+        &urls.stream
+    } else {
+        &urls.converse
+    };
     let request = match signed(client, urls, url, call.body.clone()) {
         Ok(request) => request.header("x-request-id", call.request_id),
         Err(why) => return Outcome::Transport(Transport::Broken(why)),

@@ -142,7 +142,9 @@ mod tests {
 
     async fn read(chunks: Vec<Vec<u8>>) -> Vec<Result<String, String>> {
         let body: ByteStream = futures_util::stream::iter(
-            chunks.into_iter().map(|c| Ok::<_, BodyError>(Bytes::from(c))),
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, BodyError>(Bytes::from(c))),
         )
         .boxed();
         as_sse(body)
@@ -161,7 +163,10 @@ mod tests {
             r#"{"role":"assistant"}"#,
         );
         bytes.extend(frame(
-            &[(":message-type", "exception"), (":exception-type", "throttlingException")],
+            &[
+                (":message-type", "exception"),
+                (":exception-type", "throttlingException"),
+            ],
             r#"{"message":"slow down"}"#,
         ));
         let expected = vec![
@@ -181,10 +186,22 @@ mod tests {
         bytes[last] ^= 0xff;
         let out = read(vec![bytes.clone()]).await;
         assert_eq!(out.len(), 1);
-        assert!(out[0].as_ref().unwrap_err().contains("malformed AWS event-stream frame"), "{out:?}");
+        assert!(
+            out[0]
+                .as_ref()
+                .unwrap_err()
+                .contains("malformed AWS event-stream frame"),
+            "{out:?}"
+        );
 
         let whole = frame(&[(":event-type", "metadata")], "{}");
         let out = read(vec![whole[..whole.len() - 2].to_vec()]).await;
-        assert!(out[0].as_ref().unwrap_err().contains("ended inside a frame"), "{out:?}");
+        assert!(
+            out[0]
+                .as_ref()
+                .unwrap_err()
+                .contains("ended inside a frame"),
+            "{out:?}"
+        );
     }
 }

@@ -211,9 +211,7 @@ impl Upstream {
                 return Err("a bedrock deployment needs its AWS settings".into());
             }
             (_, Dialect::OpenAi) => Urls::OpenAi(openai::Urls::new(&deployment.base_url)?),
-            (_, Dialect::Anthropic) => {
-                Urls::Anthropic(anthropic::Urls::new(&deployment.base_url)?)
-            }
+            (_, Dialect::Anthropic) => Urls::Anthropic(anthropic::Urls::new(&deployment.base_url)?),
             (_, Dialect::Gemini) => Urls::Gemini(gemini::Urls::new(
                 &deployment.base_url,
                 &deployment.upstream_model,
@@ -277,7 +275,9 @@ impl Upstream {
             }
             Urls::Runway(_) => return runway::no_chat(&call),
             Urls::Azure(urls) => azure::request(&self.client, urls, &call),
-            Urls::Bedrock(urls) => return bedrock::call(&self.client, urls, &timeouts, &call).await,
+            Urls::Bedrock(urls) => {
+                return bedrock::call(&self.client, urls, &timeouts, &call).await;
+            }
             Urls::Vertex(urls) => return vertex::call(&self.client, urls, &timeouts, &call).await,
         };
         transport::exchange(&self.client, request, &timeouts, call.stream, call.deadline).await

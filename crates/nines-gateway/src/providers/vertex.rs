@@ -67,14 +67,7 @@ pub(super) async fn call(
         urls.generate.clone()
     };
     let request = call.json_post(client.post(url).bearer_auth(token.expose()));
-    super::transport::exchange(
-        client,
-        request,
-        timeouts,
-        call.stream,
-        call.deadline,
-    )
-    .await
+    super::transport::exchange(client, request, timeouts, call.stream, call.deadline).await
 }
 
 /// `countTokens` with a fresh-enough token.

@@ -45,8 +45,10 @@ impl TokenSource {
         account: &ServiceAccount,
         connect_timeout: Duration,
     ) -> Result<TokenSource, String> {
-        let key = EncodingKey::from_rsa_pem(account.private_key.expose().as_bytes())
-            .map_err(|_| "the service account's private_key is not an RSA private key".to_owned())?;
+        let key =
+            EncodingKey::from_rsa_pem(account.private_key.expose().as_bytes()).map_err(|_| {
+                "the service account's private_key is not an RSA private key".to_owned()
+            })?;
         let token_uri = reqwest::Url::parse(&account.token_uri)
             .map_err(|e| format!("the service account's token_uri: {e}"))?;
         Ok(TokenSource {

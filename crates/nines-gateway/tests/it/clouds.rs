@@ -68,8 +68,14 @@ aws_secret_access_key = "not-the-test-secret-0001""#;
         .find(|(n, _)| n == "authorization")
         .map(|(_, v)| v.clone())
         .unwrap();
-    assert!(authorization.starts_with("AWS4-HMAC-SHA256 Credential="), "{authorization}");
-    assert!(!authorization.contains("not-the-test-secret"), "the secret never travels");
+    assert!(
+        authorization.starts_with("AWS4-HMAC-SHA256 Credential="),
+        "{authorization}"
+    );
+    assert!(
+        !authorization.contains("not-the-test-secret"),
+        "the secret never travels"
+    );
 
     // With nothing left the client learns the class, not the secret.
     let r = h.chat(&chat("solo")).await;
@@ -152,11 +158,13 @@ async fn vertex_tokens_are_cached_fetched_once_by_concurrent_requests_and_refres
     for r in futures_util::future::join_all(requests).await {
         assert_eq!(r.headers()["x-nines-deployment"], "primary");
     }
-    assert_eq!(h.mock(0).tokens_issued(), 1, "one exchange for eight requests");
-    let generate =
-        "/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent";
+    assert_eq!(
+        h.mock(0).tokens_issued(),
+        1,
+        "one exchange for eight requests"
+    );
+    let generate = "/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent";
     assert_eq!(h.mock(0).hits(generate), 8);
-
 }
 
 #[tokio::test]
@@ -171,12 +179,20 @@ async fn a_short_lived_vertex_token_is_refreshed_before_it_expires() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let r = h.chat(&chat("chat")).await;
     assert_eq!(r.headers()["x-nines-deployment"], "primary");
-    assert_eq!(h.mock(0).tokens_issued(), 2, "a fresh token before the old one expired");
+    assert_eq!(
+        h.mock(0).tokens_issued(),
+        2,
+        "a fresh token before the old one expired"
+    );
 }
 
 #[tokio::test]
 async fn a_service_account_the_token_endpoint_refuses_is_an_upstream_auth_failure() {
-    let h = Harness::start(2, &with_fallback(&vertex("{mock0_foreign_service_account}"))).await;
+    let h = Harness::start(
+        2,
+        &with_fallback(&vertex("{mock0_foreign_service_account}")),
+    )
+    .await;
     let r = h.chat(&chat("chat")).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-nines-deployment"], "fallback");
@@ -205,20 +221,38 @@ async fn azure_sends_its_key_as_api_key_or_an_entra_token_as_bearer_with_the_api
     let r = h.chat(&chat("chat")).await;
     assert_eq!(r.headers()["x-nines-deployment"], "primary");
     let sent = &h.mock(0).requests()[0];
-    let header = |name: &str| sent.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
-    assert_eq!(header("api-key").as_deref(), Some("sk-upstream-secret-0001"));
+    let header = |name: &str| {
+        sent.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        header("api-key").as_deref(),
+        Some("sk-upstream-secret-0001")
+    );
     assert_eq!(header("authorization"), None);
 
     let h = Harness::start(
         2,
-        &with_fallback(&azure("azure_ad_token = \"env:TEST_KEY_2\"\napi_version = \"2025-01-01-preview\"")),
+        &with_fallback(&azure(
+            "azure_ad_token = \"env:TEST_KEY_2\"\napi_version = \"2025-01-01-preview\"",
+        )),
     )
     .await;
     let r = h.chat(&chat("chat")).await;
     assert_eq!(r.headers()["x-nines-deployment"], "primary");
     let sent = &h.mock(0).requests()[0];
-    let header = |name: &str| sent.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
-    assert_eq!(header("authorization").as_deref(), Some("Bearer sk-upstream-secret-0002"));
+    let header = |name: &str| {
+        sent.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        header("authorization").as_deref(),
+        Some("Bearer sk-upstream-secret-0002")
+    );
     assert_eq!(header("api-key"), None);
 }
 
@@ -278,23 +312,45 @@ headers = { "X-Title" = "nines-test", "X-Tenant-Token" = "env:TEST_KEY" }"#;
     let r = h.chat(&chat("chat")).await;
     assert_eq!(r.status(), 200);
     let sent = &h.mock(0).requests()[0];
-    let header = |name: &str| sent.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let header = |name: &str| {
+        sent.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
     assert_eq!(header("x-title").as_deref(), Some("nines-test"));
-    assert_eq!(header("x-tenant-token").as_deref(), Some("sk-upstream-secret-0001"));
+    assert_eq!(
+        header("x-tenant-token").as_deref(),
+        Some("sk-upstream-secret-0001")
+    );
     let config = format!("{:?}", h.state.runtime().config);
     assert!(!config.contains("sk-upstream-secret-0001"), "{config}");
-    assert!(!config.contains("nines-test"), "header values are not shown: {config}");
+    assert!(
+        !config.contains("nines-test"),
+        "header values are not shown: {config}"
+    );
 }
 
 #[tokio::test]
 async fn azure_serves_embeddings_at_its_deployment_url() {
     let h = Harness::start(2, &with_fallback(&azure(r#"api_keys = ["env:TEST_KEY"]"#))).await;
     let r = h
-        .post_json("/v1/embeddings", &json!({"model": "solo", "input": "hello"}))
+        .post_json(
+            "/v1/embeddings",
+            &json!({"model": "solo", "input": "hello"}),
+        )
         .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-nines-deployment"], "primary");
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["data"][0]["embedding"].as_array().unwrap().len(), 8, "{body}");
-    assert_eq!(h.mock(0).hits("/openai/deployments/{deployment}/embeddings"), 1);
+    assert_eq!(
+        body["data"][0]["embedding"].as_array().unwrap().len(),
+        8,
+        "{body}"
+    );
+    assert_eq!(
+        h.mock(0)
+            .hits("/openai/deployments/{deployment}/embeddings"),
+        1
+    );
 }

@@ -137,9 +137,7 @@ pub fn test_env(name: &str) -> Option<String> {
         "TEST_KEY_2" => Some("sk-upstream-secret-0002".into()),
         // The credentials nines-mock's Bedrock routes check signatures against (test only).
         "TEST_AWS_ACCESS_KEY_ID" => Some(nines_mock::clouds::TEST_AWS_ACCESS_KEY_ID.into()),
-        "TEST_AWS_SECRET_ACCESS_KEY" => {
-            Some(nines_mock::clouds::TEST_AWS_SECRET_ACCESS_KEY.into())
-        }
+        "TEST_AWS_SECRET_ACCESS_KEY" => Some(nines_mock::clouds::TEST_AWS_SECRET_ACCESS_KEY.into()),
         _ => None,
     }
 }

@@ -29,30 +29,30 @@ pub fn encode_request(request: &ChatRequest) -> Vec<u8> {
     let history_has_tools = request.messages.iter().any(|m| !m.tool_calls.is_empty());
     let tool_config = (!request.tools.is_empty()
         && (request.tool_choice != Some(ToolChoice::None) || history_has_tools))
-    .then(|| OutToolConfig {
-        tools: request
-            .tools
-            .iter()
-            .map(|t| OutTool {
-                tool_spec: OutToolSpec {
-                    name: &t.name,
-                    description: t.description.as_deref(),
-                    input_schema: OutSchema {
-                        json: if t.parameters.is_null() {
-                            &EMPTY_SCHEMA
-                        } else {
-                            &t.parameters
+        .then(|| OutToolConfig {
+            tools: request
+                .tools
+                .iter()
+                .map(|t| OutTool {
+                    tool_spec: OutToolSpec {
+                        name: &t.name,
+                        description: t.description.as_deref(),
+                        input_schema: OutSchema {
+                            json: if t.parameters.is_null() {
+                                &EMPTY_SCHEMA
+                            } else {
+                                &t.parameters
+                            },
                         },
                     },
-                },
-            })
-            .collect(),
-        tool_choice: match &request.tool_choice {
-            Some(ToolChoice::Required) => Some(OutToolChoice::Any {}),
-            Some(ToolChoice::Function(name)) => Some(OutToolChoice::Tool { name }),
-            _ => None,
-        },
-    });
+                })
+                .collect(),
+            tool_choice: match &request.tool_choice {
+                Some(ToolChoice::Required) => Some(OutToolChoice::Any {}),
+                Some(ToolChoice::Function(name)) => Some(OutToolChoice::Tool { name }),
+                _ => None,
+            },
+        });
     let inference = OutInference {
         max_tokens: request.max_tokens,
         temperature: request.temperature,
@@ -77,7 +77,8 @@ fn messages(messages: &[Message]) -> Vec<OutMessage<'_>> {
             Role::System => continue,
             Role::User => ("user", m.content.iter().filter_map(out_block).collect()),
             Role::Assistant => {
-                let mut blocks: Vec<OutBlock<'_>> = m.content.iter().filter_map(out_block).collect();
+                let mut blocks: Vec<OutBlock<'_>> =
+                    m.content.iter().filter_map(out_block).collect();
                 blocks.extend(m.tool_calls.iter().map(|call| {
                     OutBlock::ToolUse(OutToolUse {
                         tool_use_id: &call.id,

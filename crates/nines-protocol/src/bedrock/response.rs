@@ -10,8 +10,8 @@ use serde_json::Value;
 /// Decodes a Converse answer. Converse names neither the answer nor the model: both are left
 /// empty for the caller to fill.
 pub fn decode_response(body: &[u8]) -> Result<ChatResponse, DecodeError> {
-    let wire: InResponse =
-        serde_json::from_slice(body).map_err(|e| DecodeError::new("bedrock", "response", e.to_string()))?;
+    let wire: InResponse = serde_json::from_slice(body)
+        .map_err(|e| DecodeError::new("bedrock", "response", e.to_string()))?;
     let mut text = String::new();
     let mut tool_calls = Vec::new();
     for block in wire.output.message.content {

@@ -41,7 +41,9 @@ impl StreamDecoder {
         out: &mut Vec<StreamEvent>,
     ) -> Result<(), DecodeError> {
         let name = event.event.as_deref().unwrap_or("");
-        let malformed = |e: serde_json::Error| DecodeError::new("bedrock", "stream event", format!("{name}: {e}"));
+        let malformed = |e: serde_json::Error| {
+            DecodeError::new("bedrock", "stream event", format!("{name}: {e}"))
+        };
         if name == "error" {
             let error: InError = serde_json::from_str(&event.data).map_err(malformed)?;
             out.push(StreamEvent::Error {
@@ -105,7 +107,8 @@ impl StreamDecoder {
                 }
             }
             "messageStop" => {
-                let reason = stop_reason(payload.stop_reason.as_deref().unwrap_or(""), self.tools > 0);
+                let reason =
+                    stop_reason(payload.stop_reason.as_deref().unwrap_or(""), self.tools > 0);
                 out.push(StreamEvent::Finish { choice: 0, reason });
             }
             "metadata" => {

@@ -114,16 +114,31 @@ fn a_stream_decodes_in_unified_order() {
     let mut out = Vec::new();
     for e in [
         event("messageStart", json!({"role": "assistant"})),
-        event("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"text": "Hi"}})),
+        event(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"text": "Hi"}}),
+        ),
         event("contentBlockStop", json!({"contentBlockIndex": 0})),
-        event("contentBlockStart", json!({"contentBlockIndex": 1,
-            "start": {"toolUse": {"toolUseId": "tu1", "name": "f"}}})),
-        event("contentBlockDelta", json!({"contentBlockIndex": 1,
-            "delta": {"toolUse": {"input": "{\"a\":"}}})),
-        event("contentBlockDelta", json!({"contentBlockIndex": 1,
-            "delta": {"toolUse": {"input": "1}"}}})),
+        event(
+            "contentBlockStart",
+            json!({"contentBlockIndex": 1,
+            "start": {"toolUse": {"toolUseId": "tu1", "name": "f"}}}),
+        ),
+        event(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 1,
+            "delta": {"toolUse": {"input": "{\"a\":"}}}),
+        ),
+        event(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 1,
+            "delta": {"toolUse": {"input": "1}"}}}),
+        ),
         event("messageStop", json!({"stopReason": "tool_use"})),
-        event("metadata", json!({"usage": {"inputTokens": 3, "outputTokens": 4}, "metrics": {"latencyMs": 1}})),
+        event(
+            "metadata",
+            json!({"usage": {"inputTokens": 3, "outputTokens": 4}, "metrics": {"latencyMs": 1}}),
+        ),
     ] {
         decoder.feed_sse(&e, &mut out).unwrap();
     }
@@ -131,13 +146,39 @@ fn a_stream_decodes_in_unified_order() {
     assert_eq!(
         out,
         vec![
-            StreamEvent::Start { id: "req-2".into(), model: String::new() },
-            StreamEvent::TextDelta { choice: 0, text: "Hi".into() },
-            StreamEvent::ToolCallStart { choice: 0, index: 0, id: "tu1".into(), name: "f".into() },
-            StreamEvent::ToolCallDelta { choice: 0, index: 0, arguments: "{\"a\":".into() },
-            StreamEvent::ToolCallDelta { choice: 0, index: 0, arguments: "1}".into() },
-            StreamEvent::Finish { choice: 0, reason: FinishReason::ToolCalls },
-            StreamEvent::Usage(Usage { input_tokens: 3, output_tokens: 4, ..Usage::default() }),
+            StreamEvent::Start {
+                id: "req-2".into(),
+                model: String::new()
+            },
+            StreamEvent::TextDelta {
+                choice: 0,
+                text: "Hi".into()
+            },
+            StreamEvent::ToolCallStart {
+                choice: 0,
+                index: 0,
+                id: "tu1".into(),
+                name: "f".into()
+            },
+            StreamEvent::ToolCallDelta {
+                choice: 0,
+                index: 0,
+                arguments: "{\"a\":".into()
+            },
+            StreamEvent::ToolCallDelta {
+                choice: 0,
+                index: 0,
+                arguments: "1}".into()
+            },
+            StreamEvent::Finish {
+                choice: 0,
+                reason: FinishReason::ToolCalls
+            },
+            StreamEvent::Usage(Usage {
+                input_tokens: 3,
+                output_tokens: 4,
+                ..Usage::default()
+            }),
             StreamEvent::Done,
         ]
     );
@@ -148,11 +189,17 @@ fn exceptions_and_errors_map_to_kinds() {
     let data = exception_event("throttlingException", br#"{"message":"Too many requests"}"#);
     let mut out = Vec::new();
     StreamDecoder::new("r")
-        .feed_sse(&event("error", serde_json::from_str(&data).unwrap()), &mut out)
+        .feed_sse(
+            &event("error", serde_json::from_str(&data).unwrap()),
+            &mut out,
+        )
         .unwrap();
     assert_eq!(
         out,
-        vec![StreamEvent::Error { message: "Too many requests".into(), kind: "rate_limited".into() }]
+        vec![StreamEvent::Error {
+            message: "Too many requests".into(),
+            kind: "rate_limited".into()
+        }]
     );
     let parsed = parse_error(
         br#"{"message":"Input is too long for requested model."}"#,
@@ -161,7 +208,14 @@ fn exceptions_and_errors_map_to_kinds() {
     .unwrap();
     assert_eq!(parsed.kind, ErrorKind::ContextTooLong);
     assert_eq!(parsed.provider_type.as_deref(), Some("ValidationException"));
-    let parsed = parse_error(br#"{"__type":"com.amazon#ServiceUnavailableException","message":"x"}"#, None).unwrap();
+    let parsed = parse_error(
+        br#"{"__type":"com.amazon#ServiceUnavailableException","message":"x"}"#,
+        None,
+    )
+    .unwrap();
     assert_eq!(parsed.kind, ErrorKind::Overloaded);
-    assert_eq!(error_kind("InvalidSignatureException", ""), ErrorKind::Authentication);
+    assert_eq!(
+        error_kind("InvalidSignatureException", ""),
+        ErrorKind::Authentication
+    );
 }
