@@ -48,6 +48,15 @@ deployments = ["primary"]
 
 const BEDROCK_MODEL: &str = "anthropic.claude-up-v1:0";
 
+/// Header `name` of the first request mock0 received.
+fn first_sent(h: &Harness, name: &str) -> Option<String> {
+    h.mock(0).requests()[0]
+        .headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+}
+
 #[tokio::test]
 async fn a_bedrock_signature_with_the_wrong_secret_is_refused_and_fails_over() {
     let primary = r#"provider = "bedrock"
@@ -61,13 +70,7 @@ aws_secret_access_key = "not-the-test-secret-0001""#;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-nines-deployment"], "fallback");
     assert_eq!(h.mock(0).hits("/model/{model}/converse"), 1);
-    let sent = h.mock(0).requests();
-    let authorization = sent[0]
-        .headers
-        .iter()
-        .find(|(n, _)| n == "authorization")
-        .map(|(_, v)| v.clone())
-        .unwrap();
+    let authorization = first_sent(&h, "authorization").unwrap();
     assert!(
         authorization.starts_with("AWS4-HMAC-SHA256 Credential="),
         "{authorization}"
@@ -100,14 +103,7 @@ aws_session_token = "session-token-for-tests""#;
     assert_eq!(r.headers()["x-nines-deployment"], "primary");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["model"], BEDROCK_MODEL);
-    let sent = &h.mock(0).requests()[0];
-    let header = |name: &str| {
-        sent.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let header = |name: &str| first_sent(&h, name).unwrap_or_default();
     assert_eq!(header("x-amz-security-token"), "session-token-for-tests");
     assert!(header("authorization").contains("/eu-west-1/bedrock/aws4_request"));
     assert!(header("authorization").contains("x-amz-security-token"));
@@ -219,14 +215,9 @@ base_url = "{{mock0_root}}"
 async fn azure_sends_its_key_as_api_key_or_an_entra_token_as_bearer_with_the_api_version() {
     let h = Harness::start(2, &with_fallback(&azure(r#"api_keys = ["env:TEST_KEY"]"#))).await;
     let r = h.chat(&chat("chat")).await;
+    // Served by the primary: the mock answers 404 without an `api-version`, 401 without auth.
     assert_eq!(r.headers()["x-nines-deployment"], "primary");
-    let sent = &h.mock(0).requests()[0];
-    let header = |name: &str| {
-        sent.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    };
+    let header = |name: &str| first_sent(&h, name);
     assert_eq!(
         header("api-key").as_deref(),
         Some("sk-upstream-secret-0001")
@@ -242,13 +233,7 @@ async fn azure_sends_its_key_as_api_key_or_an_entra_token_as_bearer_with_the_api
     .await;
     let r = h.chat(&chat("chat")).await;
     assert_eq!(r.headers()["x-nines-deployment"], "primary");
-    let sent = &h.mock(0).requests()[0];
-    let header = |name: &str| {
-        sent.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    };
+    let header = |name: &str| first_sent(&h, name);
     assert_eq!(
         header("authorization").as_deref(),
         Some("Bearer sk-upstream-secret-0002")
@@ -311,13 +296,7 @@ headers = { "X-Title" = "nines-test", "X-Tenant-Token" = "env:TEST_KEY" }"#;
     let h = Harness::start(2, &with_fallback(primary)).await;
     let r = h.chat(&chat("chat")).await;
     assert_eq!(r.status(), 200);
-    let sent = &h.mock(0).requests()[0];
-    let header = |name: &str| {
-        sent.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    };
+    let header = |name: &str| first_sent(&h, name);
     assert_eq!(header("x-title").as_deref(), Some("nines-test"));
     assert_eq!(
         header("x-tenant-token").as_deref(),
