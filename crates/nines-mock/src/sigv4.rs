@@ -70,11 +70,10 @@ pub(crate) fn verify(
             "IncompleteSignatureException",
             "Invalid x-amz-date.".to_owned(),
         ))?;
-    let now = SystemTime::now();
-    let skew = now
+    let skew = SystemTime::now()
         .duration_since(time)
-        .or_else(|e| Ok::<_, ()>(e.duration()));
-    if skew.is_ok_and(|s| s > MAX_SKEW) {
+        .unwrap_or_else(|ahead| ahead.duration());
+    if skew > MAX_SKEW {
         return Err(("InvalidSignatureException", "Signature expired.".to_owned()));
     }
     let signed: Vec<(&str, &str)> = parsed

@@ -38,11 +38,7 @@ pub fn encode_request(request: &ChatRequest) -> Vec<u8> {
                         name: &t.name,
                         description: t.description.as_deref(),
                         input_schema: OutSchema {
-                            json: if t.parameters.is_null() {
-                                &EMPTY_SCHEMA
-                            } else {
-                                &t.parameters
-                            },
+                            json: &t.parameters,
                         },
                     },
                 })
@@ -67,8 +63,6 @@ pub fn encode_request(request: &ChatRequest) -> Vec<u8> {
     };
     json::to_vec(&out)
 }
-
-static EMPTY_SCHEMA: Value = Value::Null;
 
 fn messages(messages: &[Message]) -> Vec<OutMessage<'_>> {
     let mut out: Vec<OutMessage<'_>> = Vec::with_capacity(messages.len());
