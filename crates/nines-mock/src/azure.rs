@@ -19,10 +19,7 @@ use crate::state::MockState;
 
 /// Azure's own refusals, before the request reaches the OpenAI handlers.
 fn refused(headers: &HeaderMap, query: &HashMap<String, String>) -> Option<Response> {
-    if !query
-        .get("api-version")
-        .is_some_and(|v| !v.trim().is_empty())
-    {
+    if query.get("api-version").is_none_or(|v| v.trim().is_empty()) {
         return Some(error(StatusCode::NOT_FOUND, "404", "Resource not found"));
     }
     if auth::header(headers, "api-key").is_none() && auth::bearer(headers).is_none() {

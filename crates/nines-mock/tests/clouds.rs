@@ -3,7 +3,6 @@
 //! AWS's own crates and the test credentials, as any AWS client would.
 #![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     reason = "test helpers outside #[test] fns fail loudly"
 )]
 
