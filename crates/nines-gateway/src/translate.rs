@@ -20,7 +20,7 @@ use nines_protocol::unified::{
     Capabilities, ChatRequest, ChatResponse, ContentPart, DecodeError, Dialect, EmbeddingsRequest,
     EncodingFormat, Message, Role,
 };
-use nines_protocol::{anthropic, gemini, openai, openai_responses, replicate};
+use nines_protocol::{anthropic, bedrock, gemini, openai, openai_responses, replicate};
 use serde_json::{Map, Value};
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -244,6 +244,7 @@ impl RequestView {
                 anthropic::encode_request(&chat, model, anthropic::DEFAULT_MAX_TOKENS)
             }
             Dialect::Gemini => gemini::encode_request(&chat),
+            Dialect::Bedrock => bedrock::encode_request(&chat),
             other => return Err(format!("{} streams are not continued", other.as_str())),
         };
         Ok(Bytes::from(body))
@@ -318,6 +319,7 @@ impl RequestView {
             Dialect::OpenAi => openai::decode_chat_response(body)?,
             Dialect::Anthropic => anthropic::decode_response(body)?,
             Dialect::Gemini => gemini::decode_response(body)?,
+            Dialect::Bedrock => bedrock::decode_response(body)?,
             Dialect::Replicate => match replicate::decode_prediction(body)?.outcome() {
                 replicate::PredictionOutcome::Succeeded(r) => r,
                 other => {
@@ -348,6 +350,10 @@ impl RequestView {
         if response.created == 0 {
             response.created = crate::clock::unix_secs();
         }
+        // Converse names no answer: the client's dialect still wants an id.
+        if response.id.is_empty() {
+            response.id = format!("chatcmpl-{}", uuid::Uuid::now_v7().simple());
+        }
         Ok(Bytes::from(match (self.endpoint, self.ingress) {
             (Endpoint::Responses, _) => openai_responses::encode_response(&response),
             (_, Dialect::Anthropic) => anthropic::encode_response(&response),
@@ -363,6 +369,7 @@ fn encode_chat(chat: &ChatRequest, dialect: Dialect, model: &str, raw: &Bytes) -
         Dialect::OpenAi => openai::encode_chat_request(chat, model),
         Dialect::Anthropic => anthropic::encode_request(chat, model, anthropic::DEFAULT_MAX_TOKENS),
         Dialect::Gemini => gemini::encode_request(chat),
+        Dialect::Bedrock => bedrock::encode_request(chat),
         Dialect::Replicate => replicate::encode_create_request(chat),
         Dialect::Runway => raw.to_vec(),
     })

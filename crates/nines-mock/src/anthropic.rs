@@ -28,6 +28,7 @@ use crate::text::{self, Ending, TOOL_ARGUMENTS};
 const CONTEXT_LIMIT: u64 = 200_000;
 
 const STYLE: Style = Style {
+    framing: sse::Framing::Sse,
     error: "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
     malformed: sse::NOT_JSON,
 };

@@ -28,6 +28,7 @@ const CONTEXT_LIMIT: u64 = 1_048_576;
 const MAX_CANDIDATES: u32 = 8;
 
 const STYLE: Style = Style {
+    framing: sse::Framing::Sse,
     error: "data: {\"error\":{\"code\":503,\"message\":\"The model is overloaded. Please try again later.\",\"status\":\"UNAVAILABLE\"}}\n\n",
     malformed: sse::NOT_JSON,
 };
@@ -149,6 +150,18 @@ struct GenerationConfig {
     candidate_count: Option<u32>,
     #[serde(default, alias = "response_mime_type")]
     response_mime_type: Option<String>,
+}
+
+/// A generation action (`generateContent`, `streamGenerateContent` with or without `alt=sse`),
+/// or `Err` with the call back for any other action.
+pub(crate) async fn generate_action(call: Call, action: &str) -> Result<Response, Call> {
+    let mode = match action {
+        "generateContent" => Mode::Unary,
+        "streamGenerateContent" if call.query.get("alt").is_some_and(|a| a == "sse") => Mode::Sse,
+        "streamGenerateContent" => Mode::JsonArray,
+        _ => return Err(call),
+    };
+    Ok(generate(call, mode).await)
 }
 
 pub(crate) async fn generate(call: Call, mode: Mode) -> Response {

@@ -9,6 +9,7 @@
 //! skips all of this and is relayed as bytes ([`openai::splice_model`]).
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod error;
 pub mod gemini;
 mod json;
@@ -18,5 +19,6 @@ pub mod replicate;
 pub mod runway;
 pub mod sse;
 pub mod unified;
+pub mod url;
 
 pub use error::{ErrorBody, ErrorDetail};

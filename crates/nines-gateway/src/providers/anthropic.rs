@@ -43,14 +43,7 @@ pub(super) fn request(
         | Endpoint::Completions
         | Endpoint::Embeddings => urls.messages.clone(),
     };
-    let mut request = authed(client.post(url), call.key)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header("x-request-id", call.request_id)
-        .body(call.body.clone());
-    if call.stream {
-        request = request.header(http::header::ACCEPT, "text/event-stream");
-    }
-    call.traced(request)
+    call.json_post(authed(client.post(url), call.key))
 }
 
 /// `GET {base}/models`: lists models, costs nothing.

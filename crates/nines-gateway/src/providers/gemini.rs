@@ -47,14 +47,7 @@ pub(super) fn request(
         (_, true) => urls.stream.clone(),
         (_, false) => urls.generate.clone(),
     };
-    let mut request = authed(client.post(url), call.key)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header("x-request-id", call.request_id)
-        .body(call.body.clone());
-    if call.stream {
-        request = request.header(http::header::ACCEPT, "text/event-stream");
-    }
-    call.traced(request)
+    call.json_post(authed(client.post(url), call.key))
 }
 
 /// `GET {base}/v1beta/models/{model}`: free, and it proves the key, the network path and that the

@@ -39,18 +39,11 @@ pub(super) fn request(
         Endpoint::CountTokens => urls.chat.clone(),
         Endpoint::Responses => urls.responses.clone(),
     };
-    let mut request = client
-        .post(url)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header("x-request-id", call.request_id)
-        .body(call.body.clone());
-    if let Some(secret) = &call.key.secret {
-        request = request.bearer_auth(secret.expose());
-    }
-    if call.stream {
-        request = request.header(http::header::ACCEPT, "text/event-stream");
-    }
-    call.traced(request)
+    let request = client.post(url);
+    call.json_post(match &call.key.secret {
+        Some(secret) => request.bearer_auth(secret.expose()),
+        None => request,
+    })
 }
 
 /// `GET {base}/models`: free, and it exercises the key, the network path and the server.

@@ -7,7 +7,7 @@ use crate::providers::Endpoint;
 use nines_protocol::sse::SseEvent;
 use nines_protocol::unified::json_tool::JsonToolStream;
 use nines_protocol::unified::{Dialect, StreamEvent};
-use nines_protocol::{anthropic, gemini, openai, openai_responses, replicate};
+use nines_protocol::{anthropic, bedrock, gemini, openai, openai_responses, replicate};
 
 /// Decodes one upstream dialect's events, with a JSON answer made through the forced tool
 /// turned back into text when the request asked for one (`unified::json_tool`).
@@ -21,10 +21,11 @@ enum DialectDecoder {
     Anthropic(anthropic::StreamDecoder),
     Gemini(gemini::StreamDecoder),
     Replicate(replicate::StreamDecoder),
+    Bedrock(bedrock::StreamDecoder),
 }
 
 impl Decoder {
-    /// `id` is only used by Replicate, whose stream events carry no id of their own.
+    /// `id` names the stream for the dialects whose events carry none (Replicate, Bedrock).
     pub fn for_dialect(dialect: Dialect, id: &str, model: &str) -> Option<Decoder> {
         let dialect = match dialect {
             Dialect::OpenAi => DialectDecoder::OpenAi(openai::ChunkDecoder::new()),
@@ -33,6 +34,7 @@ impl Decoder {
             Dialect::Replicate => {
                 DialectDecoder::Replicate(replicate::StreamDecoder::new(id, model))
             }
+            Dialect::Bedrock => DialectDecoder::Bedrock(bedrock::StreamDecoder::new(id)),
             Dialect::Runway => return None,
         };
         Some(Decoder {
@@ -62,6 +64,7 @@ impl Decoder {
             DialectDecoder::OpenAi(d) => d.feed(&event.data, out).map_err(|e| e.to_string())?,
             DialectDecoder::Anthropic(d) => d.feed_sse(event, out).map_err(|e| e.to_string())?,
             DialectDecoder::Gemini(d) => d.feed_sse(event, out).map_err(|e| e.to_string())?,
+            DialectDecoder::Bedrock(d) => d.feed_sse(event, out).map_err(|e| e.to_string())?,
             DialectDecoder::Replicate(d) => d.feed_sse(event, out),
         }
         if let Some(json_tool) = &mut self.json_tool {

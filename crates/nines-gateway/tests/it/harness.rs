@@ -135,6 +135,9 @@ pub fn test_env(name: &str) -> Option<String> {
     match name {
         "TEST_KEY" => Some("sk-upstream-secret-0001".into()),
         "TEST_KEY_2" => Some("sk-upstream-secret-0002".into()),
+        // The credentials nines-mock's Bedrock routes check signatures against (test only).
+        "TEST_AWS_ACCESS_KEY_ID" => Some(nines_mock::clouds::TEST_AWS_ACCESS_KEY_ID.into()),
+        "TEST_AWS_SECRET_ACCESS_KEY" => Some(nines_mock::clouds::TEST_AWS_SECRET_ACCESS_KEY.into()),
         _ => None,
     }
 }
@@ -164,8 +167,38 @@ fn fill(template: &str, servers: &[MockServer]) -> String {
             &format!("{{mock{i}_root}}"),
             &format!("http://{}", m.addr()),
         );
+        let account = format!("{{mock{i}_service_account}}");
+        if text.contains(&account) {
+            let path = service_account_file(m, None);
+            text = text.replace(&account, &path.display().to_string());
+        }
+        let foreign = format!("{{mock{i}_foreign_service_account}}");
+        if text.contains(&foreign) {
+            let other = "someone-else@nines-test-project.iam.gserviceaccount.com";
+            let path = service_account_file(m, Some(other));
+            text = text.replace(&foreign, &path.display().to_string());
+        }
     }
     text
+}
+
+/// The test service account's key file (`nines-mock/fixtures/test-only/`) with its `token_uri`
+/// at `mock`'s token endpoint (and, with `email`, claiming to be another account, which the
+/// token endpoint refuses), written to a file of its own.
+fn service_account_file(mock: &MockServer, email: Option<&str>) -> std::path::PathBuf {
+    let mut file: Value =
+        serde_json::from_str(nines_mock::clouds::TEST_SERVICE_ACCOUNT_FILE).unwrap();
+    file["token_uri"] = Value::String(format!("http://{}/token", mock.addr()));
+    if let Some(email) = email {
+        file["client_email"] = Value::String(email.to_owned());
+    }
+    let path = std::env::temp_dir().join(format!(
+        "nines-test-service-account-{}-{}.json",
+        mock.addr().port(),
+        if email.is_some() { "foreign" } else { "own" }
+    ));
+    std::fs::write(&path, file.to_string()).unwrap();
+    path
 }
 
 /// One deployment per mock, all in one priority model `chat`, plus `embed`.

@@ -9,6 +9,7 @@
 mod access;
 mod alerts;
 mod bad_input;
+mod clouds;
 mod conformance;
 mod degrade;
 mod dialects;
