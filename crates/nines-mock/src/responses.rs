@@ -24,6 +24,7 @@ use crate::text::TOOL_ARGUMENTS;
 use crate::{effects, error};
 
 const STYLE: Style = Style {
+    framing: sse::Framing::Sse,
     error: "event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"mock in-stream error\",\"param\":null,\"sequence_number\":0}\n\n",
     malformed: NOT_JSON,
 };

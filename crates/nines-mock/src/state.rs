@@ -22,7 +22,7 @@ use crate::runway_task::Task;
 use crate::{FaultScript, MockOptions};
 
 /// The routes whose hits are counted; control routes (`/_mock/...`) are deliberately absent.
-pub(crate) const ROUTES: [&str; 30] = [
+pub(crate) const ROUTES: [&str; 31] = [
     // OpenAI
     "/v1/chat/completions",
     "/v1/completions",

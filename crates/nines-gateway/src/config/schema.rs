@@ -238,6 +238,9 @@ impl ProviderKind {
             | ProviderKind::Nvidia
             | ProviderKind::Replicate
             | ProviderKind::Runway => "Authorization: Bearer",
+            ProviderKind::Azure => "api-key (azure_ad_token: Authorization: Bearer)",
+            ProviderKind::Bedrock => "AWS SigV4 signature (no API key)",
+            ProviderKind::Vertex => "Authorization: Bearer (service-account OAuth token)",
         }
     }
 

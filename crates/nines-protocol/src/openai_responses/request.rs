@@ -12,8 +12,7 @@ use crate::json;
 use crate::openai::RequestError;
 use crate::unified::{
     ChatRequest, ContentPart, Effort, ImageSource, Message, Reasoning, ResponseFormat, Role, Tool,
-    ToolCall,
-    ToolChoice,
+    ToolCall, ToolChoice,
 };
 use serde_json::{Map, Value};
 

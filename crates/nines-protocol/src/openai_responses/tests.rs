@@ -101,7 +101,9 @@ fn input_items_become_chat_turns() {
     ));
     assert_eq!(
         chat.reasoning,
-        Some(crate::unified::Reasoning::Effort(crate::unified::Effort::Low))
+        Some(crate::unified::Reasoning::Effort(
+            crate::unified::Effort::Low
+        ))
     );
     assert!(!chat.extra.contains_key("reasoning_effort"));
     assert_eq!(chat.extra.get("service_tier"), Some(&json!("auto")));
