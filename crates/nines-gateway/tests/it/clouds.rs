@@ -333,3 +333,30 @@ async fn azure_serves_embeddings_at_its_deployment_url() {
         1
     );
 }
+
+#[tokio::test]
+async fn azure_serves_the_responses_api_natively() {
+    let h = Harness::start(2, &with_fallback(&azure(r#"api_keys = ["env:TEST_KEY"]"#))).await;
+    let r = h
+        .post_json(
+            "/v1/responses",
+            &json!({"model": "solo", "input": "Hello there"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-nines-deployment"], "primary");
+    // Azure's v1 Responses API (the mock answers 404 without an `api-version`, 401 without
+    // auth), not its chat URL: the request went as it came, the deployment's name as `model`.
+    assert_eq!(
+        first_sent(&h, "api-key").as_deref(),
+        Some("sk-upstream-secret-0001")
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["object"], "response", "{body}");
+    assert_eq!(h.mock(0).hits("/openai/v1/responses"), 1);
+    assert_eq!(
+        h.mock(0)
+            .hits("/openai/deployments/{deployment}/chat/completions"),
+        0
+    );
+}
