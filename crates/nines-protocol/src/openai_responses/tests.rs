@@ -344,3 +344,27 @@ fn a_broken_stream_ends_with_error_and_response_failed() {
         "upstream stream broke"
     );
 }
+
+#[test]
+fn reasoning_effort_reaches_anthropic_thinking_and_chat_reasoning_effort() {
+    let chat =
+        parse(json!({"model": "m", "input": "hi", "reasoning": {"effort": "medium"}})).unwrap();
+    let anthropic: Value = serde_json::from_slice(&crate::anthropic::encode_request(
+        &chat,
+        "claude",
+        crate::anthropic::DEFAULT_MAX_TOKENS,
+    ))
+    .unwrap();
+    assert_eq!(
+        anthropic["thinking"],
+        json!({"type": "enabled", "budget_tokens": 8192}),
+        "{anthropic}"
+    );
+    let openai: Value =
+        serde_json::from_slice(&crate::openai::encode_chat_request(&chat, "gpt")).unwrap();
+    assert_eq!(openai["reasoning_effort"], "medium", "{openai}");
+    assert!(matches!(
+        parse(json!({"model": "m", "input": "hi", "reasoning": {"effort": "loud"}})),
+        Err(RequestError::Invalid { .. })
+    ));
+}
