@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod conversations;
 pub mod limits;
 pub mod pipeline;
 pub mod providers;

@@ -1,5 +1,5 @@
-//! The path of one proxied request (`/v1/chat/completions`, `/v1/messages`, `/v1/embeddings`,
-//! `/v1/completions`, `/v1/messages/count_tokens`):
+//! The path of one proxied request (`/v1/chat/completions`, `/v1/messages`, `/v1/responses`,
+//! `/v1/embeddings`, `/v1/completions`, `/v1/messages/count_tokens`):
 //! parse → admit → resolve → plan → run the plan → deliver, each stage a call with the request's
 //! context ([`Request`]), which ends in one place (`request::end`).
 //!
@@ -15,12 +15,13 @@
 //!
 //! The commit point is `deliver`: before it, failover is free; after it only the relays act.
 
+use crate::conversations::{self, Keep, LookupError};
 use crate::providers::{Endpoint, ReplyBody};
 use crate::relay::codec::{Decoder, Encoder};
-use crate::relay::passthrough;
 use crate::relay::resume::{Resume, ResumeInput, Resumer};
 use crate::relay::segment::Segment;
 use crate::relay::translated;
+use crate::relay::{passthrough, responses};
 use crate::request::{GatewayError, Request, trail};
 use crate::resilience::{AttemptInput, Finished, KeySlot, run_plan};
 use crate::router::filters::{self, Unservable};
@@ -71,6 +72,8 @@ pub enum Ingress {
     Completions,
     /// `POST /v1/messages/count_tokens` (Anthropic).
     CountTokens,
+    /// `POST /v1/responses` (OpenAI's Responses API).
+    Responses,
 }
 
 impl Ingress {
@@ -82,6 +85,7 @@ impl Ingress {
             Ingress::Embeddings => "embeddings",
             Ingress::Completions => "completions",
             Ingress::CountTokens => "count_tokens",
+            Ingress::Responses => "responses",
         }
     }
 }
@@ -100,6 +104,8 @@ struct Routed {
     /// Where the prompt sits in the body, and the output asked for: the size estimate's inputs.
     messages_span: Option<Range<usize>>,
     max_output: Option<u64>,
+    /// Responses: the kept response this one continues.
+    previous_response: Option<String>,
 }
 
 impl Routed {
@@ -128,6 +134,23 @@ impl Routed {
                     parsed,
                     messages_span: Some(head.messages_span),
                     max_output: head.max_output_tokens,
+                    previous_response: None,
+                }
+            }
+            Ingress::Responses => {
+                let head = nines_protocol::openai_responses::parse_head(body)?;
+                Routed {
+                    previous_response: head.previous_response_id,
+                    model: head.model,
+                    model_span: head.model_span,
+                    stream: head.stream,
+                    // A Responses answer always reports its usage.
+                    include_usage: true,
+                    endpoint: Endpoint::Responses,
+                    ingress: Dialect::OpenAi,
+                    parsed: None,
+                    messages_span: Some(head.input_span),
+                    max_output: head.max_output_tokens,
                 }
             }
             Ingress::Completions => {
@@ -142,6 +165,7 @@ impl Routed {
                     parsed: None,
                     messages_span: Some(head.prompt_span),
                     max_output: head.max_tokens,
+                    previous_response: None,
                 }
             }
             Ingress::CountTokens => {
@@ -156,6 +180,7 @@ impl Routed {
                     parsed: Some(parse_anthropic(body)?),
                     messages_span: Some(head.messages_span),
                     max_output: Some(0),
+                    previous_response: None,
                 }
             }
             Ingress::Embeddings => {
@@ -170,6 +195,7 @@ impl Routed {
                     parsed: None,
                     messages_span: None,
                     max_output: None,
+                    previous_response: None,
                 }
             }
         })
@@ -186,6 +212,12 @@ fn parse_anthropic(body: &[u8]) -> Result<Result<ChatRequest, RequestError>, Req
         Err(e) => Err(e),
     }
 }
+/// Why a `previous_response_id` is refused without a store: nines keeps no conversations then,
+/// and cannot leave them to the upstreams (a failover could land the next turn on a deployment
+/// that never saw the previous one).
+const PREVIOUS_RESPONSE_STATELESS: &str = "previous_response_id needs a conversation store: \
+     this gateway is stateless (no [store] configured) and keeps no responses; send the whole \
+     conversation in 'input' instead";
 
 /// A request planned and ready to run: everything the later stages read.
 struct Planned<'r> {
@@ -198,6 +230,8 @@ struct Planned<'r> {
     stream: bool,
     include_usage: bool,
     trace: Propagation,
+    /// Responses with a store: keeps the answer for the next turn.
+    keep: Option<Keep>,
 }
 
 /// Handles one request whose body the edge read (or failed to read).
@@ -281,8 +315,81 @@ async fn prepare<'r>(
 ) -> Result<Planned<'r>, GatewayError> {
     cx.model.clone_from(&routed.model);
     admit(cx, &body, &routed).await?;
+    let (body, routed, keep) = match routed.endpoint {
+        Endpoint::Responses => converse(cx, body, routed).await?,
+        _ => (body, routed, None),
+    };
     let route = resolve(cx, runtime, &routed)?;
-    plan(cx, runtime, route, body, routed)
+    let mut planned = plan(cx, runtime, route, body, routed)?;
+    planned.keep = keep;
+    Ok(planned)
+}
+
+/// Responses only, after admission (the key owns its conversations): the conversation
+/// `previous_response_id` names goes before the request's own input (the body rebuilt; refused
+/// without a store), and, with a store and unless the client sent `store: false`, what keeps
+/// this response for the next turn.
+async fn converse(
+    cx: &Request,
+    body: Bytes,
+    mut routed: Routed,
+) -> Result<(Bytes, Routed, Option<Keep>), GatewayError> {
+    let (Some(conversations), Some(store)) = (
+        cx.state.conversations.clone(),
+        cx.runtime.config.access.store.as_ref(),
+    ) else {
+        return match routed.previous_response {
+            Some(_) => Err(GatewayError::BadRequest(RequestError::Invalid {
+                param: Some("previous_response_id"),
+                message: PREVIOUS_RESPONSE_STATELESS.into(),
+            })),
+            None => Ok((body, routed, None)),
+        };
+    };
+    let owner = cx
+        .identity
+        .as_ref()
+        .and_then(|i| i.key.as_ref())
+        .map_or_else(|| conversations::ANONYMOUS.to_owned(), |k| k.id.to_string());
+    let mut request: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
+        .map_err(|e| GatewayError::BadRequest(RequestError::Malformed(e.to_string())))?;
+    let mut input =
+        conversations::input_items(request.get("input").unwrap_or(&serde_json::Value::Null));
+    let body = match routed.previous_response.take() {
+        None => body,
+        Some(previous) => {
+            let mut items = conversations
+                .items(&previous, &owner)
+                .await
+                .map_err(|e| match e {
+                    LookupError::NotFound(_) => GatewayError::BadRequest(RequestError::Invalid {
+                        param: Some("previous_response_id"),
+                        message: e.to_string(),
+                    }),
+                    LookupError::Store(_) => GatewayError::Internal(e.to_string()),
+                })?;
+            items.append(&mut input);
+            input = items;
+            request.insert("input".into(), serde_json::Value::Array(input.clone()));
+            request.remove("previous_response_id");
+            let body = Bytes::from(
+                serde_json::to_vec(&request)
+                    .map_err(|e| GatewayError::Internal(format!("a continued request: {e}")))?,
+            );
+            let head = nines_protocol::openai_responses::parse_head(&body)?;
+            routed.model_span = head.model_span;
+            routed.messages_span = Some(head.input_span);
+            body
+        }
+    };
+    let keeps = request.get("store").and_then(serde_json::Value::as_bool) != Some(false);
+    let keep = keeps.then(|| Keep {
+        conversations,
+        owner,
+        input,
+        keep: store.keep_responses,
+    });
+    Ok((body, routed, keep))
 }
 
 /// Auth, the model allow-list and the limits (`access/`).
@@ -293,7 +400,9 @@ async fn admit(cx: &mut Request, body: &[u8], routed: &Routed) -> Result<(), Gat
         .map_or(body.len(), |s| s.len());
     let max_output = match routed.endpoint {
         Endpoint::Embeddings | Endpoint::CountTokens => Some(0),
-        Endpoint::ChatCompletions | Endpoint::Completions => routed.max_output,
+        Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Responses => {
+            routed.max_output
+        }
     };
     cx.admit(&routed.model, prompt_bytes, max_output).await
 }
@@ -376,6 +485,7 @@ fn plan<'r>(
         stream: routed.stream,
         include_usage: routed.include_usage,
         trace: Propagation::new(cx.summary.trace.as_ref(), cx.meta.traceparent.as_deref()),
+        keep: None,
     })
 }
 
@@ -416,10 +526,11 @@ async fn run(cx: &mut Request, runtime: &Runtime, p: &Planned<'_>) -> Option<Fin
 fn deliver(
     mut cx: Request,
     runtime: &Arc<Runtime>,
-    p: Planned<'_>,
+    mut p: Planned<'_>,
     finished: Finished,
 ) -> Result<Delivery, GatewayError> {
     let model = || p.plan.model.clone();
+    let keep = p.keep.take();
     let (reply, deployment, tier, attempts, open) = match finished {
         Finished::Served {
             reply,
@@ -499,6 +610,9 @@ fn deliver(
     let body = match reply.body {
         ReplyBody::Full(bytes) => {
             drop(open);
+            if let Some(keep) = keep.filter(|_| reply.status.is_success()) {
+                keep.response(&bytes);
+            }
             cx.answered(reply.status, price, &bytes);
             DeliveryBody::Full(bytes)
         }
@@ -512,7 +626,15 @@ fn deliver(
             // The byte relay understands OpenAI's stream grammar only; any other upstream
             // dialect (even to a client of the same dialect) goes through the event relay,
             // which keeps event names and knows each dialect's end-of-stream.
-            if translating || upstream != Dialect::OpenAi {
+            if p.view.endpoint == Endpoint::Responses && !translating {
+                DeliveryBody::Stream(responses::relay(
+                    segment,
+                    p.deadline,
+                    cx.state.lifecycle.cutting(),
+                    keep,
+                    move |report| cx.streamed(price, report),
+                ))
+            } else if translating || upstream != Dialect::OpenAi {
                 // Replicate streams never repeat the prediction's id; the provider passes it on.
                 let header = |name: &str| {
                     reply
@@ -532,9 +654,11 @@ fn deliver(
                 let decoder = decoder.with_json_tool(p.view.answers_through_json_tool(&deployment));
                 let encoder = Encoder::for_client(
                     p.view.ingress,
+                    p.view.endpoint,
                     &deployment.upstream_model,
                     p.include_usage,
-                );
+                )
+                .keeping(keep);
                 let resume = resumer(&cx, runtime, &p, &deployment);
                 DeliveryBody::Stream(translated::relay(
                     segment,
@@ -567,7 +691,8 @@ fn deliver(
 }
 
 /// Continues a stream that breaks after the commit point on a later deployment, unless the model
-/// turned it off (`resume_streams = false`): a chat stream on a configured route.
+/// turned it off (`resume_streams = false`): a chat stream (or a translated Responses stream) on
+/// a configured route.
 fn resumer(
     cx: &Request,
     runtime: &Arc<Runtime>,
@@ -575,9 +700,15 @@ fn resumer(
     serving: &Arc<crate::config::Deployment>,
 ) -> Option<Box<dyn Resume>> {
     // A JSON answer made through a forced tool is a tool call upstream: not plain text to
-    // continue.
+    // continue. A Responses stream is resumed when it is translated (its relay reads unified
+    // events); a native one carries OpenAI's item ids and built-in tool calls, which nothing
+    // continues.
     let resumable = p.stream
-        && p.view.endpoint == Endpoint::ChatCompletions
+        && match p.view.endpoint {
+            Endpoint::ChatCompletions => true,
+            Endpoint::Responses => p.view.needs_translation(serving),
+            Endpoint::Embeddings | Endpoint::Completions | Endpoint::CountTokens => false,
+        }
         && !p.route.derived
         && p.route.resume_streams
         && !p.view.answers_through_json_tool(serving);

@@ -6,6 +6,11 @@
 //! never translates: the client's bytes go through with only `model` spliced, so fields nines does
 //! not know survive. Across dialects the body is parsed once into the unified model, lazily, on
 //! the first deployment that needs it.
+//!
+//! A Responses request (`/v1/responses`) is native on a deployment with the `responses_api`
+//! capability (its bytes go to the upstream's `/responses`), and translated for every other one:
+//! into its chat dialect on the way up (an OpenAI-compatible server gets `/chat/completions`),
+//! and its chat answer into a `response` object on the way back.
 
 use crate::config::Deployment;
 use crate::providers::{Endpoint, Outcome, Reply, ReplyBody, Transport};
@@ -15,7 +20,7 @@ use nines_protocol::unified::{
     Capabilities, ChatRequest, ChatResponse, ContentPart, DecodeError, Dialect, EmbeddingsRequest,
     EncodingFormat, Message, Role,
 };
-use nines_protocol::{anthropic, gemini, openai, replicate};
+use nines_protocol::{anthropic, bedrock, gemini, openai, openai_responses, replicate};
 use serde_json::{Map, Value};
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -65,7 +70,10 @@ impl RequestView {
     /// What `deployment` will leave out of this request: the parameters it cannot take, when it
     /// is marked `drop_unsupported_params` (else nothing: routing skipped it instead).
     pub fn dropped_for(&self, deployment: &Deployment) -> Capabilities {
-        if !deployment.drop_unsupported_params {
+        // A Responses request served natively goes as the client's bytes: nothing is dropped.
+        if !deployment.drop_unsupported_params
+            || (self.endpoint == Endpoint::Responses && !self.needs_translation(deployment))
+        {
             return Capabilities::NONE;
         }
         match self.chat() {
@@ -108,6 +116,9 @@ impl RequestView {
                     Parsed::Embeddings(openai::parse_embeddings_request(&self.raw))
                 }
                 (Endpoint::Completions, _) => Parsed::Untranslated,
+                (Endpoint::Responses, _) => {
+                    Parsed::Chat(Box::new(openai_responses::parse_request(&self.raw)))
+                }
                 (Endpoint::ChatCompletions | Endpoint::CountTokens, Dialect::Anthropic) => {
                     Parsed::Chat(Box::new(anthropic::parse_request(&self.raw)))
                 }
@@ -127,7 +138,21 @@ impl RequestView {
 
     /// Whether `deployment` needs the body translated.
     pub fn needs_translation(&self, deployment: &Deployment) -> bool {
-        deployment.provider.dialect() != self.ingress
+        match self.endpoint {
+            Endpoint::Responses => !deployment
+                .capabilities()
+                .contains(Capabilities::RESPONSES_API),
+            _ => deployment.provider.dialect() != self.ingress,
+        }
+    }
+
+    /// The endpoint to call on `deployment`: a Responses request it cannot serve natively goes
+    /// to its chat endpoint, translated.
+    pub fn endpoint_for(&self, deployment: &Deployment) -> Endpoint {
+        match self.endpoint {
+            Endpoint::Responses if self.needs_translation(deployment) => Endpoint::ChatCompletions,
+            endpoint => endpoint,
+        }
     }
 
     /// Whether the request can be expressed in `deployment`'s dialect at all.
@@ -171,7 +196,9 @@ impl RequestView {
 
     /// The request again, streamed, for a continuation of a broken stream on `deployment`:
     /// with `prefill`, the text the client already has as a final assistant message (which the
-    /// deployment continues rather than answers); without, the original request afresh.
+    /// deployment continues rather than answers); without, the original request afresh. Always
+    /// a chat request (a Responses request's continuation too: it is decoded as chat chunks), for
+    /// the deployment's chat endpoint.
     pub fn continuation_for(
         &self,
         deployment: &Deployment,
@@ -180,7 +207,11 @@ impl RequestView {
         let model = deployment.upstream_model.as_str();
         let dialect = deployment.provider.dialect();
         let dropped = self.dropped_for(deployment);
-        if self.ingress == Dialect::OpenAi && dialect == Dialect::OpenAi && dropped.is_empty() {
+        if self.endpoint == Endpoint::ChatCompletions
+            && self.ingress == Dialect::OpenAi
+            && dialect == Dialect::OpenAi
+            && dropped.is_empty()
+        {
             // Untranslated, so fields the unified model does not know still reach the upstream.
             return match prefill {
                 Some(partial) => {
@@ -213,6 +244,7 @@ impl RequestView {
                 anthropic::encode_request(&chat, model, anthropic::DEFAULT_MAX_TOKENS)
             }
             Dialect::Gemini => gemini::encode_request(&chat),
+            Dialect::Bedrock => bedrock::encode_request(&chat),
             other => return Err(format!("{} streams are not continued", other.as_str())),
         };
         Ok(Bytes::from(body))
@@ -267,7 +299,7 @@ impl RequestView {
         served_model: &str,
         json_tool: bool,
     ) -> Result<Bytes, DecodeError> {
-        if upstream == self.ingress {
+        if upstream == self.ingress && self.endpoint != Endpoint::Responses {
             return Ok(Bytes::copy_from_slice(body));
         }
         if self.endpoint == Endpoint::Embeddings {
@@ -287,6 +319,7 @@ impl RequestView {
             Dialect::OpenAi => openai::decode_chat_response(body)?,
             Dialect::Anthropic => anthropic::decode_response(body)?,
             Dialect::Gemini => gemini::decode_response(body)?,
+            Dialect::Bedrock => bedrock::decode_response(body)?,
             Dialect::Replicate => match replicate::decode_prediction(body)?.outcome() {
                 replicate::PredictionOutcome::Succeeded(r) => r,
                 other => {
@@ -311,11 +344,19 @@ impl RequestView {
         if response.model.is_empty() {
             response.model = served_model.to_owned();
         }
+        if self.endpoint == Endpoint::Responses {
+            response.id = new_response_id();
+        }
         if response.created == 0 {
             response.created = crate::clock::unix_secs();
         }
-        Ok(Bytes::from(match self.ingress {
-            Dialect::Anthropic => anthropic::encode_response(&response),
+        // Converse names no answer: the client's dialect still wants an id.
+        if response.id.is_empty() {
+            response.id = format!("chatcmpl-{}", uuid::Uuid::now_v7().simple());
+        }
+        Ok(Bytes::from(match (self.endpoint, self.ingress) {
+            (Endpoint::Responses, _) => openai_responses::encode_response(&response),
+            (_, Dialect::Anthropic) => anthropic::encode_response(&response),
             _ => openai::encode_chat_response(&response),
         }))
     }
@@ -328,9 +369,17 @@ fn encode_chat(chat: &ChatRequest, dialect: Dialect, model: &str, raw: &Bytes) -
         Dialect::OpenAi => openai::encode_chat_request(chat, model),
         Dialect::Anthropic => anthropic::encode_request(chat, model, anthropic::DEFAULT_MAX_TOKENS),
         Dialect::Gemini => gemini::encode_request(chat),
+        Dialect::Bedrock => bedrock::encode_request(chat),
         Dialect::Replicate => replicate::encode_create_request(chat),
         Dialect::Runway => raw.to_vec(),
     })
+}
+
+/// A fresh id for a translated Responses answer. Not derived from the upstream's id: ids from
+/// different providers (or a provider's restarts) may meet, and a kept conversation is found by
+/// its response's id (`previous_response_id`).
+pub fn new_response_id() -> String {
+    format!("resp_{}", uuid::Uuid::new_v4().simple())
 }
 
 /// The client's request as a continuation of `partial` on a deployment serving `upstream_model`:

@@ -28,6 +28,7 @@ use crate::text::{self, Ending, TOOL_ARGUMENTS};
 const CONTEXT_LIMIT: u64 = 200_000;
 
 const STYLE: Style = Style {
+    framing: sse::Framing::Sse,
     error: "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
     malformed: sse::NOT_JSON,
 };
@@ -474,9 +475,29 @@ fn event(data: Value) -> Event {
 }
 
 /// The tool to use: the one named by `tool_choice` `{"type":"tool"}`, else the first tool;
-/// none without tools or with `tool_choice` `{"type":"none"}`.
+/// none without tools, with `tool_choice` `{"type":"none"}`, or when the last message holds a
+/// `tool_result` and the choice is free (`auto`).
 fn tool_to_call(req: &MessagesRequest) -> Option<String> {
     let tools = req.tools.as_ref().filter(|t| !t.is_empty())?;
+    let answered = req.messages.last().is_some_and(|m| {
+        m.get("content")
+            .and_then(Value::as_array)
+            .is_some_and(|blocks| {
+                blocks
+                    .iter()
+                    .any(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+            })
+    });
+    let free = req
+        .tool_choice
+        .as_ref()
+        .and_then(|c| c.get("type"))
+        .and_then(Value::as_str)
+        .is_none_or(|kind| kind == "auto");
+    if answered && free {
+        // A model that has its tool's result answers with text, as real ones do.
+        return None;
+    }
     let first = || {
         tools[0]
             .get("name")

@@ -71,6 +71,12 @@ enum Reply {
     Filtered,
 }
 
+/// What a completion says, as [`Completion::said`] tells it.
+pub(crate) enum Said {
+    Text(Vec<String>),
+    ToolCall(String),
+}
+
 /// One planned completion, ready to render.
 pub(crate) struct Completion {
     id: String,
@@ -140,7 +146,32 @@ impl Completion {
         self.prompt_tokens
     }
 
-    fn finish_reason(&self) -> &'static str {
+    /// What the answer says, for a dialect that renders it in a shape of its own (the Responses
+    /// API): the text as stream pieces, or the tool called.
+    pub(crate) fn said(&self) -> Said {
+        match &self.reply {
+            Reply::Text { pieces, .. } => Said::Text(pieces.clone()),
+            Reply::Json(content) => Said::Text(vec![content.clone()]),
+            Reply::Filtered => Said::Text(Vec::new()),
+            Reply::ToolCall { name } => Said::ToolCall(name.clone()),
+        }
+    }
+
+    /// The answer's output tokens (one choice).
+    pub(crate) fn completion_tokens(&self) -> u64 {
+        self.usage()["completion_tokens"].as_u64().unwrap_or(0) / u64::from(self.choices)
+    }
+
+    /// The id, without OpenAI's `chatcmpl-` prefix.
+    pub(crate) fn bare_id(&self) -> &str {
+        self.id.strip_prefix("chatcmpl-").unwrap_or(&self.id)
+    }
+
+    pub(crate) fn model(&self) -> &str {
+        &self.model
+    }
+
+    pub(crate) fn finish_reason(&self) -> &'static str {
         match &self.reply {
             Reply::Text {
                 truncated: true, ..
@@ -302,9 +333,20 @@ fn words_in(pieces: &[String]) -> u64 {
 }
 
 /// The tool to call: the one named by `tool_choice`, else the first tool; none when there are
-/// no tools or `tool_choice` is "none".
+/// no tools, `tool_choice` is "none", or the last message is a tool's result and the choice is
+/// free (`auto`).
 fn tool_to_call(req: &ChatRequest) -> Option<String> {
     let tools = req.tools.as_ref().filter(|t| !t.is_empty())?;
+    let answered = req
+        .messages
+        .last()
+        .is_some_and(|m| m.get("role").and_then(Value::as_str) == Some("tool"));
+    let free = matches!(&req.tool_choice, None | Some(Value::Null))
+        || req.tool_choice.as_ref().and_then(Value::as_str) == Some("auto");
+    if answered && free {
+        // A model that has its tool's result answers with text, as real ones do.
+        return None;
+    }
     let first = || {
         tools[0]
             .pointer("/function/name")

@@ -28,6 +28,7 @@ const CONTEXT_LIMIT: u64 = 1_048_576;
 const MAX_CANDIDATES: u32 = 8;
 
 const STYLE: Style = Style {
+    framing: sse::Framing::Sse,
     error: "data: {\"error\":{\"code\":503,\"message\":\"The model is overloaded. Please try again later.\",\"status\":\"UNAVAILABLE\"}}\n\n",
     malformed: sse::NOT_JSON,
 };
@@ -149,6 +150,18 @@ struct GenerationConfig {
     candidate_count: Option<u32>,
     #[serde(default, alias = "response_mime_type")]
     response_mime_type: Option<String>,
+}
+
+/// A generation action (`generateContent`, `streamGenerateContent` with or without `alt=sse`),
+/// or `Err` with the call back for any other action.
+pub(crate) async fn generate_action(call: Call, action: &str) -> Result<Response, Call> {
+    let mode = match action {
+        "generateContent" => Mode::Unary,
+        "streamGenerateContent" if call.query.get("alt").is_some_and(|a| a == "sse") => Mode::Sse,
+        "streamGenerateContent" => Mode::JsonArray,
+        _ => return Err(call),
+    };
+    Ok(generate(call, mode).await)
 }
 
 pub(crate) async fn generate(call: Call, mode: Mode) -> Response {
@@ -378,7 +391,8 @@ pub(crate) fn parts_text(content: &Value) -> String {
 }
 
 /// The function to call: with mode `NONE` none; with `ANY` the first allowed name (else the
-/// first declaration); otherwise the first declaration, if any.
+/// first declaration); none when the last turn holds a `functionResponse` and the mode is free
+/// (`AUTO`); otherwise the first declaration, if any.
 fn function_to_call(req: &GenerateRequest) -> Option<String> {
     let first = req
         .tools
@@ -403,8 +417,19 @@ fn function_to_call(req: &GenerateRequest) -> Option<String> {
         })
         .and_then(|names| names.get(0))
         .and_then(Value::as_str);
+    let answered = req.contents.last().is_some_and(|c| {
+        c.get("parts")
+            .and_then(Value::as_array)
+            .is_some_and(|parts| {
+                parts.iter().any(|p| {
+                    p.get("functionResponse").is_some() || p.get("function_response").is_some()
+                })
+            })
+    });
     match mode {
         Some("NONE") => None,
+        // A model that has its function's result answers with text, as real ones do.
+        None | Some("AUTO") if answered => None,
         Some("ANY") => Some(allowed.unwrap_or(first).to_owned()),
         _ => Some(first.to_owned()),
     }

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 
-use crate::gemini::{self, Mode};
+use crate::gemini;
 use crate::gemini_embed;
 use crate::state::MockState;
 
@@ -52,16 +52,19 @@ pub(crate) async fn dispatch(
         body,
     };
     match action {
-        "generateContent" => gemini::generate(call, Mode::Unary).await,
-        "streamGenerateContent" if call.query.get("alt").is_some_and(|a| a == "sse") => {
-            gemini::generate(call, Mode::Sse).await
-        }
-        "streamGenerateContent" => gemini::generate(call, Mode::JsonArray).await,
         "embedContent" => gemini_embed::embed(call, false).await,
         "batchEmbedContents" => gemini_embed::embed(call, true).await,
-        _ => gemini::error(
-            StatusCode::NOT_FOUND,
-            &format!("unknown action '{action}' for models/{model}"),
-        ),
+        _ => match gemini::generate_action(call, action).await {
+            Ok(response) => response,
+            Err(call) => unknown_action(action, &call.model),
+        },
     }
+}
+
+/// The 404 for an action the mock does not serve.
+pub(crate) fn unknown_action(action: &str, model: &str) -> Response {
+    gemini::error(
+        StatusCode::NOT_FOUND,
+        &format!("unknown action '{action}' for models/{model}"),
+    )
 }

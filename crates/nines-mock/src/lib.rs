@@ -1,5 +1,6 @@
 //! A chaos mock LLM provider speaking the OpenAI, Anthropic, Gemini, Replicate and Runway wire
-//! formats, for tests, `nines demo`, `nines mock` and the benchmark.
+//! formats, and those of the cloud-hosted Azure OpenAI, Amazon Bedrock and Vertex AI, for tests,
+//! `nines demo`, `nines mock` and the benchmark.
 //!
 //! Each dialect is an independent implementation of its provider's wire format (it shares no
 //! types with `nines-protocol`), so tests of the gateway's translations are not circular.
@@ -18,6 +19,7 @@
 //! |---|---|---|
 //! | `POST /v1/chat/completions` | same | OpenAI; non-streaming and SSE; `n`, `tools`/`tool_choice`, `response_format` json, `max_tokens`, `stream_options.include_usage`; a final assistant message is continued, not answered (prefill: only the rest of the reply comes) |
 //! | `POST /v1/completions` | same | OpenAI legacy completions; `prompt` (string or strings), `max_tokens` (default 16), `stop`, `stream`, `stream_options.include_usage`; a field outside the API is refused ("Unrecognized request argument supplied") |
+//! | `POST /v1/responses` | same | OpenAI's Responses API; checked as OpenAI checks it (`model`, `input` items and their fields, `function_call_output` only after its `function_call`, no chat fields, no `previous_response_id`); `instructions`, function tools and `tool_choice`, `text.format`, `max_output_tokens`; a built-in `web_search` tool adds a `web_search_call` item; SSE: the typed events numbered by `sequence_number`, ending with `response.completed` |
 //! | `POST /v1/embeddings` | same | OpenAI; string, string array or token arrays; `dimensions` (default 8); `encoding_format` `float` or `base64` |
 //! | `GET /v1/models` | same | the configured model list |
 //! | `GET /v1/models/{id}` | `/v1/models/{id}` | any id |
@@ -36,6 +38,13 @@
 //! | `POST /v1/text_to_video`, `POST /v1/image_to_video` | same | Runway; bearer auth and `X-Runway-Version` (else 400) on every Runway route; answers `{id}` |
 //! | `GET /v1/organization` | same | Runway; `{creditBalance, tier, usage}` |
 //! | `GET`/`DELETE /v1/tasks/{id}` | `/v1/tasks/{id}` | Runway; first poll `RUNNING` (progress 0.5), later ones the end state (`SUCCEEDED` with `output`); DELETE forgets the task (204) |
+//! | `POST /openai/deployments/{deployment}/chat/completions` | same | Azure OpenAI: the OpenAI chat route behind Azure's checks: `?api-version=` (none: 404 "Resource not found") and `api-key` or a bearer token (none: 401) |
+//! | `POST /openai/deployments/{deployment}/embeddings` | same | Azure; the OpenAI embeddings route, same checks |
+//! | `GET /openai/models` | same | Azure; the model list, same checks |
+//! | `POST /model/{model}/converse` | same | Bedrock Converse; a SigV4 signature for service `bedrock` with the test credentials ([`clouds`]) is required: none, another key id, another secret, a date more than 5 min off: 403 with the exception AWS names (`x-amzn-ErrorType`, body `{"message"}`); `system`, `inferenceConfig` (`maxTokens`, `stopSequences`), `toolConfig` (the first tool is called unless the last turn holds a `toolResult`) |
+//! | `POST /model/{model}/converse-stream` | same | as above, answered as AWS event-stream frames (`messageStart`, `contentBlockStart`/`Delta`/`Stop`, `messageStop`, `metadata` last; `no_done` leaves out `metadata`); `error_event_at` sends a `serviceUnavailableException` frame; every frame carries valid CRCs (`malformed_chunk_at` breaks the JSON inside, not the frame) |
+//! | `POST /v1/projects/{project}/locations/{location}/publishers/google/models/{model}:{action}` | per action (`generateContent`, `streamGenerateContent`, `countTokens`) | Vertex AI: Gemini's bodies and answers; the bearer token must be one `/token` issued, unexpired (else 401 `UNAUTHENTICATED`) |
+//! | `POST /token` | not counted ([`MockServer::tokens_issued`]) | Google's OAuth token endpoint: the JWT-bearer grant; the assertion must be RS256-signed by the test service account (`fixtures/test-only/`), `iss` that account, `aud` this URL, cloud-platform scope, unexpired (else 400 `invalid_grant`); answers an access token living [`MockServer::set_token_lifetime`] (default 3599 s). Only an `x-mock-fault` header faults it |
 //! | `GET /_mock/hits` | | `{"total","routes":{route: n},"max_in_flight":{route: n}}` |
 //! | `GET`/`POST`/`DELETE /_mock/fault` | | read / set (body: script or `null`) / clear the fault script |
 //! | `GET`/`POST`/`DELETE /_mock/capacity` | | read / set (body: a [`Capacity`] or `null`) / clear the capacity model |
@@ -139,8 +148,12 @@
 mod anthropic;
 mod anthropic_count;
 mod auth;
+mod azure;
+mod bedrock;
+mod bedrock_frames;
 mod capacity;
 mod chat;
+pub mod clouds;
 mod completions;
 mod control;
 mod effects;
@@ -149,17 +162,21 @@ mod faults;
 mod gemini;
 mod gemini_embed;
 mod gemini_route;
+mod google_token;
 mod jobs;
 mod openai;
 mod replicate;
 mod replicate_prediction;
+mod responses;
 mod runway;
 mod runway_task;
+mod sigv4;
 mod slots;
 mod sse;
 mod state;
 mod text;
 mod track;
+mod vertex;
 
 use std::io;
 use std::net::SocketAddr;
@@ -206,6 +223,10 @@ pub fn router(state: MockState) -> Router {
         .route(
             "/v1/completions",
             post(completions::completions).layer(counted("/v1/completions")),
+        )
+        .route(
+            "/v1/responses",
+            post(responses::responses).layer(counted("/v1/responses")),
         )
         .route(
             "/v1/embeddings",
@@ -273,6 +294,36 @@ pub fn router(state: MockState) -> Router {
                 .delete(runway::delete_task)
                 .layer(counted("/v1/tasks/{id}")),
         )
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(azure::chat_completions)
+                .layer(counted("/openai/deployments/{deployment}/chat/completions")),
+        )
+        .route(
+            "/openai/deployments/{deployment}/embeddings",
+            post(azure::embeddings).layer(counted("/openai/deployments/{deployment}/embeddings")),
+        )
+        .route(
+            "/openai/models",
+            get(azure::models).layer(counted("/openai/models")),
+        )
+        .route(
+            "/openai/v1/responses",
+            post(azure::responses).layer(counted("/openai/v1/responses")),
+        )
+        .route(
+            "/model/{model}/converse",
+            post(bedrock::converse).layer(counted("/model/{model}/converse")),
+        )
+        .route(
+            "/model/{model}/converse-stream",
+            post(bedrock::converse_stream).layer(counted("/model/{model}/converse-stream")),
+        )
+        .route(
+            "/v1/projects/{project}/locations/{location}/publishers/google/models/{*rest}",
+            post(vertex::dispatch).layer(counted_by(vertex::route_of)),
+        )
+        .route("/token", post(google_token::token))
         .merge(control::routes())
         .fallback(|| async { error::not_found("unknown route") })
         .layer(DefaultBodyLimit::max(track::BODY_LIMIT))
@@ -343,6 +394,16 @@ impl MockServer {
 
     pub fn total_hits(&self) -> u64 {
         self.state.total_hits()
+    }
+
+    /// Access tokens issued by `POST /token` (Vertex's service-account exchange).
+    pub fn tokens_issued(&self) -> u64 {
+        self.state.tokens_issued()
+    }
+
+    /// How long access tokens issued from now on live.
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.state.set_token_lifetime(lifetime);
     }
 
     /// The highest number of concurrent in-flight requests seen on one route pattern.

@@ -25,6 +25,7 @@ use crate::{auth, text};
 
 /// Output data is raw text, so a malformed event carries bytes that are not UTF-8.
 const STYLE: Style = Style {
+    framing: sse::Framing::Sse,
     error: "event: error\ndata: {\"detail\":\"mock in-stream error\"}\n\n",
     malformed: b"\xff\xfe",
 };

@@ -66,10 +66,23 @@ impl Event {
     }
 }
 
+/// How a dialect frames its stream events.
+#[derive(Clone, Copy)]
+pub(crate) enum Framing {
+    /// `text/event-stream`.
+    Sse,
+    /// AWS event-stream (Bedrock's ConverseStream): binary messages with CRCs; an event's name is
+    /// its `:event-type`, its data the payload. The in-band error is an `exception` message of
+    /// this type, with [`Style::error`] as its payload.
+    AwsEventStream { exception: &'static str },
+}
+
 /// How one dialect's stream breaks.
 #[derive(Clone, Copy)]
 pub(crate) struct Style {
-    /// The whole in-band error event (`error_event_at`), blank line included.
+    pub(crate) framing: Framing,
+    /// The whole in-band error event (`error_event_at`), blank line included (AWS event-stream:
+    /// the exception's payload).
     pub(crate) error: &'static str,
     /// What replaces the `data:` of a malformed event (`malformed_chunk_at`); the event keeps
     /// its name and id.
@@ -80,6 +93,7 @@ pub(crate) struct Style {
 pub(crate) const NOT_JSON: &[u8] = b"{not json";
 
 const OPENAI: Style = Style {
+    framing: Framing::Sse,
     error: "data: {\"error\":{\"message\":\"mock in-stream error\",\"type\":\"server_error\",\"code\":null}}\n\n",
     malformed: NOT_JSON,
 };
@@ -122,10 +136,11 @@ pub(crate) fn events_response(
     });
     let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
+    let content_type = match style.framing {
+        Framing::Sse => "text/event-stream",
+        Framing::AwsEventStream { .. } => crate::bedrock_frames::CONTENT_TYPE,
+    };
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
@@ -181,13 +196,28 @@ impl Cursor {
             return Some(Err(aborted("server shutting down")));
         }
         self.next += 1;
-        let frame = if at(self.fault.error_event_at) {
-            self.finished = true;
-            Bytes::from_static(self.style.error.as_bytes())
-        } else if at(self.fault.malformed_chunk_at) {
-            event.render(self.style.malformed)
-        } else {
-            event.render(event.data.as_bytes())
+        let frame = match (self.style.framing, at(self.fault.error_event_at)) {
+            (Framing::Sse, true) => {
+                self.finished = true;
+                Bytes::from_static(self.style.error.as_bytes())
+            }
+            (Framing::AwsEventStream { exception }, true) => {
+                self.finished = true;
+                crate::bedrock_frames::exception(exception, self.style.error.as_bytes())
+            }
+            (framing, false) => {
+                let data = if at(self.fault.malformed_chunk_at) {
+                    self.style.malformed
+                } else {
+                    event.data.as_bytes()
+                };
+                match framing {
+                    Framing::Sse => event.render(data),
+                    Framing::AwsEventStream { .. } => {
+                        crate::bedrock_frames::event(event.name.unwrap_or("unknown"), data)
+                    }
+                }
+            }
         };
         self.unsent = frame;
         Some(Ok(self.piece()))

@@ -22,10 +22,11 @@ use crate::runway_task::Task;
 use crate::{FaultScript, MockOptions};
 
 /// The routes whose hits are counted; control routes (`/_mock/...`) are deliberately absent.
-pub(crate) const ROUTES: [&str; 21] = [
+pub(crate) const ROUTES: [&str; 31] = [
     // OpenAI
     "/v1/chat/completions",
     "/v1/completions",
+    "/v1/responses",
     "/v1/embeddings",
     "/v1/models",
     "/v1/models/{id}",
@@ -49,6 +50,19 @@ pub(crate) const ROUTES: [&str; 21] = [
     "/v1/image_to_video",
     "/v1/organization",
     "/v1/tasks/{id}",
+    // Azure OpenAI
+    "/openai/deployments/{deployment}/chat/completions",
+    "/openai/deployments/{deployment}/embeddings",
+    "/openai/models",
+    "/openai/v1/responses",
+    // Bedrock
+    "/model/{model}/converse",
+    "/model/{model}/converse-stream",
+    // Vertex AI (its token endpoint, `/token`, is not counted: tests count a deployment's
+    // attempts by hits, and count token exchanges with `tokens_issued`)
+    "/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent",
+    "/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:streamGenerateContent",
+    "/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:countTokens",
 ];
 
 /// How many requests `requests()` remembers.
@@ -127,7 +141,15 @@ struct Inner {
     predictions: Recent<Prediction>,
     tasks: Recent<Task>,
     shutdown: watch::Sender<bool>,
+    /// OAuth access tokens issued by `/token`, with when each expires.
+    tokens: RwLock<HashMap<String, Instant>>,
+    /// How long an issued token lives, in seconds.
+    token_lifetime: AtomicU64,
+    tokens_issued: AtomicU64,
 }
+
+/// How long an access token lives unless a test says otherwise (Google's: an hour, less a bit).
+pub(crate) const TOKEN_LIFETIME: Duration = Duration::from_secs(3599);
 
 impl MockState {
     pub fn new(opts: MockOptions) -> Self {
@@ -148,6 +170,9 @@ impl MockState {
                 predictions: Recent::new(),
                 tasks: Recent::new(),
                 shutdown: watch::channel(false).0,
+                tokens: RwLock::new(HashMap::new()),
+                token_lifetime: AtomicU64::new(TOKEN_LIFETIME.as_secs()),
+                tokens_issued: AtomicU64::new(0),
             }),
         };
         state.set_fault(opts.fault);
@@ -310,6 +335,45 @@ impl MockState {
         self.inner.predictions.clear();
         self.inner.tasks.clear();
         self.set_fault(None);
+    }
+
+    /// Issues an access token (`/token`), valid for the token lifetime; returns it and that
+    /// lifetime.
+    pub(crate) fn issue_token(&self) -> (String, Duration) {
+        let lifetime = Duration::from_secs(self.inner.token_lifetime.load(Ordering::Relaxed));
+        let token = format!("ya29.mock-{}", self.next_completion_id());
+        let mut tokens = self
+            .inner
+            .tokens
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Instant::now();
+        tokens.retain(|_, expires| *expires > now);
+        tokens.insert(token.clone(), now + lifetime);
+        self.inner.tokens_issued.fetch_add(1, Ordering::Relaxed);
+        (token, lifetime)
+    }
+
+    /// Access tokens the token endpoint has issued.
+    pub fn tokens_issued(&self) -> u64 {
+        self.inner.tokens_issued.load(Ordering::Relaxed)
+    }
+
+    /// Whether `token` was issued here and has not expired.
+    pub(crate) fn token_valid(&self, token: &str) -> bool {
+        self.inner
+            .tokens
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(token)
+            .is_some_and(|expires| Instant::now() < *expires)
+    }
+
+    /// How long tokens issued from now on live (tests of refresh before expiry).
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.inner
+            .token_lifetime
+            .store(lifetime.as_secs(), Ordering::Relaxed);
     }
 
     /// Next completion number, for `chatcmpl-mock-{n}` ids.

@@ -76,7 +76,11 @@ async fn counted(state: MockState, route: &'static str, request: Request, next: 
     let streaming = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"text/event-stream")
+                || v.as_bytes()
+                    .starts_with(b"application/vnd.amazon.eventstream")
+        });
     let response = match slot {
         Some(slot) => slots::hold(&state, slot, response, streaming).await,
         None => response,

@@ -44,10 +44,12 @@ pub fn signature_of(call_id: &str) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-/// What Gemini serves: everything but assistant prefill and OpenAI's own extra parameters.
+/// What Gemini serves: everything but assistant prefill, OpenAI's own extra parameters and the
+/// Responses API.
 pub const CAPABILITIES: Capabilities = Capabilities::ALL
     .without(Capabilities::ASSISTANT_PREFILL)
-    .without(Capabilities::OPENAI_PARAMS);
+    .without(Capabilities::OPENAI_PARAMS)
+    .without(Capabilities::RESPONSES_API);
 
 /// The path (below the API base URL, e.g. `https://generativelanguage.googleapis.com`) of a chat
 /// call for `model`: `generateContent`, or `streamGenerateContent?alt=sse` when streaming.

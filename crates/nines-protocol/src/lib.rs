@@ -9,13 +9,16 @@
 //! skips all of this and is relayed as bytes ([`openai::splice_model`]).
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod error;
 pub mod gemini;
 mod json;
 pub mod openai;
+pub mod openai_responses;
 pub mod replicate;
 pub mod runway;
 pub mod sse;
 pub mod unified;
+pub mod url;
 
 pub use error::{ErrorBody, ErrorDetail};

@@ -35,9 +35,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::ops::Range;
 
-/// What an OpenAI upstream serves: everything but assistant prefill.
-pub const CAPABILITIES: crate::unified::Capabilities =
-    crate::unified::Capabilities::ALL.without(crate::unified::Capabilities::ASSISTANT_PREFILL);
+/// What an OpenAI-family chat upstream serves: everything but assistant prefill and the Responses
+/// API (which OpenAI itself adds: `config`'s provider kinds decide).
+pub const CAPABILITIES: crate::unified::Capabilities = crate::unified::Capabilities::ALL
+    .without(crate::unified::Capabilities::ASSISTANT_PREFILL)
+    .without(crate::unified::Capabilities::RESPONSES_API);
 
 /// Why a request body cannot be routed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -216,7 +218,10 @@ fn streaming(stream: Option<bool>, options: Option<StreamOptions>) -> (bool, boo
     (stream.unwrap_or(false), include_usage)
 }
 
-fn model_of(body: &[u8], raw: Option<&RawValue>) -> Result<(String, Range<usize>), RequestError> {
+pub(crate) fn model_of(
+    body: &[u8],
+    raw: Option<&RawValue>,
+) -> Result<(String, Range<usize>), RequestError> {
     let raw = raw.ok_or(RequestError::MissingModel)?;
     let model: String =
         serde_json::from_str(raw.get()).map_err(|_| RequestError::ModelNotString)?;
@@ -228,7 +233,7 @@ fn model_of(body: &[u8], raw: Option<&RawValue>) -> Result<(String, Range<usize>
 
 /// The byte range a borrowed raw value occupies inside `body`. `RawValue` borrowed from `body`
 /// points into it, so the offset is a pointer difference (no unsafe needed to compute it).
-fn span_of(body: &[u8], raw: &RawValue) -> Range<usize> {
+pub(crate) fn span_of(body: &[u8], raw: &RawValue) -> Range<usize> {
     let start = (raw.get().as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
     start..start + raw.get().len()
 }

@@ -32,6 +32,8 @@ pub enum Dialect {
     Gemini,
     Replicate,
     Runway,
+    /// Amazon Bedrock's Converse API.
+    Bedrock,
 }
 
 impl Dialect {
@@ -42,6 +44,7 @@ impl Dialect {
             Dialect::Gemini => "gemini",
             Dialect::Replicate => "replicate",
             Dialect::Runway => "runway",
+            Dialect::Bedrock => "bedrock",
         }
     }
 }

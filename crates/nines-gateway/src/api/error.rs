@@ -398,7 +398,11 @@ fn is_openai_error(body: &[u8]) -> bool {
 /// Another dialect's error body (Anthropic's, Gemini's) as OpenAI's: its message and type kept.
 fn foreign_error_as_openai(status: StatusCode, body: &[u8]) -> Vec<u8> {
     let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let message = v["error"]["message"].as_str().map(str::to_owned);
+    // Bedrock (and AWS generally) sends a bare `{"message"}`.
+    let message = v["error"]["message"]
+        .as_str()
+        .or(v["message"].as_str())
+        .map(str::to_owned);
     let kind = v["error"]["type"]
         .as_str()
         .or(v["error"]["status"].as_str())

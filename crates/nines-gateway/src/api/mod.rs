@@ -40,6 +40,9 @@ const ENDPOINTS: &[(&str, &str, Mount, Handler)] = &[
     ("POST", "/v1/completions", Mount::AlsoBare, || {
         post(openai::completions)
     }),
+    ("POST", "/v1/responses", Mount::AlsoBare, || {
+        post(openai::responses)
+    }),
     ("POST", "/v1/embeddings", Mount::AlsoBare, || {
         post(openai::embeddings)
     }),

@@ -1,5 +1,5 @@
-//! OpenAI-dialect handlers: `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`,
-//! `/v1/models`.
+//! OpenAI-dialect handlers: `/v1/chat/completions`, `/v1/completions`, `/v1/responses`,
+//! `/v1/embeddings`, `/v1/models`.
 
 use crate::pipeline::{self, Delivery, DeliveryBody, Ingress};
 use crate::request::{GatewayError, Request};
@@ -31,6 +31,16 @@ pub(super) async fn completions(
     body: Body,
 ) -> Response {
     render(proxy(&state, &headers, body, Ingress::Completions).await)
+}
+
+/// OpenAI's Responses API: native on deployments with `responses_api`, translated into the chat
+/// dialect of the others.
+pub(super) async fn responses(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    render(proxy(&state, &headers, body, Ingress::Responses).await)
 }
 
 pub(super) async fn embeddings(

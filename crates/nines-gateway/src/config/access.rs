@@ -236,6 +236,9 @@ pub struct RawStore {
     pub spool_dir: Option<PathBuf>,
     /// The spool's bound on disk; past it the newest records are dropped (counted).
     pub spool_max_bytes: u64,
+    /// How long a Responses API conversation is kept for `previous_response_id`.
+    #[serde(with = "humantime_serde")]
+    pub keep_responses: Duration,
 }
 
 impl Default for RawStore {
@@ -250,6 +253,7 @@ impl Default for RawStore {
             flush_interval: Duration::from_secs(1),
             spool_dir: None,
             spool_max_bytes: 1 << 30,
+            keep_responses: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -357,6 +361,7 @@ pub struct StoreConfig {
     pub flush_interval: Duration,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
+    pub keep_responses: Duration,
 }
 
 impl StoreConfig {
@@ -371,6 +376,7 @@ impl StoreConfig {
             flush_interval: raw.flush_interval,
             spool_dir: dir.join("spool"),
             spool_max_bytes: raw.spool_max_bytes,
+            keep_responses: raw.keep_responses,
         }
     }
 }
@@ -449,6 +455,7 @@ pub(super) fn validate(
                     .as_deref()
                     .map_or_else(|| data_dir.join("spool"), anchored),
                 spool_max_bytes: s.spool_max_bytes,
+                keep_responses: s.keep_responses,
             })
         }
         _ => None,

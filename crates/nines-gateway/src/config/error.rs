@@ -59,6 +59,10 @@ const SECRET_FIELDS: &[&str] = &[
     "endpoint",
     "webhook_url",
     "headers",
+    "azure_ad_token",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
 ];
 
 /// Whether a dotted key path (`deployments[0].api_keys[1]`) names a secret-bearing field or

@@ -2,6 +2,7 @@
 //! file, line and key path of what is wrong.
 
 pub mod access;
+pub mod clouds;
 mod error;
 pub mod presets;
 pub mod redis;
@@ -91,6 +92,11 @@ pub struct Deployment {
     /// Parameters it cannot take are removed (and named to the client) rather than the
     /// deployment skipped.
     pub drop_unsupported_params: bool,
+    /// Extra headers for every request (`headers`); values are marked sensitive, so `Debug`
+    /// shows none of them.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// What the cloud-hosted kinds (Azure, Bedrock, Vertex) need besides keys.
+    pub cloud: clouds::Cloud,
 }
 
 impl Deployment {

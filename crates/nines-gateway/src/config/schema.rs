@@ -108,6 +108,13 @@ pub enum ProviderKind {
     Replicate,
     /// Runway video generation; serves only the video job API (`/v1/videos`).
     Runway,
+    /// Azure OpenAI: OpenAI's API at `{base_url}/openai/deployments/{model}/...?api-version=`,
+    /// `api-key` auth (or an Entra ID bearer token); `model` is the Azure deployment name.
+    Azure,
+    /// Amazon Bedrock's Converse API, SigV4-signed; `model` is a model or inference profile id.
+    Bedrock,
+    /// Gemini on Google Vertex AI; a service account's OAuth token.
+    Vertex,
 }
 
 /// What `provider = "…"` names: a provider kind, or a named OpenAI-compatible service
@@ -155,6 +162,9 @@ impl ProviderKind {
             ProviderKind::Gemini => "gemini",
             ProviderKind::Replicate => "replicate",
             ProviderKind::Runway => "runway",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Bedrock => "bedrock",
+            ProviderKind::Vertex => "vertex",
         }
     }
 
@@ -162,11 +172,13 @@ impl ProviderKind {
     pub fn dialect(self) -> nines_protocol::unified::Dialect {
         use nines_protocol::unified::Dialect;
         match self {
-            ProviderKind::Openai | ProviderKind::OpenaiCompatible | ProviderKind::Nvidia => {
-                Dialect::OpenAi
-            }
+            ProviderKind::Openai
+            | ProviderKind::OpenaiCompatible
+            | ProviderKind::Nvidia
+            | ProviderKind::Azure => Dialect::OpenAi,
             ProviderKind::Anthropic => Dialect::Anthropic,
-            ProviderKind::Gemini => Dialect::Gemini,
+            ProviderKind::Gemini | ProviderKind::Vertex => Dialect::Gemini,
+            ProviderKind::Bedrock => Dialect::Bedrock,
             ProviderKind::Replicate => Dialect::Replicate,
             ProviderKind::Runway => Dialect::Runway,
         }
@@ -175,14 +187,23 @@ impl ProviderKind {
     /// What requests it can honour by default (a deployment may narrow or widen this).
     pub fn capabilities(self) -> nines_protocol::unified::Capabilities {
         match self {
-            // OpenAI's own API (and NVIDIA's, which follows it) has no `top_k`.
-            ProviderKind::Openai | ProviderKind::Nvidia => nines_protocol::openai::CAPABILITIES
+            // OpenAI serves the Responses API itself, and so does Azure OpenAI (its v1 API); the
+            // compatible servers serve chat. OpenAI's own API (and NVIDIA's and Azure's, which
+            // follow it) has no `top_k`.
+            ProviderKind::Openai | ProviderKind::Azure => nines_protocol::openai::CAPABILITIES
+                .without(nines_protocol::unified::Capabilities::TOP_K)
+                .with(nines_protocol::unified::Capabilities::RESPONSES_API),
+            ProviderKind::Nvidia => nines_protocol::openai::CAPABILITIES
                 .without(nines_protocol::unified::Capabilities::TOP_K),
             // Self-hosted servers vary; vLLM and Ollama accept all of OpenAI's surface and
             // many accept a final assistant message as a prefill.
             ProviderKind::OpenaiCompatible => nines_protocol::openai::CAPABILITIES,
             ProviderKind::Anthropic => nines_protocol::anthropic::CAPABILITIES,
             ProviderKind::Gemini => nines_protocol::gemini::CAPABILITIES,
+            // Vertex embeds with another API (`:predict`), which nines does not speak.
+            ProviderKind::Vertex => nines_protocol::gemini::CAPABILITIES
+                .without(nines_protocol::unified::Capabilities::EMBEDDINGS),
+            ProviderKind::Bedrock => nines_protocol::bedrock::CAPABILITIES,
             ProviderKind::Replicate => nines_protocol::replicate::CAPABILITIES,
             // No chat or embeddings at all: video jobs only.
             ProviderKind::Runway => nines_protocol::unified::Capabilities::NONE,
@@ -200,7 +221,12 @@ impl ProviderKind {
             ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com"),
             ProviderKind::Replicate => Some("https://api.replicate.com"),
             ProviderKind::Runway => Some("https://api.dev.runwayml.com"),
-            ProviderKind::OpenaiCompatible => None,
+            // Azure names the resource's own host; Bedrock and Vertex derive theirs from the
+            // region (`config::validate`).
+            ProviderKind::OpenaiCompatible
+            | ProviderKind::Azure
+            | ProviderKind::Bedrock
+            | ProviderKind::Vertex => None,
         }
     }
 
@@ -214,13 +240,19 @@ impl ProviderKind {
             | ProviderKind::Nvidia
             | ProviderKind::Replicate
             | ProviderKind::Runway => "Authorization: Bearer",
+            ProviderKind::Azure => "api-key (azure_ad_token: Authorization: Bearer)",
+            ProviderKind::Bedrock => "AWS SigV4 signature (no API key)",
+            ProviderKind::Vertex => "Authorization: Bearer (service-account OAuth token)",
         }
     }
 
     /// Whether the provider refuses requests without an API key (self-hosted servers often
     /// need none).
     pub fn requires_key(self) -> bool {
-        !matches!(self, ProviderKind::OpenaiCompatible)
+        !matches!(
+            self,
+            ProviderKind::OpenaiCompatible | ProviderKind::Bedrock | ProviderKind::Vertex
+        )
     }
 }
 
@@ -266,6 +298,32 @@ pub struct RawDeployment {
     /// Default false: nothing is ever dropped silently.
     #[serde(default)]
     pub drop_unsupported_params: bool,
+    /// Headers sent with every request to this deployment (any provider); a value may be
+    /// `env:NAME`. Values are treated as secrets: never logged or shown.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, Spanned<String>>,
+    /// Azure: the `api-version` query parameter (default `config::clouds::AZURE_DEFAULT_API_VERSION`).
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// Azure: a Microsoft Entra ID token (`env:NAME` allowed), sent as a bearer token instead of
+    /// `api_keys`.
+    #[serde(default)]
+    pub azure_ad_token: Option<Spanned<String>>,
+    /// Bedrock: AWS credentials (`env:NAME` allowed); default the `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` environment variables.
+    #[serde(default)]
+    pub aws_access_key_id: Option<Spanned<String>>,
+    #[serde(default)]
+    pub aws_secret_access_key: Option<Spanned<String>>,
+    #[serde(default)]
+    pub aws_session_token: Option<Spanned<String>>,
+    /// Vertex: the Google Cloud project (default: the key file's `project_id`).
+    #[serde(default)]
+    pub project: Option<String>,
+    /// Vertex: a service-account key file (JSON), relative to the config file's directory;
+    /// default `GOOGLE_APPLICATION_CREDENTIALS`.
+    #[serde(default)]
+    pub credentials_file: Option<Spanned<String>>,
 }
 
 /// USD per one million tokens.

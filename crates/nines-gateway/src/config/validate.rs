@@ -1,5 +1,6 @@
 //! Raw → validated configuration. Every error names the file, line and key path.
 
+use super::clouds::Cloud;
 use super::schema::{ProviderKind, ProviderName, RawConfig, RawDeployment};
 use super::{
     Config, ConfigError, Connections, Deployment, KeySlotConfig, ModelRoute, Secret, Server,
@@ -79,7 +80,8 @@ pub(super) fn validate(
                 format!("deployment '{}' is defined twice", d.name.get_ref()),
             ));
         }
-        deployments.push(Arc::new(deployment(d, &key, env, &err)?));
+        let config_dir = path.parent().unwrap_or(Path::new("."));
+        deployments.push(Arc::new(deployment(d, &key, config_dir, env, &err)?));
     }
 
     let mut models = Vec::with_capacity(raw.models.len());
@@ -269,6 +271,7 @@ type ErrAt<'a> = dyn Fn(Option<std::ops::Range<usize>>, String, String) -> Confi
 fn deployment(
     d: &RawDeployment,
     key: &str,
+    config_dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
     err: &ErrAt<'_>,
 ) -> Result<Deployment, ConfigError> {
@@ -277,11 +280,27 @@ fn deployment(
         ProviderName::Kind(kind) => (kind, None),
         ProviderName::Preset(preset) => (ProviderKind::OpenaiCompatible, Some(preset)),
     };
-    let default_base_url = preset.map_or(provider.default_base_url(), |p| Some(p.base_url));
     let requires_key = preset.map_or(provider.requires_key(), |p| {
         p.auth == super::presets::PresetAuth::Bearer
     });
     let provider_name = preset.map_or(provider.as_str(), |p| p.name);
+    let resolve = |value: &str| resolve_secret(value, env);
+    let cloud = super::clouds::settings(d, provider, provider_name, config_dir, env, &resolve)
+        .map_err(|(field, msg)| err(Some(d.name.span()), format!("{key}.{field}"), msg))?;
+    let derived = match &cloud {
+        Cloud::Bedrock(b) => Some(format!(
+            "https://bedrock-runtime.{}.amazonaws.com",
+            b.region
+        )),
+        Cloud::Vertex(v) if v.region == "global" => {
+            Some("https://aiplatform.googleapis.com".to_owned())
+        }
+        Cloud::Vertex(v) => Some(format!("https://{}-aiplatform.googleapis.com", v.region)),
+        _ => None,
+    };
+    let default_base_url = derived
+        .as_deref()
+        .or_else(|| preset.map_or(provider.default_base_url(), |p| Some(p.base_url)));
     let base_url = match (&d.base_url, default_base_url) {
         (Some(url), _) => {
             let value = url.get_ref().trim_end_matches('/');
@@ -314,6 +333,14 @@ fn deployment(
         ));
     }
     let mut keys = Vec::with_capacity(d.api_keys.len().max(1));
+    if let Some(token) = &d.azure_ad_token {
+        let secret = resolve_secret(token.get_ref(), env)
+            .map_err(|msg| err(Some(token.span()), format!("{key}.azure_ad_token"), msg))?;
+        keys.push(KeySlotConfig {
+            alias: format!("{name}#0"),
+            secret: Some(secret),
+        });
+    }
     for (i, k) in d.api_keys.iter().enumerate() {
         let secret = resolve_secret(k.get_ref(), env)
             .map_err(|msg| err(Some(k.span()), format!("{key}.api_keys[{i}]"), msg))?;
@@ -390,6 +417,7 @@ fn deployment(
         Some(p) => *p.get_ref(),
         None => false,
     };
+    let headers = extra_headers(d, key, env, err)?;
     Ok(Deployment {
         name,
         provider,
@@ -407,7 +435,42 @@ fn deployment(
         embedding_family: d.embedding_family.clone(),
         credential_hosts: d.credential_hosts.clone(),
         drop_unsupported_params: d.drop_unsupported_params,
+        headers,
+        cloud,
     })
+}
+
+/// Headers nines sets itself, which a deployment's `headers` may not replace.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+];
+
+/// A deployment's `headers`, each value resolved (`env:NAME`) and marked sensitive. Errors name
+/// the header, never its value.
+fn extra_headers(
+    d: &RawDeployment,
+    key: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    err: &ErrAt<'_>,
+) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, ConfigError> {
+    let mut out = Vec::with_capacity(d.headers.len());
+    for (name, value) in &d.headers {
+        let at = |msg: String| err(Some(value.span()), format!("{key}.headers.{name}"), msg);
+        let header = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| at(format!("'{name}' is not a valid header name")))?;
+        if RESERVED_HEADERS.contains(&header.as_str()) {
+            return Err(at(format!("'{name}' is set by nines itself")));
+        }
+        let secret = resolve_secret(value.get_ref(), env).map_err(at)?;
+        let mut value = http::HeaderValue::from_str(secret.expose())
+            .map_err(|_| at("the value is not a valid header value".into()))?;
+        value.set_sensitive(true);
+        out.push((header, value));
+    }
+    Ok(out)
 }
 
 /// `env:NAME` reads the environment; anything else is the key itself.
@@ -419,7 +482,7 @@ fn resolve_secret(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<S
             Some(_) => Err(format!("environment variable {var} is empty")),
             None => Err(format!("environment variable {var} is not set")),
         },
-        None if value.is_empty() => Err("an API key must not be empty".into()),
+        None if value.is_empty() => Err("must not be empty".into()),
         None => Ok(Secret::new(value.to_owned())),
     }
 }

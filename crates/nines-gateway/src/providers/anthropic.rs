@@ -36,19 +36,14 @@ pub(super) fn request(
 ) -> reqwest::RequestBuilder {
     let url = match call.endpoint {
         Endpoint::CountTokens => urls.count_tokens.clone(),
-        // Chat; the others are never asked of this dialect (`Endpoint::served_in`).
-        Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Embeddings => {
-            urls.messages.clone()
-        }
+        // Chat (a Responses request arrives translated into chat; `RequestView::endpoint_for`);
+        // the others are never asked of this dialect (`Endpoint::served_in`).
+        Endpoint::ChatCompletions
+        | Endpoint::Responses
+        | Endpoint::Completions
+        | Endpoint::Embeddings => urls.messages.clone(),
     };
-    let mut request = authed(client.post(url), call.key)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header("x-request-id", call.request_id)
-        .body(call.body.clone());
-    if call.stream {
-        request = request.header(http::header::ACCEPT, "text/event-stream");
-    }
-    call.traced(request)
+    call.json_post(authed(client.post(url), call.key))
 }
 
 /// `GET {base}/models`: lists models, costs nothing.

@@ -42,18 +42,12 @@ pub(super) fn request(
 ) -> reqwest::RequestBuilder {
     let url = match (call.endpoint, call.stream) {
         (Endpoint::Embeddings, _) => urls.embed.clone(),
-        // Chat; no other endpoint is asked of this dialect (`Endpoint::served_in`).
+        // Chat, or a Responses request translated into chat; no other endpoint is asked of this
+        // dialect (`Endpoint::served_in`).
         (_, true) => urls.stream.clone(),
         (_, false) => urls.generate.clone(),
     };
-    let mut request = authed(client.post(url), call.key)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header("x-request-id", call.request_id)
-        .body(call.body.clone());
-    if call.stream {
-        request = request.header(http::header::ACCEPT, "text/event-stream");
-    }
-    call.traced(request)
+    call.json_post(authed(client.post(url), call.key))
 }
 
 /// `GET {base}/v1beta/models/{model}`: free, and it proves the key, the network path and that the

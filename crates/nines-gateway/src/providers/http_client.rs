@@ -85,10 +85,16 @@ pub struct HttpClient {
     /// `None` when requests go through a proxy.
     pool: Option<Client<HttpsConnector<HttpConnector>, reqwest::Body>>,
     user_agent: HeaderValue,
+    /// The deployment's `headers`, set on every request (replacing any of the same name).
+    extra_headers: http::HeaderMap,
 }
 
 impl HttpClient {
-    pub fn new(connect_timeout: Duration, egress: Egress) -> Result<HttpClient, String> {
+    pub fn new(
+        connect_timeout: Duration,
+        egress: Egress,
+        extra_headers: Vec<(http::HeaderName, HeaderValue)>,
+    ) -> Result<HttpClient, String> {
         super::install_crypto_provider();
         let builder = reqwest::Client::builder()
             // nines is the only retry loop: the client must never retry on its own.
@@ -115,6 +121,7 @@ impl HttpClient {
             builder,
             pool,
             user_agent: HeaderValue::from_static(USER_AGENT),
+            extra_headers: extra_headers.into_iter().collect(),
         })
     }
 
@@ -128,6 +135,11 @@ impl HttpClient {
 
     /// Sends a request; resolves when the response head arrived.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<Response, SendError> {
+        let request = if self.extra_headers.is_empty() {
+            request
+        } else {
+            request.headers(self.extra_headers.clone())
+        };
         let Some(pool) = &self.pool else {
             let response = request.send().await.map_err(SendError::Proxied)?;
             return Ok(http::Response::<reqwest::Body>::from(response)
@@ -213,7 +225,7 @@ mod tests {
     #[tokio::test]
     async fn direct_requests_go_through_the_pool_to_the_origin() {
         let (base, seen) = echo_server().await;
-        let client = HttpClient::new(Duration::from_secs(2), Egress::Direct).unwrap();
+        let client = HttpClient::new(Duration::from_secs(2), Egress::Direct, Vec::new()).unwrap();
         assert!(client.pool.is_some());
         let response = client
             .send(client.get(format!("{base}/v1/models")))
@@ -232,6 +244,7 @@ mod tests {
         let client = HttpClient::new(
             Duration::from_secs(2),
             Egress::Proxy(Box::new(reqwest::Proxy::http(&proxy).unwrap())),
+            Vec::new(),
         )
         .unwrap();
         assert!(client.pool.is_none());
@@ -264,7 +277,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let client = HttpClient::new(Duration::from_secs(2), Egress::Direct).unwrap();
+        let client = HttpClient::new(Duration::from_secs(2), Egress::Direct, Vec::new()).unwrap();
         match client.send(client.get(format!("http://{addr}/"))).await {
             Err(SendError::Http(e)) => assert!(e.is_connect(), "{e:?}"),
             other => panic!(

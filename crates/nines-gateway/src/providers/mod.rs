@@ -6,13 +6,18 @@
 //! fail over before the commit point.
 
 mod anthropic;
+mod azure;
+mod bedrock;
 mod credential_scope;
+mod event_stream;
 mod gemini;
 mod http_client;
 mod openai;
 mod replicate;
 mod runway;
 mod transport;
+mod vertex;
+mod vertex_token;
 
 pub use credential_scope::CredentialScope;
 pub use http_client::BodyError;
@@ -21,6 +26,7 @@ pub use replicate::{PREDICTION_ID, PREDICTION_MODEL};
 pub use runway::is_task_id as is_runway_task_id;
 pub(crate) use transport::describe;
 
+use crate::config::clouds::Cloud;
 use crate::config::{Deployment, KeySlotConfig, Timeouts};
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
@@ -39,6 +45,9 @@ pub enum Endpoint {
     Completions,
     /// Anthropic's `messages/count_tokens`.
     CountTokens,
+    /// OpenAI's Responses API; called only on deployments that serve it natively (others get
+    /// the request translated into chat).
+    Responses,
 }
 
 impl Endpoint {
@@ -48,6 +57,7 @@ impl Endpoint {
             Endpoint::Embeddings => "/embeddings",
             Endpoint::Completions => "/completions",
             Endpoint::CountTokens => "/messages/count_tokens",
+            Endpoint::Responses => "/responses",
         }
     }
 
@@ -58,14 +68,17 @@ impl Endpoint {
             Endpoint::Embeddings => "embeddings",
             Endpoint::Completions => "legacy completions",
             Endpoint::CountTokens => "token counting",
+            Endpoint::Responses => "responses",
         }
     }
 
     /// Whether an upstream of `dialect` has this endpoint at all. Routing keeps only such
     /// deployments in a plan; a call that reaches another is refused without a network call.
+    /// A Responses request goes wherever chat does (translated into chat where it is not
+    /// native).
     pub fn served_in(self, dialect: Dialect) -> bool {
         match self {
-            Endpoint::ChatCompletions => dialect != Dialect::Runway,
+            Endpoint::ChatCompletions | Endpoint::Responses => dialect != Dialect::Runway,
             Endpoint::Embeddings => matches!(dialect, Dialect::OpenAi | Dialect::Gemini),
             Endpoint::Completions => dialect == Dialect::OpenAi,
             Endpoint::CountTokens => dialect == Dialect::Anthropic,
@@ -91,6 +104,21 @@ pub struct Call<'a> {
 }
 
 impl Call<'_> {
+    /// `request` carrying this call as JSON: the body, `x-request-id`, `Accept:
+    /// text/event-stream` when streaming, and the `traceparent`. Auth is the dialect's business.
+    fn json_post(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let request = request
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header("x-request-id", self.request_id)
+            .body(self.body.clone());
+        let request = if self.stream {
+            request.header(http::header::ACCEPT, "text/event-stream")
+        } else {
+            request
+        };
+        self.traced(request)
+    }
+
     /// Adds the call's `traceparent`, when it has one.
     fn traced(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match self.traceparent {
@@ -183,6 +211,9 @@ enum Urls {
     Gemini(gemini::Urls),
     Replicate(replicate::Urls),
     Runway(runway::Urls),
+    Azure(azure::Urls),
+    Bedrock(bedrock::Urls),
+    Vertex(Box<vertex::Urls>),
 }
 
 /// `base` + `path` as a URL (`base` has no trailing slash).
@@ -193,20 +224,38 @@ fn join(base: &str, path: &str) -> Result<reqwest::Url, String> {
 
 impl Upstream {
     pub fn new(deployment: Arc<Deployment>) -> Result<Self, String> {
-        let client = HttpClient::new(deployment.timeouts.connect, http_client::Egress::from_env())?;
-        let urls = match deployment.provider.dialect() {
-            Dialect::OpenAi => Urls::OpenAi(openai::Urls::new(&deployment.base_url)?),
-            Dialect::Anthropic => Urls::Anthropic(anthropic::Urls::new(&deployment.base_url)?),
-            Dialect::Gemini => Urls::Gemini(gemini::Urls::new(
+        let client = HttpClient::new(
+            deployment.timeouts.connect,
+            http_client::Egress::from_env(),
+            deployment.headers.clone(),
+        )?;
+        let (base, model) = (&deployment.base_url, &deployment.upstream_model);
+        let urls = match (&deployment.cloud, deployment.provider.dialect()) {
+            (Cloud::Azure(azure), _) => Urls::Azure(azure::Urls::new(base, model, azure)?),
+            (Cloud::Bedrock(settings), _) => {
+                Urls::Bedrock(bedrock::Urls::new(base, model, settings)?)
+            }
+            (Cloud::Vertex(settings), _) => Urls::Vertex(Box::new(vertex::Urls::new(
+                base,
+                model,
+                settings,
+                &deployment.timeouts,
+            )?)),
+            (_, Dialect::Bedrock) => {
+                return Err("a bedrock deployment needs its AWS settings".into());
+            }
+            (_, Dialect::OpenAi) => Urls::OpenAi(openai::Urls::new(&deployment.base_url)?),
+            (_, Dialect::Anthropic) => Urls::Anthropic(anthropic::Urls::new(&deployment.base_url)?),
+            (_, Dialect::Gemini) => Urls::Gemini(gemini::Urls::new(
                 &deployment.base_url,
                 &deployment.upstream_model,
             )?),
-            Dialect::Replicate => Urls::Replicate(replicate::Urls::new(
+            (_, Dialect::Replicate) => Urls::Replicate(replicate::Urls::new(
                 &deployment.base_url,
                 &deployment.upstream_model,
                 CredentialScope::of(&deployment),
             )?),
-            Dialect::Runway => Urls::Runway(runway::Urls::new(&deployment.base_url)?),
+            (_, Dialect::Runway) => Urls::Runway(runway::Urls::new(&deployment.base_url)?),
         };
         Ok(Upstream {
             deployment,
@@ -226,6 +275,18 @@ impl Upstream {
             Urls::Gemini(urls) => gemini::probe(&self.client, urls, key),
             Urls::Replicate(urls) => replicate::probe(&self.client, urls, key),
             Urls::Runway(urls) => runway::probe(&self.client, urls, key),
+            Urls::Azure(urls) => azure::probe(&self.client, urls, key),
+            Urls::Bedrock(urls) => match bedrock::probe(&self.client, urls) {
+                Ok(request) => request,
+                Err(why) => return Outcome::Transport(Transport::Broken(why)),
+            },
+            Urls::Vertex(urls) => {
+                let deadline = Instant::now() + timeout;
+                match vertex::probe(&self.client, urls, deadline).await {
+                    Ok(request) => request,
+                    Err(outcome) => return outcome,
+                }
+            }
         };
         transport::probe(&self.client, request, timeout).await
     }
@@ -250,6 +311,11 @@ impl Upstream {
                 return replicate::call(&self.client, urls, &timeouts, &call).await;
             }
             Urls::Runway(_) => return unserved(&call, self.deployment.provider_name()),
+            Urls::Azure(urls) => azure::request(&self.client, urls, &call),
+            Urls::Bedrock(urls) => {
+                return bedrock::call(&self.client, urls, &timeouts, &call).await;
+            }
+            Urls::Vertex(urls) => return vertex::call(&self.client, urls, &timeouts, &call).await,
         };
         transport::exchange(&self.client, request, &timeouts, call.stream, call.deadline).await
     }

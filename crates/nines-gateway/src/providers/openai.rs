@@ -1,5 +1,6 @@
 //! OpenAI-family upstreams (`openai`, `openai-compatible`, `nvidia`): bearer auth, and the
-//! `/chat/completions`, `/completions`, `/embeddings` and `/models` endpoints below the base URL.
+//! `/chat/completions`, `/completions`, `/embeddings`, `/responses` (OpenAI's own deployments
+//! only) and `/models` endpoints below the base URL.
 
 use super::{Call, Endpoint};
 use crate::config::KeySlotConfig;
@@ -9,6 +10,7 @@ pub(super) struct Urls {
     chat: reqwest::Url,
     completions: reqwest::Url,
     embeddings: reqwest::Url,
+    responses: reqwest::Url,
     models: reqwest::Url,
 }
 
@@ -18,6 +20,7 @@ impl Urls {
             chat: super::join(base, Endpoint::ChatCompletions.path())?,
             completions: super::join(base, Endpoint::Completions.path())?,
             embeddings: super::join(base, Endpoint::Embeddings.path())?,
+            responses: super::join(base, Endpoint::Responses.path())?,
             models: super::join(base, "/models")?,
         })
     }
@@ -34,19 +37,13 @@ pub(super) fn request(
         Endpoint::Completions => urls.completions.clone(),
         // Never asked of this dialect (`Endpoint::served_in`): the chat URL keeps the match whole.
         Endpoint::CountTokens => urls.chat.clone(),
+        Endpoint::Responses => urls.responses.clone(),
     };
-    let mut request = client
-        .post(url)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header("x-request-id", call.request_id)
-        .body(call.body.clone());
-    if let Some(secret) = &call.key.secret {
-        request = request.bearer_auth(secret.expose());
-    }
-    if call.stream {
-        request = request.header(http::header::ACCEPT, "text/event-stream");
-    }
-    call.traced(request)
+    let request = client.post(url);
+    call.json_post(match &call.key.secret {
+        Some(secret) => request.bearer_auth(secret.expose()),
+        None => request,
+    })
 }
 
 /// `GET {base}/models`: free, and it exercises the key, the network path and the server.

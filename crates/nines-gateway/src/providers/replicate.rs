@@ -32,7 +32,8 @@ use nines_protocol::sse::SseDecoder;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Reply header carrying the prediction's id on streamed replies.
+/// Reply header carrying a streamed reply's id when its events carry none: the Replicate
+/// prediction's, Bedrock's request id.
 pub const PREDICTION_ID: &str = "x-nines-prediction-id";
 /// Reply header carrying the prediction's model (`owner/name`) on streamed replies.
 pub const PREDICTION_MODEL: &str = "x-nines-prediction-model";

@@ -13,6 +13,17 @@ use tokio::time::{Instant, timeout_at};
 /// Largest error body kept from an upstream (it is relayed to the client or summarised).
 pub(super) const MAX_ERROR_BODY: usize = 64 * 1024;
 
+/// How a streamed answer is framed on the wire.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Framing {
+    /// `text/event-stream`: read as it comes.
+    Sse,
+    /// AWS event-stream (`application/vnd.amazon.eventstream`, Bedrock's ConverseStream): each
+    /// message is checked and handed on as one SSE event (`event_stream::as_sse`), so everything
+    /// after this point reads SSE whatever the upstream.
+    AwsEventStream,
+}
+
 /// Sends `request` and reports the outcome: for `stream`, after the first complete SSE event;
 /// otherwise after the whole body, which must be JSON.
 pub(super) async fn exchange(
@@ -21,6 +32,18 @@ pub(super) async fn exchange(
     timeouts: &Timeouts,
     stream: bool,
     deadline: Instant,
+) -> Outcome {
+    exchange_framed(client, request, timeouts, stream, deadline, Framing::Sse).await
+}
+
+/// [`exchange`] for a stream framed as `framing`.
+pub(super) async fn exchange_framed(
+    client: &HttpClient,
+    request: reqwest::RequestBuilder,
+    timeouts: &Timeouts,
+    stream: bool,
+    deadline: Instant,
+    framing: Framing,
 ) -> Outcome {
     let started = Instant::now();
     let first_byte_deadline = (started + timeouts.first_byte).min(deadline);
@@ -50,6 +73,15 @@ pub(super) async fn exchange(
             headers,
             body,
         };
+    }
+    if stream && framing == Framing::AwsEventStream && is_aws_event_stream(&headers) {
+        let mut headers = headers;
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/event-stream"),
+        );
+        let events = super::event_stream::as_sse(http_client::chunks(response));
+        return first_event_in(events, started, status, headers, timeouts, deadline).await;
     }
     if stream && is_event_stream(&headers) {
         return first_event(response, started, status, headers, timeouts, deadline).await;
@@ -106,10 +138,18 @@ pub(super) async fn probe(
 }
 
 fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    content_type_is(headers, "text/event-stream")
+}
+
+fn is_aws_event_stream(headers: &http::HeaderMap) -> bool {
+    content_type_is(headers, "application/vnd.amazon.eventstream")
+}
+
+fn content_type_is(headers: &http::HeaderMap, media_type: &str) -> bool {
     headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"))
+        .is_some_and(|v| v.starts_with(media_type))
 }
 
 pub(super) async fn first_event(
@@ -120,7 +160,26 @@ pub(super) async fn first_event(
     timeouts: &Timeouts,
     deadline: Instant,
 ) -> Outcome {
-    let mut stream = http_client::chunks(response);
+    first_event_in(
+        http_client::chunks(response),
+        started,
+        status,
+        headers,
+        timeouts,
+        deadline,
+    )
+    .await
+}
+
+/// [`first_event`] over a body already turned into SSE bytes.
+async fn first_event_in(
+    mut stream: super::ByteStream,
+    started: Instant,
+    status: http::StatusCode,
+    headers: http::HeaderMap,
+    timeouts: &Timeouts,
+    deadline: Instant,
+) -> Outcome {
     let mut head = BytesMut::new();
     let mut decoder = SseDecoder::new();
     let mut events = Vec::new();
@@ -223,7 +282,7 @@ async fn read_bounded(response: http_client::Response, deadline: Instant, limit:
 
 /// Maps a failed send to a transport failure. The message never contains credentials: the
 /// errors carry the cause, and no key lives in a URL.
-fn send_error(e: &SendError) -> Transport {
+pub(super) fn send_error(e: &SendError) -> Transport {
     match e {
         // The request never left (a header value it cannot carry, say).
         SendError::Build(e) => Transport::Broken(describe(e)),
@@ -248,6 +307,7 @@ fn body_error(e: &(dyn std::error::Error + 'static)) -> Transport {
     let parse = sources(e).any(|s| {
         s.downcast_ref::<hyper::Error>()
             .is_some_and(|h| h.is_parse())
+            || s.is::<super::event_stream::MalformedFrame>()
     });
     if parse {
         Transport::Malformed(describe(e))

@@ -16,6 +16,8 @@
 use crate::providers::ByteStream;
 use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
+use std::time::Duration;
+use tokio::time::{Instant, timeout_at};
 
 /// A burst stops growing past this many bytes.
 pub const BURST_LIMIT: usize = 64 * 1024;
@@ -91,6 +93,40 @@ impl Bursts {
     }
 }
 
+/// How waiting for the next piece of an upstream stream went ([`Bursts::read`]).
+pub enum Read {
+    /// A burst of one or more chunks.
+    Burst(Bytes),
+    /// The upstream closed the body.
+    End,
+    /// The stream broke, stalled past the idle timeout or ran into the deadline: why, in the
+    /// words every relay reports.
+    Broken(String),
+}
+
+impl Bursts {
+    /// The next burst, waiting at most `idle` and never past `deadline`. Cancel-safe, like
+    /// [`Bursts::next`], so callers may race it against their shutdown.
+    pub async fn read(&mut self, idle: Duration, deadline: Instant) -> Read {
+        let wait_until = (Instant::now() + idle).min(deadline);
+        match timeout_at(wait_until, self.next()).await {
+            Ok(Some(Ok(chunk))) => Read::Burst(self.gather(chunk).await),
+            Ok(Some(Err(e))) => Read::Broken(format!(
+                "upstream stream broke: {}",
+                crate::providers::describe(&*e)
+            )),
+            Ok(None) => Read::End,
+            Err(_) if wait_until >= deadline => {
+                Read::Broken("request deadline reached while streaming".to_owned())
+            }
+            Err(_) => Read::Broken(format!(
+                "upstream stream stalled for more than {}",
+                humantime::format_duration(idle)
+            )),
+        }
+    }
+}
+
 /// The burst so far: `first` alone until a second chunk made a buffer of it.
 fn burst_len(burst: &Option<BytesMut>, first: &Bytes) -> usize {
     burst.as_ref().map_or(first.len(), BytesMut::len)
@@ -100,7 +136,6 @@ fn burst_len(burst: &Option<BytesMut>, first: &Bytes) -> usize {
 mod tests {
     use super::*;
     use futures_util::stream;
-    use std::time::Duration;
 
     fn chunks(parts: &[&'static str]) -> ByteStream {
         stream::iter(

@@ -2,10 +2,12 @@
 //! dialect's SSE events into unified stream events, an [`Encoder`] writes unified events in the
 //! client's dialect.
 
+use crate::conversations::Keep;
+use crate::providers::Endpoint;
 use nines_protocol::sse::SseEvent;
 use nines_protocol::unified::json_tool::JsonToolStream;
 use nines_protocol::unified::{Dialect, StreamEvent};
-use nines_protocol::{anthropic, gemini, openai, replicate};
+use nines_protocol::{anthropic, bedrock, gemini, openai, openai_responses, replicate};
 
 /// Decodes one upstream dialect's events, with a JSON answer made through the forced tool
 /// turned back into text when the request asked for one (`unified::json_tool`).
@@ -19,10 +21,11 @@ enum DialectDecoder {
     Anthropic(anthropic::StreamDecoder),
     Gemini(gemini::StreamDecoder),
     Replicate(replicate::StreamDecoder),
+    Bedrock(bedrock::StreamDecoder),
 }
 
 impl Decoder {
-    /// `id` is only used by Replicate, whose stream events carry no id of their own.
+    /// `id` names the stream for the dialects whose events carry none (Replicate, Bedrock).
     pub fn for_dialect(dialect: Dialect, id: &str, model: &str) -> Option<Decoder> {
         let dialect = match dialect {
             Dialect::OpenAi => DialectDecoder::OpenAi(openai::ChunkDecoder::new()),
@@ -31,6 +34,7 @@ impl Decoder {
             Dialect::Replicate => {
                 DialectDecoder::Replicate(replicate::StreamDecoder::new(id, model))
             }
+            Dialect::Bedrock => DialectDecoder::Bedrock(bedrock::StreamDecoder::new(id)),
             Dialect::Runway => return None,
         };
         Some(Decoder {
@@ -60,6 +64,7 @@ impl Decoder {
             DialectDecoder::OpenAi(d) => d.feed(&event.data, out).map_err(|e| e.to_string())?,
             DialectDecoder::Anthropic(d) => d.feed_sse(event, out).map_err(|e| e.to_string())?,
             DialectDecoder::Gemini(d) => d.feed_sse(event, out).map_err(|e| e.to_string())?,
+            DialectDecoder::Bedrock(d) => d.feed_sse(event, out).map_err(|e| e.to_string())?,
             DialectDecoder::Replicate(d) => d.feed_sse(event, out),
         }
         if let Some(json_tool) = &mut self.json_tool {
@@ -73,10 +78,29 @@ impl Decoder {
 pub enum Encoder {
     OpenAi(openai::ChunkEncoder),
     Anthropic(anthropic::StreamEncoder),
+    // Boxed: it keeps the output so far, which its `….done` events repeat.
+    Responses(Box<openai_responses::StreamEncoder>, Option<Keep>),
 }
 
 impl Encoder {
-    pub fn for_client(ingress: Dialect, model: &str, include_usage: bool) -> Encoder {
+    /// The encoder for a client of `ingress` on `endpoint` (a Responses client speaks OpenAI's
+    /// other API).
+    pub fn for_client(
+        ingress: Dialect,
+        endpoint: Endpoint,
+        model: &str,
+        include_usage: bool,
+    ) -> Encoder {
+        if endpoint == Endpoint::Responses {
+            return Encoder::Responses(
+                Box::new(
+                    openai_responses::StreamEncoder::new(crate::clock::unix_secs())
+                        .with_model(model)
+                        .with_id(crate::translate::new_response_id()),
+                ),
+                None,
+            );
+        }
         match ingress {
             Dialect::Anthropic => {
                 Encoder::Anthropic(anthropic::StreamEncoder::new().with_model(model))
@@ -88,10 +112,27 @@ impl Encoder {
         }
     }
 
+    /// A Responses encoder that keeps its completed response for the next turn
+    /// (`previous_response_id`); other encoders ignore `keep`.
+    pub fn keeping(mut self, keep: Option<Keep>) -> Encoder {
+        if let Encoder::Responses(_, slot) = &mut self {
+            *slot = keep;
+        }
+        self
+    }
+
     pub fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
         match self {
             Encoder::OpenAi(e) => e.encode(event, out),
             Encoder::Anthropic(e) => e.encode(event, out),
+            Encoder::Responses(e, keep) => {
+                e.encode(event, out);
+                if let (StreamEvent::Done, Some(keep)) = (event, keep.take())
+                    && let Some(response) = e.completed_response()
+                {
+                    keep.response(&response);
+                }
+            }
         }
     }
 }

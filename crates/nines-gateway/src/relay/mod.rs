@@ -10,6 +10,9 @@
 //!   which prefills or replays, and `splice`, which makes a continuation of any dialect fit).
 //! - `translated`: streams across dialects (or of non-OpenAI dialects), decoded into unified
 //!   events and re-encoded in the client's dialect (`codec`); resumed the same way.
+//! - `responses`: Responses API streams from deployments that serve it natively, forwarded as
+//!   bytes event by event under the Responses grammar (named events, a terminal
+//!   `response.completed`, no `[DONE]`); not resumed.
 //! - `bursts`: one client write per burst of upstream events.
 //! - `segment`: what a relay reads (one upstream stream and its key slot).
 //! - `ending`: what a relay reports, once, when the client's stream ends, and what the client
@@ -19,6 +22,7 @@ mod bursts;
 pub mod codec;
 pub mod ending;
 pub mod passthrough;
+pub mod responses;
 pub mod resume;
 pub mod segment;
 pub mod splice;

@@ -18,7 +18,7 @@
 //! stream (see `resume.rs` for that policy). Only then does it parse each chunk (the text so far,
 //! the stream's identity); without it, the relay does no more work than honest endings need.
 
-use super::bursts::Bursts;
+use super::bursts::{Bursts, Read};
 use super::ending::{Ends, Resumed, SHUTDOWN, StreamEnd, StreamReport, openai_break};
 use super::resume::{Continuations, Observed, Resume, Transcript};
 use super::segment::Segment;
@@ -29,7 +29,7 @@ use futures_util::stream::BoxStream;
 use nines_protocol::sse::{DONE_FRAME, SseDecoder, SseEvent, data_frame, push_data_frame};
 use std::convert::Infallible;
 use std::time::Duration;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// The resume state of a relay whose model has `resume_streams`.
@@ -209,35 +209,22 @@ impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
 
     /// Waits for the next piece of the upstream stream, at most the idle timeout.
     async fn read(&mut self) -> (Bytes, Option<Step>) {
-        let wait_until = (Instant::now() + self.idle).min(self.deadline);
         let next = tokio::select! {
             biased;
             () = self.cut.cancelled() => return (Bytes::new(), Some(Step::Cut)),
-            next = timeout_at(wait_until, self.rest.next()) => next,
+            next = self.rest.read(self.idle, self.deadline) => next,
         };
         let why = match next {
-            Ok(Some(Ok(chunk))) => {
-                // Events already received go out together: one write for a burst.
-                let burst = self.rest.gather(chunk).await;
-                return self.forward(&burst);
-            }
-            Ok(Some(Err(e))) => {
-                format!("upstream stream broke: {}", crate::providers::describe(&*e))
-            }
-            Ok(None) if self.finished && !self.decoder.is_mid_event() => {
+            // Events already received go out together: one write for a burst.
+            Read::Burst(burst) => return self.forward(&burst),
+            Read::End if self.finished && !self.decoder.is_mid_event() => {
                 return (
                     Bytes::from_static(DONE_FRAME),
                     Some(Step::End(StreamEnd::FinishedWithoutDone)),
                 );
             }
-            Ok(None) => "upstream stream ended before the response was complete".to_owned(),
-            Err(_) if wait_until >= self.deadline => {
-                "request deadline reached while streaming".to_owned()
-            }
-            Err(_) => format!(
-                "upstream stream stalled for more than {}",
-                humantime::format_duration(self.idle)
-            ),
+            Read::End => "upstream stream ended before the response was complete".to_owned(),
+            Read::Broken(why) => why,
         };
         let frame = openai_break(&why);
         (Bytes::new(), Some(Step::Break { why, frame }))

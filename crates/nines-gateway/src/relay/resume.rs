@@ -30,7 +30,7 @@ use super::ending::Resumed;
 use super::segment::Segment;
 use super::splice::{self, Join};
 use crate::config::Deployment;
-use crate::providers::{Call, Outcome, ReplyBody, Transport, Upstream};
+use crate::providers::{Call, Endpoint, Outcome, ReplyBody, Transport, Upstream};
 use crate::resilience::attempt::{Target, attempt};
 use crate::resilience::breaker::Breaker;
 use crate::resilience::health::{DeploymentHealth, Health, KeySlot};
@@ -286,7 +286,8 @@ impl Resumer {
             let call = async {
                 let outcome = upstream
                     .call(Call {
-                        endpoint: self.request.endpoint,
+                        // A continuation is a chat request whatever the client's endpoint.
+                        endpoint: Endpoint::ChatCompletions,
                         key: &deployment.keys[key],
                         body,
                         stream: true,

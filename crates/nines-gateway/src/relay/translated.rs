@@ -14,7 +14,7 @@
 //! decodes it from then on, drops its opening event (the client has had its message start) and
 //! encodes the rest in the client's dialect as before.
 
-use super::bursts::Bursts;
+use super::bursts::{Bursts, Read};
 use super::codec::{Decoder, Encoder};
 use super::ending::{Ends, Resumed, SHUTDOWN, StreamEnd, StreamReport, unified_break};
 use super::resume::{Continuations, Resume};
@@ -26,7 +26,7 @@ use nines_protocol::sse::{SseDecoder, SseEvent};
 use nines_protocol::unified::StreamEvent;
 use std::convert::Infallible;
 use std::time::Duration;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 struct Relay<F: FnOnce(StreamReport) + Send + 'static> {
@@ -250,11 +250,10 @@ where
             let (frame, end) = if let Some(head) = r.head.take() {
                 r.translate(&head)
             } else {
-                let wait_until = (Instant::now() + r.idle).min(r.deadline);
                 let next = tokio::select! {
                     biased;
                     () = r.cut.cancelled() => None,
-                    next = timeout_at(wait_until, r.rest.next()) => Some(next),
+                    next = r.rest.read(r.idle, r.deadline) => Some(next),
                 };
                 let Some(next) = next else {
                     // The gateway's shutdown grace is over: the stream ends here.
@@ -264,18 +263,13 @@ where
                     return Some((Ok(out.into()), r));
                 };
                 match next {
-                    Ok(Some(Ok(chunk))) => {
-                        let burst = r.rest.gather(chunk).await;
-                        r.translate(&burst)
-                    }
-                    Ok(Some(Err(e))) => {
+                    Read::Burst(burst) => r.translate(&burst),
+                    Read::Broken(why) => {
                         let mut out = Vec::new();
-                        let why =
-                            format!("upstream stream broke: {}", crate::providers::describe(&*e));
                         let end = r.fail(why, &mut out);
                         (out.into(), end)
                     }
-                    Ok(None) => {
+                    Read::End => {
                         // Flush an event the upstream ended without a blank line.
                         let mut tail = Vec::new();
                         r.sse.finish(&mut tail);
@@ -298,19 +292,6 @@ where
                                 )
                             };
                         }
-                        (out.into(), end)
-                    }
-                    Err(_) => {
-                        let why = if wait_until >= r.deadline {
-                            "request deadline reached while streaming".to_owned()
-                        } else {
-                            format!(
-                                "upstream stream stalled for more than {}",
-                                humantime::format_duration(r.idle)
-                            )
-                        };
-                        let mut out = Vec::new();
-                        let end = r.fail(why, &mut out);
                         (out.into(), end)
                     }
                 }

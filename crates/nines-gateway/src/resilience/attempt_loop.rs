@@ -596,7 +596,7 @@ impl<'a> Loop<'a> {
             let call = async {
                 let outcome = upstream
                     .call(Call {
-                        endpoint: request.endpoint,
+                        endpoint: request.endpoint_for(deployment),
                         key: &deployment.keys[s.key],
                         body: request.body_for(deployment),
                         stream,

@@ -120,7 +120,7 @@ pub fn classify(outcome: &Outcome) -> FailureClass {
     match outcome {
         Outcome::Reply(_) => FailureClass::Ok,
         Outcome::Status { status, body, .. } => classify_status(*status, body),
-        Outcome::StreamError { data } => classify_error_text(data).unwrap_or(FailureClass::Server),
+        Outcome::StreamError { data } => classify_stream_error(data),
         Outcome::Transport(t) => match t {
             Transport::Connect(_) | Transport::Broken(_) => FailureClass::Connect,
             Transport::ConnectTimeout
@@ -151,6 +151,20 @@ fn classify_status(status: StatusCode, body: &[u8]) -> FailureClass {
     }
 }
 
+/// An error sent in-band before the stream proved itself. Bedrock names its exceptions (relayed
+/// as `{"error":{"type":"throttlingException",...}}`), and its throttling is a rate limit like a
+/// 429, its unavailability an overload like a 503.
+fn classify_stream_error(data: &str) -> FailureClass {
+    let lower = data.to_ascii_lowercase();
+    if lower.contains("\"throttlingexception\"") {
+        return FailureClass::RateLimited;
+    }
+    if lower.contains("\"serviceunavailableexception\"") {
+        return FailureClass::Overloaded;
+    }
+    classify_error_text(data).unwrap_or(FailureClass::Server)
+}
+
 /// Recognises context-window and content-filter errors by the codes providers use.
 fn classify_error_text(text: &str) -> Option<FailureClass> {
     let lower = text.to_ascii_lowercase();
@@ -160,6 +174,8 @@ fn classify_error_text(text: &str) -> Option<FailureClass> {
         || lower.contains("too many tokens")
         // Gemini: "The input token count (N) exceeds the maximum number of tokens allowed (M)."
         || lower.contains("exceeds the maximum number of tokens")
+        // Bedrock's ValidationException: "Input is too long for requested model."
+        || lower.contains("input is too long")
     {
         return Some(FailureClass::ContextTooLong);
     }

@@ -34,7 +34,7 @@ pub fn serviceable(
         Endpoint::Completions | Endpoint::CountTokens => {
             return with_endpoint(plan, deployments, view.endpoint);
         }
-        Endpoint::ChatCompletions => {}
+        Endpoint::ChatCompletions | Endpoint::Responses => {}
     }
     // Every deployment takes the client's bytes as they are, and none is to be checked: nothing
     // to parse (the OpenAI pass-through's fast path).

@@ -91,6 +91,8 @@ pub struct AppState {
     pub notices: Arc<crate::state::notices::NoticeBoard>,
     /// Serving, draining, closing or cutting; requests in flight.
     pub lifecycle: Lifecycle,
+    /// Responses API conversations for `previous_response_id` (with a store only).
+    pub conversations: Option<Arc<crate::conversations::Conversations>>,
     /// The file the configuration is reloaded from, once the binary said which.
     source: std::sync::OnceLock<ConfigSource>,
     /// One reload at a time.
@@ -207,7 +209,12 @@ impl AppState {
                 ));
             }
         }
+        let conversations = access
+            .store
+            .clone()
+            .map(|store| Arc::new(crate::conversations::Conversations::new(store)));
         Arc::new(AppState {
+            conversations,
             runtime: ArcSwap::new(runtime),
             access,
             telemetry,

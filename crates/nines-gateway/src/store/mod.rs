@@ -246,6 +246,11 @@ fn migrator() -> sqlx::migrate::Migrator {
         ),
         migration(8, "spool", include_str!("migrations/0008_spool.sql")),
         migration(
+            10,
+            "responses",
+            include_str!("migrations/0010_responses.sql"),
+        ),
+        migration(
             11,
             "status_notices",
             include_str!("migrations/0011_status_notices.sql"),
@@ -343,6 +348,58 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         on_pool!(&self.db, p => { sqlx::query("SELECT 1").execute(p).await?; });
         Ok(())
+    }
+
+    // ---- Responses API conversations (`previous_response_id`)
+
+    /// Keeps the conversation `items` (a JSON array of input items) that response `id` ends,
+    /// readable by `owner` until `expires_at` (Unix seconds). Expired rows are removed on the way.
+    pub async fn keep_conversation(
+        &self,
+        id: &str,
+        owner: &str,
+        items: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        on_pool!(&self.db, p => {
+            sqlx::query("DELETE FROM responses WHERE expires_at <= $1")
+                .bind(now)
+                .execute(p)
+                .await?;
+            sqlx::query(
+                "INSERT INTO responses (id, owner, items, expires_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (id) DO UPDATE SET owner = $2, items = $3, expires_at = $4",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(items)
+            .bind(expires_at)
+            .execute(p)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// The conversation response `id` ends, if `owner` kept it and it has not expired.
+    pub async fn conversation(
+        &self,
+        id: &str,
+        owner: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let items = on_pool!(&self.db, p => {
+            let row = sqlx::query(
+                "SELECT items FROM responses WHERE id = $1 AND owner = $2 AND expires_at > $3",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(now)
+            .fetch_optional(p)
+            .await?;
+            row.map(|r| r.try_get::<String, _>(0)).transpose()?
+        });
+        Ok(items)
     }
 
     // ---- organisations

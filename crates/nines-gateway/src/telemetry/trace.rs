@@ -49,6 +49,9 @@ pub fn provider_name(kind: ProviderKind) -> &'static str {
         ProviderKind::Nvidia => "nvidia",
         ProviderKind::Replicate => "replicate",
         ProviderKind::Runway => "runway",
+        ProviderKind::Azure => "azure.ai.openai",
+        ProviderKind::Bedrock => "aws.bedrock",
+        ProviderKind::Vertex => "gcp.vertex_ai",
     }
 }
 

@@ -641,22 +641,10 @@ async fn virtual_keys_revocation_expiry_budgets_and_usage_in_sqlite() {
 
 #[tokio::test]
 async fn postgres_store_when_database_url_is_set() {
-    let Ok(url) = std::env::var("DATABASE_URL") else {
-        println!("skipped: DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)");
+    let Some(db) = crate::harness::fresh_postgres_database().await else {
         return;
     };
-    // A database of its own, so runs never see each other's rows.
-    let name = format!("nines_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin_conn = match <sqlx::PgConnection as sqlx::Connection>::connect(&url).await {
-        Ok(c) => c,
-        Err(e) => panic!("DATABASE_URL is set but Postgres is unreachable: {e}"),
-    };
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin_conn)
-        .await
-        .unwrap();
-    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
-    let db_url = format!("{base}/{name}");
+    let db_url = db.url.clone();
     let h = Harness::start_opened(
         1,
         &config(&format!(
@@ -696,11 +684,7 @@ async fn postgres_store_when_database_url_is_set() {
     assert_eq!(ready["checks"]["store"]["backend"], "postgres");
     assert_eq!(ready["checks"]["store"]["status"], "ok");
     h.stop().await;
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin_conn)
-    .await;
+    db.remove().await;
 }
 
 fn redis_limits(url: &str, prefix: &str, fail: &str, timeout: &str) -> String {

@@ -1,7 +1,10 @@
 //! The conformance suite every provider kind must pass, over real HTTP against nines-mock's
 //! dialect endpoints (never a real provider), in the style of tensorzero's
 //! `generate_provider_tests!`: one macro instantiates the same scenarios for each kind
-//! (`openai-compatible`, `anthropic`, `gemini`, `replicate`).
+//! (`openai-compatible`, `anthropic`, `gemini`, `replicate`, `azure`, `bedrock`, `vertex`). The
+//! cloud kinds authenticate as their services require, and the mock checks it: Azure's `api-key`
+//! and `api-version`, Bedrock's SigV4 signature (made with the test credentials), Vertex's
+//! access token (exchanged for a JWT signed with the test service account's key).
 //!
 //! Every kind is deployed as `primary` (mock0) in three models:
 //!
@@ -59,7 +62,12 @@ struct Kind {
     /// Whether the dialect's stream reports token usage at all.
     stream_usage: bool,
     filtered: Filtered,
+    /// The deployment's credentials and provider settings, in TOML.
+    auth: &'static str,
 }
+
+/// An API key in `api_keys`: what most kinds take.
+const API_KEY: &str = r#"api_keys = ["env:TEST_KEY"]"#;
 
 const OPENAI_COMPATIBLE: Kind = Kind {
     provider: "openai-compatible",
@@ -71,6 +79,7 @@ const OPENAI_COMPATIBLE: Kind = Kind {
     overloaded: 529,
     stream_usage: true,
     filtered: Filtered::FinishReason,
+    auth: API_KEY,
 };
 
 const ANTHROPIC: Kind = Kind {
@@ -83,6 +92,7 @@ const ANTHROPIC: Kind = Kind {
     overloaded: 529,
     stream_usage: true,
     filtered: Filtered::FinishReason,
+    auth: API_KEY,
 };
 
 const GEMINI: Kind = Kind {
@@ -96,6 +106,7 @@ const GEMINI: Kind = Kind {
     overloaded: 503,
     stream_usage: true,
     filtered: Filtered::FinishReason,
+    auth: API_KEY,
 };
 
 const REPLICATE: Kind = Kind {
@@ -109,6 +120,49 @@ const REPLICATE: Kind = Kind {
     // A prediction's stream carries text only; its token counts are in the prediction object.
     stream_usage: false,
     filtered: Filtered::Rejected,
+    auth: API_KEY,
+};
+
+const AZURE: Kind = Kind {
+    provider: "azure",
+    model: "azure-up",
+    root: true,
+    route: "/openai/deployments/{deployment}/chat/completions",
+    stream_route: "/openai/deployments/{deployment}/chat/completions",
+    tools: true,
+    overloaded: 503,
+    stream_usage: true,
+    filtered: Filtered::FinishReason,
+    auth: "api_keys = [\"env:TEST_KEY\"]\napi_version = \"2024-10-21\"",
+};
+
+const BEDROCK: Kind = Kind {
+    provider: "bedrock",
+    // A real id's shape: its `:` must be percent-encoded in the path and signed as sent.
+    model: "anthropic.claude-up-v1:0",
+    root: true,
+    route: "/model/{model}/converse",
+    stream_route: "/model/{model}/converse-stream",
+    tools: true,
+    overloaded: 503,
+    stream_usage: true,
+    filtered: Filtered::FinishReason,
+    auth: "region = \"us-east-1\"\naws_access_key_id = \"env:TEST_AWS_ACCESS_KEY_ID\"\n\
+           aws_secret_access_key = \"env:TEST_AWS_SECRET_ACCESS_KEY\"",
+};
+
+const VERTEX: Kind = Kind {
+    provider: "vertex",
+    model: "gemini-up",
+    root: true,
+    route: "/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent",
+    stream_route: "/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:streamGenerateContent",
+    tools: true,
+    overloaded: 503,
+    stream_usage: true,
+    filtered: Filtered::FinishReason,
+    auth: "project = \"nines-test-project\"\nregion = \"us-central1\"\n\
+           credentials_file = \"{mock0_service_account}\"",
 };
 
 impl Kind {
@@ -148,7 +202,7 @@ name = "primary"
 provider = "{provider}"
 model = "{model}"
 base_url = "{base}"
-api_keys = ["env:TEST_KEY"]
+{auth}
 context_window = 8000
 timeouts = {{ first_byte = "500ms", idle = "2s", total = "10s" }}
 
@@ -182,6 +236,7 @@ deployments = ["primary", "small"]
 "#,
         provider = kind.provider,
         model = kind.model,
+        auth = kind.auth,
     )
 }
 
@@ -1099,4 +1154,7 @@ conformance! {
     anthropic => super::ANTHROPIC;
     gemini => super::GEMINI;
     replicate => super::REPLICATE;
+    azure => super::AZURE;
+    bedrock => super::BEDROCK;
+    vertex => super::VERTEX;
 }

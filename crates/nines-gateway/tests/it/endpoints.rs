@@ -286,6 +286,7 @@ async fn an_unknown_path_lists_every_endpoint() {
     for endpoint in [
         "POST /v1/chat/completions",
         "POST /v1/completions",
+        "POST /v1/responses",
         "POST /v1/embeddings",
         "GET /v1/models",
         "POST /v1/messages",

@@ -135,6 +135,9 @@ pub fn test_env(name: &str) -> Option<String> {
     match name {
         "TEST_KEY" => Some("sk-upstream-secret-0001".into()),
         "TEST_KEY_2" => Some("sk-upstream-secret-0002".into()),
+        // The credentials nines-mock's Bedrock routes check signatures against (test only).
+        "TEST_AWS_ACCESS_KEY_ID" => Some(nines_mock::clouds::TEST_AWS_ACCESS_KEY_ID.into()),
+        "TEST_AWS_SECRET_ACCESS_KEY" => Some(nines_mock::clouds::TEST_AWS_SECRET_ACCESS_KEY.into()),
         _ => None,
     }
 }
@@ -164,8 +167,38 @@ fn fill(template: &str, servers: &[MockServer]) -> String {
             &format!("{{mock{i}_root}}"),
             &format!("http://{}", m.addr()),
         );
+        let account = format!("{{mock{i}_service_account}}");
+        if text.contains(&account) {
+            let path = service_account_file(m, None);
+            text = text.replace(&account, &path.display().to_string());
+        }
+        let foreign = format!("{{mock{i}_foreign_service_account}}");
+        if text.contains(&foreign) {
+            let other = "someone-else@nines-test-project.iam.gserviceaccount.com";
+            let path = service_account_file(m, Some(other));
+            text = text.replace(&foreign, &path.display().to_string());
+        }
     }
     text
+}
+
+/// The test service account's key file (`nines-mock/fixtures/test-only/`) with its `token_uri`
+/// at `mock`'s token endpoint (and, with `email`, claiming to be another account, which the
+/// token endpoint refuses), written to a file of its own.
+fn service_account_file(mock: &MockServer, email: Option<&str>) -> std::path::PathBuf {
+    let mut file: Value =
+        serde_json::from_str(nines_mock::clouds::TEST_SERVICE_ACCOUNT_FILE).unwrap();
+    file["token_uri"] = Value::String(format!("http://{}/token", mock.addr()));
+    if let Some(email) = email {
+        file["client_email"] = Value::String(email.to_owned());
+    }
+    let path = std::env::temp_dir().join(format!(
+        "nines-test-service-account-{}-{}.json",
+        mock.addr().port(),
+        if email.is_some() { "foreign" } else { "own" }
+    ));
+    std::fs::write(&path, file.to_string()).unwrap();
+    path
 }
 
 /// One deployment per mock, all in one priority model `chat`, plus `embed`.
@@ -262,4 +295,47 @@ impl Harness {
         })
         .await
     }
+}
+
+/// A Postgres database of one test's own, so runs never see each other's rows.
+pub struct TestDatabase {
+    pub url: String,
+    name: String,
+    admin: sqlx::PgConnection,
+}
+
+impl TestDatabase {
+    /// Drops the database (its connections too).
+    pub async fn remove(mut self) {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&mut self.admin)
+        .await;
+    }
+}
+
+/// A [`TestDatabase`] on the server `DATABASE_URL` names; `None`, after saying the test
+/// skipped, when it is not set.
+pub async fn fresh_postgres_database() -> Option<TestDatabase> {
+    let Ok(url) = std::env::var("DATABASE_URL") else {
+        println!("skipped: DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)");
+        return None;
+    };
+    let name = format!("nines_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = match <sqlx::PgConnection as sqlx::Connection>::connect(&url).await {
+        Ok(c) => c,
+        Err(e) => panic!("DATABASE_URL is set but Postgres is unreachable: {e}"),
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+    Some(TestDatabase {
+        url: format!("{base}/{name}"),
+        name,
+        admin,
+    })
 }

@@ -25,6 +25,7 @@ const LAYERS: &[&str] = &[
     "router",
     "telemetry",
     "store",
+    "conversations",
     "auth",
     "limits",
     "access",

@@ -9,6 +9,7 @@
 mod access;
 mod alerts;
 mod bad_input;
+mod clouds;
 mod conformance;
 mod degrade;
 mod dialects;
@@ -25,6 +26,7 @@ mod providers_native;
 mod reload;
 mod request_path;
 mod resilience;
+mod responses;
 mod resume;
 mod routing;
 mod security;

@@ -13,7 +13,7 @@ pub struct Capabilities(u16);
 /// Each capability with its name, in the order [`Capabilities::missing`] reports them. The
 /// request parameters among them are named after the parameter, so a refusal names what the
 /// client sent.
-const NAMED: [(Capabilities, &str); 15] = [
+const NAMED: [(Capabilities, &str); 16] = [
     (Capabilities::STREAMING, "streaming"),
     (Capabilities::TOOLS, "tools"),
     (Capabilities::VISION, "vision"),
@@ -35,6 +35,7 @@ const NAMED: [(Capabilities, &str); 15] = [
         "reasoning_with_sampling",
     ),
     (Capabilities::OPENAI_PARAMS, "openai_only_params"),
+    (Capabilities::RESPONSES_API, "responses_api"),
 ];
 
 impl Capabilities {
@@ -72,7 +73,11 @@ impl Capabilities {
     /// OpenAI parameters the unified model does not carry (`logit_bias`, `verbosity`, …; kept
     /// in `ChatRequest::extra`): only OpenAI-family upstreams take them.
     pub const OPENAI_PARAMS: Capabilities = Capabilities(1 << 14);
-    pub const ALL: Capabilities = Capabilities((1 << 15) - 1);
+    /// OpenAI's Responses API served natively, with the built-in tools OpenAI runs itself (web
+    /// search, file search, code interpreter). Without it a Responses request is translated into
+    /// the deployment's chat dialect, and one that needs a built-in tool cannot go there.
+    pub const RESPONSES_API: Capabilities = Capabilities(1 << 15);
+    pub const ALL: Capabilities = Capabilities(u16::MAX);
     /// The request parameters a deployment marked `drop_unsupported_params` may have removed
     /// (and named in `x-nines-dropped-params`) rather than be skipped for. Content (tools,
     /// images, a prefill) and the shape of the call (streaming) are never dropped.

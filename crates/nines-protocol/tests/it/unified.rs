@@ -93,7 +93,7 @@ fn missing_names_the_gap_per_dialect() {
 #[test]
 fn capability_names_round_trip() {
     let names: Vec<&str> = Capabilities::ALL.names().collect();
-    assert_eq!(names.len(), 15);
+    assert_eq!(names.len(), 16);
     let mut rebuilt = Capabilities::NONE;
     for name in &names {
         rebuilt = rebuilt.with(Capabilities::from_name(name).unwrap());

@@ -207,3 +207,99 @@ deployments = ["oai-down", "claude"]
     assert_eq!(openai_up.hits("/v1/completions"), 1);
     nines.terminate().await;
 }
+
+/// `client.responses.create` (plain, streamed, the SDK's stream helper, a function call round
+/// trip, `text.format`, the refusals) through an Anthropic upstream (behind a chat-only server
+/// that is down, so the first attempt fails over) and through a Gemini upstream.
+#[tokio::test]
+async fn openai_sdk_responses_through_anthropic_and_gemini() {
+    let Some(python) = python_or_skip("openai_sdk_responses_through_anthropic_and_gemini").await
+    else {
+        return;
+    };
+    let down = mock("down").await;
+    down.set_fault(Some(
+        serde_json::from_value(serde_json::json!({"status": 503})).unwrap(),
+    ));
+    let claude = mock("claude-upstream").await;
+    let gemini = mock("gemini-upstream").await;
+    let gemini_root = gemini.base_url().trim_end_matches("/v1").to_owned();
+    let dir = crate::serve::tempdir();
+    let path = dir.join("responses.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+
+[resilience.probes]
+enabled = false
+
+[[deployments]]
+name = "compat-down"
+provider = "openai-compatible"
+model = "m"
+base_url = "{}"
+
+[[deployments]]
+name = "claude"
+provider = "anthropic"
+model = "claude-m"
+base_url = "{}"
+api_keys = ["anthropic-test-key"]
+
+[[deployments]]
+name = "gemini"
+provider = "gemini"
+model = "gemini-m"
+base_url = "{gemini_root}"
+api_keys = ["gemini-test-key"]
+
+[[models]]
+name = "via-anthropic"
+deployments = ["compat-down", "claude"]
+
+[[models]]
+name = "via-gemini"
+deployments = ["gemini"]
+"#,
+            down.base_url(),
+            claude.base_url(),
+        ),
+    )
+    .unwrap();
+    let mut nines = Nines::spawn(command(&["serve", "--config", path.to_str().unwrap()]));
+    let base = nines.base().await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/responses_sdk.py");
+    for args in [
+        vec!["via-anthropic", "claude-upstream"],
+        vec!["via-gemini", "gemini-upstream", "json"],
+    ] {
+        let output = tokio::process::Command::new(&python)
+            .arg(&script)
+            .arg(format!("{base}/v1"))
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "SDK script failed for {args:?}:\n{stdout}\n{stderr}"
+        );
+        assert!(stdout.contains("responses sdk ["), "{stdout}");
+    }
+    // The down server was tried (translated into chat) and the Anthropic one served; Gemini
+    // served its model; no upstream was asked for its Responses endpoint.
+    assert!(down.hits("/v1/chat/completions") >= 1);
+    assert!(claude.hits("/v1/messages") >= 5);
+    assert!(gemini.hits("/v1beta/models/{model}:generateContent") >= 3);
+    assert!(gemini.hits("/v1beta/models/{model}:streamGenerateContent") >= 3);
+    let responses_hits: u64 = [&down, &claude, &gemini]
+        .iter()
+        .map(|m| m.hits("/v1/responses"))
+        .sum();
+    assert_eq!(responses_hits, 0);
+    nines.terminate().await;
+}

@@ -41,6 +41,19 @@ fn statuses() {
     assert_eq!(status(400, gemini_key), FailureClass::UpstreamAuth);
     let gemini_long = r#"{"error":{"code":400,"message":"The input token count (9000) exceeds the maximum number of tokens allowed (8192).","status":"INVALID_ARGUMENT"}}"#;
     assert_eq!(status(400, gemini_long), FailureClass::ContextTooLong);
+    let bedrock_long = r#"{"message":"Input is too long for requested model."}"#;
+    assert_eq!(status(400, bedrock_long), FailureClass::ContextTooLong);
+}
+
+#[test]
+fn bedrock_stream_exceptions_keep_their_class() {
+    let stream = |data: &str| classify(&Outcome::StreamError { data: data.into() });
+    let throttled = r#"{"error":{"message":"Too many requests","type":"throttlingException"}}"#;
+    assert_eq!(stream(throttled), FailureClass::RateLimited);
+    let unavailable = r#"{"error":{"message":"down","type":"serviceUnavailableException"}}"#;
+    assert_eq!(stream(unavailable), FailureClass::Overloaded);
+    let other = r#"{"error":{"message":"boom","type":"internalServerException"}}"#;
+    assert_eq!(stream(other), FailureClass::Server);
 }
 
 #[test]
