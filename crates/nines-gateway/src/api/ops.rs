@@ -81,6 +81,9 @@ async fn readiness(state: &AppState) -> (StatusCode, serde_json::Value) {
         degraded |= check["status"] != "ok";
         checks.insert("store".into(), check);
     }
+    if let Some(accounting) = &access.accounting {
+        checks.insert("usage_rollups".into(), accounting.stats.snapshot());
+    }
     if let Some(usage) = &access.usage {
         checks.insert("usage_writer".into(), usage.stats.snapshot());
     }

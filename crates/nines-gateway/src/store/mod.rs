@@ -1,4 +1,5 @@
-//! Persistence of organisations, users, virtual keys, usage records and the availability ledger
+//! Persistence of organisations, users, virtual keys, usage (per-minute rollups, `rollup`, added
+//! to by `accounting`; opt-in per-request records, `usage`) and the availability ledger
 //! (`ledger`: minute buckets and incidents, written by [`ledger_writer`]): SQLite in the data
 //! directory by default ([`sqlite`]), Postgres when `store.database_url` says so ([`postgres`]).
 //! Migrations are embedded and applied when the store opens.
@@ -6,8 +7,9 @@
 //! Both backends run the same SQL text (`$1`-style parameters work in both); [`Store`] holds one
 //! pool or the other and each query is written once, expanded for both pool types by `on_pool!`.
 //! Nothing on the request path waits on the store except a virtual key's first lookup (then
-//! cached); usage records go through [`usage::UsageWriter`].
+//! cached); usage goes through [`accounting::Accounting`] and [`usage::UsageWriter`].
 
+pub mod accounting;
 pub mod ledger_writer;
 mod pg_copy;
 pub mod postgres;
@@ -15,6 +17,8 @@ pub mod sqlite;
 pub mod usage;
 
 use crate::config::access::{Limits, StoreConfig};
+pub use accounting::Accounting;
+pub use rollup::{GroupBy, RollupKey, RollupSums, UsageGroup};
 use serde::Serialize;
 use sqlx::Row;
 use std::sync::Arc;
@@ -54,6 +58,10 @@ macro_rules! on_pool {
 
 mod ledger;
 pub use ledger::BucketRow;
+// After `on_pool!`, which its queries use.
+pub mod rollup;
+#[cfg(test)]
+mod rollup_tests;
 
 /// A handle to the store; cheap to clone (the pool is shared).
 #[derive(Clone)]
@@ -233,6 +241,12 @@ fn migrator() -> sqlx::migrate::Migrator {
             7,
             "ledger_sketch",
             include_str!("migrations/0007_ledger_sketch.sql"),
+        ),
+        // 8 is left to another change in flight (status notices); versions need not be dense.
+        migration(
+            9,
+            "usage_rollups",
+            include_str!("migrations/0009_usage_rollups.sql"),
         ),
     ])
 }
@@ -541,51 +555,7 @@ impl Store {
         })
     }
 
-    // ---- usage
-
-    /// Spend (USD) per subject of one level since `since_ms`: `key`, `user` or `org`.
-    pub async fn spend_by(
-        &self,
-        level: crate::config::access::Level,
-        since_ms: i64,
-    ) -> Result<Vec<(String, f64)>, StoreError> {
-        let sql = match level {
-            crate::config::access::Level::Key => {
-                "SELECT key_id AS id, COALESCE(SUM(cost), 0.0) AS spent FROM usage_records \
-                 WHERE started_at >= $1 AND key_id IS NOT NULL GROUP BY key_id"
-            }
-            crate::config::access::Level::User => {
-                "SELECT user_id AS id, COALESCE(SUM(cost), 0.0) AS spent FROM usage_records \
-                 WHERE started_at >= $1 AND user_id IS NOT NULL GROUP BY user_id"
-            }
-            crate::config::access::Level::Org => {
-                "SELECT org_id AS id, COALESCE(SUM(cost), 0.0) AS spent FROM usage_records \
-                 WHERE started_at >= $1 AND org_id IS NOT NULL GROUP BY org_id"
-            }
-        };
-        on_pool!(&self.db, p => {
-            let rows = sqlx::query(sql).bind(since_ms).fetch_all(p).await?;
-            rows.iter()
-                .map(|r| Ok((r.try_get::<String, _>("id")?, r.try_get::<f64, _>("spent")?)))
-                .collect::<Result<Vec<_>, sqlx::Error>>()
-                .map_err(Into::into)
-        })
-    }
-
-    /// One subject's spend (USD) since `since_ms`.
-    pub async fn spend(
-        &self,
-        level: crate::config::access::Level,
-        id: &str,
-        since_ms: i64,
-    ) -> Result<f64, StoreError> {
-        Ok(self
-            .spend_by(level, since_ms)
-            .await?
-            .into_iter()
-            .find(|(i, _)| i == id)
-            .map_or(0.0, |(_, s)| s))
-    }
+    // ---- usage (spend and reports: `rollup`)
 
     /// The newest usage records, optionally of one key, user or org.
     pub async fn recent_usage(
