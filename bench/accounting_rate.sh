@@ -19,14 +19,7 @@ KEYS=${KEYS:-3}
 CONC=${CONC:-16}
 source "$(dirname "${BASH_SOURCE[0]}")/onoff.sh"
 
-if [[ "${STORE:-sqlite}" == postgres ]]; then
-    server=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
-    bench_db="nines_rate_$$"
-    psql -q "$server" -c "CREATE DATABASE $bench_db"
-    BENCH_DB_URL="${server%/*}/$bench_db"
-    drop_bench_db() { cleanup; psql -q "$server" -c "DROP DATABASE IF EXISTS $bench_db" || true; }
-    trap drop_bench_db EXIT
-fi
+if [[ "${STORE:-sqlite}" == postgres ]]; then bench_postgres_db "nines_rate_$$"; fi
 
 {
     base

@@ -141,6 +141,9 @@ pub struct RedisStats {
 
 pub struct RedisLimiter {
     conn: ConnectionManager,
+    /// For reconciliation (`access::reconcile`), which opens a connection of its own each time:
+    /// its calls, rare and possibly slow, never put the admission connection into a reconnect.
+    client: redis::Client,
     admit: Arc<Script>,
     settle: Arc<Script>,
     raise: Arc<Script>,
@@ -162,10 +165,11 @@ impl RedisLimiter {
             .set_response_timeout(Some(config.redis_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
             .map_err(|e| format!("limits.redis_url: {e}"))?;
         Ok(RedisLimiter {
             conn,
+            client,
             admit: Arc::new(Script::new(ADMIT)),
             settle: Arc::new(Script::new(SETTLE)),
             raise: Arc::new(Script::new(RAISE)),
@@ -216,9 +220,20 @@ impl RedisLimiter {
         format!("{{{}}}:spend:reconciled", self.prefix)
     }
 
+    /// A connection for reconciliation, within the timeout.
+    async fn reconcile_connection(&self) -> Result<redis::aio::MultiplexedConnection, String> {
+        tokio::time::timeout(
+            self.timeout.max(Duration::from_millis(500)),
+            self.client.get_multiplexed_async_connection(),
+        )
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|e| e.to_string())
+    }
+
     /// Whether the marker of the last reconciliation is still there.
     pub async fn reconciled_marker(&self) -> Result<bool, String> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.reconcile_connection().await?;
         let mut exists = redis::cmd("EXISTS");
         exists.arg(self.marker_key());
         match tokio::time::timeout(
@@ -241,6 +256,7 @@ impl RedisLimiter {
         now: SystemTime,
     ) -> Result<usize, String> {
         let mut raised = 0;
+        let mut conn = self.reconcile_connection().await?;
         // At least one call, so the marker is set even when nothing was spent.
         for chunk in floors
             .chunks(RAISE_CHUNK)
@@ -254,7 +270,6 @@ impl RedisLimiter {
                     .arg(period.remaining(now).as_millis() as u64 + 86_400_000);
             }
             invocation.key(self.marker_key());
-            let mut conn = self.conn.clone();
             let n = tokio::time::timeout(
                 self.timeout.max(Duration::from_millis(500)),
                 invocation.invoke_async::<i64>(&mut conn),

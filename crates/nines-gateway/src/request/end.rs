@@ -10,7 +10,7 @@ use crate::access::{Usage, usage_of};
 use crate::config::Price;
 use crate::relay::ending::{StreamEnd, StreamReport};
 use crate::resilience::AttemptRecord;
-use crate::store::{RollupKey, RollupSums, UsageRecord};
+use crate::store::{RollupKeyRef, RollupSums, UsageRecord};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -168,21 +168,16 @@ impl Request {
             return;
         };
         let s = &self.summary;
-        let id = |s: &Option<crate::auth::Subject>| {
-            s.as_ref()
-                .map_or_else(|| Arc::from(""), |s| Arc::clone(&s.id))
-        };
-        let text = |v: Option<&str>| Arc::from(v.filter(|_| served).unwrap_or(""));
         let started_ms = crate::clock::unix_ms(self.started_wall);
         accounting.add(
-            RollupKey {
+            RollupKeyRef {
                 minute_ms: started_ms - started_ms.rem_euclid(60_000),
-                org_id: id(&identity.org),
-                user_id: id(&identity.user),
-                key_id: id(&identity.key),
-                model: self.model.as_str().into(),
-                deployment: text(s.deployment.as_deref()),
-                fallback: text(s.fallback.as_deref()),
+                org_id: identity.org.as_ref().map_or("", |s| &*s.id),
+                user_id: identity.user.as_ref().map_or("", |s| &*s.id),
+                key_id: identity.key.as_ref().map_or("", |s| &*s.id),
+                model: &self.model,
+                deployment: s.deployment.as_deref().filter(|_| served).unwrap_or(""),
+                fallback: s.fallback.as_deref().filter(|_| served).unwrap_or(""),
             },
             RollupSums {
                 requests: 1,

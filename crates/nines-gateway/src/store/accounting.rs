@@ -13,10 +13,10 @@
 //! twice, as for the ledger (`ledger_writer`): an additive upsert cannot be made idempotent
 //! without a per-flush id table, and the error is bounded by one flush of one replica.
 
-use super::rollup::{RollupKey, RollupSums};
+use super::rollup::{RollupKey, RollupKeyRef, RollupSums};
 use super::{Store, StoreError};
 use futures_util::future::BoxFuture;
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -111,12 +111,18 @@ impl Accounting {
         accounting
     }
 
-    /// Adds one request's sums to its row; never waits on the store.
-    pub fn add(&self, key: RollupKey, sums: RollupSums) {
+    /// Adds one request's sums to its row; never waits on the store, and allocates only for a
+    /// row this flush has not seen yet.
+    pub fn add(&self, key: RollupKeyRef<'_>, sums: RollupSums) {
         let Ok(mut open) = self.open.lock() else {
             return;
         };
-        open.entry(key).or_default().add(&sums);
+        match open.get_mut(&key) {
+            Some(row) => row.add(&sums),
+            None => {
+                open.insert(key.to_owned(), sums);
+            }
+        }
         self.stats
             .pending
             .fetch_add(sums.requests, Ordering::Relaxed);
@@ -253,9 +259,9 @@ mod tests {
         let sink = Arc::new(Kept::default());
         let accounting = Accounting::new(Arc::clone(&sink) as Arc<dyn RollupSink>);
         for i in 0..1000 {
-            accounting.add(key(60_000, "a"), one(0.5, i % 10 == 0));
+            accounting.add(key(60_000, "a").as_ref(), one(0.5, i % 10 == 0));
         }
-        accounting.add(key(120_000, "a"), one(0.25, false));
+        accounting.add(key(120_000, "a").as_ref(), one(0.25, false));
         assert_eq!(accounting.flush().await, Ok(2));
         let mut rows = sink.rows.lock().unwrap().clone();
         rows.sort_by_key(|(k, _)| k.minute_ms);
@@ -278,10 +284,10 @@ mod tests {
             ..Kept::default()
         });
         let accounting = Accounting::new(Arc::clone(&sink) as Arc<dyn RollupSink>);
-        accounting.add(key(60_000, "a"), one(1.0, false));
+        accounting.add(key(60_000, "a").as_ref(), one(1.0, false));
         assert!(accounting.flush().await.is_err());
-        accounting.add(key(60_000, "a"), one(1.0, false));
-        accounting.add(key(60_000, "b"), one(1.0, true));
+        accounting.add(key(60_000, "a").as_ref(), one(1.0, false));
+        accounting.add(key(60_000, "b").as_ref(), one(1.0, true));
         assert!(accounting.flush().await.is_err());
         assert!(!accounting.stats.healthy.load(Ordering::Relaxed));
         assert_eq!(accounting.stats.pending.load(Ordering::Relaxed), 3);
@@ -302,7 +308,7 @@ mod tests {
             Arc::clone(&sink) as Arc<dyn RollupSink>,
             Duration::from_secs(1),
         );
-        accounting.add(key(60_000, "a"), one(1.0, false));
+        accounting.add(key(60_000, "a").as_ref(), one(1.0, false));
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(sink.rows.lock().unwrap().is_empty());
         tokio::time::sleep(Duration::from_millis(600)).await;

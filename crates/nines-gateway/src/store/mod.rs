@@ -18,7 +18,7 @@ pub mod usage;
 
 use crate::config::access::{Limits, StoreConfig};
 pub use accounting::Accounting;
-pub use rollup::{GroupBy, RollupKey, RollupSums, UsageGroup};
+pub use rollup::{GroupBy, RollupKey, RollupKeyRef, RollupSums, UsageGroup};
 use serde::Serialize;
 use sqlx::Row;
 use std::sync::Arc;
@@ -62,6 +62,8 @@ pub use ledger::BucketRow;
 pub mod rollup;
 #[cfg(test)]
 mod rollup_tests;
+#[cfg(test)]
+mod test_db;
 
 /// A handle to the store; cheap to clone (the pool is shared).
 #[derive(Clone)]
@@ -736,31 +738,15 @@ mod tests {
     /// The `COPY` text path against a real Postgres, in a database of its own.
     #[tokio::test]
     async fn usage_records_read_back_exactly_from_postgres() {
-        let Ok(url) = std::env::var("DATABASE_URL") else {
-            println!(
-                "skipped: DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)"
-            );
+        let Some(db) = super::test_db::TestDb::postgres("copy").await else {
             return;
         };
-        let name = format!("nines_copy_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-            .await
-            .expect("DATABASE_URL is set but Postgres is unreachable");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
-        let mut config = StoreConfig::sqlite_in(std::path::Path::new("unused"));
-        config.url = crate::config::Secret::new(format!("{base}/{name}"));
-        let store = Store::open(&config).await.unwrap();
+        let store = Store::open(&db.config).await.unwrap();
         round_trip(&store).await;
         if let Db::Postgres(p) = &store.db {
             p.close().await;
         }
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
-            .execute(&mut admin)
-            .await;
+        db.remove().await;
     }
 
     /// A store written before migration 4 keeps its usage records through the table's rebuild,
@@ -855,35 +841,18 @@ mod tests {
 
     #[tokio::test]
     async fn the_sketch_migration_keeps_the_old_ttfb_histogram_on_postgres() {
-        let Ok(url) = std::env::var("DATABASE_URL") else {
-            println!(
-                "skipped: DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)"
-            );
+        let Some(db) = super::test_db::TestDb::postgres("sketch").await else {
             return;
         };
-        let name = format!("nines_sketch_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-            .await
-            .expect("DATABASE_URL is set but Postgres is unreachable");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
-        let db_url = format!("{base}/{name}");
-        let pool = sqlx::PgPool::connect(&db_url).await.unwrap();
+        let pool = sqlx::PgPool::connect(db.config.url.expose()).await.unwrap();
         migrator().run_to(6, &pool).await.unwrap();
         sqlx::query(OLD_HISTOGRAM_ROW).execute(&pool).await.unwrap();
         pool.close().await;
-        let mut config = StoreConfig::sqlite_in(std::path::Path::new("unused"));
-        config.url = crate::config::Secret::new(db_url);
-        let store = Store::open(&config).await.unwrap();
+        let store = Store::open(&db.config).await.unwrap();
         old_histogram_reads_as_before(&store).await;
         if let Db::Postgres(p) = &store.db {
             p.close().await;
         }
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
-            .execute(&mut admin)
-            .await;
+        db.remove().await;
     }
 }

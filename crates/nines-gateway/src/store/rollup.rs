@@ -13,7 +13,7 @@ use sqlx::Row;
 
 /// Which row a request adds to. Absent ids are `""` (the table's key columns are NOT NULL, so
 /// that two replicas' rows for "no key" conflict and add up).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RollupKey {
     /// Unix ms of the minute's start.
     pub minute_ms: i64,
@@ -26,6 +26,60 @@ pub struct RollupKey {
     pub deployment: Text,
     /// The fallback model that served; `""` when none did.
     pub fallback: Text,
+}
+
+/// A [`RollupKey`] of borrowed text: what the request path builds, so that adding to a row that
+/// exists allocates nothing (the owned key is made only for a new row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RollupKeyRef<'a> {
+    pub minute_ms: i64,
+    pub org_id: &'a str,
+    pub user_id: &'a str,
+    pub key_id: &'a str,
+    pub model: &'a str,
+    pub deployment: &'a str,
+    pub fallback: &'a str,
+}
+
+impl RollupKey {
+    pub fn as_ref(&self) -> RollupKeyRef<'_> {
+        RollupKeyRef {
+            minute_ms: self.minute_ms,
+            org_id: &self.org_id,
+            user_id: &self.user_id,
+            key_id: &self.key_id,
+            model: &self.model,
+            deployment: &self.deployment,
+            fallback: &self.fallback,
+        }
+    }
+}
+
+/// Hashed as its borrowed form, so a map of keys can be searched with a [`RollupKeyRef`].
+impl std::hash::Hash for RollupKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_ref().hash(state);
+    }
+}
+
+impl hashbrown::Equivalent<RollupKey> for RollupKeyRef<'_> {
+    fn equivalent(&self, key: &RollupKey) -> bool {
+        *self == key.as_ref()
+    }
+}
+
+impl RollupKeyRef<'_> {
+    pub fn to_owned(self) -> RollupKey {
+        RollupKey {
+            minute_ms: self.minute_ms,
+            org_id: self.org_id.into(),
+            user_id: self.user_id.into(),
+            key_id: self.key_id.into(),
+            model: self.model.into(),
+            deployment: self.deployment.into(),
+            fallback: self.fallback.into(),
+        }
+    }
 }
 
 /// What the requests of one [`RollupKey`] add up to.

@@ -2,73 +2,9 @@
 //! spend, and two stores (two replicas) sharing one database add to the same rows.
 
 use super::rollup::{GroupBy, RollupKey, RollupSums};
+use super::test_db::TestDb;
 use super::{Store, migrator};
-use crate::config::Secret;
-use crate::config::access::{Level, StoreConfig};
-
-/// A database of its own for one test, and how to remove it.
-struct TestDb {
-    config: StoreConfig,
-    /// Postgres: the server URL and the database's name, dropped at the end.
-    postgres: Option<(String, String)>,
-    dir: Option<std::path::PathBuf>,
-}
-
-impl TestDb {
-    fn sqlite(tag: &str) -> TestDb {
-        let dir = std::env::temp_dir().join(format!(
-            "nines-rollup-{tag}-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        TestDb {
-            config: StoreConfig::sqlite_in(&dir),
-            postgres: None,
-            dir: Some(dir),
-        }
-    }
-
-    /// `None` (and a line saying so) when DATABASE_URL is not set.
-    async fn postgres(tag: &str) -> Option<TestDb> {
-        let Ok(url) = std::env::var("DATABASE_URL") else {
-            println!(
-                "skipped: DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)"
-            );
-            return None;
-        };
-        let name = format!("nines_{tag}_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-            .await
-            .expect("DATABASE_URL is set but Postgres is unreachable");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
-        let mut config = StoreConfig::sqlite_in(std::path::Path::new("unused"));
-        config.url = Secret::new(format!("{base}/{name}"));
-        Some(TestDb {
-            config,
-            postgres: Some((url, name)),
-            dir: None,
-        })
-    }
-
-    async fn remove(self) {
-        if let Some(dir) = self.dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        if let Some((url, name)) = self.postgres {
-            let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-                .await
-                .unwrap();
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE {name} WITH (FORCE)"
-            )))
-            .execute(&mut admin)
-            .await;
-        }
-    }
-}
+use crate::config::access::Level;
 
 /// Per-request rows as the table held them before migration 9: two keys of one org, a refusal,
 /// a request without a key, and one row in another minute.
