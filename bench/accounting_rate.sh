@@ -23,7 +23,7 @@ if [[ "${STORE:-sqlite}" == postgres ]]; then bench_postgres_db "nines_rate_$$";
 
 {
     base
-    printf '\n[auth]\n'
+    printf '\n[auth]\nadmin_key = "sk-bench-rate-admin-0001"\n'
     for k in $(seq "$KEYS"); do
         printf '[[auth.keys]]\nkey = "sk-bench-rate-key-%08d"\nname = "k%d"\n' "$k" "$k"
     done
@@ -39,7 +39,7 @@ PIDS+=("$GW_PID")
 GW=$(addr_of "$TMP/gw.log" listening)
 
 counters() { # -> rollup rows written, requests written
-    curl -s "http://$GW/health/ready" | python3 -c 'import json,sys; u=json.load(sys.stdin)["checks"]["usage_rollups"]; print(u["rows_written"], u["requests_written"])'
+    curl -s -H "authorization: Bearer sk-bench-rate-admin-0001" "http://$GW/health/ready" | python3 -c 'import json,sys; u=json.load(sys.stdin)["checks"]["usage_rollups"]; print(u["rows_written"], u["requests_written"])'
 }
 
 load() { # TOTAL-RATE -> requests sent (oha, one per key, in parallel)
@@ -52,6 +52,8 @@ load() { # TOTAL-RATE -> requests sent (oha, one per key, in parallel)
         outs+=("$TMP/oha-$rate-$k.json")
     done
     wait "${pids[@]}"
+    # Answered requests. Requests oha cuts at the deadline are not among them, though the gateway
+    # may have had (and counted) some: the rollups may exceed this by a few, never fall short.
     python3 -c 'import json,sys; print(sum(sum(json.load(open(f))["statusCodeDistribution"].values()) for f in sys.argv[1:]))' "${outs[@]}"
 }
 
@@ -79,4 +81,4 @@ rolled=$(store_count 'select coalesce(sum(requests), 0) from usage_rollups')
 combos=$(store_count 'select count(distinct key_id || model || deployment) from usage_rollups')
 records=$(store_count 'select count(*) from usage_records')
 log "sent $sent_total requests; in the usage rollups: $rolled over $combos (key, model, deployment) combinations; per-request rows: $records"
-[[ "$rolled" == "$sent_total" ]] || log "MISMATCH: rollups count $rolled requests, oha sent $sent_total"
+(( rolled >= sent_total )) || log "MISMATCH: rollups count $rolled requests, fewer than the $sent_total oha had answered"
