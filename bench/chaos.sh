@@ -6,7 +6,7 @@
 # the same run. Runs crates/nines/examples/chaos_bench.rs (release) on 127.0.0.1 and replaces the
 # "Chaos" section of bench/RESULTS.md with its output.
 #
-# Knobs: CHAOS_SECONDS (300 per scenario), CHAOS_RATE (50 requests/s), SKIP_BUILD=1.
+# Knobs: CHAOS_SECONDS (300 per scenario; three scenarios), CHAOS_RATE (50 requests/s), SKIP_BUILD=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bench/out

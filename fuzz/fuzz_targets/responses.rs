@@ -34,7 +34,7 @@ fuzz_target!(|body: &[u8]| {
     ] {
         let view = RequestView::new(ingress, endpoint, Bytes::from_static(client), 9..12);
         for upstream in UPSTREAMS {
-            let Ok(out) = view.translate_full(upstream, body, "served") else {
+            let Ok(out) = view.translate_full(upstream, body, "served", false) else {
                 continue;
             };
             if upstream == ingress {

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod pipeline;
 pub mod providers;
 pub mod relay;
+pub mod replicas;
 pub mod request;
 pub mod resilience;
 pub mod router;

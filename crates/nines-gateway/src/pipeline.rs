@@ -1,4 +1,5 @@
-//! The path of one proxied request (`/v1/chat/completions`, `/v1/messages`, `/v1/embeddings`):
+//! The path of one proxied request (`/v1/chat/completions`, `/v1/messages`, `/v1/embeddings`,
+//! `/v1/completions`, `/v1/messages/count_tokens`):
 //! parse → admit → resolve → plan → run the plan → deliver, each stage a call with the request's
 //! context ([`Request`]), which ends in one place (`request::end`).
 //!
@@ -30,7 +31,9 @@ use crate::translate::RequestView;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use nines_protocol::openai::{parse_chat_head, parse_embeddings_head};
+use nines_protocol::openai::{
+    RequestError, parse_chat_head, parse_completions_head, parse_embeddings_head,
+};
 use nines_protocol::unified::{ChatRequest, Dialect};
 use std::convert::Infallible;
 use std::ops::Range;
@@ -64,6 +67,10 @@ pub enum Ingress {
     Messages,
     /// `POST /v1/embeddings` (OpenAI).
     Embeddings,
+    /// `POST /v1/completions` (OpenAI's legacy text completions).
+    Completions,
+    /// `POST /v1/messages/count_tokens` (Anthropic).
+    CountTokens,
 }
 
 impl Ingress {
@@ -73,6 +80,8 @@ impl Ingress {
             Ingress::ChatCompletions => "chat_completions",
             Ingress::Messages => "messages",
             Ingress::Embeddings => "embeddings",
+            Ingress::Completions => "completions",
+            Ingress::CountTokens => "count_tokens",
         }
     }
 }
@@ -84,9 +93,10 @@ struct Routed {
     stream: bool,
     include_usage: bool,
     endpoint: Endpoint,
-    /// The client's dialect, and its request already parsed when the ingress had to.
+    /// The client's dialect, and its request already parsed when the ingress had to (an error:
+    /// valid, but not translatable, so only deployments of its own dialect can serve it).
     ingress: Dialect,
-    parsed: Option<ChatRequest>,
+    parsed: Option<Result<ChatRequest, RequestError>>,
     /// Where the prompt sits in the body, and the output asked for: the size estimate's inputs.
     messages_span: Option<Range<usize>>,
     max_output: Option<u64>,
@@ -95,17 +105,17 @@ struct Routed {
 impl Routed {
     /// Parses what routing needs: OpenAI bodies only their head (`model`, `stream`, where
     /// `messages` sits); Anthropic bodies also whole, into the unified model, since any other
-    /// upstream needs them translated (and the parse validates them).
+    /// upstream needs them translated (and the parse validates them). `max_tokens` is required
+    /// on `/v1/messages`, as Anthropic requires it.
     fn parse(body: &[u8], ingress: Ingress) -> Result<Routed, GatewayError> {
         Ok(match ingress {
             Ingress::ChatCompletions | Ingress::Messages => {
                 let head = parse_chat_head(body)?;
+                if ingress == Ingress::Messages && head.max_output_tokens.is_none() {
+                    return Err(RequestError::Missing("max_tokens").into());
+                }
                 let (dialect, parsed, include_usage) = match ingress {
-                    Ingress::Messages => (
-                        Dialect::Anthropic,
-                        Some(nines_protocol::anthropic::parse_request(body)?),
-                        true,
-                    ),
+                    Ingress::Messages => (Dialect::Anthropic, Some(parse_anthropic(body)?), true),
                     _ => (Dialect::OpenAi, None, head.include_usage),
                 };
                 Routed {
@@ -118,6 +128,34 @@ impl Routed {
                     parsed,
                     messages_span: Some(head.messages_span),
                     max_output: head.max_output_tokens,
+                }
+            }
+            Ingress::Completions => {
+                let head = parse_completions_head(body)?;
+                Routed {
+                    model: head.model,
+                    model_span: head.model_span,
+                    stream: head.stream,
+                    include_usage: head.include_usage,
+                    endpoint: Endpoint::Completions,
+                    ingress: Dialect::OpenAi,
+                    parsed: None,
+                    messages_span: Some(head.prompt_span),
+                    max_output: head.max_tokens,
+                }
+            }
+            Ingress::CountTokens => {
+                let head = parse_chat_head(body)?;
+                Routed {
+                    model: head.model,
+                    model_span: head.model_span,
+                    stream: false,
+                    include_usage: false,
+                    endpoint: Endpoint::CountTokens,
+                    ingress: Dialect::Anthropic,
+                    parsed: Some(parse_anthropic(body)?),
+                    messages_span: Some(head.messages_span),
+                    max_output: Some(0),
                 }
             }
             Ingress::Embeddings => {
@@ -135,6 +173,17 @@ impl Routed {
                 }
             }
         })
+    }
+}
+
+/// An Anthropic body in the unified model. Invalid in its own dialect: a 400 now. Valid but
+/// untranslatable (a server tool, an Anthropic-only field): kept as that error, for the plan to
+/// leave only Anthropic deployments.
+fn parse_anthropic(body: &[u8]) -> Result<Result<ChatRequest, RequestError>, RequestError> {
+    match nines_protocol::anthropic::parse_request(body) {
+        Ok(chat) => Ok(Ok(chat)),
+        Err(e @ RequestError::Unsupported(_)) => Ok(Err(e)),
+        Err(e) => Err(e),
     }
 }
 
@@ -172,10 +221,55 @@ async fn forward(mut cx: Request, body: Bytes, routed: Routed) -> Result<Deliver
         Ok(planned) => planned,
         Err(e) => return cx.fail(e),
     };
+    let counting = planned.view.endpoint == Endpoint::CountTokens;
+    if counting && planned.slots.is_empty() {
+        return counted_locally(cx, &planned);
+    }
     let Some(finished) = run(&mut cx, &runtime, &planned).await else {
         return cx.fail(GatewayError::ShuttingDown);
     };
+    // No Anthropic deployment could count: an estimate answers rather than an error, since a
+    // count is advice (Claude Code sizes its context with it), and it says it is one.
+    if counting
+        && matches!(
+            finished,
+            Finished::Exhausted { .. } | Finished::Unavailable { .. }
+        )
+    {
+        cx.summary.attempts = finished.attempts().to_vec();
+        return counted_locally(cx, &planned);
+    }
     deliver(cx, &runtime, planned, finished)
+}
+
+/// `count_tokens` answered by the gateway: the prompt counted with the o200k tokenizer
+/// (`router::tokens::count_chat`), marked `x-nines-token-count: estimate`.
+fn counted_locally(cx: Request, p: &Planned<'_>) -> Result<Delivery, GatewayError> {
+    let tokens = match p.view.chat() {
+        Some(Ok(chat)) => crate::router::tokens::count_chat(chat),
+        // Only an Anthropic deployment could count what the unified model cannot carry.
+        Some(Err(e)) => return cx.fail(GatewayError::BadRequest(e.clone())),
+        None => return cx.fail(GatewayError::Internal("a count without a request".into())),
+    };
+    let body = Bytes::from(serde_json::json!({ "input_tokens": tokens }).to_string());
+    let mut headers = HeaderMap::new();
+    if let Some(admission) = &cx.admission {
+        admission.headers.write(&mut headers);
+    }
+    headers.insert(
+        crate::router::tokens::ESTIMATE_HEADER,
+        HeaderValue::from_static(crate::router::tokens::ESTIMATE_VALUE),
+    );
+    let attempts = cx.summary.attempts.len();
+    cx.answered(StatusCode::OK, crate::config::Price::default(), &body);
+    Ok(Delivery {
+        status: StatusCode::OK,
+        content_type: HeaderValue::from_static("application/json"),
+        served_by: String::new(),
+        attempts,
+        body: DeliveryBody::Full(body),
+        headers,
+    })
 }
 
 /// Everything before the first upstream call.
@@ -198,8 +292,8 @@ async fn admit(cx: &mut Request, body: &[u8], routed: &Routed) -> Result<(), Gat
         .as_ref()
         .map_or(body.len(), |s| s.len());
     let max_output = match routed.endpoint {
-        Endpoint::Embeddings => Some(0),
-        Endpoint::ChatCompletions => routed.max_output,
+        Endpoint::Embeddings | Endpoint::CountTokens => Some(0),
+        Endpoint::ChatCompletions | Endpoint::Completions => routed.max_output,
     };
     cx.admit(&routed.model, prompt_bytes, max_output).await
 }
@@ -386,6 +480,13 @@ fn deliver(
     if let Some(v) = fallback.and_then(|f| HeaderValue::from_str(f).ok()) {
         headers.insert("x-nines-fallback", v);
     }
+    // What the serving deployment left out, with the operator's leave (`drop_unsupported_params`).
+    let dropped = p.view.dropped_params(&deployment);
+    if let Ok(v) = HeaderValue::from_str(&dropped.join(", "))
+        && !dropped.is_empty()
+    {
+        headers.insert("x-nines-dropped-params", v);
+    }
     let summary = &mut cx.summary;
     summary.fallback = fallback.map(str::to_owned);
     summary.deployment = Some(deployment.name.clone());
@@ -428,6 +529,7 @@ fn deliver(
                     let why = format!("no stream decoder for {}", upstream.as_str());
                     return cx.fail(GatewayError::Internal(why));
                 };
+                let decoder = decoder.with_json_tool(p.view.answers_through_json_tool(&deployment));
                 let encoder = Encoder::for_client(
                     p.view.ingress,
                     &deployment.upstream_model,
@@ -472,10 +574,13 @@ fn resumer(
     p: &Planned<'_>,
     serving: &Arc<crate::config::Deployment>,
 ) -> Option<Box<dyn Resume>> {
+    // A JSON answer made through a forced tool is a tool call upstream: not plain text to
+    // continue.
     let resumable = p.stream
         && p.view.endpoint == Endpoint::ChatCompletions
         && !p.route.derived
-        && p.route.resume_streams;
+        && p.route.resume_streams
+        && !p.view.answers_through_json_tool(serving);
     if !resumable {
         return None;
     }

@@ -12,7 +12,7 @@ use crate::providers::{Endpoint, Outcome, Reply, ReplyBody, Transport};
 use bytes::Bytes;
 use nines_protocol::openai::{RequestError, splice_model};
 use nines_protocol::unified::{
-    ChatRequest, ChatResponse, ContentPart, DecodeError, Dialect, EmbeddingsRequest,
+    Capabilities, ChatRequest, ChatResponse, ContentPart, DecodeError, Dialect, EmbeddingsRequest,
     EncodingFormat, Message, Role,
 };
 use nines_protocol::{anthropic, gemini, openai, replicate};
@@ -25,6 +25,8 @@ enum Parsed {
     // Boxed: a chat request is several hundred bytes, an embeddings request a few dozen.
     Chat(Box<Result<ChatRequest, RequestError>>),
     Embeddings(Result<EmbeddingsRequest, RequestError>),
+    /// A legacy completions request: only OpenAI-family upstreams serve it, as bytes.
+    Untranslated,
 }
 
 /// One client request, ready to be encoded for any deployment.
@@ -52,10 +54,51 @@ impl RequestView {
         (self.raw.clone(), self.model_span.clone())
     }
 
-    /// The same view with a request already parsed (the Anthropic ingress parses up front).
-    pub fn with_chat(self, chat: ChatRequest) -> Self {
-        let _ = self.parsed.set(Parsed::Chat(Box::new(Ok(chat))));
+    /// The same view with a request already parsed (the Anthropic ingress parses up front; a
+    /// request it cannot translate is kept as that error, so only Anthropic deployments serve
+    /// it).
+    pub fn with_chat(self, chat: Result<ChatRequest, RequestError>) -> Self {
+        let _ = self.parsed.set(Parsed::Chat(Box::new(chat)));
         self
+    }
+
+    /// What `deployment` will leave out of this request: the parameters it cannot take, when it
+    /// is marked `drop_unsupported_params` (else nothing: routing skipped it instead).
+    pub fn dropped_for(&self, deployment: &Deployment) -> Capabilities {
+        if !deployment.drop_unsupported_params {
+            return Capabilities::NONE;
+        }
+        match self.chat() {
+            Some(Ok(chat)) => chat
+                .required_capabilities()
+                .without(deployment.capabilities())
+                .and(Capabilities::DROPPABLE),
+            _ => Capabilities::NONE,
+        }
+    }
+
+    /// The names of the parameters `deployment` leaves out (`x-nines-dropped-params`).
+    pub fn dropped_params(&self, deployment: &Deployment) -> Vec<String> {
+        let dropped = self.dropped_for(deployment);
+        if dropped.is_empty() {
+            // (before `chat()`, which would parse a pass-through request for nothing)
+            return Vec::new();
+        }
+        match self.chat() {
+            Some(Ok(chat)) => chat.without(dropped).1,
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether `deployment`'s answer is a JSON answer made through the forced tool
+    /// (`unified::json_tool`), to be turned back into text.
+    pub fn answers_through_json_tool(&self, deployment: &Deployment) -> bool {
+        deployment.provider.dialect() == Dialect::Anthropic
+            && self.needs_translation(deployment)
+            && matches!(self.chat(), Some(Ok(chat)) if chat.wants_json())
+            && !self
+                .dropped_for(deployment)
+                .contains(Capabilities::JSON_SCHEMA)
     }
 
     fn parsed(&self) -> &Parsed {
@@ -64,10 +107,11 @@ impl RequestView {
                 (Endpoint::Embeddings, _) => {
                     Parsed::Embeddings(openai::parse_embeddings_request(&self.raw))
                 }
-                (Endpoint::ChatCompletions, Dialect::Anthropic) => {
+                (Endpoint::Completions, _) => Parsed::Untranslated,
+                (Endpoint::ChatCompletions | Endpoint::CountTokens, Dialect::Anthropic) => {
                     Parsed::Chat(Box::new(anthropic::parse_request(&self.raw)))
                 }
-                (Endpoint::ChatCompletions, _) => {
+                (Endpoint::ChatCompletions | Endpoint::CountTokens, _) => {
                     Parsed::Chat(Box::new(openai::parse_chat_request(&self.raw)))
                 }
             })
@@ -77,7 +121,7 @@ impl RequestView {
     pub fn chat(&self) -> Option<Result<&ChatRequest, &RequestError>> {
         match self.parsed() {
             Parsed::Chat(r) => Some(r.as_ref().as_ref()),
-            Parsed::Embeddings(_) => None,
+            Parsed::Embeddings(_) | Parsed::Untranslated => None,
         }
     }
 
@@ -94,6 +138,8 @@ impl RequestView {
         match self.parsed() {
             Parsed::Chat(r) => r.as_ref().as_ref().map(|_| ()),
             Parsed::Embeddings(r) => r.as_ref().map(|_| ()),
+            // Routing keeps only deployments of the client's dialect for these.
+            Parsed::Untranslated => Ok(()),
         }
     }
 
@@ -101,21 +147,18 @@ impl RequestView {
     /// request that cannot be translated falls back to the client's bytes.
     pub fn body_for(&self, deployment: &Deployment) -> Bytes {
         let model = deployment.upstream_model.as_str();
-        if !self.needs_translation(deployment) {
+        let dropped = self.dropped_for(deployment);
+        if !self.needs_translation(deployment) && dropped.is_empty() {
             return Bytes::from(splice_model(&self.raw, self.model_span.clone(), model));
         }
         let dialect = deployment.provider.dialect();
         match self.parsed() {
             Parsed::Chat(parsed) => match parsed.as_ref() {
-                Ok(chat) => Bytes::from(match dialect {
-                    Dialect::OpenAi => openai::encode_chat_request(chat, model),
-                    Dialect::Anthropic => {
-                        anthropic::encode_request(chat, model, anthropic::DEFAULT_MAX_TOKENS)
-                    }
-                    Dialect::Gemini => gemini::encode_request(chat),
-                    Dialect::Replicate => replicate::encode_create_request(chat),
-                    Dialect::Runway => self.raw.to_vec(),
-                }),
+                Ok(chat) if !dropped.is_empty() => {
+                    let (stripped, _) = chat.without(dropped);
+                    encode_chat(&stripped, dialect, model, &self.raw)
+                }
+                Ok(chat) => encode_chat(chat, dialect, model, &self.raw),
                 Err(_) => self.raw.clone(),
             },
             Parsed::Embeddings(Ok(e)) => Bytes::from(match dialect {
@@ -136,7 +179,8 @@ impl RequestView {
     ) -> Result<Bytes, String> {
         let model = deployment.upstream_model.as_str();
         let dialect = deployment.provider.dialect();
-        if self.ingress == Dialect::OpenAi && dialect == Dialect::OpenAi {
+        let dropped = self.dropped_for(deployment);
+        if self.ingress == Dialect::OpenAi && dialect == Dialect::OpenAi && dropped.is_empty() {
             // Untranslated, so fields the unified model does not know still reach the upstream.
             return match prefill {
                 Some(partial) => {
@@ -152,7 +196,7 @@ impl RequestView {
         let Some(Ok(chat)) = self.chat() else {
             return Err("the request cannot be translated for a continuation".into());
         };
-        let mut chat = chat.clone();
+        let (mut chat, _) = chat.without(dropped);
         chat.stream = true;
         if let Some(partial) = prefill {
             prefill_with(&mut chat.messages, partial);
@@ -195,7 +239,8 @@ impl RequestView {
                 ttfb,
             }) if self.needs_translation(deployment) => {
                 let upstream = deployment.provider.dialect();
-                match self.translate_full(upstream, &bytes, &deployment.upstream_model) {
+                let json_tool = self.answers_through_json_tool(deployment);
+                match self.translate_full(upstream, &bytes, &deployment.upstream_model, json_tool) {
                     Ok(body) => Outcome::Reply(Reply {
                         status,
                         headers,
@@ -214,11 +259,13 @@ impl RequestView {
 
     /// An upstream's complete answer in the client's dialect. `Err` means the upstream's body is
     /// not what its dialect promises (a malformed answer).
+    /// `json_tool`: the answer is a JSON answer made through the forced tool, returned as text.
     pub fn translate_full(
         &self,
         upstream: Dialect,
         body: &[u8],
         served_model: &str,
+        json_tool: bool,
     ) -> Result<Bytes, DecodeError> {
         if upstream == self.ingress {
             return Ok(Bytes::copy_from_slice(body));
@@ -258,6 +305,9 @@ impl RequestView {
                 ));
             }
         };
+        if json_tool {
+            nines_protocol::unified::json_tool::unwrap_response(&mut response);
+        }
         if response.model.is_empty() {
             response.model = served_model.to_owned();
         }
@@ -269,6 +319,18 @@ impl RequestView {
             _ => openai::encode_chat_response(&response),
         }))
     }
+}
+
+/// A unified chat request as `dialect`'s body for `model` (Runway, which has no chat, gets the
+/// client's bytes and refuses them itself).
+fn encode_chat(chat: &ChatRequest, dialect: Dialect, model: &str, raw: &Bytes) -> Bytes {
+    Bytes::from(match dialect {
+        Dialect::OpenAi => openai::encode_chat_request(chat, model),
+        Dialect::Anthropic => anthropic::encode_request(chat, model, anthropic::DEFAULT_MAX_TOKENS),
+        Dialect::Gemini => gemini::encode_request(chat),
+        Dialect::Replicate => replicate::encode_create_request(chat),
+        Dialect::Runway => raw.to_vec(),
+    })
 }
 
 /// The client's request as a continuation of `partial` on a deployment serving `upstream_model`:

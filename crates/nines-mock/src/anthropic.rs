@@ -3,6 +3,12 @@
 //!
 //! The content rules are the OpenAI dialect's: the same reply words, `ceil(chars/4) + 3` input
 //! tokens per message (the system prompt counts as one), one output token per word.
+//!
+//! It checks what the Messages API checks, so a translation mistake fails a test: a field the
+//! API does not have is refused ("Extra inputs are not permitted"), `max_tokens` is required,
+//! and extended `thinking` needs `budget_tokens` ≥ 1024 and below `max_tokens`, no `top_k`, a
+//! `temperature` of 1 if any, and a `tool_choice` of `auto` or `none`. A thinking request's
+//! answer starts with a `thinking` block.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -26,12 +32,50 @@ const STYLE: Style = Style {
     malformed: sse::NOT_JSON,
 };
 
-const ERROR_SHAPE: ErrorShape = ErrorShape {
+pub(crate) const ERROR_SHAPE: ErrorShape = ErrorShape {
     fault_body,
     invalid_request,
 };
 
-/// The fields of a Messages request the mock reacts to; everything else is ignored.
+/// Every top-level field of a Messages request; the API refuses any other.
+const FIELDS: [&str; 17] = [
+    "model",
+    "messages",
+    "max_tokens",
+    "system",
+    "metadata",
+    "stop_sequences",
+    "stream",
+    "temperature",
+    "top_k",
+    "top_p",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "service_tier",
+    "container",
+    "mcp_servers",
+    "context_management",
+];
+
+/// What a thinking block says, and its signature.
+const THOUGHT: &str = "The mock thinks before it answers.";
+const SIGNATURE: &str = "c2lnbmF0dXJl";
+
+/// The smallest thinking budget the API accepts.
+const MIN_THINKING_BUDGET: u64 = 1024;
+
+/// The first top-level field of `body` outside `allowed`, as the API words its refusal.
+pub(crate) fn extra_field(body: &[u8], allowed: &[&str]) -> Option<String> {
+    let fields = serde_json::from_slice::<serde_json::Map<String, Value>>(body).ok()?;
+    fields
+        .keys()
+        .find(|k| !allowed.contains(&k.as_str()))
+        .map(|k| format!("{k}: Extra inputs are not permitted"))
+}
+
+/// The fields of a Messages request the mock reacts to (others are checked to exist, then
+/// ignored).
 #[derive(Debug, Deserialize)]
 struct MessagesRequest {
     model: String,
@@ -48,6 +92,19 @@ struct MessagesRequest {
     stop_sequences: Option<Vec<String>>,
     #[serde(default)]
     stream: Option<bool>,
+    #[serde(default)]
+    thinking: Option<Thinking>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    top_k: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Thinking {
+    Enabled { budget_tokens: u64 },
+    Disabled,
 }
 
 pub(crate) async fn messages(
@@ -61,15 +118,11 @@ pub(crate) async fn messages(
         Ok(fault) => fault,
         Err(response) => return response,
     };
-    if auth::header(&headers, "x-api-key").is_none() {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "authentication_error",
-            "x-api-key header is required",
-        );
+    if let Some(refusal) = missing_credentials(&headers) {
+        return refusal;
     }
-    if auth::header(&headers, "anthropic-version").is_none() {
-        return invalid_request("anthropic-version: header is required");
+    if let Some(refusal) = extra_field(&body, &FIELDS) {
+        return invalid_request(&refusal);
     }
     let fault = fault.unwrap_or_default();
     let message = match parsed
@@ -93,6 +146,80 @@ pub(crate) async fn messages(
     }
 }
 
+/// The refusal of a request without the key and version every Anthropic route requires.
+pub(crate) fn missing_credentials(headers: &HeaderMap) -> Option<Response> {
+    if auth::header(headers, "x-api-key").is_none() {
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "x-api-key header is required",
+        ));
+    }
+    if auth::header(headers, "anthropic-version").is_none() {
+        return Some(invalid_request("anthropic-version: header is required"));
+    }
+    None
+}
+
+/// `messages` as the API requires them: at least one, each `user` or `assistant`.
+pub(crate) fn check_messages(messages: &[Value]) -> Result<(), String> {
+    if messages.is_empty() {
+        return Err("messages: at least one message is required".into());
+    }
+    for (i, message) in messages.iter().enumerate() {
+        let role = message.get("role").and_then(Value::as_str);
+        if !matches!(role, Some("user" | "assistant")) {
+            return Err(format!(
+                "messages.{i}.role: Input should be 'user' or 'assistant'"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The prompt's tokens: `ceil(chars/4) + 3` per message, the system prompt counted as one.
+pub(crate) fn input_tokens(system: Option<&Value>, messages: &[Value]) -> u64 {
+    let system = system.map_or(0, |s| {
+        text::estimate_tokens(&text::content_text(Some(s))) + 3
+    });
+    let messages: u64 = messages
+        .iter()
+        .map(|m| text::estimate_tokens(&text::content_text(m.get("content"))) + 3)
+        .sum();
+    system + messages
+}
+
+/// Extended thinking's rules: the budget, and the sampling and tool choices it excludes.
+fn check_thinking(req: &MessagesRequest, max_tokens: u64) -> Result<bool, String> {
+    let Some(Thinking::Enabled { budget_tokens }) = req.thinking else {
+        return Ok(false);
+    };
+    if budget_tokens < MIN_THINKING_BUDGET {
+        return Err(format!(
+            "thinking.enabled.budget_tokens: Input should be greater than or equal to {MIN_THINKING_BUDGET}"
+        ));
+    }
+    if budget_tokens >= max_tokens {
+        return Err("`max_tokens` must be greater than `thinking.budget_tokens`".into());
+    }
+    if req.temperature.is_some_and(|t| t != 1.0) {
+        return Err("`temperature` may only be set to 1 when thinking is enabled".into());
+    }
+    if req.top_k.is_some() {
+        return Err("`top_k` must be unset when thinking is enabled".into());
+    }
+    let forced = req
+        .tool_choice
+        .as_ref()
+        .and_then(|c| c.get("type"))
+        .and_then(Value::as_str)
+        .is_some_and(|t| matches!(t, "any" | "tool"));
+    if forced {
+        return Err("Thinking may not be enabled when tool_choice forces tool use.".into());
+    }
+    Ok(true)
+}
+
 /// What the assistant says.
 enum Reply {
     Text { words: Vec<String>, ending: Ending },
@@ -109,6 +236,8 @@ struct Message {
     /// the reply is sent.
     prefill: Option<String>,
     input_tokens: u64,
+    /// Extended thinking was asked for: the answer starts with a `thinking` block.
+    thinking: bool,
 }
 
 impl Message {
@@ -116,17 +245,8 @@ impl Message {
         let Some(max_tokens) = req.max_tokens else {
             return Err("max_tokens: Field required".into());
         };
-        if req.messages.is_empty() {
-            return Err("messages: at least one message is required".into());
-        }
-        for (i, message) in req.messages.iter().enumerate() {
-            let role = message.get("role").and_then(Value::as_str);
-            if !matches!(role, Some("user" | "assistant")) {
-                return Err(format!(
-                    "messages.{i}.role: Input should be 'user' or 'assistant'"
-                ));
-            }
-        }
+        check_messages(&req.messages)?;
+        let thinking = check_thinking(&req, max_tokens)?;
         // A final assistant message is continued, not answered; like the real API, its text may
         // not end with whitespace.
         let prefill = req
@@ -151,20 +271,13 @@ impl Message {
             let (words, ending) = text::end_reply(words, stops, Some(max_tokens));
             Reply::Text { words, ending }
         };
-        let system = req.system.as_ref().map_or(0, |s| {
-            text::estimate_tokens(&text::content_text(Some(s))) + 3
-        });
-        let messages: u64 = req
-            .messages
-            .iter()
-            .map(|m| text::estimate_tokens(&text::content_text(m.get("content"))) + 3)
-            .sum();
         Ok(Self {
             id: format!("msg_mock_{}", state.next_completion_id()),
+            input_tokens: input_tokens(req.system.as_ref(), &req.messages),
             model: req.model,
             reply,
             prefill,
-            input_tokens: system + messages,
+            thinking,
         })
     }
 
@@ -246,6 +359,16 @@ impl Message {
             }]),
             Reply::Refusal => json!([]),
         };
+        let content = match (self.thinking, content) {
+            (true, Value::Array(mut blocks)) => {
+                blocks.insert(
+                    0,
+                    json!({"type": "thinking", "thinking": THOUGHT, "signature": SIGNATURE}),
+                );
+                Value::Array(blocks)
+            }
+            (_, content) => content,
+        };
         self.frame(
             content,
             self.stop_reason().into(),
@@ -272,8 +395,26 @@ impl Message {
         let start = self.frame(json!([]), Value::Null, Value::Null, self.usage(1));
         let mut events = vec![event(json!({"type": "message_start", "message": start}))];
         let ping = || event(json!({"type": "ping"}));
+        // A thinking block comes first; the answer's block follows it.
+        let index = u64::from(self.thinking);
+        if self.thinking {
+            let thinking = |delta: Value| {
+                event(json!({"type": "content_block_delta", "index": 0, "delta": delta}))
+            };
+            events.push(event(json!({
+                "type": "content_block_start", "index": 0,
+                "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+            })));
+            events.push(thinking(
+                json!({"type": "thinking_delta", "thinking": THOUGHT}),
+            ));
+            events.push(thinking(
+                json!({"type": "signature_delta", "signature": SIGNATURE}),
+            ));
+            events.push(event(json!({"type": "content_block_stop", "index": 0})));
+        }
         let delta = |delta: Value| {
-            event(json!({"type": "content_block_delta", "index": 0, "delta": delta}))
+            event(json!({"type": "content_block_delta", "index": index, "delta": delta}))
         };
         let block = match &self.reply {
             Reply::Text { .. } => Some(json!({"type": "text", "text": ""})),
@@ -284,7 +425,7 @@ impl Message {
         };
         if let Some(block) = block {
             events.push(event(json!({
-                "type": "content_block_start", "index": 0, "content_block": block,
+                "type": "content_block_start", "index": index, "content_block": block,
             })));
         }
         events.push(ping());
@@ -304,7 +445,7 @@ impl Message {
             Reply::Refusal => {}
         }
         if !matches!(self.reply, Reply::Refusal) {
-            events.push(event(json!({"type": "content_block_stop", "index": 0})));
+            events.push(event(json!({"type": "content_block_stop", "index": index})));
         }
         events.push(event(json!({
             "type": "message_delta",
@@ -357,7 +498,7 @@ fn tool_to_call(req: &MessagesRequest) -> Option<String> {
 }
 
 /// An Anthropic error response.
-fn error(status: StatusCode, kind: &str, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, kind: &str, message: &str) -> Response {
     (status, Json(error_body(kind, message))).into_response()
 }
 
@@ -366,7 +507,7 @@ fn error_body(kind: &str, message: &str) -> Value {
 }
 
 /// A 400 `invalid_request_error`.
-fn invalid_request(message: &str) -> Response {
+pub(crate) fn invalid_request(message: &str) -> Response {
     error(StatusCode::BAD_REQUEST, "invalid_request_error", message)
 }
 

@@ -70,6 +70,21 @@ pub(crate) async fn gate(
     apply(state, fault, shape, streaming).await
 }
 
+/// [`gate`] for the model list and model lookups: a server script with `spare_models` leaves
+/// them alone (and is not drawn from); a header's script applies as everywhere.
+pub(crate) async fn gate_model_lookup(
+    state: &MockState,
+    headers: &HeaderMap,
+    shape: ErrorShape,
+) -> Result<Option<FaultScript>, Response> {
+    if header_fault(headers).ok().flatten().is_none()
+        && state.fault().is_some_and(|f| f.spare_models)
+    {
+        return Ok(None);
+    }
+    gate(state, headers, shape, false).await
+}
+
 /// [`gate`] for follow-up requests: only the `x-mock-fault` header applies.
 pub(crate) async fn gate_header(
     state: &MockState,

@@ -92,6 +92,10 @@ pub struct FaultScript {
     /// Fault only the first N requests that the other gates admit, then serve normally.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub times: Option<u32>,
+    /// The model list and model lookups (what a health probe asks) answer normally and draw
+    /// nothing from the script: a provider whose `/models` is up while the model fails.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub spare_models: bool,
     /// Start of the down window, in ms after the script was set (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub down_from_ms: Option<u64>,

@@ -51,7 +51,7 @@ pub(crate) async fn get_model(
             &format!("unknown route models/{model}"),
         );
     }
-    if let Err(response) = effects::gate(&state, &headers, ERROR_SHAPE, false).await {
+    if let Err(response) = effects::gate_model_lookup(&state, &headers, ERROR_SHAPE).await {
         return response;
     }
     let call = Call {

@@ -17,10 +17,12 @@
 //! | Route | Hit key | |
 //! |---|---|---|
 //! | `POST /v1/chat/completions` | same | OpenAI; non-streaming and SSE; `n`, `tools`/`tool_choice`, `response_format` json, `max_tokens`, `stream_options.include_usage`; a final assistant message is continued, not answered (prefill: only the rest of the reply comes) |
+//! | `POST /v1/completions` | same | OpenAI legacy completions; `prompt` (string or strings), `max_tokens` (default 16), `stop`, `stream`, `stream_options.include_usage`; a field outside the API is refused ("Unrecognized request argument supplied") |
 //! | `POST /v1/embeddings` | same | OpenAI; string, string array or token arrays; `dimensions` (default 8); `encoding_format` `float` or `base64` |
 //! | `GET /v1/models` | same | the configured model list |
 //! | `GET /v1/models/{id}` | `/v1/models/{id}` | any id |
-//! | `POST /v1/messages` | same | Anthropic Messages; needs `x-api-key` (else 401) and `anthropic-version` (else 400); `max_tokens` required; `system`, content blocks, `tools`/`tool_choice`, `stop_sequences`, `stream`; a final assistant message is continued (prefill), and refused when it ends with whitespace, as the API does |
+//! | `POST /v1/messages` | same | Anthropic Messages; needs `x-api-key` (else 401) and `anthropic-version` (else 400); `max_tokens` required; unknown top-level fields refused; `system`, content blocks, `tools`/`tool_choice`, `stop_sequences`, `stream`, `thinking` (checked as the API checks it; the answer opens with a thinking block); a final assistant message is continued (prefill), and refused when it ends with whitespace, as the API does |
+//! | `POST /v1/messages/count_tokens` | same | Anthropic; same headers; `model`, `messages`, `system`, `tools`, `tool_choice`, `thinking` only; `{"input_tokens"}` as `/v1/messages` counts the prompt |
 //! | `POST /v1beta/models/{model}:generateContent` | same | Gemini; key in `x-goog-api-key`, `?key=` or a bearer token (none: 403); `systemInstruction`, `tools.functionDeclarations`, `toolConfig`, `generationConfig` (`maxOutputTokens`, `stopSequences`, `candidateCount`, `responseMimeType`) |
 //! | `POST /v1beta/models/{model}:streamGenerateContent` | same | as above; `?alt=sse`: one `data:` chunk per word, the last with `finishReason` and `usageMetadata`, no terminator; without it one JSON array of the chunks |
 //! | `GET /v1beta/models/{model}` | `/v1beta/models/{model}` | Gemini; the model's metadata (`name`, `inputTokenLimit`, `supportedGenerationMethods`); key checked as for `generateContent` |
@@ -114,6 +116,9 @@
 //! - `fail_percent` (0..=100), with optional `seed`: without a seed an evenly spread pattern
 //!   (50 faults requests 0, 2, 4, ...); with one a reproducible pseudo-random draw per request.
 //! - `times: N`: only the first N faults are injected, then requests are served normally.
+//! - `spare_models`: the model list and model lookups (`GET /v1/models`, `/v1/models/{id}`,
+//!   Gemini's `GET /v1beta/models/{model}`: what health probes ask) answer normally and draw
+//!   nothing from the script, as a provider whose `/models` is up while the model fails.
 //! - `down_from_ms`, `down_to_ms`: a window relative to when the script was set.
 //! - `cycle_period_ms`, `cycle_down_ms`: a repeating outage, down for the first
 //!   `cycle_down_ms` (default half) of every period.
@@ -132,9 +137,11 @@
 //! Time is read from `tokio::time`, so paused-clock tests steer windows and delays.
 
 mod anthropic;
+mod anthropic_count;
 mod auth;
 mod capacity;
 mod chat;
+mod completions;
 mod control;
 mod effects;
 mod error;
@@ -197,6 +204,10 @@ pub fn router(state: MockState) -> Router {
             post(openai::chat_completions).layer(counted("/v1/chat/completions")),
         )
         .route(
+            "/v1/completions",
+            post(completions::completions).layer(counted("/v1/completions")),
+        )
+        .route(
             "/v1/embeddings",
             post(openai::embeddings).layer(counted("/v1/embeddings")),
         )
@@ -216,6 +227,10 @@ pub fn router(state: MockState) -> Router {
         .route(
             "/v1/messages",
             post(anthropic::messages).layer(counted("/v1/messages")),
+        )
+        .route(
+            "/v1/messages/count_tokens",
+            post(anthropic_count::count_tokens).layer(counted("/v1/messages/count_tokens")),
         )
         // One pattern for every `{model}:{action}`; hits are counted per action.
         .route(

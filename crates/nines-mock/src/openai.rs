@@ -21,7 +21,7 @@ use crate::{error, sse, text};
 /// The largest context the OpenAI dialect claims when `context_too_long` is faulted.
 const OPENAI_CONTEXT: u64 = 8192;
 
-const ERROR_SHAPE: ErrorShape = ErrorShape {
+pub(crate) const ERROR_SHAPE: ErrorShape = ErrorShape {
     fault_body,
     invalid_request: |message| error::invalid_request(message),
 };
@@ -152,7 +152,7 @@ fn embedding_inputs(input: &Value) -> Result<Vec<(String, u64)>, String> {
 }
 
 pub(crate) async fn list_models(State(state): State<MockState>, headers: HeaderMap) -> Response {
-    if let Some(response) = apply_fault(&state, &headers).await {
+    if let Err(response) = effects::gate_model_lookup(&state, &headers, ERROR_SHAPE).await {
         return response;
     }
     let data: Vec<Value> = state.models().iter().map(|id| model_object(id)).collect();
@@ -165,7 +165,7 @@ pub(crate) async fn get_model(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Some(response) = apply_fault(&state, &headers).await {
+    if let Err(response) = effects::gate_model_lookup(&state, &headers, ERROR_SHAPE).await {
         return response;
     }
     Json(model_object(&id)).into_response()
@@ -175,16 +175,9 @@ fn model_object(id: &str) -> Value {
     json!({"id": id, "object": "model", "created": CREATED, "owned_by": "nines-mock"})
 }
 
-/// Fault handling for the non-streaming routes: `Some` replaces the normal response.
-async fn apply_fault(state: &MockState, headers: &HeaderMap) -> Option<Response> {
-    effects::gate(state, headers, ERROR_SHAPE, false)
-        .await
-        .err()
-}
-
 /// OpenAI's 400 for a prompt longer than the context. The claimed size is the limit plus the
 /// request's own estimate, so it always exceeds the limit.
-fn context_length_exceeded(prompt_tokens: u64, param: &str) -> Response {
+pub(crate) fn context_length_exceeded(prompt_tokens: u64, param: &str) -> Response {
     let tokens = OPENAI_CONTEXT + prompt_tokens;
     let message = format!(
         "This model's maximum context length is {OPENAI_CONTEXT} tokens. However, your \

@@ -22,14 +22,16 @@ use crate::runway_task::Task;
 use crate::{FaultScript, MockOptions};
 
 /// The routes whose hits are counted; control routes (`/_mock/...`) are deliberately absent.
-pub(crate) const ROUTES: [&str; 19] = [
+pub(crate) const ROUTES: [&str; 21] = [
     // OpenAI
     "/v1/chat/completions",
+    "/v1/completions",
     "/v1/embeddings",
     "/v1/models",
     "/v1/models/{id}",
     // Anthropic
     "/v1/messages",
+    "/v1/messages/count_tokens",
     // Gemini
     "/v1beta/models/{model}",
     "/v1beta/models/{model}:generateContent",

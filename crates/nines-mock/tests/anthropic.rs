@@ -483,3 +483,105 @@ async fn hits_and_requests_are_recorded() {
     let sent: Value = serde_json::from_str(&recorded[0].body).unwrap();
     assert_eq!(sent["model"], "claude-test");
 }
+
+#[tokio::test]
+async fn a_field_the_api_does_not_have_is_refused() {
+    let server = start("m1").await;
+    let resp = messages(&server, &body("hi", json!({"seed": 7}))).await;
+    let (status, error) = error_of(resp).await;
+    assert_eq!(status, 400);
+    assert_eq!(error["message"], "seed: Extra inputs are not permitted");
+    // Every field the API has is taken.
+    let resp = messages(
+        &server,
+        &body(
+            "hi",
+            json!({"top_k": 5, "temperature": 0.5, "metadata": {"user_id": "u"}, "service_tier": "auto"}),
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn thinking_is_checked_as_the_api_checks_it() {
+    let server = start("m1").await;
+    let thinking = |budget: u64| json!({"thinking": {"type": "enabled", "budget_tokens": budget}});
+    let refused = [
+        (thinking(512), "greater than or equal to 1024"),
+        (thinking(1024), "`max_tokens` must be greater"),
+    ];
+    for (extra, why) in refused {
+        let mut request = body("hi", extra);
+        request["max_tokens"] = json!(1024);
+        let (status, error) = error_of(messages(&server, &request).await).await;
+        assert_eq!(status, 400);
+        assert!(error["message"].as_str().unwrap().contains(why), "{error}");
+    }
+    let with = |extra: Value| {
+        let mut request = body("hi", thinking(2048));
+        request["max_tokens"] = json!(4096);
+        request
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        request
+    };
+    for (extra, why) in [
+        (json!({"temperature": 0.3}), "temperature"),
+        (json!({"top_k": 3}), "top_k"),
+        (
+            json!({"tools": [{"name": "f", "input_schema": {"type": "object"}}], "tool_choice": {"type": "any"}}),
+            "tool_choice",
+        ),
+    ] {
+        let (status, error) = error_of(messages(&server, &with(extra)).await).await;
+        assert_eq!(status, 400);
+        assert!(error["message"].as_str().unwrap().contains(why), "{error}");
+    }
+    // Accepted: the answer opens with a thinking block, in whole and streamed answers.
+    let resp = messages(&server, &with(json!({"temperature": 1.0}))).await;
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["content"][0]["type"], "thinking");
+    assert_eq!(answer["content"][1]["type"], "text");
+    let events = stream(&server, &with(json!({"stream": true}))).await;
+    let data: Vec<Value> = events
+        .iter()
+        .map(|e| serde_json::from_str(&e.data).unwrap())
+        .collect();
+    assert_eq!(data[1]["content_block"]["type"], "thinking");
+    assert!(
+        data.iter()
+            .any(|d| d["delta"]["type"] == "text_delta" && d["index"] == 1),
+        "the text block follows the thinking block"
+    );
+}
+
+#[tokio::test]
+async fn count_tokens_counts_the_prompt_as_messages_does() {
+    let server = start("m1").await;
+    let count = json!({"model": "claude-test", "system": "Be brief.",
+                       "messages": [{"role": "user", "content": "How many tokens is this?"}]});
+    let resp = post_with(&server, "/v1/messages/count_tokens", &HEADERS, &count).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"input_tokens": 15})
+    );
+    let mut request = count.clone();
+    request["max_tokens"] = json!(10);
+    let answer: Value = messages(&server, &request).await.json().await.unwrap();
+    assert_eq!(answer["usage"]["input_tokens"], 15, "the same count");
+    // What the count endpoint refuses.
+    let resp = post_with(&server, "/v1/messages/count_tokens", &HEADERS, &request).await;
+    let (status, error) = error_of(resp).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        error["message"],
+        "max_tokens: Extra inputs are not permitted"
+    );
+    let resp = post_with(&server, "/v1/messages/count_tokens", &[HEADERS[1]], &count).await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(server.hits("/v1/messages/count_tokens"), 3);
+}

@@ -36,9 +36,13 @@ pub const API_VERSION: &str = "2023-06-01";
 /// every current Claude model's output limit; pass a deployment-specific value where known.
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 
-/// What the Messages API serves: no `n > 1`, no log-probabilities, no OpenAI-style response
-/// formats, no embeddings; but assistant prefill, which OpenAI lacks.
+/// What the Messages API serves: JSON answers (through a forced tool), top-k, thinking, and
+/// assistant prefill, which OpenAI lacks; no `n > 1`, no log-probabilities, no `seed`, no
+/// penalties, no embeddings, and no thinking beside a forced tool or custom sampling.
 pub const CAPABILITIES: Capabilities = Capabilities::STREAMING
     .with(Capabilities::TOOLS)
     .with(Capabilities::VISION)
-    .with(Capabilities::ASSISTANT_PREFILL);
+    .with(Capabilities::ASSISTANT_PREFILL)
+    .with(Capabilities::JSON_SCHEMA)
+    .with(Capabilities::TOP_K)
+    .with(Capabilities::REASONING);

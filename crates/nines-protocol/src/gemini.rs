@@ -44,8 +44,10 @@ pub fn signature_of(call_id: &str) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-/// What Gemini serves: everything but assistant prefill.
-pub const CAPABILITIES: Capabilities = Capabilities::ALL.without(Capabilities::ASSISTANT_PREFILL);
+/// What Gemini serves: everything but assistant prefill and OpenAI's own extra parameters.
+pub const CAPABILITIES: Capabilities = Capabilities::ALL
+    .without(Capabilities::ASSISTANT_PREFILL)
+    .without(Capabilities::OPENAI_PARAMS);
 
 /// The path (below the API base URL, e.g. `https://generativelanguage.googleapis.com`) of a chat
 /// call for `model`: `generateContent`, or `streamGenerateContent?alt=sse` when streaming.

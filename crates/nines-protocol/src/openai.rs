@@ -129,14 +129,12 @@ pub fn parse_chat_head(body: &[u8]) -> Result<ChatHead, RequestError> {
         serde_json::from_slice(body).map_err(|e| RequestError::Malformed(e.to_string()))?;
     let (model, model_span) = model_of(body, raw.model)?;
     let messages = raw.messages.ok_or(RequestError::Missing("messages"))?;
+    let (stream, include_usage) = streaming(raw.stream, raw.stream_options);
     Ok(ChatHead {
         model,
         model_span,
-        stream: raw.stream.unwrap_or(false),
-        include_usage: raw
-            .stream_options
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false),
+        stream,
+        include_usage,
         max_output_tokens: raw.max_completion_tokens.or(raw.max_tokens),
         n: raw.n.unwrap_or(1),
         has_tools: raw.tools.is_some_and(|t| t.get() != "null"),
@@ -166,6 +164,56 @@ pub fn parse_embeddings_head(body: &[u8]) -> Result<EmbeddingsHead, RequestError
     let (model, model_span) = model_of(body, raw.model)?;
     raw.input.ok_or(RequestError::Missing("input"))?;
     Ok(EmbeddingsHead { model, model_span })
+}
+
+#[derive(Deserialize)]
+struct RawCompletionsHead<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(borrow, default)]
+    prompt: Option<&'a RawValue>,
+}
+
+/// What routing needs to know of a legacy completions request (`POST /v1/completions`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletionsHead {
+    pub model: String,
+    pub model_span: Range<usize>,
+    pub stream: bool,
+    pub include_usage: bool,
+    pub max_tokens: Option<u64>,
+    /// Byte range of `prompt` in the body, for token estimates.
+    pub prompt_span: Range<usize>,
+}
+
+/// Parses the routing-relevant head of a legacy completions body; `prompt` is required (the
+/// API's own default, `<|endoftext|>`, is a relic no client relies on).
+pub fn parse_completions_head(body: &[u8]) -> Result<CompletionsHead, RequestError> {
+    let raw: RawCompletionsHead<'_> =
+        serde_json::from_slice(body).map_err(|e| RequestError::Malformed(e.to_string()))?;
+    let (model, model_span) = model_of(body, raw.model)?;
+    let prompt = raw.prompt.ok_or(RequestError::Missing("prompt"))?;
+    let (stream, include_usage) = streaming(raw.stream, raw.stream_options);
+    Ok(CompletionsHead {
+        model,
+        model_span,
+        stream,
+        include_usage,
+        max_tokens: raw.max_tokens,
+        prompt_span: span_of(body, prompt),
+    })
+}
+
+/// Whether the client asked for a stream, and for a usage chunk at its end.
+fn streaming(stream: Option<bool>, options: Option<StreamOptions>) -> (bool, bool) {
+    let include_usage = options.and_then(|o| o.include_usage).unwrap_or(false);
+    (stream.unwrap_or(false), include_usage)
 }
 
 fn model_of(body: &[u8], raw: Option<&RawValue>) -> Result<(String, Range<usize>), RequestError> {

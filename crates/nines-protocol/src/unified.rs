@@ -15,9 +15,12 @@
 
 mod capabilities;
 mod errors;
+pub mod json_tool;
+mod reasoning;
 
 pub use capabilities::Capabilities;
 pub use errors::{DecodeError, ErrorKind, ProviderError};
+pub use reasoning::{Effort, Reasoning};
 
 use serde_json::{Map, Value};
 
@@ -71,6 +74,10 @@ pub struct ChatRequest {
     pub seed: Option<i64>,
     pub presence_penalty: Option<f64>,
     pub frequency_penalty: Option<f64>,
+    /// Top-k sampling (Anthropic, Gemini, most open-model servers; not OpenAI's own API).
+    pub top_k: Option<u32>,
+    /// OpenAI's `reasoning_effort`, Anthropic's `thinking`.
+    pub reasoning: Option<Reasoning>,
     /// Top-level fields of an OpenAI request that the unified model does not know, kept so an
     /// OpenAI-dialect encoder can send them on. Other dialects' encoders ignore them.
     pub extra: Map<String, Value>,
@@ -100,8 +107,91 @@ impl ChatRequest {
             seed: None,
             presence_penalty: None,
             frequency_penalty: None,
+            top_k: None,
+            reasoning: None,
             extra: Map::new(),
         }
+    }
+
+    /// Whether reasoning is asked for.
+    pub fn reasons(&self) -> bool {
+        self.reasoning.is_some_and(Reasoning::is_on)
+    }
+
+    /// Whether the answer must be JSON (`json_object` or `json_schema`).
+    pub fn wants_json(&self) -> bool {
+        matches!(
+            self.response_format,
+            Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })
+        )
+    }
+
+    /// This request without the parameters behind `dropped` (see [`Capabilities::DROPPABLE`]),
+    /// and the names of the parameters removed, as the client spelled them in OpenAI's dialect
+    /// (Anthropic's `thinking` is named `reasoning`).
+    pub fn without(&self, dropped: Capabilities) -> (ChatRequest, Vec<String>) {
+        let mut out = self.clone();
+        let mut names: Vec<String> = Vec::new();
+        if dropped.contains(Capabilities::OPENAI_PARAMS) {
+            let (hints, params): (Map<String, Value>, Map<String, Value>) =
+                std::mem::take(&mut out.extra)
+                    .into_iter()
+                    .partition(|(key, _)| OPENAI_HINTS.contains(&key.as_str()));
+            // (the same split as `openai_only_params`, by value)
+            names.extend(params.into_iter().map(|(key, _)| key));
+            out.extra = hints;
+        }
+        let mut drop = |cap: Capabilities, name: &'static str, present: bool| {
+            let hit = dropped.contains(cap) && present;
+            if hit {
+                names.push(name.to_owned());
+            }
+            hit
+        };
+        if drop(Capabilities::SEED, "seed", out.seed.is_some()) {
+            out.seed = None;
+        }
+        if drop(
+            Capabilities::PENALTIES,
+            "presence_penalty",
+            nonzero(out.presence_penalty),
+        ) {
+            out.presence_penalty = None;
+        }
+        if drop(
+            Capabilities::PENALTIES,
+            "frequency_penalty",
+            nonzero(out.frequency_penalty),
+        ) {
+            out.frequency_penalty = None;
+        }
+        if drop(Capabilities::TOP_K, "top_k", out.top_k.is_some()) {
+            out.top_k = None;
+        }
+        if drop(Capabilities::REASONING, "reasoning", out.reasons()) {
+            out.reasoning = None;
+        }
+        if drop(Capabilities::LOGPROBS, "logprobs", out.logprobs) {
+            out.logprobs = false;
+        }
+        if drop(
+            Capabilities::LOGPROBS,
+            "top_logprobs",
+            out.top_logprobs.is_some(),
+        ) {
+            out.top_logprobs = None;
+        }
+        if drop(Capabilities::MULTIPLE_CHOICES, "n", out.n > 1) {
+            out.n = 1;
+        }
+        if drop(
+            Capabilities::JSON_SCHEMA,
+            "response_format",
+            out.wants_json(),
+        ) {
+            out.response_format = None;
+        }
+        (out, names)
     }
 
     /// What an upstream must support to serve this request. Routing compares it with each
@@ -122,11 +212,38 @@ impl ChatRequest {
         if has_image {
             caps = caps.with(Capabilities::VISION);
         }
-        if matches!(
-            self.response_format,
-            Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })
-        ) {
+        if self.wants_json() {
             caps = caps.with(Capabilities::JSON_SCHEMA);
+        }
+        if self.seed.is_some() {
+            caps = caps.with(Capabilities::SEED);
+        }
+        // An explicit 0 is the default, which every upstream honours by having no penalty.
+        if nonzero(self.presence_penalty) || nonzero(self.frequency_penalty) {
+            caps = caps.with(Capabilities::PENALTIES);
+        }
+        if self.top_k.is_some() {
+            caps = caps.with(Capabilities::TOP_K);
+        }
+        if openai_only_params(&self.extra).next().is_some() {
+            caps = caps.with(Capabilities::OPENAI_PARAMS);
+        }
+        if self.reasons() {
+            caps = caps.with(Capabilities::REASONING);
+            let forced = self.wants_json()
+                || matches!(
+                    self.tool_choice,
+                    Some(ToolChoice::Required | ToolChoice::Function(_))
+                );
+            if forced {
+                caps = caps.with(Capabilities::REASONING_WITH_FORCED_TOOL);
+            }
+            let sampled = self.temperature.is_some_and(|t| t != 1.0)
+                || self.top_k.is_some()
+                || self.top_p.is_some_and(|p| p < 0.95);
+            if sampled {
+                caps = caps.with(Capabilities::REASONING_WITH_SAMPLING);
+            }
         }
         if self.n > 1 {
             caps = caps.with(Capabilities::MULTIPLE_CHOICES);
@@ -143,6 +260,30 @@ impl ChatRequest {
         }
         caps
     }
+}
+
+/// OpenAI request fields that change how a request is handled, never what is answered (storage,
+/// billing tier, cache routing, abuse tracking, latency prediction): another dialect's upstream
+/// may go without them.
+pub const OPENAI_HINTS: [&str; 5] = [
+    "store",
+    "service_tier",
+    "prompt_cache_key",
+    "safety_identifier",
+    "prediction",
+];
+
+/// The OpenAI parameters of `extra` another dialect cannot take (all but [`OPENAI_HINTS`]).
+pub fn openai_only_params(extra: &Map<String, Value>) -> impl Iterator<Item = &str> {
+    extra
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !OPENAI_HINTS.contains(k))
+}
+
+/// Whether a penalty does anything (absent and 0 do not).
+fn nonzero(penalty: Option<f64>) -> bool {
+    penalty.is_some_and(|p| p != 0.0)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,7 +1,7 @@
 //! `nines keys|orgs|users …`: manage the store named by the config's `[store]` directly (no
-//! running gateway needed, e.g. to create the first key). A running gateway sees a revocation or
-//! a limit change made here within `auth.cache_ttl`; the admin API (`/admin/...`) takes effect
-//! at once on the replica that serves it. Output is JSON on stdout.
+//! running gateway needed, e.g. to create the first key). A change made here is announced
+//! through Redis when the config has `limits.redis_url` (running gateways apply it within about
+//! a second); without Redis they see it within `auth.cache_ttl`. Output is JSON on stdout.
 
 use clap::{Args, Subcommand};
 use nines_gateway::config::access::Limits;
@@ -40,23 +40,41 @@ impl LimitArgs {
     }
 }
 
+/// What a new key is given, created or imported.
+#[derive(Args, Debug)]
+pub struct NewKeyArgs {
+    /// The user: an id, or `org/name`.
+    #[arg(long)]
+    user: String,
+    #[arg(long)]
+    name: Option<String>,
+    /// Model names the key may use (comma-separated); default all.
+    #[arg(long, value_delimiter = ',')]
+    models: Option<Vec<String>>,
+    /// Expire after this long (e.g. 30d, 12h).
+    #[arg(long)]
+    expires_in: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
 #[derive(Subcommand)]
 pub enum Keys {
     /// Create a key for a user; the key is printed once and never stored.
     Create {
-        /// The user: an id, or `org/name`.
-        #[arg(long)]
-        user: String,
-        #[arg(long)]
-        name: Option<String>,
-        /// Model names the key may use (comma-separated); default all.
-        #[arg(long, value_delimiter = ',')]
-        models: Option<Vec<String>>,
-        /// Expire after this long (e.g. 30d, 12h).
-        #[arg(long)]
-        expires_in: Option<String>,
         #[command(flatten)]
-        limits: LimitArgs,
+        key: NewKeyArgs,
+        /// Use this key string instead of a generated one (`env:NAME` reads the environment;
+        /// `-` reads one line from stdin, which keeps it out of the process list). It must be
+        /// 20 to 256 letters, digits or `-_.~+/=` and hard to guess (about 96 bits).
+        #[arg(long)]
+        key_string: Option<String>,
+    },
+    /// Import an existing key (from another gateway) for a user: the key string is read from
+    /// stdin (one line) and stored hashed, like any key.
+    Import {
+        #[command(flatten)]
+        key: NewKeyArgs,
     },
     /// List keys (never the keys themselves).
     List {
@@ -148,6 +166,36 @@ pub fn run(config_path: &Option<std::path::PathBuf>, action: Action) -> ExitCode
     }
 }
 
+/// The key string `--key-string` names: itself, `env:NAME`, or `-` for one line of stdin.
+fn chosen_key(given: &str) -> Result<String, String> {
+    if given == "-" {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the key from stdin: {e}"))?;
+        return Ok(line.trim().to_owned());
+    }
+    config::access::resolve_key_string(given, &config::process_env)
+}
+
+async fn create_key(
+    store: &Store,
+    args: NewKeyArgs,
+    chosen: Option<&str>,
+) -> Result<(nines_gateway::store::KeyRow, String), String> {
+    let expires_at = nines_gateway::api::admin_expiry(None, args.expires_in.as_deref())?;
+    let new = NewKey {
+        user: args.user,
+        name: args.name,
+        models: args.models,
+        expires_at,
+        limits: args.limits.limits(),
+    };
+    nines_gateway::auth::keys::create(store, &new, chosen)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 async fn execute(config_path: &Path, action: Action) -> Result<Value, String> {
     let config = Config::load(config_path, &config::process_env).map_err(|e| e.to_string())?;
     let Some(store_config) = &config.access.store else {
@@ -159,6 +207,27 @@ async fn execute(config_path: &Path, action: Action) -> Result<Value, String> {
     let store = Store::open(store_config)
         .await
         .map_err(|e| format!("cannot open the store: {e}"))?;
+    let changes = !matches!(
+        action,
+        Action::Orgs(Orgs::List)
+            | Action::Users(Users::List { .. })
+            | Action::Keys(Keys::List { .. })
+    );
+    let value = act(&store, action).await?;
+    if changes && let Some(url) = config.redis.as_ref().map(|r| &r.url) {
+        let channel = nines_gateway::auth::broadcast::channel(&config.access.limits.redis_prefix);
+        if let Err(why) =
+            nines_gateway::auth::broadcast::announce_once(url.expose(), &channel).await
+        {
+            eprintln!(
+                "nines: the change could not be announced through Redis ({why}); running gateways apply it within auth.cache_ttl"
+            );
+        }
+    }
+    Ok(value)
+}
+
+async fn act(store: &Store, action: Action) -> Result<Value, String> {
     let e = |e: nines_gateway::store::StoreError| e.to_string();
     macro_rules! v {
         ($x:expr) => {
@@ -185,28 +254,20 @@ async fn execute(config_path: &Path, action: Action) -> Result<Value, String> {
             .set_user_limits(&user, &limits.limits())
             .await
             .map_err(e)?),
-        Action::Keys(Keys::Create {
-            user,
-            name,
-            models,
-            expires_in,
-            limits,
-        }) => {
-            let expires_at = nines_gateway::api::admin_expiry(None, expires_in.as_deref())?;
-            let new = NewKey {
-                user,
-                name,
-                models,
-                expires_at,
-                limits: limits.limits(),
-            };
-            let (row, secret) = nines_gateway::auth::keys::create(&store, &new)
-                .await
-                .map_err(e)?;
+        Action::Keys(Keys::Create { key, key_string }) => {
+            let chosen = key_string.as_deref().map(chosen_key).transpose()?;
+            let (row, secret) = create_key(store, key, chosen.as_deref()).await?;
             eprintln!("nines: this key is shown once; only its hash is stored");
             let mut value = v!(&row);
-            value["key"] = json!(secret);
+            if chosen.is_none() {
+                value["key"] = json!(secret);
+            }
             value
+        }
+        Action::Keys(Keys::Import { key }) => {
+            let chosen = chosen_key("-")?;
+            let (row, _) = create_key(store, key, Some(&chosen)).await?;
+            v!(&row)
         }
         Action::Keys(Keys::List { user }) => {
             v!(&store.list_keys(user.as_deref()).await.map_err(e)?)

@@ -36,7 +36,7 @@ pub fn render(config: &Config) -> String {
             out,
             "  {:<20} {:<18} {:<24} {}  keys=[{}] window={} price=${}/${} per 1M region={}",
             d.name,
-            d.provider.as_str(),
+            d.provider_name(),
             d.upstream_model,
             d.base_url_shown(),
             aliases.join(", "),
@@ -47,7 +47,19 @@ pub fn render(config: &Config) -> String {
             d.price.output,
             d.region.as_deref().unwrap_or("-"),
         );
+        // What the provider's name resolved to: its dialect, where requests go, how the key
+        // travels (a named service's base URL is its documented one unless the file set another).
+        let _ = writeln!(
+            out,
+            "  {:<20} resolved: {} ({} dialect), POST {}/…, key in {}",
+            "",
+            d.provider.as_str(),
+            d.provider.dialect().as_str(),
+            d.base_url_shown(),
+            d.auth_shown(),
+        );
     }
+    render_probes(config, &mut out);
     let _ = writeln!(
         out,
         "\nmodels (name → plan order for a small request with no health history; per request, a\n\
@@ -107,4 +119,46 @@ pub fn render(config: &Config) -> String {
         }
     }
     out
+}
+
+/// What active probes ask and, for completion probes, what they cost: per probe (the most a
+/// one-token completion is charged) and per hour at the healthy interval, for every key slot.
+fn render_probes(config: &Config, out: &mut String) {
+    use nines_gateway::config::resilience::ProbeKind;
+    use nines_gateway::resilience::probe::completion_probe_cost;
+    use std::fmt::Write;
+    let probes = &config.resilience.probes;
+    if !probes.enabled {
+        let _ = writeln!(out, "\nprobes: off");
+        return;
+    }
+    let every = probes.interval.as_secs_f64();
+    let _ = writeln!(
+        out,
+        "\nprobes: {} every {} per key slot (one replica probes each deployment when [redis] is shared)",
+        probes.kind.as_str(),
+        humantime::format_duration(probes.interval),
+    );
+    if probes.kind == ProbeKind::Models {
+        let _ = writeln!(out, "  models lists cost nothing");
+        return;
+    }
+    let mut total = 0.0;
+    for d in &config.deployments {
+        let per_probe = completion_probe_cost(&d.price);
+        let per_hour = per_probe * 3600.0 / every * d.keys.len() as f64;
+        total += per_hour;
+        let _ = writeln!(
+            out,
+            "  {:<20} ${per_probe:.8} per probe, ${per_hour:.6} per hour ({} key slot{})",
+            d.name,
+            d.keys.len(),
+            if d.keys.len() == 1 { "" } else { "s" }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  total ${total:.6} per hour, ${:.4} per day",
+        total * 24.0
+    );
 }

@@ -20,11 +20,14 @@ pub use error::AccessError;
 use crate::auth::signing::{Signer, random_secret};
 use crate::auth::{Authenticator, Identity, StaticKeys};
 use crate::config::access::{Access as AccessConfig, LimitsConfig, RequestRecords};
+use crate::config::redis::RedisConfig;
 use crate::config::{Price, Secret};
 use crate::limits::{
     self, Admitted, Limiter, Limiters, Plan, RateHeaders, Refusal, Reservation,
     memory::MemoryLimiter, redis::RedisLimiter,
 };
+use crate::replicas::RedisLink;
+use crate::store::spool::Spool;
 use crate::store::usage::WriterSettings;
 use crate::store::{Accounting, Store, UsageWriter};
 use serde::Deserialize;
@@ -34,15 +37,22 @@ use std::time::{Duration, SystemTime};
 /// Identity, limiter, store, usage accounting and writer: shared by every request, kept across
 /// reloads.
 pub struct Access {
-    pub auth: Authenticator,
+    pub auth: Arc<Authenticator>,
     pub limiter: Arc<Limiters>,
     pub store: Option<Store>,
     /// Per-minute usage rollups (every request, when there is a store).
     pub accounting: Option<Arc<Accounting>>,
     /// Per-request detail records (`store.request_records`; `None` when `off`).
     pub usage: Option<UsageWriter>,
+    /// What the store could not take yet, on disk (`store::spool`), with a `[store]`.
+    pub spool: Option<Arc<Spool>>,
+    /// False while a store unreachable at start has not been migrated (and so not answered).
+    pub store_ready: Arc<std::sync::atomic::AtomicBool>,
     /// Signs video job ids and status page sessions (`auth::signing`).
     pub signer: Signer,
+    /// The shared Redis (`[redis]`), when configured: limits live there, and replicas share
+    /// breaker state and leases through it (`crate::replicas`).
+    pub redis: Option<Arc<RedisLink>>,
 }
 
 /// What admission needs to know of a request.
@@ -99,29 +109,51 @@ impl Access {
         usage: Option<UsageWriter>,
     ) -> Access {
         Access {
-            auth: Authenticator::new(store.clone()),
+            auth: Arc::new(Authenticator::new(store.clone())),
             limiter: Arc::new(limiter),
             store,
             accounting: None,
             usage,
+            spool: None,
+            store_ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             signer: Signer::random(),
+            redis: None,
         }
     }
 
-    /// Opens what the configuration asks for: the store (migrations applied), the usage
-    /// writer, the Redis limiter. Spend so far this day and month is loaded into a memory
-    /// limiter so a restart keeps budgets.
-    pub async fn open(config: &AccessConfig) -> Result<Access, String> {
-        let store = match &config.store {
-            Some(s) => Some(
-                Store::open(s)
+    /// Opens what the configuration asks for: the store (migrations applied), the spool and its
+    /// replayer, the usage writer, the Redis limiter. Spend so far this day and month is loaded
+    /// into a memory limiter so a restart keeps budgets.
+    ///
+    /// A Postgres store that cannot be reached is no reason not to start: the gateway serves
+    /// keys declared in the config (and virtual keys once the store answers), spools what it
+    /// must write, migrates the store in the background once it answers, and says so on
+    /// `/health/ready`. Budgets then count only this process's spend until the next start, and
+    /// without `auth.signing_secret` this replica signs with a secret of its own (warned).
+    pub async fn open(
+        config: &AccessConfig,
+        redis: Option<&RedisConfig>,
+    ) -> Result<Access, String> {
+        let (store, migrated) = match &config.store {
+            Some(s) => {
+                let (store, migrated) = Store::open_or_later(s)
                     .await
-                    .map_err(|e| format!("cannot open the store: {e}"))?,
-            ),
+                    .map_err(|e| format!("cannot open the store: {e}"))?;
+                (Some(store), migrated)
+            }
+            None => (None, true),
+        };
+        let spool = match &config.store {
+            Some(s) => Some(Arc::new(
+                Spool::open(&s.spool_dir, s.spool_max_bytes)
+                    .map_err(|e| format!("store.spool_dir {}: {e}", s.spool_dir.display()))?,
+            )),
             None => None,
         };
-        let limiter = limiter_for(&config.limits)?;
-        if let (Limiters::Memory(memory), Some(store)) = (&limiter, &store) {
+        let redis_config = redis;
+        let redis = redis.map(RedisLink::open).transpose()?;
+        let limiter = limiter_for(&config.limits, redis.as_ref());
+        if migrated && let (Limiters::Memory(memory), Some(store)) = (&limiter, &store) {
             seed_spend(memory, store).await?;
         }
         let usage = match (&store, &config.store) {
@@ -130,6 +162,7 @@ impl Access {
                 let (writer, _task) = UsageWriter::spawn(
                     Arc::new(store.clone()) as Arc<dyn crate::store::UsageSink>,
                     WriterSettings::from(c),
+                    spool.clone(),
                 );
                 Some(writer)
             }
@@ -137,12 +170,18 @@ impl Access {
         };
         let signer = match (&config.auth.signing_secret, &store) {
             (Some(secret), _) => Signer::new(secret.expose().as_bytes()),
-            (None, Some(store)) => {
+            (None, Some(store)) if migrated => {
                 let shared = store
                     .setting_or("signing_secret", &random_secret())
                     .await
                     .map_err(|e| format!("cannot read the signing secret from the store: {e}"))?;
                 Signer::new(shared.as_bytes())
+            }
+            (None, Some(_)) => {
+                tracing::warn!(
+                    "the store is unreachable: video job ids and status page sessions are signed with this replica's own secret until restart (set auth.signing_secret to share one)"
+                );
+                Signer::random()
             }
             (None, None) => Signer::random(),
         };
@@ -156,14 +195,34 @@ impl Access {
         let mut access = Access::with_parts(store, limiter, usage);
         access.accounting = accounting;
         access.signer = signer;
+        access.spool = spool;
+        access.redis = redis;
+        access
+            .store_ready
+            .store(migrated, std::sync::atomic::Ordering::Relaxed);
+        if let Some(store) = &access.store {
+            tokio::spawn(start_store(
+                store.clone(),
+                Arc::clone(&access.store_ready),
+                access.spool.as_ref().map(Arc::downgrade),
+            ));
+        }
         if let (Limiters::Redis(redis), Some(store)) = (&*access.limiter, &access.store) {
-            // Before the first request, so a Redis that lost its counters cannot admit spend
-            // the store already knows of; then in the background.
-            reconcile::once_at_start(redis, store).await;
+            // Before the first request (when the store answered at start), so a Redis that lost
+            // its counters cannot admit spend the store already knows of; then in the background.
+            if migrated {
+                reconcile::once_at_start(redis, store).await;
+            }
             tokio::spawn(reconcile::run(
                 Arc::downgrade(&access.limiter),
                 store.clone(),
             ));
+        }
+        if let (Some(shared), Some(_)) = (redis_config, &access.store) {
+            access.auth.share_changes(
+                shared.url.expose(),
+                crate::auth::broadcast::channel(&config.limits.redis_prefix),
+            )?;
         }
         Ok(access)
     }
@@ -183,6 +242,47 @@ impl Access {
         if let Some(usage) = &self.usage {
             usage.drain(within).await;
         }
+    }
+
+    /// Authentication's counters as plain series for `/metrics` (`docs/metrics.md`).
+    pub fn plain_metrics(&self) -> Vec<crate::telemetry::metrics::Plain> {
+        use crate::telemetry::metrics::Plain;
+        use std::sync::atomic::Ordering::Relaxed;
+        let a = &self.auth.stats;
+        let counter = |name, help, n: &std::sync::atomic::AtomicU64| Plain {
+            name,
+            kind: "counter",
+            help,
+            value: n.load(Relaxed) as f64,
+        };
+        let mut out = Vec::new();
+        if let Some(spool) = &self.spool {
+            let s = &spool.stats;
+            out.extend([
+                counter("nines_spool_records_total", "Records (usage records, ledger deltas) written to the on-disk spool because the store could not take them.", &s.spooled),
+                counter("nines_spool_replayed_records_total", "Spooled records written to the store by replay.", &s.replayed),
+                counter("nines_spool_dropped_records_total", "Records the spool dropped: refused because store.spool_max_bytes was reached, or unreadable at replay (a batch cut short by a crash counts 1).", &s.dropped),
+                Plain { name: "nines_spool_bytes", kind: "gauge", help: "Bytes the spool holds on disk.", value: s.bytes.load(Relaxed) as f64 },
+                Plain { name: "nines_spool_pending_batches", kind: "gauge", help: "Batches waiting in the spool for the store.", value: s.pending_batches.load(Relaxed) as f64 },
+            ]);
+        }
+        if self.store.is_some() {
+            out.extend([
+                counter("nines_auth_store_lookups_total", "Virtual key lookups sent to the key store.", &a.store_lookups),
+                counter("nines_auth_store_failures_total", "Virtual key lookups that failed or timed out.", &a.store_failures),
+                counter("nines_auth_stale_grants_total", "Requests let through on a cached key past auth.cache_ttl because the key store could not answer (up to auth.stale_ttl).", &a.stale_grants),
+                counter("nines_auth_negative_hits_total", "Requests answered 401 from the cache of keys the store does not know.", &a.known_unknown),
+                counter("nines_auth_malformed_total", "Credentials refused for their shape without asking the key store.", &a.malformed),
+                counter("nines_auth_unavailable_total", "Requests answered 503 at once: a key not cached here while the key store is down.", &a.unavailable),
+                Plain {
+                    name: "nines_auth_store_up",
+                    kind: "gauge",
+                    help: "1 while key lookups reach the key store, 0 while they find it down.",
+                    value: if self.auth.store_down_since().is_some() { 0.0 } else { 1.0 },
+                },
+            ]);
+        }
+        out
     }
 
     /// Auth alone, for routes without admission (model lists, video jobs).
@@ -309,11 +409,33 @@ fn cost_of(usage: Usage, price: Price) -> f64 {
     (usage.input as f64 * price.input + usage.output as f64 * price.output) / 1_000_000.0
 }
 
-fn limiter_for(config: &LimitsConfig) -> Result<Limiters, String> {
-    Ok(match &config.redis_url {
-        Some(url) => Limiters::Redis(RedisLimiter::new(url.expose(), config)?),
+/// Migrates a store that was unreachable at start (retrying every 2 s until it answers), then
+/// replays the spool for as long as the process runs.
+async fn start_store(
+    store: Store,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+    spool: Option<std::sync::Weak<Spool>>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    while !ready.load(Relaxed) {
+        match store.migrate().await {
+            Ok(()) => {
+                ready.store(true, Relaxed);
+                tracing::info!("the store answers now: migrations applied");
+            }
+            Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+        }
+    }
+    if let Some(spool) = spool {
+        crate::store::spool::replay(spool, store).await;
+    }
+}
+
+fn limiter_for(config: &LimitsConfig, redis: Option<&Arc<RedisLink>>) -> Limiters {
+    match redis {
+        Some(link) => Limiters::Redis(RedisLimiter::new(Arc::clone(link), config)),
         None => Limiters::Memory(MemoryLimiter::new()),
-    })
+    }
 }
 
 async fn seed_spend(memory: &MemoryLimiter, store: &Store) -> Result<(), String> {

@@ -7,8 +7,8 @@
 //!
 //! When: once before the first request, then every [`TICK`] if Redis forgot the marker key set by
 //! the last reconciliation (it lost its data), if the limiter failed a call since, or every
-//! [`FULL_EVERY`] regardless. Each time on a Redis connection of its own, so a Redis that is not
-//! up yet never puts the admission connection into a reconnect.
+//! [`FULL_EVERY`] regardless. On the shared link (`[redis]`, `replicas/link.rs`), so it works
+//! on one server, behind Sentinel or on a Cluster; each call is bounded by the limiter's timeout.
 
 use crate::auth::Level;
 use crate::limits::{Limiters, Period, redis::RedisLimiter};

@@ -193,7 +193,7 @@ impl IntoResponse for GatewayError {
             ),
             e @ GatewayError::RouteNotFound { .. } => (
                 ErrorBody::new(
-                    e.to_string(),
+                    format!("{e} nines serves: {}.", super::served_endpoints()),
                     "invalid_request_error",
                     None,
                     Some("unknown_url"),

@@ -7,7 +7,9 @@
 
 use super::error;
 use crate::state::AppState;
-use crate::telemetry::metrics::{CONTENT_TYPE, LimiterFailures};
+use crate::telemetry::metrics::{
+    CONTENT_TYPE, LimiterFailures, SharedHealth, render_plain, render_shared_health,
+};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, Uri, header};
@@ -23,12 +25,8 @@ pub(super) async fn metrics(
     // The hub is built at start; a reload can turn the endpoint off (not on: that needs a restart).
     let enabled = runtime.config.telemetry.metrics;
     match &state.telemetry.metrics {
-        Some(metrics) if enabled => (
-            [
-                (header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE)),
-                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            ],
-            metrics.render(
+        Some(metrics) if enabled => {
+            let mut text = metrics.render(
                 &runtime.config,
                 &runtime.health,
                 state.access.limiter.redis_stats().map(|r| LimiterFailures {
@@ -36,9 +34,30 @@ pub(super) async fn metrics(
                     failed_open: r.failed_open.load(Relaxed),
                     failed_closed: r.failed_closed.load(Relaxed),
                 }),
-            ),
-        )
-            .into_response(),
+            );
+            render_plain(&mut text, &state.access.plain_metrics());
+            if state.access.redis.is_some() {
+                let stats = state.shared_health.get();
+                let count = |f: fn(&crate::replicas::SharedStats) -> u64| stats.map_or(0, |s| f(s));
+                render_shared_health(
+                    &mut text,
+                    SharedHealth {
+                        up: stats.is_some_and(|s| s.up.load(Relaxed)),
+                        published: count(|s| s.published.load(Relaxed)),
+                        applied: count(|s| s.applied.load(Relaxed)),
+                        errors: count(|s| s.errors.load(Relaxed)),
+                    },
+                );
+            }
+            (
+                [
+                    (header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE)),
+                    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                ],
+                text,
+            )
+                .into_response()
+        }
         _ => error::not_found(method, uri).await,
     }
 }

@@ -1,4 +1,5 @@
-//! OpenAI-dialect handlers: `/v1/chat/completions`, `/v1/embeddings`, `/v1/models`.
+//! OpenAI-dialect handlers: `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`,
+//! `/v1/models`.
 
 use crate::pipeline::{self, Delivery, DeliveryBody, Ingress};
 use crate::request::{GatewayError, Request};
@@ -20,6 +21,16 @@ pub(super) async fn chat_completions(
     body: Body,
 ) -> Response {
     render(proxy(&state, &headers, body, Ingress::ChatCompletions).await)
+}
+
+/// Legacy text completions: served by OpenAI-family deployments only, bytes through, with the
+/// same failover, limits and usage as chat.
+pub(super) async fn completions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    render(proxy(&state, &headers, body, Ingress::Completions).await)
 }
 
 pub(super) async fn embeddings(
@@ -157,7 +168,10 @@ pub(super) fn delivery_response(d: Delivery) -> Response {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     }
-    if let Ok(v) = HeaderValue::from_str(&d.served_by) {
+    // Empty when the gateway answered itself (a local token count).
+    if let Ok(v) = HeaderValue::from_str(&d.served_by)
+        && !d.served_by.is_empty()
+    {
         headers.insert("x-nines-deployment", v);
     }
     headers.insert("x-nines-attempts", HeaderValue::from(d.attempts));

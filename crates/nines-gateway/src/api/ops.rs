@@ -47,7 +47,8 @@ pub(super) async fn ready(State(state): State<Arc<AppState>>, headers: HeaderMap
 /// counters) but only Redis with `on_redis_error = "closed"` can make the gateway not ready:
 /// requests do not wait on the store (usage is buffered) and a fail-open limiter admits, so
 /// taking every replica out of a load balancer for them would turn a degraded gateway into a
-/// down one. Either being down makes `status` `"degraded"`.
+/// down one. Either being down makes `status` `"degraded"`, and so does breaker state that is not
+/// shared with other replicas because Redis is away (`checks.shared_health`).
 async fn readiness(state: &AppState) -> (StatusCode, serde_json::Value) {
     // Shutting down: a load balancer must stop sending here before the listener closes.
     if state.lifecycle.draining() {
@@ -78,14 +79,36 @@ async fn readiness(state: &AppState) -> (StatusCode, serde_json::Value) {
             }
             Err(_) => json!({"status": "down", "backend": store.backend(), "error": "timed out"}),
         };
+        let mut check = check;
+        if check["status"] != "ok" {
+            check["note"] = json!(
+                "the store is down: keys declared in the config work, virtual keys work while \
+                 cached (auth.stale_ttl), usage records and ledger deltas go to the spool and are \
+                 written once the store answers"
+            );
+        }
+        if !access
+            .store_ready
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            check["migrated"] = json!(false);
+        }
         degraded |= check["status"] != "ok";
         checks.insert("store".into(), check);
     }
     if let Some(accounting) = &access.accounting {
         checks.insert("usage_rollups".into(), accounting.stats.snapshot());
     }
+    if let Some(spool) = &access.spool {
+        checks.insert("spool".into(), spool.snapshot());
+    }
     if let Some(usage) = &access.usage {
         checks.insert("usage_writer".into(), usage.stats.snapshot());
+    }
+    if runtime.config.access.auth.enabled && access.store.is_some() {
+        let (check, auth_degraded) = auth_check(&access.auth, &runtime.config.access.auth);
+        degraded |= auth_degraded;
+        checks.insert("auth".into(), check);
     }
     let mut limits = super::admin::limiter_status(&access.limiter);
     if let crate::limits::Limiters::Redis(redis) = &*access.limiter {
@@ -104,10 +127,68 @@ async fn readiness(state: &AppState) -> (StatusCode, serde_json::Value) {
         }
     }
     checks.insert("limits".into(), limits);
+    if let Some(shared) = shared_health(state) {
+        degraded |= shared["status"] == "local";
+        checks.insert("shared_health".into(), shared);
+    }
     (
         StatusCode::OK,
         json!({"status": if degraded { "degraded" } else { "ready" }, "checks": checks}),
     )
+}
+
+/// What authentication can do now: with the key store down, cached keys work up to
+/// `auth.stale_ttl` past `auth.cache_ttl` and keys declared in the config always; others get 503.
+fn auth_check(
+    auth: &crate::auth::Authenticator,
+    config: &crate::config::access::Auth,
+) -> (serde_json::Value, bool) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let down = auth.store_down_since();
+    let mut check = json!({
+        "store_lookups": if down.is_some() { "failing" } else { "ok" },
+        "stale_grants_served": auth.stats.stale_grants.load(Relaxed),
+        "unavailable": auth.stats.unavailable.load(Relaxed),
+        "unknown_keys_remembered": auth.unknown_keys(),
+    });
+    if let Some(since) = down {
+        check["note"] = json!(format!(
+            "the key store has been failing key lookups for {}s: keys declared in the config \
+             work; virtual keys cached here work up to {} past their cache_ttl; other keys get 503",
+            since.elapsed().as_secs(),
+            humantime::format_duration(config.stale_ttl),
+        ));
+    }
+    let sharing = auth.sharing();
+    if let Some(live) = sharing {
+        check["shared_changes"] = json!(live);
+        if !live {
+            check["shared_changes_note"] = json!(format!(
+                "key changes from other replicas are not received through Redis; they apply \
+                 within auth.cache_ttl ({})",
+                humantime::format_duration(config.cache_ttl)
+            ));
+        }
+    }
+    (check, down.is_some() || sharing == Some(false))
+}
+
+/// With a shared Redis: whether breaker state and probe leases are shared now (`shared`) or
+/// every breaker decides on this replica alone because Redis is away (`local`). Never makes the
+/// gateway unready: local breakers still protect every request.
+fn shared_health(state: &AppState) -> Option<serde_json::Value> {
+    let link = state.access.redis.as_ref()?;
+    let stats = state.shared_health.get();
+    let up = stats.is_some_and(|s| s.up.load(std::sync::atomic::Ordering::Acquire));
+    let tried = stats.is_some_and(|s| s.tried.load(std::sync::atomic::Ordering::Acquire));
+    let count = |f: fn(&crate::replicas::SharedStats) -> u64| stats.map_or(0, |s| f(s));
+    Some(json!({
+        // Just started: not yet known, and not a reason to call the gateway degraded.
+        "status": if up { "shared" } else if tried { "local" } else { "connecting" },
+        "redis": link.mode(),
+        "published": count(|s| s.published.load(std::sync::atomic::Ordering::Relaxed)),
+        "applied": count(|s| s.applied.load(std::sync::atomic::Ordering::Relaxed)),
+    }))
 }
 
 /// While shutting down, HTTP/1 responses carry `connection: close`, so a keep-alive client (or a

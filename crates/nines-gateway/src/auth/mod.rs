@@ -7,22 +7,35 @@
 //! | `[auth]`                       | 401 in OpenAI's shape, no upstream call |
 //!
 //! Keys are found first among the static keys of the config file, then in the store (virtual
-//! keys). A virtual key found in the store is cached for `auth.cache_ttl`; revocation and
-//! expiry are checked on every request against the cached row, a revocation made elsewhere
-//! (another replica, the CLI) reaches this replica within the TTL, and one made through this
-//! replica's admin API at once.
+//! keys). A virtual key found in the store is cached for `auth.cache_ttl` (and kept usable up to
+//! `auth.stale_ttl` longer while the store is down, [`cache`]); unknown keys are remembered for
+//! `auth.negative_ttl`; a credential that cannot be a virtual key (`keys::check_shape`) never
+//! reaches the store; after a failed lookup no request waits on the store until a background ping
+//! finds it back ([`gate`]). Revocation and expiry are checked on every request against the
+//! cached row. A change made through this replica's admin API applies here at once and, with
+//! Redis (`limits.redis_url`), on every replica within about a second ([`broadcast`]); without
+//! Redis, within `cache_ttl`. Organisations and users declared in the file take the place of
+//! store tenants of the same name ([`StaticKeys`]).
 
+pub mod broadcast;
+mod cache;
+mod gate;
 pub mod keys;
 pub mod signing;
 
 use crate::config::access::{Auth, Limits};
-use crate::config::{Secret, access::StaticKey};
+use crate::config::{
+    Secret,
+    access::{StaticKey, Tenant},
+};
 use crate::store::{KeyGrant, Store};
+use cache::{Grant, GrantCache, Known, Ttls};
+use gate::StoreGate;
 use http::HeaderMap;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
-use tokio::time::Instant;
 
 pub use keys::hash as hash_key;
 
@@ -63,15 +76,17 @@ impl Identity {
     }
 
     fn of_static(key: &StaticKey) -> Identity {
-        // Static users and orgs are labels for records: their limits are empty.
-        let label = |level: Level, id: &Option<Arc<str>>, name: &Option<String>| {
-            id.as_ref().zip(name.as_ref()).map(|(id, n)| Subject {
-                level,
-                id: Arc::clone(id),
-                name: Arc::from(n.as_str()),
-                limits: Arc::new(Limits::default()),
-            })
-        };
+        // A user or org declared in `[[auth.users]]`/`[[auth.orgs]]` brings its limits (shared by
+        // every key of it, as the limiter keys on the id); one only named is a label: no limits.
+        let label =
+            |level: Level, id: &Option<Arc<str>>, name: &Option<String>, limits: &Arc<Limits>| {
+                id.as_ref().zip(name.as_ref()).map(|(id, n)| Subject {
+                    level,
+                    id: Arc::clone(id),
+                    name: Arc::from(n.as_str()),
+                    limits: Arc::clone(limits),
+                })
+            };
         Identity {
             key: Some(Subject {
                 level: Level::Key,
@@ -79,8 +94,8 @@ impl Identity {
                 name: Arc::clone(&key.name),
                 limits: Arc::clone(&key.limits),
             }),
-            user: label(Level::User, &key.user_id, &key.user),
-            org: label(Level::Org, &key.org_id, &key.org),
+            user: label(Level::User, &key.user_id, &key.user, &key.user_limits),
+            org: label(Level::Org, &key.org_id, &key.org, &key.org_limits),
             models: key.models.clone(),
         }
     }
@@ -126,12 +141,6 @@ pub fn credential(headers: &HeaderMap) -> Option<Secret> {
         .map(|k| Secret::new(k.to_owned()))
 }
 
-struct Cached {
-    grant: Arc<KeyGrant>,
-    identity: Arc<Identity>,
-    fetched: Instant,
-}
-
 /// Why a credential gives no identity.
 #[derive(Debug, Clone)]
 pub enum AuthError {
@@ -141,43 +150,129 @@ pub enum AuthError {
     Unavailable(String),
 }
 
-/// A configuration's static keys by the hash of each: built once per configuration, so a request
-/// hashes its credential once and finds a static key with one lookup.
+/// A configuration's static keys by the hash of each, and its declared tenants by name: built
+/// once per configuration, so a request hashes its credential once and finds a static key with
+/// one lookup.
 #[derive(Debug, Default)]
-pub struct StaticKeys(HashMap<String, Arc<StaticKey>>);
+pub struct StaticKeys {
+    keys: HashMap<String, Arc<StaticKey>>,
+    /// `[[auth.orgs]]` by name.
+    orgs: HashMap<Arc<str>, Subject>,
+    /// `[[auth.users]]` by (org name, user name).
+    users: HashMap<(Arc<str>, Arc<str>), Subject>,
+}
 
 impl StaticKeys {
     pub fn index(auth: &Auth) -> StaticKeys {
-        StaticKeys(
-            auth.static_keys
+        let subject = |t: &Tenant| Subject {
+            level: t.level,
+            id: Arc::clone(&t.id),
+            name: Arc::clone(&t.name),
+            limits: Arc::clone(&t.limits),
+        };
+        StaticKeys {
+            keys: auth
+                .static_keys
                 .iter()
                 .map(|k| (hash_key(k.key.expose()), Arc::clone(k)))
                 .collect(),
-        )
+            orgs: auth
+                .tenants
+                .iter()
+                .filter(|t| t.level == Level::Org)
+                .map(|t| (Arc::clone(&t.name), subject(t)))
+                .collect(),
+            users: auth
+                .tenants
+                .iter()
+                .filter_map(|t| {
+                    Some((
+                        (Arc::clone(t.org.as_ref()?), Arc::clone(&t.name)),
+                        subject(t),
+                    ))
+                })
+                .collect(),
+        }
     }
+
+    /// A virtual key's identity with the organisation and user the file declares under the same
+    /// names in their place: the file wins over the store for the tenants it declares, and keys
+    /// of both kinds then share one set of limits (and spend) per tenant.
+    fn overlay(&self, identity: Arc<Identity>) -> Arc<Identity> {
+        if self.orgs.is_empty() && self.users.is_empty() {
+            return identity;
+        }
+        let org_name = identity.org.as_ref().map(|o| Arc::clone(&o.name));
+        let org = org_name.as_ref().and_then(|n| self.orgs.get(n));
+        let user = org_name
+            .zip(identity.user.as_ref())
+            .and_then(|(o, u)| self.users.get(&(o, Arc::clone(&u.name))));
+        if org.is_none() && user.is_none() {
+            return identity;
+        }
+        let mut merged = (*identity).clone();
+        if let Some(org) = org {
+            merged.org = Some(org.clone());
+        }
+        if let Some(user) = user {
+            merged.user = Some(user.clone());
+        }
+        Arc::new(merged)
+    }
+}
+
+/// Counters of authentication against the store, for `/metrics` and `/health/ready`.
+#[derive(Debug, Default)]
+pub struct AuthStats {
+    /// Lookups sent to the store.
+    pub store_lookups: AtomicU64,
+    /// Lookups that failed or timed out.
+    pub store_failures: AtomicU64,
+    /// Requests let through on a grant past `cache_ttl` because the store could not answer.
+    pub stale_grants: AtomicU64,
+    /// Requests answered 401 from the negative cache.
+    pub known_unknown: AtomicU64,
+    /// Credentials refused for their shape, without asking the store.
+    pub malformed: AtomicU64,
+    /// Requests answered 503 at once: a key not in the cache while the store is down.
+    pub unavailable: AtomicU64,
 }
 
 /// Resolves credentials to identities.
 pub struct Authenticator {
     store: Option<Store>,
-    cache: RwLock<HashMap<String, Cached>>,
+    cache: GrantCache,
+    gate: Arc<StoreGate>,
     anonymous: Arc<Identity>,
+    pub stats: AuthStats,
+    /// Tells other replicas about key changes (Redis pub/sub), when configured.
+    announcer: std::sync::OnceLock<broadcast::Announcer>,
 }
 
-/// A store lookup on a cache miss gives up after this long (the store is down: 503, not 401).
+/// A store lookup on a cache miss gives up after this long (the store is down or late).
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Authenticator {
     pub fn new(store: Option<Store>) -> Authenticator {
         Authenticator {
             store,
-            cache: RwLock::new(HashMap::new()),
+            cache: GrantCache::default(),
+            gate: Arc::new(StoreGate::default()),
             anonymous: Arc::new(Identity::default()),
+            stats: AuthStats::default(),
+            announcer: std::sync::OnceLock::new(),
         }
     }
 
-    /// The identity behind a credential, or the 401 (503 when the store cannot answer).
-    /// `statics` is `auth`'s static keys, indexed.
+    /// The identity behind a credential, or the 401 (503 when the store cannot answer for a key
+    /// this replica does not know). `statics` is `auth`'s static keys, indexed.
+    ///
+    /// In order: a static key (no store); a grant cached within `cache_ttl`; a key remembered as
+    /// unknown (401); a credential that cannot be a virtual key (401, never sent to the store);
+    /// then the store. When the store fails or is known to be down ([`gate`]), a grant cached
+    /// within `cache_ttl + stale_ttl` is used (counted), and any other key gets 503 at once:
+    /// nines cannot tell a valid key it has not seen from an invalid one, and a 401 would tell
+    /// a client with a valid key to give up on it (SDKs do not retry 401; they do retry 503).
     pub async fn authenticate(
         &self,
         auth: &Auth,
@@ -195,72 +290,145 @@ impl Authenticator {
             ));
         };
         let hash = hash_key(credential.expose());
-        if let Some(key) = statics.0.get(&hash) {
+        if let Some(key) = statics.keys.get(&hash) {
             return Ok(Arc::new(Identity::of_static(key)));
         }
-        let now_ms = crate::clock::unix_ms(SystemTime::now());
-        let cached = self.cache.read().ok().and_then(|c| {
-            c.get(&hash)
-                .filter(|e| e.fetched.elapsed() < auth.cache_ttl)
-                .map(|e| (Arc::clone(&e.grant), Arc::clone(&e.identity)))
-        });
-        let (grant, identity) = match cached {
-            Some(hit) => hit,
-            None => {
-                let Some(store) = &self.store else {
-                    return Err(incorrect(credential.expose()));
-                };
-                let found = tokio::time::timeout(LOOKUP_TIMEOUT, store.find_key(&hash))
-                    .await
-                    .map_err(|_| {
-                        AuthError::Unavailable("the key store did not answer in time".into())
-                    })?
-                    .map_err(|e| {
-                        tracing::warn!(error = %e, "key lookup failed");
-                        AuthError::Unavailable("the key store is unavailable".into())
-                    })?;
-                let Some(grant) = found else {
-                    return Err(incorrect(credential.expose()));
-                };
-                let grant = Arc::new(grant);
-                let identity = Arc::new(Identity::of_grant(&grant));
-                if let Ok(mut cache) = self.cache.write() {
-                    if cache.len() > 100_000 {
-                        cache.clear();
-                    }
-                    cache.insert(
-                        hash,
-                        Cached {
-                            grant: Arc::clone(&grant),
-                            identity: Arc::clone(&identity),
-                            fetched: Instant::now(),
-                        },
-                    );
+        let ttls = Ttls {
+            fresh: auth.cache_ttl,
+            stale: auth.stale_ttl,
+            negative: auth.negative_ttl,
+            negative_entries: auth.negative_entries,
+        };
+        let stale = match self.cache.get(&hash, ttls) {
+            Known::Fresh(hit) => return checked(hit).map(|i| statics.overlay(i)),
+            Known::Unknown => {
+                self.stats.known_unknown.fetch_add(1, Ordering::Relaxed);
+                return Err(incorrect(credential.expose()));
+            }
+            Known::Stale(hit) => Some(hit),
+            Known::Nothing => None,
+        };
+        let Some(store) = &self.store else {
+            return Err(incorrect(credential.expose()));
+        };
+        if keys::check_shape(credential.expose()).is_err() {
+            self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            return Err(incorrect(credential.expose()));
+        }
+        if !self.gate.open() {
+            return self.store_down(stale).map(|i| statics.overlay(i));
+        }
+        self.stats.store_lookups.fetch_add(1, Ordering::Relaxed);
+        let found = match tokio::time::timeout(LOOKUP_TIMEOUT, store.find_key(&hash)).await {
+            Ok(Ok(found)) => found,
+            failed => {
+                if let Ok(Err(e)) = &failed {
+                    tracing::warn!(error = %e, "key lookup failed");
                 }
-                (grant, identity)
+                self.stats.store_failures.fetch_add(1, Ordering::Relaxed);
+                if self.gate.close() {
+                    tokio::spawn(ping_until_up(store.clone(), Arc::clone(&self.gate)));
+                }
+                return self.store_down(stale).map(|i| statics.overlay(i));
             }
         };
-        if grant.key.revoked_at.is_some() {
-            return Err(unauthorized(
-                &format!("The API key {} has been revoked.", grant.key.display),
-                "key_revoked",
-            ));
-        }
-        if grant.key.expires_at.is_some_and(|t| t <= now_ms) {
-            return Err(unauthorized(
-                &format!("The API key {} has expired.", grant.key.display),
-                "key_expired",
-            ));
-        }
-        Ok(identity)
+        let Some(grant) = found else {
+            self.cache.insert_unknown(hash, ttls);
+            return Err(incorrect(credential.expose()));
+        };
+        let grant = Arc::new(grant);
+        let hit = Grant {
+            identity: Arc::new(Identity::of_grant(&grant)),
+            grant,
+        };
+        self.cache.insert(hash, hit.clone());
+        checked(hit).map(|i| statics.overlay(i))
     }
 
-    /// Forgets every cached key (after an admin change on this replica).
-    pub fn invalidate(&self) {
-        if let Ok(mut cache) = self.cache.write() {
-            cache.clear();
+    /// The answer while the store cannot be asked: a stale grant if there is one, else 503.
+    fn store_down(&self, stale: Option<Grant>) -> Result<Arc<Identity>, AuthError> {
+        match stale {
+            Some(hit) => {
+                self.stats.stale_grants.fetch_add(1, Ordering::Relaxed);
+                checked(hit)
+            }
+            None => {
+                self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
+                Err(AuthError::Unavailable(
+                    "The key store is unavailable and this API key is not cached on this \
+                     replica; retry shortly."
+                        .into(),
+                ))
+            }
         }
     }
+
+    /// Keys remembered as unknown now (`/health/ready`).
+    pub fn unknown_keys(&self) -> usize {
+        self.cache.unknown_len()
+    }
+
+    /// Since when key lookups have found the store down, if they do (`/health/ready`).
+    pub fn store_down_since(&self) -> Option<tokio::time::Instant> {
+        self.gate.down_since()
+    }
+
+    /// Forgets every cached key here and tells the other replicas to do the same (after an
+    /// admin change on this replica).
+    pub fn invalidate(&self) {
+        self.forget();
+        if let Some(announcer) = self.announcer.get() {
+            announcer.announce();
+        }
+    }
+
+    /// Forgets every cached key here only (what an announcement from another replica does).
+    pub fn forget(&self) {
+        self.cache.clear();
+    }
+
+    /// Starts sharing key changes with other replicas through Redis at `url` (once).
+    pub fn share_changes(self: &Arc<Self>, url: &str, channel: String) -> Result<(), String> {
+        let announcer = broadcast::start(url, channel, Arc::downgrade(self))?;
+        let _ = self.announcer.set(announcer);
+        Ok(())
+    }
+
+    /// Whether changes are shared through Redis and the subscription is live.
+    pub fn sharing(&self) -> Option<bool> {
+        self.announcer.get().map(broadcast::Announcer::subscribed)
+    }
+}
+
+/// Pings a store that failed a lookup until it answers, then lets lookups through again.
+async fn ping_until_up(store: Store, gate: Arc<StoreGate>) {
+    loop {
+        tokio::time::sleep(gate::RETRY_EVERY).await;
+        if let Ok(Ok(())) = tokio::time::timeout(LOOKUP_TIMEOUT, store.ping()).await {
+            gate.reopen();
+            tracing::info!("the key store answers again");
+            return;
+        }
+    }
+}
+
+/// A cached grant's identity, unless the key was revoked or has expired.
+fn checked(hit: Grant) -> Result<Arc<Identity>, AuthError> {
+    let now_ms = crate::clock::unix_ms(SystemTime::now());
+    let key = &hit.grant.key;
+    if key.revoked_at.is_some() {
+        return Err(unauthorized(
+            &format!("The API key {} has been revoked.", key.display),
+            "key_revoked",
+        ));
+    }
+    if key.expires_at.is_some_and(|t| t <= now_ms) {
+        return Err(unauthorized(
+            &format!("The API key {} has expired.", key.display),
+            "key_expired",
+        ));
+    }
+    Ok(hit.identity)
 }
 
 fn unauthorized(message: &str, code: &'static str) -> AuthError {

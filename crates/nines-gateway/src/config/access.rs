@@ -98,9 +98,26 @@ pub struct RawAuth {
     /// revocation made on another replica (or with the CLI) takes effect within this time.
     #[serde(default = "default_cache_ttl", with = "humantime_serde")]
     pub cache_ttl: Duration,
+    /// How long a cached virtual key keeps working past `cache_ttl` while the store cannot be
+    /// asked again (it is down): a store outage must not lock out callers it already knew.
+    #[serde(default = "default_stale_ttl", with = "humantime_serde")]
+    pub stale_ttl: Duration,
+    /// How long a key the store does not know is answered 401 without asking it again.
+    #[serde(default = "default_negative_ttl", with = "humantime_serde")]
+    pub negative_ttl: Duration,
+    /// Unknown keys remembered at most (the oldest are forgotten first).
+    #[serde(default = "default_negative_entries")]
+    pub negative_entries: usize,
     /// Keys declared in the file, for setups without a store.
     #[serde(default)]
     pub keys: Vec<RawStaticKey>,
+    /// Organisations declared in the file, with their limits: keys declared here belong to them
+    /// by `org`, and so do virtual keys of a store organisation of the same name (the file wins).
+    #[serde(default)]
+    pub orgs: Vec<RawTenant>,
+    /// Users declared in the file (each in an organisation declared here), likewise.
+    #[serde(default)]
+    pub users: Vec<RawTenant>,
     /// Signs what nines hands out and must recognise later (video job ids, status page
     /// sessions); `env:NAME` reads the environment. Without it, a secret is generated once and
     /// kept in the store (replicas sharing the store agree), or per process without a store.
@@ -116,6 +133,18 @@ fn default_cache_ttl() -> Duration {
     Duration::from_secs(10)
 }
 
+fn default_stale_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_negative_ttl() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_negative_entries() -> usize {
+    10_000
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStaticKey {
@@ -129,6 +158,18 @@ pub struct RawStaticKey {
     /// Model names this key may use; absent means all.
     #[serde(default)]
     pub models: Option<Vec<String>>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// An organisation or user declared in `[auth]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenant {
+    pub name: Spanned<String>,
+    /// A user's organisation (required for users, refused for organisations).
+    #[serde(default)]
+    pub org: Option<String>,
     #[serde(default)]
     pub limits: Limits,
 }
@@ -193,6 +234,11 @@ pub struct RawStore {
     pub flush_interval: Duration,
     /// Which requests also get a per-request detail row: `all`, `errors`, `sample:0.01`, `off`.
     pub request_records: Option<Spanned<String>>,
+    /// Where usage records and ledger deltas wait on disk while the store cannot take them
+    /// (`store::spool`); relative to the config file's directory. Default `{data_dir}/spool`.
+    pub spool_dir: Option<PathBuf>,
+    /// The spool's bound on disk; past it the newest records are dropped (counted).
+    pub spool_max_bytes: u64,
 }
 
 impl Default for RawStore {
@@ -206,6 +252,8 @@ impl Default for RawStore {
             batch_size: 500,
             flush_interval: Duration::from_secs(1),
             request_records: None,
+            spool_dir: None,
+            spool_max_bytes: 1 << 30,
         }
     }
 }
@@ -243,8 +291,25 @@ pub struct Auth {
     /// `auth.signing_secret`, when set.
     pub signing_secret: Option<Secret>,
     pub cache_ttl: Duration,
+    pub stale_ttl: Duration,
+    pub negative_ttl: Duration,
+    pub negative_entries: usize,
     /// In file order; `auth::StaticKeys` indexes them by hash.
     pub static_keys: Vec<Arc<StaticKey>>,
+    /// `[[auth.orgs]]` and `[[auth.users]]`, in file order.
+    pub tenants: Vec<Arc<Tenant>>,
+}
+
+/// An organisation or user declared in the file.
+#[derive(Debug)]
+pub struct Tenant {
+    pub level: Level,
+    /// `static:{name}` (what usage records and limits key on, as for a key's labels).
+    pub id: Arc<str>,
+    pub name: Arc<str>,
+    /// A user's organisation's name.
+    pub org: Option<Arc<str>>,
+    pub limits: Arc<Limits>,
 }
 
 #[derive(Debug)]
@@ -260,11 +325,14 @@ pub struct StaticKey {
     pub org: Option<String>,
     pub models: Option<Arc<[String]>>,
     pub limits: Arc<Limits>,
+    /// The limits of the user and org when they are declared in the file (`[[auth.users]]`,
+    /// `[[auth.orgs]]`); empty for a label only.
+    pub user_limits: Arc<Limits>,
+    pub org_limits: Arc<Limits>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LimitsConfig {
-    pub redis_url: Option<Secret>,
     pub redis_timeout: Duration,
     pub on_redis_error: FailMode,
     pub redis_prefix: String,
@@ -275,7 +343,6 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         let raw = RawLimits::default();
         LimitsConfig {
-            redis_url: None,
             redis_timeout: raw.redis_timeout,
             on_redis_error: raw.on_redis_error,
             redis_prefix: raw.redis_prefix,
@@ -293,6 +360,8 @@ pub struct StoreConfig {
     pub batch_size: usize,
     pub flush_interval: Duration,
     pub request_records: RequestRecords,
+    pub spool_dir: PathBuf,
+    pub spool_max_bytes: u64,
 }
 
 /// Which requests get a per-request detail row in `usage_records` (`store.request_records`).
@@ -356,6 +425,8 @@ impl StoreConfig {
             batch_size: raw.batch_size,
             flush_interval: raw.flush_interval,
             request_records: RequestRecords::Errors,
+            spool_dir: dir.join("spool"),
+            spool_max_bytes: raw.spool_max_bytes,
         }
     }
 }
@@ -390,6 +461,14 @@ pub(super) fn validate(
                     ));
                 }
             }
+            let anchored = |p: &Path| {
+                if p.is_absolute() {
+                    p.to_owned()
+                } else {
+                    config_path.parent().unwrap_or(Path::new("")).join(p)
+                }
+            };
+            let data_dir = anchored(&s.data_dir);
             let url = match &s.database_url {
                 Some(u) => {
                     let url = resolve_env(u.get_ref(), env)
@@ -406,23 +485,20 @@ pub(super) fn validate(
                     }
                     url
                 }
-                None => {
-                    let dir = if s.data_dir.is_absolute() {
-                        s.data_dir.clone()
-                    } else {
-                        config_path
-                            .parent()
-                            .unwrap_or(Path::new(""))
-                            .join(&s.data_dir)
-                    };
-                    sqlite_url(&dir)
-                }
+                None => sqlite_url(&data_dir),
             };
             let request_records = match &s.request_records {
                 Some(r) => RequestRecords::parse(r.get_ref())
                     .map_err(|m| err(Some(r.span()), "store.request_records".into(), m))?,
                 None => RequestRecords::Errors,
             };
+            if s.spool_max_bytes < 1 << 20 {
+                return Err(err(
+                    None,
+                    "store.spool_max_bytes".into(),
+                    "must be at least 1048576 (1 MiB)".into(),
+                ));
+            }
             Some(StoreConfig {
                 url: Secret::new(url),
                 usage_queue: s.usage_queue,
@@ -430,26 +506,16 @@ pub(super) fn validate(
                 batch_size: s.batch_size,
                 flush_interval: s.flush_interval,
                 request_records,
+                spool_dir: s
+                    .spool_dir
+                    .as_deref()
+                    .map_or_else(|| data_dir.join("spool"), anchored),
+                spool_max_bytes: s.spool_max_bytes,
             })
         }
         _ => None,
     };
 
-    let redis_url = match &limits.redis_url {
-        Some(u) => {
-            let url = resolve_env(u.get_ref(), env)
-                .map_err(|m| err(Some(u.span()), "limits.redis_url".into(), m))?;
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return Err(err(
-                    Some(u.span()),
-                    "limits.redis_url".into(),
-                    "must start with redis:// or rediss://".into(),
-                ));
-            }
-            Some(Secret::new(url))
-        }
-        None => None,
-    };
     if limits.redis_timeout.is_zero() {
         return Err(err(
             None,
@@ -460,11 +526,17 @@ pub(super) fn validate(
 
     let mut out = Auth {
         cache_ttl: default_cache_ttl(),
+        stale_ttl: default_stale_ttl(),
+        negative_ttl: default_negative_ttl(),
+        negative_entries: default_negative_entries(),
         ..Auth::default()
     };
     if let Some(a) = auth {
         out.enabled = a.enabled;
         out.cache_ttl = a.cache_ttl;
+        out.stale_ttl = a.stale_ttl;
+        out.negative_ttl = a.negative_ttl;
+        out.negative_entries = a.negative_entries;
         if let Some(k) = &a.admin_key {
             let key = resolve_env(k.get_ref(), env)
                 .map_err(|m| err(Some(k.span()), "auth.admin_key".into(), m))?;
@@ -489,6 +561,7 @@ pub(super) fn validate(
             }
             out.signing_secret = Some(Secret::new(secret));
         }
+        tenants(a, &mut out, err)?;
         let mut names = HashMap::new();
         for (i, k) in a.keys.iter().enumerate() {
             let at = format!("auth.keys[{i}]");
@@ -506,6 +579,34 @@ pub(super) fn validate(
                 .check()
                 .map_err(|m| err(Some(k.name.span()), format!("{at}.limits"), m))?;
             let label = |n: &Option<String>| n.as_ref().map(|n| Arc::from(format!("static:{n}")));
+            let declared = |level: Level, name: &Option<String>| {
+                out.tenants
+                    .iter()
+                    .find(|t| t.level == level && Some(&*t.name) == name.as_deref())
+                    .cloned()
+            };
+            let user = declared(Level::User, &k.user);
+            // A declared user brings its organisation; a key that names another is a mistake.
+            let org_name = match (&user, &k.org) {
+                (Some(u), Some(o)) if u.org.as_deref() != Some(o.as_str()) => {
+                    return Err(err(
+                        Some(k.name.span()),
+                        format!("{at}.org"),
+                        format!(
+                            "'{o}' is not the organisation of user '{}' ('{}')",
+                            u.name,
+                            u.org.as_deref().unwrap_or("")
+                        ),
+                    ));
+                }
+                (Some(u), _) => u.org.as_deref().map(str::to_owned),
+                (None, o) => o.clone(),
+            };
+            let org = declared(Level::Org, &org_name);
+            let limits_of = |t: &Option<Arc<Tenant>>| {
+                t.as_ref()
+                    .map_or_else(|| Arc::new(Limits::default()), |t| Arc::clone(&t.limits))
+            };
             if out.static_keys.iter().any(|k| k.key.expose() == secret) {
                 return Err(err(
                     Some(k.key.span()),
@@ -517,12 +618,14 @@ pub(super) fn validate(
                 key: Secret::new(secret),
                 id: Arc::from(format!("static:{name}")),
                 user_id: label(&k.user),
-                org_id: label(&k.org),
                 name: Arc::from(name.as_str()),
                 user: k.user.clone(),
-                org: k.org.clone(),
+                org_id: label(&org_name),
+                org: org_name.clone(),
                 models: k.models.clone().map(Arc::from),
                 limits: Arc::new(k.limits.clone()),
+                user_limits: limits_of(&user),
+                org_limits: limits_of(&org),
             }));
         }
     }
@@ -530,7 +633,6 @@ pub(super) fn validate(
     Ok(Access {
         auth: out,
         limits: LimitsConfig {
-            redis_url,
             redis_timeout: limits.redis_timeout,
             on_redis_error: limits.on_redis_error,
             redis_prefix: limits.redis_prefix.clone(),
@@ -538,6 +640,81 @@ pub(super) fn validate(
         },
         store,
     })
+}
+
+/// `[[auth.orgs]]` then `[[auth.users]]` into `out.tenants`: names unique per level, limits
+/// valid, every user in a declared organisation.
+fn tenants(a: &RawAuth, out: &mut Auth, err: &ErrAt<'_>) -> Result<(), super::ConfigError> {
+    for (level, list, section) in [
+        (Level::Org, &a.orgs, "auth.orgs"),
+        (Level::User, &a.users, "auth.users"),
+    ] {
+        for (i, t) in list.iter().enumerate() {
+            let at = format!("{section}[{i}]");
+            let name = t.name.get_ref();
+            let span = Some(t.name.span());
+            if name.is_empty()
+                || out
+                    .tenants
+                    .iter()
+                    .any(|d| d.level == level && *d.name == **name)
+            {
+                return Err(err(
+                    span,
+                    format!("{at}.name"),
+                    format!("'{name}' must be non-empty and unique"),
+                ));
+            }
+            t.limits
+                .check()
+                .map_err(|m| err(span.clone(), format!("{at}.limits"), m))?;
+            let org = match (level, &t.org) {
+                (Level::Org, Some(_)) => {
+                    return Err(err(
+                        span,
+                        format!("{at}.org"),
+                        "an organisation has no org".into(),
+                    ));
+                }
+                (Level::User, None) => {
+                    return Err(err(
+                        span,
+                        format!("{at}.org"),
+                        "a user needs its organisation (declared in [[auth.orgs]])".into(),
+                    ));
+                }
+                (_, Some(o))
+                    if !out
+                        .tenants
+                        .iter()
+                        .any(|d| d.level == Level::Org && *d.name == **o) =>
+                {
+                    return Err(err(
+                        span,
+                        format!("{at}.org"),
+                        format!("'{o}' is not declared in [[auth.orgs]]"),
+                    ));
+                }
+                (_, o) => o.as_deref().map(Arc::from),
+            };
+            out.tenants.push(Arc::new(Tenant {
+                level,
+                id: Arc::from(format!("static:{name}")),
+                name: Arc::from(name.as_str()),
+                org,
+                limits: Arc::new(t.limits.clone()),
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// A key string given to the CLI: `env:NAME` reads the environment, anything else is the key.
+pub fn resolve_key_string(
+    value: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    resolve_env(value, env).map_err(|m| format!("--key-string: {m}"))
 }
 
 /// `env:NAME` reads the environment; anything else is the value itself.
@@ -577,7 +754,7 @@ mod tests {
         let c = parse("").unwrap();
         assert!(!c.access.auth.enabled);
         assert!(c.access.store.is_none());
-        assert!(c.access.limits.redis_url.is_none());
+        assert!(c.redis.is_none());
         let c = parse("[auth]\n").unwrap();
         assert!(c.access.auth.enabled);
         let c = parse("[auth]\nenabled = false\n").unwrap();
@@ -591,6 +768,26 @@ mod tests {
         assert_eq!(store.url.expose(), "sqlite:///etc/nines/data/nines.db");
         let c = parse("[store]\ndatabase_url = \"postgres://u@h/db\"\n").unwrap();
         assert_eq!(c.access.store.unwrap().url.expose(), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn declared_tenants_give_static_keys_their_limits() {
+        let c = parse(
+            "[auth]\nstale_ttl = \"2h\"\n[[auth.orgs]]\nname = \"acme\"\nlimits = { rpm = 9 }\n[[auth.users]]\nname = \"al\"\norg = \"acme\"\nlimits = { tpm = 7 }\n[[auth.keys]]\nkey = \"k-1\"\nname = \"a\"\nuser = \"al\"\n[[auth.keys]]\nkey = \"k-2\"\nname = \"b\"\norg = \"other\"\n",
+        )
+        .unwrap();
+        let auth = &c.access.auth;
+        assert_eq!(auth.stale_ttl, std::time::Duration::from_secs(7200));
+        let a = &auth.static_keys[0];
+        // The user's organisation follows from the declared user.
+        assert_eq!(a.org.as_deref(), Some("acme"));
+        assert_eq!(a.org_id.as_deref(), Some("static:acme"));
+        assert_eq!(a.org_limits.rpm, Some(9));
+        assert_eq!(a.user_limits.tpm, Some(7));
+        // An undeclared org stays a label without limits.
+        let b = &auth.static_keys[1];
+        assert_eq!(b.org.as_deref(), Some("other"));
+        assert!(b.org_limits.is_empty() && b.user.is_none());
     }
 
     #[test]
@@ -624,6 +821,26 @@ mod tests {
             (
                 "[store]\nbatch_size = 0\n",
                 "store.batch_size: must be at least 1",
+            ),
+            (
+                "[auth]\n[[auth.users]]\nname = \"al\"\n",
+                "auth.users[0].org: a user needs its organisation",
+            ),
+            (
+                "[auth]\n[[auth.users]]\nname = \"al\"\norg = \"nope\"\n",
+                "auth.users[0].org: 'nope' is not declared in [[auth.orgs]]",
+            ),
+            (
+                "[auth]\n[[auth.orgs]]\nname = \"a\"\n[[auth.orgs]]\nname = \"a\"\n",
+                "auth.orgs[1].name: 'a' must be non-empty and unique",
+            ),
+            (
+                "[auth]\n[[auth.orgs]]\nname = \"a\"\n[[auth.orgs]]\nname = \"b\"\n[[auth.users]]\nname = \"u\"\norg = \"a\"\n[[auth.keys]]\nkey = \"k\"\nname = \"k\"\nuser = \"u\"\norg = \"b\"\n",
+                "auth.keys[0].org: 'b' is not the organisation of user 'u' ('a')",
+            ),
+            (
+                "[store]\nspool_max_bytes = 10\n",
+                "store.spool_max_bytes: must be at least 1048576",
             ),
         ] {
             let e = parse(extra).unwrap_err();

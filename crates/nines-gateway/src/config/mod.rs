@@ -3,6 +3,8 @@
 
 pub mod access;
 mod error;
+pub mod presets;
+pub mod redis;
 pub mod resilience;
 pub mod routing;
 pub mod schema;
@@ -10,7 +12,7 @@ pub mod telemetry;
 mod validate;
 
 pub use error::ConfigError;
-pub use schema::{Degrade, Price, ProviderKind, Strategy};
+pub use schema::{Degrade, Price, ProviderKind, ProviderName, Strategy};
 pub use validate::text_hash;
 
 use std::fmt;
@@ -31,6 +33,9 @@ pub struct Config {
     pub resilience: resilience::Resilience,
     /// `[auth]`, `[limits]`, `[store]`.
     pub access: access::Access,
+    /// The shared Redis (`[redis]`, or its alias `limits.redis_url`): limits, breaker state and
+    /// leases live there when set.
+    pub redis: Option<redis::RedisConfig>,
     pub routing: routing::Routing,
     /// `[telemetry]` and `[status]`.
     pub telemetry: telemetry::Telemetry,
@@ -63,6 +68,8 @@ pub struct Connections {
 pub struct Deployment {
     pub name: String,
     pub provider: ProviderKind,
+    /// The named service `provider = "…"` chose (an `openai-compatible` deployment then).
+    pub preset: Option<&'static presets::Preset>,
     pub upstream_model: String,
     /// Without a trailing slash.
     pub base_url: String,
@@ -80,6 +87,9 @@ pub struct Deployment {
     pub embedding_family: Option<String>,
     /// Hosts besides the base URL's that may receive the key (`credential_hosts`).
     pub credential_hosts: Vec<String>,
+    /// Parameters it cannot take are removed (and named to the client) rather than the
+    /// deployment skipped.
+    pub drop_unsupported_params: bool,
 }
 
 impl Deployment {
@@ -87,11 +97,18 @@ impl Deployment {
     pub fn capabilities(&self) -> nines_protocol::unified::Capabilities {
         use nines_protocol::unified::Capabilities;
         let caps = self.provider.capabilities();
+        let caps = self.preset.map_or(caps, |p| caps.without(p.lacks));
         if self.assistant_prefill {
             caps.with(Capabilities::ASSISTANT_PREFILL)
         } else {
             caps
         }
+    }
+
+    /// Whether an OpenAI-dialect request sent here as it is must still be checked against its
+    /// capabilities: a named service documents a gap, or parameters are to be dropped.
+    pub fn checks_native_requests(&self) -> bool {
+        self.drop_unsupported_params || self.preset.is_some_and(|p| !p.lacks.is_empty())
     }
 
     /// Whether this deployment continues a final assistant message instead of answering it
@@ -103,6 +120,18 @@ impl Deployment {
             nines_protocol::unified::Dialect::OpenAi => self.assistant_prefill,
             _ => false,
         }
+    }
+
+    /// The provider as configured and shown (logs, metrics, `nines check`, provider-prefixed model
+    /// names): the named service, else the kind.
+    pub fn provider_name(&self) -> &'static str {
+        self.preset.map_or(self.provider.as_str(), |p| p.name)
+    }
+
+    /// How the API key is sent, as `nines check` shows it.
+    pub fn auth_shown(&self) -> &'static str {
+        self.preset
+            .map_or(self.provider.auth_header(), |p| p.auth.describe())
     }
 
     /// The base URL as it may be shown: without `user:password@`.

@@ -171,11 +171,36 @@ pub struct Probes {
     pub failed_interval: Duration,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// What a probe asks: the models list (free) or a one-token completion (evidence about the
+    /// model itself, at a price: `nines check` shows it).
+    pub kind: ProbeKind,
+}
+
+/// `[resilience.probes] kind`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeKind {
+    /// `GET /models` (or the provider's equivalent): proves the key and the provider answer,
+    /// says nothing about the model, so it can open a breaker but never close one.
+    #[default]
+    Models,
+    /// A one-token request for the deployment's model: can also close a half-open breaker.
+    Completion,
+}
+
+impl ProbeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeKind::Models => "models",
+            ProbeKind::Completion => "completion",
+        }
+    }
 }
 
 impl Default for Probes {
     fn default() -> Self {
         Probes {
+            kind: ProbeKind::Models,
             enabled: true,
             interval: Duration::from_secs(15),
             failed_interval: Duration::from_secs(1),

@@ -23,6 +23,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub store: Option<super::access::RawStore>,
     #[serde(default)]
+    pub redis: Option<super::redis::RawRedis>,
+    #[serde(default)]
     pub routing: super::routing::Routing,
     #[serde(default)]
     pub telemetry: super::telemetry::RawTelemetry,
@@ -108,7 +110,41 @@ pub enum ProviderKind {
     Runway,
 }
 
+/// What `provider = "…"` names: a provider kind, or a named OpenAI-compatible service
+/// (`config/presets.rs`), which is an `openai-compatible` deployment with its defaults filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderName {
+    Kind(ProviderKind),
+    Preset(&'static super::presets::Preset),
+}
+
+impl<'de> Deserialize<'de> for ProviderName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        let as_kind = ProviderKind::parse(&name);
+        match (as_kind, super::presets::find(&name)) {
+            (Ok(kind), _) => Ok(ProviderName::Kind(kind)),
+            (Err(_), Some(preset)) => Ok(ProviderName::Preset(preset)),
+            // serde's own message names every kind; the named services follow it.
+            (Err(unknown_kind), None) => Err(serde::de::Error::custom(format!(
+                "{unknown_kind}, or a named OpenAI-compatible service: {}",
+                super::presets::names().collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+}
+
 impl ProviderKind {
+    /// The kind spelled `name` in config, or serde's error naming every kind.
+    pub fn parse(name: &str) -> Result<ProviderKind, serde::de::value::Error> {
+        ProviderKind::deserialize(serde::de::value::StrDeserializer::new(name))
+    }
+
+    /// The kind spelled `name` in config.
+    pub fn from_name(name: &str) -> Option<ProviderKind> {
+        ProviderKind::parse(name).ok()
+    }
+
     /// The name used in config, metrics and provider-prefixed model names.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -139,7 +175,9 @@ impl ProviderKind {
     /// What requests it can honour by default (a deployment may narrow or widen this).
     pub fn capabilities(self) -> nines_protocol::unified::Capabilities {
         match self {
-            ProviderKind::Openai | ProviderKind::Nvidia => nines_protocol::openai::CAPABILITIES,
+            // OpenAI's own API (and NVIDIA's, which follows it) has no `top_k`.
+            ProviderKind::Openai | ProviderKind::Nvidia => nines_protocol::openai::CAPABILITIES
+                .without(nines_protocol::unified::Capabilities::TOP_K),
             // Self-hosted servers vary; vLLM and Ollama accept all of OpenAI's surface and
             // many accept a final assistant message as a prefill.
             ProviderKind::OpenaiCompatible => nines_protocol::openai::CAPABILITIES,
@@ -166,6 +204,19 @@ impl ProviderKind {
         }
     }
 
+    /// The header an API key travels in, as `nines check` shows it.
+    pub fn auth_header(self) -> &'static str {
+        match self {
+            ProviderKind::Anthropic => "x-api-key",
+            ProviderKind::Gemini => "x-goog-api-key",
+            ProviderKind::OpenaiCompatible => "Authorization: Bearer (when a key is set)",
+            ProviderKind::Openai
+            | ProviderKind::Nvidia
+            | ProviderKind::Replicate
+            | ProviderKind::Runway => "Authorization: Bearer",
+        }
+    }
+
     /// Whether the provider refuses requests without an API key (self-hosted servers often
     /// need none).
     pub fn requires_key(self) -> bool {
@@ -177,7 +228,7 @@ impl ProviderKind {
 #[serde(deny_unknown_fields)]
 pub struct RawDeployment {
     pub name: Spanned<String>,
-    pub provider: ProviderKind,
+    pub provider: ProviderName,
     /// The upstream's own model id.
     pub model: String,
     #[serde(default)]
@@ -209,6 +260,12 @@ pub struct RawDeployment {
     /// key when the upstream hands back a URL to follow (a Replicate prediction's `urls.get`).
     #[serde(default)]
     pub credential_hosts: Vec<String>,
+    /// Request parameters this deployment cannot take (`seed`, penalties, `top_k`, reasoning,
+    /// logprobs, `n`, a JSON response format, OpenAI-only fields) are removed and named in
+    /// `x-nines-dropped-params`, instead of the deployment being skipped for such a request.
+    /// Default false: nothing is ever dropped silently.
+    #[serde(default)]
+    pub drop_unsupported_params: bool,
 }
 
 /// USD per one million tokens.

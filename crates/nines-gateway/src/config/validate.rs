@@ -1,6 +1,6 @@
 //! Raw → validated configuration. Every error names the file, line and key path.
 
-use super::schema::{ProviderKind, RawConfig, RawDeployment};
+use super::schema::{ProviderKind, ProviderName, RawConfig, RawDeployment};
 use super::{
     Config, ConfigError, Connections, Deployment, KeySlotConfig, ModelRoute, Secret, Server,
 };
@@ -179,6 +179,7 @@ pub(super) fn validate(
         env,
         &err,
     )?;
+    let redis = super::redis::validate(raw.redis.as_ref(), &raw.limits, env, &err)?;
 
     let telemetry = super::telemetry::validate(&raw.telemetry, &raw.status, env)
         .map_err(|(key, msg)| err(None, key, msg))?;
@@ -199,6 +200,7 @@ pub(super) fn validate(
         source: path.to_path_buf(),
         hash: text_hash(text),
         access,
+        redis,
         server: Server {
             listen: raw.server.listen,
             max_body_bytes: raw.server.max_body_bytes,
@@ -268,7 +270,16 @@ fn deployment(
     err: &ErrAt<'_>,
 ) -> Result<Deployment, ConfigError> {
     let name = d.name.get_ref().clone();
-    let base_url = match (&d.base_url, d.provider.default_base_url()) {
+    let (provider, preset) = match d.provider {
+        ProviderName::Kind(kind) => (kind, None),
+        ProviderName::Preset(preset) => (ProviderKind::OpenaiCompatible, Some(preset)),
+    };
+    let default_base_url = preset.map_or(provider.default_base_url(), |p| Some(p.base_url));
+    let requires_key = preset.map_or(provider.requires_key(), |p| {
+        p.auth == super::presets::PresetAuth::Bearer
+    });
+    let provider_name = preset.map_or(provider.as_str(), |p| p.name);
+    let base_url = match (&d.base_url, default_base_url) {
         (Some(url), _) => {
             let value = url.get_ref().trim_end_matches('/');
             if !(value.starts_with("http://") || value.starts_with("https://")) {
@@ -288,10 +299,7 @@ fn deployment(
             return Err(err(
                 Some(d.name.span()),
                 format!("{key}.base_url"),
-                format!(
-                    "provider '{}' has no default base URL; set base_url",
-                    d.provider.as_str()
-                ),
+                format!("provider '{provider_name}' has no default base URL; set base_url",),
             ));
         }
     };
@@ -312,13 +320,12 @@ fn deployment(
         });
     }
     if keys.is_empty() {
-        if d.provider.requires_key() {
+        if requires_key {
             return Err(err(
                 Some(d.name.span()),
                 format!("{key}.api_keys"),
                 format!(
-                    "provider '{}' needs at least one API key (e.g. api_keys = [\"env:OPENAI_API_KEY\"])",
-                    d.provider.as_str()
+                    "provider '{provider_name}' needs at least one API key (e.g. api_keys = [\"env:OPENAI_API_KEY\"])",
                 ),
             ));
         }
@@ -368,7 +375,7 @@ fn deployment(
         }
     }
     let assistant_prefill = match &d.assistant_prefill {
-        Some(p) if *p.get_ref() && d.provider == ProviderKind::Openai => {
+        Some(p) if *p.get_ref() && provider == ProviderKind::Openai => {
             return Err(err(
                 Some(p.span()),
                 format!("{key}.assistant_prefill"),
@@ -382,7 +389,8 @@ fn deployment(
     };
     Ok(Deployment {
         name,
-        provider: d.provider,
+        provider,
+        preset,
         upstream_model: d.model.clone(),
         base_url,
         keys,
@@ -395,6 +403,7 @@ fn deployment(
         assistant_prefill,
         embedding_family: d.embedding_family.clone(),
         credential_hosts: d.credential_hosts.clone(),
+        drop_unsupported_params: d.drop_unsupported_params,
     })
 }
 

@@ -4,7 +4,9 @@
 //! Redis `TIME`, so replicas' clocks need not agree.
 //!
 //! Every key carries the hash tag `{prefix}`, so in a Redis Cluster all of them live in one slot
-//! (a script may only touch keys of one slot); limits are then served by one shard.
+//! (a script may only touch keys of one slot); limits are then served by one shard. The
+//! connection is the shared one (`crate::replicas::link`): one server, a Sentinel master or a
+//! cluster.
 //!
 //! Every call has a deadline of `limits.redis_timeout` (default 50 ms). When Redis fails or is
 //! late the configured answer applies — `open` (default): admit without limits; `closed`: refuse
@@ -16,8 +18,8 @@ use super::{
     Admitted, Denied, Dim, Limiter, Plan, RateHeaders, Refusal, Reservation, Tripped, Window,
 };
 use crate::config::access::{FailMode, LimitsConfig};
+use crate::replicas::RedisLink;
 use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -140,10 +142,7 @@ pub struct RedisStats {
 }
 
 pub struct RedisLimiter {
-    conn: ConnectionManager,
-    /// For reconciliation (`access::reconcile`), which opens a connection of its own each time:
-    /// its calls, rare and possibly slow, never put the admission connection into a reconnect.
-    client: redis::Client,
+    link: Arc<RedisLink>,
     admit: Arc<Script>,
     settle: Arc<Script>,
     raise: Arc<Script>,
@@ -156,20 +155,11 @@ pub struct RedisLimiter {
 }
 
 impl RedisLimiter {
-    /// Connects lazily: a Redis that is down at start makes requests take the fail answer until
-    /// it comes up.
-    pub fn new(url: &str, config: &LimitsConfig) -> Result<RedisLimiter, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("limits.redis_url: {e}"))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.redis_timeout.max(Duration::from_millis(200))))
-            .set_response_timeout(Some(config.redis_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
-            .map_err(|e| format!("limits.redis_url: {e}"))?;
-        Ok(RedisLimiter {
-            conn,
-            client,
+    /// Limits on the shared Redis: a Redis that is down (or not found yet) makes requests take
+    /// the fail answer until it comes up.
+    pub fn new(link: Arc<RedisLink>, config: &LimitsConfig) -> RedisLimiter {
+        RedisLimiter {
+            link,
             admit: Arc::new(Script::new(ADMIT)),
             settle: Arc::new(Script::new(SETTLE)),
             raise: Arc::new(Script::new(RAISE)),
@@ -178,7 +168,7 @@ impl RedisLimiter {
             fail: config.on_redis_error,
             stats: Arc::new(RedisStats::default()),
             failed_at: Mutex::new((None, None)),
-        })
+        }
     }
 
     pub fn fail_mode(&self) -> FailMode {
@@ -220,15 +210,10 @@ impl RedisLimiter {
         format!("{{{}}}:spend:reconciled", self.prefix)
     }
 
-    /// A connection for reconciliation, within the timeout.
-    async fn reconcile_connection(&self) -> Result<redis::aio::MultiplexedConnection, String> {
-        tokio::time::timeout(
-            self.timeout.max(Duration::from_millis(500)),
-            self.client.get_multiplexed_async_connection(),
-        )
-        .await
-        .map_err(|_| "timed out".to_owned())?
-        .map_err(|e| e.to_string())
+    /// A connection for reconciliation: the shared link's (`[redis]`), which reconnects on its
+    /// own; every call below is bounded by the timeout.
+    async fn reconcile_connection(&self) -> Result<crate::replicas::link::Conn, String> {
+        self.link.conn()
     }
 
     /// Whether the marker of the last reconciliation is still there.
@@ -284,17 +269,7 @@ impl RedisLimiter {
 
     /// `PING` within the timeout.
     pub async fn ping(&self) -> Result<(), String> {
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(
-            self.timeout.max(Duration::from_millis(500)),
-            redis::cmd("PING").query_async::<String>(&mut conn),
-        )
-        .await
-        {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("timed out".into()),
-        }
+        self.link.ping().await
     }
 
     /// Within the backoff after a failure: skip Redis.
@@ -376,7 +351,13 @@ impl Limiter for RedisLimiter {
                 invocation.arg(s.period.remaining(wall).as_millis() as u64 + 86_400_000);
             }
         }
-        let mut conn = self.conn.clone();
+        let mut conn = match self.link.conn() {
+            Ok(conn) => conn,
+            Err(e) => {
+                self.note_failure("admit", &e);
+                return self.fail_answer();
+            }
+        };
         let reply: Vec<i64> =
             match tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn)).await {
                 Ok(Ok(r)) => r,
@@ -497,7 +478,10 @@ impl Limiter for RedisLimiter {
             // Kept a day past the period's end, then Redis forgets it (`RAISE` uses the same).
             invocation.arg(period.remaining(wall).as_millis() as u64 + 86_400_000);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = match self.link.conn() {
+            Ok(conn) => conn,
+            Err(e) => return self.note_failure("settle", &e),
+        };
         match tokio::time::timeout(self.timeout, invocation.invoke_async::<i64>(&mut conn)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => self.note_failure("settle", &e.to_string()),

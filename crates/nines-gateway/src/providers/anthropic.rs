@@ -1,11 +1,13 @@
-//! Anthropic Messages API: `x-api-key` + `anthropic-version`, `POST {base}/messages`.
+//! Anthropic Messages API: `x-api-key` + `anthropic-version`, `POST {base}/messages` and
+//! `POST {base}/messages/count_tokens`.
 
-use super::Call;
+use super::{Call, Endpoint};
 use crate::config::KeySlotConfig;
 use nines_protocol::anthropic::API_VERSION;
 
 pub(super) struct Urls {
     messages: reqwest::Url,
+    count_tokens: reqwest::Url,
     models: reqwest::Url,
 }
 
@@ -13,6 +15,7 @@ impl Urls {
     pub(super) fn new(base: &str) -> Result<Urls, String> {
         Ok(Urls {
             messages: super::join(base, "/messages")?,
+            count_tokens: super::join(base, Endpoint::CountTokens.path())?,
             models: super::join(base, "/models")?,
         })
     }
@@ -31,7 +34,14 @@ pub(super) fn request(
     urls: &Urls,
     call: &Call<'_>,
 ) -> reqwest::RequestBuilder {
-    let mut request = authed(client.post(urls.messages.clone()), call.key)
+    let url = match call.endpoint {
+        Endpoint::CountTokens => urls.count_tokens.clone(),
+        // Chat; the others are never asked of this dialect (`Endpoint::served_in`).
+        Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Embeddings => {
+            urls.messages.clone()
+        }
+    };
+    let mut request = authed(client.post(url), call.key)
         .header(http::header::CONTENT_TYPE, "application/json")
         .header("x-request-id", call.request_id)
         .body(call.body.clone());

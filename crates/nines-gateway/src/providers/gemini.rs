@@ -42,8 +42,9 @@ pub(super) fn request(
 ) -> reqwest::RequestBuilder {
     let url = match (call.endpoint, call.stream) {
         (Endpoint::Embeddings, _) => urls.embed.clone(),
-        (Endpoint::ChatCompletions, true) => urls.stream.clone(),
-        (Endpoint::ChatCompletions, false) => urls.generate.clone(),
+        // Chat; no other endpoint is asked of this dialect (`Endpoint::served_in`).
+        (_, true) => urls.stream.clone(),
+        (_, false) => urls.generate.clone(),
     };
     let mut request = authed(client.post(url), call.key)
         .header(http::header::CONTENT_TYPE, "application/json")

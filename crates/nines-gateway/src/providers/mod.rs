@@ -35,6 +35,10 @@ use tokio::time::Instant;
 pub enum Endpoint {
     ChatCompletions,
     Embeddings,
+    /// OpenAI's legacy text completions (`prompt` in, `choices[].text` out).
+    Completions,
+    /// Anthropic's `messages/count_tokens`.
+    CountTokens,
 }
 
 impl Endpoint {
@@ -42,6 +46,29 @@ impl Endpoint {
         match self {
             Endpoint::ChatCompletions => "/chat/completions",
             Endpoint::Embeddings => "/embeddings",
+            Endpoint::Completions => "/completions",
+            Endpoint::CountTokens => "/messages/count_tokens",
+        }
+    }
+
+    /// What the call is, in words, for a refusal.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "chat completions",
+            Endpoint::Embeddings => "embeddings",
+            Endpoint::Completions => "legacy completions",
+            Endpoint::CountTokens => "token counting",
+        }
+    }
+
+    /// Whether an upstream of `dialect` has this endpoint at all. Routing keeps only such
+    /// deployments in a plan; a call that reaches another is refused without a network call.
+    pub fn served_in(self, dialect: Dialect) -> bool {
+        match self {
+            Endpoint::ChatCompletions => dialect != Dialect::Runway,
+            Endpoint::Embeddings => matches!(dialect, Dialect::OpenAi | Dialect::Gemini),
+            Endpoint::Completions => dialect == Dialect::OpenAi,
+            Endpoint::CountTokens => dialect == Dialect::Anthropic,
         }
     }
 }
@@ -211,6 +238,9 @@ impl Upstream {
                 .unwrap_or(self.deployment.timeouts.first_byte),
             ..self.deployment.timeouts
         };
+        if !call.endpoint.served_in(self.deployment.provider.dialect()) {
+            return unserved(&call, self.deployment.provider_name());
+        }
         let request = match &self.urls {
             Urls::OpenAi(urls) => openai::request(&self.client, urls, &call),
             Urls::Anthropic(urls) => anthropic::request(&self.client, urls, &call),
@@ -219,9 +249,35 @@ impl Upstream {
             Urls::Replicate(urls) => {
                 return replicate::call(&self.client, urls, &timeouts, &call).await;
             }
-            Urls::Runway(_) => return runway::no_chat(&call),
+            Urls::Runway(_) => return unserved(&call, self.deployment.provider_name()),
         };
         transport::exchange(&self.client, request, &timeouts, call.stream, call.deadline).await
+    }
+}
+
+/// A call for an endpoint the deployment's dialect does not have (chat or embeddings to Runway,
+/// legacy completions to Anthropic, …): refused without a network call, as a client error (the
+/// request cannot succeed on this deployment, and it says nothing about the deployment's health).
+/// Routing filters such deployments out first; this is the backstop.
+fn unserved(call: &Call<'_>, provider: &str) -> Outcome {
+    let what = call.endpoint.describe();
+    let message = if provider == "runway" {
+        format!("runway deployments serve only video jobs (POST /v1/videos), not {what}")
+    } else {
+        format!("{provider} deployments do not serve {what}")
+    };
+    refused(message, Some("unsupported_endpoint"))
+}
+
+/// A request that cannot succeed here, refused without a network call: a 400 in OpenAI's shape
+/// (classified `client`: neutral for the key slot's health).
+fn refused(message: String, code: Option<&str>) -> Outcome {
+    let body =
+        nines_protocol::ErrorBody::new(message, "invalid_request_error", Some("model"), code);
+    Outcome::Status {
+        status: StatusCode::BAD_REQUEST,
+        headers: HeaderMap::new(),
+        body: Bytes::from(body.to_json()),
     }
 }
 

@@ -1,5 +1,5 @@
 //! OpenAI-family upstreams (`openai`, `openai-compatible`, `nvidia`): bearer auth, and the
-//! `/chat/completions`, `/embeddings` and `/models` endpoints below the base URL.
+//! `/chat/completions`, `/completions`, `/embeddings` and `/models` endpoints below the base URL.
 
 use super::{Call, Endpoint};
 use crate::config::KeySlotConfig;
@@ -7,6 +7,7 @@ use crate::config::KeySlotConfig;
 /// The endpoints of one deployment, parsed once when its client is built.
 pub(super) struct Urls {
     chat: reqwest::Url,
+    completions: reqwest::Url,
     embeddings: reqwest::Url,
     models: reqwest::Url,
 }
@@ -14,8 +15,9 @@ pub(super) struct Urls {
 impl Urls {
     pub(super) fn new(base: &str) -> Result<Urls, String> {
         Ok(Urls {
-            chat: super::join(base, "/chat/completions")?,
-            embeddings: super::join(base, "/embeddings")?,
+            chat: super::join(base, Endpoint::ChatCompletions.path())?,
+            completions: super::join(base, Endpoint::Completions.path())?,
+            embeddings: super::join(base, Endpoint::Embeddings.path())?,
             models: super::join(base, "/models")?,
         })
     }
@@ -29,6 +31,9 @@ pub(super) fn request(
     let url = match call.endpoint {
         Endpoint::ChatCompletions => urls.chat.clone(),
         Endpoint::Embeddings => urls.embeddings.clone(),
+        Endpoint::Completions => urls.completions.clone(),
+        // Never asked of this dialect (`Endpoint::served_in`): the chat URL keeps the match whole.
+        Endpoint::CountTokens => urls.chat.clone(),
     };
     let mut request = client
         .post(url)

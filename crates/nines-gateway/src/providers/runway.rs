@@ -3,11 +3,9 @@
 //! is the API host (`https://api.dev.runwayml.com`): the paths carry the version. Runway serves no
 //! chat: its deployments take part only in the video job API (`crate::videos`).
 
-use super::{Call, Outcome, Transport, Upstream, Urls as AnyUrls, transport};
+use super::{Outcome, Transport, Upstream, Urls as AnyUrls, transport};
 use crate::config::KeySlotConfig;
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode};
-use nines_protocol::ErrorBody;
 use nines_protocol::runway::{API_VERSION, Endpoint};
 use tokio::time::Instant;
 
@@ -135,7 +133,7 @@ impl Upstream {
             Err(outcome) => return *outcome,
         };
         let Some(request) = task(&self.client, urls, key, id, request_id) else {
-            return invalid(format!("'{id}' is not a Runway task id"), None);
+            return super::refused(format!("'{id}' is not a Runway task id"), None);
         };
         self.exchange(request, deadline).await
     }
@@ -153,7 +151,7 @@ impl Upstream {
 
     fn runway(&self, key: usize) -> Result<(&Urls, &KeySlotConfig), Box<Outcome>> {
         let AnyUrls::Runway(urls) = &self.urls else {
-            return Err(Box::new(invalid(
+            return Err(Box::new(super::refused(
                 format!(
                     "deployment '{}' is not a runway deployment",
                     self.deployment.name
@@ -167,31 +165,6 @@ impl Upstream {
                 "no such key slot".into(),
             )))),
         }
-    }
-}
-
-/// A chat or embeddings call routed to a Runway deployment: refused without a network call, as
-/// a client error (the request cannot succeed on this deployment, and it says nothing about the
-/// deployment's health).
-pub(super) fn no_chat(call: &Call<'_>) -> Outcome {
-    let what = match call.endpoint {
-        super::Endpoint::ChatCompletions => "chat completions",
-        super::Endpoint::Embeddings => "embeddings",
-    };
-    invalid(
-        format!("runway deployments serve only video jobs (POST /v1/videos), not {what}"),
-        Some("unsupported_endpoint"),
-    )
-}
-
-/// A request that cannot succeed here, refused without a network call: a 400 in OpenAI's shape
-/// (classified `client`: neutral for the key slot's health).
-fn invalid(message: String, code: Option<&str>) -> Outcome {
-    let body = ErrorBody::new(message, "invalid_request_error", Some("model"), code);
-    Outcome::Status {
-        status: StatusCode::BAD_REQUEST,
-        headers: HeaderMap::new(),
-        body: Bytes::from(body.to_json()),
     }
 }
 

@@ -22,7 +22,6 @@ use super::segment::Segment;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use nines_protocol::openai;
 use nines_protocol::sse::{SseDecoder, SseEvent};
 use nines_protocol::unified::StreamEvent;
 use std::convert::Infallible;
@@ -118,7 +117,7 @@ impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
                 self.idle = segment.idle;
                 self.ends.continue_on(segment.slot);
                 // Continuations arrive as OpenAI chunks (`splice.rs`).
-                self.decoder = Decoder::OpenAi(openai::ChunkDecoder::new());
+                self.decoder = Decoder::openai();
                 self.sse = SseDecoder::new();
                 self.sse_events.clear();
                 Ok(())

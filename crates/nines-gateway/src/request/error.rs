@@ -28,10 +28,8 @@ pub enum GatewayError {
         "The model '{0}' does not exist or you do not have access to it. List available models with GET /v1/models."
     )]
     ModelNotFound(String),
-    /// No handler for this path.
-    #[error(
-        "Unknown request URL: {method} {path}. See the API reference: POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models."
-    )]
+    /// No handler for this path (the edge adds the list of endpoints served, `api::ENDPOINTS`).
+    #[error("Unknown request URL: {method} {path}.")]
     RouteNotFound { method: String, path: String },
     /// The path exists but not for this method.
     #[error("Method {method} is not allowed for {path}.")]
@@ -62,11 +60,8 @@ pub enum GatewayError {
         largest_window: Option<u64>,
     },
     /// No deployment of the model supports what the request needs.
-    #[error("No deployment of model '{model}' supports this request: it needs {}. Nothing was dropped silently; choose a model whose deployments support it.", missing.join(", "))]
-    MissingCapability {
-        model: String,
-        missing: Vec<&'static str>,
-    },
+    #[error("No deployment of model '{model}' supports this request: it needs {}. Nothing was dropped silently; choose a model whose deployments support it, or let a deployment drop what it cannot take (drop_unsupported_params).", missing.join(", "))]
+    MissingCapability { model: String, missing: Vec<String> },
     /// The route has no candidate that could be tried.
     #[error("no deployment of model '{model}' can take this request")]
     NoCandidates { model: String },

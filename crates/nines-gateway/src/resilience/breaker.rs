@@ -26,9 +26,17 @@
 //! to one request per slot per interval): its success closes the breaker (with slow start), its
 //! failure leaves the open period as it was. Open periods the provider set (Retry-After) and
 //! broken keys are not probed early: there we know better than to ask.
+//!
+//! Shared between replicas (`shared.rs`, `crate::replicas`): a transition here is published, and
+//! a transition another replica published is applied here ([`Breaker::apply_remote`]) without
+//! being reported again, so nothing echoes. While shared, the half-open probe is leased: a
+//! breaker whose cooldown ended stays out of rotation until this replica holds the slot's probe
+//! lease ([`Breaker::grant_probe_lease`]) or another replica's probe settles it. While Redis is
+//! away every breaker decides alone, as above.
 
 use super::class::FailureClass;
 use super::events::{EventSink, Transition};
+use super::shared::Coordination;
 use super::window::RollingWindow;
 use crate::config::resilience::Breaker as Policy;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -114,6 +122,33 @@ struct State {
     next_early: Instant,
     /// Closed after a trip at this instant: ramping up (slow start).
     ramp_from: Option<Instant>,
+    /// This replica holds the slot's half-open probe lease until then (breakers shared).
+    lease_until: Option<Instant>,
+    /// A request here found the slot waiting for the probe lease: this replica has traffic to
+    /// probe it with, so it asks for the lease.
+    lease_wanted: bool,
+}
+
+/// A transition another replica published, as it applies here.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Remote {
+    /// Open until `until`; `hinted`: a Retry-After period (it ends closed); `trips`: the trips
+    /// in a row there, which set the next cooldown.
+    Opened {
+        until: Instant,
+        hinted: bool,
+        trips: u32,
+    },
+    /// Another replica holds the probe: keep the slot out of rotation until it reports.
+    HalfOpen,
+    Closed,
+}
+
+/// What other replicas need to know besides the transition itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shared {
+    pub hinted: bool,
+    pub trips: u32,
 }
 
 /// The share of traffic a slot gets the moment it closes after a trip.
@@ -127,6 +162,8 @@ pub struct Breaker {
     sink: OnceLock<EventSink>,
     /// Woken when the phase changes or a probe ends: requests waiting on an open slot re-check.
     changed: Notify,
+    /// Whether other replicas share this breaker's state right now.
+    coordination: OnceLock<Arc<Coordination>>,
 }
 
 /// Permission to send one attempt. Dropping it unused frees a probe slot.
@@ -172,15 +209,31 @@ impl Breaker {
                 early_in_flight: false,
                 next_early: now,
                 ramp_from: None,
+                lease_until: None,
+                lease_wanted: false,
             }),
             sink: OnceLock::new(),
             changed: Notify::new(),
+            coordination: OnceLock::new(),
         })
     }
 
     /// Reports transitions to `sink` from now on (the first sink given stays).
     pub fn attach(&self, sink: &EventSink) {
         let _ = self.sink.set(sink.clone());
+    }
+
+    /// Shares this breaker's state with other replicas as `coordination` says (the first one
+    /// given stays).
+    pub fn coordinate(&self, coordination: &Arc<Coordination>) {
+        let _ = self.coordination.set(Arc::clone(coordination));
+    }
+
+    fn shared(&self) -> Option<&Coordination> {
+        self.coordination
+            .get()
+            .map(Arc::as_ref)
+            .filter(|c| c.is_shared())
     }
 
     fn emit(&self, transition: Transition) {
@@ -254,6 +307,17 @@ impl Breaker {
                 self.changed.notify_waiters();
                 return Ok(self.permit(PermitKind::Normal));
             }
+            if let Some(shared) = self.shared()
+                && !state.holds_lease(now)
+            {
+                // Another replica may be probing; ask for the lease instead of guessing.
+                state.lease_wanted = true;
+                shared.want_lease();
+                return Err(Rejected {
+                    until: None,
+                    probing: false,
+                });
+            }
             state.phase = Phase::HalfOpen;
             state.probe_in_flight = false;
             tracing::info!(key_slot = %self.alias, "breaker half-open: admitting one probe");
@@ -261,6 +325,17 @@ impl Breaker {
         }
         match state.phase {
             Phase::Closed => Ok(self.permit(PermitKind::Normal)),
+            Phase::HalfOpen if !state.holds_lease(now) && self.shared().is_some() => {
+                state.lease_wanted = true;
+                if let Some(shared) = self.shared() {
+                    shared.want_lease();
+                }
+                // Another replica holds the probe: try another slot rather than wait here.
+                Err(Rejected {
+                    until: None,
+                    probing: false,
+                })
+            }
             Phase::HalfOpen if !state.probe_in_flight => {
                 state.probe_in_flight = true;
                 Ok(self.permit(PermitKind::Probe))
@@ -348,6 +423,7 @@ impl Breaker {
                 let early = kind == PermitKind::Early && state.phase != Phase::Closed;
                 if (state.phase == Phase::HalfOpen && probe) || early {
                     state.phase = Phase::Closed;
+                    state.lease_until = None;
                     state.window.clear();
                     if state.policy.slow_start.is_zero() {
                         state.trips = 0;
@@ -419,6 +495,8 @@ impl Breaker {
         });
         state.phase = Phase::Open { until };
         state.ramp_from = None;
+        state.lease_until = None;
+        state.lease_wanted = false;
         state.consecutive = 0;
         state.window.clear();
         tracing::warn!(
@@ -435,7 +513,121 @@ impl Breaker {
     }
 }
 
+impl Breaker {
+    /// What other replicas need besides a transition: whether the open period is a Retry-After
+    /// and how many trips in a row set its cooldown.
+    pub fn shared_state(&self) -> Shared {
+        let state = self.lock();
+        Shared {
+            hinted: state.hinted,
+            trips: state.trips,
+        }
+    }
+
+    /// Whether this replica should ask for the half-open probe lease: shared, the cooldown over
+    /// (or half-open after another replica's message), the lease not held here, and something
+    /// here to probe with — this replica is the deployment's `prober`, or a request here asked.
+    /// (A replica with neither would hold the slot half-open with nothing to send.)
+    pub fn needs_probe_lease(&self, prober: bool) -> bool {
+        if self.shared().is_none() {
+            return false;
+        }
+        let now = Instant::now();
+        let state = self.lock();
+        let due = match state.phase {
+            Phase::Open { until } => now >= until && !state.hinted,
+            Phase::HalfOpen => true,
+            Phase::Closed => false,
+        };
+        due && !state.holds_lease(now) && (prober || state.lease_wanted)
+    }
+
+    /// This replica holds the half-open probe lease until `until`: an open breaker whose
+    /// cooldown ended goes half-open (reported, so other replicas hold back), and the next
+    /// admission here is the probe.
+    pub fn grant_probe_lease(&self, until: Instant) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        match state.phase {
+            Phase::Open { until: open_until } if now >= open_until && !state.hinted => {
+                state.lease_until = Some(until);
+                state.lease_wanted = false;
+                state.phase = Phase::HalfOpen;
+                state.probe_in_flight = false;
+                tracing::info!(key_slot = %self.alias, "breaker half-open: this replica holds the probe lease");
+                self.emit(Transition::HalfOpen);
+                self.changed.notify_waiters();
+            }
+            // A probe of ours may still be running (a renewed lease): it stays the only one.
+            Phase::HalfOpen => {
+                state.lease_until = Some(until);
+                state.lease_wanted = false;
+            }
+            _ => {}
+        }
+    }
+
+    /// Applies a transition another replica published. Never reported to this replica's sink:
+    /// the replica where it happened reports it (incidents, alerts, and the publication that
+    /// brought it here), so nothing echoes. Returns whether anything changed.
+    pub fn apply_remote(&self, remote: Remote) -> bool {
+        let now = Instant::now();
+        let mut state = self.lock();
+        match remote {
+            Remote::Opened {
+                until,
+                hinted,
+                trips,
+            } => {
+                if matches!(state.phase, Phase::Open { until: u } if u >= until) {
+                    return false;
+                }
+                state.phase = Phase::Open { until };
+                state.hinted = hinted;
+                state.next_early = now + state.policy.early_probe_interval;
+                state.trips = state.trips.max(trips);
+                state.ramp_from = None;
+                state.lease_until = None;
+                state.probe_in_flight = false;
+                state.consecutive = 0;
+                state.window.clear();
+            }
+            Remote::HalfOpen => {
+                if state.phase == Phase::HalfOpen && !state.holds_lease(now) {
+                    return false;
+                }
+                state.phase = Phase::HalfOpen;
+                state.lease_until = None;
+                state.probe_in_flight = false;
+            }
+            Remote::Closed => {
+                if state.phase == Phase::Closed {
+                    return false;
+                }
+                state.phase = Phase::Closed;
+                state.hinted = false;
+                state.lease_until = None;
+                state.probe_in_flight = false;
+                state.consecutive = 0;
+                state.window.clear();
+                if state.policy.slow_start.is_zero() {
+                    state.trips = 0;
+                } else {
+                    state.ramp_from = Some(now);
+                }
+            }
+        }
+        // Requests waiting on this slot look again.
+        self.changed.notify_waiters();
+        true
+    }
+}
+
 impl State {
+    fn holds_lease(&self, now: Instant) -> bool {
+        self.lease_until.is_some_and(|until| now < until)
+    }
+
     /// The ramp is over: the slot has proven itself, its trips in a row are forgiven.
     fn end_ramp(&mut self) {
         if self.ramp_from.take().is_some() && self.phase == Phase::Closed {

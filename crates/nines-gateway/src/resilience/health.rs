@@ -251,11 +251,22 @@ impl Health {
             .map(|_| QueueTicket(Arc::clone(&self.queued)))
     }
 
-    /// Every breaker reports its transitions to `sink` from now on.
-    pub fn attach(&self, sink: &super::events::EventSink) {
+    /// Every breaker reports its transitions to `sink` from now on, and shares its state with
+    /// other replicas as `coordination` says.
+    pub fn attach(
+        &self,
+        sink: &super::events::EventSink,
+        coordination: &Arc<super::shared::Coordination>,
+    ) {
         for breaker in self.breakers.iter().flatten() {
             breaker.attach(sink);
+            breaker.coordinate(coordination);
         }
+    }
+
+    /// The breaker of the key slot with this alias (`deployment#index`).
+    pub fn breaker_by_alias(&self, alias: &str) -> Option<&Arc<Breaker>> {
+        self.breakers.iter().flatten().find(|b| b.alias() == alias)
     }
 
     pub fn breaker(&self, deployment: usize, key: usize) -> Option<&Arc<Breaker>> {

@@ -2,7 +2,8 @@
 //! upstream outcome (`class`), the one attempt (`attempt`), the loop that walks a plan
 //! (`attempt_loop`, hedging included), breakers and the rule of what moves them (`breaker`), the
 //! retry budget, backoff and Retry-After (`budget`, `retry`), shared health (`health`) with learned first-byte deadlines (`first_byte`) with its
-//! breaker transitions (`events`), and probes (`probe`). What happens after the commit point
+//! breaker transitions (`events`), probes (`probe`), and what breakers and probes agree on with
+//! other replicas (`shared`). What happens after the commit point
 //! lives in `crate::relay`.
 
 pub mod attempt;
@@ -15,6 +16,7 @@ pub mod first_byte;
 pub mod health;
 pub mod probe;
 pub mod retry;
+pub mod shared;
 mod window;
 
 pub use attempt::{AttemptRecord, OpenSlot};

@@ -1,19 +1,34 @@
 //! Active health probes.
 //!
-//! Policy: every key slot is probed on an interval (default 15 s) with the cheapest call its
-//! provider offers (a models-list request: no tokens, no cost), so a provider that dies while no
-//! traffic flows leaves rotation before a user request finds out. A slot whose last probe failed is
-//! probed again soon (default 1 s), so a dead provider reaches the breaker's threshold within
-//! seconds. Open slots are not probed until their cooldown ends; then the probe takes the breaker's
-//! single half-open permit, and its success closes the breaker without risking a user request.
-//! A probe is an attempt like any other (`attempt.rs`): classified, recorded and fed to the
-//! slot's breaker by the same rule.
+//! Policy: every key slot is probed on an interval (default 15 s), so a provider that dies while
+//! no traffic flows leaves rotation before a user request finds out. A slot whose last probe
+//! failed is probed again soon (default 1 s), so a dead provider reaches the breaker's threshold
+//! within seconds. Open slots are not probed until their cooldown ends.
+//!
+//! What a probe asks (`[resilience.probes] kind`): `models`, the provider's models list (no
+//! tokens, no cost), or `completion`, a one-token request for the deployment's model (a few
+//! tokens per probe; `nines check` shows the cost). What its outcome may do to the slot's breaker
+//! is one rule ([`probe_signal`]): a failure counts like any failure; a success never erases the
+//! failures real traffic saw (it is neutral, so a `/models` that answers 200 while the model fails
+//! cannot keep resetting the consecutive count); only a completion probe, the one evidence about
+//! the model itself, may take the half-open permit and close the breaker. With `models` probes a
+//! half-open slot waits for a real request.
+//!
+//! Across replicas (`shared::Coordination`): one replica probes each deployment, the holder of
+//! its prober lease, and what it learns reaches the others as breaker transitions. Without Redis
+//! every replica probes everything, as a single replica does.
+//!
+//! A probe is an attempt like any other (`attempt.rs`): classified and recorded the same way.
 
 use super::attempt::{Target, attempt};
-use super::breaker::Phase;
+use super::breaker::{Phase, Signal};
 use super::health::Health;
-use crate::config::resilience::Probes;
-use crate::providers::Upstream;
+use super::shared::Coordination;
+use crate::config::resilience::{ProbeKind, Probes};
+use crate::providers::{Call, Endpoint, Outcome, Transport, Upstream};
+use crate::translate::RequestView;
+use bytes::Bytes;
+use nines_protocol::unified::Dialect;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -31,6 +46,7 @@ pub async fn run(
     upstreams: Vec<Arc<Upstream>>,
     policy: Probes,
     max_retry_after: Duration,
+    coordination: Arc<Coordination>,
 ) {
     let mut state = match health.upgrade() {
         Some(health) => health
@@ -68,11 +84,16 @@ pub async fn run(
             let Some(upstream) = upstreams.get(d) else {
                 continue;
             };
+            if !coordination.probes(&upstream.deployment.name) {
+                continue;
+            }
             for (k, breaker) in keys.iter().enumerate() {
                 let slot = state[d][k];
                 let due = match breaker.phase() {
                     Phase::Open { .. } => false,
-                    Phase::HalfOpen => true,
+                    // Only a completion is evidence that closes; a models list leaves the
+                    // half-open permit to a real request.
+                    Phase::HalfOpen => policy.kind == ProbeKind::Completion,
                     Phase::Closed => {
                         let every = if slot.failed {
                             policy.failed_interval
@@ -90,12 +111,14 @@ pub async fn run(
                     continue;
                 };
                 state[d][k].last = Some(now);
+                let half_open = permit.is_probe();
                 let target = Target {
                     upstream,
                     key: k,
-                    // A models list's timing says nothing about answers.
+                    // A probe's timing says little about answers of real size.
                     health: None,
-                    permit: Some(permit),
+                    // Recorded below, by the probe's own rule.
+                    permit: None,
                     in_flight: None,
                     span: None,
                     stream: false,
@@ -103,7 +126,9 @@ pub async fn run(
                     learned_deadline: None,
                 };
                 probes.push(async move {
-                    let made = attempt(target, upstream.probe(k, policy.timeout)).await;
+                    let made = attempt(target, probe_call(upstream, k, policy)).await;
+                    let signal = Signal::of(made.record.class, made.wait);
+                    permit.record(probe_signal(policy.kind, signal, half_open));
                     let failed = made.record.class.is_upstream_failure();
                     if failed {
                         tracing::info!(key_slot = %made.record.key_alias, class = made.record.class.as_str(), "health probe failed");
@@ -116,5 +141,98 @@ pub async fn run(
         for (d, k, failed) in futures_util::future::join_all(probes).await {
             state[d][k].failed = failed;
         }
+    }
+}
+
+/// What a probe's outcome does to its key slot's breaker (see the module header): failures
+/// count, a success is neutral unless it is a completion answering the half-open probe.
+pub fn probe_signal(kind: ProbeKind, signal: Signal, half_open: bool) -> Signal {
+    match signal {
+        Signal::Success if kind == ProbeKind::Completion && half_open => Signal::Success,
+        Signal::Success => Signal::Neutral,
+        other => other,
+    }
+}
+
+/// The probe's call: a completion where the provider serves chat, else the models list.
+async fn probe_call(upstream: &Upstream, key: usize, policy: Probes) -> Outcome {
+    let deployment = &upstream.deployment;
+    if policy.kind == ProbeKind::Models || deployment.provider.dialect() == Dialect::Runway {
+        return upstream.probe(key, policy.timeout).await;
+    }
+    let Some(slot) = deployment.keys.get(key) else {
+        return Outcome::Transport(Transport::Connect("no such key slot".into()));
+    };
+    let request = completion_request();
+    let outcome = upstream
+        .call(Call {
+            endpoint: Endpoint::ChatCompletions,
+            key: slot,
+            body: request.body_for(deployment),
+            stream: false,
+            request_id: "health-probe",
+            deadline: Instant::now() + policy.timeout,
+            traceparent: None,
+            first_byte: None,
+        })
+        .await;
+    request.accept(deployment, outcome)
+}
+
+/// The body of a completion probe, in OpenAI's dialect (translated for others like any
+/// request): one short user message, one output token.
+pub const COMPLETION_PROBE: &str =
+    r#"{"model":"probe","messages":[{"role":"user","content":"ping"}],"max_tokens":1}"#;
+
+/// Tokens a completion probe is charged at most: the message's prompt tokens as providers count
+/// them (with their per-message overhead) and its one output token (`nines check`'s cost).
+pub const COMPLETION_PROBE_TOKENS: (u64, u64) = (10, 1);
+
+/// USD one completion probe costs at most at `price` (per 1M tokens).
+pub fn completion_probe_cost(price: &crate::config::Price) -> f64 {
+    let (input, output) = COMPLETION_PROBE_TOKENS;
+    (input as f64 * price.input + output as f64 * price.output) / 1e6
+}
+
+fn completion_request() -> RequestView {
+    let model = r#""probe""#;
+    let start = COMPLETION_PROBE.find(model).unwrap_or(0);
+    RequestView::new(
+        Dialect::OpenAi,
+        Endpoint::ChatCompletions,
+        Bytes::from_static(COMPLETION_PROBE.as_bytes()),
+        start..start + model.len(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_half_open_completion_probe_success_is_evidence() {
+        use ProbeKind::{Completion, Models};
+        assert_eq!(
+            probe_signal(Models, Signal::Success, false),
+            Signal::Neutral
+        );
+        assert_eq!(probe_signal(Models, Signal::Success, true), Signal::Neutral);
+        assert_eq!(
+            probe_signal(Completion, Signal::Success, false),
+            Signal::Neutral
+        );
+        assert_eq!(
+            probe_signal(Completion, Signal::Success, true),
+            Signal::Success
+        );
+        for kind in [Models, Completion] {
+            assert_eq!(probe_signal(kind, Signal::Failure, false), Signal::Failure);
+        }
+    }
+
+    #[test]
+    fn the_completion_probe_body_names_its_model_where_the_view_splices_it() {
+        let (raw, span) = completion_request().raw();
+        assert_eq!(&raw[span], br#""probe""#);
     }
 }

@@ -225,7 +225,7 @@ impl RoutingTable {
         // model, unless a configured model already owns the name.
         let mut derived: Vec<(String, Vec<usize>)> = Vec::new();
         for (i, d) in config.deployments.iter().enumerate() {
-            let name = format!("{}/{}", d.provider.as_str(), d.upstream_model);
+            let name = format!("{}/{}", d.provider_name(), d.upstream_model);
             if routes.contains_key(&name) {
                 continue;
             }

@@ -13,7 +13,9 @@ pub use reload::{ConfigSource, ReloadError, Reloaded};
 use crate::auth::StaticKeys;
 use crate::config::Config;
 use crate::providers::Upstream;
+use crate::replicas::{SharedStats, View};
 use crate::resilience::Health;
+use crate::resilience::shared::Coordination;
 use crate::router::RoutingTable;
 use crate::store::ledger_writer::LedgerWriter;
 use arc_swap::ArcSwap;
@@ -90,6 +92,10 @@ pub struct AppState {
     source: std::sync::OnceLock<ConfigSource>,
     /// One reload at a time.
     reloading: std::sync::Mutex<()>,
+    /// Whether breakers and probes are shared with other replicas right now.
+    pub coordination: Arc<Coordination>,
+    /// Breaker state shared through Redis (`[redis]`), once started.
+    pub shared_health: std::sync::OnceLock<Arc<SharedStats>>,
 }
 
 /// What the end of the process wrote out.
@@ -114,8 +120,43 @@ impl AppState {
     /// Like [`AppState::new`], with the store, usage writer and limiter the configuration asks
     /// for (`[store]`, `limits.redis_url`) opened first.
     pub async fn open(runtime: Runtime) -> Result<Arc<AppState>, String> {
-        let access = crate::access::Access::open(&runtime.config.access).await?;
-        Ok(AppState::with_access(runtime, access))
+        let access =
+            crate::access::Access::open(&runtime.config.access, runtime.config.redis.as_ref())
+                .await?;
+        let state = AppState::with_access(runtime, access);
+        state.share_health();
+        Ok(state)
+    }
+
+    /// With a shared Redis: breaker state, probe leases and prober leases are shared with other
+    /// replicas from now on (`crate::replicas::breakers`).
+    pub fn share_health(self: &Arc<Self>) {
+        let Some(link) = &self.access.redis else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_err() || self.shared_health.get().is_some() {
+            return;
+        }
+        let state = Arc::downgrade(self);
+        let source: crate::replicas::Source = Arc::new(move || {
+            let runtime = state.upgrade()?.runtime();
+            Some(View {
+                health: Arc::clone(&runtime.health),
+                deployments: runtime
+                    .config
+                    .deployments
+                    .iter()
+                    .map(|d| d.name.clone())
+                    .collect(),
+            })
+        });
+        let stats = crate::replicas::breakers::start(
+            Arc::clone(link),
+            Arc::clone(&self.coordination),
+            &self.telemetry.events,
+            source,
+        );
+        let _ = self.shared_health.set(stats);
     }
 
     pub fn with_access(runtime: Runtime, access: crate::access::Access) -> Arc<AppState> {
@@ -130,20 +171,24 @@ impl AppState {
         telemetry: Arc<crate::telemetry::Telemetry>,
     ) -> Arc<AppState> {
         let runtime = Arc::new(runtime);
-        runtime.health.attach(&telemetry.events);
+        let coordination = Arc::new(Coordination::default());
+        runtime.health.attach(&telemetry.events, &coordination);
         if let Some(metrics) = &telemetry.metrics {
             metrics.configure(
                 &runtime.config,
                 runtime.table.names().iter().map(String::as_str),
             );
         }
-        start_background(&runtime);
+        start_background(&runtime, &coordination);
         let ledger_writer = match (&telemetry.ledger, &access.store) {
-            (Some(ledger), Some(store)) => Some(Arc::new(LedgerWriter::new(
-                Arc::clone(ledger),
-                store.clone(),
-                runtime.config.telemetry.flush_interval,
-            ))),
+            (Some(ledger), Some(store)) => Some(Arc::new(
+                LedgerWriter::new(
+                    Arc::clone(ledger),
+                    store.clone(),
+                    runtime.config.telemetry.flush_interval,
+                )
+                .with_spool(access.spool.clone()),
+            )),
             _ => None,
         };
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -162,6 +207,8 @@ impl AppState {
             lifecycle: Lifecycle::default(),
             source: std::sync::OnceLock::new(),
             reloading: std::sync::Mutex::new(()),
+            coordination,
+            shared_health: std::sync::OnceLock::new(),
         })
     }
 
@@ -200,20 +247,22 @@ impl AppState {
     /// Replaces the runtime (hot reload). In-flight requests keep the one they started with.
     pub fn replace(&self, runtime: Runtime) {
         let runtime = Arc::new(runtime);
-        runtime.health.attach(&self.telemetry.events);
+        runtime
+            .health
+            .attach(&self.telemetry.events, &self.coordination);
         if let Some(metrics) = &self.telemetry.metrics {
             metrics.configure(
                 &runtime.config,
                 runtime.table.names().iter().map(String::as_str),
             );
         }
-        start_background(&runtime);
+        start_background(&runtime, &self.coordination);
         self.runtime.store(runtime);
     }
 }
 
 /// Starts the runtime's health probes.
-fn start_background(runtime: &Arc<Runtime>) {
+fn start_background(runtime: &Arc<Runtime>, coordination: &Arc<Coordination>) {
     let probes = runtime.config.resilience.probes;
     if probes.enabled
         && let Ok(handle) = tokio::runtime::Handle::try_current()
@@ -223,6 +272,7 @@ fn start_background(runtime: &Arc<Runtime>) {
             runtime.upstreams.clone(),
             probes,
             runtime.config.resilience.max_retry_after,
+            Arc::clone(coordination),
         ));
     }
 }

@@ -154,11 +154,11 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         "auth.signing_secret",
         old.access.auth.signing_secret != new.access.auth.signing_secret,
     );
+    differs("redis", old.redis != new.redis);
     let (a, b) = (&old.access.limits, &new.access.limits);
     differs(
-        "limits.redis_url, redis_timeout, on_redis_error, redis_prefix",
-        a.redis_url != b.redis_url
-            || a.redis_timeout != b.redis_timeout
+        "limits.redis_timeout, on_redis_error, redis_prefix",
+        a.redis_timeout != b.redis_timeout
             || a.on_redis_error != b.on_redis_error
             || a.redis_prefix != b.redis_prefix,
     );

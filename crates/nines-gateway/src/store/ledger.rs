@@ -153,6 +153,62 @@ const INCIDENT_UPSERT: &str = "INSERT INTO ledger_incidents \
     trips = CASE WHEN excluded.trips > ledger_incidents.trips THEN excluded.trips \
         ELSE ledger_incidents.trips END";
 
+/// Adds `$deltas` to their rows inside the open transaction `$tx` (either backend): one
+/// text for [`Store::add_ledger_deltas`] and the spool's replay.
+macro_rules! write_ledger_deltas {
+    ($tx:expr, $deltas:expr) => {{
+        let tx = $tx;
+        let deltas: &[Delta] = $deltas;
+        for chunk in deltas.chunks(CHUNK) {
+            let mut q = sqlx::QueryBuilder::new(UPSERT_HEAD.as_str());
+            q.push_values(chunk, |mut b, d| {
+                b.push_bind(d.scope.as_str())
+                    .push_bind(d.name.as_ref())
+                    .push_bind(i64::try_from(d.minute_ms).unwrap_or(i64::MAX));
+                for v in values(&d.tally) {
+                    b.push_bind(v);
+                }
+            });
+            q.push(UPSERT_TAIL.as_str());
+            q.build().execute(&mut **tx).await?;
+        }
+        let bins: Vec<(&Delta, i32, u64)> = deltas
+            .iter()
+            .flat_map(|d| d.tally.ttfb.bins().iter().map(move |(b, n)| (d, *b, *n)))
+            .collect();
+        for chunk in bins.chunks(TTFB_CHUNK) {
+            let mut q = sqlx::QueryBuilder::new(TTFB_UPSERT_HEAD);
+            q.push_values(chunk, |mut b, (d, bin, n)| {
+                b.push_bind(d.scope.as_str())
+                    .push_bind(d.name.as_ref())
+                    .push_bind(i64::try_from(d.minute_ms).unwrap_or(i64::MAX))
+                    .push_bind(i64::from(*bin))
+                    .push_bind(i64::try_from(*n).unwrap_or(i64::MAX));
+            });
+            q.push(TTFB_UPSERT_TAIL);
+            q.build().execute(&mut **tx).await?;
+        }
+    }};
+}
+
+/// [`write_ledger_deltas`] inside a SQLite transaction (the spool's replay).
+pub(super) async fn deltas_in_sqlite(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    deltas: &[Delta],
+) -> Result<(), StoreError> {
+    write_ledger_deltas!(tx, deltas);
+    Ok(())
+}
+
+/// [`write_ledger_deltas`] inside a Postgres transaction (the spool's replay).
+pub(super) async fn deltas_in_pg(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    deltas: &[Delta],
+) -> Result<(), StoreError> {
+    write_ledger_deltas!(tx, deltas);
+    Ok(())
+}
+
 impl Store {
     /// Adds deltas to their buckets (creating them), all or nothing: one transaction.
     pub async fn add_ledger_deltas(&self, deltas: &[Delta]) -> Result<(), StoreError> {
@@ -161,35 +217,7 @@ impl Store {
         }
         on_pool!(&self.db, p => {
             let mut tx = p.begin().await?;
-            for chunk in deltas.chunks(CHUNK) {
-                let mut q = sqlx::QueryBuilder::new(UPSERT_HEAD.as_str());
-                q.push_values(chunk, |mut b, d| {
-                    b.push_bind(d.scope.as_str())
-                        .push_bind(d.name.as_ref())
-                        .push_bind(i64::try_from(d.minute_ms).unwrap_or(i64::MAX));
-                    for v in values(&d.tally) {
-                        b.push_bind(v);
-                    }
-                });
-                q.push(UPSERT_TAIL.as_str());
-                q.build().execute(&mut *tx).await?;
-            }
-            let bins: Vec<(&Delta, i32, u64)> = deltas
-                .iter()
-                .flat_map(|d| d.tally.ttfb.bins().iter().map(move |(b, n)| (d, *b, *n)))
-                .collect();
-            for chunk in bins.chunks(TTFB_CHUNK) {
-                let mut q = sqlx::QueryBuilder::new(TTFB_UPSERT_HEAD);
-                q.push_values(chunk, |mut b, (d, bin, n)| {
-                    b.push_bind(d.scope.as_str())
-                        .push_bind(d.name.as_ref())
-                        .push_bind(i64::try_from(d.minute_ms).unwrap_or(i64::MAX))
-                        .push_bind(i64::from(*bin))
-                        .push_bind(i64::try_from(*n).unwrap_or(i64::MAX));
-                });
-                q.push(TTFB_UPSERT_TAIL);
-                q.build().execute(&mut *tx).await?;
-            }
+            write_ledger_deltas!(&mut tx, deltas);
             tx.commit().await?;
         });
         Ok(())

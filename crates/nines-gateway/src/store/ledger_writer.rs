@@ -6,7 +6,8 @@
 //!   so the rows are the sum over replicas. A failed write puts the deltas back
 //!   ([`Ledger::restore_dirty`]) and the next tick retries them. Incidents opened or closed since
 //!   the last flush are upserted by key slot and opening time. Nothing here runs on the request
-//!   path.
+//!   path. With a spool (`store::spool`), failed deltas go to disk instead of back into memory,
+//!   so they survive a restart; the spool adds them once the store answers.
 //! - **Load.** Once, at start (retried on every tick until the store answers): the last
 //!   `telemetry.retention` of buckets — summed per hour where older than the ledger's minute
 //!   buckets (about 25 h), per minute after — and the incidents, added with `dirty = false` so
@@ -40,6 +41,8 @@ pub struct PersistStats {
     pub rows_written: AtomicU64,
     pub incidents_written: AtomicU64,
     pub failed_flushes: AtomicU64,
+    /// Bucket deltas handed to the spool because the store could not take them.
+    pub rows_spooled: AtomicU64,
     pub rows_pruned: AtomicU64,
     /// History loaded from the store.
     pub loaded: AtomicBool,
@@ -58,6 +61,7 @@ pub struct LedgerWriter {
     start_minute_ms: u64,
     pub stats: PersistStats,
     last_log: Mutex<Option<Instant>>,
+    spool: Option<Arc<super::spool::Spool>>,
 }
 
 impl LedgerWriter {
@@ -73,7 +77,14 @@ impl LedgerWriter {
                 ..PersistStats::default()
             },
             last_log: Mutex::new(None),
+            spool: None,
         }
+    }
+
+    /// Failed deltas go to `spool` (durable) instead of back into the ledger's memory.
+    pub fn with_spool(mut self, spool: Option<Arc<super::spool::Spool>>) -> LedgerWriter {
+        self.spool = spool;
+        self
     }
 
     pub fn ledger(&self) -> &Arc<Ledger> {
@@ -139,6 +150,16 @@ impl LedgerWriter {
         if !deltas.is_empty()
             && let Err(e) = self.store.add_ledger_deltas(&deltas).await
         {
+            let deltas = match self.spool_deltas(deltas).await {
+                Ok(()) => {
+                    self.failed(
+                        &e,
+                        "availability ledger could not be written; spooled to disk",
+                    );
+                    return Err(e);
+                }
+                Err(deltas) => deltas,
+            };
             self.ledger.restore_dirty(deltas);
             self.failed(
                 &e,
@@ -168,6 +189,32 @@ impl LedgerWriter {
             tracing::info!("availability ledger writes are back");
         }
         Ok(n)
+    }
+
+    /// Hands deltas to the spool; gives them back when there is none or it cannot take them.
+    async fn spool_deltas(
+        &self,
+        deltas: Vec<crate::telemetry::ledger::Delta>,
+    ) -> Result<(), Vec<crate::telemetry::ledger::Delta>> {
+        let Some(spool) = &self.spool else {
+            return Err(deltas);
+        };
+        let spool = Arc::clone(spool);
+        let n = deltas.len() as u64;
+        let spooled = tokio::task::spawn_blocking(move || {
+            match spool.append(super::spooled::LEDGER, &deltas) {
+                Ok(()) => Ok(true),
+                // Full: dropped (counted and logged by the spool); nothing to give back.
+                Err(super::spool::SpoolError::Full(_)) => Ok(false),
+                Err(super::spool::SpoolError::Io(_)) => Err(deltas),
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err(Vec::new()))?;
+        if spooled {
+            self.stats.rows_spooled.fetch_add(n, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Deletes what is past retention. Returns (bucket rows, incidents) deleted.
@@ -212,6 +259,7 @@ impl LedgerWriter {
             "rows_written": s.rows_written.load(Ordering::Relaxed),
             "incidents_written": s.incidents_written.load(Ordering::Relaxed),
             "failed_flushes": s.failed_flushes.load(Ordering::Relaxed),
+            "rows_spooled": s.rows_spooled.load(Ordering::Relaxed),
             "rows_pruned": s.rows_pruned.load(Ordering::Relaxed),
             "last_error": s.last_error.lock().ok().and_then(|e| e.clone()),
         })

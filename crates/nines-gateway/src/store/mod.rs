@@ -13,6 +13,7 @@ pub mod accounting;
 pub mod ledger_writer;
 mod pg_copy;
 pub mod postgres;
+pub mod spool;
 pub mod sqlite;
 pub mod usage;
 
@@ -62,6 +63,7 @@ pub use ledger::BucketRow;
 pub mod rollup;
 #[cfg(test)]
 mod rollup_tests;
+mod spooled;
 #[cfg(test)]
 mod test_db;
 
@@ -159,6 +161,12 @@ fn now_ms() -> i64 {
     crate::clock::unix_ms(SystemTime::now())
 }
 
+/// An error that says the store could not be reached, as opposed to a refusal by a reachable
+/// one (a wrong password, a missing database: mistakes to report at start, not to wait out).
+fn unreachable(e: &sqlx::Error) -> bool {
+    !matches!(e, sqlx::Error::Database(_) | sqlx::Error::Configuration(_))
+}
+
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
@@ -244,7 +252,7 @@ fn migrator() -> sqlx::migrate::Migrator {
             "ledger_sketch",
             include_str!("migrations/0007_ledger_sketch.sql"),
         ),
-        // 8 is left to another change in flight (status notices); versions need not be dense.
+        migration(8, "spool", include_str!("migrations/0008_spool.sql")),
         migration(
             9,
             "usage_rollups",
@@ -270,7 +278,37 @@ impl Store {
         Ok(store)
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
+    /// Like [`Store::open`], but a Postgres that cannot be reached now is no error: the store
+    /// returned connects on use, and the second value is `false` until [`Store::migrate`]
+    /// succeeds (call it again until then). A SQLite file is local: opened as by `open`.
+    pub async fn open_or_later(config: &StoreConfig) -> Result<(Store, bool), StoreError> {
+        let url = config.url.expose();
+        if url.starts_with("sqlite:") {
+            return Ok((Store::open(config).await?, true));
+        }
+        match postgres::connect(url).await {
+            Ok(pool) => {
+                let store = Store {
+                    db: Db::Postgres(pool),
+                };
+                store.migrate().await?;
+                Ok((store, true))
+            }
+            Err(StoreError::Db(e)) if unreachable(&e) => {
+                tracing::warn!(error = %e, "the store is unreachable at start; serving without it until it answers");
+                Ok((
+                    Store {
+                        db: Db::Postgres(postgres::connect_lazy(url)?),
+                    },
+                    false,
+                ))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Applies the migrations not applied yet.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.db {
             Db::Sqlite(p) => migrator().run(p).await?,
             Db::Postgres(p) => migrator().run(p).await?,
@@ -471,7 +509,13 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
             .bind(&row.id).bind(&row.hash).bind(&row.display).bind(&row.name).bind(&row.user_id)
             .bind(models.as_deref()).bind(&json).bind(row.created_at).bind(row.expires_at)
-            .execute(p).await.map(|_| ()))?;
+            .execute(p).await.map(|_| ()))
+            .map_err(|e| if is_unique_violation(&e) {
+                // Only the hash is unique: the same key string was given before.
+                StoreError::Conflict("this key already exists (a key string can be imported once)".into())
+            } else {
+                e.into()
+            })?;
         Ok(row)
     }
 
@@ -591,44 +635,59 @@ impl Store {
         }
         match &self.db {
             Db::Sqlite(p) => {
-                // One transaction of statements whose row counts come from a fixed ladder, so
-                // each statement is prepared once per connection and then found in sqlx's
-                // cache: preparing a fresh statement of thousands of parameters for every batch
-                // size cost more than the insert (measured). The largest rung also stays under
-                // SQLite's limit of 32766 bound values per statement.
                 let mut tx = p.begin().await?;
-                let mut rest = batch;
-                while !rest.is_empty() {
-                    let rows = SQLITE_ROWS_LADDER
-                        .iter()
-                        .copied()
-                        .find(|&n| n <= rest.len())
-                        .unwrap_or(1);
-                    let (now, later) = rest.split_at(rows);
-                    let mut q = sqlx::QueryBuilder::new(usage::INSERT_HEAD);
-                    push_sqlite_rows(&mut q, now);
-                    q.build().execute(&mut *tx).await?;
-                    rest = later;
-                }
+                usage_in_sqlite(&mut tx, batch).await?;
                 tx.commit().await?;
             }
-            Db::Postgres(p) => {
-                use sqlx::postgres::PgPoolCopyExt;
-                let mut rows = String::with_capacity(batch.len() * 256);
-                for r in batch {
-                    pg_copy::push_row(&mut rows, r);
-                }
-                let mut copy = p.copy_in_raw(pg_copy::COPY_USAGE).await?;
-                if let Err(e) = copy.send(rows.as_bytes()).await {
-                    // Hand the connection back in a usable state; the batch is retried whole.
-                    let _ = copy.abort("nines: sending usage rows failed").await;
-                    return Err(e.into());
-                }
-                copy.finish().await?;
-            }
+            // COPY is one statement: all or nothing without an explicit transaction.
+            Db::Postgres(p) => usage_in_pg(&mut *p.acquire().await?, batch).await?,
         }
         Ok(())
     }
+}
+
+/// Usage records into SQLite inside `conn`'s transaction: statements whose row counts come from
+/// a fixed ladder, so each statement is prepared once per connection and then found in sqlx's
+/// cache: preparing a fresh statement of thousands of parameters for every batch size cost more
+/// than the insert (measured). The largest rung also stays under SQLite's limit of 32766 bound
+/// values per statement.
+async fn usage_in_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    batch: &[UsageRecord],
+) -> Result<(), StoreError> {
+    let mut rest = batch;
+    while !rest.is_empty() {
+        let rows = SQLITE_ROWS_LADDER
+            .iter()
+            .copied()
+            .find(|&n| n <= rest.len())
+            .unwrap_or(1);
+        let (now, later) = rest.split_at(rows);
+        let mut q = sqlx::QueryBuilder::new(usage::INSERT_HEAD);
+        push_sqlite_rows(&mut q, now);
+        q.build().execute(&mut *conn).await?;
+        rest = later;
+    }
+    Ok(())
+}
+
+/// Usage records into Postgres on `conn` as one `COPY` stream (`pg_copy`).
+async fn usage_in_pg(
+    conn: &mut sqlx::PgConnection,
+    batch: &[UsageRecord],
+) -> Result<(), StoreError> {
+    let mut rows = String::with_capacity(batch.len() * 256);
+    for r in batch {
+        pg_copy::push_row(&mut rows, r);
+    }
+    let mut copy = conn.copy_in_raw(pg_copy::COPY_USAGE).await?;
+    if let Err(e) = copy.send(rows.as_bytes()).await {
+        // Hand the connection back in a usable state; the batch is retried whole.
+        let _ = copy.abort("nines: sending usage rows failed").await;
+        return Err(e.into());
+    }
+    copy.finish().await?;
+    Ok(())
 }
 
 /// Rows per `INSERT` on SQLite, largest first (23 values a row: 11776 values at most).

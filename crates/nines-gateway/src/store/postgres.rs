@@ -5,10 +5,19 @@ use super::StoreError;
 use sqlx::postgres::PgPoolOptions;
 use std::time::Duration;
 
-pub(super) async fn connect(url: &str) -> Result<sqlx::PgPool, StoreError> {
-    Ok(PgPoolOptions::new()
+fn options() -> PgPoolOptions {
+    PgPoolOptions::new()
         .max_connections(8)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(url)
-        .await?)
+        // Short: with the store down a write or lookup fails in this time instead of hanging (it
+        // is then spooled or answered from the cache).
+        .acquire_timeout(Duration::from_secs(3))
+}
+
+pub(super) async fn connect(url: &str) -> Result<sqlx::PgPool, StoreError> {
+    Ok(options().connect(url).await?)
+}
+
+/// A pool that connects on first use (the store is down at start).
+pub(super) fn connect_lazy(url: &str) -> Result<sqlx::PgPool, StoreError> {
+    Ok(options().connect_lazy(url)?)
 }

@@ -12,11 +12,18 @@
 //! oldest are dropped, counted — the writer keeps draining the channel into it, and retries with
 //! backoff (100 ms doubling to 5 s); once the store answers, the buffer is flushed in order.
 //! Failures are logged at most once per 30 s.
+//!
+//! With a spool (`store::spool`, the default with a `[store]`), a batch the store refuses goes
+//! to disk instead of the buffer, and until the next retry (the same backoff) further batches
+//! go straight to the spool without trying the store, so a down store costs no request and no
+//! shutdown more than one failed write; the spool replays them once the store answers. Only
+//! when the spool itself cannot write (a disk error) does the in-memory buffer above apply.
 
 use super::Store;
+use super::spool::{Spool, SpoolError};
 use crate::config::access::{RequestRecords, StoreConfig};
 use futures_util::future::BoxFuture;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,7 +36,7 @@ use tokio::time::Instant;
 pub type Text = Arc<str>;
 
 /// What happened to one request, as stored.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct UsageRecord {
     pub id: Text,
     pub request_id: Text,
@@ -135,6 +142,8 @@ pub struct UsageStats {
     pub dropped: AtomicU64,
     /// Held while the store is down.
     pub buffered: AtomicU64,
+    /// Handed to the spool because the store could not take them.
+    pub spooled: AtomicU64,
     pub failed_writes: AtomicU64,
     /// False after a failed write until the next one succeeds.
     pub healthy: AtomicBool,
@@ -148,6 +157,7 @@ impl UsageStats {
             "written": self.written.load(Ordering::Relaxed),
             "dropped": self.dropped.load(Ordering::Relaxed),
             "buffered": self.buffered.load(Ordering::Relaxed),
+            "spooled": self.spooled.load(Ordering::Relaxed),
             "failed_writes": self.failed_writes.load(Ordering::Relaxed),
             "healthy": self.healthy.load(Ordering::Relaxed),
             "last_error": self.last_error.lock().ok().and_then(|e| e.clone()),
@@ -191,13 +201,14 @@ impl UsageWriter {
     pub fn spawn(
         sink: Arc<dyn UsageSink>,
         settings: WriterSettings,
+        spool: Option<Arc<Spool>>,
     ) -> (UsageWriter, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(settings.queue.max(1));
         let stats = Arc::new(UsageStats {
             healthy: AtomicBool::new(true),
             ..UsageStats::default()
         });
-        let task = tokio::spawn(run(sink, rx, settings, Arc::clone(&stats)));
+        let task = tokio::spawn(run(sink, rx, settings, Arc::clone(&stats), spool));
         let writer = UsageWriter {
             tx,
             records: settings.records,
@@ -245,7 +256,10 @@ async fn run(
     mut rx: mpsc::Receiver<UsageRecord>,
     settings: WriterSettings,
     stats: Arc<UsageStats>,
+    spool: Option<Arc<Spool>>,
 ) {
+    // With a spool: the store is not tried again before this (it just failed).
+    let mut retry_at: Option<Instant> = None;
     let mut buffer: VecDeque<UsageRecord> = VecDeque::new();
     let mut open = true;
     let mut backoff = MIN_BACKOFF;
@@ -297,7 +311,64 @@ async fn run(
             }
         }
         let n = buffer.len().min(settings.batch * CATCH_UP);
-        let result = sink.write(&buffer.make_contiguous()[..n]).await;
+        let store_due = retry_at.is_none_or(|t| Instant::now() >= t);
+        let result = if store_due {
+            sink.write(&buffer.make_contiguous()[..n]).await
+        } else {
+            Err("the store failed recently".to_owned())
+        };
+        if result.is_err()
+            && let Some(spool) = &spool
+        {
+            let batch: Vec<UsageRecord> = buffer.drain(..n).collect();
+            let taken = match to_spool(spool, batch).await {
+                Ok(()) => {
+                    stats.spooled.fetch_add(n as u64, Ordering::Relaxed);
+                    stats.pending.fetch_sub(n as u64, Ordering::Relaxed);
+                    true
+                }
+                Err((batch, SpoolError::Full(_))) => {
+                    // Counted and logged by the spool.
+                    stats
+                        .dropped
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    stats
+                        .pending
+                        .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+                    true
+                }
+                Err((batch, SpoolError::Io(e))) => {
+                    // The disk failed too: keep them in memory (below) and try again later.
+                    tracing::error!(error = %e, "the spool cannot write; usage records are held in memory");
+                    // A batch lost with a panicked spool task is counted as dropped.
+                    let lost = (n - batch.len()) as u64;
+                    stats.dropped.fetch_add(lost, Ordering::Relaxed);
+                    stats.pending.fetch_sub(lost, Ordering::Relaxed);
+                    for r in batch.into_iter().rev() {
+                        buffer.push_front(r);
+                    }
+                    retry_at = None;
+                    false
+                }
+            };
+            if taken {
+                if store_due {
+                    stats.failed_writes.fetch_add(1, Ordering::Relaxed);
+                    stats.healthy.store(false, Ordering::Relaxed);
+                    if let (Err(e), Ok(mut last)) = (&result, stats.last_error.lock()) {
+                        *last = Some(e.clone());
+                    }
+                    if last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                        tracing::warn!(error = ?result.err(), "usage records could not be written; spooled to disk");
+                        last_log = Some(Instant::now());
+                    }
+                    retry_at = Some(Instant::now() + backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                stats.buffered.store(buffer.len() as u64, Ordering::Relaxed);
+                continue;
+            }
+        }
         match result {
             Ok(()) => {
                 buffer.drain(..n);
@@ -310,6 +381,7 @@ async fn run(
                     );
                 }
                 backoff = MIN_BACKOFF;
+                retry_at = None;
             }
             Err(e) => {
                 stats.failed_writes.fetch_add(1, Ordering::Relaxed);
@@ -356,6 +428,21 @@ async fn run(
     }
 }
 
+/// Hands a batch to the spool off the async threads (it writes and fsyncs); on failure the
+/// batch comes back.
+async fn to_spool(
+    spool: &Arc<Spool>,
+    batch: Vec<UsageRecord>,
+) -> Result<(), (Vec<UsageRecord>, SpoolError)> {
+    let spool = Arc::clone(spool);
+    tokio::task::spawn_blocking(move || match spool.append(super::spooled::USAGE, &batch) {
+        Ok(()) => Ok(()),
+        Err(e) => Err((batch, e)),
+    })
+    .await
+    .unwrap_or_else(|e| Err((Vec::new(), SpoolError::Io(std::io::Error::other(e)))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,7 +469,8 @@ mod tests {
             flush_interval: Duration::from_secs(1),
             records: RequestRecords::All,
         };
-        let (writer, task) = UsageWriter::spawn(Arc::clone(&sink) as Arc<dyn UsageSink>, settings);
+        let (writer, task) =
+            UsageWriter::spawn(Arc::clone(&sink) as Arc<dyn UsageSink>, settings, None);
         for i in 0..queued {
             writer.record(super::super::tests::awkward(i));
         }

@@ -23,7 +23,7 @@ use crate::clock::Clock;
 use crate::config::telemetry::Telemetry as Settings;
 use crate::resilience::FailureClass;
 use crate::resilience::events::{BreakerEvent, Transition};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sketch::Sketch;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -40,7 +40,7 @@ const INCIDENTS_KEPT: usize = 1000;
 const CLASSES: usize = FailureClass::ALL.len();
 
 /// Which availability a series measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// A model route: what clients saw (gateway availability).
@@ -67,7 +67,7 @@ impl Scope {
 }
 
 /// Counts for one bucket (or any sum of buckets).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tally {
     pub requests: u64,
     pub failures: u64,
@@ -211,8 +211,8 @@ pub struct Incident {
     pub trips: u32,
 }
 
-/// A bucket's change since the last flush, for the store.
-#[derive(Debug, Clone, PartialEq)]
+/// A bucket's change since the last flush, for the store (and the spool, while it is down).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Delta {
     pub scope: Scope,
     pub name: Arc<str>,

@@ -50,6 +50,48 @@ const CLASSES: usize = FailureClass::ALL.len();
 /// `Phase::as_str` of each breaker phase, one series each.
 const BREAKER_STATES: [&str; 3] = ["closed", "open", "half_open"];
 
+/// Breaker state shared through Redis (`[redis]`), as `/metrics` shows it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SharedHealth {
+    /// Shared now (Redis answers and the subscription is live).
+    pub up: bool,
+    pub published: u64,
+    pub applied: u64,
+    pub errors: u64,
+}
+
+/// Appends the shared-health series to an exposition.
+pub fn render_shared_health(w: &mut String, s: SharedHealth) {
+    family(
+        w,
+        "nines_redis_up",
+        "gauge",
+        "1 while breaker state and probe leases are shared with other replicas through Redis; 0 while Redis is away and every breaker decides on this replica alone.",
+    );
+    sample(w, "nines_redis_up", &[], f64::from(u8::from(s.up)));
+    family(
+        w,
+        "nines_breaker_shared_transitions_total",
+        "counter",
+        "Breaker transitions published to other replicas, and applied here from them.",
+    );
+    for (direction, n) in [("published", s.published), ("applied", s.applied)] {
+        sample(
+            w,
+            "nines_breaker_shared_transitions_total",
+            &[("direction", direction)],
+            n as f64,
+        );
+    }
+    family(
+        w,
+        "nines_shared_health_errors_total",
+        "counter",
+        "Redis calls for shared breaker state and leases that failed or timed out.",
+    );
+    sample(w, "nines_shared_health_errors_total", &[], s.errors as f64);
+}
+
 /// The shared (Redis) limiter's failure counters when the exposition is written.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LimiterFailures {
@@ -326,12 +368,7 @@ impl Registry {
             deployments: config
                 .deployments
                 .iter()
-                .map(|d| {
-                    (
-                        d.name.clone(),
-                        self.deployment(&d.name, d.provider.as_str()),
-                    )
-                })
+                .map(|d| (d.name.clone(), self.deployment(&d.name, d.provider_name())))
                 .collect(),
         }
     }
@@ -735,7 +772,7 @@ impl Metrics {
                     "nines_in_flight",
                     &[
                         ("deployment", &deployment.name),
-                        ("provider", deployment.provider.as_str()),
+                        ("provider", deployment.provider_name()),
                     ],
                     f64::from(health.in_flight()),
                 );
@@ -761,7 +798,7 @@ impl Metrics {
                         "nines_first_byte_deadline_seconds",
                         &[
                             ("deployment", &deployment.name),
-                            ("provider", deployment.provider.as_str()),
+                            ("provider", deployment.provider_name()),
                             ("stream", if stream { "true" } else { "false" }),
                         ],
                         deadline.as_secs_f64(),
@@ -783,7 +820,7 @@ impl Metrics {
                     "nines_capacity",
                     &[
                         ("deployment", &deployment.name),
-                        ("provider", deployment.provider.as_str()),
+                        ("provider", deployment.provider_name()),
                     ],
                     f64::from(capacity),
                 );
@@ -906,6 +943,24 @@ fn route_labels<'a>(m: &'a ModelSeries, r: &'a RouteSeries) -> [(&'static str, &
         ("deployment", deployment),
         ("provider", provider),
     ]
+}
+
+/// One unlabelled counter or gauge kept outside the hub (auth, the spool), written after it.
+#[derive(Debug, Clone, Copy)]
+pub struct Plain {
+    pub name: &'static str,
+    /// `counter` or `gauge`.
+    pub kind: &'static str,
+    pub help: &'static str,
+    pub value: f64,
+}
+
+/// Appends `plain` series to an exposition.
+pub fn render_plain(w: &mut String, plain: &[Plain]) {
+    for p in plain {
+        family(w, p.name, p.kind, p.help);
+        sample(w, p.name, &[], p.value);
+    }
 }
 
 fn family(w: &mut String, name: &str, kind: &str, help: &str) {

@@ -56,7 +56,9 @@ pub fn provider_name(kind: ProviderKind) -> &'static str {
 pub fn operation_name(endpoint: &str) -> &'static str {
     match endpoint {
         "embeddings" => "embeddings",
+        "completions" => "text_completion",
         "videos" | "video_status" => "generate_content",
+        // chat, messages, and count_tokens (a question about a chat request)
         _ => "chat",
     }
 }

@@ -21,6 +21,7 @@ const LAYERS: &[&str] = &[
     "providers",
     "translate",
     "resilience",
+    "replicas",
     "router",
     "telemetry",
     "store",

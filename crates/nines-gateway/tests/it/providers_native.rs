@@ -482,3 +482,24 @@ async fn runway_serves_no_chat_and_probes_the_organization() {
     let bearer = format!("Bearer {SECRET}");
     assert_eq!(header(&recorded[0], "authorization"), Some(bearer.as_str()));
 }
+
+/// The backstop behind routing's endpoint filter: an endpoint the dialect does not have is
+/// refused without a call, as a client error that says nothing of the deployment's health.
+#[tokio::test]
+async fn an_endpoint_outside_the_dialect_is_refused_without_a_call() {
+    let (mock, upstream) = native("anthropic", "claude-test", "a0").await;
+    let body = serde_json::to_vec(&json!({"model": "x", "prompt": "hi"})).unwrap();
+    let outcome = call(&upstream, Endpoint::Completions, body, false).await;
+    assert_eq!(
+        classify(&outcome),
+        FailureClass::Client,
+        "{}",
+        describe(&outcome)
+    );
+    assert!(
+        describe(&outcome).contains("do not serve legacy completions"),
+        "{}",
+        describe(&outcome)
+    );
+    assert_eq!(mock.total_hits(), 0);
+}

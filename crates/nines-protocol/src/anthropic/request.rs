@@ -4,23 +4,29 @@
 //! hoisted into `system` (in order), tool results become `tool_result` blocks of a `user` turn, and
 //! turns of one role are merged, because the Messages API requires user and assistant to alternate.
 //! A final assistant turn is a prefill; Anthropic rejects trailing whitespace there, so it is
-//! trimmed. `top_p` is dropped when `temperature` is set (current Claude models refuse both).
-//! Fields Anthropic has no equivalent for (`n`, `logprobs`, `response_format`, `seed`,
-//! penalties, `extra`) are not sent: routing must have filtered on
-//! [`ChatRequest::required_capabilities`] first.
+//! trimmed. `top_p` is not sent when `temperature` is (current Claude models refuse both).
+//! A reasoning effort becomes a thinking budget (`unified::reasoning`'s table), `max_tokens`
+//! raised above it when it would not fit. A JSON `response_format` becomes a forced tool call
+//! (`unified::json_tool`). Fields Anthropic has no equivalent for (`n`, `logprobs`, `seed`,
+//! penalties, `extra`) are not sent: routing filters on [`ChatRequest::required_capabilities`]
+//! first, or removed them when the deployment allows it (`ChatRequest::without`).
 
 use super::wire::{
     InBlock, InContent, OutBlock, arguments_text, out_part, out_tool_result, tool_id,
 };
 use crate::json::{self, RawArgs};
 use crate::openai::RequestError;
-use crate::unified::{ChatRequest, ContentPart, Message, Role, Tool, ToolCall, ToolChoice};
+use crate::unified::json_tool::{JSON_TOOL, JSON_TOOL_DESCRIPTION};
+use crate::unified::{
+    ChatRequest, ContentPart, Message, Reasoning, ResponseFormat, Role, Tool, ToolCall, ToolChoice,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Encodes a unified request as a Messages API body for `model`. `default_max_tokens` is sent
 /// when the request has no `max_tokens` (see [`super::DEFAULT_MAX_TOKENS`]).
 pub fn encode_request(request: &ChatRequest, model: &str, default_max_tokens: u32) -> Vec<u8> {
+    let json = request.wants_json();
     let system: Vec<&str> = request
         .messages
         .iter()
@@ -38,31 +44,63 @@ pub fn encode_request(request: &ChatRequest, model: &str, default_max_tokens: u3
             many.iter().map(|text| OutBlock::Text { text }).collect(),
         )),
     };
-    let tool_choice = if request.tools.is_empty() {
-        None
-    } else {
-        let disable_parallel = (request.parallel_tool_calls == Some(false)).then_some(true);
-        match &request.tool_choice {
-            None if disable_parallel.is_none() => None,
-            None | Some(ToolChoice::Auto) => Some(OutToolChoice::Auto {
+    let disable_parallel = (request.parallel_tool_calls == Some(false)).then_some(true);
+    let tool_choice = match (&request.tool_choice, request.tools.is_empty(), json) {
+        (_, true, false) => None,
+        // The JSON answer is the forced tool's call; with tools of the client's own, the model
+        // must call one of them or answer through the JSON tool.
+        (Some(ToolChoice::Function(name)), false, _) => Some(OutToolChoice::Tool {
+            name,
+            disable_parallel_tool_use: disable_parallel,
+        }),
+        (None | Some(ToolChoice::Auto | ToolChoice::Required), false, true) => {
+            Some(OutToolChoice::Any {
                 disable_parallel_tool_use: disable_parallel,
-            }),
-            Some(ToolChoice::Required) => Some(OutToolChoice::Any {
-                disable_parallel_tool_use: disable_parallel,
-            }),
-            Some(ToolChoice::Function(name)) => Some(OutToolChoice::Tool {
-                name,
-                disable_parallel_tool_use: disable_parallel,
-            }),
-            Some(ToolChoice::None) => Some(OutToolChoice::None),
+            })
         }
+        (_, _, true) => Some(OutToolChoice::Tool {
+            name: JSON_TOOL,
+            disable_parallel_tool_use: None,
+        }),
+        (None, false, false) if disable_parallel.is_none() => None,
+        (None | Some(ToolChoice::Auto), false, false) => Some(OutToolChoice::Auto {
+            disable_parallel_tool_use: disable_parallel,
+        }),
+        (Some(ToolChoice::Required), false, false) => Some(OutToolChoice::Any {
+            disable_parallel_tool_use: disable_parallel,
+        }),
+        (Some(ToolChoice::None), false, false) => Some(OutToolChoice::None),
     };
+    let mut tools: Vec<OutTool<'_>> = request.tools.iter().map(out_tool).collect();
+    if json {
+        tools.push(OutTool {
+            name: JSON_TOOL,
+            description: Some(JSON_TOOL_DESCRIPTION),
+            input_schema: match &request.response_format {
+                Some(ResponseFormat::JsonSchema { schema, .. }) if schema.is_object() => {
+                    InputSchema::Given(schema)
+                }
+                _ => InputSchema::Empty,
+            },
+        });
+    }
+    // Anthropic's `max_tokens` counts the thinking too: a limit at or under the budget is
+    // taken as the answer's own and added to it.
+    let budget = request.reasoning.and_then(Reasoning::budget_tokens);
+    let mut max_tokens = request.max_tokens.unwrap_or(default_max_tokens);
+    if let Some(budget) = budget
+        && max_tokens <= budget
+    {
+        max_tokens = max_tokens.saturating_add(budget);
+    }
     let out = OutRequest {
         model,
-        max_tokens: request.max_tokens.unwrap_or(default_max_tokens),
+        max_tokens,
+        thinking: budget.map(|budget_tokens| OutThinking::Enabled { budget_tokens }),
+        top_k: request.top_k,
         system,
         messages: out_messages(&request.messages),
-        tools: request.tools.iter().map(out_tool).collect(),
+        tools,
         tool_choice,
         stop_sequences: &request.stop,
         temperature: request.temperature,
@@ -164,9 +202,19 @@ fn out_tool(tool: &Tool) -> OutTool<'_> {
 }
 
 #[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum OutThinking {
+    Enabled { budget_tokens: u32 },
+}
+
+#[derive(Serialize)]
 struct OutRequest<'a> {
     model: &'a str,
     max_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<OutThinking>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     system: Option<OutSystem<'a>>,
     messages: Vec<OutMessage<'a>>,
@@ -261,9 +309,12 @@ struct OutMetadata<'a> {
 ///
 /// `user` turns holding `tool_result` blocks are split into one [`Role::Tool`] message per
 /// result, followed by a [`Role::User`] message with the rest. Streaming requests ask for usage
-/// (`include_usage`), since Anthropic streams always report it. Thinking blocks, documents and other
-/// blocks the unified model cannot carry are dropped; server tools (`web_search_…`) and non-url,
-/// non-base64 image sources are [`RequestError::Unsupported`]. For an Anthropic upstream the
+/// (`include_usage`), since Anthropic streams always report it. `thinking` becomes the unified
+/// reasoning, `top_k` top-k. Earlier turns' thinking blocks and `cache_control` marks (hints
+/// another provider has no use for) are left out; server tools (`web_search_…`), non-url,
+/// non-base64 image sources and any top-level field the unified model does not carry
+/// (`service_tier`, `mcp_servers`, `container`, …) are [`RequestError::Unsupported`], so only an
+/// Anthropic deployment serves such a request. For an Anthropic upstream the
 /// gateway should relay the client's bytes instead (with `openai::splice_model`, which works on
 /// any body with a top-level `model`), which keeps every field.
 pub fn parse_request(body: &[u8]) -> Result<ChatRequest, RequestError> {
@@ -332,6 +383,22 @@ pub fn parse_request(body: &[u8]) -> Result<ChatRequest, RequestError> {
             (Some(choice), parallel)
         }
     };
+    if let Some(field) = wire.rest.keys().next() {
+        return Err(RequestError::Unsupported(format!(
+            "'{field}' has no equivalent outside Anthropic's Messages API; only an Anthropic \
+             deployment can serve this request"
+        )));
+    }
+    let reasoning = match wire.thinking {
+        None => None,
+        Some(InThinking::Enabled { budget_tokens }) => Some(Reasoning::Budget(budget_tokens)),
+        Some(InThinking::Disabled) => Some(Reasoning::Off),
+        Some(InThinking::Other) => {
+            return Err(RequestError::Unsupported(
+                "this kind of 'thinking' has no equivalent outside Anthropic's Messages API".into(),
+            ));
+        }
+    };
     let stream = wire.stream.unwrap_or(false);
     Ok(ChatRequest {
         tools,
@@ -344,6 +411,8 @@ pub fn parse_request(body: &[u8]) -> Result<ChatRequest, RequestError> {
         stream,
         include_usage: stream,
         user: wire.metadata.and_then(|m| m.user_id),
+        top_k: wire.top_k,
+        reasoning,
         ..ChatRequest::new(model, messages)
     })
 }
@@ -452,6 +521,25 @@ struct InRequest {
     stream: Option<bool>,
     #[serde(default)]
     metadata: Option<InMetadata>,
+    #[serde(default)]
+    thinking: Option<InThinking>,
+    #[serde(default)]
+    top_k: Option<u32>,
+    /// Every other top-level field: none can be translated.
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum InThinking {
+    Enabled {
+        budget_tokens: u32,
+    },
+    Disabled,
+    /// A kind of thinking newer than this codec: only Anthropic can serve it.
+    #[serde(other)]
+    Other,
 }
 
 #[derive(Deserialize)]

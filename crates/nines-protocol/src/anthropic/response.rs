@@ -1,6 +1,6 @@
 //! Anthropic `message` objects ↔ [`ChatResponse`].
 
-use super::wire::{InBlock, OutBlock, WireUsage, arguments_text, out_part, tool_id};
+use super::wire::{InBlock, OutBlock, WireUsage, arguments_text, message_id, out_part, tool_id};
 use crate::json::{self, RawArgs};
 use crate::unified::{
     ChatResponse, Choice, ContentPart, DecodeError, FinishReason, Message, Role, ToolCall,
@@ -84,7 +84,7 @@ pub fn encode_response(response: &ChatResponse) -> Vec<u8> {
     }
     let usage = WireUsage::from_unified(&response.usage.unwrap_or_default());
     json::to_vec(&OutResponse {
-        id: &response.id,
+        id: &message_id(&response.id),
         kind: "message",
         role: "assistant",
         model: &response.model,

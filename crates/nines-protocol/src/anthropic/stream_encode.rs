@@ -10,7 +10,7 @@
 
 use super::errors::error_type;
 use super::response::stop_reason;
-use super::wire::{WireUsage, tool_id};
+use super::wire::{WireUsage, message_id, tool_id};
 use crate::json;
 use crate::unified::{ErrorKind, FinishReason, StreamEvent, Usage};
 use serde::Serialize;
@@ -140,10 +140,11 @@ impl StreamEncoder {
         }
         self.started = true;
         let model = self.model_override.as_deref().unwrap_or(model);
+        let id = message_id(id);
         let start = MessageStart {
             kind: "message_start",
             message: StartMessage {
-                id,
+                id: &id,
                 kind: "message",
                 role: "assistant",
                 content: [],

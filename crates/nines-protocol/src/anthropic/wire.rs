@@ -20,6 +20,21 @@ pub(super) fn tool_id(id: &str) -> Cow<'_, str> {
     }
 }
 
+/// A message id as Anthropic's clients expect one (`msg_…`): another provider's id
+/// (`chatcmpl-…`, a Gemini response id) keeps its characters behind the prefix (any outside
+/// `[A-Za-z0-9_-]` replaced by `_`), so it can still be traced back.
+pub(super) fn message_id(id: &str) -> Cow<'_, str> {
+    if id.starts_with("msg_") {
+        return Cow::Borrowed(id);
+    }
+    if id.is_empty() {
+        return Cow::Borrowed("msg_nines");
+    }
+    let ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let body: String = id.chars().map(|c| if ok(c) { c } else { '_' }).collect();
+    Cow::Owned(format!("msg_{body}"))
+}
+
 /// `content`: a string or an array of blocks.
 #[derive(Deserialize)]
 #[serde(untagged)]

@@ -4,12 +4,14 @@
 //! one multi-call turn in one `user` content). Tool results are `functionResponse` parts whose
 //! `response` must be an object: a result that is a JSON object is sent as is, anything else as
 //! `{"result": …}`. A call id carrying a thought signature (see [`super::signature_of`]) gives
-//! its `functionCall` part back its `thoughtSignature`. `user`, `metadata`, `parallel_tool_calls` and `extra` have no Gemini
-//! equivalent and are not sent.
+//! its `functionCall` part back its `thoughtSignature`. A reasoning effort or budget is
+//! `thinkingConfig.thinkingBudget` (`unified::reasoning`'s table), `top_k` is `topK`. `user`,
+//! `metadata`, `parallel_tool_calls` and `extra` have no Gemini equivalent and are not sent
+//! (`extra` only reaches an encoder when routing allowed it).
 
 use crate::json::{self, RawArgs};
 use crate::unified::{
-    ChatRequest, ContentPart, ImageSource, Message, ResponseFormat, Role, ToolChoice,
+    ChatRequest, ContentPart, ImageSource, Message, Reasoning, ResponseFormat, Role, ToolChoice,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -161,6 +163,13 @@ fn generation_config(r: &ChatRequest) -> Option<OutGenerationConfig<'_>> {
         frequency_penalty: r.frequency_penalty,
         response_logprobs: r.logprobs.then_some(true),
         logprobs: r.top_logprobs,
+        top_k: r.top_k,
+        // An explicit "off" is the model's default and not sent: Gemini's Pro models refuse a
+        // budget of 0.
+        thinking_config: r
+            .reasoning
+            .and_then(Reasoning::budget_tokens)
+            .map(|thinking_budget| OutThinkingConfig { thinking_budget }),
     };
     let empty = config.max_output_tokens.is_none()
         && config.temperature.is_none()
@@ -172,7 +181,9 @@ fn generation_config(r: &ChatRequest) -> Option<OutGenerationConfig<'_>> {
         && config.presence_penalty.is_none()
         && config.frequency_penalty.is_none()
         && config.response_logprobs.is_none()
-        && config.logprobs.is_none();
+        && config.logprobs.is_none()
+        && config.top_k.is_none()
+        && config.thinking_config.is_none();
     (!empty).then_some(config)
 }
 
@@ -325,4 +336,14 @@ struct OutGenerationConfig<'a> {
     response_logprobs: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     logprobs: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking_config: Option<OutThinkingConfig>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutThinkingConfig {
+    thinking_budget: u32,
 }

@@ -8,7 +8,9 @@
 
 use super::wire::{WireContent, WireToolCall};
 use super::{RequestError, StreamOptions};
-use crate::unified::{ChatRequest, ContentPart, Message, ResponseFormat, Role, Tool, ToolChoice};
+use crate::unified::{
+    ChatRequest, ContentPart, Effort, Message, Reasoning, ResponseFormat, Role, Tool, ToolChoice,
+};
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
@@ -44,7 +46,7 @@ fn request_error(e: &serde_json::Error, field: Option<&'static str>) -> RequestE
 }
 
 /// Every top-level field the unified model reads; anything else goes to `extra`.
-const KNOWN: [&str; 21] = [
+const KNOWN: [&str; 23] = [
     "model",
     "messages",
     "tools",
@@ -66,6 +68,8 @@ const KNOWN: [&str; 21] = [
     "seed",
     "presence_penalty",
     "frequency_penalty",
+    "top_k",
+    "reasoning_effort",
 ];
 
 enum Key {
@@ -116,6 +120,8 @@ struct Fields {
     seed: Option<i64>,
     presence_penalty: Option<f64>,
     frequency_penalty: Option<f64>,
+    top_k: Option<u32>,
+    reasoning_effort: Option<String>,
     extra: Map<String, Value>,
 }
 
@@ -173,6 +179,8 @@ impl<'de> Visitor<'de> for RequestSeed<'_> {
                 "seed" => f.seed = map.next_value()?,
                 "presence_penalty" => f.presence_penalty = map.next_value()?,
                 "frequency_penalty" => f.frequency_penalty = map.next_value()?,
+                "top_k" => f.top_k = map.next_value()?,
+                "reasoning_effort" => f.reasoning_effort = map.next_value()?,
                 _ => {
                     let value: Value = map.next_value()?;
                     f.extra.insert(name.to_owned(), value);
@@ -285,6 +293,22 @@ impl Fields {
             Some(WireStop::Many(v)) => v,
         };
         let max_tokens = self.max_completion_tokens.or(self.max_tokens);
+        let reasoning = match self.reasoning_effort.as_deref() {
+            None => None,
+            // gpt-5.1's "none": no reasoning at all.
+            Some("none") => Some(Reasoning::Off),
+            Some(name) => Some(Reasoning::Effort(Effort::from_name(name).ok_or_else(
+                || {
+                    invalid(
+                        "reasoning_effort",
+                        format!(
+                            "Invalid value for 'reasoning_effort': '{name}'; supported values are \
+                         'none', 'minimal', 'low', 'medium' and 'high'."
+                        ),
+                    )
+                },
+            )?)),
+        };
         Ok(ChatRequest {
             model,
             messages,
@@ -309,6 +333,8 @@ impl Fields {
             seed: self.seed,
             presence_penalty: self.presence_penalty,
             frequency_penalty: self.frequency_penalty,
+            top_k: self.top_k,
+            reasoning,
             extra: self.extra,
         })
     }

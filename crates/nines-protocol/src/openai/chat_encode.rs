@@ -3,7 +3,7 @@
 
 use super::wire::OutMessage;
 use crate::json;
-use crate::unified::{ChatRequest, Message, ResponseFormat, Tool, ToolChoice};
+use crate::unified::{ChatRequest, Message, Reasoning, ResponseFormat, Tool, ToolChoice};
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
@@ -86,6 +86,16 @@ impl Serialize for OutRequest<'_> {
         }
         if let Some(p) = r.frequency_penalty {
             map.serialize_entry("frequency_penalty", &p)?;
+        }
+        // Not OpenAI's own parameter: routing sends it only where it is served (vLLM, Ollama,
+        // …; `Capabilities::TOP_K`).
+        if let Some(k) = r.top_k {
+            map.serialize_entry("top_k", &k)?;
+        }
+        // An explicit "off" is the default for the other dialects' clients and is not sent:
+        // OpenAI's "none" exists on few models.
+        if let Some(effort) = r.reasoning.and_then(Reasoning::effort) {
+            map.serialize_entry("reasoning_effort", effort.as_str())?;
         }
         for (key, value) in &r.extra {
             map.serialize_entry(key, value)?;

@@ -10,8 +10,10 @@ use std::fmt;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Capabilities(u16);
 
-/// Each capability with its name, in the order [`Capabilities::missing`] reports them.
-const NAMED: [(Capabilities, &str); 8] = [
+/// Each capability with its name, in the order [`Capabilities::missing`] reports them. The
+/// request parameters among them are named after the parameter, so a refusal names what the
+/// client sent.
+const NAMED: [(Capabilities, &str); 15] = [
     (Capabilities::STREAMING, "streaming"),
     (Capabilities::TOOLS, "tools"),
     (Capabilities::VISION, "vision"),
@@ -20,6 +22,19 @@ const NAMED: [(Capabilities, &str); 8] = [
     (Capabilities::LOGPROBS, "logprobs"),
     (Capabilities::ASSISTANT_PREFILL, "assistant_prefill"),
     (Capabilities::EMBEDDINGS, "embeddings"),
+    (Capabilities::SEED, "seed"),
+    (Capabilities::PENALTIES, "penalties"),
+    (Capabilities::TOP_K, "top_k"),
+    (Capabilities::REASONING, "reasoning"),
+    (
+        Capabilities::REASONING_WITH_FORCED_TOOL,
+        "reasoning_with_forced_tool",
+    ),
+    (
+        Capabilities::REASONING_WITH_SAMPLING,
+        "reasoning_with_sampling",
+    ),
+    (Capabilities::OPENAI_PARAMS, "openai_only_params"),
 ];
 
 impl Capabilities {
@@ -40,12 +55,48 @@ impl Capabilities {
     pub const ASSISTANT_PREFILL: Capabilities = Capabilities(1 << 6);
     /// The embeddings endpoint.
     pub const EMBEDDINGS: Capabilities = Capabilities(1 << 7);
-    pub const ALL: Capabilities = Capabilities((1 << 8) - 1);
+    /// Deterministic sampling (`seed`).
+    pub const SEED: Capabilities = Capabilities(1 << 8);
+    /// `presence_penalty` / `frequency_penalty` other than 0.
+    pub const PENALTIES: Capabilities = Capabilities(1 << 9);
+    /// Top-k sampling.
+    pub const TOP_K: Capabilities = Capabilities(1 << 10);
+    /// A reasoning effort or thinking budget.
+    pub const REASONING: Capabilities = Capabilities(1 << 11);
+    /// Reasoning together with a forced tool call (`tool_choice` required or a named function,
+    /// or a JSON response made through a forced tool): Anthropic refuses thinking then.
+    pub const REASONING_WITH_FORCED_TOOL: Capabilities = Capabilities(1 << 12);
+    /// Reasoning together with a `temperature` other than 1, `top_k`, or a `top_p` under 0.95:
+    /// Anthropic refuses thinking then.
+    pub const REASONING_WITH_SAMPLING: Capabilities = Capabilities(1 << 13);
+    /// OpenAI parameters the unified model does not carry (`logit_bias`, `verbosity`, …; kept
+    /// in `ChatRequest::extra`): only OpenAI-family upstreams take them.
+    pub const OPENAI_PARAMS: Capabilities = Capabilities(1 << 14);
+    pub const ALL: Capabilities = Capabilities((1 << 15) - 1);
+    /// The request parameters a deployment marked `drop_unsupported_params` may have removed
+    /// (and named in `x-nines-dropped-params`) rather than be skipped for. Content (tools,
+    /// images, a prefill) and the shape of the call (streaming) are never dropped.
+    pub const DROPPABLE: Capabilities = Capabilities(
+        Capabilities::SEED.0
+            | Capabilities::PENALTIES.0
+            | Capabilities::TOP_K.0
+            | Capabilities::REASONING.0
+            | Capabilities::LOGPROBS.0
+            | Capabilities::MULTIPLE_CHOICES.0
+            | Capabilities::JSON_SCHEMA.0
+            | Capabilities::OPENAI_PARAMS.0,
+    );
 
     /// This set plus `other`.
     #[must_use]
     pub const fn with(self, other: Capabilities) -> Capabilities {
         Capabilities(self.0 | other.0)
+    }
+
+    /// What this set and `other` share.
+    #[must_use]
+    pub const fn and(self, other: Capabilities) -> Capabilities {
+        Capabilities(self.0 & other.0)
     }
 
     /// This set minus `other`.

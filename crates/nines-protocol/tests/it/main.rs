@@ -6,6 +6,7 @@
 mod anthropic;
 mod gemini;
 mod golden;
+mod mappings;
 mod openai;
 mod replicate;
 mod roundtrip;

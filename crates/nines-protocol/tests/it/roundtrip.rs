@@ -7,8 +7,8 @@
 
 use nines_protocol::sse::SseDecoder;
 use nines_protocol::unified::{
-    ChatRequest, ChatResponse, Choice, ContentPart, FinishReason, ImageSource, Message,
-    ResponseFormat, Role, StreamEvent, Tool, ToolCall, ToolChoice, Usage,
+    ChatRequest, ChatResponse, Choice, ContentPart, Effort, FinishReason, ImageSource, Message,
+    Reasoning, ResponseFormat, Role, StreamEvent, Tool, ToolCall, ToolChoice, Usage,
 };
 use nines_protocol::{anthropic, openai};
 use proptest::collection::vec;
@@ -234,12 +234,15 @@ prop_compose! {
         metadata in option::of(ident().prop_map(|v| json!({"tag": v}))),
         seed in option::of(any::<i64>()),
         (presence_penalty, frequency_penalty) in (option::of(float()), option::of(float())),
+        top_k in option::of(1u32..500),
+        reasoning in option::of(select(&[Effort::Minimal, Effort::Low, Effort::Medium, Effort::High][..])
+            .prop_map(Reasoning::Effort)),
         extra in extra(),
     ) -> ChatRequest {
         ChatRequest {
             model, messages, tools, tool_choice, parallel_tool_calls, max_tokens, temperature, top_p,
             stop, stream, include_usage, n, response_format, logprobs, top_logprobs, user, metadata,
-            seed, presence_penalty, frequency_penalty, extra,
+            seed, presence_penalty, frequency_penalty, top_k, reasoning, extra,
         }
     }
 }
@@ -373,7 +376,8 @@ prop_compose! {
 
 prop_compose! {
     fn anthropic_response()(
-        id in ident(), model in ident(),
+        // Anthropic's clients get `msg_` ids (others' are prefixed on the way out).
+        id in ident().prop_map(|id| format!("msg_{id}")), model in ident(),
         content in vec(text_part(), 0..3), tool_calls in vec(tool_call(), 0..3),
         finish_reason in option::of(finish_reason()),
         usage in usage(true),
@@ -518,6 +522,10 @@ proptest! {
         }
         // An Anthropic stream always reports usage (zero when the source had none).
         let mut expected = events.clone();
+        // The message id gains Anthropic's `msg_` prefix.
+        if let Some(StreamEvent::Start { id, .. }) = expected.first_mut() {
+            *id = format!("msg_{id}");
+        }
         if !expected.iter().any(|e| matches!(e, StreamEvent::Usage(_))) {
             expected.insert(expected.len() - 1, StreamEvent::Usage(Usage::default()));
         }

@@ -86,3 +86,137 @@ async fn check_rejects_a_bad_file_with_its_line() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read the file"));
 }
+
+/// Named OpenAI-compatible services resolve to their documented base URL and bearer auth; a
+/// deployment's own `base_url` wins; a local server needs no key; `check` shows what each
+/// resolved to.
+#[tokio::test]
+async fn check_shows_what_named_providers_resolved_to() {
+    let dir = tempdir();
+    let path = dir.join("named.toml");
+    std::fs::write(
+        &path,
+        r#"
+[[deployments]]
+name = "groq-fast"
+provider = "groq"
+model = "llama-3.1-8b-instant"
+api_keys = ["env:CHECK_KEY"]
+
+[[deployments]]
+name = "router"
+provider = "openrouter"
+model = "meta-llama/llama-3.1-8b-instruct"
+api_keys = ["env:CHECK_KEY"]
+base_url = "https://eu.openrouter.example/api/v1/"
+
+[[deployments]]
+name = "laptop"
+provider = "ollama"
+model = "llama3.2"
+
+[[models]]
+name = "chat"
+deployments = ["groq-fast", "router", "laptop"]
+"#,
+    )
+    .unwrap();
+    let output = command(&["check", "--config", path.to_str().unwrap()])
+        .env("CHECK_KEY", "gsk-secret-value")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for expected in [
+        "groq-fast            groq",
+        "resolved: openai-compatible (openai dialect), POST https://api.groq.com/openai/v1/…, key in Authorization: Bearer",
+        "POST https://eu.openrouter.example/api/v1/…",
+        "laptop               ollama",
+        "POST http://localhost:11434/v1/…, key in none (Authorization: Bearer when a key is set)",
+        "groq/llama-3.1-8b-instant (provider-prefixed)",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    assert!(!stdout.contains("gsk-secret-value"));
+
+    // A hosted service still needs its key; an unknown name lists the kinds and the services.
+    std::fs::write(
+        &path,
+        "[[deployments]]\nname = \"g\"\nprovider = \"groq\"\nmodel = \"m\"\n",
+    )
+    .unwrap();
+    let output = command(&["check", "--config", path.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("provider 'groq' needs at least one API key"),
+        "{stderr}"
+    );
+    std::fs::write(
+        &path,
+        "[[deployments]]\nname = \"g\"\nprovider = \"grok\"\nmodel = \"m\"\n",
+    )
+    .unwrap();
+    let output = command(&["check", "--config", path.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("named.toml:3:"), "{stderr}");
+    assert!(
+        stderr.contains("openai-compatible") && stderr.contains("groq, together"),
+        "{stderr}"
+    );
+}
+
+/// With completion probes, `nines check` prices them: per probe (10 prompt tokens and 1 output
+/// token at most) and per hour at the healthy interval, for every key slot.
+#[tokio::test]
+async fn check_prices_completion_probes() {
+    let dir = tempdir();
+    let path = dir.join("probes.toml");
+    std::fs::write(
+        &path,
+        r#"
+[resilience.probes]
+kind = "completion"
+interval = "15s"
+
+[[deployments]]
+name = "gpt"
+provider = "openai"
+model = "gpt-4o"
+api_keys = ["k1", "k2"]
+price = { input = 2.5, output = 10.0 }
+
+[[models]]
+name = "chat"
+deployments = ["gpt"]
+"#,
+    )
+    .unwrap();
+    let output = command(&["check", "--config", path.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    // (10 × 2.5 + 1 × 10) / 1e6 = $0.000035 a probe; 240 probes an hour on each of 2 key slots.
+    assert!(stdout.contains("probes: completion every 15s"), "{stdout}");
+    assert!(
+        stdout.contains("$0.00003500 per probe, $0.016800 per hour (2 key slots)"),
+        "{stdout}"
+    );
+}

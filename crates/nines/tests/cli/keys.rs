@@ -116,8 +116,68 @@ cache_ttl = "100ms"
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+
+    // A key kept from another gateway: imported from stdin, it works as it is; a weak one is
+    // refused with the rule it breaks, and the key itself is never printed.
+    let legacy = "sk-legacy-Jh4Kq8Wm2Zr6Xt1Bv9Nc3Lp7Ds5Fg0";
+    let imported = run_with_stdin(
+        &[
+            "keys",
+            "import",
+            "--user",
+            "acme/alice",
+            "--name",
+            "legacy",
+            "--config",
+            config,
+        ],
+        legacy,
+    )
+    .await;
+    let (status, stdout, stderr) = imported;
+    assert!(status, "{stderr}");
+    assert!(!stdout.contains(legacy) && !stderr.contains(legacy));
+    let row: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(row["name"], "legacy");
+    let r = http
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(legacy)
+        .json(&chat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (status, _, stderr) = run_with_stdin(
+        &["keys", "import", "--user", "acme/alice", "--config", config],
+        "sk-legacy-password1234",
+    )
+    .await;
+    assert!(!status);
+    assert!(stderr.contains("too easy to guess"), "{stderr}");
+    assert!(!stderr.contains("password1234"), "{stderr}");
+
     let (status, _) = nines.terminate().await;
     assert!(status.success());
-    assert_eq!(mock.hits("/v1/chat/completions"), 1);
+    assert_eq!(mock.hits("/v1/chat/completions"), 2);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Runs `nines args…` with `input` on stdin: (success, stdout, stderr).
+async fn run_with_stdin(args: &[&str], input: &str) -> (bool, String, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut cmd = command(args);
+    cmd.stdin(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(format!("{input}\n").as_bytes())
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

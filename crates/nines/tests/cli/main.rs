@@ -15,9 +15,13 @@ mod keys;
 mod lifecycle;
 mod loadtest;
 mod process;
+mod redis_servers;
+mod replicas;
 mod report;
 mod sdk;
 mod serve;
+mod shared_health;
+mod store_outage;
 mod traces;
 
 /// Says that `test` skipped and why, where a reader sees it: written to the terminal directly,

@@ -138,6 +138,18 @@ impl Nines {
         (status, self.seen)
     }
 
+    /// The JSON log lines written so far (without waiting) whose `message` is `wanted`.
+    pub fn logged(&mut self, wanted: &str) -> Vec<Value> {
+        while let Ok(line) = self.lines.0.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["message"] == wanted)
+            .collect()
+    }
+
     /// Sends SIGTERM and returns the exit status plus the rest of stdout.
     pub async fn terminate(self) -> (std::process::ExitStatus, Vec<String>) {
         self.signal("TERM");

@@ -202,5 +202,8 @@ deployments = ["oai-down", "claude"]
     assert!(stdout.contains("anthropic sdk: ok"), "{stdout}");
     assert!(openai_up.hits("/v1/chat/completions") >= 2);
     assert!(anthropic_up.hits("/v1/messages") >= 2);
+    // One count forwarded (to-anthropic), one made by nines (to-openai).
+    assert_eq!(anthropic_up.hits("/v1/messages/count_tokens"), 1);
+    assert_eq!(openai_up.hits("/v1/completions"), 1);
     nines.terminate().await;
 }

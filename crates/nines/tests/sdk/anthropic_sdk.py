@@ -29,6 +29,22 @@ check(msg.type == "message" and msg.role == "assistant", f"message shape {msg}")
 check(msg.content[0].text.startswith("Hello from openai-upstream"), msg.content[0].text)
 check(msg.stop_reason == "end_turn", msg.stop_reason)
 check(msg.usage.output_tokens > 0, "usage")
+check(msg.id.startswith("msg_"), f"an Anthropic-dialect answer carries a msg_ id: {msg.id}")
+
+# count_tokens: no Anthropic deployment behind "to-openai", so nines counts (an estimate, and
+# says so); "to-anthropic" has one, which counts.
+raw = client.messages.with_raw_response.count_tokens(
+    model="to-openai", system="be brief", messages=[{"role": "user", "content": "Count me please"}]
+)
+counted = raw.parse()
+check(counted.input_tokens > 0, f"estimated count {counted}")
+check(raw.headers.get("x-nines-token-count", "").startswith("estimate"), dict(raw.headers))
+raw = client.messages.with_raw_response.count_tokens(
+    model="to-anthropic", messages=[{"role": "user", "content": "Count me please"}]
+)
+check(raw.parse().input_tokens == 7, f"the Anthropic upstream's count: {raw.parse()}")
+check(raw.headers.get("x-nines-token-count") is None, "a forwarded count is no estimate")
+check(raw.headers.get("x-nines-deployment") == "claude", raw.headers.get("x-nines-deployment"))
 
 text = ""
 with client.messages.stream(
@@ -61,5 +77,11 @@ for chunk in oai.chat.completions.create(
     if chunk.choices:
         streamed += chunk.choices[0].delta.content or ""
 check(streamed.startswith("Hello from anthropic-upstream"), streamed)
+
+# The legacy completions endpoint, through the OpenAI SDK.
+legacy = oai.completions.create(model="to-openai", prompt="Say hi", max_tokens=5)
+check(legacy.object == "text_completion", legacy.object)
+check(legacy.choices[0].text.startswith("Hello from openai-upstream"), legacy.choices[0].text)
+check(legacy.choices[0].finish_reason == "length", legacy.choices[0].finish_reason)
 
 print("anthropic sdk: ok")

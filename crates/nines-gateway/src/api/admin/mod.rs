@@ -345,6 +345,9 @@ struct CreateKey {
     expires_in: Option<String>,
     #[serde(default)]
     limits: Limits,
+    /// A chosen key string (imported from another gateway) instead of a generated one.
+    #[serde(default)]
+    key: Option<String>,
 }
 
 /// `expires_at` (Unix seconds) or `expires_in` (a duration from now) as Unix milliseconds.
@@ -400,12 +403,17 @@ async fn create_key(
                 expires_at,
                 limits: req.limits,
             };
-            let (row, secret) = crate::auth::keys::create(&store, &new)
+            let (row, secret) = crate::auth::keys::create(&store, &new, req.key.as_deref())
                 .await
                 .map_err(AdminError::from)?;
+            // A replica may remember this key as unknown (a client tried it before the import).
+            state.access.auth.invalidate();
             let mut v = to_value(&row);
-            // Shown this once; only its hash is kept.
-            v["key"] = Value::String(secret);
+            // Shown this once (a generated key); only its hash is kept. A chosen key is not
+            // echoed: the caller has it.
+            if req.key.is_none() {
+                v["key"] = Value::String(secret);
+            }
             json_reply(StatusCode::CREATED, v)
         }
         .await,

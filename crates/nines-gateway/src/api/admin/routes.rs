@@ -70,7 +70,7 @@ pub(crate) async fn routes(
                 json!({
                     "deployment": d.name,
                     "key_slot": d.keys.get(s.key).map(|k| k.alias.clone()),
-                    "provider": d.provider.as_str(),
+                    "provider": d.provider_name(),
                     "reason": s.reason.to_string(),
                     "placement": match &s.placement {
                         Placement::Normal => "normal".to_owned(),

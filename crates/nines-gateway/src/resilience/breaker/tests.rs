@@ -296,3 +296,76 @@ async fn a_probe_ending_wakes_those_waiting_on_the_slot() {
         .expect("woken")
         .unwrap();
 }
+
+fn shared_breaker() -> (Arc<Breaker>, Arc<Coordination>) {
+    let b = breaker();
+    let coordination = Arc::new(Coordination::default());
+    coordination.set_shared(true);
+    b.coordinate(&coordination);
+    (b, coordination)
+}
+
+#[tokio::test(start_paused = true)]
+async fn remote_transitions_apply_without_being_reported() {
+    let b = breaker();
+    let sink = EventSink::new(crate::clock::Clock::system());
+    let mut events = sink.subscribe();
+    b.attach(&sink);
+    let until = Instant::now() + Duration::from_secs(30);
+    assert!(b.apply_remote(Remote::Opened {
+        until,
+        hinted: false,
+        trips: 2
+    }));
+    assert_eq!(b.phase(), Phase::Open { until });
+    assert_eq!(b.shared_state().trips, 2);
+    // The same state again changes nothing.
+    assert!(!b.apply_remote(Remote::Opened {
+        until,
+        hinted: false,
+        trips: 2
+    }));
+    assert!(b.apply_remote(Remote::Closed));
+    assert_eq!(b.phase(), Phase::Closed);
+    // Closing after a trip ramps up, as a local close does.
+    assert!(b.ramp_share() < 0.2);
+    assert!(events.try_recv().is_err(), "nothing was reported: no echo");
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_shared_a_cooldown_ends_in_half_open_only_with_the_probe_lease() {
+    let (b, _coordination) = shared_breaker();
+    for _ in 0..5 {
+        fail(&b);
+    }
+    advance(Duration::from_secs(30)).await;
+    assert!(
+        !b.needs_probe_lease(false),
+        "nothing here to probe with yet"
+    );
+    assert!(b.needs_probe_lease(true), "the prober asks");
+    assert_eq!(b.admit().unwrap_err().until, None, "no lease: no probe");
+    assert!(b.needs_probe_lease(false), "a request asked");
+    b.grant_probe_lease(Instant::now() + Duration::from_secs(10));
+    assert!(!b.needs_probe_lease(true));
+    let probe = b.admit().unwrap();
+    assert!(probe.is_probe());
+    assert!(b.admit().is_err(), "one probe");
+    probe.record(Signal::Success);
+    assert_eq!(b.phase(), Phase::Closed);
+    assert!(!b.needs_probe_lease(true));
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_replicas_half_open_holds_this_one_back_until_its_lease_lapses() {
+    let (b, coordination) = shared_breaker();
+    assert!(b.apply_remote(Remote::HalfOpen));
+    assert_eq!(b.admit().unwrap_err().until, None);
+    assert!(
+        b.needs_probe_lease(false),
+        "a request asked: takes over if the holder's lease lapses"
+    );
+    // Redis goes away: this replica decides alone again.
+    coordination.set_shared(false);
+    assert!(b.admit().unwrap().is_probe());
+}

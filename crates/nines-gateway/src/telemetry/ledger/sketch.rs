@@ -43,7 +43,7 @@ pub fn value_of(bin: i32) -> f64 {
 }
 
 /// Bins and their counts, sorted by bin, no zero counts.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Sketch {
     bins: Vec<(i32, u64)>,
 }

@@ -1,0 +1,80 @@
+//! Leases in Redis: one replica at a time owns a thing (a half-open probe, a deployment's
+//! prober) for a short time, and must renew it to keep it. A replica that dies simply stops
+//! renewing; its lease expires and another takes over.
+//!
+//! Taking and renewing are one script on one key, so the check and the write cannot interleave
+//! with another replica's: free → taken (`SET … PX`, as `SET NX PX` would), ours → renewed,
+//! another's → refused. Releasing deletes the key only if it is still ours.
+
+use super::link::RedisLink;
+use redis::Script;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+static HOLD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if v then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+",
+    )
+});
+
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+",
+    )
+});
+
+/// The key of the lease `what` (`probe:d#0`, `prober:d`), under the link's hash tag.
+pub fn key(link: &RedisLink, what: &str) -> String {
+    format!("{}:lease:{what}", link.tag())
+}
+
+/// Takes or renews the lease for `ttl`: `Ok(true)` when this replica holds it now.
+pub async fn hold(link: &RedisLink, key: &str, ttl: Duration) -> Result<bool, String> {
+    let mut conn = link.conn()?;
+    let mut invocation = HOLD.prepare_invoke();
+    invocation
+        .key(key)
+        .arg(&link.replica)
+        .arg(ttl.as_millis().max(1) as u64);
+    match tokio::time::timeout(
+        link.config.timeout,
+        invocation.invoke_async::<i64>(&mut conn),
+    )
+    .await
+    {
+        Ok(Ok(n)) => Ok(n == 1),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+/// Gives the lease up if this replica still holds it.
+pub async fn release(link: &RedisLink, key: &str) -> Result<(), String> {
+    let mut conn = link.conn()?;
+    let mut invocation = RELEASE.prepare_invoke();
+    invocation.key(key).arg(&link.replica);
+    match tokio::time::timeout(
+        link.config.timeout,
+        invocation.invoke_async::<i64>(&mut conn),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
