@@ -18,3 +18,12 @@ addr_of() { # FILE MESSAGE
 }
 
 median_of() { printf '%s\n' "$@" | sort -n | python3 -c 'import sys; v=[float(x) for x in sys.stdin]; print(v[len(v)//2])'; }
+
+bench_postgres_db() { # NAME: a fresh database on DATABASE_URL's server, dropped on exit; sets BENCH_DB_URL
+    local server=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
+    BENCH_DB_SERVER=$server BENCH_DB_NAME=$1
+    psql -q "$server" -c "CREATE DATABASE $1"
+    BENCH_DB_URL="${server%/*}/$1"
+    drop_bench_db() { cleanup; psql -q "$BENCH_DB_SERVER" -c "DROP DATABASE IF EXISTS $BENCH_DB_NAME" || true; }
+    trap drop_bench_db EXIT
+}

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Telemetry overhead: the same mock through two `nines serve` processes, one with telemetry off
 # (`[telemetry] metrics = false, ledger = false`, no store) and one with everything on (Prometheus
-# metrics, the availability ledger flushed to a SQLite store, usage records in that store, a
-# session header on every request), measured with oha in interleaved rounds (non-streaming chat).
+# metrics, the availability ledger flushed to a SQLite store, usage accounting in that store at its
+# defaults: per-minute rollups of every request, per-request rows for errors only; a session header
+# on every request), measured with oha in interleaved rounds (non-streaming chat).
 # Prints requests/s per round and the median ratio on/off, and the gateway's CPU per request off/on
 # (see onoff.sh for LAYOUT). Target: on/off >= 0.95.
 # Everything listens on 127.0.0.1; every process started here is stopped on exit.
 #
 # STORE=sqlite (the default: nines.db in a temporary data directory) or STORE=postgres (a fresh
 # database made with psql on the server of DATABASE_URL, dropped on exit; usage records go there
-# by COPY). At the end the 'on' gateway's /health/ready is read: records written must equal
-# requests served, none dropped.
+# by COPY). At the end the 'on' gateway is stopped with SIGTERM (its last rollups are written) and
+# the store is read: the rollups' request count must equal the requests /metrics counted, none
+# dropped. REQUEST_RECORDS=all|errors|sample:0.01|off sets `store.request_records` (default: the
+# store's default, errors).
 #
 # Knobs: ROUNDS=5 DURATION=5s CONC=16 SKIP_BUILD=1 STORE=sqlite
 set -euo pipefail
@@ -21,14 +24,7 @@ DURATION=${DURATION:-5s}
 CONC=${CONC:-16}
 source "$(dirname "${BASH_SOURCE[0]}")/onoff.sh"
 
-if [[ "${STORE:-sqlite}" == postgres ]]; then
-    server=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
-    bench_db="nines_bench_$$"
-    psql -q "$server" -c "CREATE DATABASE $bench_db"
-    BENCH_DB_URL="${server%/*}/$bench_db"
-    drop_bench_db() { cleanup; psql -q "$server" -c "DROP DATABASE IF EXISTS $bench_db" || true; }
-    trap drop_bench_db EXIT
-fi
+if [[ "${STORE:-sqlite}" == postgres ]]; then bench_postgres_db "nines_bench_$$"; fi
 log "usage records in: ${STORE:-sqlite}"
 
 { base; printf '\n[telemetry]\nmetrics = false\nledger = false\n'; } >"$TMP/off.toml"
@@ -44,6 +40,7 @@ log "usage records in: ${STORE:-sqlite}"
         else
             printf '\n[store]\ndata_dir = "%s"\n' "$TMP/data"
         fi
+        if [[ -n "${REQUEST_RECORDS:-}" ]]; then printf 'request_records = "%s"\n' "$REQUEST_RECORDS"; fi
     fi
 } >"$TMP/on.toml"
 
@@ -51,9 +48,20 @@ start_gateways
 warm_up -H "x-nines-session: bench-session"
 compare -H "x-nines-session: bench-session"
 requests=$(curl -s "http://$ON/metrics" | grep -E '^nines_requests_total' | awk '{s+=$2} END {print s+0}' || true)
-# Every served request's record written, none dropped (the writer may still be flushing the last
-# batch: give it a moment).
-sleep 1
-usage=$(curl -s "http://$ON/health/ready" | python3 -c 'import json,sys; u=json.load(sys.stdin).get("checks",{}).get("usage_writer") or {}; print(u.get("written","-"), u.get("dropped","-"))' || echo "- -")
-log "median on/off ratio: $median; gateway CPU per request off/on: $cpu_median (requests counted by /metrics on the 'on' gateway: $requests; usage records written, dropped: $usage)"
+# SIGTERM: the 'on' gateway writes its last rollups and queued records, then exits.
+kill -TERM "$ON_PID"
+wait "$ON_PID" || true
+store_count() { # SQL -> one number from the 'on' side's store
+    if [[ "${STORE:-sqlite}" == postgres ]]; then psql -tA "$BENCH_DB_URL" -c "$1"
+    else sqlite3 "$TMP/data/nines.db" "$1"; fi
+}
+if [[ "${ON_STORE:-1}" == 1 ]]; then
+    rolled=$(store_count 'select coalesce(sum(requests), 0) from usage_rollups')
+    rollup_rows=$(store_count 'select count(*) from usage_rollups')
+    records=$(store_count 'select count(*) from usage_records')
+    stopped=$(grep -F '"message":"stopped"' "$TMP/on.log" | sed -n 's/.*"usage_rollup_requests_unwritten":\([0-9]*\).*/\1/p')
+    log "requests counted by /metrics on the 'on' gateway: $requests; in the usage rollups: $rolled (in $rollup_rows rows; unwritten at exit: ${stopped:-?}); per-request rows: $records"
+    [[ "$rolled" == "$requests" ]] || log "MISMATCH: rollups count $rolled requests, /metrics $requests"
+fi
+log "median on/off ratio: $median; gateway CPU per request off/on: $cpu_median"
 echo "$median"

@@ -234,7 +234,7 @@ async fn serve(path: PathBuf, listen: Option<String>) -> Result<(), String> {
     let stopped = nines_gateway::serve(listener, Arc::clone(&state), stop)
         .await
         .map_err(|e| format!("server error: {e}"))?;
-    // Usage records still queued, and the ledger's changes since its last flush (live sessions
+    // Usage rollups, usage records still queued, and the ledger's changes since its last flush (live sessions
     // counted as they stand), go to the store before the process ends; trace spans are sent.
     // Stopped at once: only a moment for it.
     let within = if stopped.forced {
@@ -249,6 +249,7 @@ async fn serve(path: PathBuf, listen: Option<String>) -> Result<(), String> {
         forced = stopped.forced,
         took_ms = stopped.took.as_millis() as u64,
         usage_records_unwritten = flushed.usage_pending,
+        usage_rollup_requests_unwritten = flushed.rollups_pending,
         ledger_rows_flushed = flushed.ledger_rows,
         sessions_ended = flushed.sessions,
         "stopped"

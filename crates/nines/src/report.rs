@@ -1,3 +1,6 @@
+//! `nines report usage`: requests, errors, tokens and cost per org, user, key, model or deployment
+//! from the store's per-minute usage rollups (`--config`), as JSON.
+//!
 //! `nines report sla`: the SLA report, from a running gateway (`--url`, `--admin-key`: what
 //! `GET /admin/reports/sla` answers) or straight from the store named by a config (`--config`;
 //! no gateway needed). Either way the counts are the store's, summed over every replica. The
@@ -15,6 +18,31 @@ use std::time::Duration;
 pub enum Report {
     /// Availability, failovers, latency, error budget and incidents per route and deployment.
     Sla(SlaArgs),
+    /// Requests, errors, tokens and cost from the store's usage rollups (JSON).
+    Usage(UsageArgs),
+}
+
+#[derive(Args)]
+pub struct UsageArgs {
+    /// org, user, key, model or deployment.
+    #[arg(long, default_value = "model")]
+    by: String,
+    /// day (this UTC day), month (this UTC month: what budgets count) or a duration back from
+    /// now (24h, 7d).
+    #[arg(long, default_value = "month")]
+    window: String,
+    /// Only this key's usage (its id).
+    #[arg(long, conflicts_with_all = ["user", "org"])]
+    key: Option<String>,
+    /// Only this user's usage (its id).
+    #[arg(long, conflicts_with = "org")]
+    user: Option<String>,
+    /// Only this organisation's usage (its id).
+    #[arg(long)]
+    org: Option<String>,
+    /// The config whose [store] holds the rollups.
+    #[arg(long, short, env = "NINES_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -37,8 +65,12 @@ pub struct SlaArgs {
 }
 
 pub fn run(command: Report) -> ExitCode {
-    let Report::Sla(args) = command;
-    crate::admin_http::print_outcome(sla(args))
+    crate::admin_http::print_outcome(async move {
+        match command {
+            Report::Sla(args) => sla(args).await,
+            Report::Usage(args) => usage(args).await,
+        }
+    })
 }
 
 async fn sla(args: SlaArgs) -> Result<String, String> {
@@ -95,6 +127,43 @@ async fn from_store(path: &Path, window: &str, format: Format) -> Result<String,
         Source::Store,
     );
     Ok(format.render(&report))
+}
+
+async fn usage(args: UsageArgs) -> Result<String, String> {
+    use nines_gateway::config::access::Level;
+    use nines_gateway::store::GroupBy;
+    let by = GroupBy::parse(&args.by).ok_or_else(|| {
+        format!(
+            "--by must be org, user, key, model or deployment, not '{}'",
+            args.by
+        )
+    })?;
+    let since = nines_gateway::limits::window_start(&args.window, std::time::SystemTime::now())?;
+    let filter = [
+        (Level::Key, &args.key),
+        (Level::User, &args.user),
+        (Level::Org, &args.org),
+    ]
+    .into_iter()
+    .find_map(|(level, id)| id.as_deref().map(|id| (level, id)));
+    let path = args
+        .config
+        .ok_or("--config (or NINES_CONFIG) is required: its [store] holds the usage rollups")?;
+    let config = Config::load(&path, &config::process_env).map_err(|e| e.to_string())?;
+    let Some(store_config) = &config.access.store else {
+        return Err(format!(
+            "{}: no [store] section: usage is kept in the store",
+            path.display()
+        ));
+    };
+    let store = Store::open(store_config)
+        .await
+        .map_err(|e| format!("cannot open the store: {e}"))?;
+    let report = store
+        .usage_report(by, since, filter)
+        .await
+        .map_err(|e| format!("cannot read usage: {e}"))?;
+    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())
 }
 
 /// Percent-encodes a query value.

@@ -13,12 +13,13 @@
 //! the budgets. Refusals are [`AccessError`]s.
 
 mod error;
+mod reconcile;
 
 pub use error::AccessError;
 
 use crate::auth::signing::{Signer, random_secret};
 use crate::auth::{Authenticator, Identity, StaticKeys};
-use crate::config::access::{Access as AccessConfig, LimitsConfig};
+use crate::config::access::{Access as AccessConfig, LimitsConfig, RequestRecords};
 use crate::config::redis::RedisConfig;
 use crate::config::{Price, Secret};
 use crate::limits::{
@@ -28,16 +29,20 @@ use crate::limits::{
 use crate::replicas::RedisLink;
 use crate::store::spool::Spool;
 use crate::store::usage::WriterSettings;
-use crate::store::{Store, UsageWriter};
+use crate::store::{Accounting, Store, UsageWriter};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// Identity, limiter, store and usage writer: shared by every request, kept across reloads.
+/// Identity, limiter, store, usage accounting and writer: shared by every request, kept across
+/// reloads.
 pub struct Access {
     pub auth: Arc<Authenticator>,
     pub limiter: Arc<Limiters>,
     pub store: Option<Store>,
+    /// Per-minute usage rollups (every request, when there is a store).
+    pub accounting: Option<Arc<Accounting>>,
+    /// Per-request detail records (`store.request_records`; `None` when `off`).
     pub usage: Option<UsageWriter>,
     /// What the store could not take yet, on disk (`store::spool`), with a `[store]`.
     pub spool: Option<Arc<Spool>>,
@@ -51,7 +56,7 @@ pub struct Access {
 }
 
 /// What admission needs to know of a request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Ask<'a> {
     pub credential: Option<&'a Secret>,
     pub model: &'a str,
@@ -59,6 +64,9 @@ pub struct Ask<'a> {
     pub prompt_bytes: usize,
     /// The client's `max_tokens`, if any (embeddings: `Some(0)`).
     pub max_output: Option<u64>,
+    /// The highest price a deployment that may serve the request charges; asked only when a
+    /// budget applies (the reservation's price).
+    pub price_ceiling: &'a (dyn Fn() -> Price + Sync),
 }
 
 /// An admitted request's access state, until it ends.
@@ -104,6 +112,7 @@ impl Access {
             auth: Arc::new(Authenticator::new(store.clone())),
             limiter: Arc::new(limiter),
             store,
+            accounting: None,
             usage,
             spool: None,
             store_ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
@@ -148,6 +157,7 @@ impl Access {
             seed_spend(memory, store).await?;
         }
         let usage = match (&store, &config.store) {
+            (Some(_), Some(c)) if c.request_records == RequestRecords::Off => None,
             (Some(store), Some(c)) => {
                 let (writer, _task) = UsageWriter::spawn(
                     Arc::new(store.clone()) as Arc<dyn crate::store::UsageSink>,
@@ -175,7 +185,15 @@ impl Access {
             }
             (None, None) => Signer::random(),
         };
+        let accounting = match (&store, &config.store) {
+            (Some(store), Some(c)) => Some(Accounting::spawn(
+                Arc::new(store.clone()) as Arc<dyn crate::store::accounting::RollupSink>,
+                c.flush_interval,
+            )),
+            _ => None,
+        };
         let mut access = Access::with_parts(store, limiter, usage);
+        access.accounting = accounting;
         access.signer = signer;
         access.spool = spool;
         access.redis = redis;
@@ -189,6 +207,17 @@ impl Access {
                 access.spool.as_ref().map(Arc::downgrade),
             ));
         }
+        if let (Limiters::Redis(redis), Some(store)) = (&*access.limiter, &access.store) {
+            // Before the first request (when the store answered at start), so a Redis that lost
+            // its counters cannot admit spend the store already knows of; then in the background.
+            if migrated {
+                reconcile::once_at_start(redis, store).await;
+            }
+            tokio::spawn(reconcile::run(
+                Arc::downgrade(&access.limiter),
+                store.clone(),
+            ));
+        }
         if let (Some(shared), Some(_)) = (redis_config, &access.store) {
             access.auth.share_changes(
                 shared.url.expose(),
@@ -198,9 +227,18 @@ impl Access {
         Ok(access)
     }
 
-    /// Waits (at most `within`) for queued usage records to reach the store: call after the
-    /// server stopped.
+    /// Waits (at most `within`) for the usage rollups and queued usage records to reach the
+    /// store: call after the server stopped.
     pub async fn drain(&self, within: Duration) {
+        if let Some(accounting) = &self.accounting {
+            match tokio::time::timeout(within, accounting.flush()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "usage rollups could not be written at shutdown")
+                }
+                Err(_) => tracing::warn!("writing the usage rollups at shutdown timed out"),
+            }
+        }
         if let Some(usage) = &self.usage {
             usage.drain(within).await;
         }
@@ -283,12 +321,21 @@ impl Access {
             .max_output
             .unwrap_or(config.limits.default_max_output_tokens);
         let prompt = limits::estimate_tokens(ask.prompt_bytes, Some(0), 0);
-        let plan = Plan::new(
+        let mut plan = Plan::new(
             &identity,
             ask.model,
             prompt.saturating_add(output),
             SystemTime::now(),
         );
+        if !plan.spends.is_empty() {
+            plan.spend_reserve = cost_of(
+                Usage {
+                    input: prompt,
+                    output,
+                },
+                (ask.price_ceiling)(),
+            );
+        }
         let admitted = if plan.is_empty() {
             Admitted {
                 reservation: Reservation::default(),
@@ -333,9 +380,7 @@ impl Admission {
             ),
             (None, None) => (Usage::default(), false),
         };
-        let cost = served.map_or(0.0, |p| {
-            (usage.input as f64 * p.input + usage.output as f64 * p.output) / 1_000_000.0
-        });
+        let cost = served.map_or(0.0, |p| cost_of(usage, p));
         let actual = (!estimated).then_some(usage.input.saturating_add(usage.output));
         if !self.reservation.is_empty() {
             match &*self.limiter {
@@ -357,6 +402,11 @@ impl Admission {
             cost,
         }
     }
+}
+
+/// USD for `usage` at `price` (per million tokens).
+fn cost_of(usage: Usage, price: Price) -> f64 {
+    (usage.input as f64 * price.input + usage.output as f64 * price.output) / 1_000_000.0
 }
 
 /// Migrates a store that was unreachable at start (retrying every 2 s until it answers), then

@@ -96,6 +96,9 @@ async fn readiness(state: &AppState) -> (StatusCode, serde_json::Value) {
         degraded |= check["status"] != "ok";
         checks.insert("store".into(), check);
     }
+    if let Some(accounting) = &access.accounting {
+        checks.insert("usage_rollups".into(), accounting.stats.snapshot());
+    }
     if let Some(spool) = &access.spool {
         checks.insert("spool".into(), spool.snapshot());
     }

@@ -228,9 +228,12 @@ pub struct RawStore {
     pub usage_buffer: usize,
     /// Rows per insert.
     pub batch_size: usize,
-    /// Longest wait before a partial batch is written.
+    /// Longest wait before a partial batch is written; also how often usage rollups are added
+    /// to the store.
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
+    /// Which requests also get a per-request detail row: `all`, `errors`, `sample:0.01`, `off`.
+    pub request_records: Option<Spanned<String>>,
     /// Where usage records and ledger deltas wait on disk while the store cannot take them
     /// (`store::spool`); relative to the config file's directory. Default `{data_dir}/spool`.
     pub spool_dir: Option<PathBuf>,
@@ -251,6 +254,7 @@ impl Default for RawStore {
             usage_buffer: 100_000,
             batch_size: 500,
             flush_interval: Duration::from_secs(1),
+            request_records: None,
             spool_dir: None,
             spool_max_bytes: 1 << 30,
             keep_responses: Duration::from_secs(30 * 24 * 3600),
@@ -359,9 +363,60 @@ pub struct StoreConfig {
     pub usage_buffer: usize,
     pub batch_size: usize,
     pub flush_interval: Duration,
+    pub request_records: RequestRecords,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
     pub keep_responses: Duration,
+}
+
+/// Which requests get a per-request detail row in `usage_records` (`store.request_records`).
+/// Spend, budgets and reports read the per-minute rollups, which count every request whatever
+/// this says; the JSON request log is the full per-request stream.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RequestRecords {
+    All,
+    /// Requests that ended with a status of 400 or more (the default).
+    Errors,
+    /// Each request with this probability (0 < p ≤ 1).
+    Sample(f64),
+    Off,
+}
+
+impl RequestRecords {
+    pub fn parse(text: &str) -> Result<RequestRecords, String> {
+        let wrong = || {
+            format!(
+                "must be \"all\", \"errors\", \"off\" or \"sample:<fraction>\" with a \
+                 fraction above 0 and at most 1 (e.g. \"sample:0.01\"), not \"{text}\""
+            )
+        };
+        match text {
+            "all" => Ok(RequestRecords::All),
+            "errors" => Ok(RequestRecords::Errors),
+            "off" => Ok(RequestRecords::Off),
+            _ => {
+                let fraction: f64 = text
+                    .strip_prefix("sample:")
+                    .and_then(|f| f.trim().parse().ok())
+                    .ok_or_else(wrong)?;
+                if fraction > 0.0 && fraction <= 1.0 {
+                    Ok(RequestRecords::Sample(fraction))
+                } else {
+                    Err(wrong())
+                }
+            }
+        }
+    }
+
+    /// Whether a request that ended with `status` gets a detail row.
+    pub fn wants(self, status: u16) -> bool {
+        match self {
+            RequestRecords::All => true,
+            RequestRecords::Errors => status >= 400,
+            RequestRecords::Sample(p) => rand::random::<f64>() < p,
+            RequestRecords::Off => false,
+        }
+    }
 }
 
 impl StoreConfig {
@@ -374,6 +429,7 @@ impl StoreConfig {
             usage_buffer: raw.usage_buffer,
             batch_size: raw.batch_size,
             flush_interval: raw.flush_interval,
+            request_records: RequestRecords::Errors,
             spool_dir: dir.join("spool"),
             spool_max_bytes: raw.spool_max_bytes,
             keep_responses: raw.keep_responses,
@@ -437,6 +493,11 @@ pub(super) fn validate(
                 }
                 None => sqlite_url(&data_dir),
             };
+            let request_records = match &s.request_records {
+                Some(r) => RequestRecords::parse(r.get_ref())
+                    .map_err(|m| err(Some(r.span()), "store.request_records".into(), m))?,
+                None => RequestRecords::Errors,
+            };
             if s.spool_max_bytes < 1 << 20 {
                 return Err(err(
                     None,
@@ -450,6 +511,7 @@ pub(super) fn validate(
                 usage_buffer: s.usage_buffer,
                 batch_size: s.batch_size,
                 flush_interval: s.flush_interval,
+                request_records,
                 spool_dir: s
                     .spool_dir
                     .as_deref()

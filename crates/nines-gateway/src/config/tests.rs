@@ -142,3 +142,42 @@ fn syntax_error_has_a_line() {
     let e = parse("[server]\nlisten = \n").unwrap_err();
     assert_eq!(e.line, 2, "{e}");
 }
+
+#[test]
+fn request_records_are_chosen_in_the_store_section() {
+    use crate::config::access::RequestRecords;
+    let records = |line: &str| {
+        let text = format!("{GOOD}\n[store]\ndatabase_url = \"sqlite::memory:\"\n{line}\n");
+        parse(&text).map(|c| c.access.store.unwrap().request_records)
+    };
+    assert_eq!(records("").unwrap(), RequestRecords::Errors);
+    assert_eq!(
+        records("request_records = \"all\"").unwrap(),
+        RequestRecords::All
+    );
+    assert_eq!(
+        records("request_records = \"off\"").unwrap(),
+        RequestRecords::Off
+    );
+    assert_eq!(
+        records("request_records = \"sample:0.01\"").unwrap(),
+        RequestRecords::Sample(0.01)
+    );
+    for bad in [
+        "sample:0",
+        "sample:1.5",
+        "sample:x",
+        "some",
+        "ALL",
+        "sample:-1",
+    ] {
+        let e = records(&format!("request_records = \"{bad}\"")).unwrap_err();
+        assert_eq!(e.path, "store.request_records", "{e}");
+        assert!(e.message.contains("\"errors\""), "{e}");
+        assert!(e.message.contains(bad), "{e}");
+        assert!(e.line > 0, "{e}");
+    }
+    assert!(RequestRecords::All.wants(200) && !RequestRecords::Off.wants(500));
+    assert!(RequestRecords::Errors.wants(502) && !RequestRecords::Errors.wants(200));
+    assert!(RequestRecords::Sample(1.0).wants(200));
+}

@@ -194,6 +194,12 @@ impl MemoryLimiter {
             .iter()
             .map(|s| (s.level, Arc::clone(&s.id), s.period))
             .collect();
+        if plan.spend_reserve > 0.0 {
+            for key in &reservation.spends {
+                *state.spend.entry(key.clone()).or_default() += plan.spend_reserve;
+            }
+            reservation.spend_reserved = plan.spend_reserve;
+        }
         Ok(Admitted {
             reservation,
             headers,
@@ -219,12 +225,14 @@ impl MemoryLimiter {
                 }
             }
         }
-        if cost > 0.0 {
+        // The reservation made at admission is replaced by the real cost.
+        let delta = cost - r.spend_reserved;
+        if delta != 0.0 {
             for (level, id, period) in &r.spends {
                 *state
                     .spend
                     .entry((*level, Arc::clone(id), *period))
-                    .or_default() += cost;
+                    .or_default() += delta;
             }
         }
     }

@@ -15,8 +15,13 @@
 //! streams always carry usage); without it the reservation stands as the charge.
 //!
 //! Budgets: spend (USD, from the serving deployment's `price` and the real usage) per UTC day and
-//! calendar month. A request is refused while the spend has reached a budget; requests already
-//! running when it is reached still finish, so a budget can be overshot by those.
+//! calendar month. Admission adds the most a request can cost ([`Plan::spend_reserve`]: its token
+//! estimate at the highest price of the deployments that may serve it) to the spend, and
+//! settlement replaces it with the real cost; a request is refused while spend and reservations
+//! have reached a budget. So requests in flight count before they finish, on every replica when
+//! the counters are in Redis, and a budget is overshot by at most the one request admitted just
+//! under it (when estimates hold: an answer longer than `max_tokens`, or than
+//! `default_max_output_tokens` when the client set none, can cost more than its reservation).
 //!
 //! | backend | when | on failure |
 //! |---------|------|------------|
@@ -34,7 +39,7 @@ use http::{HeaderMap, HeaderValue};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-pub use window::{Period, go_duration};
+pub use window::{Period, go_duration, window_start};
 
 /// Tokens a request is expected to use: `prompt_bytes / 4 + max_output`.
 pub fn estimate_tokens(prompt_bytes: usize, max_output: Option<u64>, default_output: u64) -> u64 {
@@ -90,6 +95,10 @@ pub struct Spend {
 pub struct Plan {
     pub draws: Vec<Draw>,
     pub spends: Vec<Spend>,
+    /// USD added to every budget's spend at admission and replaced by the real cost at
+    /// settlement: the most the request can cost (its token estimate at the highest price that
+    /// may serve it), so requests in flight count against a budget before they finish.
+    pub spend_reserve: f64,
 }
 
 impl Plan {
@@ -97,6 +106,7 @@ impl Plan {
         let mut plan = Plan {
             draws: Vec::with_capacity(6),
             spends: Vec::new(),
+            spend_reserve: 0.0,
         };
         let model_key: Option<Arc<str>> = identity
             .subjects()
@@ -218,6 +228,8 @@ pub struct Reservation {
     pub tokens: Vec<(BucketKey, u64)>,
     pub reserved: u64,
     pub spends: Vec<(Level, Arc<str>, Period)>,
+    /// USD added to each of `spends` at admission ([`Plan::spend_reserve`]).
+    pub spend_reserved: f64,
 }
 
 impl Reservation {

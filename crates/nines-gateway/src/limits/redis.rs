@@ -54,6 +54,13 @@ for j = n + 1, #KEYS do
   local spent = tonumber(redis.call('GET', KEYS[j]) or '0')
   if spent >= budget then return {0, j, 0, 0} end
 end
+local r = #KEYS + n + 2
+if #KEYS > n and tonumber(ARGV[r]) > 0 then
+  for j = n + 1, #KEYS do
+    redis.call('INCRBYFLOAT', KEYS[j], ARGV[r])
+    redis.call('PEXPIRE', KEYS[j], tonumber(ARGV[r + j - n]))
+  end
+end
 local out = {1}
 for i = 1, n do
   local cap = tonumber(ARGV[2 * i])
@@ -90,7 +97,7 @@ for i = 1, k do
   redis.call('PEXPIRE', KEYS[i], math.ceil((cap - level) / rate) + 1000)
 end
 local cost = ARGV[3 + k]
-if tonumber(cost) > 0 then
+if tonumber(cost) ~= 0 then
   for j = k + 1, #KEYS do
     redis.call('INCRBYFLOAT', KEYS[j], cost)
     redis.call('PEXPIRE', KEYS[j], tonumber(ARGV[3 + j]))
@@ -98,6 +105,26 @@ if tonumber(cost) > 0 then
 end
 return 1
 ";
+
+/// Raises spend counters to the store's sums (`access::reconcile`), never lowers them: KEYS are
+/// the counters, then the marker; ARGV the floor and time to live (ms) of each counter. Returns
+/// how many it raised.
+const RAISE: &str = r"
+local raised = 0
+for i = 1, #KEYS - 1 do
+  local floor = tonumber(ARGV[2 * i - 1])
+  local spent = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if spent < floor then
+    redis.call('SET', KEYS[i], ARGV[2 * i - 1], 'PX', ARGV[2 * i])
+    raised = raised + 1
+  end
+end
+redis.call('SET', KEYS[#KEYS], '1')
+return raised
+";
+
+/// Counters per `RAISE` call.
+const RAISE_CHUNK: usize = 500;
 
 /// After a failure, requests take the fail answer without trying Redis for this long.
 const BACKOFF: Duration = Duration::from_millis(250);
@@ -118,6 +145,7 @@ pub struct RedisLimiter {
     link: Arc<RedisLink>,
     admit: Arc<Script>,
     settle: Arc<Script>,
+    raise: Arc<Script>,
     prefix: String,
     timeout: Duration,
     fail: FailMode,
@@ -134,6 +162,7 @@ impl RedisLimiter {
             link,
             admit: Arc::new(Script::new(ADMIT)),
             settle: Arc::new(Script::new(SETTLE)),
+            raise: Arc::new(Script::new(RAISE)),
             prefix: config.redis_prefix.clone(),
             timeout: config.redis_timeout,
             fail: config.on_redis_error,
@@ -174,6 +203,68 @@ impl RedisLimiter {
             level.as_str(),
             period.tag()
         )
+    }
+
+    /// Set by every reconciliation and never expiring: when it is missing, Redis lost its data.
+    fn marker_key(&self) -> String {
+        format!("{{{}}}:spend:reconciled", self.prefix)
+    }
+
+    /// A connection for reconciliation: the shared link's (`[redis]`), which reconnects on its
+    /// own; every call below is bounded by the timeout.
+    async fn reconcile_connection(&self) -> Result<crate::replicas::link::Conn, String> {
+        self.link.conn()
+    }
+
+    /// Whether the marker of the last reconciliation is still there.
+    pub async fn reconciled_marker(&self) -> Result<bool, String> {
+        let mut conn = self.reconcile_connection().await?;
+        let mut exists = redis::cmd("EXISTS");
+        exists.arg(self.marker_key());
+        match tokio::time::timeout(
+            self.timeout.max(Duration::from_millis(500)),
+            exists.query_async::<i64>(&mut conn),
+        )
+        .await
+        {
+            Ok(Ok(n)) => Ok(n > 0),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".into()),
+        }
+    }
+
+    /// Raises each subject's spend counter of a period to at least the given USD (the store's
+    /// sum), in one script call per `RAISE_CHUNK` counters; returns how many were raised.
+    pub async fn raise_spend(
+        &self,
+        floors: &[(crate::config::access::Level, String, super::Period, f64)],
+        now: SystemTime,
+    ) -> Result<usize, String> {
+        let mut raised = 0;
+        let mut conn = self.reconcile_connection().await?;
+        // At least one call, so the marker is set even when nothing was spent.
+        for chunk in floors
+            .chunks(RAISE_CHUNK)
+            .chain(floors.is_empty().then_some(&[][..]))
+        {
+            let mut invocation = self.raise.prepare_invoke();
+            for (level, id, period, usd) in chunk {
+                invocation.key(self.spend_key(*level, id, *period));
+                invocation
+                    .arg(*usd)
+                    .arg(period.remaining(now).as_millis() as u64 + 86_400_000);
+            }
+            invocation.key(self.marker_key());
+            let n = tokio::time::timeout(
+                self.timeout.max(Duration::from_millis(500)),
+                invocation.invoke_async::<i64>(&mut conn),
+            )
+            .await
+            .map_err(|_| "timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+            raised += usize::try_from(n).unwrap_or(0);
+        }
+        Ok(raised)
     }
 
     /// `PING` within the timeout.
@@ -253,6 +344,13 @@ impl Limiter for RedisLimiter {
             invocation.key(self.spend_key(s.level, &s.id, s.period));
             invocation.arg(s.budget);
         }
+        if !plan.spends.is_empty() {
+            // The reservation, then each counter's time to live (as `SETTLE` sets it).
+            invocation.arg(plan.spend_reserve);
+            for s in &plan.spends {
+                invocation.arg(s.period.remaining(wall).as_millis() as u64 + 86_400_000);
+            }
+        }
         let mut conn = match self.link.conn() {
             Ok(conn) => conn,
             Err(e) => {
@@ -296,6 +394,9 @@ impl Limiter for RedisLimiter {
                     .iter()
                     .map(|s| (s.level, Arc::clone(&s.id), s.period))
                     .collect();
+                if !plan.spends.is_empty() {
+                    reservation.spend_reserved = plan.spend_reserve.max(0.0);
+                }
                 Ok(Admitted {
                     reservation,
                     headers,
@@ -358,7 +459,9 @@ impl Limiter for RedisLimiter {
         } else {
             &[]
         };
-        if tokens.is_empty() && (cost <= 0.0 || reservation.spends.is_empty()) {
+        // The reservation made at admission is replaced by the real cost.
+        let spend_delta = cost - reservation.spend_reserved;
+        if tokens.is_empty() && (spend_delta == 0.0 || reservation.spends.is_empty()) {
             return;
         }
         let wall = SystemTime::now();
@@ -369,10 +472,10 @@ impl Limiter for RedisLimiter {
             invocation.key(self.bucket_key(key));
             invocation.arg(*capacity);
         }
-        invocation.arg(cost);
+        invocation.arg(spend_delta);
         for (level, id, period) in &reservation.spends {
             invocation.key(self.spend_key(*level, id, *period));
-            // Kept a day past the period's end, then Redis forgets it.
+            // Kept a day past the period's end, then Redis forgets it (`RAISE` uses the same).
             invocation.arg(period.remaining(wall).as_millis() as u64 + 86_400_000);
         }
         let mut conn = match self.link.conn() {

@@ -142,6 +142,22 @@ pub fn go_duration(d: Duration) -> String {
     }
 }
 
+/// The start of a report's window: `day` (this UTC day), `month` (this UTC month: what budgets
+/// count), or a duration back from now (`90m`, `24h`, `7d`), rounded down to its minute.
+pub fn window_start(window: &str, now: std::time::SystemTime) -> Result<i64, String> {
+    match window {
+        "day" => Ok(Period::day_of(now).start_ms()),
+        "month" => Ok(Period::month_of(now).start_ms()),
+        _ => {
+            let back = humantime::parse_duration(window).map_err(|_| {
+                format!("window must be day, month or a duration like 24h or 7d, not '{window}'")
+            })?;
+            let at = crate::clock::unix_ms(now.checked_sub(back).unwrap_or(std::time::UNIX_EPOCH));
+            Ok(at - at.rem_euclid(60_000))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,16 +1,16 @@
 //! The one end of every request (pingora's `logging` phase): whatever happened, it ends here,
 //! once. The status, outcome and class it records are the ones the client received: an error's
 //! own [`GatewayError::status`] and label, an answer's status, a stream's ending. From that one
-//! ending it settles the admission (the token reservation returned, the cost charged), queues
-//! the usage record, and hands the summary to telemetry (log line, metrics, ledger, sessions,
-//! trace).
+//! ending it settles the admission (the token reservation returned, the cost charged), adds the
+//! request to its minute's usage rollup, queues a usage record when `store.request_records` asks
+//! for one, and hands the summary to telemetry (log line, metrics, ledger, sessions, trace).
 
 use super::{GatewayError, Request};
 use crate::access::{Usage, usage_of};
 use crate::config::Price;
 use crate::relay::ending::{StreamEnd, StreamReport};
 use crate::resilience::AttemptRecord;
-use crate::store::UsageRecord;
+use crate::store::{RollupKeyRef, RollupSums, UsageRecord};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -120,11 +120,14 @@ impl Request {
         });
     }
 
-    /// Whether the answer's token counts are read: a key's budget, a usage record or telemetry
-    /// (metrics, traces) wants them.
+    /// Whether the answer's token counts are read: a key's budget, usage accounting or
+    /// telemetry (metrics, traces) wants them.
     fn wants_usage(&self) -> bool {
         let keyed = self.identity.as_ref().is_some_and(|i| i.key.is_some());
-        keyed || self.state.access.usage.is_some() || self.state.telemetry.wants_usage()
+        keyed
+            || self.state.access.accounting.is_some()
+            || self.state.access.usage.is_some()
+            || self.state.telemetry.wants_usage()
     }
 
     fn end(&mut self, ending: Ending) {
@@ -153,16 +156,49 @@ impl Request {
             s.user_id = id(&identity.user);
             s.org_id = id(&identity.org);
         }
+        self.account(ending.served.is_some());
         self.write_usage_record(ending.served.is_some());
         self.state.telemetry.record(&self.summary);
     }
 
-    /// Queues the usage record (never waits) of a request that reached admission.
+    /// Adds a request that reached admission to its minute's usage rollup (never waits).
+    fn account(&self, served: bool) {
+        let (Some(accounting), Some(identity)) = (&self.state.access.accounting, &self.identity)
+        else {
+            return;
+        };
+        let s = &self.summary;
+        let started_ms = crate::clock::unix_ms(self.started_wall);
+        accounting.add(
+            RollupKeyRef {
+                minute_ms: started_ms - started_ms.rem_euclid(60_000),
+                org_id: identity.org.as_ref().map_or("", |s| &*s.id),
+                user_id: identity.user.as_ref().map_or("", |s| &*s.id),
+                key_id: identity.key.as_ref().map_or("", |s| &*s.id),
+                model: &self.model,
+                deployment: s.deployment.as_deref().filter(|_| served).unwrap_or(""),
+                fallback: s.fallback.as_deref().filter(|_| served).unwrap_or(""),
+            },
+            RollupSums {
+                requests: 1,
+                errors: u64::from(s.status >= 400),
+                tokens_in: s.tokens_in.unwrap_or(0),
+                tokens_out: s.tokens_out.unwrap_or(0),
+                cost: s.cost,
+            },
+        );
+    }
+
+    /// Queues the usage record (never waits) of a request that reached admission, when
+    /// `store.request_records` selects it.
     fn write_usage_record(&self, served: bool) {
         let (Some(writer), Some(identity)) = (&self.state.access.usage, &self.identity) else {
             return;
         };
         let s = &self.summary;
+        if !writer.wants(s.status) {
+            return;
+        }
         // The record shares the subject's id instead of copying it.
         let id = |s: &Option<crate::auth::Subject>| s.as_ref().map(|s| Arc::clone(&s.id));
         // A failure is recorded by the class of its last attempt when upstreams were tried.

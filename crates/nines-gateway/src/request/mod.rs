@@ -110,6 +110,11 @@ impl Request {
             model,
             prompt_bytes,
             max_output,
+            price_ceiling: &|| {
+                runtime
+                    .table
+                    .price_ceiling(model, &runtime.config.deployments)
+            },
         };
         let admitted = self
             .state

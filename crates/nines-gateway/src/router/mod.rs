@@ -267,6 +267,37 @@ impl RoutingTable {
         self.routes.get(model)
     }
 
+    /// The highest input and output price any deployment that may serve `model` charges (its
+    /// own, then its fallback models'): what a budget reserves per token at admission, so the
+    /// reservation is never below what the request can cost.
+    pub fn price_ceiling(
+        &self,
+        model: &str,
+        deployments: &[Arc<crate::config::Deployment>],
+    ) -> crate::config::Price {
+        let mut ceiling = crate::config::Price::default();
+        let Some(route) = self.resolve(model) else {
+            return ceiling;
+        };
+        let fallbacks = route
+            .fallbacks
+            .iter()
+            .chain(&route.context_fallbacks)
+            .filter_map(|name| self.resolve(name));
+        for r in std::iter::once(route).chain(fallbacks) {
+            for price in r
+                .deployments
+                .iter()
+                .filter_map(|&d| deployments.get(d))
+                .map(|d| d.price)
+            {
+                ceiling.input = ceiling.input.max(price.input);
+                ceiling.output = ceiling.output.max(price.output);
+            }
+        }
+        ceiling
+    }
+
     /// Every name a client may request.
     pub fn names(&self) -> &[String] {
         &self.names

@@ -108,6 +108,8 @@ pub struct AppState {
 pub struct Flushed {
     /// Usage records still queued after waiting (0: all written).
     pub usage_pending: u64,
+    /// Requests whose usage rollups could not be written (0: all written).
+    pub rollups_pending: u64,
     /// Ledger rows written by the final flush (`None`: no store, or it failed).
     pub ledger_rows: Option<usize>,
     /// Sessions ended and counted.
@@ -230,14 +232,17 @@ impl AppState {
         })
     }
 
-    /// At shutdown, after the server stopped: queued usage records go to the store, live sessions
-    /// are counted, the ledger's changes since its last flush are written and trace spans are
-    /// sent, each waiting at most `within`.
+    /// At shutdown, after the server stopped: usage rollups and queued usage records go to the
+    /// store, live sessions are counted, the ledger's changes since its last flush are written
+    /// and trace spans are sent, each waiting at most `within`.
     pub async fn shutdown(&self, within: std::time::Duration) -> Flushed {
         self.access.drain(within).await;
         let mut flushed = Flushed {
             usage_pending: self.access.usage.as_ref().map_or(0, |u| {
                 u.stats.pending.load(std::sync::atomic::Ordering::Relaxed)
+            }),
+            rollups_pending: self.access.accounting.as_ref().map_or(0, |a| {
+                a.stats.pending.load(std::sync::atomic::Ordering::Relaxed)
             }),
             sessions: self.telemetry.shutdown(within).await,
             ledger_rows: None,

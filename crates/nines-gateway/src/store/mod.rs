@@ -1,4 +1,5 @@
-//! Persistence of organisations, users, virtual keys, usage records and the availability ledger
+//! Persistence of organisations, users, virtual keys, usage (per-minute rollups, `rollup`, added
+//! to by `accounting`; opt-in per-request records, `usage`) and the availability ledger
 //! (`ledger`: minute buckets and incidents, written by [`ledger_writer`]): SQLite in the data
 //! directory by default ([`sqlite`]), Postgres when `store.database_url` says so ([`postgres`]).
 //! Migrations are embedded and applied when the store opens.
@@ -6,8 +7,9 @@
 //! Both backends run the same SQL text (`$1`-style parameters work in both); [`Store`] holds one
 //! pool or the other and each query is written once, expanded for both pool types by `on_pool!`.
 //! Nothing on the request path waits on the store except a virtual key's first lookup (then
-//! cached); usage records go through [`usage::UsageWriter`].
+//! cached); usage goes through [`accounting::Accounting`] and [`usage::UsageWriter`].
 
+pub mod accounting;
 pub mod ledger_writer;
 mod pg_copy;
 pub mod postgres;
@@ -16,6 +18,8 @@ pub mod sqlite;
 pub mod usage;
 
 use crate::config::access::{Limits, StoreConfig};
+pub use accounting::Accounting;
+pub use rollup::{GroupBy, RollupKey, RollupKeyRef, RollupSums, UsageGroup};
 use serde::Serialize;
 use sqlx::Row;
 use std::sync::Arc;
@@ -57,7 +61,13 @@ mod ledger;
 pub use ledger::BucketRow;
 mod notices;
 pub use notices::{Notice, NoticeKind};
+// After `on_pool!`, which its queries use.
+pub mod rollup;
+#[cfg(test)]
+mod rollup_tests;
 mod spooled;
+#[cfg(test)]
+mod test_db;
 
 /// A handle to the store; cheap to clone (the pool is shared).
 #[derive(Clone)]
@@ -245,6 +255,11 @@ fn migrator() -> sqlx::migrate::Migrator {
             include_str!("migrations/0007_ledger_sketch.sql"),
         ),
         migration(8, "spool", include_str!("migrations/0008_spool.sql")),
+        migration(
+            9,
+            "usage_rollups",
+            include_str!("migrations/0009_usage_rollups.sql"),
+        ),
         migration(
             10,
             "responses",
@@ -655,51 +670,7 @@ impl Store {
         })
     }
 
-    // ---- usage
-
-    /// Spend (USD) per subject of one level since `since_ms`: `key`, `user` or `org`.
-    pub async fn spend_by(
-        &self,
-        level: crate::config::access::Level,
-        since_ms: i64,
-    ) -> Result<Vec<(String, f64)>, StoreError> {
-        let sql = match level {
-            crate::config::access::Level::Key => {
-                "SELECT key_id AS id, COALESCE(SUM(cost), 0.0) AS spent FROM usage_records \
-                 WHERE started_at >= $1 AND key_id IS NOT NULL GROUP BY key_id"
-            }
-            crate::config::access::Level::User => {
-                "SELECT user_id AS id, COALESCE(SUM(cost), 0.0) AS spent FROM usage_records \
-                 WHERE started_at >= $1 AND user_id IS NOT NULL GROUP BY user_id"
-            }
-            crate::config::access::Level::Org => {
-                "SELECT org_id AS id, COALESCE(SUM(cost), 0.0) AS spent FROM usage_records \
-                 WHERE started_at >= $1 AND org_id IS NOT NULL GROUP BY org_id"
-            }
-        };
-        on_pool!(&self.db, p => {
-            let rows = sqlx::query(sql).bind(since_ms).fetch_all(p).await?;
-            rows.iter()
-                .map(|r| Ok((r.try_get::<String, _>("id")?, r.try_get::<f64, _>("spent")?)))
-                .collect::<Result<Vec<_>, sqlx::Error>>()
-                .map_err(Into::into)
-        })
-    }
-
-    /// One subject's spend (USD) since `since_ms`.
-    pub async fn spend(
-        &self,
-        level: crate::config::access::Level,
-        id: &str,
-        since_ms: i64,
-    ) -> Result<f64, StoreError> {
-        Ok(self
-            .spend_by(level, since_ms)
-            .await?
-            .into_iter()
-            .find(|(i, _)| i == id)
-            .map_or(0.0, |(_, s)| s))
-    }
+    // ---- usage (spend and reports: `rollup`)
 
     /// The newest usage records, optionally of one key, user or org.
     pub async fn recent_usage(
@@ -1030,35 +1001,18 @@ mod tests {
 
     #[tokio::test]
     async fn the_sketch_migration_keeps_the_old_ttfb_histogram_on_postgres() {
-        let Ok(url) = std::env::var("DATABASE_URL") else {
-            println!(
-                "skipped: DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)"
-            );
+        let Some(db) = super::test_db::TestDb::postgres("sketch").await else {
             return;
         };
-        let name = format!("nines_sketch_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-            .await
-            .expect("DATABASE_URL is set but Postgres is unreachable");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
-        let db_url = format!("{base}/{name}");
-        let pool = sqlx::PgPool::connect(&db_url).await.unwrap();
+        let pool = sqlx::PgPool::connect(db.config.url.expose()).await.unwrap();
         migrator().run_to(6, &pool).await.unwrap();
         sqlx::query(OLD_HISTOGRAM_ROW).execute(&pool).await.unwrap();
         pool.close().await;
-        let mut config = StoreConfig::sqlite_in(std::path::Path::new("unused"));
-        config.url = crate::config::Secret::new(db_url);
-        let store = Store::open(&config).await.unwrap();
+        let store = Store::open(&db.config).await.unwrap();
         old_histogram_reads_as_before(&store).await;
         if let Db::Postgres(p) = &store.db {
             p.close().await;
         }
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
-            .execute(&mut admin)
-            .await;
+        db.remove().await;
     }
 }

@@ -25,8 +25,12 @@ pub(super) async fn connect(url: &str) -> Result<sqlx::SqlitePool, StoreError> {
             ))
         })?;
     }
+    // An in-memory database (tests, `sqlite::memory:`) is shared between a pool's connections in
+    // SQLite's shared-cache mode, where a writer locks tables against the others and they fail
+    // with SQLITE_LOCKED at once instead of waiting: one connection serialises them instead.
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
     Ok(SqlitePoolOptions::new()
-        .max_connections(4)
+        .max_connections(if in_memory { 1 } else { 4 })
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(options)
         .await?)

@@ -1,4 +1,7 @@
-//! Usage records: one per request, written off the request path.
+//! Usage records: per-request detail rows, for the requests `store.request_records` selects
+//! ([`UsageWriter::wants`]; default: those that failed), written off the request path. Spend and
+//! reports do not read them: every request is counted in the per-minute rollups
+//! (`accounting`), whatever this writer keeps or drops.
 //!
 //! The request path calls [`UsageWriter::record`], which never waits: it puts the record in a
 //! bounded channel (`store.usage_queue`) or, when that is full, drops it and counts the drop. One
@@ -18,7 +21,7 @@
 
 use super::Store;
 use super::spool::{Spool, SpoolError};
-use crate::config::access::StoreConfig;
+use crate::config::access::{RequestRecords, StoreConfig};
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -166,6 +169,7 @@ impl UsageStats {
 #[derive(Clone)]
 pub struct UsageWriter {
     tx: mpsc::Sender<UsageRecord>,
+    records: RequestRecords,
     pub stats: Arc<UsageStats>,
 }
 
@@ -175,6 +179,8 @@ pub struct WriterSettings {
     pub buffer: usize,
     pub batch: usize,
     pub flush_interval: Duration,
+    /// Which requests get a record.
+    pub records: RequestRecords,
 }
 
 impl From<&StoreConfig> for WriterSettings {
@@ -184,6 +190,7 @@ impl From<&StoreConfig> for WriterSettings {
             buffer: c.usage_buffer,
             batch: c.batch_size,
             flush_interval: c.flush_interval,
+            records: c.request_records,
         }
     }
 }
@@ -202,7 +209,18 @@ impl UsageWriter {
             ..UsageStats::default()
         });
         let task = tokio::spawn(run(sink, rx, settings, Arc::clone(&stats), spool));
-        (UsageWriter { tx, stats }, task)
+        let writer = UsageWriter {
+            tx,
+            records: settings.records,
+            stats,
+        };
+        (writer, task)
+    }
+
+    /// Whether a request that ended with `status` gets a record (`store.request_records`); ask
+    /// before building one, which costs more than the rollup.
+    pub fn wants(&self, status: u16) -> bool {
+        self.records.wants(status)
     }
 
     /// Hands a record to the writer without waiting; a full queue drops it (counted).
@@ -449,6 +467,7 @@ mod tests {
             buffer: 100_000,
             batch: 100,
             flush_interval: Duration::from_secs(1),
+            records: RequestRecords::All,
         };
         let (writer, task) =
             UsageWriter::spawn(Arc::clone(&sink) as Arc<dyn UsageSink>, settings, None);

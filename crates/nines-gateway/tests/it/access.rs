@@ -65,7 +65,7 @@ fn admin_and_store(dir: &std::path::Path) -> String {
 
 fn store_section(dir: &std::path::Path) -> String {
     format!(
-        "\n[store]\ndata_dir = \"{}\"\nflush_interval = \"20ms\"\n",
+        "\n[store]\ndata_dir = \"{}\"\nflush_interval = \"20ms\"\nrequest_records = \"all\"\n",
         dir.display()
     )
 }
@@ -648,7 +648,7 @@ async fn postgres_store_when_database_url_is_set() {
     let h = Harness::start_opened(
         1,
         &config(&format!(
-            "\n[auth]\nadmin_key = \"{ADMIN}\"\n\n[store]\ndatabase_url = \"{db_url}\"\nflush_interval = \"20ms\"\n"
+            "\n[auth]\nadmin_key = \"{ADMIN}\"\n\n[store]\ndatabase_url = \"{db_url}\"\nflush_interval = \"20ms\"\nrequest_records = \"all\"\n"
         )),
     )
     .await;
@@ -980,6 +980,7 @@ async fn usage_is_buffered_while_the_store_is_down_and_drops_are_counted() {
             buffer: 5,
             batch: 100,
             flush_interval: Duration::from_millis(10),
+            records: nines_gateway::config::access::RequestRecords::All,
         },
         None,
     );
@@ -1080,4 +1081,197 @@ async fn streamed_usage_is_recorded_from_the_relays_tally() {
         assert_eq!(record["tokens_out"], usage["completion_tokens"], "{record}");
     }
     assert_eq!(h.chat_hits(0), 2);
+}
+
+/// Every request is counted in the per-minute rollups, which spend reads; with the default
+/// `store.request_records = "errors"` only the refused request gets a per-request row.
+#[tokio::test]
+async fn rollups_count_every_request_and_only_errors_get_records_by_default() {
+    let dir = temp_dir("rollups");
+    let template = config(&format!(
+        "\n[auth]\nadmin_key = \"{ADMIN}\"\n\n[store]\ndata_dir = \"{}\"\nflush_interval = \"20ms\"\n",
+        dir.display()
+    ));
+    let h = Harness::start_opened(1, &template).await;
+    let (key, row) = org_user_key(
+        &h,
+        json!({"name": "rollups"}),
+        json!({"name": "ann"}),
+        json!({"limits": {"rpm": 3}}),
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(post(&h, Some(&key), &hello("chat")).await.status(), 200);
+    }
+    assert_eq!(post(&h, Some(&key), &hello("chat")).await.status(), 429);
+    let key_id = row["id"].as_str().unwrap();
+    let path = format!("/admin/usage/summary?by=deployment&window=day&key={key_id}");
+    let mut summary = Value::Null;
+    for _ in 0..100 {
+        summary = admin(&h, reqwest::Method::GET, &path, None).await;
+        if summary["total"]["requests"] == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(summary["by"], "deployment");
+    assert_eq!(summary["total"]["requests"], 4, "{summary}");
+    assert_eq!(summary["total"]["errors"], 1, "{summary}");
+    let groups = summary["groups"].as_array().unwrap();
+    let served = groups.iter().find(|g| g["id"] == "d0").unwrap();
+    assert_eq!(
+        (&served["requests"], &served["errors"]),
+        (&json!(3), &json!(0))
+    );
+    assert!(served["tokens_in"].as_u64().unwrap() > 0);
+    // The refusal was served by no deployment.
+    let refused = groups.iter().find(|g| g["id"] == "").unwrap();
+    assert_eq!(
+        (&refused["requests"], &refused["errors"]),
+        (&json!(1), &json!(1))
+    );
+    // Spend is the rollups' cost.
+    let cost = summary["total"]["cost"].as_f64().unwrap();
+    assert!(cost > 0.0);
+    let shown = admin(
+        &h,
+        reqwest::Method::GET,
+        &format!("/admin/keys/{key_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(shown["spend"]["today"].as_f64().unwrap(), cost);
+    // One detail row: the refusal's.
+    let records = usage_records(&h, key_id, 1).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["status"], 429);
+    // A report asked for wrongly is a 400 naming what is wrong.
+    for (query, wanted) in [
+        ("by=colour", "by must be"),
+        ("window=forever", "window must be"),
+    ] {
+        let r = h
+            .client
+            .get(h.url(&format!("/admin/usage/summary?{query}")))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let e = error_of(r).await;
+        assert!(e["message"].as_str().unwrap().contains(wanted), "{e}");
+    }
+    h.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Spend the store knows of counts against budgets kept in Redis: at start (another replica's
+/// spend, or a Redis that restarted empty) and again when Redis loses its counters while the
+/// gateway runs.
+#[tokio::test]
+async fn budgets_in_redis_are_reconciled_with_the_stores_rollups() {
+    use nines_gateway::store::{RollupKey, RollupSums};
+    let Ok(url) = std::env::var("REDIS_URL") else {
+        println!("skipped: REDIS_URL is not set (e.g. redis://127.0.0.1:6379)");
+        return;
+    };
+    let dir = temp_dir("reconcile");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let store = Store::open(&nines_gateway::config::access::StoreConfig::sqlite_in(&dir))
+        .await
+        .unwrap();
+    // Spent today, as the rollups of earlier traffic recorded it.
+    store
+        .add_usage_rollups(&[(
+            RollupKey {
+                minute_ms: now_ms - now_ms % 60_000,
+                org_id: "".into(),
+                user_id: "".into(),
+                key_id: "static:budgeted".into(),
+                model: "chat".into(),
+                deployment: "d0".into(),
+                fallback: "".into(),
+            },
+            RollupSums {
+                requests: 4,
+                cost: 2.0,
+                ..RollupSums::default()
+            },
+        )])
+        .await
+        .unwrap();
+    let prefix = format!("nines-test-{}", uuid::Uuid::new_v4());
+    let template = config(&format!(
+        r#"
+[auth]
+admin_key = "{ADMIN}"
+[[auth.keys]]
+key = "sk-static-budget-0001"
+name = "budgeted"
+limits = {{ daily_budget = 1.5 }}
+
+[store]
+data_dir = "{}"
+
+[limits]
+redis_url = "{url}"
+redis_prefix = "{prefix}"
+redis_timeout = "500ms"
+on_redis_error = "closed"
+"#,
+        dir.display()
+    ));
+    let h = Harness::start_opened(1, &template).await;
+    let refused = |r: reqwest::Response| {
+        assert_eq!(r.status(), 429);
+        assert_eq!(header(&r, "x-nines-limit"), "key:daily_budget");
+    };
+    refused(post(&h, Some("sk-static-budget-0001"), &hello("chat")).await);
+
+    // Redis forgets everything of this prefix (a restart without persistence).
+    let mut redis = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{{{prefix}}}*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(
+        keys.iter().any(|k| k.ends_with(":spend:reconciled")),
+        "{keys:?}"
+    );
+    let _: i64 = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    // The reconciler notices within its tick and raises the counters again.
+    let counter = keys
+        .iter()
+        .find(|k| k.contains(":spend:key:static:budgeted:"))
+        .unwrap()
+        .clone();
+    let mut restored = None;
+    for _ in 0..150 {
+        restored = redis::cmd("GET")
+            .arg(&counter)
+            .query_async::<Option<f64>>(&mut redis)
+            .await
+            .unwrap();
+        if restored.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(restored, Some(2.0));
+    refused(post(&h, Some("sk-static-budget-0001"), &hello("chat")).await);
+    assert_eq!(h.chat_hits(0), 0);
+    h.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -25,7 +25,7 @@ fn with_backup(own: usize, model_extra: &str, tail: &str) -> String {
         1,
     );
     format!(
-        "{text}\n[[models]]\nname = \"backup\"\ndeployments = [\"d{own}\"]\n\n[auth]\nenabled = false\nadmin_key = \"{ADMIN}\"\n\n[store]\ndatabase_url = \"sqlite::memory:\"\nflush_interval = \"20ms\"\n{tail}\n"
+        "{text}\n[[models]]\nname = \"backup\"\ndeployments = [\"d{own}\"]\n\n[auth]\nenabled = false\nadmin_key = \"{ADMIN}\"\n\n[store]\ndatabase_url = \"sqlite::memory:\"\nflush_interval = \"20ms\"\nrequest_records = \"all\"\n{tail}\n"
     )
 }
 

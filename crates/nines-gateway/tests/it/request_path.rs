@@ -155,7 +155,7 @@ deployments = ["claude", "gemini", "oai"]
 #[tokio::test]
 async fn a_retry_after_hint_is_clamped_and_kept_in_the_trail() {
     let template = format!(
-        "{}\n[resilience]\nmax_retry_after = \"5s\"\n\n[auth]\nenabled = false\nadmin_key = \"sk-path-admin\"\n\n[store]\ndatabase_url = \"sqlite::memory:\"\nflush_interval = \"20ms\"\n",
+        "{}\n[resilience]\nmax_retry_after = \"5s\"\n\n[auth]\nenabled = false\nadmin_key = \"sk-path-admin\"\n\n[store]\ndatabase_url = \"sqlite::memory:\"\nflush_interval = \"20ms\"\nrequest_records = \"all\"\n",
         chain(1)
     );
     let h = Harness::start_opened(1, &template).await;

@@ -5,6 +5,7 @@
     reason = "a test fails loudly by design"
 )]
 
+mod budget;
 mod check;
 mod demo;
 mod deploy;

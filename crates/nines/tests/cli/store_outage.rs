@@ -211,7 +211,13 @@ async fn records_written_while_the_store_is_down_survive_a_restart_and_land_once
     let path = dir.join("nines.toml");
     std::fs::write(
         &path,
-        config(&mock, &proxied(&url, &host, proxy.port, &db), &dir, ""),
+        config(
+            &mock,
+            &proxied(&url, &host, proxy.port, &db),
+            &dir,
+            // Every request gets a detail row (the default keeps only errors), so all 35 spool.
+            "request_records = \"all\"",
+        ),
     )
     .unwrap();
     let config = path.to_str().unwrap();

@@ -8,14 +8,15 @@
 //! | `GET/POST /admin/users`, `GET/PATCH /admin/users/{id}` | `?org=`; create `{org, name, limits?}`; show; set `{limits}` |
 //! | `GET/POST /admin/keys`, `GET/PATCH/DELETE /admin/keys/{id}` | `?user=`; create `{user, name?, models?, expires_at?, expires_in?, limits?}` → the key, once; show; set `{limits?, models?}`; revoke |
 //! | `POST /admin/keys/{id}/revoke` | revoke |
-//! | `GET /admin/usage` | newest records, `?key=` / `?user=` / `?org=`, `?limit=` (100) |
+//! | `GET /admin/usage` | newest per-request records (those `store.request_records` keeps), `?key=` / `?user=` / `?org=`, `?limit=` (100) |
+//! | `GET /admin/usage/summary` | every request's sums from the per-minute rollups: `?by=org\|user\|key\|model\|deployment` (model), `?window=day\|month\|7d` (month), `?key=` / `?user=` / `?org=` |
 //! | `GET /admin/status` | limiter, store, usage writer and ledger persistence counters |
 //! | `POST /admin/reload` | reload the configuration file (works without a store): 200 with the new hash, what changed and what needs a restart, or 400 with the file:line error (the running configuration stays) |
 //! | `GET/POST /admin/status/notices`, `POST /admin/status/notices/{id}/resolve` | operator notices on the status page (`notices`; no store needed) |
 //! | `GET /admin/reports/sla` | `?window=30d&format=json\|csv\|md`: the SLA report (`status::report`, `docs/sla.md`), summed over every replica's rows in the store |
 //!
 //! Ids are accepted where names are: an org by id or name, a user by id or `org/name`.
-//! Spend is read from the usage records: `{"today": usd, "month": usd}` (UTC).
+//! Spend is read from the usage rollups: `{"today": usd, "month": usd}` (UTC).
 
 mod error;
 mod notices;
@@ -55,6 +56,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         )
         .route("/keys/{id}/revoke", post(revoke_key))
         .route("/usage", get(usage))
+        .route("/usage/summary", get(usage_summary))
         .route("/status", get(status))
         .route("/reload", post(reload))
         .route("/reports/sla", get(sla_report))
@@ -492,6 +494,44 @@ async fn revoke_key(
     )
 }
 
+/// `?key=`, `?user=` or `?org=`: whose usage.
+fn subject_filter(q: &HashMap<String, String>) -> Option<(Level, &str)> {
+    [
+        ("key", Level::Key),
+        ("user", Level::User),
+        ("org", Level::Org),
+    ]
+    .into_iter()
+    .find_map(|(name, level)| q.get(name).map(|id| (level, id.as_str())))
+}
+
+async fn usage_summary(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    render(
+        async {
+            let store = admin(&state, &headers)?;
+            let by = match q.get("by") {
+                Some(b) => crate::store::GroupBy::parse(b).ok_or_else(|| {
+                    AdminError::Invalid("by must be org, user, key, model or deployment".into())
+                })?,
+                None => crate::store::GroupBy::Model,
+            };
+            let window = q.get("window").map_or("month", String::as_str);
+            let since = crate::limits::window_start(window, SystemTime::now())
+                .map_err(AdminError::Invalid)?;
+            let report = store
+                .usage_report(by, since, subject_filter(&q))
+                .await
+                .map_err(AdminError::from)?;
+            json_reply(StatusCode::OK, to_value(&report))
+        }
+        .await,
+    )
+}
+
 async fn usage(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -500,13 +540,7 @@ async fn usage(
     render(
         async {
             let store = admin(&state, &headers)?;
-            let filter = [
-                ("key", Level::Key),
-                ("user", Level::User),
-                ("org", Level::Org),
-            ]
-            .into_iter()
-            .find_map(|(name, level)| q.get(name).map(|id| (level, id.as_str())));
+            let filter = subject_filter(&q);
             let limit = match q.get("limit") {
                 Some(l) => l
                     .parse::<i64>()
@@ -537,6 +571,7 @@ async fn status(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
                 json!({
                     "store": {"backend": store.backend()},
                     "usage": state.access.usage.as_ref().map(|u| u.stats.snapshot()),
+                    "usage_rollups": state.access.accounting.as_ref().map(|a| a.stats.snapshot()),
                     "ledger": state.ledger_writer.as_ref().map(|w| w.snapshot()),
                     "limiter": limiter_status(&state.access.limiter),
                 }),

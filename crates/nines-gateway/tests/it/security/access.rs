@@ -33,6 +33,7 @@ name = "other"
 [store]
 database_url = "sqlite::memory:"
 flush_interval = "20ms"
+request_records = "all"
 
 [[deployments]]
 name = "w0"
