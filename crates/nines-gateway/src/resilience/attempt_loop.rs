@@ -34,7 +34,7 @@
 //! next and when to stop.
 
 use super::attempt::{Attempt, AttemptRecord, OpenSlot, Target, attempt};
-use super::breaker::{Permit, Phase, Rejected};
+use super::breaker::{Breaker, Permit, Phase, Rejected};
 use super::class::FailureClass;
 use super::health::{Health, InFlight, KeySlot};
 use super::retry::backoff;
@@ -481,9 +481,14 @@ impl<'a> Loop<'a> {
         }
     }
 
-    fn admit(&self, slot: usize) -> Result<Permit, Rejected> {
+    /// The breaker of `slot`'s key slot.
+    fn breaker_of(&self, slot: usize) -> Option<&'a Arc<Breaker>> {
         let s = &self.slots_planned[slot];
-        match self.health.breaker(s.deployment, s.key) {
+        self.health.breaker(s.deployment, s.key)
+    }
+
+    fn admit(&self, slot: usize) -> Result<Permit, Rejected> {
+        match self.breaker_of(slot) {
             Some(b) => b.admit(),
             None => Err(Rejected {
                 until: None,
@@ -494,8 +499,7 @@ impl<'a> Loop<'a> {
 
     /// When `slot`'s open breaker admits again (`None`: it is not open).
     fn reopens_at(&self, slot: usize) -> Option<Instant> {
-        let s = &self.slots_planned[slot];
-        match self.health.breaker(s.deployment, s.key)?.phase() {
+        match self.breaker_of(slot)?.phase() {
             Phase::Open { until } => Some(until),
             Phase::Closed | Phase::HalfOpen => None,
         }
@@ -506,9 +510,9 @@ impl<'a> Loop<'a> {
         (0..self.slots_planned.len())
             .filter(|&i| self.slots[i].tries == 0 && !self.slots[i].dead && self.fits_window(i))
             .find_map(|i| {
-                let s = &self.slots_planned[i];
-                let breaker = self.health.breaker(s.deployment, s.key)?;
-                let in_flight = self.health.deployments[s.deployment].try_enter()?;
+                let breaker = self.breaker_of(i)?;
+                let d = self.slots_planned[i].deployment;
+                let in_flight = self.health.deployments[d].try_enter()?;
                 let permit = breaker.admit_early()?;
                 Some((i, permit, in_flight))
             })
@@ -517,19 +521,14 @@ impl<'a> Loop<'a> {
     /// Waits until a probe of one of `slots` ends (or their phase changes), the earliest
     /// reopening, or the deadline, whichever comes first.
     async fn await_probe(&self, slots: &[usize], reopen: Option<Instant>) {
-        let breakers: Vec<_> = slots
-            .iter()
-            .filter_map(|&i| {
-                let s = &self.slots_planned[i];
-                self.health.breaker(s.deployment, s.key)
-            })
-            .collect();
+        let breakers: Vec<_> = slots.iter().filter_map(|&i| self.breaker_of(i)).collect();
         let mut changes: Vec<_> = breakers.iter().map(|b| Box::pin(b.changed())).collect();
         for change in &mut changes {
             change.as_mut().enable();
         }
-        // Registered first, then checked: a probe that ended in between is not missed.
-        if breakers.iter().any(|b| !b.probing()) {
+        // Registered first, then checked: a probe that ended in between is not missed. (With
+        // nothing to wait on, `select_all` would panic.)
+        if breakers.is_empty() || breakers.iter().any(|b| !b.probing()) {
             return;
         }
         let until = reopen.map_or(self.input.deadline, |r| r.min(self.input.deadline));
