@@ -298,14 +298,13 @@ async fn every_deployment_failing_burns_the_budget_once_until_it_recovers() {
     );
     let burn = hook.find("burn_rate", "firing", "chat");
     let n = &burn["nines"];
+    // An evaluation may fall while the 12 requests are still being sent (a loaded machine): it
+    // fires on what it saw, every one of them failed.
+    let seen = n["requests"].as_u64().unwrap();
+    assert!((1..=12).contains(&seen), "{n}");
     assert_eq!(
-        (
-            &n["requests"],
-            &n["failures"],
-            &n["value"],
-            &n["recent_value"]
-        ),
-        (&json!(12), &json!(12), &json!(2.0), &json!(2.0))
+        (&n["failures"], &n["value"], &n["recent_value"]),
+        (&json!(seen), &json!(2.0), &json!(2.0))
     );
     assert_eq!((&n["threshold"], &n["slo"]), (&json!(1.5), &json!(0.5)));
     assert_eq!(
@@ -314,8 +313,10 @@ async fn every_deployment_failing_burns_the_budget_once_until_it_recovers() {
     );
     assert_eq!(
         burn["text"],
-        ":red_circle: nines: route chat is burning its error budget at 2.0× over 10m and 2.0× \
-         over the last 5m (threshold 1.5×, SLO 50%): 12 of 12 requests failed"
+        format!(
+            ":red_circle: nines: route chat is burning its error budget at 2.0× over 10m and \
+             2.0× over the last 5m (threshold 1.5×, SLO 50%): {seen} of {seen} requests failed"
+        )
     );
 
     h.mock(0).set_fault(None);

@@ -182,11 +182,12 @@ async fn a_retry_after_hint_is_clamped_and_kept_in_the_trail() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!((4000..=5000).contains(&wait_ms), "{wait_ms} ms");
+    // Clamped to 5 s (not a day); a loaded machine may take a while between the two requests.
+    assert!((2000..=5000).contains(&wait_ms), "{wait_ms} ms");
 
     // The first request's usage record keeps the provider's own hint.
     let mut trail = String::new();
-    for _ in 0..100 {
+    for _ in 0..250 {
         let listed = h.get_json("/admin/usage", Some("sk-path-admin")).await;
         if let Some(record) = listed["data"]
             .as_array()
