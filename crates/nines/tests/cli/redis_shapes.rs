@@ -299,12 +299,19 @@ async fn mutual_tls_admits_only_the_replica_with_a_client_certificate() {
         &prefix,
         rpm,
     );
-    let admitted_replicas = [replica(&with_cert).await, replica(&with_cert).await];
+    let mut admitted_replicas = [replica(&with_cert).await, replica(&with_cert).await];
     assert_eq!(
         readiness(&admitted_replicas[0].base).await["status"],
         "ready"
     );
     exactly_limited(&admitted_replicas, KEY, rpm, 12).await;
+    // The private key never reaches the log (nor does the config's Debug form).
+    let key = std::fs::read_to_string(&tls.tls_files().client_key).unwrap();
+    let body = key.lines().nth(1).unwrap();
+    for r in &mut admitted_replicas {
+        r.nines.logged("");
+        assert!(!r.nines.seen.iter().any(|l| l.contains(body)));
+    }
 
     let mut refused = start(&without).await;
     until_unreachable(&refused.base).await;
