@@ -1,6 +1,6 @@
 //! The Azure OpenAI dialect: OpenAI's wire format at deployment URLs,
 //! `POST /openai/deployments/{deployment}/chat/completions?api-version=...` (and
-//! `/embeddings`), `POST /openai/v1/responses?api-version=preview` (the Responses API), and
+//! `/completions`, `/embeddings`), `POST /openai/v1/responses?api-version=preview` (the Responses API), and
 //! `GET /openai/models?api-version=...`. Azure checks what the OpenAI routes
 //! do not: an `api-key` header or an Entra ID bearer token (neither: 401), and an `api-version`
 //! (none: 404 "Resource not found", as Azure answers).
@@ -52,6 +52,19 @@ pub(crate) async fn chat_completions(
     match refused(&headers, &query) {
         Some(response) => response,
         None => openai::chat_completions(state, headers, body).await,
+    }
+}
+
+/// The legacy text completions at a deployment URL (`gpt-35-turbo-instruct` and the like).
+pub(crate) async fn completions(
+    state: State<MockState>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match refused(&headers, &query) {
+        Some(response) => response,
+        None => crate::completions::completions(state, headers, body).await,
     }
 }
 

@@ -40,6 +40,7 @@
 //! | `GET`/`DELETE /v1/tasks/{id}` | `/v1/tasks/{id}` | Runway; first poll `RUNNING` (progress 0.5), later ones the end state (`SUCCEEDED` with `output`); DELETE forgets the task (204) |
 //! | `POST /openai/deployments/{deployment}/chat/completions` | same | Azure OpenAI: the OpenAI chat route behind Azure's checks: `?api-version=` (none: 404 "Resource not found") and `api-key` or a bearer token (none: 401) |
 //! | `POST /openai/deployments/{deployment}/embeddings` | same | Azure; the OpenAI embeddings route, same checks |
+//! | `POST /openai/deployments/{deployment}/completions` | same | Azure; the OpenAI legacy completions route, same checks |
 //! | `GET /openai/models` | same | Azure; the model list, same checks |
 //! | `POST /model/{model}/converse` | same | Bedrock Converse; a SigV4 signature for service `bedrock` with the test credentials ([`clouds`]) is required: none, another key id, another secret, a date more than 5 min off: 403 with the exception AWS names (`x-amzn-ErrorType`, body `{"message"}`); `system`, `inferenceConfig` (`maxTokens`, `stopSequences`), `toolConfig` (the first tool is called unless the last turn holds a `toolResult`) |
 //! | `POST /model/{model}/converse-stream` | same | as above, answered as AWS event-stream frames (`messageStart`, `contentBlockStart`/`Delta`/`Stop`, `messageStop`, `metadata` last; `no_done` leaves out `metadata`); `error_event_at` sends a `serviceUnavailableException` frame; every frame carries valid CRCs (`malformed_chunk_at` breaks the JSON inside, not the frame) |
@@ -298,6 +299,10 @@ pub fn router(state: MockState) -> Router {
             "/openai/deployments/{deployment}/chat/completions",
             post(azure::chat_completions)
                 .layer(counted("/openai/deployments/{deployment}/chat/completions")),
+        )
+        .route(
+            "/openai/deployments/{deployment}/completions",
+            post(azure::completions).layer(counted("/openai/deployments/{deployment}/completions")),
         )
         .route(
             "/openai/deployments/{deployment}/embeddings",

@@ -22,7 +22,7 @@ use crate::runway_task::Task;
 use crate::{FaultScript, MockOptions};
 
 /// The routes whose hits are counted; control routes (`/_mock/...`) are deliberately absent.
-pub(crate) const ROUTES: [&str; 31] = [
+pub(crate) const ROUTES: [&str; 32] = [
     // OpenAI
     "/v1/chat/completions",
     "/v1/completions",
@@ -52,6 +52,7 @@ pub(crate) const ROUTES: [&str; 31] = [
     "/v1/tasks/{id}",
     // Azure OpenAI
     "/openai/deployments/{deployment}/chat/completions",
+    "/openai/deployments/{deployment}/completions",
     "/openai/deployments/{deployment}/embeddings",
     "/openai/models",
     "/openai/v1/responses",

@@ -42,6 +42,9 @@ pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 pub const CAPABILITIES: Capabilities = Capabilities::STREAMING
     .with(Capabilities::TOOLS)
     .with(Capabilities::VISION)
+    .with(Capabilities::IMAGE_URLS)
+    .with(Capabilities::TOOL_CHOICE_NONE)
+    .with(Capabilities::SERIAL_TOOL_CALLS)
     .with(Capabilities::ASSISTANT_PREFILL)
     .with(Capabilities::JSON_SCHEMA)
     .with(Capabilities::TOP_K)

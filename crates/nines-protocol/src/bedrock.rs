@@ -27,7 +27,9 @@ pub use stream::StreamDecoder;
 use crate::unified::Capabilities;
 
 /// What Converse serves through nines: streaming, tools and images (inline bytes). It has no
-/// `response_format`, several choices or log probabilities, and no embeddings.
+/// `response_format`, several choices or log probabilities, and no embeddings; it fetches no
+/// image by URL ([`Capabilities::IMAGE_URLS`]) and has no "none" tool choice
+/// ([`Capabilities::TOOL_CHOICE_NONE`]), so requests that need either go elsewhere.
 pub const CAPABILITIES: Capabilities = Capabilities::STREAMING
     .with(Capabilities::TOOLS)
     .with(Capabilities::VISION);

@@ -44,10 +44,11 @@ pub fn signature_of(call_id: &str) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-/// What Gemini serves: everything but assistant prefill, OpenAI's own extra parameters and the
-/// Responses API.
+/// What Gemini serves: everything but assistant prefill, a limit of one tool call per turn,
+/// OpenAI's own extra parameters and the Responses API.
 pub const CAPABILITIES: Capabilities = Capabilities::ALL
     .without(Capabilities::ASSISTANT_PREFILL)
+    .without(Capabilities::SERIAL_TOOL_CALLS)
     .without(Capabilities::OPENAI_PARAMS)
     .without(Capabilities::RESPONSES_API);
 

@@ -194,6 +194,13 @@ impl ChatRequest {
         ) {
             out.response_format = None;
         }
+        if drop(
+            Capabilities::SERIAL_TOOL_CALLS,
+            "parallel_tool_calls",
+            !out.tools.is_empty() && out.parallel_tool_calls == Some(false),
+        ) {
+            out.parallel_tool_calls = None;
+        }
         (out, names)
     }
 
@@ -207,13 +214,23 @@ impl ChatRequest {
         if !self.tools.is_empty() {
             caps = caps.with(Capabilities::TOOLS);
         }
-        let has_image = self
-            .messages
-            .iter()
-            .flat_map(|m| &m.content)
-            .any(|p| matches!(p, ContentPart::Image { .. }));
-        if has_image {
-            caps = caps.with(Capabilities::VISION);
+        for part in self.messages.iter().flat_map(|m| &m.content) {
+            if let ContentPart::Image { source } = part {
+                caps = caps.with(Capabilities::VISION);
+                if matches!(source, ImageSource::Url(_)) {
+                    caps = caps.with(Capabilities::IMAGE_URLS);
+                }
+            }
+        }
+        let history_has_tool_calls = self.messages.iter().any(|m| !m.tool_calls.is_empty());
+        if !self.tools.is_empty()
+            && self.tool_choice == Some(ToolChoice::None)
+            && history_has_tool_calls
+        {
+            caps = caps.with(Capabilities::TOOL_CHOICE_NONE);
+        }
+        if !self.tools.is_empty() && self.parallel_tool_calls == Some(false) {
+            caps = caps.with(Capabilities::SERIAL_TOOL_CALLS);
         }
         if self.wants_json() {
             caps = caps.with(Capabilities::JSON_SCHEMA);

@@ -9,9 +9,12 @@
 //! after Redis came back — first reads the kept states, so it does not start blind.
 //!
 //! Leases (`lease.rs`): a breaker whose cooldown ended asks for `{prefix}:lease:probe:<slot>`;
-//! the replica that gets it goes half-open and probes, the others hold back. Every replica also
-//! tries to hold `{prefix}:lease:prober:<deployment>` for each deployment, renewed every third of
-//! `probe_lease`; the holder is the deployment's one active prober.
+//! the replica that gets it goes half-open and probes, the others hold back. A request that
+//! wants to probe an open slot early asks for `{prefix}:lease:early:<slot>`, taken only if free
+//! for one `early_probe_interval` and never renewed: one early probe per slot per interval across
+//! all replicas; a refusal (or a Redis error) sends the waiting requests on at once. Every
+//! replica also tries to hold `{prefix}:lease:prober:<deployment>` for each deployment, renewed
+//! every third of `probe_lease`; the holder is the deployment's one active prober.
 //!
 //! Redis down (the subscription broke, or a `PING` failed): `Coordination` says "local", and
 //! every breaker and prober works alone, as on a single replica, until the subscription is back;
@@ -21,7 +24,7 @@ use super::lease;
 use super::link::RedisLink;
 use crate::clock::Clock;
 use crate::resilience::Health;
-use crate::resilience::breaker::Remote;
+use crate::resilience::breaker::{Breaker, Remote};
 use crate::resilience::events::{BreakerEvent, EventSink, Transition};
 use crate::resilience::shared::Coordination;
 use futures_util::StreamExt;
@@ -364,6 +367,10 @@ async fn leases(
             coordination.set_probing(held);
         }
         if !coordination.is_shared() {
+            // Requests waiting for an early-probe lease decide alone now.
+            for breaker in view.health.breakers.iter().flatten() {
+                breaker.unshare_early_lease();
+            }
             continue;
         }
         for (d, breakers) in view.health.breakers.iter().enumerate() {
@@ -373,6 +380,9 @@ async fn leases(
                 .get(d)
                 .is_some_and(|name| coordination.probes(name));
             for breaker in breakers {
+                if let Some(interval) = breaker.needs_early_lease() {
+                    early_lease(&link, breaker, interval, &stats).await;
+                }
                 if !breaker.needs_probe_lease(prober) {
                     continue;
                 }
@@ -386,6 +396,25 @@ async fn leases(
                     }
                 }
             }
+        }
+    }
+}
+
+/// Asks for `breaker`'s early-probe lease, for one interval, only if it is free (`lease::take`):
+/// at most one early probe per slot per interval across all replicas. A refusal or a failed
+/// call answers the breaker too, so requests waiting for the lease never hang on it.
+async fn early_lease(link: &RedisLink, breaker: &Breaker, interval: Duration, stats: &SharedStats) {
+    let key = lease::key(link, &format!("early:{}", breaker.alias()));
+    match lease::take(link, &key, interval).await {
+        // A little short of Redis's expiry, so no request here probes on a lease that lapsed.
+        Ok(lease::Taken::Yes) => breaker.grant_early_lease(Instant::now() + interval.mul_f64(0.9)),
+        Ok(lease::Taken::HeldFor(left)) => breaker.refuse_early_lease(left),
+        Err(e) => {
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(error = %e, key_slot = %breaker.alias(), "early-probe lease not taken");
+            // Not knowing who probes, this replica leaves the slot alone for an interval; if
+            // Redis is really down it soon decides alone (and probes early as on one replica).
+            breaker.refuse_early_lease(interval);
         }
     }
 }

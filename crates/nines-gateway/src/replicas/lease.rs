@@ -5,6 +5,10 @@
 //! Taking and renewing are one script on one key, so the check and the write cannot interleave
 //! with another replica's: free → taken (`SET … PX`, as `SET NX PX` would), ours → renewed,
 //! another's → refused. Releasing deletes the key only if it is still ours.
+//!
+//! Some leases are a ration rather than an ownership (an early probe: one per slot per
+//! interval, whoever sends it): [`take`] takes them only if free and never renews, not even its
+//! own, and a refusal says how long the holder's lease still runs.
 
 use super::link::RedisLink;
 use redis::Script;
@@ -26,6 +30,18 @@ return 1
     )
 });
 
+/// Free → taken (`{1, 0}`); held by anyone, this replica included → `{0, ms it still runs}`.
+static TAKE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, 0}
+end
+return {0, redis.call('PTTL', KEYS[1])}
+",
+    )
+});
+
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -37,7 +53,7 @@ return 0
     )
 });
 
-/// The key of the lease `what` (`probe:d#0`, `prober:d`), under the link's hash tag.
+/// The key of the lease `what` (`probe:d#0`, `early:d#0`, `prober:d`), under the link's hash tag.
 pub fn key(link: &RedisLink, what: &str) -> String {
     format!("{}:lease:{what}", link.tag())
 }
@@ -57,6 +73,42 @@ pub async fn hold(link: &RedisLink, key: &str, ttl: Duration) -> Result<bool, St
     .await
     {
         Ok(Ok(n)) => Ok(n == 1),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+/// What [`take`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// This replica holds the lease for the whole `ttl`.
+    Yes,
+    /// Someone (maybe this replica) holds it for this much longer.
+    HeldFor(Duration),
+}
+
+/// Takes the lease for `ttl` if it is free; never renews one (see the module's doc).
+pub async fn take(link: &RedisLink, key: &str, ttl: Duration) -> Result<Taken, String> {
+    let mut conn = link.conn()?;
+    let mut invocation = TAKE.prepare_invoke();
+    invocation
+        .key(key)
+        .arg(&link.replica)
+        .arg(ttl.as_millis().max(1) as u64);
+    match tokio::time::timeout(
+        link.config.timeout,
+        invocation.invoke_async::<(i64, i64)>(&mut conn),
+    )
+    .await
+    {
+        Ok(Ok((1, _))) => Ok(Taken::Yes),
+        // PTTL is -1 for a key without expiry (never written so) and -2 for one that expired
+        // within the script (impossible): treat both as held for a whole `ttl`.
+        Ok(Ok((_, ms))) => Ok(Taken::HeldFor(
+            u64::try_from(ms)
+                .map_or(ttl, Duration::from_millis)
+                .min(ttl),
+        )),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("timed out".into()),
     }

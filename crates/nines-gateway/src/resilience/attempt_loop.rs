@@ -22,10 +22,11 @@
 //!   budget spent, the request fails fast (503) rather than adding load to a struggling upstream.
 //! - When every slot's breaker is open, the request probes one early if a breaker allows it (at
 //!   most one request per open slot per `early_probe_interval`: breakers can be wrong, and a
-//!   request that fails is no worse than a 503); else, while another request's probe of one of
-//!   its slots is in flight, it waits for that probe's outcome; else it waits for the earliest
-//!   reopening if that fits the deadline, else fails fast (503 + Retry-After) without any
-//!   upstream call.
+//!   request that fails is no worse than a 503; while breakers are shared between replicas the
+//!   probe also needs the slot's early-probe lease, and the request waits for the lease's answer);
+//!   else, while another request's probe of one of its slots is in flight, it waits for that
+//!   probe's outcome; else it waits for the earliest reopening if that fits the deadline, else
+//!   fails fast (503 + Retry-After) without any upstream call.
 //! - Hedging (opt-in per model): if the first attempt has no first byte after the hedge delay, a
 //!   second attempt races it on the next deployment; the first success wins, the other is
 //!   cancelled (dropping its future closes its connection).
@@ -222,7 +223,7 @@ impl<'a> Loop<'a> {
             let Refused {
                 earliest_reopen,
                 at_capacity,
-                probing,
+                mut probing,
             } = refused;
             // Every candidate at capacity: wait in a bounded queue for a slot to free, up to the
             // queue timeout, then 429 (never an unbounded queue).
@@ -235,16 +236,19 @@ impl<'a> Loop<'a> {
                     None => continue,
                 }
             }
-            // Nothing could be tried: every slot is open (or filtered). One may be probed early.
-            if let Some((slot, permit, in_flight)) = self.early_probe_candidate() {
+            // Nothing could be tried: every slot is open (or filtered). One may be probed early
+            // (or, while breakers are shared, its early-probe lease is asked for: then `probing`
+            // gets the slot, and this request waits for the answer below).
+            if let Some((slot, permit, in_flight)) = self.early_probe_candidate(&mut probing) {
                 self.entered = Some(in_flight);
                 if let Some(finished) = self.attempt(slot, permit).await {
                     return finished;
                 }
                 continue;
             }
-            // Another request is probing one of our slots: its outcome decides, so wait for it
-            // (a few times at most: each wait ends with a probe's outcome or the deadline).
+            // Another request is probing one of our slots, or an early-probe lease for one is
+            // being asked for: its outcome (or the lease's answer) decides, so wait for it (a few
+            // times at most: each wait ends with an outcome, an answer or the deadline).
             if !probing.is_empty() && probe_waits < MAX_PROBE_WAITS {
                 probe_waits += 1;
                 let since = Instant::now();
@@ -506,20 +510,34 @@ impl<'a> Loop<'a> {
     }
 
     /// The first untried slot, in plan order, whose open breaker lets one request probe it early.
-    fn early_probe_candidate(&self) -> Option<(usize, Permit, InFlight)> {
-        (0..self.slots_planned.len())
-            .filter(|&i| self.slots[i].tries == 0 && !self.slots[i].dead && self.fits_window(i))
-            .find_map(|i| {
-                let breaker = self.breaker_of(i)?;
-                let d = self.slots_planned[i].deployment;
-                let in_flight = self.health.deployments[d].try_enter()?;
-                let permit = breaker.admit_early()?;
-                Some((i, permit, in_flight))
-            })
+    /// Slots passed over because their early-probe lease is being asked for (breakers shared)
+    /// join `awaiting`: the lease's answer is worth waiting for.
+    fn early_probe_candidate(
+        &self,
+        awaiting: &mut Vec<usize>,
+    ) -> Option<(usize, Permit, InFlight)> {
+        let candidates = (0..self.slots_planned.len())
+            .filter(|&i| self.slots[i].tries == 0 && !self.slots[i].dead && self.fits_window(i));
+        for i in candidates {
+            let Some(breaker) = self.breaker_of(i) else {
+                continue;
+            };
+            let d = self.slots_planned[i].deployment;
+            let Some(in_flight) = self.health.deployments[d].try_enter() else {
+                continue;
+            };
+            if let Some(permit) = breaker.admit_early() {
+                return Some((i, permit, in_flight));
+            }
+            if breaker.awaits_early_lease() && !awaiting.contains(&i) {
+                awaiting.push(i);
+            }
+        }
+        None
     }
 
-    /// Waits until a probe of one of `slots` ends (or their phase changes), the earliest
-    /// reopening, or the deadline, whichever comes first.
+    /// Waits until a probe of one of `slots` ends (or their phase changes, or their early-probe
+    /// lease is answered), the earliest reopening, or the deadline, whichever comes first.
     async fn await_probe(&self, slots: &[usize], reopen: Option<Instant>) {
         let breakers: Vec<_> = slots.iter().filter_map(|&i| self.breaker_of(i)).collect();
         let mut changes: Vec<_> = breakers.iter().map(|b| Box::pin(b.changed())).collect();
@@ -822,7 +840,8 @@ struct Refused {
     probing: Vec<usize>,
 }
 
-/// How many times one request waits for other requests' probes of its slots.
+/// How many times one request waits for other requests' probes of its slots (or for an
+/// early-probe lease's answer).
 const MAX_PROBE_WAITS: u32 = 3;
 
 fn min_instant(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {

@@ -27,12 +27,15 @@
 //! failure leaves the open period as it was. Open periods the provider set (Retry-After) and
 //! broken keys are not probed early: there we know better than to ask.
 //!
-//! Shared between replicas (`shared.rs`, `crate::replicas`): a transition here is published, and
-//! a transition another replica published is applied here ([`Breaker::apply_remote`]) without
-//! being reported again, so nothing echoes. While shared, the half-open probe is leased: a
-//! breaker whose cooldown ended stays out of rotation until this replica holds the slot's probe
-//! lease ([`Breaker::grant_probe_lease`]) or another replica's probe settles it. While Redis is
-//! away every breaker decides alone, as above.
+//! Shared between replicas (`shared.rs`, `crate::replicas`, and `remote.rs` here): a transition
+//! here is published, and a transition another replica published is applied here
+//! ([`Breaker::apply_remote`]) without being reported again, so nothing echoes. While shared,
+//! probes are leased: a breaker whose cooldown ended stays out of rotation until this replica
+//! holds the slot's probe lease ([`Breaker::grant_probe_lease`]) or another replica's probe
+//! settles it; and an early probe goes only with the slot's early-probe lease
+//! ([`Breaker::grant_early_lease`]), so at most one early probe per slot per interval goes out
+//! across all replicas, not one per replica. While Redis is away every breaker decides alone,
+//! as above.
 
 use super::class::FailureClass;
 use super::events::{EventSink, Transition};
@@ -127,28 +130,14 @@ struct State {
     /// A request here found the slot waiting for the probe lease: this replica has traffic to
     /// probe it with, so it asks for the lease.
     lease_wanted: bool,
-}
-
-/// A transition another replica published, as it applies here.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Remote {
-    /// Open until `until`; `hinted`: a Retry-After period (it ends closed); `trips`: the trips
-    /// in a row there, which set the next cooldown.
-    Opened {
-        until: Instant,
-        hinted: bool,
-        trips: u32,
-    },
-    /// Another replica holds the probe: keep the slot out of rotation until it reports.
-    HalfOpen,
-    Closed,
-}
-
-/// What other replicas need to know besides the transition itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shared {
-    pub hinted: bool,
-    pub trips: u32,
+    /// While shared: this replica holds the slot's early-probe lease until then, not yet used.
+    early_lease_until: Option<Instant>,
+    /// While shared: a request here asked to probe the slot early and the lease is being asked
+    /// for; requests wait for the answer (`probing`).
+    early_lease_wanted: bool,
+    /// While shared: no early-probe lease is asked for before this (another replica's lease
+    /// runs until then, or Redis just failed to answer).
+    early_lease_retry: Instant,
 }
 
 /// The share of traffic a slot gets the moment it closes after a trip.
@@ -211,6 +200,9 @@ impl Breaker {
                 ramp_from: None,
                 lease_until: None,
                 lease_wanted: false,
+                early_lease_until: None,
+                early_lease_wanted: false,
+                early_lease_retry: now,
             }),
             sink: OnceLock::new(),
             changed: Notify::new(),
@@ -348,7 +340,9 @@ impl Breaker {
     }
 
     /// Asks to send an early probe to this open slot, for a request that found every slot it
-    /// could use open (see the module's doc): at most one in flight, one per interval.
+    /// could use open (see the module's doc): at most one in flight, one per interval. While
+    /// shared, only with the slot's early-probe lease: without it this asks for one and returns
+    /// `None`, and [`Breaker::awaits_early_lease`] tells the request to wait for the answer.
     pub fn admit_early(self: &Arc<Self>) -> Option<Permit> {
         let now = Instant::now();
         let mut state = self.lock();
@@ -365,16 +359,31 @@ impl Breaker {
         {
             return None;
         }
+        if let Some(shared) = self.shared() {
+            // One early probe per slot per interval across every replica: only with the slot's
+            // early-probe lease, which goes to one request (`remote.rs`).
+            if !state.holds_early_lease(now) {
+                if !state.early_lease_wanted && now >= state.early_lease_retry {
+                    state.early_lease_wanted = true;
+                    shared.want_lease();
+                }
+                return None;
+            }
+            state.early_lease_until = None;
+        }
         state.early_in_flight = true;
         state.next_early = now + interval;
         tracing::info!(key_slot = %self.alias, "breaker open: every slot is, so one request probes it early");
         Some(self.permit(PermitKind::Early))
     }
 
-    /// A probe of this slot (half-open or early) is in flight.
+    /// A probe of this slot (half-open or early) is in flight, or this replica is asking for
+    /// the early-probe lease a request here wants: its outcome is worth waiting for.
     pub fn probing(&self) -> bool {
         let state = self.lock();
-        state.early_in_flight || (state.phase == Phase::HalfOpen && state.probe_in_flight)
+        state.early_in_flight
+            || state.early_lease_wanted
+            || (state.phase == Phase::HalfOpen && state.probe_in_flight)
     }
 
     /// Resolves when this slot's phase changes or a probe of it ends (register before checking).
@@ -424,6 +433,7 @@ impl Breaker {
                 if (state.phase == Phase::HalfOpen && probe) || early {
                     state.phase = Phase::Closed;
                     state.lease_until = None;
+                    state.forget_early_lease();
                     state.window.clear();
                     if state.policy.slow_start.is_zero() {
                         state.trips = 0;
@@ -497,6 +507,7 @@ impl Breaker {
         state.ramp_from = None;
         state.lease_until = None;
         state.lease_wanted = false;
+        state.forget_early_lease();
         state.consecutive = 0;
         state.window.clear();
         tracing::warn!(
@@ -513,119 +524,20 @@ impl Breaker {
     }
 }
 
-impl Breaker {
-    /// What other replicas need besides a transition: whether the open period is a Retry-After
-    /// and how many trips in a row set its cooldown.
-    pub fn shared_state(&self) -> Shared {
-        let state = self.lock();
-        Shared {
-            hinted: state.hinted,
-            trips: state.trips,
-        }
-    }
-
-    /// Whether this replica should ask for the half-open probe lease: shared, the cooldown over
-    /// (or half-open after another replica's message), the lease not held here, and something
-    /// here to probe with — this replica is the deployment's `prober`, or a request here asked.
-    /// (A replica with neither would hold the slot half-open with nothing to send.)
-    pub fn needs_probe_lease(&self, prober: bool) -> bool {
-        if self.shared().is_none() {
-            return false;
-        }
-        let now = Instant::now();
-        let state = self.lock();
-        let due = match state.phase {
-            Phase::Open { until } => now >= until && !state.hinted,
-            Phase::HalfOpen => true,
-            Phase::Closed => false,
-        };
-        due && !state.holds_lease(now) && (prober || state.lease_wanted)
-    }
-
-    /// This replica holds the half-open probe lease until `until`: an open breaker whose
-    /// cooldown ended goes half-open (reported, so other replicas hold back), and the next
-    /// admission here is the probe.
-    pub fn grant_probe_lease(&self, until: Instant) {
-        let now = Instant::now();
-        let mut state = self.lock();
-        match state.phase {
-            Phase::Open { until: open_until } if now >= open_until && !state.hinted => {
-                state.lease_until = Some(until);
-                state.lease_wanted = false;
-                state.phase = Phase::HalfOpen;
-                state.probe_in_flight = false;
-                tracing::info!(key_slot = %self.alias, "breaker half-open: this replica holds the probe lease");
-                self.emit(Transition::HalfOpen);
-                self.changed.notify_waiters();
-            }
-            // A probe of ours may still be running (a renewed lease): it stays the only one.
-            Phase::HalfOpen => {
-                state.lease_until = Some(until);
-                state.lease_wanted = false;
-            }
-            _ => {}
-        }
-    }
-
-    /// Applies a transition another replica published. Never reported to this replica's sink:
-    /// the replica where it happened reports it (incidents, alerts, and the publication that
-    /// brought it here), so nothing echoes. Returns whether anything changed.
-    pub fn apply_remote(&self, remote: Remote) -> bool {
-        let now = Instant::now();
-        let mut state = self.lock();
-        match remote {
-            Remote::Opened {
-                until,
-                hinted,
-                trips,
-            } => {
-                if matches!(state.phase, Phase::Open { until: u } if u >= until) {
-                    return false;
-                }
-                state.phase = Phase::Open { until };
-                state.hinted = hinted;
-                state.next_early = now + state.policy.early_probe_interval;
-                state.trips = state.trips.max(trips);
-                state.ramp_from = None;
-                state.lease_until = None;
-                state.probe_in_flight = false;
-                state.consecutive = 0;
-                state.window.clear();
-            }
-            Remote::HalfOpen => {
-                if state.phase == Phase::HalfOpen && !state.holds_lease(now) {
-                    return false;
-                }
-                state.phase = Phase::HalfOpen;
-                state.lease_until = None;
-                state.probe_in_flight = false;
-            }
-            Remote::Closed => {
-                if state.phase == Phase::Closed {
-                    return false;
-                }
-                state.phase = Phase::Closed;
-                state.hinted = false;
-                state.lease_until = None;
-                state.probe_in_flight = false;
-                state.consecutive = 0;
-                state.window.clear();
-                if state.policy.slow_start.is_zero() {
-                    state.trips = 0;
-                } else {
-                    state.ramp_from = Some(now);
-                }
-            }
-        }
-        // Requests waiting on this slot look again.
-        self.changed.notify_waiters();
-        true
-    }
-}
-
 impl State {
     fn holds_lease(&self, now: Instant) -> bool {
         self.lease_until.is_some_and(|until| now < until)
+    }
+
+    fn holds_early_lease(&self, now: Instant) -> bool {
+        self.early_lease_until.is_some_and(|until| now < until)
+    }
+
+    /// The open period this lease or request was for is over. (`early_lease_retry` stays: it
+    /// follows the lease's key in Redis, which lives on.)
+    fn forget_early_lease(&mut self) {
+        self.early_lease_until = None;
+        self.early_lease_wanted = false;
     }
 
     /// The ramp is over: the slot has proven itself, its trips in a row are forgiven.
@@ -669,6 +581,9 @@ impl Drop for Permit {
         }
     }
 }
+
+mod remote;
+pub use remote::{Remote, Shared};
 
 #[cfg(test)]
 mod tests;

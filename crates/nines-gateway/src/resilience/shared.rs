@@ -1,12 +1,15 @@
 //! What breakers and probes agree on with other replicas, as they see it here: whether breaker
 //! state is shared right now, which deployments this replica probes, and a nudge when a breaker
-//! wants the half-open probe lease. `crate::replicas` fills it in from Redis; without Redis (or
-//! while Redis is down) it says "local", and breakers and probes behave as on a single replica.
+//! wants the half-open probe lease or an early-probe lease. `crate::replicas` fills it in from
+//! Redis; without Redis (or while Redis is down) it says "local", and breakers and probes behave
+//! as on a single replica.
 //!
 //! Why the half-open probe is leased: every replica learns of an open breaker at once, so every
 //! replica's cooldown ends at the same instant; without a lease each would send its own probe
 //! and N replicas would hit a recovering provider N times. With the lease, one replica probes and
-//! the others keep the slot out of rotation until it reports.
+//! the others keep the slot out of rotation until it reports. Early probes of an open slot are
+//! leased for the same reason: every replica sees the slot open at once, so without a lease N
+//! replicas would send N early probes per interval to a provider that is down.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -19,7 +22,8 @@ pub struct Coordination {
     shared: AtomicBool,
     /// While shared: the deployments whose prober lease this replica holds.
     probing: Mutex<HashSet<String>>,
-    /// A breaker's cooldown ended and it needs the probe lease.
+    /// A breaker needs a lease: its cooldown ended (the half-open probe lease), or a request
+    /// wants to probe it early (the early-probe lease).
     lease_wanted: Notify,
 }
 

@@ -135,6 +135,63 @@ aws_secret_access_key = "env:TEST_AWS_SECRET_ACCESS_KEY""#;
     assert!(message.contains("class=overloaded"), "{message}");
 }
 
+/// What Converse cannot be told is never left out by the encoder: the request goes to a
+/// deployment that can take it, and with none left the client learns what was missing.
+#[tokio::test]
+async fn bedrock_is_skipped_for_image_urls_and_tool_choice_none_after_tool_calls() {
+    let primary = r#"provider = "bedrock"
+model = "anthropic.claude-up-v1:0"
+base_url = "{mock0_root}"
+region = "us-east-1"
+aws_access_key_id = "env:TEST_AWS_ACCESS_KEY_ID"
+aws_secret_access_key = "env:TEST_AWS_SECRET_ACCESS_KEY""#;
+    let h = Harness::start(2, &with_fallback(primary)).await;
+    let image_by_url = |model: &str| {
+        json!({"model": model, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image_url", "image_url": {"url": "https://img.test/cat.png"}}
+        ]}]})
+    };
+    let r = h.chat(&image_by_url("chat")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-nines-deployment"], "fallback");
+    assert_eq!(h.mock(0).total_hits(), 0, "Converse was never asked");
+    let r = h.chat(&image_by_url("solo")).await;
+    assert_eq!(r.status(), 400);
+    let error = error_of(r).await;
+    assert_eq!(error["code"], "unsupported_capability", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("image_urls"), "{message}");
+
+    let tool = json!({"type": "function", "function": {"name": "lookup",
+        "parameters": {"type": "object"}}});
+    let after_a_call = |model: &str| {
+        json!({"model": model, "tools": [tool], "tool_choice": "none", "messages": [
+            {"role": "user", "content": "Look it up"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1",
+                "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "42"}
+        ]})
+    };
+    let r = h.chat(&after_a_call("chat")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-nines-deployment"], "fallback");
+    let r = h.chat(&after_a_call("solo")).await;
+    assert_eq!(r.status(), 400);
+    let message = error_of(r).await["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("tool_choice_none"), "{message}");
+    assert_eq!(h.mock(0).total_hits(), 0);
+
+    // "none" with no calls in the history is served by Converse, the tools left out.
+    let mut fresh = after_a_call("solo");
+    fresh["messages"] = json!([{"role": "user", "content": "Just answer"}]);
+    let r = h.chat(&fresh).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-nines-deployment"], "primary");
+    let sent: Value = serde_json::from_str(&h.mock(0).requests()[0].body).unwrap();
+    assert!(sent.get("toolConfig").is_none(), "{sent}");
+}
+
 fn vertex(account: &str) -> String {
     format!(
         r#"provider = "vertex"
@@ -359,4 +416,40 @@ async fn azure_serves_the_responses_api_natively() {
             .hits("/openai/deployments/{deployment}/chat/completions"),
         0
     );
+}
+
+#[tokio::test]
+async fn azure_serves_legacy_completions_at_its_deployment_url() {
+    let h = Harness::start(2, &with_fallback(&azure(r#"api_keys = ["env:TEST_KEY"]"#))).await;
+    let r = h
+        .post_json(
+            "/v1/completions",
+            &json!({"model": "solo", "prompt": "Say this is a test", "max_tokens": 50}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-nines-deployment"], "primary");
+    // Azure's deployment URL with its `api-version` and `api-key` (the mock refuses either
+    // missing), not OpenAI's `/v1/completions`.
+    assert_eq!(
+        first_sent(&h, "api-key").as_deref(),
+        Some("sk-upstream-secret-0001")
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["object"], "text_completion", "{body}");
+    assert!(
+        body["choices"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Say this is a test"),
+        "{body}"
+    );
+    let routes: Vec<String> = h.mock(0).requests().into_iter().map(|r| r.route).collect();
+    assert_eq!(
+        h.mock(0)
+            .hits("/openai/deployments/{deployment}/completions"),
+        1,
+        "{routes:?}"
+    );
+    assert_eq!(h.mock(0).hits("/v1/completions"), 0);
 }

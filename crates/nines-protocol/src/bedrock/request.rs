@@ -1,10 +1,10 @@
 //! [`ChatRequest`] → Converse body.
 //!
 //! Turns of one role are merged (Converse wants `user` and `assistant` to alternate, and all
-//! results of one multi-call turn in one `user` turn). Images go as inline bytes; an image given
-//! only by URL cannot be sent (Converse fetches nothing) and is left out. `seed`, the penalties,
-//! `user`, `metadata` and `extra` have no Converse field and are not sent; routing already kept
-//! away what Converse cannot do at all (see [`super::CAPABILITIES`]).
+//! results of one multi-call turn in one `user` turn). Images go as inline bytes. Routing keeps
+//! away what Converse cannot take (see [`super::CAPABILITIES`]): an image given only by URL
+//! (Converse fetches nothing), `tool_choice: none` beside earlier tool calls, `seed`, the
+//! penalties; `user` and `metadata` are hints with no Converse field and are not sent.
 
 use crate::json::{self, RawArgs};
 use crate::unified::{ChatRequest, ContentPart, ImageSource, Message, Role, ToolChoice};
@@ -24,8 +24,9 @@ pub fn encode_request(request: &ChatRequest) -> Vec<u8> {
             _ => None,
         })
         .collect();
-    // Converse has no "none" choice: the tools are left out instead, unless the history holds
-    // tool calls, which Converse refuses without a `toolConfig`.
+    // Converse has no "none" choice: the tools are left out instead, which is what "none" asks.
+    // A history holding tool calls needs the `toolConfig` (Converse refuses it otherwise), and
+    // such a request never reaches Converse with "none" (routing requires `TOOL_CHOICE_NONE`).
     let history_has_tools = request.messages.iter().any(|m| !m.tool_calls.is_empty());
     let tool_config = (!request.tools.is_empty()
         && (request.tool_choice != Some(ToolChoice::None) || history_has_tools))
@@ -113,6 +114,7 @@ fn out_block(part: &ContentPart) -> Option<OutBlock<'_>> {
             format: media_type.strip_prefix("image/").unwrap_or(media_type),
             source: OutImageSource { bytes: data },
         })),
+        // Unreachable through routing (`IMAGE_URLS`); a direct caller gets no image, not a panic.
         ContentPart::Image {
             source: ImageSource::Url(_),
         } => None,

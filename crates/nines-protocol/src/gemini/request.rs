@@ -5,9 +5,10 @@
 //! `response` must be an object: a result that is a JSON object is sent as is, anything else as
 //! `{"result": …}`. A call id carrying a thought signature (see [`super::signature_of`]) gives
 //! its `functionCall` part back its `thoughtSignature`. A reasoning effort or budget is
-//! `thinkingConfig.thinkingBudget` (`unified::reasoning`'s table), `top_k` is `topK`. `user`,
-//! `metadata`, `parallel_tool_calls` and `extra` have no Gemini equivalent and are not sent
-//! (`extra` only reaches an encoder when routing allowed it).
+//! `thinkingConfig.thinkingBudget` (`unified::reasoning`'s table), `top_k` is `topK`. `user` and
+//! `metadata` are hints with no Gemini equivalent and are not sent; `parallel_tool_calls: false`
+//! and `extra` only reach this encoder on a request routing allowed here (`true` is Gemini's
+//! own behaviour).
 
 use crate::json::{self, RawArgs};
 use crate::unified::{

@@ -8,12 +8,12 @@ use std::fmt;
 
 /// A set of capabilities. Combine with [`Capabilities::with`] or `|`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Capabilities(u16);
+pub struct Capabilities(u32);
 
 /// Each capability with its name, in the order [`Capabilities::missing`] reports them. The
 /// request parameters among them are named after the parameter, so a refusal names what the
 /// client sent.
-const NAMED: [(Capabilities, &str); 16] = [
+const NAMED: [(Capabilities, &str); 19] = [
     (Capabilities::STREAMING, "streaming"),
     (Capabilities::TOOLS, "tools"),
     (Capabilities::VISION, "vision"),
@@ -36,6 +36,9 @@ const NAMED: [(Capabilities, &str); 16] = [
     ),
     (Capabilities::OPENAI_PARAMS, "openai_only_params"),
     (Capabilities::RESPONSES_API, "responses_api"),
+    (Capabilities::IMAGE_URLS, "image_urls"),
+    (Capabilities::TOOL_CHOICE_NONE, "tool_choice_none"),
+    (Capabilities::SERIAL_TOOL_CALLS, "parallel_tool_calls"),
 ];
 
 impl Capabilities {
@@ -77,7 +80,19 @@ impl Capabilities {
     /// search, file search, code interpreter). Without it a Responses request is translated into
     /// the deployment's chat dialect, and one that needs a built-in tool cannot go there.
     pub const RESPONSES_API: Capabilities = Capabilities(1 << 15);
-    pub const ALL: Capabilities = Capabilities(u16::MAX);
+    /// Images given by URL, which the upstream fetches itself (Bedrock's Converse fetches
+    /// nothing: it takes inline bytes only).
+    pub const IMAGE_URLS: Capabilities = Capabilities(1 << 16);
+    /// `tool_choice: none` while the conversation already holds tool calls. Without tool calls
+    /// in the history, "none" is served anywhere by leaving the tools out; with them, an upstream
+    /// must take the tools (to read the history) and still be told not to call one, which
+    /// Converse cannot be told.
+    pub const TOOL_CHOICE_NONE: Capabilities = Capabilities(1 << 17);
+    /// At most one tool call per turn (`parallel_tool_calls: false`, Anthropic's
+    /// `disable_parallel_tool_use`): Gemini and Converse have no such switch.
+    pub const SERIAL_TOOL_CALLS: Capabilities = Capabilities(1 << 18);
+    /// Every named capability (and no bit without a name, so `ALL` round-trips through names).
+    pub const ALL: Capabilities = Capabilities((1 << NAMED.len()) - 1);
     /// The request parameters a deployment marked `drop_unsupported_params` may have removed
     /// (and named in `x-nines-dropped-params`) rather than be skipped for. Content (tools,
     /// images, a prefill) and the shape of the call (streaming) are never dropped.
@@ -89,6 +104,7 @@ impl Capabilities {
             | Capabilities::LOGPROBS.0
             | Capabilities::MULTIPLE_CHOICES.0
             | Capabilities::JSON_SCHEMA.0
+            | Capabilities::SERIAL_TOOL_CALLS.0
             | Capabilities::OPENAI_PARAMS.0,
     );
 

@@ -5,10 +5,10 @@
 use super::value;
 use nines_protocol::unified::json_tool::{JSON_TOOL, JsonToolStream, unwrap_response};
 use nines_protocol::unified::{
-    Capabilities, ChatRequest, ChatResponse, Choice, ContentPart, Effort, FinishReason, Message,
-    Reasoning, ResponseFormat, Role, StreamEvent, ToolCall, ToolChoice,
+    Capabilities, ChatRequest, ChatResponse, Choice, ContentPart, Effort, FinishReason,
+    ImageSource, Message, Reasoning, ResponseFormat, Role, StreamEvent, Tool, ToolCall, ToolChoice,
 };
-use nines_protocol::{anthropic, gemini, openai};
+use nines_protocol::{anthropic, bedrock, gemini, openai};
 use serde_json::json;
 
 fn hello() -> ChatRequest {
@@ -318,6 +318,84 @@ fn required_capabilities_name_each_parameter_and_its_conflicts() {
             "reasoning_with_sampling",
             "openai_only_params"
         ]
+    );
+}
+
+/// What Converse and Gemini cannot be told is required, so routing skips them instead of an
+/// encoder leaving it out: an image by URL, "none" beside earlier tool calls, one call a turn.
+#[test]
+fn image_urls_tool_choice_none_and_serial_calls_are_required_where_they_matter() {
+    let tool = Tool {
+        name: "lookup".into(),
+        description: None,
+        parameters: json!({"type": "object"}),
+        strict: None,
+    };
+    let mut chat = hello();
+    chat.messages[0].content.push(ContentPart::Image {
+        source: ImageSource::Base64 {
+            media_type: "image/png".into(),
+            data: "iVBORw0KGgo=".into(),
+        },
+    });
+    chat.tools = vec![tool];
+    chat.tool_choice = Some(ToolChoice::None);
+    chat.parallel_tool_calls = Some(true);
+    let names: Vec<&str> = chat.required_capabilities().names().collect();
+    assert_eq!(
+        names,
+        ["tools", "vision"],
+        "inline images, none without calls in the history, parallel calls allowed"
+    );
+    assert!(
+        bedrock::CAPABILITIES
+            .missing(chat.required_capabilities())
+            .is_empty()
+    );
+
+    chat.messages[0].content.push(ContentPart::Image {
+        source: ImageSource::Url("https://img.test/cat.png".into()),
+    });
+    let mut call = Message::text(Role::Assistant, "");
+    call.tool_calls.push(ToolCall {
+        id: "call_1".into(),
+        name: "lookup".into(),
+        arguments: "{}".into(),
+    });
+    chat.messages.push(call);
+    let mut result = Message::text(Role::Tool, "42");
+    result.tool_call_id = Some("call_1".into());
+    chat.messages.push(result);
+    chat.parallel_tool_calls = Some(false);
+    let needed = chat.required_capabilities();
+    assert_eq!(
+        needed.names().collect::<Vec<_>>(),
+        [
+            "tools",
+            "vision",
+            "image_urls",
+            "tool_choice_none",
+            "parallel_tool_calls"
+        ]
+    );
+    assert_eq!(
+        bedrock::CAPABILITIES.missing(needed),
+        ["image_urls", "tool_choice_none", "parallel_tool_calls"]
+    );
+    assert_eq!(
+        gemini::CAPABILITIES.missing(needed),
+        ["parallel_tool_calls"]
+    );
+    assert!(anthropic::CAPABILITIES.missing(needed).is_empty());
+    assert!(openai::CAPABILITIES.missing(needed).is_empty());
+
+    // `parallel_tool_calls` is a parameter a lenient deployment may drop; the rest is content.
+    let (out, dropped) = chat.without(Capabilities::DROPPABLE);
+    assert_eq!(dropped, ["parallel_tool_calls"]);
+    assert_eq!(out.parallel_tool_calls, None);
+    assert_eq!(
+        gemini::CAPABILITIES.missing(out.required_capabilities()),
+        Vec::<&str>::new()
     );
 }
 

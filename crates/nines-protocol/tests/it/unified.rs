@@ -23,7 +23,11 @@ fn each_feature_requires_its_capability() {
     let required = rich_request().required_capabilities();
     assert_eq!(
         required,
-        Capabilities::STREAMING | Capabilities::TOOLS | Capabilities::VISION
+        Capabilities::STREAMING
+            | Capabilities::TOOLS
+            | Capabilities::VISION
+            | Capabilities::IMAGE_URLS,
+        "its image is given by URL"
     );
     let required = json_schema_request().required_capabilities();
     assert_eq!(
@@ -79,7 +83,7 @@ fn missing_names_the_gap_per_dialect() {
     assert!(openai::CAPABILITIES.missing(required).is_empty());
     assert_eq!(
         replicate::CAPABILITIES.missing(rich_request().required_capabilities()),
-        ["tools", "vision"]
+        ["tools", "vision", "image_urls"]
     );
     let prefill = Capabilities::ASSISTANT_PREFILL;
     assert_eq!(openai::CAPABILITIES.missing(prefill), ["assistant_prefill"]);
@@ -93,7 +97,7 @@ fn missing_names_the_gap_per_dialect() {
 #[test]
 fn capability_names_round_trip() {
     let names: Vec<&str> = Capabilities::ALL.names().collect();
-    assert_eq!(names.len(), 16);
+    assert_eq!(names.len(), 19);
     let mut rebuilt = Capabilities::NONE;
     for name in &names {
         rebuilt = rebuilt.with(Capabilities::from_name(name).unwrap());

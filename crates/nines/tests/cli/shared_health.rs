@@ -1,6 +1,8 @@
 //! Several `nines serve` processes sharing one Redis: breaker state reaches every replica
-//! within a second and a starting replica reads it; one replica probes a half-open slot; one
-//! replica probes each deployment (and another takes over when it dies); limits are exact across
+//! within a second and a starting replica reads it; one replica probes a half-open slot; early
+//! probes of an open slot are leased, one per interval across the replicas (each replica's own
+//! without Redis); one replica probes each deployment (and another takes over when it dies);
+//! limits are exact across
 //! replicas on a three-master Redis Cluster and through Sentinel; with Redis gone each replica
 //! falls back to its own breakers and says so.
 //!
@@ -647,4 +649,223 @@ async fn without_redis_each_replica_decides_alone_and_says_so() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// What a replica logs when one request probes an open slot early.
+const EARLY_PROBE: &str = "breaker open: every slot is, so one request probes it early";
+
+/// The configuration of the early-probe tests: one deployment, opened by one failure for five
+/// minutes, probed early once a second; no active probes.
+fn early_probe_config(redis: &str, prefix: &str, mock: &MockServer) -> String {
+    config(&Setup {
+        redis,
+        cluster: false,
+        prefix,
+        mock: &mock.base_url(),
+        breaker: "consecutive_failures = 1\ncooldown = \"300s\"\nmax_cooldown = \"300s\"\nearly_probe_interval = \"1s\"",
+        probes: "enabled = false",
+        rpm: None,
+    })
+}
+
+/// Two request loops per replica, each sending one request at a time (paced to one per 25 ms)
+/// until `stop`; every answer's status and the slowest answer.
+fn load(
+    replicas: &[Replica],
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(Vec<u16>, Duration)> {
+    let mut tasks = Vec::new();
+    for r in replicas.iter().chain(replicas) {
+        let base = r.base.clone();
+        let stop = std::sync::Arc::clone(stop);
+        tasks.push(tokio::spawn(async move {
+            let client = crate::process::client();
+            let mut pace = tokio::time::interval(Duration::from_millis(25));
+            let (mut statuses, mut slowest) = (Vec::new(), Duration::ZERO);
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                pace.tick().await;
+                let sent = Instant::now();
+                let status = client
+                    .post(format!("{base}/v1/chat/completions"))
+                    .bearer_auth(FREE_KEY)
+                    .json(
+                        &json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}),
+                    )
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16();
+                slowest = slowest.max(sent.elapsed());
+                statuses.push(status);
+            }
+            (statuses, slowest)
+        }));
+    }
+    tokio::spawn(async move {
+        let (mut statuses, mut slowest) = (Vec::new(), Duration::ZERO);
+        for t in tasks {
+            let (s, d) = t.await.unwrap();
+            statuses.extend(s);
+            slowest = slowest.max(d);
+        }
+        (statuses, slowest)
+    })
+}
+
+/// Runs [`load`] for `period`; the statuses and the slowest answer.
+async fn load_for(replicas: &[Replica], period: Duration) -> (Vec<u16>, Duration) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let running = load(replicas, &stop);
+    tokio::time::sleep(period).await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    running.await.unwrap()
+}
+
+/// Early probes logged by all of `replicas` so far.
+fn early_probes_logged(replicas: &mut [Replica]) -> Vec<usize> {
+    replicas
+        .iter_mut()
+        .map(|r| r.nines.logged(EARLY_PROBE).len())
+        .collect()
+}
+
+/// Three replicas see one slot open (its provider down, 503); requests keep coming to all three.
+/// Early probes are leased in Redis, so at most one per `early_probe_interval` reaches the
+/// provider across the cluster (three replicas alone would send three); every other request
+/// answers at once. When the provider is back, the next early probe, whichever replica sends it,
+/// closes the breaker on all three within about a second.
+#[tokio::test]
+async fn early_probes_are_leased_one_per_interval_across_replicas() {
+    if let Some(why) = missing_tools() {
+        return skipped(
+            "early_probes_are_leased_one_per_interval_across_replicas",
+            &why,
+        );
+    }
+    let redis = RedisProcesses::single();
+    let mock = mock().await;
+    let prefix = prefix();
+    let text = early_probe_config(&redis.url(), &prefix, &mock);
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(replica(&text).await);
+    }
+    fault(&mock, json!({"status": 503}));
+    assert!(replicas[0].chat().await.status().is_server_error());
+    for r in &replicas {
+        until_phase(r, "open", Duration::from_secs(10)).await;
+    }
+    assert_eq!(early_probes_logged(&mut replicas), [0, 0, 0]);
+
+    let hits = mock.hits("/v1/chat/completions");
+    let started = Instant::now();
+    let (statuses, slowest) = load_for(&replicas, Duration::from_secs(3)).await;
+    let elapsed = started.elapsed();
+    let probes = mock.hits("/v1/chat/completions") - hits;
+    let per_replica = early_probes_logged(&mut replicas);
+    // One per interval, plus one for the edges of the measured period.
+    let allowed = elapsed.as_secs_f64().ceil() as u64 + 1;
+    let alone = 3 * elapsed.as_secs_f64().floor() as u64;
+    eprintln!(
+        "early probes in {elapsed:?} of {} requests: {probes} upstream across three replicas \
+         ({per_replica:?} by replica; at most {allowed} allowed); three replicas probing alone \
+         would send about {alone}; slowest answer {slowest:?}",
+        statuses.len()
+    );
+    assert!(
+        (2..=allowed).contains(&probes),
+        "{probes} early probes in {elapsed:?}"
+    );
+    assert_eq!(
+        per_replica.iter().sum::<usize>() as u64,
+        probes,
+        "every upstream call was a logged early probe"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 502 || *s == 503),
+        "{statuses:?}"
+    );
+    // Requests waiting for a lease or a probe's outcome get their answer, not the deadline.
+    assert!(slowest < Duration::from_secs(3), "{slowest:?}");
+
+    // The provider is back: the next early probe closes the breaker, and every replica learns it.
+    mock.set_fault(None);
+    let recovered = Instant::now();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let running = load(&replicas, &stop);
+    for r in &replicas {
+        until_phase(r, "closed", Duration::from_secs(5)).await;
+    }
+    let closed_in = recovered.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    running.await.unwrap();
+    eprintln!("closed on all three replicas {closed_in:?} after the provider came back");
+    assert!(closed_in < Duration::from_secs(2), "{closed_in:?}");
+    let closers: usize = replicas
+        .iter_mut()
+        .map(|r| {
+            r.nines
+                .logged("breaker closed: an early probe succeeded")
+                .len()
+        })
+        .sum();
+    assert_eq!(closers, 1, "one early probe closed it");
+    for r in &replicas {
+        assert_eq!(r.chat().await.status(), 200);
+    }
+}
+
+/// Redis unreachable: no early-probe lease can be had, so each replica probes its own open slot
+/// early, once per interval each, as a replica without Redis does.
+#[tokio::test]
+async fn without_redis_each_replica_probes_early_on_its_own() {
+    if let Some(why) = missing_tools() {
+        return skipped("without_redis_each_replica_probes_early_on_its_own", &why);
+    }
+    let mut redis = RedisProcesses::single();
+    let mock = mock().await;
+    let prefix = prefix();
+    let text = early_probe_config(&redis.url(), &prefix, &mock);
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(replica(&text).await);
+    }
+    redis.kill(0);
+    for r in &replicas {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while r.ready().await["checks"]["shared_health"]["status"] != "local" {
+            assert!(Instant::now() < deadline, "{} still shared", r.base);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    fault(&mock, json!({"status": 503}));
+    // Nothing is shared: each replica opens its own breaker on its own failure.
+    for r in &replicas {
+        assert!(r.chat().await.status().is_server_error());
+        assert!(r.phase_is("open").await, "{} opened", r.base);
+    }
+    let hits = mock.hits("/v1/chat/completions");
+    let started = Instant::now();
+    let (statuses, slowest) = load_for(&replicas, Duration::from_secs(3)).await;
+    let elapsed = started.elapsed();
+    let probes = mock.hits("/v1/chat/completions") - hits;
+    let per_replica = early_probes_logged(&mut replicas);
+    eprintln!(
+        "without redis, early probes in {elapsed:?}: {probes} upstream ({per_replica:?} by \
+         replica); slowest answer {slowest:?}"
+    );
+    assert!(
+        per_replica.iter().all(|&n| n >= 2),
+        "each replica probes alone: {per_replica:?}"
+    );
+    assert_eq!(per_replica.iter().sum::<usize>() as u64, probes);
+    assert!(
+        probes > elapsed.as_secs_f64().ceil() as u64 + 1,
+        "more than one per interval across the three: {probes}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 502 || *s == 503),
+        "{statuses:?}"
+    );
 }

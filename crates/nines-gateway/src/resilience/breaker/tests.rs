@@ -369,3 +369,138 @@ async fn another_replicas_half_open_holds_this_one_back_until_its_lease_lapses()
     coordination.set_shared(false);
     assert!(b.admit().unwrap().is_probe());
 }
+
+/// Shared and tripped, an interval past opening: a request may ask to probe early.
+async fn shared_and_open() -> (Arc<Breaker>, Arc<Coordination>) {
+    let (b, coordination) = shared_breaker();
+    trip(&b);
+    advance(Duration::from_secs(1)).await;
+    (b, coordination)
+}
+
+/// A task waiting for `b` to change, registered before it returns.
+async fn waiting_on(b: &Arc<Breaker>) -> tokio::task::JoinHandle<()> {
+    let b = Arc::clone(b);
+    let waiter = tokio::spawn(async move { b.changed().await });
+    tokio::task::yield_now().await;
+    waiter
+}
+
+async fn woken(waiter: tokio::task::JoinHandle<()>) {
+    tokio::time::timeout(Duration::from_millis(10), waiter)
+        .await
+        .expect("woken")
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_shared_an_early_probe_needs_the_early_lease_and_one_request_takes_it() {
+    let (b, _coordination) = shared_and_open().await;
+    assert_eq!(b.needs_early_lease(), None, "nobody asked yet");
+    assert!(b.admit_early().is_none(), "no lease: no early probe");
+    assert!(b.awaits_early_lease(), "the request waits for the answer");
+    assert!(b.probing(), "and so does await_probe");
+    assert_eq!(
+        b.needs_early_lease(),
+        Some(Duration::from_secs(1)),
+        "asked for one interval"
+    );
+    assert!(b.admit_early().is_none(), "a second request waits too");
+    let waiter = waiting_on(&b).await;
+    b.grant_early_lease(Instant::now() + Duration::from_millis(900));
+    woken(waiter).await;
+    assert!(!b.probing(), "granted: waiters look again at once");
+    assert!(b.awaits_early_lease());
+    assert_eq!(b.needs_early_lease(), None);
+    let early = b.admit_early().expect("the lease's probe");
+    assert!(early.is_early_probe());
+    assert!(b.admit_early().is_none(), "one request per lease");
+    assert!(!b.awaits_early_lease());
+    assert!(b.probing(), "the others wait for its outcome");
+    early.record(Signal::Failure);
+    assert!(matches!(b.phase(), Phase::Open { .. }));
+    assert!(b.admit_early().is_none());
+    assert_eq!(
+        b.needs_early_lease(),
+        None,
+        "the lease is spent: nothing more within the interval"
+    );
+    advance(Duration::from_secs(1)).await;
+    assert!(b.admit_early().is_none());
+    assert_eq!(
+        b.needs_early_lease(),
+        Some(Duration::from_secs(1)),
+        "the next interval's lease"
+    );
+    b.grant_early_lease(Instant::now() + Duration::from_millis(900));
+    b.admit_early().unwrap().record(Signal::Success);
+    assert_eq!(b.phase(), Phase::Closed, "its success closes the breaker");
+    assert!(!b.probing() && !b.awaits_early_lease());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unused_early_lease_lapses_a_little_before_redis_drops_it() {
+    let (b, _coordination) = shared_and_open().await;
+    assert!(b.admit_early().is_none());
+    b.grant_early_lease(Instant::now() + Duration::from_millis(900));
+    advance(Duration::from_millis(900)).await;
+    assert!(!b.awaits_early_lease(), "lapsed");
+    assert!(b.admit_early().is_none(), "no probe on a lapsed lease");
+    assert_eq!(b.needs_early_lease(), Some(Duration::from_secs(1)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_early_lease_sends_the_waiters_on_and_none_asks_while_the_holders_runs() {
+    let (b, _coordination) = shared_and_open().await;
+    assert!(b.admit_early().is_none());
+    let waiter = waiting_on(&b).await;
+    b.refuse_early_lease(Duration::from_millis(700));
+    woken(waiter).await;
+    assert!(
+        !b.probing() && !b.awaits_early_lease(),
+        "nothing to wait for: the 'all open' answer at once"
+    );
+    assert!(b.admit_early().is_none());
+    assert_eq!(b.needs_early_lease(), None, "another replica's lease runs");
+    advance(Duration::from_millis(699)).await;
+    assert!(b.admit_early().is_none());
+    assert_eq!(b.needs_early_lease(), None);
+    advance(Duration::from_millis(1)).await;
+    assert!(b.admit_early().is_none());
+    assert!(b.needs_early_lease().is_some(), "asked for again");
+    // A grant that arrives after the slot closed (another replica's probe succeeded) is moot.
+    assert!(b.apply_remote(Remote::Closed));
+    assert!(!b.probing(), "the close cleared the want");
+    b.grant_early_lease(Instant::now() + Duration::from_millis(900));
+    assert!(!b.awaits_early_lease());
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_shared_retry_after_and_broken_keys_never_ask_for_an_early_lease() {
+    let (b, _coordination) = shared_breaker();
+    let until = Instant::now() + Duration::from_secs(20);
+    b.admit().unwrap().record(Signal::OpenUntil(Some(until)));
+    advance(Duration::from_secs(5)).await;
+    assert!(b.admit_early().is_none());
+    assert!(b.needs_early_lease().is_none() && !b.probing());
+    let (k, _coordination) = shared_breaker();
+    k.admit().unwrap().record(Signal::OpenUntil(None));
+    advance(Duration::from_secs(5)).await;
+    assert!(k.admit_early().is_none());
+    assert!(k.needs_early_lease().is_none() && !k.probing());
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_breakers_stop_being_shared_a_waiting_request_probes_early_alone() {
+    let (b, coordination) = shared_and_open().await;
+    assert!(b.admit_early().is_none());
+    let waiter = waiting_on(&b).await;
+    coordination.set_shared(false);
+    assert!(b.needs_early_lease().is_none(), "nothing to ask Redis for");
+    b.unshare_early_lease();
+    woken(waiter).await;
+    assert!(!b.probing() && !b.awaits_early_lease());
+    let early = b.admit_early().expect("as on one replica, without a lease");
+    assert!(early.is_early_probe());
+    assert!(b.admit_early().is_none(), "one per interval, as ever");
+}
