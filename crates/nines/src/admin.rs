@@ -214,11 +214,14 @@ async fn execute(config_path: &Path, action: Action) -> Result<Value, String> {
             | Action::Keys(Keys::List { .. })
     );
     let value = act(&store, action).await?;
-    if changes && let Some(url) = config.redis.as_ref().map(|r| &r.url) {
+    if changes && let Some(redis) = &config.redis {
         let channel = nines_gateway::auth::broadcast::channel(&config.access.limits.redis_prefix);
-        if let Err(why) =
-            nines_gateway::auth::broadcast::announce_once(url.expose(), &channel).await
-        {
+        // The link the gateways use, so every shape (Sentinel, cluster, TLS) is reached alike.
+        let announced = match nines_gateway::replicas::RedisLink::open(redis) {
+            Ok(link) => nines_gateway::auth::broadcast::announce_once(&link, &channel).await,
+            Err(e) => Err(e),
+        };
+        if let Err(why) = announced {
             eprintln!(
                 "nines: the change could not be announced through Redis ({why}); running gateways apply it within auth.cache_ttl"
             );

@@ -150,7 +150,6 @@ impl Access {
             )),
             None => None,
         };
-        let redis_config = redis;
         let redis = redis.map(RedisLink::open).transpose()?;
         let limiter = limiter_for(&config.limits, redis.as_ref());
         if migrated && let (Limiters::Memory(memory), Some(store)) = (&limiter, &store) {
@@ -218,11 +217,11 @@ impl Access {
                 store.clone(),
             ));
         }
-        if let (Some(shared), Some(_)) = (redis_config, &access.store) {
+        if let (Some(link), Some(_)) = (&access.redis, &access.store) {
             access.auth.share_changes(
-                shared.url.expose(),
+                Arc::clone(link),
                 crate::auth::broadcast::channel(&config.limits.redis_prefix),
-            )?;
+            );
         }
         Ok(access)
     }

@@ -4,16 +4,20 @@
 //!
 //! An admin change calls `Authenticator::invalidate`, which clears this replica's cache and
 //! [`Announcer::announce`]s: the message (this process's random id, nothing about the key) goes
-//! to the channel `{prefix}:auth:changes` on the Redis of `limits.redis_url`. Every replica
-//! subscribes and, on a message from another process, clears its cache; the next request for a
-//! key reads the store again. A subscription that drops is reopened (backoff up to 2 s), and
-//! the cache is cleared when it is, since announcements may have been missed meanwhile. Redis
-//! down: nothing is shared, `cache_ttl` bounds how long a change takes, and `/health/ready`
-//! says so (`checks.auth.shared_changes = false`).
+//! to the channel `{prefix}:auth:changes` (`limits.redis_prefix`) through the shared
+//! [`RedisLink`], whatever its shape: one server, TLS, a Sentinel master (followed through a
+//! failover) or a cluster (where `PUBLISH` reaches every node, so one subscription hears every
+//! replica). Every replica subscribes and, on a message from another process, clears its cache;
+//! the next request for a key reads the store again. A subscription that drops is reopened
+//! (backoff up to 2 s), and the cache is cleared when it is, since announcements may have been
+//! missed meanwhile. Redis down: nothing is shared, `cache_ttl` bounds how long a change takes,
+//! and `/health/ready` says so (`checks.auth.shared_changes = false`).
 //!
-//! Kept apart from the limiter's connection: a subscribed connection can do nothing else.
+//! The subscription is a connection of its own (a subscribed connection can do nothing else);
+//! announcements go over the link's shared connection.
 
 use super::Authenticator;
+use crate::replicas::RedisLink;
 use futures_util::StreamExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -29,23 +33,16 @@ pub fn channel(prefix: &str) -> String {
     format!("{{{prefix}}}:auth:changes")
 }
 
-/// Announces one change from a process that keeps no cache (the CLI): every gateway sharing
-/// this Redis forgets its cached keys.
-pub async fn announce_once(url: &str, channel: &str) -> Result<(), String> {
-    let client = redis::Client::open(url).map_err(|e| format!("limits.redis_url: {e}"))?;
-    let sent = async {
-        let mut c = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PUBLISH")
-            .arg(channel)
-            .arg("cli")
-            .query_async::<i64>(&mut c)
-            .await
-    };
-    match tokio::time::timeout(PUBLISH_TIMEOUT, sent).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("Redis did not answer in time".into()),
-    }
+/// Announces one change from a process that keeps no cache (the CLI), through a link it opened
+/// from the same `[redis]`: every gateway sharing this Redis forgets its cached keys.
+pub async fn announce_once(link: &RedisLink, channel: &str) -> Result<(), String> {
+    let started = tokio::time::Instant::now();
+    // A cluster or a Sentinel master is found in the background once the link is open.
+    link.connected(PUBLISH_TIMEOUT).await?;
+    let left = PUBLISH_TIMEOUT.saturating_sub(started.elapsed());
+    link.query_within::<i64>(redis::cmd("PUBLISH").arg(channel).arg("cli"), left)
+        .await
+        .map(drop)
 }
 
 /// The publishing end, held by the [`Authenticator`].
@@ -68,68 +65,49 @@ impl Announcer {
 }
 
 /// Starts the publisher and the subscriber for `auth` (tasks end when it is dropped).
-pub(super) fn start(
-    url: &str,
-    channel: String,
-    auth: Weak<Authenticator>,
-) -> Result<Announcer, String> {
-    let client = redis::Client::open(url).map_err(|e| format!("limits.redis_url: {e}"))?;
+pub(super) fn start(link: Arc<RedisLink>, channel: String, auth: Weak<Authenticator>) -> Announcer {
     let origin = crate::auth::signing::random_secret();
     let (tx, rx) = mpsc::channel(16);
     let subscribed = Arc::new(AtomicBool::new(false));
-    tokio::spawn(publish(client.clone(), channel.clone(), origin.clone(), rx));
+    tokio::spawn(publish(
+        Arc::clone(&link),
+        channel.clone(),
+        origin.clone(),
+        rx,
+    ));
     tokio::spawn(subscribe(
-        client,
+        link,
         channel,
         origin,
         auth,
         Arc::clone(&subscribed),
     ));
-    Ok(Announcer { tx, subscribed })
+    Announcer { tx, subscribed }
 }
 
 async fn publish(
-    client: redis::Client,
+    link: Arc<RedisLink>,
     channel: String,
     origin: String,
     mut rx: mpsc::Receiver<()>,
 ) {
-    let mut conn: Option<redis::aio::MultiplexedConnection> = None;
     while rx.recv().await.is_some() {
         // Several changes in a row need one message.
         while rx.try_recv().is_ok() {}
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(&channel).arg(&origin);
         for _ in 0..3 {
-            if conn.is_none() {
-                conn = tokio::time::timeout(
-                    PUBLISH_TIMEOUT,
-                    client.get_multiplexed_async_connection(),
-                )
-                .await
-                .ok()
-                .and_then(Result::ok);
+            let sent = link.query_within::<i64>(&publish, PUBLISH_TIMEOUT).await;
+            if sent.is_ok() {
+                break;
             }
-            let Some(c) = conn.as_mut() else {
-                tokio::time::sleep(RECONNECT_MIN).await;
-                continue;
-            };
-            let sent: Result<Result<i64, _>, _> = tokio::time::timeout(
-                PUBLISH_TIMEOUT,
-                redis::cmd("PUBLISH")
-                    .arg(&channel)
-                    .arg(&origin)
-                    .query_async(c),
-            )
-            .await;
-            match sent {
-                Ok(Ok(_)) => break,
-                _ => conn = None,
-            }
+            tokio::time::sleep(RECONNECT_MIN).await;
         }
     }
 }
 
 async fn subscribe(
-    client: redis::Client,
+    link: Arc<RedisLink>,
     channel: String,
     origin: String,
     auth: Weak<Authenticator>,
@@ -142,9 +120,14 @@ async fn subscribe(
             return;
         }
         let opened = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
+            // At start a cluster or a Sentinel master is still being found: not an outage.
+            let _ = link.connected(RECONNECT_MAX).await;
+            let mut pubsub = link.pubsub().await?;
+            pubsub
+                .subscribe(&channel)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(pubsub)
         };
         match tokio::time::timeout(RECONNECT_MAX, opened).await {
             Ok(Ok(pubsub)) => {

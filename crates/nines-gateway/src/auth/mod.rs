@@ -13,7 +13,7 @@
 //! reaches the store; after a failed lookup no request waits on the store until a background ping
 //! finds it back ([`gate`]). Revocation and expiry are checked on every request against the
 //! cached row. A change made through this replica's admin API applies here at once and, with
-//! Redis (`limits.redis_url`), on every replica within about a second ([`broadcast`]); without
+//! the shared Redis (`[redis]`, any shape), on every replica within about a second ([`broadcast`]); without
 //! Redis, within `cache_ttl`. Organisations and users declared in the file take the place of
 //! store tenants of the same name ([`StaticKeys`]).
 
@@ -387,11 +387,10 @@ impl Authenticator {
         self.cache.clear();
     }
 
-    /// Starts sharing key changes with other replicas through Redis at `url` (once).
-    pub fn share_changes(self: &Arc<Self>, url: &str, channel: String) -> Result<(), String> {
-        let announcer = broadcast::start(url, channel, Arc::downgrade(self))?;
+    /// Starts sharing key changes with other replicas through the shared Redis (once).
+    pub fn share_changes(self: &Arc<Self>, link: Arc<crate::replicas::RedisLink>, channel: String) {
+        let announcer = broadcast::start(link, channel, Arc::downgrade(self));
         let _ = self.announcer.set(announcer);
-        Ok(())
     }
 
     /// Whether changes are shared through Redis and the subscription is live.

@@ -6,6 +6,7 @@ pub mod clouds;
 mod error;
 pub mod presets;
 pub mod redis;
+pub mod redis_tls;
 pub mod resilience;
 pub mod routing;
 pub mod schema;

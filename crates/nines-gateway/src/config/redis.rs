@@ -3,18 +3,27 @@
 //!
 //! | key | default | meaning |
 //! |-----|---------|---------|
-//! | `url` | — | `redis://`, `rediss://` (TLS), or `redis+sentinel://host:port[,host:port…]/service[/db]`; `env:NAME` reads the environment |
+//! | `url` | — | `redis://`, `rediss://` (TLS), `redis+sentinel://host:port[,host:port…]/service[/db]` or `rediss+sentinel://…` (TLS to the sentinels and the master); `env:NAME` reads the environment |
 //! | `cluster` | `false` | `url` is one node of a Redis Cluster; the others are discovered |
+//! | `tls_ca_file` | system roots | PEM bundle of the CAs that sign the servers' certificates; trusted instead of the system's roots |
+//! | `tls_cert_file`, `tls_key_file` | — | PEM client certificate and its key, for a Redis with `tls-auth-clients yes`; both or neither |
 //! | `timeout` | `100ms` | every breaker and lease call's deadline |
 //! | `prefix` | `"nines"` | the hash tag of every breaker and lease key |
 //! | `probe_lease` | `10s` | how long one replica owns a half-open probe or a deployment's prober |
+//!
+//! The `tls_*` files apply to every shape (one server, every cluster node, the sentinels and the
+//! master they name) and need a TLS URL; they are read and checked at load (`redis_tls.rs`). A
+//! TLS URL verifies the server's certificate and host name; `rediss://host/#insecure` skips that
+//! check and is for tests only (a Sentinel URL does not take it).
 //!
 //! `[limits] redis_url` is still accepted as an alias of `url` (a plain Redis); setting both is
 //! an error, because two URLs cannot both be the shared one.
 
 use super::Secret;
 use super::access::RawLimits;
+use super::redis_tls::{Files, RedisTls};
 use serde::Deserialize;
+use std::path::Path;
 use std::time::Duration;
 use toml::Spanned;
 
@@ -29,6 +38,9 @@ pub struct RawRedis {
     pub prefix: String,
     #[serde(with = "humantime_serde")]
     pub probe_lease: Duration,
+    pub tls_ca_file: Option<Spanned<String>>,
+    pub tls_cert_file: Option<Spanned<String>>,
+    pub tls_key_file: Option<Spanned<String>>,
 }
 
 impl Default for RawRedis {
@@ -39,6 +51,9 @@ impl Default for RawRedis {
             timeout: Duration::from_millis(100),
             prefix: "nines".into(),
             probe_lease: Duration::from_secs(10),
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -51,6 +66,8 @@ pub struct RedisConfig {
     pub timeout: Duration,
     pub prefix: String,
     pub probe_lease: Duration,
+    /// CAs and client certificate of a TLS URL (empty: the system's roots, no client cert).
+    pub tls: RedisTls,
 }
 
 impl RedisConfig {
@@ -63,6 +80,7 @@ impl RedisConfig {
             timeout: raw.timeout,
             prefix: raw.prefix,
             probe_lease: raw.probe_lease,
+            tls: RedisTls::default(),
         }
     }
 }
@@ -73,6 +91,7 @@ type ErrAt<'a> = dyn Fn(Option<std::ops::Range<usize>>, String, String) -> super
 pub(super) fn validate(
     raw: Option<&RawRedis>,
     limits: &RawLimits,
+    config_path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
     err: &ErrAt<'_>,
 ) -> Result<Option<RedisConfig>, super::ConfigError> {
@@ -114,12 +133,14 @@ pub(super) fn validate(
                     "must be non-empty, without braces (it becomes the keys' hash tag)".into(),
                 ));
             }
+            let tls = tls(r, &url, config_path).map_err(|(key, m)| err(None, key, m))?;
             Ok(Some(RedisConfig {
                 url: Secret::new(url),
                 cluster: r.cluster,
                 timeout: r.timeout,
                 prefix: r.prefix.clone(),
                 probe_lease: r.probe_lease,
+                tls,
             }))
         }
         (None, Some(alias)) => {
@@ -132,15 +153,45 @@ pub(super) fn validate(
     }
 }
 
+/// The `tls_*` files of `[redis]`, for a TLS `url` only.
+fn tls(r: &RawRedis, url: &str, config_path: &Path) -> Result<RedisTls, (String, String)> {
+    let set = [
+        ("redis.tls_ca_file", &r.tls_ca_file),
+        ("redis.tls_cert_file", &r.tls_cert_file),
+        ("redis.tls_key_file", &r.tls_key_file),
+    ];
+    if let Some((key, _)) = set.iter().find(|(_, v)| v.is_some())
+        && !is_tls(url)
+    {
+        return Err((
+            (*key).into(),
+            "applies to a TLS url only: use rediss:// or rediss+sentinel://".into(),
+        ));
+    }
+    fn path(v: &Option<Spanned<String>>) -> Option<&str> {
+        v.as_ref().map(|s| s.get_ref().as_str())
+    }
+    super::redis_tls::load(&Files {
+        ca: path(&r.tls_ca_file),
+        cert: path(&r.tls_cert_file),
+        key: path(&r.tls_key_file),
+        dir: config_path.parent().unwrap_or(Path::new(".")),
+    })
+}
+
 fn is_sentinel(url: &str) -> bool {
-    url.starts_with("redis+sentinel://")
+    url.starts_with("redis+sentinel://") || url.starts_with("rediss+sentinel://")
+}
+
+fn is_tls(url: &str) -> bool {
+    url.starts_with("rediss://") || url.starts_with("rediss+sentinel://")
 }
 
 fn check_scheme(url: &str) -> Result<(), String> {
     if url.starts_with("redis://") || url.starts_with("rediss://") || is_sentinel(url) {
         Ok(())
     } else {
-        Err("must start with redis://, rediss:// or redis+sentinel://".into())
+        Err("must start with redis://, rediss://, redis+sentinel:// or rediss+sentinel://".into())
     }
 }
 
@@ -184,6 +235,8 @@ mod tests {
         );
         let c = parse("[redis]\nurl = \"redis+sentinel://s1:26379,s2:26379/mymaster\"\n").unwrap();
         assert!(c.redis.is_some());
+        let c = parse("[redis]\nurl = \"rediss+sentinel://s1:26379/mymaster\"\n").unwrap();
+        assert!(c.redis.unwrap().tls.is_empty());
         assert!(parse("[redis]\ncluster = true\n").unwrap().redis.is_none());
     }
 
@@ -211,6 +264,30 @@ mod tests {
                 "redis.prefix",
             ),
             ("[redis]\nurl = \"redis://a\"\nport = 1\n", "port"),
+            (
+                "[redis]\nurl = \"redis://a\"\ntls_ca_file = \"ca.pem\"\n",
+                "redis.tls_ca_file: applies to a TLS url only",
+            ),
+            (
+                "[redis]\nurl = \"redis+sentinel://s:1/m\"\ntls_cert_file = \"c.pem\"\n",
+                "redis.tls_cert_file: applies to a TLS url only",
+            ),
+            (
+                "[redis]\nurl = \"rediss://a\"\ntls_cert_file = \"c.pem\"\n",
+                "redis.tls_key_file: tls_cert_file is set: give its private key too",
+            ),
+            (
+                "[redis]\nurl = \"rediss://a\"\ntls_key_file = \"k.pem\"\n",
+                "redis.tls_cert_file: tls_key_file is set",
+            ),
+            (
+                "[redis]\nurl = \"rediss://a\"\ntls_ca_file = \"/nonexistent/ca.pem\"\n",
+                "redis.tls_ca_file: cannot read /nonexistent/ca.pem",
+            ),
+            (
+                "[redis]\nurl = \"rediss://a\"\ntls_ca_file = \"/dev/null\"\n",
+                "redis.tls_ca_file: /dev/null: no certificate in the file",
+            ),
         ] {
             let e = parse(extra).unwrap_err();
             assert!(e.contains(wanted), "{extra}: {e}");

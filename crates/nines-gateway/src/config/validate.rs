@@ -184,7 +184,7 @@ pub(super) fn validate(
         env,
         &err,
     )?;
-    let redis = super::redis::validate(raw.redis.as_ref(), &raw.limits, env, &err)?;
+    let redis = super::redis::validate(raw.redis.as_ref(), &raw.limits, path, env, &err)?;
 
     let telemetry = super::telemetry::validate(&raw.telemetry, &raw.status, env)
         .map_err(|(key, msg)| err(None, key, msg))?;

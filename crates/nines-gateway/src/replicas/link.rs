@@ -1,7 +1,14 @@
 //! The connection to the shared Redis, whatever its shape: one server (`redis://`, `rediss://`
-//! with TLS), a master found through Sentinel (`redis+sentinel://`), or a Redis Cluster
-//! (`[redis] cluster = true`, any node as the seed). Everything that talks to Redis — limits,
-//! breaker state, leases — takes a [`Conn`] from here and gives every call a deadline.
+//! with TLS), a master found through Sentinel (`redis+sentinel://`, `rediss+sentinel://` with
+//! TLS to the sentinels and the master), or a Redis Cluster (`[redis] cluster = true`, any node
+//! as the seed). Everything that talks to Redis — limits, breaker state, leases, key-change
+//! announcements — takes a [`Conn`] or a pub/sub connection from here and gives every call a
+//! deadline.
+//!
+//! TLS uses the redis crate's own certificate support (`TlsCertificates`) with the CAs and client
+//! certificate of `[redis] tls_*`, for every shape. A server whose certificate does not verify is
+//! a Redis that cannot be reached: calls fail, readiness says so, and the log says why once per
+//! outage (see [`RedisLink::query`]).
 //!
 //! Connecting never blocks the start: a single server is connected lazily (the connection
 //! manager reconnects by itself), a cluster or a Sentinel master is looked for in the background
@@ -9,13 +16,18 @@
 //! failover moves the connection to the new master.
 
 use crate::config::redis::RedisConfig;
+use crate::config::redis_tls::RedisTls;
 use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{Client, Cmd, RedisFuture, Value};
+use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+use redis::{
+    Client, ClientTlsConfig, Cmd, IntoConnectionInfo, RedisFuture, TlsCertificates, Value,
+};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// How often the Sentinel master is asked for again.
 const SENTINEL_RECHECK: Duration = Duration::from_secs(2);
@@ -66,10 +78,13 @@ enum Shape {
 }
 
 /// `redis+sentinel://[[user]:password@]host:port[,host:port…]/service[/db]`: the password and
-/// database are the master's; the sentinels are asked without credentials.
+/// database are the master's; the sentinels are asked without credentials. `rediss+sentinel://`
+/// speaks TLS to the sentinels and to the master.
 #[derive(Debug, Clone, PartialEq)]
 struct Sentinel {
+    /// `redis://host:port` (`rediss://` with TLS).
     sentinels: Vec<String>,
+    tls: bool,
     service: String,
     username: Option<String>,
     password: Option<String>,
@@ -77,9 +92,19 @@ struct Sentinel {
 }
 
 fn parse_sentinel(url: &str) -> Result<Sentinel, String> {
-    let rest = url
-        .strip_prefix("redis+sentinel://")
-        .ok_or("not a redis+sentinel:// URL")?;
+    let (tls, rest) = match url.strip_prefix("rediss+sentinel://") {
+        Some(rest) => (true, rest),
+        None => (
+            false,
+            url.strip_prefix("redis+sentinel://")
+                .ok_or("not a redis+sentinel:// URL")?,
+        ),
+    };
+    if rest.contains('#') {
+        // `#insecure` would check the sentinels' certificates but not the master's.
+        return Err("a Sentinel URL takes no #fragment (#insecure is for rediss:// only); give [redis] tls_ca_file".into());
+    }
+    let scheme = if tls { "rediss" } else { "redis" };
     let (userinfo, rest) = match rest.rsplit_once('@') {
         Some((user, rest)) => (Some(user), rest),
         None => (None, rest),
@@ -90,7 +115,7 @@ fn parse_sentinel(url: &str) -> Result<Sentinel, String> {
     let sentinels: Vec<String> = hosts
         .split(',')
         .filter(|h| !h.is_empty())
-        .map(|h| format!("redis://{h}"))
+        .map(|h| format!("{scheme}://{h}"))
         .collect();
     if sentinels.is_empty() {
         return Err("a Sentinel URL needs at least one host:port".into());
@@ -118,6 +143,7 @@ fn parse_sentinel(url: &str) -> Result<Sentinel, String> {
     };
     Ok(Sentinel {
         sentinels,
+        tls,
         service,
         username,
         password,
@@ -127,11 +153,11 @@ fn parse_sentinel(url: &str) -> Result<Sentinel, String> {
 
 fn shape_of(config: &RedisConfig) -> Result<Shape, String> {
     let url = config.url.expose();
-    if url.starts_with("redis+sentinel://") {
+    if url.starts_with("redis+sentinel://") || url.starts_with("rediss+sentinel://") {
         return parse_sentinel(url).map(Shape::Sentinel);
     }
     // Checked here so a bad URL is a start-up error, not a background retry forever.
-    redis::Client::open(url).map_err(|e| e.to_string())?;
+    client_for(url, &config.tls)?;
     Ok(if config.cluster {
         Shape::Cluster(url.to_owned())
     } else {
@@ -149,6 +175,10 @@ pub struct RedisLink {
     conn: ArcSwapOption<Conn>,
     /// The client of the single server or Sentinel master (for pub/sub connections).
     client: ArcSwapOption<Client>,
+    /// Woken when `conn` is first set or replaced (see [`RedisLink::connected`]).
+    stored: Notify,
+    /// Whether the last call found Redis unreachable (its reason is logged once per outage).
+    down: AtomicBool,
 }
 
 impl std::fmt::Debug for RedisLink {
@@ -172,17 +202,18 @@ impl RedisLink {
             replica: uuid::Uuid::new_v4().simple().to_string(),
             conn: ArcSwapOption::empty(),
             client: ArcSwapOption::empty(),
+            stored: Notify::new(),
+            down: AtomicBool::new(false),
         });
         match &shape {
             Shape::Single(url) => {
-                let client = Client::open(url.as_str()).map_err(|e| format!("redis.url: {e}"))?;
+                let client = client_for(url, &config.tls).map_err(|e| format!("redis.url: {e}"))?;
                 let manager = ConnectionManager::new_lazy_with_config(
                     client.clone(),
                     manager_config(config.timeout),
                 )
                 .map_err(|e| format!("redis.url: {e}"))?;
-                link.conn.store(Some(Arc::new(Conn::Single(manager))));
-                link.client.store(Some(Arc::new(client)));
+                link.set(Conn::Single(manager), Some(client));
             }
             Shape::Cluster(_) | Shape::Sentinel(_) => {
                 let handle = tokio::runtime::Handle::try_current()
@@ -210,6 +241,49 @@ impl RedisLink {
             .ok_or_else(|| format!("not connected to the {} Redis yet", self.mode()))
     }
 
+    /// A connection as soon as there is one, waiting at most `within` (a cluster or Sentinel
+    /// master is found in the background after [`RedisLink::open`]): for a process that opens
+    /// the link to make one call, such as the CLI.
+    pub async fn connected(&self, within: Duration) -> Result<Conn, String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let stored = self.stored.notified();
+            tokio::pin!(stored);
+            // Registered before the check, so a connection stored in between still wakes us.
+            stored.as_mut().enable();
+            if let Ok(conn) = self.conn() {
+                return Ok(conn);
+            }
+            if tokio::time::timeout_at(deadline, stored).await.is_err() {
+                return self.conn();
+            }
+        }
+    }
+
+    fn set(&self, conn: Conn, client: Option<Client>) {
+        self.conn.store(Some(Arc::new(conn)));
+        if let Some(client) = client {
+            self.client.store(Some(Arc::new(client)));
+        }
+        self.stored.notify_waiters();
+    }
+
+    /// Notes the outcome of a call that reached for Redis: the first failure of an outage is
+    /// logged with its reason (a refused certificate, a refused connection), the first success
+    /// after it too, and nothing in between. No secret is in a redis error's text.
+    fn observe<T>(&self, outcome: Result<T, String>) -> Result<T, String> {
+        match &outcome {
+            Ok(_) if self.down.swap(false, Ordering::AcqRel) => {
+                tracing::info!(mode = self.mode(), "redis answers again");
+            }
+            Err(e) if !self.down.swap(true, Ordering::AcqRel) => {
+                tracing::warn!(mode = self.mode(), error = %e, "redis unreachable");
+            }
+            _ => {}
+        }
+        outcome
+    }
+
     /// The key prefix's hash tag, `{prefix}`: every key of this link's users starts with it, so
     /// a cluster keeps them in one slot and a script may touch several.
     pub fn tag(&self) -> String {
@@ -218,32 +292,37 @@ impl RedisLink {
 
     /// Runs `cmd` within the link's timeout.
     pub async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, String> {
+        self.query_within(cmd, self.config.timeout).await
+    }
+
+    /// Runs `cmd` within `within`.
+    pub async fn query_within<T: redis::FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        within: Duration,
+    ) -> Result<T, String> {
         let mut conn = self.conn()?;
-        match tokio::time::timeout(self.config.timeout, cmd.query_async::<T>(&mut conn)).await {
+        let outcome = match tokio::time::timeout(within, cmd.query_async::<T>(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("timed out".into()),
-        }
+        };
+        self.observe(outcome)
     }
 
     /// `PING` within the timeout (at least 500 ms: a readiness check may wait a little).
     pub async fn ping(&self) -> Result<(), String> {
-        let mut conn = self.conn()?;
         let within = self.config.timeout.max(Duration::from_millis(500));
-        match tokio::time::timeout(within, redis::cmd("PING").query_async::<String>(&mut conn))
+        self.query_within::<String>(&redis::cmd("PING"), within)
             .await
-        {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("timed out".into()),
-        }
+            .map(drop)
     }
 
     /// A new pub/sub connection. In a cluster `PUBLISH` reaches every node, so one
     /// subscription on the seed node hears every replica.
     pub async fn pubsub(&self) -> Result<redis::aio::PubSub, String> {
         let client = match &self.shape {
-            Shape::Cluster(url) => Client::open(url.as_str()).map_err(|e| e.to_string())?,
+            Shape::Cluster(url) => client_for(url, &self.config.tls)?,
             _ => self
                 .client
                 .load_full()
@@ -257,6 +336,38 @@ impl RedisLink {
             Err(_) => Err("timed out".into()),
         }
     }
+}
+
+/// The redis crate's form of the `[redis] tls_*` material.
+fn certificates(tls: &RedisTls) -> TlsCertificates {
+    TlsCertificates {
+        client_tls: tls.client.as_ref().map(|c| ClientTlsConfig {
+            client_cert: c.cert.clone(),
+            client_key: c.key.clone(),
+        }),
+        root_cert: tls.ca.clone(),
+    }
+}
+
+/// Whether `url` is `rediss://…#insecure` (certificate checks off: tests only).
+fn insecure(url: &str) -> bool {
+    url.into_connection_info().is_ok_and(|info| {
+        matches!(
+            info.addr(),
+            redis::ConnectionAddr::TcpTls { insecure: true, .. }
+        )
+    })
+}
+
+/// A client of the one server at `url`, with the `[redis] tls_*` material when there is some
+/// (validation allows it only with a TLS URL).
+fn client_for(url: &str, tls: &RedisTls) -> Result<Client, String> {
+    let client = if tls.is_empty() {
+        Client::open(url)
+    } else {
+        Client::build_with_tls(url, certificates(tls))
+    };
+    client.map_err(|e| e.to_string())
 }
 
 fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
@@ -308,35 +419,27 @@ async fn connect_once(link: &RedisLink, known: Option<&str>) -> Result<Option<St
     match &link.shape {
         Shape::Single(_) => Ok(None),
         Shape::Cluster(url) => {
-            let client = redis::cluster::ClusterClientBuilder::new(vec![url.as_str()])
+            let mut builder = redis::cluster::ClusterClientBuilder::new(vec![url.as_str()])
                 .connection_timeout(timeout)
                 .response_timeout(link.config.timeout)
-                .retries(1)
-                .build()
-                .map_err(|e| e.to_string())?;
+                .retries(1);
+            if !link.config.tls.is_empty() {
+                // `certs` would otherwise switch the mode to verified.
+                if insecure(url) {
+                    builder = builder.tls(redis::TlsMode::Insecure);
+                }
+                builder = builder.certs(certificates(&link.config.tls));
+            }
+            let client = builder.build().map_err(|e| e.to_string())?;
             let conn = tokio::time::timeout(timeout * 4, client.get_async_connection())
                 .await
                 .map_err(|_| "timed out".to_owned())?
                 .map_err(|e| e.to_string())?;
-            link.conn.store(Some(Arc::new(Conn::Cluster(conn))));
+            link.set(Conn::Cluster(conn), None);
             Ok(None)
         }
         Shape::Sentinel(s) => {
-            let mut info = redis::RedisConnectionInfo::default().set_db(s.db);
-            if let Some(user) = &s.username {
-                info = info.set_username(user);
-            }
-            if let Some(password) = &s.password {
-                info = info.set_password(password);
-            }
-            let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(info);
-            let mut sentinel = SentinelClient::build(
-                s.sentinels.clone(),
-                s.service.clone(),
-                Some(node),
-                SentinelServerType::Master,
-            )
-            .map_err(|e| e.to_string())?;
+            let mut sentinel = sentinel_client(s, &link.config.tls).map_err(|e| e.to_string())?;
             let client = tokio::time::timeout(timeout * 4, sentinel.async_get_client())
                 .await
                 .map_err(|_| "timed out".to_owned())?
@@ -348,12 +451,49 @@ async fn connect_once(link: &RedisLink, known: Option<&str>) -> Result<Option<St
                     manager_config(link.config.timeout),
                 )
                 .map_err(|e| e.to_string())?;
-                link.conn.store(Some(Arc::new(Conn::Single(manager))));
-                link.client.store(Some(Arc::new(client)));
+                link.set(Conn::Single(manager), Some(client));
             }
             Ok(Some(addr))
         }
     }
+}
+
+/// Asks the sentinels for the master of `s`, with its credentials and database; with TLS, the
+/// sentinels and the master are verified against the `[redis] tls_*` CAs (or the system's) and
+/// are shown the client certificate.
+fn sentinel_client(
+    s: &Sentinel,
+    tls: &RedisTls,
+) -> redis::RedisResult<redis::sentinel::SentinelClient> {
+    let sentinels = s
+        .sentinels
+        .iter()
+        .map(|url| {
+            url.as_str()
+                .into_connection_info()
+                .map(|i| i.addr().clone())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut builder =
+        SentinelClientBuilder::new(sentinels, &s.service, SentinelServerType::Master)?
+            .set_client_to_redis_db(s.db);
+    if let Some(user) = &s.username {
+        builder = builder.set_client_to_redis_username(user);
+    }
+    if let Some(password) = &s.password {
+        builder = builder.set_client_to_redis_password(password);
+    }
+    if s.tls {
+        builder = builder
+            .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure)
+            .set_client_to_redis_tls_mode(redis::TlsMode::Secure);
+        if !tls.is_empty() {
+            builder = builder
+                .set_client_to_sentinel_certificates(certificates(tls))
+                .set_client_to_redis_certificates(certificates(tls));
+        }
+    }
+    builder.build()
 }
 
 #[cfg(test)]
@@ -373,12 +513,16 @@ mod tests {
         assert_eq!(s.username, None);
         assert_eq!(s.db, 2);
         let plain = parse_sentinel("redis+sentinel://h:26379/m").unwrap();
-        assert_eq!((plain.password, plain.db), (None, 0));
+        assert_eq!((plain.password, plain.db, plain.tls), (None, 0, false));
+        let tls = parse_sentinel("rediss+sentinel://h:26379,i:26379/m").unwrap();
+        assert!(tls.tls);
+        assert_eq!(tls.sentinels, ["rediss://h:26379", "rediss://i:26379"]);
         for bad in [
             "redis+sentinel://h:26379",
             "redis+sentinel://h:26379/",
             "redis+sentinel:///m",
             "redis+sentinel://h:1/m/x",
+            "rediss+sentinel://h:1/m#insecure",
         ] {
             assert!(parse_sentinel(bad).is_err(), "{bad}");
         }

@@ -16,6 +16,7 @@ mod lifecycle;
 mod loadtest;
 mod process;
 mod redis_servers;
+mod redis_shapes;
 mod replicas;
 mod report;
 mod sdk;

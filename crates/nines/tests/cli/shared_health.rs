@@ -18,8 +18,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// The limited key (when a test sets an RPM limit) and an unlimited one for everything else.
-const KEY: &str = "sk-replica-test-key-0001";
-const FREE_KEY: &str = "sk-replica-test-key-0002";
+pub(crate) const KEY: &str = "sk-replica-test-key-0001";
+pub(crate) const FREE_KEY: &str = "sk-replica-test-key-0002";
 
 /// What differs between the tests' configurations.
 struct Setup<'a> {
@@ -83,7 +83,7 @@ probe_lease = "2s"
     )
 }
 
-async fn mock() -> MockServer {
+pub(crate) async fn mock() -> MockServer {
     MockServer::start(
         "127.0.0.1:0".parse().unwrap(),
         MockOptions {
@@ -95,11 +95,11 @@ async fn mock() -> MockServer {
     .unwrap()
 }
 
-fn fault(mock: &MockServer, script: Value) {
+pub(crate) fn fault(mock: &MockServer, script: Value) {
     mock.set_fault(Some(serde_json::from_value(script).unwrap()));
 }
 
-fn prefix() -> String {
+pub(crate) fn prefix() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -107,13 +107,13 @@ fn prefix() -> String {
     format!("nines-test-{}-{nanos}", std::process::id())
 }
 
-struct Replica {
-    nines: Nines,
-    base: String,
+pub(crate) struct Replica {
+    pub(crate) nines: Nines,
+    pub(crate) base: String,
 }
 
 /// Starts a gateway on `text` and waits until it shares breaker state through Redis.
-async fn replica(text: &str) -> Replica {
+pub(crate) async fn replica(text: &str) -> Replica {
     let dir = crate::serve::tempdir();
     let path = dir.join("nines.toml");
     std::fs::write(&path, text).unwrap();
@@ -139,7 +139,7 @@ async fn replica(text: &str) -> Replica {
 }
 
 impl Replica {
-    async fn ready(&self) -> Value {
+    pub(crate) async fn ready(&self) -> Value {
         crate::process::client()
             .get(format!("{}/health/ready", self.base))
             .send()
@@ -150,7 +150,7 @@ impl Replica {
             .unwrap()
     }
 
-    async fn metrics(&self) -> String {
+    pub(crate) async fn metrics(&self) -> String {
         crate::process::client()
             .get(format!("{}/metrics", self.base))
             .send()
@@ -162,7 +162,7 @@ impl Replica {
     }
 
     /// A request with the unlimited key.
-    async fn chat(&self) -> reqwest::Response {
+    pub(crate) async fn chat(&self) -> reqwest::Response {
         crate::process::client()
             .post(format!("{}/v1/chat/completions", self.base))
             .bearer_auth(FREE_KEY)
@@ -172,7 +172,7 @@ impl Replica {
             .unwrap()
     }
 
-    async fn phase_is(&self, phase: &str) -> bool {
+    pub(crate) async fn phase_is(&self, phase: &str) -> bool {
         let wanted =
             format!("nines_breaker_state{{deployment=\"d\",key_slot=\"d#0\",state=\"{phase}\"}} 1");
         self.metrics().await.lines().any(|l| l == wanted)
@@ -180,7 +180,7 @@ impl Replica {
 }
 
 /// Waits until `replica`'s breaker is in `phase`; returns how long that took.
-async fn until_phase(replica: &Replica, phase: &str, within: Duration) -> Duration {
+pub(crate) async fn until_phase(replica: &Replica, phase: &str, within: Duration) -> Duration {
     let started = Instant::now();
     while !replica.phase_is(phase).await {
         assert!(
@@ -424,7 +424,7 @@ fn probes_d(replica: &mut Replica) -> bool {
 }
 
 /// Sends `n` requests spread over `replicas`, all at once; the number admitted (not 429).
-async fn admitted(replicas: &[Replica], n: usize) -> usize {
+pub(crate) async fn admitted(replicas: &[Replica], n: usize) -> usize {
     let mut tasks = Vec::new();
     for i in 0..n {
         let base = replicas[i % replicas.len()].base.clone();
@@ -451,7 +451,7 @@ async fn admitted(replicas: &[Replica], n: usize) -> usize {
 
 /// A token bucket of `rpm` refills one request every `60/rpm` s: the most that may be admitted
 /// by `elapsed`.
-fn bucket_allows(rpm: u64, elapsed: Duration) -> usize {
+pub(crate) fn bucket_allows(rpm: u64, elapsed: Duration) -> usize {
     (rpm as f64 + elapsed.as_secs_f64() * rpm as f64 / 60.0).floor() as usize
 }
 
