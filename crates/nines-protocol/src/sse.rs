@@ -31,6 +31,9 @@ impl SseEvent {
 /// each); 8 MiB leaves room for them and still stops an endless event early.
 pub const DEFAULT_EVENT_LIMIT: usize = 8 * 1024 * 1024;
 
+/// The largest line buffer kept for the next line (ordinary lines are far smaller).
+const KEPT_LINE_CAPACITY: usize = 64 * 1024;
+
 /// An event grew past its decoder's limit before it ended. The decoder freed what it held and
 /// drops every later byte: the stream is broken (malformed), and nothing after this point can be
 /// trusted to start on an event boundary.
@@ -104,22 +107,16 @@ impl SseDecoder {
         }
         // The one check on the hot path: what is held grows by at most the chunk's length while
         // it is fed (a line's bytes shrink when they become data), so only a chunk that could
-        // cross the limit has the held length checked after each run of line content.
+        // cross the limit has the held length checked before each run of line content is added.
         let watch = self.held().saturating_add(chunk.len()) > self.limit;
         let mut rest = chunk;
         while !rest.is_empty() {
             // Runs of line content are copied whole; only the line endings are looked at alone.
             match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
-                None => {
-                    self.after_cr = false;
-                    self.line.extend_from_slice(rest);
-                    return self.within_limit(watch);
-                }
+                None => return self.append(rest, watch),
                 Some(i) => {
                     if i > 0 {
-                        self.after_cr = false;
-                        self.line.extend_from_slice(&rest[..i]);
-                        self.within_limit(watch)?;
+                        self.append(&rest[..i], watch)?;
                     }
                     match rest[i] {
                         b'\n' if self.after_cr => self.after_cr = false,
@@ -156,9 +153,13 @@ impl SseDecoder {
         self.line.len() + self.data.len() + self.event.as_ref().map_or(0, String::len)
     }
 
-    /// After line content was appended: past the limit, frees everything and stops for good.
-    fn within_limit(&mut self, watch: bool) -> Result<(), Overflow> {
-        if !watch || self.held() <= self.limit {
+    /// Appends a run of line content, unless (`watch`: the chunk could cross the limit) it
+    /// would take what is held past the limit: then frees everything and stops for good. Checked
+    /// before the append, so the line's allocation never grows past the limit either.
+    fn append(&mut self, run: &[u8], watch: bool) -> Result<(), Overflow> {
+        if !watch || self.held() + run.len() <= self.limit {
+            self.after_cr = false;
+            self.line.extend_from_slice(run);
             return Ok(());
         }
         self.line = Vec::new();
@@ -179,11 +180,14 @@ impl SseDecoder {
             self.dispatch(out);
             return;
         }
-        // Taken and given back, so the line buffer keeps its allocation from line to line.
+        // Taken and given back, so the line buffer keeps its allocation from line to line; not
+        // one a big line left behind, which would stay held for the rest of the stream.
         let mut line = std::mem::take(&mut self.line);
         self.field(&line);
-        line.clear();
-        self.line = line;
+        if line.capacity() <= KEPT_LINE_CAPACITY {
+            line.clear();
+            self.line = line;
+        }
     }
 
     fn field(&mut self, line: &[u8]) {
