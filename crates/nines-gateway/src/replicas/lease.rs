@@ -58,24 +58,30 @@ pub fn key(link: &RedisLink, what: &str) -> String {
     format!("{}:lease:{what}", link.tag())
 }
 
-/// Takes or renews the lease for `ttl`: `Ok(true)` when this replica holds it now.
-pub async fn hold(link: &RedisLink, key: &str, ttl: Duration) -> Result<bool, String> {
+/// Runs `script` on the lease `key` with this replica's id and `ttl` (when given) as arguments,
+/// within the link's timeout.
+async fn invoke<T: redis::FromRedisValue>(
+    link: &RedisLink,
+    script: &Script,
+    key: &str,
+    ttl: Option<Duration>,
+) -> Result<T, String> {
     let mut conn = link.conn()?;
-    let mut invocation = HOLD.prepare_invoke();
-    invocation
-        .key(key)
-        .arg(&link.replica)
-        .arg(ttl.as_millis().max(1) as u64);
-    match tokio::time::timeout(
-        link.config.timeout,
-        invocation.invoke_async::<i64>(&mut conn),
-    )
-    .await
-    {
-        Ok(Ok(n)) => Ok(n == 1),
-        Ok(Err(e)) => Err(e.to_string()),
+    let mut invocation = script.prepare_invoke();
+    invocation.key(key).arg(&link.replica);
+    if let Some(ttl) = ttl {
+        invocation.arg(ttl.as_millis().max(1) as u64);
+    }
+    match tokio::time::timeout(link.config.timeout, invocation.invoke_async::<T>(&mut conn)).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
         Err(_) => Err("timed out".into()),
     }
+}
+
+/// Takes or renews the lease for `ttl`: `Ok(true)` when this replica holds it now.
+pub async fn hold(link: &RedisLink, key: &str, ttl: Duration) -> Result<bool, String> {
+    let held: i64 = invoke(link, &HOLD, key, Some(ttl)).await?;
+    Ok(held == 1)
 }
 
 /// What [`take`] got.
@@ -89,44 +95,19 @@ pub enum Taken {
 
 /// Takes the lease for `ttl` if it is free; never renews one (see the module's doc).
 pub async fn take(link: &RedisLink, key: &str, ttl: Duration) -> Result<Taken, String> {
-    let mut conn = link.conn()?;
-    let mut invocation = TAKE.prepare_invoke();
-    invocation
-        .key(key)
-        .arg(&link.replica)
-        .arg(ttl.as_millis().max(1) as u64);
-    match tokio::time::timeout(
-        link.config.timeout,
-        invocation.invoke_async::<(i64, i64)>(&mut conn),
-    )
-    .await
-    {
-        Ok(Ok((1, _))) => Ok(Taken::Yes),
+    match invoke::<(i64, i64)>(link, &TAKE, key, Some(ttl)).await? {
+        (1, _) => Ok(Taken::Yes),
         // PTTL is -1 for a key without expiry (never written so) and -2 for one that expired
         // within the script (impossible): treat both as held for a whole `ttl`.
-        Ok(Ok((_, ms))) => Ok(Taken::HeldFor(
+        (_, ms) => Ok(Taken::HeldFor(
             u64::try_from(ms)
                 .map_or(ttl, Duration::from_millis)
                 .min(ttl),
         )),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("timed out".into()),
     }
 }
 
 /// Gives the lease up if this replica still holds it.
 pub async fn release(link: &RedisLink, key: &str) -> Result<(), String> {
-    let mut conn = link.conn()?;
-    let mut invocation = RELEASE.prepare_invoke();
-    invocation.key(key).arg(&link.replica);
-    match tokio::time::timeout(
-        link.config.timeout,
-        invocation.invoke_async::<i64>(&mut conn),
-    )
-    .await
-    {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("timed out".into()),
-    }
+    invoke::<i64>(link, &RELEASE, key, None).await.map(drop)
 }

@@ -9,7 +9,7 @@
 use crate::process::{Nines, client, command};
 use crate::redis_servers::{RedisProcesses, TlsFiles, make_pki, missing_tools};
 use crate::shared_health::{
-    FREE_KEY, KEY, Replica, bucket_allows, fault, mock, prefix, replica, until_phase,
+    FREE_KEY, KEY, Replica, admitted, bucket_allows, fault, mock, prefix, replica, until_phase,
 };
 use crate::skipped;
 use serde_json::{Value, json};
@@ -149,28 +149,7 @@ async fn chat_with(replica: &Replica, key: &str) -> u16 {
 /// `rpm` allows.
 async fn exactly_limited(replicas: &[Replica], key: &str, rpm: u64, n: usize) {
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..n {
-        let base = replicas[i % replicas.len()].base.clone();
-        let key = key.to_owned();
-        tasks.push(tokio::spawn(async move {
-            client()
-                .post(format!("{base}/v1/chat/completions"))
-                .bearer_auth(key)
-                .json(&json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }));
-    }
-    let mut ok = 0;
-    for t in tasks {
-        let status = t.await.unwrap();
-        assert!(status == 200 || status == 429, "{status}");
-        ok += usize::from(status == 200);
-    }
+    let ok = admitted(replicas, key, n).await;
     let most = bucket_allows(rpm, started.elapsed());
     assert!(
         ok >= rpm as usize && ok <= most,

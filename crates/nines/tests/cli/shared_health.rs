@@ -423,15 +423,17 @@ fn probes_d(replica: &mut Replica) -> bool {
         .is_some_and(|v| v["deployments"].as_str().unwrap_or("").contains("\"d\""))
 }
 
-/// Sends `n` requests spread over `replicas`, all at once; the number admitted (not 429).
-pub(crate) async fn admitted(replicas: &[Replica], n: usize) -> usize {
+/// Sends `n` requests with `key` spread over `replicas`, all at once; the number admitted (not
+/// 429).
+pub(crate) async fn admitted(replicas: &[Replica], key: &str, n: usize) -> usize {
     let mut tasks = Vec::new();
     for i in 0..n {
         let base = replicas[i % replicas.len()].base.clone();
+        let key = key.to_owned();
         tasks.push(tokio::spawn(async move {
             crate::process::client()
                 .post(format!("{base}/v1/chat/completions"))
-                .bearer_auth(KEY)
+                .bearer_auth(key)
                 .json(&json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}))
                 .send()
                 .await
@@ -485,7 +487,7 @@ async fn limits_and_breakers_hold_on_a_redis_cluster() {
     assert_eq!(replicas[0].ready().await["status"], "ready");
 
     let started = Instant::now();
-    let ok = admitted(&replicas, 30).await;
+    let ok = admitted(&replicas, KEY, 30).await;
     let allowed = bucket_allows(rpm, started.elapsed());
     assert!(
         ok >= rpm as usize && ok <= allowed,
@@ -584,7 +586,7 @@ async fn exact_limits_through(url: &str) {
     });
     let replicas = vec![replica(&text).await, replica(&text).await];
     let started = Instant::now();
-    let ok = admitted(&replicas, 20).await;
+    let ok = admitted(&replicas, KEY, 20).await;
     assert!(
         ok >= rpm as usize && ok <= bucket_allows(rpm, started.elapsed()),
         "admitted {ok} with rpm {rpm}"
