@@ -1,13 +1,16 @@
 //! The SSE decoder (`nines_protocol::sse`): any bytes, cut anywhere.
 //!
 //! Properties: no panic; the events do not depend on where the stream was cut (the first two
-//! bytes choose two cut points); and re-encoding the events (`event:` and one `data:` line per
-//! line of data) decodes to the same events.
+//! bytes choose two cut points); re-encoding the events (`event:` and one `data:` line per line
+//! of data) decodes to the same events; and with an event limit small enough to be reached (the
+//! first byte chooses it), whether the decoder overflows does not depend on the cuts either, the
+//! events before an overflow are the unlimited decoder's first ones, and without an overflow
+//! they are all of them.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use nines_fuzz::sse_events;
-use nines_protocol::sse::{SseDecoder, SseEvent, data_frame};
+use nines_protocol::sse::{Overflow, SseDecoder, SseEvent, data_frame};
 
 fuzz_target!(|input: &[u8]| {
     let (cuts, data) = input.split_at(input.len().min(2));
@@ -23,7 +26,7 @@ fuzz_target!(|input: &[u8]| {
     let mut decoder = SseDecoder::new();
     let mut cut = Vec::new();
     for part in [&data[..a], &data[a..b], &data[b..]] {
-        decoder.feed(part, &mut cut);
+        decoder.feed(part, &mut cut).unwrap();
     }
     decoder.finish(&mut cut);
     assert_eq!(whole, cut, "cut at {a} and {b}");
@@ -32,11 +35,24 @@ fuzz_target!(|input: &[u8]| {
     let mut decoder = SseDecoder::new();
     let mut bytes = Vec::new();
     for byte in data {
-        decoder.feed(std::slice::from_ref(byte), &mut bytes);
+        decoder
+            .feed(std::slice::from_ref(byte), &mut bytes)
+            .unwrap();
     }
     decoder.finish(&mut bytes);
     assert!(!decoder.is_mid_event());
     assert_eq!(whole, bytes, "byte by byte");
+
+    let limit = cuts.first().map_or(0, |&c| usize::from(c) % 64);
+    let limited = decode_limited(limit, &[data]);
+    let cut_limited = decode_limited(limit, &[&data[..a], &data[a..b], &data[b..]]);
+    assert_eq!(limited, cut_limited, "limit {limit}, cut at {a} and {b}");
+    let byte_limited = decode_limited(limit, &data.chunks(1).collect::<Vec<_>>());
+    assert_eq!(limited, byte_limited, "limit {limit}, byte by byte");
+    match limited {
+        (events, None) => assert_eq!(events, whole, "no overflow at limit {limit}"),
+        (events, Some(_)) => assert!(whole.starts_with(&events), "overflow at limit {limit}"),
+    }
 
     let mut encoded = Vec::new();
     for event in &whole {
@@ -65,4 +81,18 @@ fn encode(event: &SseEvent) -> Vec<u8> {
     }
     out.push(b'\n');
     out
+}
+
+/// The events of `parts` fed to a decoder limited to `limit` bytes, and its overflow if any.
+fn decode_limited(limit: usize, parts: &[&[u8]]) -> (Vec<SseEvent>, Option<Overflow>) {
+    let mut decoder = SseDecoder::with_limit(limit);
+    let mut out = Vec::new();
+    let mut overflow = None;
+    for part in parts {
+        if let Err(e) = decoder.feed(part, &mut out) {
+            overflow.get_or_insert(e);
+        }
+    }
+    decoder.finish(&mut out);
+    (out, overflow)
 }

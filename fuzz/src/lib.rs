@@ -81,7 +81,11 @@ pub fn deployments() -> &'static [Arc<Deployment>] {
 pub fn sse_events(bytes: &[u8]) -> Vec<SseEvent> {
     let mut decoder = SseDecoder::new();
     let mut out = Vec::new();
-    decoder.feed(bytes, &mut out);
+    let fed = decoder.feed(bytes, &mut out);
+    assert!(
+        fed.is_ok(),
+        "fuzz inputs are far below the 8 MiB event limit"
+    );
     decoder.finish(&mut out);
     out
 }

@@ -33,6 +33,8 @@ async fn hits(State(state): State<MockState>) -> Json<serde_json::Value> {
         "total": state.total_hits(),
         "routes": routes,
         "max_in_flight": max_in_flight,
+        "streamed_bytes": state.streamed_bytes(),
+        "open_streams": state.open_streams(),
     }))
 }
 

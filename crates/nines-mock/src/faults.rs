@@ -61,6 +61,15 @@ pub struct FaultScript {
     /// Stream: the event with this 0-based index is replaced by `data: {not json`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub malformed_chunk_at: Option<u32>,
+    /// Stream (SSE dialects): before the event with this 0-based index, send one extra event,
+    /// `data: {"padding":"xx…"}`, whose padding is `big_event_bytes` long, written in 64 KiB
+    /// pieces as fast as the client reads them. Under a client's event limit it is a legal (if
+    /// useless) event and the stream goes on; past it, a bounded client stops reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub big_event_at: Option<u32>,
+    /// The length of `big_event_at`'s padding in bytes (default 64 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub big_event_bytes: Option<u64>,
     /// Stream: end without the `data: [DONE]` terminator.
     #[serde(default, skip_serializing_if = "is_false")]
     pub no_done: bool,
@@ -142,6 +151,10 @@ pub enum FaultError {
     SplitWrites,
 }
 
+/// `big_event_bytes` when unset: far past any sane event limit (nines holds at most 8 MiB of one
+/// event), so a client that buffers without bound is plain to see.
+const DEFAULT_BIG_EVENT_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Status used when a faulted request has no other effect to suffer.
 const DOWN_STATUS: u16 = 503;
 
@@ -206,11 +219,17 @@ impl FaultScript {
             || self.stall_after_chunks.is_some()
             || self.reset_after_chunks.is_some()
             || self.malformed_chunk_at.is_some()
+            || self.big_event_at.is_some()
             || self.no_done
             || self.error_event_at.is_some()
             || self.content_filter
             || self.context_too_long
             || self.prediction_status.is_some()
+    }
+
+    /// The padding of `big_event_at`'s event, in bytes.
+    pub(crate) fn big_event_bytes(&self) -> u64 {
+        self.big_event_bytes.unwrap_or(DEFAULT_BIG_EVENT_BYTES)
     }
 
     /// Delay before the response head: `first_byte_ms` plus `latency_ms`.

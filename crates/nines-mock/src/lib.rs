@@ -46,7 +46,7 @@
 //! | `POST /model/{model}/converse-stream` | same | as above, answered as AWS event-stream frames (`messageStart`, `contentBlockStart`/`Delta`/`Stop`, `messageStop`, `metadata` last; `no_done` leaves out `metadata`); `error_event_at` sends a `serviceUnavailableException` frame; every frame carries valid CRCs (`malformed_chunk_at` breaks the JSON inside, not the frame) |
 //! | `POST /v1/projects/{project}/locations/{location}/publishers/google/models/{model}:{action}` | per action (`generateContent`, `streamGenerateContent`, `countTokens`) | Vertex AI: Gemini's bodies and answers; the bearer token must be one `/token` issued, unexpired (else 401 `UNAUTHENTICATED`) |
 //! | `POST /token` | not counted ([`MockServer::tokens_issued`]) | Google's OAuth token endpoint: the JWT-bearer grant; the assertion must be RS256-signed by the test service account (`fixtures/test-only/`), `iss` that account, `aud` this URL, cloud-platform scope, unexpired (else 400 `invalid_grant`); answers an access token living [`MockServer::set_token_lifetime`] (default 3599 s). Only an `x-mock-fault` header faults it |
-//! | `GET /_mock/hits` | | `{"total","routes":{route: n},"max_in_flight":{route: n}}` |
+//! | `GET /_mock/hits` | | `{"total","routes":{route: n},"max_in_flight":{route: n},"streamed_bytes","open_streams"}` (SSE body bytes handed to connections, SSE bodies being sent: [`MockServer::streamed_bytes`], [`MockServer::open_streams`]) |
 //! | `GET`/`POST`/`DELETE /_mock/fault` | | read / set (body: script or `null`) / clear the fault script |
 //! | `GET`/`POST`/`DELETE /_mock/capacity` | | read / set (body: a [`Capacity`] or `null`) / clear the capacity model |
 //! | `POST /_mock/reset` | | clear hits, maxima, recorded requests, remembered jobs and the fault |
@@ -92,6 +92,12 @@
 //!   `data: {"error":{...,"type":"server_error"}}`; Anthropic `event: error` with an
 //!   `overloaded_error`; Gemini `data: {"error":{"code":503,...,"status":"UNAVAILABLE"}}`;
 //!   Replicate `event: error` / `data: {"detail":"mock in-stream error"}`.
+//! - `big_event_at: K`, `big_event_bytes: N`: before event K (0-based; K may be the event count,
+//!   after the last one) an extra data-only event `data: {"padding":"xx…"}` with N bytes of
+//!   padding (default 64 MiB), written in 64 KiB pieces as fast as the client reads (SSE
+//!   dialects; Bedrock's length-prefixed frames cannot be endless). Small, it is a legal big
+//!   event and the stream goes on; large, it tests that a client bounds what one event may
+//!   buffer and stops reading ([`MockServer::streamed_bytes`] shows how far it read).
 //! - `no_done`: the stream ends without its terminator: OpenAI `data: [DONE]`, Anthropic
 //!   `message_stop`, Replicate `event: done`; Gemini has none, so its last chunk comes without
 //!   `finishReason` and `usageMetadata`.
@@ -399,6 +405,16 @@ impl MockServer {
 
     pub fn total_hits(&self) -> u64 {
         self.state.total_hits()
+    }
+
+    /// Bytes of SSE bodies handed to the connections (see [`MockState::streamed_bytes`]).
+    pub fn streamed_bytes(&self) -> u64 {
+        self.state.streamed_bytes()
+    }
+
+    /// SSE bodies being sent now (see [`MockState::open_streams`]).
+    pub fn open_streams(&self) -> u64 {
+        self.state.open_streams()
     }
 
     /// Access tokens issued by `POST /token` (Vertex's service-account exchange).

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use crate::FaultScript;
-use crate::state::MockState;
+use crate::state::{MockState, OpenStream};
 
 const DONE: &str = "[DONE]";
 
@@ -122,6 +122,7 @@ pub(crate) fn events_response(
     fault: Option<FaultScript>,
 ) -> Response {
     let cursor = Cursor {
+        _open: state.open_stream(),
         state,
         events,
         style,
@@ -129,9 +130,13 @@ pub(crate) fn events_response(
         finished: false,
         fault: fault.unwrap_or_default(),
         unsent: Bytes::new(),
+        big: Big::Ahead,
     };
     let stream = futures_util::stream::unfold(cursor, |mut cursor| async move {
         let frame = cursor.next_frame().await?;
+        if let Ok(bytes) = &frame {
+            cursor.state.count_streamed(bytes.len());
+        }
         Some((frame, cursor))
     });
     let mut response = Body::from_stream(stream).into_response();
@@ -146,6 +151,8 @@ pub(crate) fn events_response(
 }
 
 struct Cursor {
+    /// Counts this body as open until it is dropped (ended, or its connection went away).
+    _open: OpenStream,
     state: MockState,
     events: Vec<Event>,
     style: Style,
@@ -154,7 +161,20 @@ struct Cursor {
     fault: FaultScript,
     /// The rest of an event cut by `split_writes`, sent before anything else.
     unsent: Bytes,
+    /// Where the `big_event_at` event is.
+    big: Big,
 }
+
+/// The `big_event_at` event's progress.
+enum Big {
+    Ahead,
+    /// Being sent: this many padding bytes are left.
+    Sending(u64),
+    Sent,
+}
+
+/// Padding for `big_event_at`, handed out in slices without copying.
+static PADDING: [u8; 64 * 1024] = [b'x'; 64 * 1024];
 
 impl Cursor {
     /// The next piece of body, an error that makes hyper abort the connection, or the end.
@@ -185,6 +205,9 @@ impl Cursor {
             // refused request instead of a broken stream.
             tokio::task::yield_now().await;
             return Some(Err(aborted("mock fault: reset")));
+        }
+        if let Some(piece) = self.big_event_piece(at(self.fault.big_event_at)) {
+            return Some(Ok(piece));
         }
         let event = self.events.get(i)?;
 
@@ -221,6 +244,31 @@ impl Cursor {
         };
         self.unsent = frame;
         Some(Ok(self.piece()))
+    }
+
+    /// The next piece of the `big_event_at` event, if it is due (`here`: the next event is the
+    /// one it goes before) or being sent. SSE framing only: an AWS event-stream message carries
+    /// its length up front, so it cannot be endless.
+    fn big_event_piece(&mut self, here: bool) -> Option<Bytes> {
+        if !matches!(self.style.framing, Framing::Sse) {
+            return None;
+        }
+        match self.big {
+            Big::Ahead if here => {
+                self.big = Big::Sending(self.fault.big_event_bytes());
+                Some(Bytes::from_static(b"data: {\"padding\":\""))
+            }
+            Big::Sending(0) => {
+                self.big = Big::Sent;
+                Some(Bytes::from_static(b"\"}\n\n"))
+            }
+            Big::Sending(left) => {
+                let n = usize::try_from(left).map_or(PADDING.len(), |l| l.min(PADDING.len()));
+                self.big = Big::Sending(left - n as u64);
+                Some(Bytes::from_static(&PADDING[..n]))
+            }
+            Big::Ahead | Big::Sent => None,
+        }
     }
 
     /// The next piece of the event being sent: all of it, or `split_writes` bytes.

@@ -147,6 +147,10 @@ struct Inner {
     /// How long an issued token lives, in seconds.
     token_lifetime: AtomicU64,
     tokens_issued: AtomicU64,
+    /// Bytes of SSE bodies handed to the connections.
+    streamed_bytes: AtomicU64,
+    /// SSE bodies being sent now.
+    open_streams: AtomicU64,
 }
 
 /// How long an access token lives unless a test says otherwise (Google's: an hour, less a bit).
@@ -174,6 +178,8 @@ impl MockState {
                 tokens: RwLock::new(HashMap::new()),
                 token_lifetime: AtomicU64::new(TOKEN_LIFETIME.as_secs()),
                 tokens_issued: AtomicU64::new(0),
+                streamed_bytes: AtomicU64::new(0),
+                open_streams: AtomicU64::new(0),
             }),
         };
         state.set_fault(opts.fault);
@@ -320,7 +326,34 @@ impl MockState {
             .collect()
     }
 
-    /// Clear hits, in-flight maxima, recorded requests, remembered jobs and the fault script.
+    /// Bytes of SSE bodies handed to the connections so far, on every streaming route: what a
+    /// client read, plus what is still in socket buffers when it stops reading.
+    pub fn streamed_bytes(&self) -> u64 {
+        self.inner.streamed_bytes.load(Ordering::Relaxed)
+    }
+
+    /// SSE bodies being sent now: a stream counts until it ended or its connection went away
+    /// (the mock notices on its next write).
+    pub fn open_streams(&self) -> u64 {
+        self.inner.open_streams.load(Ordering::Relaxed)
+    }
+
+    /// Counts an SSE body as open until the returned guard drops.
+    pub(crate) fn open_stream(&self) -> OpenStream {
+        self.inner.open_streams.fetch_add(1, Ordering::Relaxed);
+        OpenStream {
+            state: self.clone(),
+        }
+    }
+
+    pub(crate) fn count_streamed(&self, bytes: usize) {
+        self.inner
+            .streamed_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Clear hits, in-flight maxima, streamed bytes, recorded requests, remembered jobs and the
+    /// fault script.
     ///
     /// Requests in flight right now stay counted as in flight, so the gauge stays truthful.
     pub fn reset(&self) {
@@ -328,6 +361,7 @@ impl MockState {
             stats.hits.store(0, Ordering::Relaxed);
             stats.max_in_flight.store(0, Ordering::Relaxed);
         }
+        self.inner.streamed_bytes.store(0, Ordering::Relaxed);
         self.inner
             .recorded
             .write()
@@ -419,6 +453,20 @@ impl MockState {
 }
 
 /// Marks one request in flight on a route; dropping it ends the request.
+/// An SSE body being sent (see [`MockState::open_streams`]).
+pub(crate) struct OpenStream {
+    state: MockState,
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.state
+            .inner
+            .open_streams
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 pub(crate) struct InFlight {
     state: MockState,
     route: &'static str,

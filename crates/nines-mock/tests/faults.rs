@@ -276,6 +276,49 @@ async fn malformed_chunk_replaces_one_event() {
 }
 
 #[tokio::test]
+async fn big_event_is_inserted_whole_and_counted() {
+    let fault = json!({"big_event_at": 1, "big_event_bytes": 200_000});
+    let server = start_with("m1", Some(script(fault))).await;
+    let events = sse_data(&stream_text(&server).await);
+    assert_eq!(events.len(), 10, "one event added, none lost");
+    let big: Value = serde_json::from_str(&events[1]).unwrap();
+    let padding = big["padding"].as_str().unwrap();
+    assert_eq!(padding.len(), 200_000);
+    assert!(padding.bytes().all(|b| b == b'x'));
+    assert!(serde_json::from_str::<Value>(&events[0]).is_ok());
+    assert_eq!(events[9], "[DONE]");
+    let sent = server.streamed_bytes();
+    assert!((200_000..210_000).contains(&sent), "{sent}");
+}
+
+#[tokio::test]
+async fn big_event_stops_when_the_client_stops_reading() {
+    // The default 64 MiB: a reader that gives up after 1 MiB leaves the rest unsent.
+    let server = start_with("m1", Some(script(json!({"big_event_at": 0})))).await;
+    let resp = chat(&server, &chat_body("hi", json!({"stream": true}))).await;
+    let mut body = Box::pin(resp.bytes_stream());
+    let mut read = 0;
+    while read < 1024 * 1024 {
+        read += body.next().await.unwrap().unwrap().len();
+    }
+    drop(body);
+    // The mock notices the closed connection on its next write and drops the body.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.open_streams() > 0 {
+        assert!(Instant::now() < deadline, "the stream is still open");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let last = server.streamed_bytes();
+    assert!(last < 32 * 1024 * 1024, "{last}");
+    assert!(
+        server
+            .state()
+            .fault()
+            .is_some_and(|f| f.big_event_at == Some(0))
+    );
+}
+
+#[tokio::test]
 async fn no_done_ends_without_the_terminator() {
     let server = start_with("m1", Some(script(json!({"no_done": true})))).await;
     let events = sse_data(&stream_text(&server).await);

@@ -4,6 +4,12 @@
 //! The gateway relays OpenAI streams as raw bytes, but it must still see event boundaries to know
 //! when a stream has proven itself, when it finished (`[DONE]`, a finish reason) and when a provider
 //! sent an error in-band. This decoder gives it that view without buffering the stream.
+//!
+//! What it does buffer (the line being read, and the current event's `data` and name) is bounded:
+//! an upstream that sends one endless line, or an endless event without a blank line, would
+//! otherwise make the gateway's memory grow for as long as the stream lasts (idle timeouts do not
+//! help while bytes keep coming). Past the bound the decoder frees what it held, reports an
+//! [`Overflow`] from every [`SseDecoder::feed`] from then on, and drops the rest of the stream.
 
 /// One dispatched event. `data` joins multiple `data:` lines with `\n`, as the SSE spec says.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -19,14 +25,53 @@ impl SseEvent {
     }
 }
 
-/// Incremental SSE decoder.
-#[derive(Debug, Default)]
+/// The most one event may buffer unless a decoder is given another limit: its `data` lines, its
+/// `event` name and the line being read, together. The largest legitimate events we know of are
+/// images returned in-stream as base64 (image generation's partial and final images, a few MiB
+/// each); 8 MiB leaves room for them and still stops an endless event early.
+pub const DEFAULT_EVENT_LIMIT: usize = 8 * 1024 * 1024;
+
+/// The largest line buffer kept for the next line (ordinary lines are far smaller).
+const KEPT_LINE_CAPACITY: usize = 64 * 1024;
+
+/// An event grew past its decoder's limit before it ended. The decoder freed what it held and
+/// drops every later byte: the stream is broken (malformed), and nothing after this point can be
+/// trusted to start on an event boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("upstream event over {}", size(.limit))]
+pub struct Overflow {
+    /// The limit that was crossed, in bytes.
+    pub limit: usize,
+}
+
+/// `bytes` the way a person reads a limit: `8 MiB`, `64 KiB`, `100 bytes`.
+fn size(bytes: &usize) -> String {
+    const KIB: usize = 1024;
+    const MIB: usize = 1024 * KIB;
+    match *bytes {
+        b if b >= MIB && b % MIB == 0 => format!("{} MiB", b / MIB),
+        b if b >= KIB && b % KIB == 0 => format!("{} KiB", b / KIB),
+        b => format!("{b} bytes"),
+    }
+}
+
+/// Incremental SSE decoder, holding at most its limit ([`DEFAULT_EVENT_LIMIT`] unless built with
+/// [`SseDecoder::with_limit`]) of one unfinished event.
+#[derive(Debug)]
 pub struct SseDecoder {
     line: Vec<u8>,
     after_cr: bool,
     data: Vec<u8>,
     has_data: bool,
     event: Option<String>,
+    limit: usize,
+    overflowed: bool,
+}
+
+impl Default for SseDecoder {
+    fn default() -> Self {
+        Self::with_limit(DEFAULT_EVENT_LIMIT)
+    }
 }
 
 impl SseDecoder {
@@ -34,21 +79,44 @@ impl SseDecoder {
         Self::default()
     }
 
-    /// Feeds a chunk; completed events are appended to `out`.
-    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) {
+    /// A decoder that lets one event buffer at most `limit` bytes (line, data and event name
+    /// together).
+    pub fn with_limit(limit: usize) -> Self {
+        SseDecoder {
+            line: Vec::new(),
+            after_cr: false,
+            data: Vec::new(),
+            has_data: false,
+            event: None,
+            limit,
+            overflowed: false,
+        }
+    }
+
+    /// The most one event may buffer, in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Feeds a chunk; completed events are appended to `out`. `Err` once an event outgrew the
+    /// limit: the events completed before it are still in `out`, what the decoder held is freed,
+    /// and this and every later chunk is dropped (each later call returns the same `Err`).
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), Overflow> {
+        if self.overflowed {
+            return Err(self.overflow());
+        }
+        // The one check on the hot path: what is held grows by at most the chunk's length while
+        // it is fed (a line's bytes shrink when they become data), so only a chunk that could
+        // cross the limit has the held length checked before each run of line content is added.
+        let watch = self.held().saturating_add(chunk.len()) > self.limit;
         let mut rest = chunk;
         while !rest.is_empty() {
             // Runs of line content are copied whole; only the line endings are looked at alone.
             match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
-                None => {
-                    self.after_cr = false;
-                    self.line.extend_from_slice(rest);
-                    return;
-                }
+                None => return self.append(rest, watch),
                 Some(i) => {
                     if i > 0 {
-                        self.after_cr = false;
-                        self.line.extend_from_slice(&rest[..i]);
+                        self.append(&rest[..i], watch)?;
                     }
                     match rest[i] {
                         b'\n' if self.after_cr => self.after_cr = false,
@@ -62,10 +130,12 @@ impl SseDecoder {
                 }
             }
         }
+        Ok(())
     }
 
     /// Ends the stream: an event not yet terminated by a blank line is dispatched, because
-    /// upstreams that close right after their last `data:` line still meant it.
+    /// upstreams that close right after their last `data:` line still meant it. After an
+    /// overflow there is nothing left to dispatch.
     pub fn finish(&mut self, out: &mut Vec<SseEvent>) {
         if !self.line.is_empty() {
             self.end_line(out);
@@ -78,16 +148,46 @@ impl SseDecoder {
         !self.line.is_empty() || self.has_data
     }
 
+    /// Bytes held for the unfinished event.
+    fn held(&self) -> usize {
+        self.line.len() + self.data.len() + self.event.as_ref().map_or(0, String::len)
+    }
+
+    /// Appends a run of line content, unless (`watch`: the chunk could cross the limit) it
+    /// would take what is held past the limit: then frees everything and stops for good. Checked
+    /// before the append, so the line's allocation never grows past the limit either.
+    fn append(&mut self, run: &[u8], watch: bool) -> Result<(), Overflow> {
+        if !watch || self.held() + run.len() <= self.limit {
+            self.after_cr = false;
+            self.line.extend_from_slice(run);
+            return Ok(());
+        }
+        self.line = Vec::new();
+        self.data = Vec::new();
+        self.has_data = false;
+        self.event = None;
+        self.after_cr = false;
+        self.overflowed = true;
+        Err(self.overflow())
+    }
+
+    fn overflow(&self) -> Overflow {
+        Overflow { limit: self.limit }
+    }
+
     fn end_line(&mut self, out: &mut Vec<SseEvent>) {
         if self.line.is_empty() {
             self.dispatch(out);
             return;
         }
-        // Taken and given back, so the line buffer keeps its allocation from line to line.
+        // Taken and given back, so the line buffer keeps its allocation from line to line; not
+        // one a big line left behind, which would stay held for the rest of the stream.
         let mut line = std::mem::take(&mut self.line);
         self.field(&line);
-        line.clear();
-        self.line = line;
+        if line.capacity() <= KEPT_LINE_CAPACITY {
+            line.clear();
+            self.line = line;
+        }
     }
 
     fn field(&mut self, line: &[u8]) {

@@ -28,7 +28,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use nines_protocol::ErrorBody;
 use nines_protocol::replicate::{self, Prediction, PredictionStatus};
-use nines_protocol::sse::SseDecoder;
+use nines_protocol::sse::{Overflow, SseDecoder};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -223,8 +223,10 @@ async fn open_stream(
     let ReplyBody::Stream { head, .. } = &reply.body else {
         return malformed("the prediction stream is not text/event-stream");
     };
-    if let Some(data) = failed_before_commit(head) {
-        return Outcome::StreamError { data };
+    match failed_before_commit(head) {
+        Ok(None) => {}
+        Ok(Some(data)) => return Outcome::StreamError { data },
+        Err(overflow) => return malformed(&overflow.to_string()),
     }
     for (name, value) in [
         (PREDICTION_ID, prediction.id.as_str()),
@@ -239,8 +241,10 @@ async fn open_stream(
 }
 
 /// A `done` event with a `reason` (`error`, `canceled`) among the events read before the commit
-/// point: the prediction failed, and nothing has reached the client yet.
-fn failed_before_commit(head: &[u8]) -> Option<String> {
+/// point: the prediction failed, and nothing has reached the client yet. `Err`: the head holds an
+/// event over the SSE decoder's limit (the first-event read stops such a stream first, so this
+/// is only a guard).
+fn failed_before_commit(head: &[u8]) -> Result<Option<String>, Overflow> {
     #[derive(serde::Deserialize)]
     struct Done {
         #[serde(default)]
@@ -248,8 +252,8 @@ fn failed_before_commit(head: &[u8]) -> Option<String> {
     }
     let mut decoder = SseDecoder::new();
     let mut events = Vec::new();
-    decoder.feed(head, &mut events);
-    events
+    decoder.feed(head, &mut events)?;
+    Ok(events
         .into_iter()
         .filter(|e| e.event.as_deref() == Some("done"))
         .find(|e| {
@@ -258,7 +262,7 @@ fn failed_before_commit(head: &[u8]) -> Option<String> {
                 .and_then(|d| d.reason)
                 .is_some_and(|r| !r.is_empty())
         })
-        .map(|e| e.data)
+        .map(|e| e.data))
 }
 
 /// An `event: error` before the first token: a flagged or too-long input is refused as it is
@@ -372,11 +376,26 @@ mod tests {
 
     #[test]
     fn a_done_event_with_a_reason_is_a_failure_before_commit() {
-        assert!(failed_before_commit(b"event: output\ndata: Hi\n\n").is_none());
-        assert!(failed_before_commit(b"event: done\ndata: {}\n\n").is_none());
+        assert!(
+            failed_before_commit(b"event: output\ndata: Hi\n\n")
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            failed_before_commit(b"event: done\ndata: {}\n\n")
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(
-            failed_before_commit(b"event: done\ndata: {\"reason\":\"canceled\"}\n\n").as_deref(),
+            failed_before_commit(b"event: done\ndata: {\"reason\":\"canceled\"}\n\n")
+                .unwrap()
+                .as_deref(),
             Some("{\"reason\":\"canceled\"}")
+        );
+        let endless = vec![b'x'; nines_protocol::sse::DEFAULT_EVENT_LIMIT + 1];
+        assert_eq!(
+            failed_before_commit(&endless).unwrap_err().to_string(),
+            "upstream event over 8 MiB"
         );
     }
 

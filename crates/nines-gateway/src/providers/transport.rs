@@ -1,6 +1,8 @@
 //! The HTTP mechanics every provider shares: send with a first-byte deadline, keep a bounded
 //! error body, read a streamed response up to its first complete SSE event (the stream has proven
-//! itself), read and check a full JSON body. Dialect modules only build the request.
+//! itself; what is read before it is bounded by the SSE decoder's event limit, 8 MiB, past which
+//! the answer is malformed), read and check a full JSON body. Dialect modules only build the
+//! request.
 
 use super::http_client::{self, HttpClient, SendError};
 use super::{Outcome, Reply, ReplyBody, Transport};
@@ -219,8 +221,19 @@ async fn first_event_in(
             Ok(Some(Ok(chunk))) => chunk,
         };
         ttfb.get_or_insert_with(|| started.elapsed());
-        decoder.feed(&chunk, &mut events);
+        // Before the commit point an event past the decoder's limit (or as many bytes of
+        // comments and blank events before the first one) is a malformed answer: the attempt
+        // fails and another deployment is tried, with nothing held.
+        if let Err(overflow) = decoder.feed(&chunk, &mut events) {
+            return Outcome::Transport(Transport::Malformed(overflow.to_string()));
+        }
         head.extend_from_slice(&chunk);
+        if head.len() > decoder.limit() && events.is_empty() {
+            return Outcome::Transport(Transport::Malformed(format!(
+                "upstream sent {} bytes without an event",
+                head.len()
+            )));
+        }
         if !events.is_empty() {
             break;
         }
@@ -337,3 +350,6 @@ pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
         .map(ToString::to_string)
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;

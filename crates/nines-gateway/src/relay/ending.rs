@@ -1,9 +1,9 @@
 //! How a relayed stream ends: the one report a relay makes when the client's stream ends
 //! ([`StreamReport`], with its [`StreamEnd`]), and what a client gets when a stream breaks after
 //! the commit point: an error event in its own dialect and never `[DONE]`, so SDKs raise instead
-//! of returning a truncated answer as if it were whole. Both relays detect breaks (a cut, a stall
-//! past the idle timeout, the deadline, an in-band error, an undecodable event); this is where
-//! what the client sees of one is made.
+//! of returning a truncated answer as if it were whole. The relays detect breaks (a cut, a stall
+//! past the idle timeout, the deadline, an in-band error, an undecodable event, an event over the
+//! SSE decoder's limit); this is where what the client sees of one is made.
 
 use crate::resilience::class::STREAM_BROKEN;
 use crate::resilience::{AttemptRecord, FailureClass, OpenSlot};

@@ -9,7 +9,8 @@
 //! is to never present a broken stream as a complete answer. Chunks are forwarded as they arrive,
 //! without buffering. A stream that ends with `[DONE]` ends cleanly. One that ends after a finish
 //! reason but without `[DONE]` did finish: it is closed promptly with a `[DONE]` of our own. One that
-//! is cut, stalls past the idle timeout, runs past the deadline, or carries an in-band error ends
+//! is cut, stalls past the idle timeout, runs past the deadline, carries an in-band error, or sends
+//! an event over the SSE decoder's limit (`nines_protocol::sse::DEFAULT_EVENT_LIMIT`, 8 MiB) ends
 //! with an OpenAI-shaped error event and no `[DONE]`, so SDKs raise instead of returning a
 //! truncated answer as if it were whole.
 //!
@@ -148,7 +149,9 @@ impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
     /// ones around it go through.
     fn forward(&mut self, chunk: &[u8]) -> (Bytes, Option<Step>) {
         let mut events = std::mem::take(&mut self.events);
-        self.decoder.feed(chunk, &mut events);
+        // An event past the decoder's limit breaks the stream, after the events completed before
+        // it went out.
+        let overflow = self.decoder.feed(chunk, &mut events).err();
         let mut out = BytesMut::with_capacity(chunk.len() + 16);
         let mut step = None;
         for event in events.drain(..) {
@@ -204,6 +207,11 @@ impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
             }
         }
         self.events = events;
+        if let (None, Some(overflow)) = (&step, overflow) {
+            let why = overflow.to_string();
+            let frame = openai_break(&why);
+            step = Some(Step::Break { why, frame });
+        }
         (out.freeze(), step)
     }
 
@@ -510,7 +518,7 @@ mod tests {
         let mut decoder = SseDecoder::new();
         let mut events = Vec::new();
         for frame in frames {
-            decoder.feed(&frame, &mut events);
+            decoder.feed(&frame, &mut events).unwrap();
         }
         let (end, resumed) = ended.lock().unwrap().take().unwrap();
         (events.into_iter().map(|e| e.data).collect(), end, resumed)

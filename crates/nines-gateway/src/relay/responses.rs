@@ -8,8 +8,8 @@
 //! client's parser); `response.completed` or `response.incomplete` ends the stream cleanly; an
 //! `error` event or `response.failed` (the upstream's own honest ending, forwarded) ends it as
 //! broken;
-//! a cut, a stall past the idle timeout, the deadline or the gateway's shutdown end it with an
-//! `error` event of ours (`code: stream_interrupted`, numbered after the last event forwarded),
+//! a cut, a stall past the idle timeout, the deadline, an event over the SSE decoder's limit
+//! (8 MiB) or the gateway's shutdown end it with an `error` event of ours (`code: stream_interrupted`, numbered after the last event forwarded),
 //! so SDKs never take a truncated response for a whole one. Usage comes from the terminal
 //! event's `response.usage`.
 //!
@@ -75,7 +75,9 @@ impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
     /// Forwards the complete events in `chunk`; `Some` when one of them ended the stream.
     fn forward(&mut self, chunk: &[u8]) -> (Bytes, Option<StreamEnd>) {
         let mut events = std::mem::take(&mut self.events);
-        self.decoder.feed(chunk, &mut events);
+        // An event past the decoder's limit breaks the stream, after the events completed before
+        // it went out.
+        let overflow = self.decoder.feed(chunk, &mut events).err();
         let mut out = BytesMut::with_capacity(chunk.len() + 16);
         let mut end = None;
         for event in events.drain(..) {
@@ -115,6 +117,11 @@ impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
             }
         }
         self.events = events;
+        if let (None, Some(overflow)) = (&end, overflow) {
+            let why = overflow.to_string();
+            out.extend_from_slice(&self.error_event(&why));
+            end = Some(StreamEnd::Broken(why));
+        }
         (out.freeze(), end)
     }
 

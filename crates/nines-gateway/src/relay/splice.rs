@@ -91,7 +91,12 @@ struct Converter {
 impl Converter {
     fn convert(&mut self, bytes: &[u8]) -> Result<Bytes, String> {
         let mut out = Vec::with_capacity(bytes.len() + 64);
-        self.sse.feed(bytes, &mut self.events);
+        // An event past the decoder's limit breaks the continuation like any other bad event;
+        // what it completed before is lost with the rest of this chunk (the relay only counts
+        // what reached the client).
+        self.sse
+            .feed(bytes, &mut self.events)
+            .map_err(|e| e.to_string())?;
         for event in std::mem::take(&mut self.events) {
             self.decoder
                 .feed(&event, &mut self.unified)

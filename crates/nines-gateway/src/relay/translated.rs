@@ -6,7 +6,8 @@
 //! stream is never presented as complete unless it was. Upstream events are decoded into unified
 //! stream events and re-encoded in the client's dialect; the unified `Done` ends the stream cleanly,
 //! a finish reason followed by the upstream closing gets a `Done` of our own, and a cut, a stall,
-//! an in-band error or an undecodable event ends it with an error in the client's dialect (an
+//! an in-band error, an undecodable event or one over the SSE decoder's limit (8 MiB) ends it
+//! with an error in the client's dialect (an
 //! `error` event for Anthropic clients, an OpenAI error chunk and no `[DONE]` for OpenAI clients).
 //!
 //! Unless the model turned `resume_streams` off, a break is not the end: the relay asks
@@ -142,7 +143,9 @@ impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
 
     fn translate(&mut self, chunk: &[u8]) -> (Bytes, Option<StreamEnd>) {
         let mut out = Vec::with_capacity(chunk.len() + 64);
-        self.sse.feed(chunk, &mut self.sse_events);
+        // An event past the decoder's limit breaks the stream, after the events completed before
+        // it are translated.
+        let overflow = self.sse.feed(chunk, &mut self.sse_events).err();
         let events = std::mem::take(&mut self.sse_events);
         for event in &events {
             if let Err(why) = self.decoder.feed(event, &mut self.unified) {
@@ -179,6 +182,10 @@ impl<F: FnOnce(StreamReport) + Send + 'static> Relay<F> {
         }
         self.sse_events = events;
         self.sse_events.clear();
+        if let Some(overflow) = overflow {
+            let end = self.fail(overflow.to_string(), &mut out);
+            return (out.into(), end);
+        }
         (out.into(), None)
     }
 }

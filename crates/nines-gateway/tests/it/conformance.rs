@@ -854,7 +854,7 @@ impl Events {
         let text = r.text().await.unwrap();
         let mut decoder = SseDecoder::new();
         let mut raw: Vec<SseEvent> = Vec::new();
-        decoder.feed(text.as_bytes(), &mut raw);
+        decoder.feed(text.as_bytes(), &mut raw).unwrap();
         decoder.finish(&mut raw);
         let events: Vec<(String, Value)> = raw
             .into_iter()

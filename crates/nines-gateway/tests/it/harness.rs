@@ -234,7 +234,7 @@ pub async fn sse_data(response: reqwest::Response) -> Vec<String> {
     let text = response.text().await.unwrap();
     let mut decoder = nines_protocol::sse::SseDecoder::new();
     let mut events = Vec::new();
-    decoder.feed(text.as_bytes(), &mut events);
+    decoder.feed(text.as_bytes(), &mut events).unwrap();
     decoder.finish(&mut events);
     events.into_iter().map(|e| e.data).collect()
 }

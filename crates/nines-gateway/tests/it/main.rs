@@ -9,6 +9,7 @@
 mod access;
 mod alerts;
 mod bad_input;
+mod big_events;
 mod clouds;
 mod conformance;
 mod degrade;

@@ -120,7 +120,7 @@ async fn streamed(outcome: Outcome) -> (Bytes, String, http::HeaderMap) {
 fn events(text: &str) -> Vec<nines_protocol::sse::SseEvent> {
     let mut decoder = nines_protocol::sse::SseDecoder::new();
     let mut events = Vec::new();
-    decoder.feed(text.as_bytes(), &mut events);
+    decoder.feed(text.as_bytes(), &mut events).unwrap();
     decoder.finish(&mut events);
     events
 }

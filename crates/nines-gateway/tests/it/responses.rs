@@ -110,7 +110,7 @@ async fn read_events(response: reqwest::Response) -> Vec<SseEvent> {
     let text = response.text().await.unwrap();
     let mut decoder = SseDecoder::new();
     let mut events = Vec::new();
-    decoder.feed(text.as_bytes(), &mut events);
+    decoder.feed(text.as_bytes(), &mut events).unwrap();
     decoder.finish(&mut events);
     events
 }

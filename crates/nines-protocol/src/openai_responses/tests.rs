@@ -227,7 +227,7 @@ fn a_whole_answer_is_a_response_object() {
 fn events(bytes: &[u8]) -> Vec<SseEvent> {
     let mut out = Vec::new();
     let mut d = SseDecoder::new();
-    d.feed(bytes, &mut out);
+    d.feed(bytes, &mut out).unwrap();
     out
 }
 

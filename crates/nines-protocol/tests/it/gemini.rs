@@ -484,8 +484,8 @@ fn stream_split_anywhere_decodes_the_same() {
     for i in 0..=bytes.len() {
         let mut sse = nines_protocol::sse::SseDecoder::new();
         let mut frames = Vec::new();
-        sse.feed(&bytes[..i], &mut frames);
-        sse.feed(&bytes[i..], &mut frames);
+        sse.feed(&bytes[..i], &mut frames).unwrap();
+        sse.feed(&bytes[i..], &mut frames).unwrap();
         sse.finish(&mut frames);
         let mut decoder = StreamDecoder::new();
         let mut out = Vec::new();

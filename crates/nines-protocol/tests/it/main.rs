@@ -32,7 +32,7 @@ pub fn value(bytes: &[u8]) -> Value {
 pub fn sse_events(bytes: &[u8]) -> Vec<SseEvent> {
     let mut decoder = SseDecoder::new();
     let mut out = Vec::new();
-    decoder.feed(bytes, &mut out);
+    decoder.feed(bytes, &mut out).unwrap();
     decoder.finish(&mut out);
     out
 }

@@ -447,7 +447,7 @@ fn frames(bytes: &[u8], cuts: &[f64]) -> Vec<nines_protocol::sse::SseEvent> {
     let mut out = Vec::new();
     let mut start = 0;
     for point in points.into_iter().chain([bytes.len()]) {
-        decoder.feed(&bytes[start..point], &mut out);
+        decoder.feed(&bytes[start..point], &mut out).unwrap();
         start = point;
     }
     decoder.finish(&mut out);

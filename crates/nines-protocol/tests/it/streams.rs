@@ -23,7 +23,7 @@ fn decode_openai(pieces: &[&[u8]]) -> Vec<StreamEvent> {
     let mut sse = SseDecoder::new();
     let mut frames = Vec::new();
     for piece in pieces {
-        sse.feed(piece, &mut frames);
+        sse.feed(piece, &mut frames).unwrap();
     }
     sse.finish(&mut frames);
     let mut decoder = ChunkDecoder::new();
@@ -251,8 +251,8 @@ fn utf8_split_anywhere_decodes_the_same() {
         let (a, b) = anthropic_bytes.split_at(i);
         let mut sse = SseDecoder::new();
         let mut frames = Vec::new();
-        sse.feed(a, &mut frames);
-        sse.feed(b, &mut frames);
+        sse.feed(a, &mut frames).unwrap();
+        sse.feed(b, &mut frames).unwrap();
         let mut decoder = anthropic::StreamDecoder::new();
         let mut out = Vec::new();
         for frame in frames {
