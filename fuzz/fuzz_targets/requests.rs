@@ -13,7 +13,7 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use nines_fuzz::deployments;
 use nines_gateway::providers::Endpoint;
-use nines_gateway::relay::resume::continuation_body;
+use nines_gateway::translate::continuation_body;
 use nines_gateway::router::tokens::count_o200k;
 use nines_gateway::translate::RequestView;
 use nines_protocol::unified::Dialect;

@@ -15,11 +15,11 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use libfuzzer_sys::fuzz_target;
 use nines_fuzz::{chunks, sse_events};
-use nines_gateway::providers::ByteStream;
+use nines_gateway::providers::{ByteStream, Endpoint};
 use nines_gateway::relay::ending::{StreamEnd, StreamReport};
 use nines_gateway::relay::resume::{Observed, Transcript};
 use nines_gateway::relay::segment::Segment;
-use nines_gateway::relay::translated::{Decoder, Encoder};
+use nines_gateway::relay::codec::{Decoder, Encoder};
 use nines_gateway::relay::{passthrough, translated};
 use nines_gateway::resilience::OpenSlot;
 use nines_protocol::unified::Dialect;
@@ -173,8 +173,8 @@ async fn relay(
         let Some(decoder) = Decoder::for_dialect(upstream, "pred-1", "model") else {
             return (Vec::new(), reports);
         };
-        let encoder = Encoder::for_client(client, "model", true);
-        translated::relay(segment, (decoder, encoder), deadline, cut, on_end)
+        let encoder = Encoder::for_client(client, Endpoint::ChatCompletions, "model", true);
+        translated::relay(segment, (decoder, encoder), deadline, cut, None, on_end)
     };
     let mut out = Vec::new();
     while let Some(Ok(bytes)) = stream.next().await {

@@ -385,7 +385,7 @@ pub fn new_response_id() -> String {
 /// The client's request as a continuation of `partial` on a deployment serving `upstream_model`:
 /// `model` spliced, `partial` appended as the final assistant message (or to it, when the client
 /// already ended with one), vLLM's continuation flags set, `stream: true`.
-fn continuation_body(
+pub fn continuation_body(
     body: &[u8],
     model_span: Range<usize>,
     upstream_model: &str,
