@@ -181,9 +181,29 @@ fn pool(
         .build(tls))
 }
 
-/// The whole body.
-pub async fn bytes(response: Response) -> Result<Bytes, BodyError> {
-    Ok(response.into_body().collect().await?.to_bytes())
+/// The whole body, refused with [`TooLong`] once it passes `limit` bytes: an upstream cannot make
+/// the gateway hold whatever it sends. (Read frame by frame rather than through
+/// `http_body_util::Limited`, whose boxed error bound makes the handlers' futures fail the
+/// compiler's `Send` check.)
+pub async fn bytes(response: Response, limit: usize) -> Result<Bytes, BodyError> {
+    let mut body = response.into_body();
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(Box::new(TooLong { limit }));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
+}
+
+/// A body longer than a reader's limit.
+#[derive(Debug, thiserror::Error)]
+#[error("the body is longer than {limit} bytes")]
+pub struct TooLong {
+    pub limit: usize,
 }
 
 /// The body as a stream of chunks.
@@ -232,7 +252,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
-        let body = bytes(response).await.unwrap();
+        let body = bytes(response, 1 << 20).await.unwrap();
         let text = String::from_utf8_lossy(&body);
         assert!(text.starts_with("/v1/models nines/"), "{text}");
         assert_eq!(seen.lock().unwrap().as_slice(), ["/v1/models"]);

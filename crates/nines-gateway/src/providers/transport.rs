@@ -14,6 +14,11 @@ use tokio::time::{Instant, timeout_at};
 
 /// Largest error body kept from an upstream (it is relayed to the client or summarised).
 pub(super) const MAX_ERROR_BODY: usize = 64 * 1024;
+/// The most of a whole (not streamed) answer read into memory. The largest legitimate ones known
+/// are embeddings of a full batch (2,048 inputs × 3,072 dimensions as JSON floats, about 90 MB);
+/// past this the answer is malformed and the attempt fails over, instead of the gateway holding
+/// whatever an upstream sends (streams have their own bound per event, `sse::DEFAULT_EVENT_LIMIT`).
+pub const MAX_REPLY_BODY: usize = 128 << 20;
 
 /// How a streamed answer is framed on the wire.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -88,9 +93,9 @@ pub(super) async fn exchange_framed(
     if stream && is_event_stream(&headers) {
         return first_event(response, started, status, headers, timeouts, deadline).await;
     }
-    match timeout_at(deadline, http_client::bytes(response)).await {
+    match timeout_at(deadline, http_client::bytes(response, MAX_REPLY_BODY)).await {
         Err(_) => Outcome::Transport(Transport::Deadline),
-        Ok(Err(e)) => Outcome::Transport(body_error(&*e)),
+        Ok(Err(e)) => Outcome::Transport(reply_error(&*e, MAX_REPLY_BODY)),
         Ok(Ok(body)) => {
             if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
                 return Outcome::Transport(Transport::Malformed(format!(
@@ -316,6 +321,15 @@ pub(super) fn send_error(e: &SendError) -> Transport {
 
 /// A body that failed while it was being read: the connection broke, or what came was not
 /// HTTP.
+/// What reading a whole answer of at most `limit` bytes failed with.
+fn reply_error(e: &(dyn std::error::Error + 'static), limit: usize) -> Transport {
+    if sources(e).any(|s| s.is::<http_client::TooLong>()) {
+        Transport::Malformed(format!("upstream answer over {} MiB", limit >> 20))
+    } else {
+        body_error(e)
+    }
+}
+
 fn body_error(e: &(dyn std::error::Error + 'static)) -> Transport {
     let parse = sources(e).any(|s| {
         s.downcast_ref::<hyper::Error>()

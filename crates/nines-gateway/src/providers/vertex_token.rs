@@ -24,6 +24,9 @@ const ASSERTION_LIFETIME: u64 = 3600;
 pub(super) const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 /// The longest token response kept.
 const MAX_TOKEN_BODY: usize = 16 * 1024;
+/// The most of a token response read at all (an HTML error page is kept in part, as above; an
+/// endless body is refused as broken).
+const MAX_TOKEN_READ: usize = 1 << 20;
 
 struct Cached {
     token: Secret,
@@ -105,7 +108,7 @@ impl TokenSource {
             Ok(Ok(r)) => r,
         };
         let status = response.status();
-        let body = match timeout_at(deadline, http_client::bytes(response)).await {
+        let body = match timeout_at(deadline, http_client::bytes(response, MAX_TOKEN_READ)).await {
             Err(_) => return Err(Outcome::Transport(Transport::Deadline)),
             Ok(Err(e)) => {
                 return Err(Outcome::Transport(Transport::Broken(format!(

@@ -1,6 +1,6 @@
-//! The first-event read's bound: what an upstream sends before its first complete event is held
-//! (the decoder's event, the head kept for the client), so past the SSE event limit the answer
-//! is malformed and the attempt fails over.
+//! The reads' bounds. The first-event read: what an upstream sends before its first complete
+//! event is held (the decoder's event, the head kept for the client), so past the SSE event limit
+//! the answer is malformed and the attempt fails over. A whole answer: past its limit, malformed.
 
 use super::*;
 use crate::providers::Transport;
@@ -72,4 +72,28 @@ async fn a_big_first_event_under_the_limit_is_the_reply() {
         panic!("not a stream");
     };
     assert!(head.len() > DEFAULT_EVENT_LIMIT - 64);
+}
+
+/// A whole (not streamed) answer of `len` bytes of JSON, as the upstream client hands it over.
+fn whole(len: usize) -> http_client::Response {
+    let body = chunks(b"{\"a\":\"", b"x", len, b"\"}");
+    let frames = futures_util::stream::iter(
+        body.into_iter()
+            .map(|c| Ok::<_, http_client::BodyError>(hyper::body::Frame::data(Bytes::from(c)))),
+    );
+    http::Response::new(http_body_util::BodyExt::boxed(
+        http_body_util::StreamBody::new(frames),
+    ))
+}
+
+#[tokio::test]
+async fn a_whole_answer_past_its_limit_is_malformed_and_one_within_is_read() {
+    let limit = 1 << 20;
+    let e = http_client::bytes(whole(limit + 1), limit)
+        .await
+        .expect_err("over the limit");
+    let outcome = Outcome::Transport(reply_error(&*e, limit));
+    assert_eq!(malformed(&outcome), "upstream answer over 1 MiB");
+    let body = http_client::bytes(whole(limit - 8), limit).await.unwrap();
+    assert_eq!(body.len(), limit - 8 + 2);
 }
