@@ -126,11 +126,10 @@ async fn an_oversized_event_is_a_break_that_resumes_like_any_other() {
     assert_reading_stopped(&h, 0).await;
 }
 
-#[tokio::test]
-async fn a_translated_stream_ends_with_the_error_in_the_clients_dialect() {
-    // An Anthropic upstream relayed to an OpenAI client (and its break not resumable: one
-    // deployment).
-    let template = r#"
+/// One deployment of `provider` on mock0, serving the model `name` alone (nothing to fail over to).
+fn solo(name: &str, provider: &str, upstream_model: &str) -> String {
+    format!(
+        r#"
 [server]
 listen = "127.0.0.1:0"
 
@@ -138,18 +137,25 @@ listen = "127.0.0.1:0"
 enabled = false
 
 [[deployments]]
-name = "claude"
-provider = "anthropic"
-model = "claude-up"
-base_url = "{mock0}"
+name = "{name}"
+provider = "{provider}"
+model = "{upstream_model}"
+base_url = "{{mock0}}"
 api_keys = ["env:TEST_KEY"]
-timeouts = { first_byte = "2s", idle = "2s", total = "10s" }
+timeouts = {{ first_byte = "2s", idle = "2s", total = "10s" }}
 
 [[models]]
-name = "claude"
-deployments = ["claude"]
-"#;
-    let h = Harness::start(1, template).await;
+name = "{name}"
+deployments = ["{name}"]
+"#
+    )
+}
+
+#[tokio::test]
+async fn a_translated_stream_ends_with_the_error_in_the_clients_dialect() {
+    // An Anthropic upstream relayed to an OpenAI client (and its break not resumable: one
+    // deployment).
+    let h = Harness::start(1, &solo("claude", "anthropic", "claude-up")).await;
     h.fault(0, json!({"big_event_at": 4}));
     let data = sse_data(h.chat(&stream_req("claude")).await).await;
     assert!(!data.iter().any(|d| d == "[DONE]"), "{data:?}");
@@ -165,26 +171,7 @@ deployments = ["claude"]
 
 #[tokio::test]
 async fn a_native_responses_stream_ends_with_an_error_event() {
-    let template = r#"
-[server]
-listen = "127.0.0.1:0"
-
-[resilience.probes]
-enabled = false
-
-[[deployments]]
-name = "d0"
-provider = "openai"
-model = "gpt-up"
-base_url = "{mock0}"
-api_keys = ["env:TEST_KEY"]
-timeouts = { first_byte = "2s", idle = "2s", total = "10s" }
-
-[[models]]
-name = "native"
-deployments = ["d0"]
-"#;
-    let h = Harness::start(1, template).await;
+    let h = Harness::start(1, &solo("native", "openai", "gpt-up")).await;
     h.fault(0, json!({"big_event_at": 3}));
     let body = json!({"model": "native", "input": "Hello there", "stream": true});
     let text = h
