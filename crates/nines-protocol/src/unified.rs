@@ -121,6 +121,11 @@ impl ChatRequest {
         self.reasoning.is_some_and(Reasoning::is_on)
     }
 
+    /// Whether an earlier turn of the conversation holds tool calls.
+    pub fn history_has_tool_calls(&self) -> bool {
+        self.messages.iter().any(|m| !m.tool_calls.is_empty())
+    }
+
     /// Whether the answer must be JSON (`json_object` or `json_schema`).
     pub fn wants_json(&self) -> bool {
         matches!(
@@ -222,10 +227,9 @@ impl ChatRequest {
                 }
             }
         }
-        let history_has_tool_calls = self.messages.iter().any(|m| !m.tool_calls.is_empty());
         if !self.tools.is_empty()
             && self.tool_choice == Some(ToolChoice::None)
-            && history_has_tool_calls
+            && self.history_has_tool_calls()
         {
             caps = caps.with(Capabilities::TOOL_CHOICE_NONE);
         }

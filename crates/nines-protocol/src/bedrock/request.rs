@@ -27,29 +27,28 @@ pub fn encode_request(request: &ChatRequest) -> Vec<u8> {
     // Converse has no "none" choice: the tools are left out instead, which is what "none" asks.
     // A history holding tool calls needs the `toolConfig` (Converse refuses it otherwise), and
     // such a request never reaches Converse with "none" (routing requires `TOOL_CHOICE_NONE`).
-    let history_has_tools = request.messages.iter().any(|m| !m.tool_calls.is_empty());
     let tool_config = (!request.tools.is_empty()
-        && (request.tool_choice != Some(ToolChoice::None) || history_has_tools))
-        .then(|| OutToolConfig {
-            tools: request
-                .tools
-                .iter()
-                .map(|t| OutTool {
-                    tool_spec: OutToolSpec {
-                        name: &t.name,
-                        description: t.description.as_deref(),
-                        input_schema: OutSchema {
-                            json: &t.parameters,
-                        },
+        && (request.tool_choice != Some(ToolChoice::None) || request.history_has_tool_calls()))
+    .then(|| OutToolConfig {
+        tools: request
+            .tools
+            .iter()
+            .map(|t| OutTool {
+                tool_spec: OutToolSpec {
+                    name: &t.name,
+                    description: t.description.as_deref(),
+                    input_schema: OutSchema {
+                        json: &t.parameters,
                     },
-                })
-                .collect(),
-            tool_choice: match &request.tool_choice {
-                Some(ToolChoice::Required) => Some(OutToolChoice::Any {}),
-                Some(ToolChoice::Function(name)) => Some(OutToolChoice::Tool { name }),
-                _ => None,
-            },
-        });
+                },
+            })
+            .collect(),
+        tool_choice: match &request.tool_choice {
+            Some(ToolChoice::Required) => Some(OutToolChoice::Any {}),
+            Some(ToolChoice::Function(name)) => Some(OutToolChoice::Tool { name }),
+            _ => None,
+        },
+    });
     let inference = OutInference {
         max_tokens: request.max_tokens,
         temperature: request.temperature,
