@@ -5,7 +5,8 @@
 # defaults: per-minute rollups of every request, per-request rows for errors only; a session header
 # on every request), measured with oha in interleaved rounds (non-streaming chat).
 # Prints requests/s per round and the median ratio on/off, and the gateway's CPU per request off/on
-# (see onoff.sh for LAYOUT). Target: on/off >= 0.95.
+# (see onoff.sh for LAYOUT, and LAYOUT=side-by-side for the steadier, stricter reading).
+# Target: on/off >= 0.95.
 # Everything listens on 127.0.0.1; every process started here is stopped on exit.
 #
 # STORE=sqlite (the default: nines.db in a temporary data directory) or STORE=postgres (a fresh

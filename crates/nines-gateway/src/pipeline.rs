@@ -22,7 +22,7 @@ use crate::relay::resume::{Resume, ResumeInput, Resumer};
 use crate::relay::segment::Segment;
 use crate::relay::translated;
 use crate::relay::{passthrough, responses};
-use crate::request::{GatewayError, Request, trail};
+use crate::request::{GatewayError, Request};
 use crate::resilience::{AttemptInput, Finished, KeySlot, run_plan};
 use crate::router::filters::{self, Unservable};
 use crate::router::{Estimate, Inputs, Plan, Route};
@@ -222,7 +222,8 @@ const PREVIOUS_RESPONSE_STATELESS: &str = "previous_response_id needs a conversa
 /// A request planned and ready to run: everything the later stages read.
 struct Planned<'r> {
     route: &'r Route,
-    plan: Plan,
+    /// Shared with the request, which describes it at its end when that is wanted.
+    plan: Arc<Plan>,
     slots: Vec<KeySlot>,
     /// Shared with a stream's resumer, which may send it again after the commit point.
     view: Arc<RequestView>,
@@ -473,8 +474,9 @@ fn plan<'r>(
             });
         }
     }
+    let plan = Arc::new(plan);
     if cx.describes() {
-        cx.summary.plan = plan.describe(deployments);
+        cx.plan = Some(Arc::clone(&plan));
     }
     Ok(Planned {
         route,
@@ -515,9 +517,6 @@ async fn run(cx: &mut Request, runtime: &Runtime, p: &Planned<'_>) -> Option<Fin
         () = cutting.cancelled() => return None,
     };
     cx.summary.waited = Some(waited);
-    if cx.describes() {
-        cx.summary.trail = trail(finished.attempts());
-    }
     Some(finished)
 }
 

@@ -14,8 +14,10 @@
 
 mod error;
 mod reconcile;
+mod usage;
 
 pub use error::AccessError;
+pub use usage::usage_of;
 
 use crate::auth::signing::{Signer, random_secret};
 use crate::auth::{Authenticator, Identity, StaticKeys};
@@ -30,7 +32,6 @@ use crate::replicas::RedisLink;
 use crate::store::spool::Spool;
 use crate::store::usage::WriterSettings;
 use crate::store::{Accounting, Store, UsageWriter};
-use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -454,54 +455,6 @@ async fn seed_spend(memory: &MemoryLimiter, store: &Store) -> Result<(), String>
     Ok(())
 }
 
-/// The `usage` object of an OpenAI- or Anthropic-shaped body.
-#[derive(Deserialize)]
-struct Peek {
-    #[serde(default)]
-    usage: Option<Counts>,
-}
-
-#[derive(Deserialize, Default)]
-struct Counts {
-    #[serde(default)]
-    prompt_tokens: Option<u64>,
-    #[serde(default)]
-    completion_tokens: Option<u64>,
-    #[serde(default)]
-    input_tokens: Option<u64>,
-    #[serde(default)]
-    output_tokens: Option<u64>,
-}
-
-impl Counts {
-    fn usage(&self) -> Option<Usage> {
-        let input = self.prompt_tokens.or(self.input_tokens);
-        let output = self.completion_tokens.or(self.output_tokens);
-        (input.is_some() || output.is_some()).then(|| Usage {
-            input: input.unwrap_or(0),
-            output: output.unwrap_or(0),
-        })
-    }
-}
-
-/// The usage a non-streamed answer reports. Only the `usage` object is parsed: the bytes
-/// `"usage":` cannot occur inside a JSON string (its quotes would be escaped), OpenAI and
-/// Anthropic put the top-level `usage` last, so the last occurrence is it; a body where that
-/// does not parse falls back to a full parse.
-pub fn usage_of(body: &[u8]) -> Option<Usage> {
-    const KEY: &[u8] = b"\"usage\"";
-    let key_at = body.windows(KEY.len()).rposition(|w| w == KEY)?;
-    let rest = &body[key_at + KEY.len()..];
-    let value_at = rest
-        .iter()
-        .position(|b| !b.is_ascii_whitespace() && *b != b':')?;
-    let mut values = serde_json::Deserializer::from_slice(&rest[value_at..]).into_iter::<Counts>();
-    match values.next() {
-        Some(Ok(counts)) => counts.usage(),
-        _ => serde_json::from_slice::<Peek>(body).ok()?.usage?.usage(),
-    }
-}
-
 /// Whether a credential is the configured admin key (compared by hash, in constant time).
 pub fn is_admin(config: &AccessConfig, credential: Option<&Secret>) -> bool {
     let (Some(admin), Some(given)) = (&config.auth.admin_key, credential) else {
@@ -514,41 +467,4 @@ pub fn is_admin(config: &AccessConfig, credential: Option<&Secret>) -> bool {
         .fold(0u8, |acc, (x, y)| acc | (x ^ y))
         == 0
         && a.len() == b.len()
-}
-
-#[cfg(test)]
-mod usage_tests {
-    use super::{Usage, usage_of};
-
-    #[test]
-    fn usage_is_read_from_openai_and_anthropic_bodies() {
-        let openai = br#"{"id":"x","choices":[{"message":{"content":"the \"usage\": {\"prompt_tokens\": 99}"}}],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"#;
-        assert_eq!(
-            usage_of(openai),
-            Some(Usage {
-                input: 12,
-                output: 5
-            })
-        );
-        let anthropic = br#"{"type":"message","content":[{"type":"text","text":"hi"}],"usage" : {"input_tokens":3,"output_tokens":4}}"#;
-        assert_eq!(
-            usage_of(anthropic),
-            Some(Usage {
-                input: 3,
-                output: 4
-            })
-        );
-        // `usage` first, then a later value that says "usage": the fallback full parse finds it.
-        let odd = br#"{"usage":{"prompt_tokens":1,"completion_tokens":2},"kind":"usage"}"#;
-        assert_eq!(
-            usage_of(odd),
-            Some(Usage {
-                input: 1,
-                output: 2
-            })
-        );
-        assert_eq!(usage_of(br#"{"usage":null}"#), None);
-        assert_eq!(usage_of(br#"{"id":"no usage here"}"#), None);
-        assert_eq!(usage_of(b"not json"), None);
-    }
 }

@@ -157,8 +157,33 @@ impl Request {
             s.org_id = id(&identity.org);
         }
         self.account(ending.served.is_some());
-        self.write_usage_record(ending.served.is_some());
+        // Decided once (a sampled policy draws a number), and the text written only for a
+        // request that gets a record or a log line: most requests need neither.
+        let record = self.wants_usage_record();
+        if record || crate::telemetry::request_logging() {
+            self.describe();
+        }
+        if record {
+            self.write_usage_record(ending.served.is_some());
+        }
         self.state.telemetry.record(&self.summary);
+    }
+
+    /// Whether `store.request_records` selects this request for a usage record (one that
+    /// reached admission).
+    fn wants_usage_record(&self) -> bool {
+        match (&self.state.access.usage, &self.identity) {
+            (Some(writer), Some(_)) => writer.wants(self.summary.status),
+            _ => false,
+        }
+    }
+
+    /// Writes the plan and the attempt trail (resumed streams' attempts included) as text.
+    fn describe(&mut self) {
+        if let Some(plan) = &self.plan {
+            self.summary.plan = plan.describe(&self.runtime.config.deployments);
+        }
+        self.summary.trail = trail(&self.summary.attempts);
     }
 
     /// Adds a request that reached admission to its minute's usage rollup (never waits).
@@ -189,16 +214,13 @@ impl Request {
         );
     }
 
-    /// Queues the usage record (never waits) of a request that reached admission, when
-    /// `store.request_records` selects it.
+    /// Queues the usage record (never waits) of a request that reached admission; asked only
+    /// when [`Request::wants_usage_record`] said yes.
     fn write_usage_record(&self, served: bool) {
         let (Some(writer), Some(identity)) = (&self.state.access.usage, &self.identity) else {
             return;
         };
         let s = &self.summary;
-        if !writer.wants(s.status) {
-            return;
-        }
         // The record shares the subject's id instead of copying it.
         let id = |s: &Option<crate::auth::Subject>| s.as_ref().map(|s| Arc::clone(&s.id));
         // A failure is recorded by the class of its last attempt when upstreams were tried.
@@ -253,7 +275,7 @@ impl Drop for Request {
 /// `d0#0 server 500 12ms; d1#0 rate_limited 429 3ms retry-after=86400s; d2#0 ok 200 9ms`: the
 /// attempts as the usage record and the log line keep them, each with the provider's own
 /// `Retry-After` when it sent one.
-pub fn trail(attempts: &[AttemptRecord]) -> String {
+fn trail(attempts: &[AttemptRecord]) -> String {
     // Written into one buffer: this runs for every request while the store or request log is
     // on, and one string per attempt plus the join cost as much again.
     let mut out = String::with_capacity(32 * attempts.len());

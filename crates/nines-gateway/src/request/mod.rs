@@ -16,12 +16,12 @@ mod end;
 mod error;
 mod meta;
 
-pub use end::trail;
 pub use error::{GatewayError, Rejected};
 pub use meta::RequestMeta;
 
 use crate::access::{Admission, Ask};
 use crate::auth::Identity;
+use crate::router::Plan;
 use crate::state::lifecycle::InFlightRequest;
 use crate::state::{AppState, Runtime};
 use crate::telemetry::RequestSummary;
@@ -45,6 +45,9 @@ pub struct Request {
     pub identity: Option<Arc<Identity>>,
     /// What admission reserved, settled at the end.
     pub admission: Option<Admission>,
+    /// The plan, kept while a log line or a usage record may describe it ([`Request::describes`]):
+    /// its text is written at the end, and only for a request that gets either.
+    pub plan: Option<Arc<Plan>>,
     started: Instant,
     started_wall: SystemTime,
     ended: bool,
@@ -83,6 +86,7 @@ impl Request {
             summary,
             identity: None,
             admission: None,
+            plan: None,
             started,
             started_wall: SystemTime::now(),
             ended: false,
@@ -151,8 +155,8 @@ impl Request {
         Ok(identity)
     }
 
-    /// Whether the plan and the attempt trail are wanted as text (for the request log line or
-    /// the stored usage record); without either they are not built.
+    /// Whether the plan and the attempt trail may be wanted as text (for the request log line or
+    /// a stored usage record); without either the plan is not kept.
     pub fn describes(&self) -> bool {
         crate::telemetry::request_logging() || self.state.access.usage.is_some()
     }

@@ -237,6 +237,10 @@ struct Series {
     hours: BTreeMap<u64, Tally>,
     /// Minute index → changes not yet written to the store.
     dirty: BTreeMap<u64, Tally>,
+    /// The newest minute's counts, not yet in `minutes` and `dirty`: each request adds to this
+    /// one bucket (adding to both maps cost twice that), and it is folded into them when another
+    /// minute arrives or before anything reads ([`Ledger::settled`]).
+    pending: Option<(u64, Tally)>,
 }
 
 #[derive(Debug, Default)]
@@ -244,8 +248,9 @@ struct State {
     /// Hour-aligned: traffic before it is in hour buckets, from it on in minute buckets.
     cutoff_ms: u64,
     /// Per scope (`Scope as usize`), by name: looked up by `&str`, so recording a request
-    /// allocates nothing once its series exist.
-    series: [HashMap<Arc<str>, Series>; 2],
+    /// allocates nothing once its series exist (hashbrown's `entry_ref`, with its fast hasher:
+    /// the names are the configuration's, not the client's).
+    series: [hashbrown::HashMap<Arc<str>, Series>; 2],
     /// By key slot: the incident in progress.
     open: HashMap<String, Incident>,
     closed: Vec<Incident>,
@@ -294,32 +299,28 @@ impl Ledger {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The state with every series' pending minute folded in: what readers take.
+    fn settled(&self) -> std::sync::MutexGuard<'_, State> {
+        let mut state = self.lock();
+        for series in state.series.iter_mut().flat_map(|m| m.values_mut()) {
+            series.fold();
+        }
+        state
+    }
+
     /// Counts one finished request: once on its route, once per attempt on each deployment.
+    ///
+    /// This runs for every request, so it builds nothing: what the request adds is computed
+    /// before the lock (a sketch bin is a number) and applied in place to the minute bucket and
+    /// the unflushed one. Once a series and its minute exist, recording allocates nothing.
     pub fn record(&self, s: &RequestSummary) {
         let at = s.finished_at_ms.max(s.started_at_ms);
-        let mut deltas: Vec<(Scope, &str, Tally)> = Vec::with_capacity(1 + s.attempts.len());
-        if s.routed {
-            let failed = s.client_visible_failure();
-            if s.served || failed {
-                let mut t = Tally {
-                    requests: 1,
-                    failures: u64::from(failed),
-                    fallbacks: u64::from(s.fell_back()),
-                    ..Tally::default()
-                };
-                if !failed && let Some(ttfb) = s.ttfb {
-                    t.record_ttfb(ttfb);
-                }
-                if !failed && s.served {
-                    t.latency.record(s.latency);
-                }
-                for class in s.failed_classes() {
-                    t.classes[class.index()] += 1;
-                }
-                deltas.push((Scope::Route, &s.model, t));
-            }
-        }
+        let route = s.routed.then(|| RouteEntry::of(s)).flatten();
         let last = s.attempts.len().saturating_sub(1);
+        let mut state = self.lock();
+        if let Some(entry) = &route {
+            state.count(Scope::Route, &s.model, at, |t| entry.apply(t, s));
+        }
         for (i, a) in s.attempts.iter().enumerate() {
             // A stream that broke after the serving attempt answered is that deployment's
             // failure too.
@@ -328,29 +329,23 @@ impl Ledger {
             if a.class != FailureClass::Ok && !failed {
                 continue;
             }
-            let mut t = Tally {
-                requests: 1,
-                failures: u64::from(failed),
-                ..Tally::default()
-            };
-            if a.class == FailureClass::Ok {
-                if !failed
-                    && s.deployment.as_deref() == Some(a.deployment.as_str())
-                    && let Some(ttfb) = s.upstream_ttfb
-                {
-                    t.record_ttfb(ttfb);
+            let ttfb_bin = (a.class == FailureClass::Ok
+                && !failed
+                && s.deployment.as_deref() == Some(a.deployment.as_str()))
+            .then_some(s.upstream_ttfb)
+            .flatten()
+            .map(sketch::bin_of_duration);
+            let class = (a.class != FailureClass::Ok).then(|| a.class.index());
+            state.count(Scope::Deployment, &a.deployment, at, |t| {
+                t.requests += 1;
+                t.failures += u64::from(failed);
+                if let Some(bin) = ttfb_bin {
+                    t.ttfb.add_to_bin(bin, 1);
                 }
-            } else {
-                t.classes[a.class.index()] += 1;
-            }
-            deltas.push((Scope::Deployment, &a.deployment, t));
-        }
-        if deltas.is_empty() {
-            return;
-        }
-        let mut state = self.lock();
-        for (scope, name, tally) in deltas {
-            add(&mut state, scope, name, at, &tally, true);
+                if let Some(class) = class {
+                    t.classes[class] += 1;
+                }
+            });
         }
         if !state.adopted.is_empty() {
             for a in &s.attempts {
@@ -364,7 +359,12 @@ impl Ledger {
     /// Adds counts at a time (sessions, tests, and the store's history on start-up with
     /// `dirty = false`).
     pub fn add(&self, scope: Scope, name: &str, at_ms: u64, tally: &Tally, dirty: bool) {
-        add(&mut self.lock(), scope, name, at_ms, tally, dirty);
+        let mut state = self.lock();
+        if dirty {
+            state.count(scope, name, at_ms, |t| t.add(tally));
+        } else {
+            state.bucket(scope, name, at_ms).add(tally);
+        }
     }
 
     /// Where minute buckets start (hour-aligned, about 25 h ago): history older than this is
@@ -379,7 +379,7 @@ impl Ledger {
         let now = self.clock.now_ms();
         let new_cutoff = cutoff(now);
         let keep_hours_from = now.saturating_sub(self.retention.as_millis() as u64) / HOUR_MS;
-        let mut state = self.lock();
+        let mut state = self.settled();
         if new_cutoff > state.cutoff_ms {
             state.cutoff_ms = new_cutoff;
             let first_kept = new_cutoff / MINUTE_MS;
@@ -408,7 +408,7 @@ impl Ledger {
     /// Takes the changes made since the last call, for the store (which adds them up, so
     /// replicas sharing a store each write only their own traffic).
     pub fn drain_dirty(&self) -> Vec<Delta> {
-        let mut state = self.lock();
+        let mut state = self.settled();
         let mut out: Vec<Delta> = Vec::new();
         for scope in [Scope::Route, Scope::Deployment] {
             for (name, series) in &mut state.series[scope as usize] {
@@ -464,7 +464,7 @@ impl Ledger {
 
     /// Counts in `[from_ms, to_ms]`, minute buckets where kept, hour buckets before.
     pub fn tally_between(&self, scope: Scope, name: &str, from_ms: u64, to_ms: u64) -> Tally {
-        let state = self.lock();
+        let state = self.settled();
         let mut total = Tally::default();
         let Some(series) = state.series[scope as usize].get(name) else {
             return total;
@@ -500,7 +500,7 @@ impl Ledger {
         from_ms: u64,
         to_ms: u64,
     ) -> Vec<(u64, Tally)> {
-        let state = self.lock();
+        let state = self.settled();
         let Some(series) = state.series[scope as usize].get(name) else {
             return Vec::new();
         };
@@ -530,7 +530,7 @@ impl Ledger {
     /// The start of the series' oldest bucket kept (hour-aligned when older than 25 h); `None`
     /// before its first data.
     pub fn first_data_ms(&self, scope: Scope, name: &str) -> Option<u64> {
-        let state = self.lock();
+        let state = self.settled();
         let series = state.series[scope as usize].get(name)?;
         let hour = series.hours.keys().next().map(|h| h * HOUR_MS);
         let minute = series.minutes.keys().next().map(|m| m * MINUTE_MS);
@@ -674,22 +674,98 @@ fn close(state: &mut State, key_slot: &str, at_ms: u64) {
     }
 }
 
-fn add(state: &mut State, scope: Scope, name: &str, at_ms: u64, tally: &Tally, dirty: bool) {
-    let minute = at_ms / MINUTE_MS;
-    let before_cutoff = at_ms < state.cutoff_ms;
-    let map = &mut state.series[scope as usize];
-    let series = match map.get_mut(name) {
-        Some(series) => series,
-        None => map.entry(Arc::from(name)).or_default(),
-    };
-    if before_cutoff {
-        // Older than the minutes kept (history loaded from the store): an hour bucket.
-        series.hours.entry(at_ms / HOUR_MS).or_default().add(tally);
-    } else {
-        series.minutes.entry(minute).or_default().add(tally);
+/// What one request adds to its route's bucket, worked out before the ledger's lock is taken.
+struct RouteEntry {
+    failed: bool,
+    fell_back: bool,
+    ttfb_bin: Option<i32>,
+    latency_bin: Option<i32>,
+}
+
+impl RouteEntry {
+    /// `None` for a request that says nothing about availability (the client's own mistake,
+    /// nines' own limits, a client that went away).
+    fn of(s: &RequestSummary) -> Option<RouteEntry> {
+        let failed = s.client_visible_failure();
+        (s.served || failed).then(|| RouteEntry {
+            failed,
+            fell_back: s.fell_back(),
+            ttfb_bin: s.ttfb.filter(|_| !failed).map(sketch::bin_of_duration),
+            latency_bin: (!failed && s.served).then(|| sketch::bin_of_duration(s.latency)),
+        })
     }
-    if dirty {
-        series.dirty.entry(minute).or_default().add(tally);
+
+    fn apply(&self, t: &mut Tally, s: &RequestSummary) {
+        t.requests += 1;
+        t.failures += u64::from(self.failed);
+        t.fallbacks += u64::from(self.fell_back);
+        if let Some(bin) = self.ttfb_bin {
+            t.ttfb.add_to_bin(bin, 1);
+        }
+        if let Some(bin) = self.latency_bin {
+            t.latency.add_to_bin(bin, 1);
+        }
+        for class in s.failed_classes() {
+            t.classes[class.index()] += 1;
+        }
+    }
+}
+
+impl State {
+    /// The series of a name, made on first use (looked up by `&str`: no allocation after).
+    fn series_mut(&mut self, scope: Scope, name: &str) -> &mut Series {
+        self.series[scope as usize]
+            .entry_ref(name)
+            .or_default()
+    }
+
+    /// The bucket a time falls in.
+    fn bucket(&mut self, scope: Scope, name: &str, at_ms: u64) -> &mut Tally {
+        let before_cutoff = at_ms < self.cutoff_ms;
+        self.series_mut(scope, name).bucket(at_ms, before_cutoff)
+    }
+
+    /// Applies a change to the bucket of `at_ms` and to the minute's unflushed changes.
+    fn count(&mut self, scope: Scope, name: &str, at_ms: u64, apply: impl Fn(&mut Tally)) {
+        let before_cutoff = at_ms < self.cutoff_ms;
+        let series = self.series_mut(scope, name);
+        if before_cutoff {
+            apply(series.bucket(at_ms, true));
+            apply(series.dirty.entry(at_ms / MINUTE_MS).or_default());
+        } else {
+            apply(series.pending(at_ms / MINUTE_MS));
+        }
+    }
+}
+
+impl Series {
+    /// The pending bucket of `minute`, after folding in another minute's.
+    fn pending(&mut self, minute: u64) -> &mut Tally {
+        if self.pending.as_ref().is_some_and(|(m, _)| *m != minute) {
+            self.fold();
+        }
+        &mut self
+            .pending
+            .get_or_insert_with(|| (minute, Tally::default()))
+            .1
+    }
+
+    /// Adds the pending minute to the minutes kept and to the changes for the store.
+    fn fold(&mut self) {
+        if let Some((minute, tally)) = self.pending.take() {
+            self.minutes.entry(minute).or_default().add(&tally);
+            self.dirty.entry(minute).or_default().add(&tally);
+        }
+    }
+
+    /// The bucket a time falls in: its minute, or its hour when older than the minutes kept
+    /// (history loaded from the store).
+    fn bucket(&mut self, at_ms: u64, before_cutoff: bool) -> &mut Tally {
+        if before_cutoff {
+            self.hours.entry(at_ms / HOUR_MS).or_default()
+        } else {
+            self.minutes.entry(at_ms / MINUTE_MS).or_default()
+        }
     }
 }
 

@@ -23,7 +23,7 @@ use crate::resilience::FailureClass;
 use crate::resilience::Health;
 use crate::resilience::events::{BreakerEvent, EventSink};
 use arc_swap::ArcSwap;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -131,11 +131,13 @@ struct Transitions {
     lost: u64,
 }
 
+/// Looked up for every request by names of the configuration's (never the client's), so with
+/// hashbrown's fast hasher rather than SipHash.
 struct Known {
-    models: HashMap<String, Arc<ModelSeries>>,
+    models: hashbrown::HashMap<String, Arc<ModelSeries>>,
     /// Requests whose model is not a route of this configuration (or was never read).
     no_model: Arc<ModelSeries>,
-    deployments: HashMap<String, Arc<DeploymentSeries>>,
+    deployments: hashbrown::HashMap<String, Arc<DeploymentSeries>>,
 }
 
 #[derive(Default)]
@@ -209,11 +211,16 @@ impl FloatCounter {
     }
 }
 
+/// The most bounds a histogram has (the latency buckets).
+const MAX_BOUNDS: usize = 15;
+
 /// Per-bucket (not cumulative) counts, the last one unbounded; the count is their sum, so
-/// `_count` and the `+Inf` bucket always agree.
+/// `_count` and the `+Inf` bucket always agree. The counts are held inline rather than in an
+/// allocation of their own: a request touches four histograms, and each one's counts then sit
+/// beside the series that owns them instead of on a cache line of their own.
 struct Histogram {
     bounds: &'static [f64],
-    counts: Box<[AtomicU64]>,
+    counts: [AtomicU64; MAX_BOUNDS + 1],
     sum: FloatCounter,
 }
 
@@ -221,7 +228,13 @@ impl Histogram {
     fn new(bounds: &'static [f64]) -> Histogram {
         Histogram {
             bounds,
-            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            counts: {
+                assert!(
+                    bounds.len() <= MAX_BOUNDS,
+                    "a histogram has at most {MAX_BOUNDS} bounds"
+                );
+                Default::default()
+            },
             sum: FloatCounter::default(),
         }
     }
@@ -234,7 +247,10 @@ impl Histogram {
     }
 
     fn snapshot(&self) -> (Vec<u64>, f64) {
-        let counts = self.counts.iter().map(|c| c.load(Relaxed)).collect();
+        let counts = self.counts[..=self.bounds.len()]
+            .iter()
+            .map(|c| c.load(Relaxed))
+            .collect();
         (counts, self.sum.get())
     }
 }
@@ -249,18 +265,23 @@ impl ModelSeries {
         }
     }
 
-    fn route(&self, deployment: Option<&Arc<DeploymentSeries>>) -> Arc<RouteSeries> {
+    /// Runs `f` on the series of this model's requests ending at `deployment`, made on first
+    /// use (read-locked and scanned: a model has a handful).
+    fn with_route(&self, deployment: Option<&Arc<DeploymentSeries>>, f: impl FnOnce(&RouteSeries)) {
         let same = |r: &Arc<RouteSeries>| match (&r.deployment, deployment) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             (None, None) => true,
             _ => false,
         };
-        if let Some(r) = read(&self.routes).iter().find(|r| same(r)) {
-            return Arc::clone(r);
+        {
+            let routes = read(&self.routes);
+            if let Some(r) = routes.iter().find(|r| same(r)) {
+                return f(r);
+            }
         }
         let mut routes = write(&self.routes);
         if let Some(r) = routes.iter().find(|r| same(r)) {
-            return Arc::clone(r);
+            return f(r);
         }
         let route = Arc::new(RouteSeries {
             deployment: deployment.cloned(),
@@ -272,7 +293,8 @@ impl ModelSeries {
             cost: FloatCounter::default(),
         });
         routes.push(Arc::clone(&route));
-        route
+        drop(routes);
+        f(&route);
     }
 }
 
@@ -280,7 +302,10 @@ impl RouteSeries {
     fn count_request(&self, endpoint: &'static str, status: u16, outcome: &str) {
         let found = |v: &[Requests]| {
             v.iter().position(|r| {
-                r.status == status && r.endpoint == endpoint && *r.outcome == *outcome
+                // Status and the endpoint's address first: the outcome's text is read last.
+                r.status == status
+                    && (std::ptr::eq(r.endpoint, endpoint) || r.endpoint == endpoint)
+                    && *r.outcome == *outcome
             })
         };
         {
@@ -429,49 +454,64 @@ impl Metrics {
         &self.shared.connections
     }
 
-    /// Records one finished request.
+    /// Records one finished request. Runs for every request: the series are borrowed from the
+    /// current `Known` (no reference counts touched), and only a name this configuration does
+    /// not know takes the registry's lock.
     pub fn record(&self, s: &RequestSummary) {
         let shared = &*self.shared;
         let known = shared.known.load();
-        let model = known.models.get(&s.model).unwrap_or(&known.no_model);
-        let deployment = s
-            .deployment
-            .as_deref()
-            .map(|d| shared.deployment(&known, d));
-        let route = model.route(deployment.as_ref());
-        route.count_request(s.endpoint, s.status, &s.outcome);
-        route.duration.observe(s.latency.as_secs_f64());
-        if s.served {
-            route
-                .ttfb
-                .observe(s.ttfb.unwrap_or(s.latency).as_secs_f64());
-        }
-        if let Some(n) = s.tokens_in {
-            route.tokens_in.add(n);
-        }
-        if let Some(n) = s.tokens_out {
-            route.tokens_out.add(n);
-        }
-        if s.cost > 0.0 {
-            route.cost.add(s.cost);
-        }
+        let model = known
+            .models
+            .get(s.model.as_str())
+            .unwrap_or(&known.no_model);
+        let unknown;
+        let deployment: Option<&Arc<DeploymentSeries>> = match s.deployment.as_deref() {
+            None => None,
+            Some(name) => match known.deployments.get(name) {
+                Some(d) => Some(d),
+                None => {
+                    unknown = shared.unknown_deployment(name);
+                    Some(&unknown)
+                }
+            },
+        };
+        model.with_route(deployment, |route| {
+            route.count_request(s.endpoint, s.status, &s.outcome);
+            route.duration.observe(s.latency.as_secs_f64());
+            if s.served {
+                route
+                    .ttfb
+                    .observe(s.ttfb.unwrap_or(s.latency).as_secs_f64());
+            }
+            if let Some(n) = s.tokens_in {
+                route.tokens_in.add(n);
+            }
+            if let Some(n) = s.tokens_out {
+                route.tokens_out.add(n);
+            }
+            if s.cost > 0.0 {
+                route.cost.add(s.cost);
+            }
+        });
         if !s.attempts.is_empty() {
             model.attempts.observe(s.attempts.len() as f64);
         }
         if s.fell_back() {
             model.fallbacks.add(1);
         }
-        // Neighbouring attempts mostly share a deployment: look each name up once.
-        let mut series = deployment.clone();
         for a in &s.attempts {
-            if series.as_ref().is_none_or(|d| d.name != a.deployment) {
-                series = Some(shared.deployment(&known, &a.deployment));
-            }
-            if let Some(d) = &series {
-                d.attempts[a.class.index()].add(1);
+            // Most attempts are of the deployment that served: no lookup for those.
+            match deployment.filter(|d| d.name == a.deployment) {
+                Some(d) => d.attempts[a.class.index()].add(1),
+                None => match known.deployments.get(a.deployment.as_str()) {
+                    Some(d) => d.attempts[a.class.index()].add(1),
+                    None => {
+                        shared.unknown_deployment(&a.deployment).attempts[a.class.index()].add(1)
+                    }
+                },
             }
         }
-        if let Some(d) = &deployment {
+        if let Some(d) = deployment {
             if s.served
                 && let Some(ttfb) = s.upstream_ttfb
             {
@@ -894,11 +934,10 @@ impl Metrics {
 }
 
 impl Shared {
-    fn deployment(&self, known: &Known, name: &str) -> Arc<DeploymentSeries> {
-        match known.deployments.get(name) {
-            Some(d) => Arc::clone(d),
-            None => lock(&self.registry).deployment_by_name(name),
-        }
+    /// A deployment the current configuration does not have (a request that started before a
+    /// reload removed it).
+    fn unknown_deployment(&self, name: &str) -> Arc<DeploymentSeries> {
+        lock(&self.registry).deployment_by_name(name)
     }
 
     fn drain_transitions(&self) {

@@ -35,8 +35,6 @@ const MAX_ID_BYTES: usize = 128;
 
 #[derive(Debug)]
 struct Live {
-    /// Its key in `live`.
-    id: Arc<str>,
     /// The route of the first routed request.
     route: Option<Arc<str>>,
     requests: u64,
@@ -44,16 +42,56 @@ struct Live {
     failed: bool,
     /// Unix ms when its last request finished (the minute it is counted in).
     last_ms: u64,
-    /// Tokio time of its last request, and a tie-breaker: its key in `by_activity`.
-    seen: (Instant, u64),
+    /// Tokio time of its last request.
+    seen: Instant,
+    /// Its key in `by_activity`: the time it was filed under (and a tie-breaker), which may be
+    /// older than `seen`. Refiling on every request cost two ordered-map updates per request;
+    /// instead a session is refiled under `seen` only when it reaches the front of the order.
+    filed: (Instant, u64),
 }
 
 #[derive(Debug, Default)]
 struct State {
     live: HashMap<Arc<str>, Live>,
-    /// Least recently active first.
+    /// By the time each session was filed under, oldest first; a session's real last activity
+    /// is its `seen`, never older than where it is filed ([`State::oldest`] refiles).
     by_activity: BTreeMap<(Instant, u64), Arc<str>>,
     seq: u64,
+}
+
+impl State {
+    /// Files a session under `at`.
+    fn file(&mut self, id: &Arc<str>, at: Instant) -> (Instant, u64) {
+        self.seq += 1;
+        let key = (at, self.seq);
+        self.by_activity.insert(key, Arc::clone(id));
+        key
+    }
+
+    /// Takes the least recently active session out of the order (not out of `live`), if it has
+    /// been idle since `before` or longer (`None`: any age). Sessions at the front that were
+    /// active after they were filed are refiled under their last request first.
+    fn oldest(&mut self, before: Option<Instant>) -> Option<Arc<str>> {
+        loop {
+            let entry = self.by_activity.first_entry()?;
+            if before.is_some_and(|b| entry.key().0 > b) {
+                return None;
+            }
+            let id = entry.remove();
+            let Some(live) = self.live.get(&id) else {
+                continue;
+            };
+            let seen = live.seen;
+            if seen > live.filed.0 && before.is_none_or(|b| seen > b) {
+                let filed = self.file(&id, seen);
+                if let Some(live) = self.live.get_mut(&id) {
+                    live.filed = filed;
+                }
+                continue;
+            }
+            return Some(id);
+        }
+    }
 }
 
 /// A session that ended, as counted.
@@ -135,12 +173,9 @@ impl Sessions {
         {
             let mut guard = self.lock();
             let state = &mut *guard;
-            state.seq += 1;
-            let seen = (now, state.seq);
             match state.live.get_mut(key.as_str()) {
                 Some(live) => {
-                    state.by_activity.remove(&live.seen);
-                    live.seen = seen;
+                    live.seen = now;
                     live.requests += 1;
                     live.latency += s.latency;
                     live.failed |= failed;
@@ -148,26 +183,25 @@ impl Sessions {
                     if live.route.is_none() && s.routed {
                         live.route = Some(Arc::from(s.model.as_str()));
                     }
-                    state.by_activity.insert(seen, Arc::clone(&live.id));
                 }
                 None => {
                     if state.live.len() >= self.max_live
-                        && let Some((_, oldest)) = state.by_activity.pop_first()
+                        && let Some(oldest) = state.oldest(None)
                     {
                         evicted = state.live.remove(&oldest);
                     }
                     let id: Arc<str> = Arc::from(key);
-                    state.by_activity.insert(seen, Arc::clone(&id));
+                    let filed = state.file(&id, now);
                     state.live.insert(
-                        Arc::clone(&id),
+                        id,
                         Live {
-                            id,
                             route: s.routed.then(|| Arc::from(s.model.as_str())),
                             requests: 1,
                             latency: s.latency,
                             failed,
                             last_ms: s.finished_at_ms,
-                            seen,
+                            seen: now,
+                            filed,
                         },
                     );
                 }
@@ -184,13 +218,10 @@ impl Sessions {
         let now = Instant::now();
         let mut over = Vec::new();
         {
-            let mut guard = self.lock();
-            let state = &mut *guard;
-            while let Some(entry) = state.by_activity.first_entry() {
-                if now.saturating_duration_since(entry.key().0) < self.idle {
-                    break;
-                }
-                let id = entry.remove();
+            let mut state = self.lock();
+            // Idle for `idle` or longer: last active at or before this.
+            let before = now.checked_sub(self.idle);
+            while let Some(id) = before.and_then(|b| state.oldest(Some(b))) {
                 if let Some(live) = state.live.remove(&id) {
                     over.push(live);
                 }
@@ -242,14 +273,21 @@ impl Sessions {
 
 /// The map key: the virtual key's id (tenants apart) and the header value, hashed when long.
 fn session_key(key_id: Option<&str>, id: &str) -> String {
-    let id = if id.len() > MAX_ID_BYTES {
+    use std::fmt::Write as _;
+    let key_id = key_id.unwrap_or("");
+    // One buffer (this runs for every request with the header).
+    let mut key = String::with_capacity(key_id.len() + 1 + id.len().min(2 * 32));
+    key.push_str(key_id);
+    key.push('\u{0}');
+    if id.len() > MAX_ID_BYTES {
         use sha2::Digest;
-        let digest = sha2::Sha256::digest(id.as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        for b in sha2::Sha256::digest(id.as_bytes()) {
+            let _ = write!(key, "{b:02x}");
+        }
     } else {
-        id.to_owned()
-    };
-    format!("{}\u{0}{id}", key_id.unwrap_or(""))
+        key.push_str(id);
+    }
+    key
 }
 
 /// Ends idle sessions every [`Sessions::tick`] until the sessions are dropped.

@@ -36,6 +36,11 @@ pub fn bin_of(ms: f64) -> i32 {
     (ms.ln() / *LN_GAMMA).ceil() as i32
 }
 
+/// The bin of a duration.
+pub fn bin_of_duration(d: Duration) -> i32 {
+    bin_of(d.as_secs_f64() * 1000.0)
+}
+
 /// The value (ms) a bin reads as: within α of anything in it.
 pub fn value_of(bin: i32) -> f64 {
     let gamma = LN_GAMMA.exp();
@@ -50,7 +55,7 @@ pub struct Sketch {
 
 impl Sketch {
     pub fn record(&mut self, ttfb: Duration) {
-        self.add_to_bin(bin_of(ttfb.as_secs_f64() * 1000.0), 1);
+        self.add_to_bin(bin_of_duration(ttfb), 1);
     }
 
     pub fn add_to_bin(&mut self, bin: i32, count: u64) {

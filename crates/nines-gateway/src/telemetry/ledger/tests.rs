@@ -249,6 +249,48 @@ async fn changes_drain_once_and_can_be_put_back() {
     assert!(l.drain_dirty().is_empty());
 }
 
+/// Requests add to one pending bucket per series, folded in when the minute changes or anything
+/// reads: whatever order reads, drains and minutes come in, each request counts once in the
+/// windows and once in what goes to the store.
+#[tokio::test(start_paused = true)]
+async fn pending_minutes_are_counted_once_whenever_they_are_read() {
+    let l = ledger();
+    let hour = Duration::from_secs(3600);
+    let requests = |l: &Ledger, n: usize| {
+        for _ in 0..n {
+            l.record(&served(l, "chat", vec![attempt("a", FailureClass::Ok)]));
+        }
+    };
+    requests(&l, 3);
+    // Read mid-minute, then more of the same minute, then the next minute.
+    assert_eq!(l.tally(Scope::Route, "chat", hour).requests, 3);
+    requests(&l, 2);
+    let first = l.drain_dirty();
+    assert_eq!(first.len(), 2);
+    assert!(
+        first
+            .iter()
+            .all(|d| d.minute_ms == T0 && d.tally.requests == 5)
+    );
+    requests(&l, 1);
+    advance(Duration::from_secs(60)).await;
+    requests(&l, 4);
+    assert_eq!(l.tally(Scope::Route, "chat", hour).requests, 10);
+    assert_eq!(l.tally(Scope::Deployment, "a", hour).requests, 10);
+    let minutes = l.minutes_between(Scope::Route, "chat", T0, T0 + 60_000);
+    let counts: Vec<(u64, u64)> = minutes.iter().map(|(m, t)| (*m, t.requests)).collect();
+    assert_eq!(counts, vec![(T0, 6), (T0 + 60_000, 4)]);
+    let route: Vec<(u64, u64)> = l
+        .drain_dirty()
+        .iter()
+        .filter(|d| d.scope == Scope::Route)
+        .map(|d| (d.minute_ms, d.tally.requests))
+        .collect();
+    assert_eq!(route, vec![(T0, 1), (T0 + 60_000, 4)]);
+    let ttfb = l.tally(Scope::Route, "chat", hour).ttfb;
+    assert_eq!(ttfb.count(), 10);
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_incident_lasts_from_the_first_open_to_the_close() {
     let l = ledger();
