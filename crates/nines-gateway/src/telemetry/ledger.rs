@@ -714,9 +714,7 @@ impl RouteEntry {
 impl State {
     /// The series of a name, made on first use (looked up by `&str`: no allocation after).
     fn series_mut(&mut self, scope: Scope, name: &str) -> &mut Series {
-        self.series[scope as usize]
-            .entry_ref(name)
-            .or_default()
+        self.series[scope as usize].entry_ref(name).or_default()
     }
 
     /// The bucket a time falls in.
