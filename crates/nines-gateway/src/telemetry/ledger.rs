@@ -311,8 +311,9 @@ impl Ledger {
     /// Counts one finished request: once on its route, once per attempt on each deployment.
     ///
     /// This runs for every request, so it builds nothing: what the request adds is computed
-    /// before the lock (a sketch bin is a number) and applied in place to the minute bucket and
-    /// the unflushed one. Once a series and its minute exist, recording allocates nothing.
+    /// before the lock (a sketch bin is a number) and added in place to each series' pending
+    /// minute (`Series::pending`). Once a series and its minute exist, recording allocates
+    /// nothing.
     pub fn record(&self, s: &RequestSummary) {
         let at = s.finished_at_ms.max(s.started_at_ms);
         let route = s.routed.then(|| RouteEntry::of(s)).flatten();
