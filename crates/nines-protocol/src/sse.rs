@@ -38,17 +38,17 @@ const KEPT_LINE_CAPACITY: usize = 64 * 1024;
 /// drops every later byte: the stream is broken (malformed), and nothing after this point can be
 /// trusted to start on an event boundary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("upstream event over {}", size(.limit))]
+#[error("upstream event over {}", readable_size(*.limit))]
 pub struct Overflow {
     /// The limit that was crossed, in bytes.
     pub limit: usize,
 }
 
 /// `bytes` the way a person reads a limit: `8 MiB`, `64 KiB`, `100 bytes`.
-fn size(bytes: &usize) -> String {
+pub fn readable_size(bytes: usize) -> String {
     const KIB: usize = 1024;
     const MIB: usize = 1024 * KIB;
-    match *bytes {
+    match bytes {
         b if b >= MIB && b % MIB == 0 => format!("{} MiB", b / MIB),
         b if b >= KIB && b % KIB == 0 => format!("{} KiB", b / KIB),
         b => format!("{b} bytes"),

@@ -9,7 +9,7 @@ use super::{Outcome, Reply, ReplyBody, Transport};
 use crate::config::Timeouts;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use nines_protocol::sse::SseDecoder;
+use nines_protocol::sse::{self, SseDecoder};
 use tokio::time::{Instant, timeout_at};
 
 /// Largest error body kept from an upstream (it is relayed to the client or summarised).
@@ -319,17 +319,20 @@ pub(super) fn send_error(e: &SendError) -> Transport {
     }
 }
 
-/// A body that failed while it was being read: the connection broke, or what came was not
-/// HTTP.
 /// What reading a whole answer of at most `limit` bytes failed with.
 fn reply_error(e: &(dyn std::error::Error + 'static), limit: usize) -> Transport {
     if sources(e).any(|s| s.is::<http_client::TooLong>()) {
-        Transport::Malformed(format!("upstream answer over {} MiB", limit >> 20))
+        Transport::Malformed(format!(
+            "upstream answer over {}",
+            sse::readable_size(limit)
+        ))
     } else {
         body_error(e)
     }
 }
 
+/// A body that failed while it was being read: the connection broke, or what came was not
+/// HTTP.
 fn body_error(e: &(dyn std::error::Error + 'static)) -> Transport {
     let parse = sources(e).any(|s| {
         s.downcast_ref::<hyper::Error>()
