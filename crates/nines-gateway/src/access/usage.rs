@@ -33,24 +33,11 @@ pub fn usage_of(body: &[u8]) -> Option<Usage> {
 
 const KEY: &[u8] = b"\"usage\"";
 
-/// Where the last `"usage"` starts. It is near the end of the answers that have one, so the
-/// last bytes are walked one by one (a call into memchr costs more than the few dozen bytes it
-/// would skip); only a long answer whose tail lacks it is searched by memchr's reverse finder.
+/// Where the last `"usage"` starts, by memchr's reverse finder (built once).
 fn last_usage_key(body: &[u8]) -> Option<usize> {
-    const TAIL: usize = 4096;
     static FINDER: LazyLock<memchr::memmem::FinderRev<'static>> =
         LazyLock::new(|| memchr::memmem::FinderRev::new(KEY));
-    let tail_from = body.len().saturating_sub(TAIL);
-    let mut i = body.len().checked_sub(KEY.len())?;
-    while i >= tail_from {
-        if body[i] == b'"' && body[i..i + KEY.len()] == *KEY {
-            return Some(i);
-        }
-        i = i.checked_sub(1)?;
-    }
-    // Not in the tail: search the rest, overlapping the tail by the key's length.
-    let end = (tail_from + KEY.len() - 1).min(body.len());
-    FINDER.rfind(&body[..end])
+    FINDER.rfind(body)
 }
 
 /// The text from the `{` of the value after `: `, when the key is followed by a colon and an

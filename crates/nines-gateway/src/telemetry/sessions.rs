@@ -276,10 +276,13 @@ fn session_key(key_id: Option<&str>, id: &str) -> String {
     use std::fmt::Write as _;
     let key_id = key_id.unwrap_or("");
     // One buffer (this runs for every request with the header).
-    let mut key = String::with_capacity(key_id.len() + 1 + id.len().min(2 * 32));
+    let hashed = id.len() > MAX_ID_BYTES;
+    // A SHA-256 in hex is 64 characters.
+    let id_len = if hashed { 64 } else { id.len() };
+    let mut key = String::with_capacity(key_id.len() + 1 + id_len);
     key.push_str(key_id);
     key.push('\u{0}');
-    if id.len() > MAX_ID_BYTES {
+    if hashed {
         use sha2::Digest;
         for b in sha2::Sha256::digest(id.as_bytes()) {
             let _ = write!(key, "{b:02x}");
