@@ -3,6 +3,8 @@
 # interleaved oha rounds against both. Sourced, not run. The caller sets BENCH_NAME, ROUNDS,
 # DURATION and CONC before sourcing.
 #
+# LOAD_ARGS (an array, set before sourcing) is passed to oha on both sides.
+#
 # Provides: log, addr_of, $TMP (removed on exit, with every process started here), $MOCK,
 # base (the config both sides share), start_gateways (sets $OFF and $ON), warm_up, compare (the
 # measured rounds; sets $median, $cpu_median, $off_cpu_median, $on_cpu_median and $on_requests).
@@ -81,10 +83,15 @@ BODY=${BODY:-'{"model":"bench","messages":[{"role":"user","content":"Hello there
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 
+# LOAD_ARGS: oha arguments for both sides (set by the caller before sourcing): what makes the two
+# runs the same traffic. A header only the 'on' side reads is still sent to the 'off' side, so
+# the off side parses the same bytes and the ratio prices the feature, not a longer request.
+LOAD_ARGS=(${LOAD_ARGS[@]+"${LOAD_ARGS[@]}"})
+
 run() { # ADDR OHA-ARGS... -> requests/s, success rate, requests
     local addr=$1; shift
     "${PIN_LOAD[@]}" "$OHA" --no-tui --output-format json -z "$DURATION" -c "$CONC" -m POST -T application/json \
-        -d "$BODY" "$@" "http://$addr/v1/chat/completions" \
+        -d "$BODY" ${LOAD_ARGS[@]+"${LOAD_ARGS[@]}"} "$@" "http://$addr/v1/chat/completions" \
         | python3 -c 'import json,sys; s=json.load(sys.stdin); print(round(s["summary"]["requestsPerSec"],1), s["summary"]["successRate"], sum(s["statusCodeDistribution"].values()))'
 }
 
