@@ -153,7 +153,8 @@ fn main() -> ExitCode {
         Command::Demo { .. } => "info,nines::request=warn",
         _ => "info",
     };
-    init_logging(cli.log_format, default_filter);
+    // Held until `main` returns, after the runtime: dropping it writes out what is buffered.
+    let _log = init_logging(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -194,12 +195,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat, default_filter: &str) {
+/// Logs to stdout through a writer thread. A worker hands its line to a queue (up to 128 000
+/// lines) and goes on, so a slow reader of stdout (a pipe to a stalled log shipper, a full
+/// terminal) no longer stops requests at the first full pipe buffer. The queue is not lossy: the
+/// request log is the per-request record stream, so when it is full a worker waits, as every
+/// worker did at once before.
+fn init_logging(
+    format: LogFormat,
+    default_filter: &str,
+) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NINES_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("nines-log")
+        .finish(std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(writer);
     match format {
         LogFormat::Json => builder
             .json()
@@ -208,6 +221,7 @@ fn init_logging(format: LogFormat, default_filter: &str) {
             .init(),
         LogFormat::Text => builder.compact().init(),
     }
+    guard
 }
 
 async fn serve(path: PathBuf, listen: Option<String>) -> Result<(), String> {

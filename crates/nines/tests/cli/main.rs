@@ -23,6 +23,7 @@ mod sdk;
 mod serve;
 mod shared_health;
 mod status_notice;
+mod stdout;
 mod store_outage;
 mod traces;
 
