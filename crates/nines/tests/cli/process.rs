@@ -138,10 +138,19 @@ impl Nines {
         (status, self.seen)
     }
 
-    /// The JSON log lines written so far (without waiting) whose `message` is `wanted`.
-    pub fn logged(&mut self, wanted: &str) -> Vec<Value> {
-        while let Ok(line) = self.lines.0.try_recv() {
-            self.seen.push(line);
+    /// The JSON log lines written so far whose `message` is `wanted`. Reads stdout first until it
+    /// has been quiet for 100 ms (at most 1 s): the gateway's writer thread puts a line on stdout
+    /// a moment after it was logged, so a line logged before the event the test just saw (on
+    /// `/metrics`, in an answer) may still be on its way.
+    pub async fn logged(&mut self, wanted: &str) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            let quiet = (tokio::time::Instant::now() + Duration::from_millis(100)).min(deadline);
+            match tokio::time::timeout_at(quiet, self.lines.next_line()).await {
+                Ok(Ok(Some(line))) => self.seen.push(line),
+                // Quiet, past the deadline, or the end of stdout.
+                _ => break,
+            }
         }
         self.seen
             .iter()

@@ -159,8 +159,8 @@ async fn exactly_limited(replicas: &[Replica], key: &str, rpm: u64, n: usize) {
 
 /// The one "redis unreachable" line `replica` logged (the link says why once per outage), which
 /// names a refused certificate.
-fn said_once_why(replica: &mut Replica, why: &[&str]) -> String {
-    let lines = replica.nines.logged("redis unreachable");
+async fn said_once_why(replica: &mut Replica, why: &[&str]) -> String {
+    let lines = replica.nines.logged("redis unreachable").await;
     assert_eq!(lines.len(), 1, "said once: {lines:?}");
     let error = lines[0]["error"].as_str().unwrap_or_default().to_owned();
     assert!(
@@ -237,7 +237,7 @@ async fn a_redis_certificate_that_does_not_verify_is_refused() {
         for _ in 0..3 {
             readiness(&r.base).await;
         }
-        let error = said_once_why(&mut r, why);
+        let error = said_once_why(&mut r, why).await;
         assert!(
             ready["checks"]["limits"]["error"]
                 .as_str()
@@ -288,13 +288,13 @@ async fn mutual_tls_admits_only_the_replica_with_a_client_certificate() {
     let key = std::fs::read_to_string(&tls.tls_files().client_key).unwrap();
     let body = key.lines().nth(1).unwrap();
     for r in &mut admitted_replicas {
-        r.nines.logged("");
+        r.nines.logged("").await;
         assert!(!r.nines.seen.iter().any(|l| l.contains(body)));
     }
 
     let mut refused = start(&without).await;
     until_unreachable(&refused.base).await;
-    let error = said_once_why(&mut refused, &["CertificateRequired", "certificate"]);
+    let error = said_once_why(&mut refused, &["CertificateRequired", "certificate"]).await;
     println!("refused without a client certificate: {error}");
 }
 
@@ -435,7 +435,7 @@ async fn a_sentinel_failover_moves_both_replicas_to_the_new_master() {
     let followed = killed.elapsed();
     assert_eq!(redis.sentinel_master_port(), Some(promoted));
     for r in &mut replicas {
-        let connected = r.nines.logged("redis connected");
+        let connected = r.nines.logged("redis connected").await;
         let last = connected.last().expect("a connected line");
         assert_eq!(
             last["master"],
@@ -461,7 +461,8 @@ async fn a_sentinel_failover_moves_both_replicas_to_the_new_master() {
     until_phase(&replicas[1], "open", Duration::from_secs(10)).await;
     let applied = replicas[1]
         .nines
-        .logged("breaker state from another replica applied");
+        .logged("breaker state from another replica applied")
+        .await;
     let lag = applied.last().expect("applied")["lag_ms"].as_u64().unwrap();
     assert!(lag < 1000, "{applied:?}");
     println!("after the failover a breaker opened on A reached B in {lag} ms");
@@ -498,7 +499,7 @@ async fn limits_are_shared_through_a_tls_sentinel_with_client_certificates() {
     let mut replicas = [replica(&text).await, replica(&text).await];
     assert_eq!(readiness(&replicas[0].base).await["status"], "ready");
     exactly_limited(&replicas, KEY, rpm, 20).await;
-    let connected = replicas[0].nines.logged("redis connected");
+    let connected = replicas[0].nines.logged("redis connected").await;
     assert_eq!(
         connected[0]["master"],
         format!("127.0.0.1:{}", sentinel.ports[0]),

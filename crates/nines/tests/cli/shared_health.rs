@@ -226,7 +226,10 @@ async fn an_open_breaker_reaches_every_replica_within_a_second() {
     // Polling B's /metrics is as slow as a busy test machine; the lag B measured itself (the
     // transition's time on A to its application on B) is the figure that must stay under 1 s.
     until_phase(&b, "open", Duration::from_secs(10)).await;
-    let applied = b.nines.logged("breaker state from another replica applied");
+    let applied = b
+        .nines
+        .logged("breaker state from another replica applied")
+        .await;
     assert_eq!(applied[0]["transition"], "opened", "{applied:?}");
     assert!(applied[0]["lag_ms"].as_u64().unwrap() < 1000, "{applied:?}");
 
@@ -250,6 +253,7 @@ async fn an_open_breaker_reaches_every_replica_within_a_second() {
     assert!(
         a.nines
             .logged("breaker state from another replica applied")
+            .await
             .is_empty()
     );
     let metrics = a.metrics().await;
@@ -321,10 +325,12 @@ async fn one_replica_at_a_time_probes_a_half_open_slot() {
         holders += r
             .nines
             .logged("breaker half-open: this replica holds the probe lease")
+            .await
             .len();
         assert!(
             r.nines
                 .logged("breaker half-open: admitting one probe")
+                .await
                 .is_empty(),
             "no replica went half-open on its own"
         );
@@ -396,7 +402,12 @@ async fn one_replica_probes_each_deployment_and_another_takes_over() {
         (5..=25).contains(&probed),
         "one prober at 100 ms asks ~20 times in 2 s, three would ask ~60: {probed}"
     );
-    let holders: Vec<usize> = (0..3).filter(|&i| probes_d(&mut replicas[i])).collect();
+    let mut holders: Vec<usize> = Vec::new();
+    for (i, r) in replicas.iter_mut().enumerate() {
+        if probes_d(r).await {
+            holders.push(i);
+        }
+    }
     assert_eq!(holders.len(), 1, "exactly one prober: {holders:?}");
 
     // The prober dies without a word; another replica takes its lease over.
@@ -409,16 +420,17 @@ async fn one_replica_probes_each_deployment_and_another_takes_over() {
     assert!((5..=25).contains(&probed), "a new prober: {probed}");
     let mut new_holders = 0;
     for r in &mut replicas {
-        new_holders += usize::from(probes_d(r));
+        new_holders += usize::from(probes_d(r).await);
     }
     assert_eq!(new_holders, 1);
 }
 
 /// Whether the replica's last word on its prober leases includes deployment `d`.
-fn probes_d(replica: &mut Replica) -> bool {
+async fn probes_d(replica: &mut Replica) -> bool {
     replica
         .nines
         .logged("this replica probes these deployments")
+        .await
         .last()
         .is_some_and(|v| v["deployments"].as_str().unwrap_or("").contains("\"d\""))
 }
@@ -535,7 +547,10 @@ async fn limits_and_breakers_hold_on_a_redis_cluster() {
     }
     for r in &mut replicas[1..] {
         until_phase(r, "open", Duration::from_secs(10)).await;
-        let applied = r.nines.logged("breaker state from another replica applied");
+        let applied = r
+            .nines
+            .logged("breaker state from another replica applied")
+            .await;
         assert!(applied[0]["lag_ms"].as_u64().unwrap() < 1000, "{applied:?}");
     }
 }
@@ -725,11 +740,12 @@ async fn load_for(replicas: &[Replica], period: Duration) -> (Vec<u16>, Duration
 }
 
 /// Early probes logged by all of `replicas` so far.
-fn early_probes_logged(replicas: &mut [Replica]) -> Vec<usize> {
-    replicas
-        .iter_mut()
-        .map(|r| r.nines.logged(EARLY_PROBE).len())
-        .collect()
+async fn early_probes_logged(replicas: &mut [Replica]) -> Vec<usize> {
+    let mut counts = Vec::new();
+    for r in replicas {
+        counts.push(r.nines.logged(EARLY_PROBE).await.len());
+    }
+    counts
 }
 
 /// Three replicas see one slot open (its provider down, 503); requests keep coming to all three.
@@ -758,14 +774,14 @@ async fn early_probes_are_leased_one_per_interval_across_replicas() {
     for r in &replicas {
         until_phase(r, "open", Duration::from_secs(10)).await;
     }
-    assert_eq!(early_probes_logged(&mut replicas), [0, 0, 0]);
+    assert_eq!(early_probes_logged(&mut replicas).await, [0, 0, 0]);
 
     let hits = mock.hits("/v1/chat/completions");
     let started = Instant::now();
     let (statuses, slowest) = load_for(&replicas, Duration::from_secs(3)).await;
     let elapsed = started.elapsed();
     let probes = mock.hits("/v1/chat/completions") - hits;
-    let per_replica = early_probes_logged(&mut replicas);
+    let per_replica = early_probes_logged(&mut replicas).await;
     // One per interval, plus one for the edges of the measured period.
     let allowed = elapsed.as_secs_f64().ceil() as u64 + 1;
     let alone = 3 * elapsed.as_secs_f64().floor() as u64;
@@ -804,14 +820,14 @@ async fn early_probes_are_leased_one_per_interval_across_replicas() {
     running.await.unwrap();
     eprintln!("closed on all three replicas {closed_in:?} after the provider came back");
     assert!(closed_in < Duration::from_secs(2), "{closed_in:?}");
-    let closers: usize = replicas
-        .iter_mut()
-        .map(|r| {
-            r.nines
-                .logged("breaker closed: an early probe succeeded")
-                .len()
-        })
-        .sum();
+    let mut closers = 0;
+    for r in &mut replicas {
+        closers += r
+            .nines
+            .logged("breaker closed: an early probe succeeded")
+            .await
+            .len();
+    }
     assert_eq!(closers, 1, "one early probe closed it");
     for r in &replicas {
         assert_eq!(r.chat().await.status(), 200);
@@ -852,7 +868,7 @@ async fn without_redis_each_replica_probes_early_on_its_own() {
     let (statuses, slowest) = load_for(&replicas, Duration::from_secs(3)).await;
     let elapsed = started.elapsed();
     let probes = mock.hits("/v1/chat/completions") - hits;
-    let per_replica = early_probes_logged(&mut replicas);
+    let per_replica = early_probes_logged(&mut replicas).await;
     eprintln!(
         "without redis, early probes in {elapsed:?}: {probes} upstream ({per_replica:?} by \
          replica); slowest answer {slowest:?}"
