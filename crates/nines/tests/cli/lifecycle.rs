@@ -2,9 +2,9 @@
 //! signal stops at once, a new process takes over a shared port, and a socket handed over by the
 //! service manager is served. Real processes, real signals, real sockets.
 
-use crate::process::{Nines, client, command};
+use crate::process::{Nines, client, command, mock};
 use crate::serve::tempdir;
-use nines_mock::{FaultScript, MockOptions, MockServer};
+use nines_mock::{FaultScript, MockServer};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -12,18 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
-
-async fn mock(name: &str) -> MockServer {
-    MockServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MockOptions {
-            name: name.into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
-}
 
 /// Two deployments (one per mock); `chat` routes to `routes` (deployment names).
 fn config(server: &str, m0: &MockServer, m1: &MockServer, routes: &str) -> String {

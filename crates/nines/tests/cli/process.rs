@@ -1,5 +1,6 @@
 //! Spawning the `nines` binary and reading its JSON log lines.
 
+use nines_mock::{MockOptions, MockServer};
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::Duration;
@@ -24,6 +25,19 @@ impl Lines {
     pub async fn next_line(&mut self) -> std::io::Result<Option<String>> {
         Ok(self.0.recv().await)
     }
+}
+
+/// A chaos mock named `name` (the model it reports) on an ephemeral port.
+pub async fn mock(name: &str) -> MockServer {
+    MockServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        MockOptions {
+            name: name.into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
 }
 
 /// An HTTP client for tests (installs the TLS provider reqwest is built to expect).

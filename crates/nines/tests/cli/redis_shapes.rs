@@ -6,10 +6,11 @@
 //! Redis runs as real `redis-server` processes (`redis_servers.rs`), certificates are made with
 //! `openssl`; without either these tests say that they skipped.
 
+use crate::process::mock;
 use crate::process::{Nines, client, command};
 use crate::redis_servers::{RedisProcesses, TlsFiles, make_pki, missing_tools};
 use crate::shared_health::{
-    FREE_KEY, KEY, Replica, admitted, bucket_allows, fault, mock, prefix, replica, until_phase,
+    FREE_KEY, KEY, Replica, admitted, bucket_allows, fault, prefix, replica, until_phase,
 };
 use crate::skipped;
 use serde_json::{Value, json};
@@ -181,7 +182,7 @@ async fn limits_are_shared_through_tls_verified_with_a_ca_file() {
     let Some(tls) = RedisProcesses::tls() else {
         return skipped(TEST, "openssl is not installed");
     };
-    let mock = mock().await;
+    let mock = mock("m").await;
     let rpm = 6;
     let text = gateway(
         &mock.base_url(),
@@ -207,7 +208,7 @@ async fn a_redis_certificate_that_does_not_verify_is_refused() {
     let Some(tls) = RedisProcesses::tls() else {
         return skipped(TEST, "openssl is not installed");
     };
-    let mock = mock().await;
+    let mock = mock("m").await;
     let port = tls.ports[0];
     let unknown_ca = gateway(
         &mock.base_url(),
@@ -260,7 +261,7 @@ async fn mutual_tls_admits_only_the_replica_with_a_client_certificate() {
     let Some(tls) = RedisProcesses::mutual_tls() else {
         return skipped(TEST, "openssl is not installed");
     };
-    let mock = mock().await;
+    let mock = mock("m").await;
     let url = format!("rediss://127.0.0.1:{}", tls.ports[0]);
     let prefix = prefix();
     let rpm = 4;
@@ -401,7 +402,7 @@ async fn a_sentinel_failover_moves_both_replicas_to_the_new_master() {
     }
     let mut redis = RedisProcesses::sentinel_with_replica();
     let (old_master, promoted) = (redis.ports[0], redis.ports[1]);
-    let mock = mock().await;
+    let mock = mock("m").await;
     let rpm = 6;
     let text = gateway(
         &mock.base_url(),
@@ -487,7 +488,7 @@ async fn limits_are_shared_through_a_tls_sentinel_with_client_certificates() {
     let Some(sentinel) = RedisProcesses::tls_sentinel() else {
         return skipped(TEST, "openssl is not installed");
     };
-    let mock = mock().await;
+    let mock = mock("m").await;
     let rpm = 6;
     let text = gateway(
         &mock.base_url(),
@@ -534,7 +535,7 @@ async fn limits_and_breakers_are_shared_through_a_tls_cluster() {
     let Some(cluster) = RedisProcesses::tls_cluster() else {
         return skipped(TEST, "openssl is not installed");
     };
-    let mock = mock().await;
+    let mock = mock("m").await;
     let rpm = 6;
     let text = gateway(
         &mock.base_url(),

@@ -1,24 +1,11 @@
 //! `nines report sla`: asking a running `nines serve` (`--url`), reading its store directly
 //! (`--config`, after the gateway flushed its ledger on SIGTERM), and the errors.
 
-use crate::process::{Nines, client, command};
+use crate::process::{Nines, client, command, mock};
 use crate::serve::tempdir;
-use nines_mock::{MockOptions, MockServer};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "admin-key-for-reports";
-
-async fn mock(name: &str) -> MockServer {
-    MockServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MockOptions {
-            name: name.into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
-}
 
 /// Runs `nines args…`; returns (success, stdout, stderr).
 async fn run(args: &[&str]) -> (bool, String, String) {

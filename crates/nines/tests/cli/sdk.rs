@@ -5,8 +5,7 @@
 //! neither the venv nor PyPI is reachable the test says so and skips — unless `CI` is set, where
 //! a skip would hide a missing install step, so it fails instead.
 
-use crate::process::{Nines, command};
-use nines_mock::{MockOptions, MockServer};
+use crate::process::{Nines, command, mock};
 use std::path::{Path, PathBuf};
 
 fn workspace() -> PathBuf {
@@ -62,16 +61,6 @@ fn setup_python() -> Result<PathBuf, String> {
     }
     // The venv's scripts embed its path, so use the python of the final location.
     Ok(venv.join("bin/python"))
-}
-
-async fn mock(name: &str) -> MockServer {
-    let options = MockOptions {
-        name: name.into(),
-        ..Default::default()
-    };
-    MockServer::start("127.0.0.1:0".parse().unwrap(), options)
-        .await
-        .unwrap()
 }
 
 /// The python to run SDK scripts with; `None` (after saying why) when it cannot be set up outside

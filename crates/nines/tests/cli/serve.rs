@@ -1,7 +1,6 @@
 //! `nines serve` as a process: config from a file, secrets from the environment, graceful stop.
 
-use crate::process::{Nines, command};
-use nines_mock::{MockOptions, MockServer};
+use crate::process::{Nines, command, mock};
 use serde_json::{Value, json};
 
 const SECRET: &str = "sk-live-very-secret-key-000111";
@@ -41,15 +40,7 @@ deployments = ["broken", "good"]
 
 #[tokio::test]
 async fn serves_fails_over_keeps_secrets_out_of_logs_and_stops_gracefully() {
-    let mock = MockServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MockOptions {
-            name: "m".into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mock = mock("m").await;
     // The first attempt fails with a 401 whose body echoes the key, as some providers do.
     let fault = json!({"status": 401, "times": 1, "body": format!("{{\"error\":{{\"message\":\"Incorrect API key provided: {SECRET}\"}}}}")});
     mock.set_fault(Some(serde_json::from_value(fault).unwrap()));

@@ -9,10 +9,10 @@
 //! Redis runs as real `redis-server` processes on free local ports (`redis_servers.rs`); without
 //! `redis-server` these tests say that they skipped.
 
-use crate::process::{Nines, command};
+use crate::process::{Nines, command, mock};
 use crate::redis_servers::{RedisProcesses, missing_tools};
 use crate::skipped;
-use nines_mock::{MockOptions, MockServer};
+use nines_mock::MockServer;
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -81,18 +81,6 @@ probe_lease = "2s"
         cluster = s.cluster,
         prefix = s.prefix,
     )
-}
-
-pub(crate) async fn mock() -> MockServer {
-    MockServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MockOptions {
-            name: "m".into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
 }
 
 pub(crate) fn fault(mock: &MockServer, script: Value) {
@@ -205,7 +193,7 @@ async fn an_open_breaker_reaches_every_replica_within_a_second() {
         );
     }
     let redis = RedisProcesses::single();
-    let mock = mock().await;
+    let mock = mock("m").await;
     let prefix = prefix();
     let text = config(&Setup {
         redis: &redis.url(),
@@ -273,7 +261,7 @@ async fn one_replica_at_a_time_probes_a_half_open_slot() {
         return skipped("one_replica_at_a_time_probes_a_half_open_slot", &why);
     }
     let redis = RedisProcesses::single();
-    let mock = mock().await;
+    let mock = mock("m").await;
     let prefix = prefix();
     let text = config(&Setup {
         redis: &redis.url(),
@@ -378,7 +366,7 @@ async fn one_replica_probes_each_deployment_and_another_takes_over() {
         );
     }
     let redis = RedisProcesses::single();
-    let mock = mock().await;
+    let mock = mock("m").await;
     let prefix = prefix();
     let text = config(&Setup {
         redis: &redis.url(),
@@ -477,7 +465,7 @@ async fn limits_and_breakers_hold_on_a_redis_cluster() {
         return skipped("limits_and_breakers_hold_on_a_redis_cluster", &why);
     }
     let cluster = RedisProcesses::cluster();
-    let mock = mock().await;
+    let mock = mock("m").await;
     let prefix = prefix();
     // The seed is a node that does not hold the prefix's slot: only a cluster client, following
     // MOVED, can work through it.
@@ -587,7 +575,7 @@ async fn limits_are_shared_through_rediss() {
 
 /// Two replicas on the Redis at `url`: a key's RPM limit holds exactly across them.
 async fn exact_limits_through(url: &str) {
-    let mock = mock().await;
+    let mock = mock("m").await;
     let prefix = prefix();
     let rpm = 6;
     let text = config(&Setup {
@@ -617,7 +605,7 @@ async fn without_redis_each_replica_decides_alone_and_says_so() {
         return skipped("without_redis_each_replica_decides_alone_and_says_so", &why);
     }
     let mut redis = RedisProcesses::single();
-    let mock = mock().await;
+    let mock = mock("m").await;
     let prefix = prefix();
     let text = config(&Setup {
         redis: &redis.url(),
@@ -762,7 +750,7 @@ async fn early_probes_are_leased_one_per_interval_across_replicas() {
         );
     }
     let redis = RedisProcesses::single();
-    let mock = mock().await;
+    let mock = mock("m").await;
     let prefix = prefix();
     let text = early_probe_config(&redis.url(), &prefix, &mock);
     let mut replicas = Vec::new();
@@ -842,7 +830,7 @@ async fn without_redis_each_replica_probes_early_on_its_own() {
         return skipped("without_redis_each_replica_probes_early_on_its_own", &why);
     }
     let mut redis = RedisProcesses::single();
-    let mock = mock().await;
+    let mock = mock("m").await;
     let prefix = prefix();
     let text = early_probe_config(&redis.url(), &prefix, &mock);
     let mut replicas = Vec::new();

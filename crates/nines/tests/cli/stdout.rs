@@ -1,9 +1,8 @@
 //! A gateway whose stdout nobody reads (a stalled log shipper, a paused terminal) keeps serving,
 //! and every line it queued meanwhile reaches stdout once the reader is back.
 
-use crate::process::{client, command};
+use crate::process::{client, command, mock};
 use crate::serve::tempdir;
-use nines_mock::{MockOptions, MockServer};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -14,15 +13,7 @@ const CLIENTS: usize = 8;
 
 #[tokio::test]
 async fn requests_go_on_while_nobody_reads_stdout_and_no_line_is_lost() {
-    let mock = MockServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MockOptions {
-            name: "m".into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mock = mock("m").await;
     let dir = tempdir();
     let path = dir.join("nines.toml");
     let config = format!(
