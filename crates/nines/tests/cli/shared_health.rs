@@ -308,21 +308,20 @@ async fn one_replica_at_a_time_probes_a_half_open_slot() {
         hits + 1,
         "one probe upstream"
     );
-    let mut holders = 0;
-    for r in &mut replicas {
-        holders += r
-            .nines
-            .logged("breaker half-open: this replica holds the probe lease")
+    let holders: usize = logged_by_each(
+        &mut replicas,
+        "breaker half-open: this replica holds the probe lease",
+    )
+    .await
+    .iter()
+    .sum();
+    assert!(
+        logged_by_each(&mut replicas, "breaker half-open: admitting one probe")
             .await
-            .len();
-        assert!(
-            r.nines
-                .logged("breaker half-open: admitting one probe")
-                .await
-                .is_empty(),
-            "no replica went half-open on its own"
-        );
-    }
+            .iter()
+            .all(|n| *n == 0),
+        "no replica went half-open on its own"
+    );
     assert!(holders >= 1, "the probe went through a lease");
     for r in &replicas {
         until_phase(r, "closed", Duration::from_secs(10)).await;
@@ -727,11 +726,11 @@ async fn load_for(replicas: &[Replica], period: Duration) -> (Vec<u16>, Duration
     running.await.unwrap()
 }
 
-/// Early probes logged by all of `replicas` so far.
-async fn early_probes_logged(replicas: &mut [Replica]) -> Vec<usize> {
+/// How many `wanted` lines each of `replicas` has logged so far.
+async fn logged_by_each(replicas: &mut [Replica], wanted: &str) -> Vec<usize> {
     let mut counts = Vec::new();
     for r in replicas {
-        counts.push(r.nines.logged(EARLY_PROBE).await.len());
+        counts.push(r.nines.logged(wanted).await.len());
     }
     counts
 }
@@ -762,14 +761,14 @@ async fn early_probes_are_leased_one_per_interval_across_replicas() {
     for r in &replicas {
         until_phase(r, "open", Duration::from_secs(10)).await;
     }
-    assert_eq!(early_probes_logged(&mut replicas).await, [0, 0, 0]);
+    assert_eq!(logged_by_each(&mut replicas, EARLY_PROBE).await, [0, 0, 0]);
 
     let hits = mock.hits("/v1/chat/completions");
     let started = Instant::now();
     let (statuses, slowest) = load_for(&replicas, Duration::from_secs(3)).await;
     let elapsed = started.elapsed();
     let probes = mock.hits("/v1/chat/completions") - hits;
-    let per_replica = early_probes_logged(&mut replicas).await;
+    let per_replica = logged_by_each(&mut replicas, EARLY_PROBE).await;
     // One per interval, plus one for the edges of the measured period.
     let allowed = elapsed.as_secs_f64().ceil() as u64 + 1;
     let alone = 3 * elapsed.as_secs_f64().floor() as u64;
@@ -808,14 +807,10 @@ async fn early_probes_are_leased_one_per_interval_across_replicas() {
     running.await.unwrap();
     eprintln!("closed on all three replicas {closed_in:?} after the provider came back");
     assert!(closed_in < Duration::from_secs(2), "{closed_in:?}");
-    let mut closers = 0;
-    for r in &mut replicas {
-        closers += r
-            .nines
-            .logged("breaker closed: an early probe succeeded")
-            .await
-            .len();
-    }
+    let closers: usize = logged_by_each(&mut replicas, "breaker closed: an early probe succeeded")
+        .await
+        .iter()
+        .sum();
     assert_eq!(closers, 1, "one early probe closed it");
     for r in &replicas {
         assert_eq!(r.chat().await.status(), 200);
@@ -856,7 +851,7 @@ async fn without_redis_each_replica_probes_early_on_its_own() {
     let (statuses, slowest) = load_for(&replicas, Duration::from_secs(3)).await;
     let elapsed = started.elapsed();
     let probes = mock.hits("/v1/chat/completions") - hits;
-    let per_replica = early_probes_logged(&mut replicas).await;
+    let per_replica = logged_by_each(&mut replicas, EARLY_PROBE).await;
     eprintln!(
         "without redis, early probes in {elapsed:?}: {probes} upstream ({per_replica:?} by \
          replica); slowest answer {slowest:?}"
