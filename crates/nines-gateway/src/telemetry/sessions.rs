@@ -44,7 +44,7 @@ struct Live {
     last_ms: u64,
     /// Tokio time of its last request.
     seen: Instant,
-    /// Its key in `by_activity`: the time it was filed under (and a tie-breaker), which may be
+    /// Its key in `Activity::order`: the time it was filed under (and a tie-breaker), which may be
     /// older than `seen`. Refiling on every request cost two ordered-map updates per request;
     /// instead a session is refiled under `seen` only when it reaches the front of the order.
     filed: (Instant, u64),
@@ -53,40 +53,44 @@ struct Live {
 #[derive(Debug, Default)]
 struct State {
     live: HashMap<Arc<str>, Live>,
-    /// By the time each session was filed under, oldest first; a session's real last activity
-    /// is its `seen`, never older than where it is filed ([`State::oldest`] refiles).
-    by_activity: BTreeMap<(Instant, u64), Arc<str>>,
+    activity: Activity,
+}
+
+/// The sessions by the time each was filed under, oldest first; a session's real last activity
+/// is its `seen`, never older than where it is filed ([`State::oldest`] refiles).
+#[derive(Debug, Default)]
+struct Activity {
+    order: BTreeMap<(Instant, u64), Arc<str>>,
+    /// Tie-breaker between sessions filed at the same instant.
     seq: u64,
 }
 
-impl State {
-    /// Files a session under `at`.
+impl Activity {
+    /// Files a session under `at`; returns its key in the order.
     fn file(&mut self, id: &Arc<str>, at: Instant) -> (Instant, u64) {
         self.seq += 1;
         let key = (at, self.seq);
-        self.by_activity.insert(key, Arc::clone(id));
+        self.order.insert(key, Arc::clone(id));
         key
     }
+}
 
+impl State {
     /// Takes the least recently active session out of the order (not out of `live`), if it has
     /// been idle since `before` or longer (`None`: any age). Sessions at the front that were
     /// active after they were filed are refiled under their last request first.
     fn oldest(&mut self, before: Option<Instant>) -> Option<Arc<str>> {
         loop {
-            let entry = self.by_activity.first_entry()?;
+            let entry = self.activity.order.first_entry()?;
             if before.is_some_and(|b| entry.key().0 > b) {
                 return None;
             }
             let id = entry.remove();
-            let Some(live) = self.live.get(&id) else {
+            let Some(live) = self.live.get_mut(&id) else {
                 continue;
             };
-            let seen = live.seen;
-            if seen > live.filed.0 && before.is_none_or(|b| seen > b) {
-                let filed = self.file(&id, seen);
-                if let Some(live) = self.live.get_mut(&id) {
-                    live.filed = filed;
-                }
+            if live.seen > live.filed.0 && before.is_none_or(|b| live.seen > b) {
+                live.filed = self.activity.file(&id, live.seen);
                 continue;
             }
             return Some(id);
@@ -191,7 +195,7 @@ impl Sessions {
                         evicted = state.live.remove(&oldest);
                     }
                     let id: Arc<str> = Arc::from(key);
-                    let filed = state.file(&id, now);
+                    let filed = state.activity.file(&id, now);
                     state.live.insert(
                         id,
                         Live {
@@ -234,7 +238,7 @@ impl Sessions {
     pub fn end_all(&self) -> Vec<Ended> {
         let live: Vec<Live> = {
             let mut state = self.lock();
-            state.by_activity.clear();
+            state.activity.order.clear();
             state.live.drain().map(|(_, l)| l).collect()
         };
         live.into_iter().map(|live| self.count(live)).collect()
