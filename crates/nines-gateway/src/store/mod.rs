@@ -970,7 +970,7 @@ mod tests {
             requests: 1,
             ..Tally::default()
         };
-        new.record_ttfb(std::time::Duration::from_millis(100));
+        new.ttfb.record(std::time::Duration::from_millis(100));
         store
             .add_ledger_deltas(&[Delta {
                 scope: crate::telemetry::ledger::Scope::Route,

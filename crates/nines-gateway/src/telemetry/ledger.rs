@@ -133,10 +133,6 @@ impl Tally {
         (self.requests > 0).then(|| (self.requests - self.failures) as f64 / self.requests as f64)
     }
 
-    pub fn record_ttfb(&mut self, ttfb: Duration) {
-        self.ttfb.record(ttfb);
-    }
-
     /// Failed attempts by class name, largest first, zeros left out.
     pub fn class_breakdown(&self) -> Vec<(&'static str, u64)> {
         let mut out: Vec<_> = FailureClass::ALL

@@ -118,7 +118,7 @@ mod tests {
     fn minute(ttfb_ms: &[u64], latency_ms: &[u64]) -> Tally {
         let mut t = Tally::default();
         for ms in ttfb_ms {
-            t.record_ttfb(Duration::from_millis(*ms));
+            t.ttfb.record(Duration::from_millis(*ms));
         }
         for ms in latency_ms {
             t.latency.record(Duration::from_millis(*ms));

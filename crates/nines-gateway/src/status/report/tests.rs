@@ -37,9 +37,9 @@ fn sample() -> Report {
     route.classes[FailureClass::Server.index()] = 6;
     route.classes[FailureClass::Timeout.index()] = 2;
     for _ in 0..99 {
-        route.record_ttfb(Duration::from_millis(90));
+        route.ttfb.record(Duration::from_millis(90));
     }
-    route.record_ttfb(Duration::from_millis(2500));
+    route.ttfb.record(Duration::from_millis(2500));
     let mut provider = tally(2008, 8);
     provider.classes[FailureClass::Server.index()] = 6;
     provider.classes[FailureClass::Timeout.index()] = 2;
