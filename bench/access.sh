@@ -14,6 +14,8 @@ BENCH_NAME=access-bench
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 CONC=${CONC:-16}
+# The key goes to both sides (the off side, without [auth], ignores it): the same requests.
+LOAD_ARGS=(-H "authorization: Bearer sk-bench-access-key-000000000001")
 source "$(dirname "${BASH_SOURCE[0]}")/onoff.sh"
 
 base >"$TMP/off.toml"
@@ -37,9 +39,9 @@ redis_calls() { # round trips Redis has served for scripts (EVALSHA), from INFO 
     # commands a script runs inside Redis are counted there too, but cost no round trip
     redis-cli -u "$REDIS_URL" info commandstats | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\).*/\1/p' | awk '{s+=$1} END {print s+0}'
 }
-warm_up -H "authorization: Bearer sk-bench-access-key-000000000001"
+warm_up
 [[ -n "${REDIS_URL:-}" ]] && redis_before=$(redis_calls)
-compare -H "authorization: Bearer sk-bench-access-key-000000000001"
+compare
 rows=$(sqlite3 "$TMP/data/nines.db" 'select count(*) from usage_records' 2>/dev/null || echo "?")
 log "median on/off ratio: $median; gateway CPU per request off/on: $cpu_median (usage records written: $rows)"
 if [[ -n "${REDIS_URL:-}" ]]; then

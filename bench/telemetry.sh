@@ -4,7 +4,8 @@
 # metrics, the availability ledger flushed to a SQLite store, usage accounting in that store at its
 # defaults: per-minute rollups of every request, per-request rows for errors only; a session header
 # on every request), measured with oha in interleaved rounds (non-streaming chat).
-# Prints requests/s per round and the median ratio on/off, and the gateway's CPU per request off/on
+# Prints requests/s per round and, per concurrency, the median ratio on/off and the gateway's CPU
+# per request off/on; its stdout is one line per concurrency, "connections median"
 # (see onoff.sh for LAYOUT, and LAYOUT=side-by-side for the steadier, stricter reading).
 # Target: on/off >= 0.95.
 # Everything listens on 127.0.0.1; every process started here is stopped on exit.
@@ -62,10 +63,12 @@ log "usage records in: ${STORE:-sqlite}"
 if [[ "${SAME:-0}" == 1 ]]; then cp "$TMP/off.toml" "$TMP/on.toml"; log "A/A: both sides off"; fi
 start_gateways
 summary=()
+medians=()
 for CONC in $CONCS; do
     log "$CONC connections per gateway"
     warm_up
     compare
+    medians+=("$CONC $median")
     summary+=("$CONC connections: on/off req/s $median, CPU off/on $cpu_median (CPU µs/request off $off_cpu_median, on $on_cpu_median)")
 done
 requests=$(curl -s "http://$ON/metrics" | grep -E '^nines_requests_total' | awk '{s+=$2} END {print s+0}' || true)
@@ -85,4 +88,4 @@ if [[ "${ON_STORE:-1}" == 1 && "${SAME:-0}" != 1 ]]; then
     [[ "$rolled" == "$requests" ]] || log "MISMATCH: rollups count $rolled requests, /metrics $requests"
 fi
 for line in "${summary[@]}"; do log "median of $ROUNDS rounds at $line"; done
-echo "$median"
+printf '%s\n' "${medians[@]}"
