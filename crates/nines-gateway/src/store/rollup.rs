@@ -30,7 +30,7 @@ pub struct RollupKey {
 
 /// A [`RollupKey`] of borrowed text: what the request path builds, so that adding to a row that
 /// exists allocates nothing (the owned key is made only for a new row).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RollupKeyRef<'a> {
     pub minute_ms: i64,
     pub org_id: &'a str,
@@ -52,6 +52,30 @@ impl RollupKey {
             deployment: &self.deployment,
             fallback: &self.fallback,
         }
+    }
+}
+
+/// Hashed for every request: the minute, the key, the model and the deployment by their text, the
+/// organisation, user and fallback only by their lengths. A key belongs to one user and one
+/// organisation, so their text would add work and no spread; keys that differ only there (or in
+/// the fallback's text) share a hash and are told apart by `Eq`, as any collision is.
+impl std::hash::Hash for RollupKeyRef<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_i64(self.minute_ms);
+        let lengths = [
+            self.key_id,
+            self.model,
+            self.deployment,
+            self.org_id,
+            self.user_id,
+            self.fallback,
+        ]
+        .iter()
+        .fold(0u64, |packed, s| packed.rotate_left(11) ^ s.len() as u64);
+        state.write_u64(lengths);
+        state.write(self.key_id.as_bytes());
+        state.write(self.model.as_bytes());
+        state.write(self.deployment.as_bytes());
     }
 }
 
