@@ -267,17 +267,19 @@ impl Breaker {
     /// The share of requests this slot should lead while it ramps up after closing (slow
     /// start): 1.0 when it is not ramping. Ending the ramp forgives the trips in a row.
     pub fn ramp_share(&self) -> f64 {
+        self.lock().ramp_share(Instant::now())
+    }
+
+    /// What the router asks of a slot for every plan, under one lock: `None` while the breaker
+    /// is open (an open period that has run out reads as half-open, not open), else its
+    /// [`Breaker::ramp_share`].
+    pub fn lead_share(&self) -> Option<f64> {
+        let now = Instant::now();
         let mut state = self.lock();
-        let Some(from) = state.ramp_from else {
-            return 1.0;
-        };
-        let elapsed = Instant::now().saturating_duration_since(from);
-        if state.phase != Phase::Closed || elapsed >= state.policy.slow_start {
-            state.end_ramp();
-            return 1.0;
+        match state.phase {
+            Phase::Open { until } if now < until => None,
+            _ => Some(state.ramp_share(now)),
         }
-        let progress = elapsed.as_secs_f64() / state.policy.slow_start.as_secs_f64();
-        MIN_RAMP_SHARE + (1.0 - MIN_RAMP_SHARE) * progress
     }
 
     /// Asks to send an attempt.
@@ -538,6 +540,20 @@ impl State {
     fn forget_early_lease(&mut self) {
         self.early_lease_until = None;
         self.early_lease_wanted = false;
+    }
+
+    /// See [`Breaker::ramp_share`].
+    fn ramp_share(&mut self, now: Instant) -> f64 {
+        let Some(from) = self.ramp_from else {
+            return 1.0;
+        };
+        let elapsed = now.saturating_duration_since(from);
+        if self.phase != Phase::Closed || elapsed >= self.policy.slow_start {
+            self.end_ramp();
+            return 1.0;
+        }
+        let progress = elapsed.as_secs_f64() / self.policy.slow_start.as_secs_f64();
+        MIN_RAMP_SHARE + (1.0 - MIN_RAMP_SHARE) * progress
     }
 
     /// The ramp is over: the slot has proven itself, its trips in a row are forgiven.

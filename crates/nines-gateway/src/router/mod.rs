@@ -23,7 +23,6 @@ pub use tokens::Estimate;
 
 use crate::config::resilience::Hedge;
 use crate::config::{Config, Degrade, Deployment, ModelRoute, Strategy};
-use crate::resilience::breaker::Phase;
 use crate::resilience::{Health, KeySlot};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -409,12 +408,12 @@ impl RoutingTable {
 fn demotion(inputs: &Inputs<'_>, deployment: usize, key: usize) -> Option<&'static str> {
     let health: &Health = inputs.health?;
     if let Some(breaker) = health.breaker(deployment, key) {
-        if matches!(breaker.phase(), Phase::Open { .. }) {
-            return Some("breaker open");
-        }
-        let share = breaker.ramp_share();
-        if share < 1.0 && rand::random::<f64>() >= share {
-            return Some("ramping up after recovery");
+        match breaker.lead_share() {
+            None => return Some("breaker open"),
+            Some(share) if share < 1.0 && rand::random::<f64>() >= share => {
+                return Some("ramping up after recovery");
+            }
+            Some(_) => {}
         }
     }
     let tokens = inputs

@@ -190,6 +190,28 @@ async fn one_failure_during_the_ramp_reopens_with_the_doubled_cooldown() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_routers_one_read_agrees_with_phase_and_ramp_share() {
+    let b = breaker();
+    assert_eq!(b.lead_share(), Some(1.0), "never tripped");
+    for _ in 0..5 {
+        fail(&b);
+    }
+    assert!(matches!(b.phase(), Phase::Open { .. }));
+    assert_eq!(b.lead_share(), None, "open");
+    advance(Duration::from_secs(30)).await;
+    assert_eq!(b.phase(), Phase::HalfOpen);
+    assert_eq!(
+        b.lead_share(),
+        Some(1.0),
+        "half-open is not open, and not ramping"
+    );
+    b.admit().unwrap().record(Signal::Success);
+    let share = b.lead_share().unwrap();
+    assert!((share - 0.1).abs() < 1e-9, "ramping: {share}");
+    assert_eq!(b.lead_share(), Some(b.ramp_share()));
+}
+
+#[tokio::test(start_paused = true)]
 async fn slow_start_zero_returns_all_traffic_at_once() {
     let b = Breaker::new(
         "d#0".into(),
