@@ -7,6 +7,7 @@ mod error;
 pub mod presets;
 pub mod redis;
 pub mod redis_tls;
+pub mod redis_url;
 pub mod resilience;
 pub mod routing;
 pub mod schema;

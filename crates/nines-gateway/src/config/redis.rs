@@ -22,6 +22,7 @@
 use super::Secret;
 use super::access::RawLimits;
 use super::redis_tls::{Files, RedisTls};
+use super::redis_url::is_sentinel;
 use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
@@ -98,7 +99,9 @@ pub(super) fn validate(
     let url = |u: &Spanned<String>, key: &str| {
         let url = super::access::resolve_env(u.get_ref(), env)
             .map_err(|m| err(Some(u.span()), key.into(), m))?;
-        check_scheme(&url).map_err(|m| err(Some(u.span()), key.into(), m))?;
+        check_scheme(&url)
+            .and_then(|()| super::redis_url::check(&url))
+            .map_err(|m| err(Some(u.span()), key.into(), m))?;
         Ok(url)
     };
     let section = raw.filter(|r| r.url.is_some());
@@ -179,10 +182,6 @@ fn tls(r: &RawRedis, url: &str, config_path: &Path) -> Result<RedisTls, (String,
     })
 }
 
-fn is_sentinel(url: &str) -> bool {
-    url.starts_with("redis+sentinel://") || url.starts_with("rediss+sentinel://")
-}
-
 fn is_tls(url: &str) -> bool {
     url.starts_with("rediss://") || url.starts_with("rediss+sentinel://")
 }
@@ -254,6 +253,23 @@ mod tests {
             (
                 "[redis]\nurl = \"redis+sentinel://s:1/m\"\ncluster = true\n",
                 "redis.cluster: a Sentinel URL names one master",
+            ),
+            // Caught when the configuration loads (`nines check`, a reload), not at `serve`.
+            (
+                "[redis]\nurl = \"redis+sentinel://:pw@s:26379\"\n",
+                "redis.url: a Sentinel URL names its master",
+            ),
+            (
+                "[redis]\nurl = \"redis+sentinel://s:26379/m/x\"\n",
+                "redis.url: the database after the service name must be a number",
+            ),
+            (
+                "[redis]\nurl = \"redis://a:notaport\"\n",
+                "redis.url: is not a Redis URL the client can use",
+            ),
+            (
+                "[limits]\nredis_url = \"redis+sentinel://s:26379\"\n",
+                "limits.redis_url: a Sentinel URL names its master",
             ),
             (
                 "[redis]\nurl = \"redis://a\"\ntimeout = \"0s\"\n",

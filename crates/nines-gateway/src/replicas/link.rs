@@ -17,6 +17,7 @@
 
 use crate::config::redis::RedisConfig;
 use crate::config::redis_tls::RedisTls;
+use crate::config::redis_url::{Sentinel, parse_sentinel};
 use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
@@ -77,83 +78,9 @@ enum Shape {
     Sentinel(Sentinel),
 }
 
-/// `redis+sentinel://[[user]:password@]host:port[,host:port…]/service[/db]`: the password and
-/// database are the master's; the sentinels are asked without credentials. `rediss+sentinel://`
-/// speaks TLS to the sentinels and to the master.
-#[derive(Debug, Clone, PartialEq)]
-struct Sentinel {
-    /// `redis://host:port` (`rediss://` with TLS).
-    sentinels: Vec<String>,
-    tls: bool,
-    service: String,
-    username: Option<String>,
-    password: Option<String>,
-    db: i64,
-}
-
-fn parse_sentinel(url: &str) -> Result<Sentinel, String> {
-    let (tls, rest) = match url.strip_prefix("rediss+sentinel://") {
-        Some(rest) => (true, rest),
-        None => (
-            false,
-            url.strip_prefix("redis+sentinel://")
-                .ok_or("not a redis+sentinel:// URL")?,
-        ),
-    };
-    if rest.contains('#') {
-        // `#insecure` would check the sentinels' certificates but not the master's.
-        return Err("a Sentinel URL takes no #fragment (#insecure is for rediss:// only); give [redis] tls_ca_file".into());
-    }
-    let scheme = if tls { "rediss" } else { "redis" };
-    let (userinfo, rest) = match rest.rsplit_once('@') {
-        Some((user, rest)) => (Some(user), rest),
-        None => (None, rest),
-    };
-    let (hosts, path) = rest
-        .split_once('/')
-        .ok_or("a Sentinel URL names its master: redis+sentinel://host:port/service")?;
-    let sentinels: Vec<String> = hosts
-        .split(',')
-        .filter(|h| !h.is_empty())
-        .map(|h| format!("{scheme}://{h}"))
-        .collect();
-    if sentinels.is_empty() {
-        return Err("a Sentinel URL needs at least one host:port".into());
-    }
-    let mut parts = path.split('/');
-    let service = parts.next().unwrap_or_default().to_owned();
-    if service.is_empty() {
-        return Err("a Sentinel URL names its master: redis+sentinel://host:port/service".into());
-    }
-    let db = match parts.next() {
-        Some(db) if !db.is_empty() => db
-            .parse()
-            .map_err(|_| "the database after the service name must be a number")?,
-        _ => 0,
-    };
-    let (username, password) = match userinfo {
-        Some(info) => match info.split_once(':') {
-            Some((user, password)) => (
-                (!user.is_empty()).then(|| user.to_owned()),
-                Some(password.to_owned()),
-            ),
-            None => (None, Some(info.to_owned())),
-        },
-        None => (None, None),
-    };
-    Ok(Sentinel {
-        sentinels,
-        tls,
-        service,
-        username,
-        password,
-        db,
-    })
-}
-
 fn shape_of(config: &RedisConfig) -> Result<Shape, String> {
     let url = config.url.expose();
-    if url.starts_with("redis+sentinel://") || url.starts_with("rediss+sentinel://") {
+    if crate::config::redis_url::is_sentinel(url) {
         return parse_sentinel(url).map(Shape::Sentinel);
     }
     // Checked here so a bad URL is a start-up error, not a background retry forever.
@@ -499,34 +426,6 @@ fn sentinel_client(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sentinel_urls_name_sentinels_service_credentials_and_database() {
-        let s = parse_sentinel("redis+sentinel://:pw@10.0.0.1:26379,10.0.0.2:26380/mymaster/2")
-            .unwrap();
-        assert_eq!(
-            s.sentinels,
-            ["redis://10.0.0.1:26379", "redis://10.0.0.2:26380"]
-        );
-        assert_eq!(s.service, "mymaster");
-        assert_eq!(s.password.as_deref(), Some("pw"));
-        assert_eq!(s.username, None);
-        assert_eq!(s.db, 2);
-        let plain = parse_sentinel("redis+sentinel://h:26379/m").unwrap();
-        assert_eq!((plain.password, plain.db, plain.tls), (None, 0, false));
-        let tls = parse_sentinel("rediss+sentinel://h:26379,i:26379/m").unwrap();
-        assert!(tls.tls);
-        assert_eq!(tls.sentinels, ["rediss://h:26379", "rediss://i:26379"]);
-        for bad in [
-            "redis+sentinel://h:26379",
-            "redis+sentinel://h:26379/",
-            "redis+sentinel:///m",
-            "redis+sentinel://h:1/m/x",
-            "rediss+sentinel://h:1/m#insecure",
-        ] {
-            assert!(parse_sentinel(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn shapes_follow_the_url_and_the_cluster_flag() {
