@@ -54,3 +54,20 @@ fn float_counter_adds() {
     c.add(0.5);
     assert_eq!(c.get(), 0.75);
 }
+
+#[test]
+fn every_value_lands_in_the_bucket_a_search_of_the_bounds_finds() {
+    for bounds in [LATENCY_BUCKETS, OVERHEAD_BUCKETS, ATTEMPT_BUCKETS] {
+        let mut values = vec![-1.0, 0.0, f64::NAN, f64::INFINITY, 1e9];
+        for b in bounds {
+            values.extend([*b, b * 0.999, b * 1.001]);
+        }
+        for v in values {
+            let h = Histogram::new(bounds);
+            h.observe(v);
+            let (counts, _) = h.snapshot();
+            let at = counts.iter().position(|c| *c == 1).unwrap();
+            assert_eq!(at, bounds.partition_point(|b| *b < v), "{v} in {bounds:?}");
+        }
+    }
+}
