@@ -244,7 +244,11 @@ impl Histogram {
         // `v` (they are sorted). Counted over all of them rather than binary-searched: the
         // compares are independent (vectorised) instead of a chain of dependent loads and
         // selects, which was the largest part of `Metrics::record`'s own time under perf.
-        let i = self.bounds.iter().map(|b| usize::from(*b < v)).sum::<usize>();
+        let i = self
+            .bounds
+            .iter()
+            .map(|b| usize::from(*b < v))
+            .sum::<usize>();
         self.counts[i].fetch_add(1, Relaxed);
         self.sum.add(v);
     }
