@@ -384,6 +384,16 @@ impl MockServer {
         })
     }
 
+    /// A mock named `name` (the model it reports) with default options, on a free port of
+    /// 127.0.0.1: what tests and benchmarks start most often.
+    pub async fn local(name: &str) -> io::Result<MockServer> {
+        let opts = MockOptions {
+            name: name.into(),
+            ..MockOptions::default()
+        };
+        MockServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), opts).await
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

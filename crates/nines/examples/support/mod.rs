@@ -2,22 +2,14 @@
 //! configuration there.
 
 use nines_gateway::{AppState, Config, Runtime};
-use nines_mock::{MockOptions, MockServer};
+use nines_mock::MockServer;
 use std::sync::Arc;
 
 /// The handle that keeps a gateway serving; dropping it stops it.
 pub type Stop = tokio::sync::watch::Sender<nines_gateway::Stop>;
 
 pub async fn mock(name: &str) -> MockServer {
-    MockServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MockOptions {
-            name: name.into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
+    MockServer::local(name).await.unwrap()
 }
 
 /// The configuration `text`, parsed (no environment).

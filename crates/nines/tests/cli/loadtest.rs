@@ -8,19 +8,11 @@
 
 use crate::process::{Nines, command};
 use crate::serve::tempdir;
-use nines_mock::{Capacity, MockOptions, MockServer};
+use nines_mock::{Capacity, MockServer};
 use serde_json::{Value, json};
 
 async fn replica(name: &str, slots: u32) -> MockServer {
-    let mock = MockServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MockOptions {
-            name: name.into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mock = crate::process::mock(name).await;
     mock.set_capacity(Some(capacity(slots)));
     mock
 }

@@ -1,6 +1,6 @@
 //! Spawning the `nines` binary and reading its JSON log lines.
 
-use nines_mock::{MockOptions, MockServer};
+use nines_mock::MockServer;
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::Duration;
@@ -29,15 +29,7 @@ impl Lines {
 
 /// A chaos mock named `name` (the model it reports) on an ephemeral port.
 pub async fn mock(name: &str) -> MockServer {
-    MockServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MockOptions {
-            name: name.into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
+    MockServer::local(name).await.unwrap()
 }
 
 /// An HTTP client for tests (installs the TLS provider reqwest is built to expect).
