@@ -99,9 +99,7 @@ pub(super) fn validate(
     let url = |u: &Spanned<String>, key: &str| {
         let url = super::access::resolve_env(u.get_ref(), env)
             .map_err(|m| err(Some(u.span()), key.into(), m))?;
-        check_scheme(&url)
-            .and_then(|()| super::redis_url::check(&url))
-            .map_err(|m| err(Some(u.span()), key.into(), m))?;
+        super::redis_url::check(&url).map_err(|m| err(Some(u.span()), key.into(), m))?;
         Ok(url)
     };
     let section = raw.filter(|r| r.url.is_some());
@@ -184,14 +182,6 @@ fn tls(r: &RawRedis, url: &str, config_path: &Path) -> Result<RedisTls, (String,
 
 fn is_tls(url: &str) -> bool {
     url.starts_with("rediss://") || url.starts_with("rediss+sentinel://")
-}
-
-fn check_scheme(url: &str) -> Result<(), String> {
-    if url.starts_with("redis://") || url.starts_with("rediss://") || is_sentinel(url) {
-        Ok(())
-    } else {
-        Err("must start with redis://, rediss://, redis+sentinel:// or rediss+sentinel://".into())
-    }
 }
 
 #[cfg(test)]

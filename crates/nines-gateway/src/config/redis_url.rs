@@ -11,9 +11,14 @@ pub fn is_sentinel(url: &str) -> bool {
     url.starts_with("redis+sentinel://") || url.starts_with("rediss+sentinel://")
 }
 
-/// Whether the link can use `url` (its scheme is checked before this): a Sentinel URL by
-/// [`parse_sentinel`], any other by the redis crate's own parser.
+/// Whether the link can use `url`: one of the four schemes, then a Sentinel URL by
+/// [`parse_sentinel`] and any other by the redis crate's own parser.
 pub fn check(url: &str) -> Result<(), String> {
+    if !(url.starts_with("redis://") || url.starts_with("rediss://") || is_sentinel(url)) {
+        return Err(
+            "must start with redis://, rediss://, redis+sentinel:// or rediss+sentinel://".into(),
+        );
+    }
     if is_sentinel(url) {
         return parse_sentinel(url).map(drop);
     }
