@@ -24,7 +24,7 @@ use crate::config::telemetry::Telemetry as Settings;
 use crate::resilience::FailureClass;
 use crate::resilience::events::{BreakerEvent, Transition};
 use serde::{Deserialize, Serialize};
-use sketch::Sketch;
+use sketch::{DenseBins, Sketch};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -236,7 +236,26 @@ struct Series {
     /// The newest minute's counts, not yet in `minutes` and `dirty`: each request adds to this
     /// one bucket (adding to both maps cost twice that), and it is folded into them when another
     /// minute arrives or before anything reads ([`Ledger::settled`]).
-    pending: Option<(u64, Tally)>,
+    pending: Option<(u64, Pending)>,
+}
+
+/// The pending minute: its counts, with the two sketches' bins in dense runs until it is folded
+/// (a request's bin is then one index, not a search).
+#[derive(Debug, Default)]
+struct Pending {
+    /// Everything but what the runs below hold.
+    tally: Tally,
+    ttfb: DenseBins,
+    latency: DenseBins,
+}
+
+impl Pending {
+    /// The minute's counts, whole; leaves the runs empty.
+    fn settle(&mut self) -> &Tally {
+        self.ttfb.drain_into(&mut self.tally.ttfb);
+        self.latency.drain_into(&mut self.tally.latency);
+        &self.tally
+    }
 }
 
 #[derive(Debug, Default)]
@@ -333,14 +352,14 @@ impl Ledger {
             .flatten()
             .map(sketch::bin_of_duration);
             let class = (a.class != FailureClass::Ok).then(|| a.class.index());
-            state.count(Scope::Deployment, &a.deployment, at, |t| {
-                t.requests += 1;
-                t.failures += u64::from(failed);
+            state.count(Scope::Deployment, &a.deployment, at, |p| {
+                p.tally.requests += 1;
+                p.tally.failures += u64::from(failed);
                 if let Some(bin) = ttfb_bin {
-                    t.ttfb.add_to_bin(bin, 1);
+                    p.ttfb.add(bin);
                 }
                 if let Some(class) = class {
-                    t.classes[class] += 1;
+                    p.tally.classes[class] += 1;
                 }
             });
         }
@@ -358,7 +377,7 @@ impl Ledger {
     pub fn add(&self, scope: Scope, name: &str, at_ms: u64, tally: &Tally, dirty: bool) {
         let mut state = self.lock();
         if dirty {
-            state.count(scope, name, at_ms, |t| t.add(tally));
+            state.count(scope, name, at_ms, |p| p.tally.add(tally));
         } else {
             state.bucket(scope, name, at_ms).add(tally);
         }
@@ -692,18 +711,19 @@ impl RouteEntry {
         })
     }
 
-    fn apply(&self, t: &mut Tally, s: &RequestSummary) {
+    fn apply(&self, p: &mut Pending, s: &RequestSummary) {
+        let t = &mut p.tally;
         t.requests += 1;
         t.failures += u64::from(self.failed);
         t.fallbacks += u64::from(self.fell_back);
-        if let Some(bin) = self.ttfb_bin {
-            t.ttfb.add_to_bin(bin, 1);
-        }
-        if let Some(bin) = self.latency_bin {
-            t.latency.add_to_bin(bin, 1);
-        }
         for class in s.failed_classes() {
             t.classes[class.index()] += 1;
+        }
+        if let Some(bin) = self.ttfb_bin {
+            p.ttfb.add(bin);
+        }
+        if let Some(bin) = self.latency_bin {
+            p.latency.add(bin);
         }
     }
 }
@@ -721,12 +741,21 @@ impl State {
     }
 
     /// Applies a change to the bucket of `at_ms` and to the minute's unflushed changes.
-    fn count(&mut self, scope: Scope, name: &str, at_ms: u64, apply: impl Fn(&mut Tally)) {
+    fn count(&mut self, scope: Scope, name: &str, at_ms: u64, apply: impl Fn(&mut Pending)) {
         let before_cutoff = at_ms < self.cutoff_ms;
         let series = self.series_mut(scope, name);
         if before_cutoff {
-            apply(series.bucket(at_ms, true));
-            apply(series.dirty.entry(at_ms / MINUTE_MS).or_default());
+            // Older than the minutes kept (rare: history, a clock step): built apart, then added
+            // to its hour and to the changes for the store.
+            let mut change = Pending::default();
+            apply(&mut change);
+            let change = change.settle();
+            series.bucket(at_ms, true).add(change);
+            series
+                .dirty
+                .entry(at_ms / MINUTE_MS)
+                .or_default()
+                .add(change);
         } else {
             apply(series.pending(at_ms / MINUTE_MS));
         }
@@ -735,21 +764,22 @@ impl State {
 
 impl Series {
     /// The pending bucket of `minute`, after folding in another minute's.
-    fn pending(&mut self, minute: u64) -> &mut Tally {
+    fn pending(&mut self, minute: u64) -> &mut Pending {
         if self.pending.as_ref().is_some_and(|(m, _)| *m != minute) {
             self.fold();
         }
         &mut self
             .pending
-            .get_or_insert_with(|| (minute, Tally::default()))
+            .get_or_insert_with(|| (minute, Pending::default()))
             .1
     }
 
     /// Adds the pending minute to the minutes kept and to the changes for the store.
     fn fold(&mut self) {
-        if let Some((minute, tally)) = self.pending.take() {
-            self.minutes.entry(minute).or_default().add(&tally);
-            self.dirty.entry(minute).or_default().add(&tally);
+        if let Some((minute, mut pending)) = self.pending.take() {
+            let tally = pending.settle();
+            self.minutes.entry(minute).or_default().add(tally);
+            self.dirty.entry(minute).or_default().add(tally);
         }
     }
 
