@@ -13,7 +13,7 @@
 //! twice, as for the ledger (`ledger_writer`): an additive upsert cannot be made idempotent
 //! without a per-flush id table, and the error is bounded by one flush of one replica.
 
-use super::rollup::{RollupKey, RollupKeyRef, RollupSums};
+use super::rollup::{PackedRollupKey, RollupKey, RollupKeyRef, RollupSums};
 use super::{Store, StoreError};
 use futures_util::future::BoxFuture;
 use hashbrown::HashMap;
@@ -71,7 +71,7 @@ impl AccountingStats {
 
 /// The in-memory rollups of one process and their way to the store.
 pub struct Accounting {
-    open: Mutex<HashMap<RollupKey, RollupSums>>,
+    open: Mutex<HashMap<PackedRollupKey, RollupSums>>,
     sink: Arc<dyn RollupSink>,
     /// One flush at a time, so a shutdown flush waits for a periodic one in progress.
     flushing: tokio::sync::Mutex<()>,
@@ -120,7 +120,7 @@ impl Accounting {
         match open.get_mut(&key) {
             Some(row) => row.add(&sums),
             None => {
-                open.insert(key.to_owned(), sums);
+                open.insert(PackedRollupKey::from(key), sums);
             }
         }
         self.stats
@@ -133,7 +133,10 @@ impl Accounting {
     pub async fn flush(&self) -> Result<usize, String> {
         let _one = self.flushing.lock().await;
         let rows: Vec<(RollupKey, RollupSums)> = match self.open.lock() {
-            Ok(mut open) => std::mem::take(&mut *open).into_iter().collect(),
+            Ok(mut open) => std::mem::take(&mut *open)
+                .into_iter()
+                .map(|(key, sums)| (key.unpack(), sums))
+                .collect(),
             Err(_) => return Err("the usage rollups' lock is poisoned".into()),
         };
         if rows.is_empty() {
@@ -157,7 +160,9 @@ impl Accounting {
                 // Back into the map, added to whatever arrived during the write.
                 if let Ok(mut open) = self.open.lock() {
                     for (key, sums) in rows {
-                        open.entry(key).or_default().add(&sums);
+                        open.entry(PackedRollupKey::from(key.as_ref()))
+                            .or_default()
+                            .add(&sums);
                     }
                 }
                 self.note_failure(&e);
@@ -299,6 +304,61 @@ mod tests {
         assert_eq!((a.1.requests, a.1.cost), (2, 2.0));
         assert!(accounting.stats.healthy.load(Ordering::Relaxed));
         assert_eq!(accounting.stats.failed_flushes.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn rows_are_kept_apart_by_each_text_not_by_their_concatenation() {
+        // Held packed in one text: these run together to the same bytes, and hash alike where
+        // only the organisation's and user's lengths are hashed.
+        let keys = [
+            ("ab", "c", "key", "m", "d0", ""),
+            ("a", "bc", "key", "m", "d0", ""),
+            ("", "abc", "key", "m", "d0", ""),
+            ("a", "bc", "ke", "ym", "d0", ""),
+            ("a", "bc", "key", "m", "d", "0"),
+            ("a", "bc", "key", "m", "", "d0"),
+            ("a", "bc", "key", "m", "d0", ""),
+            ("ünï", "cödé", "kéy", "m", "d0", "€"),
+        ];
+        let sink = Arc::new(Kept::default());
+        let accounting = Accounting::new(Arc::clone(&sink) as Arc<dyn RollupSink>);
+        for (i, (org_id, user_id, key_id, model, deployment, fallback)) in keys.iter().enumerate() {
+            let key = RollupKeyRef {
+                minute_ms: 60_000,
+                org_id,
+                user_id,
+                key_id,
+                model,
+                deployment,
+                fallback,
+            };
+            for _ in 0..=i {
+                accounting.add(key, one(1.0, false));
+            }
+        }
+        assert_eq!(accounting.flush().await, Ok(keys.len() - 1));
+        let rows = sink.rows.lock().unwrap().clone();
+        for (i, (org_id, user_id, key_id, model, deployment, fallback)) in keys.iter().enumerate() {
+            let row = rows
+                .iter()
+                .find(|(k, _)| {
+                    (
+                        &*k.org_id,
+                        &*k.user_id,
+                        &*k.key_id,
+                        &*k.model,
+                        &*k.deployment,
+                        &*k.fallback,
+                    ) == (*org_id, *user_id, *key_id, *model, *deployment, *fallback)
+                })
+                .unwrap();
+            // The second and the seventh key are the same row.
+            let expected = match i {
+                1 | 6 => 2 + 7,
+                _ => i as u64 + 1,
+            };
+            assert_eq!(row.1.requests, expected, "{:?}", row.0);
+        }
     }
 
     #[tokio::test(start_paused = true)]
