@@ -432,3 +432,31 @@ fn a_delta_spooled_before_the_latency_sketch_still_reads() {
     let read: Delta = serde_json::from_value(line).unwrap();
     assert_eq!(read, delta);
 }
+
+/// A request that ends before the minutes kept (history, a clock step back) is built apart and
+/// added to its hour and to the changes for the store, each once, sketches included.
+#[tokio::test(start_paused = true)]
+async fn a_request_older_than_the_minutes_kept_counts_once_in_its_hour() {
+    let l = ledger();
+    let old = served(&l, "chat", vec![attempt("a", FailureClass::Ok)]);
+    advance(Duration::from_secs(27 * 3600)).await;
+    l.compact();
+    assert!(l.minutes_from() > T0);
+    l.record(&old);
+    let d30 = l.window(Scope::Route, "chat", STANDARD_WINDOWS[2]).tally;
+    assert_eq!(
+        (d30.requests, d30.ttfb.count(), d30.latency.count()),
+        (1, 1, 1)
+    );
+    let a = l.window(Scope::Deployment, "a", STANDARD_WINDOWS[2]).tally;
+    assert_eq!((a.requests, a.ttfb.count()), (1, 1));
+    let deltas = l.drain_dirty();
+    let counts: Vec<(Scope, u64, u64, u64)> = deltas
+        .iter()
+        .map(|d| (d.scope, d.minute_ms, d.tally.requests, d.tally.ttfb.count()))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![(Scope::Route, T0, 1, 1), (Scope::Deployment, T0, 1, 1)]
+    );
+}
