@@ -76,7 +76,7 @@ impl Sketch {
             self.bins.clone_from(&other.bins);
             return;
         }
-        // One request's answer into a bucket (the common case): insert in place.
+        // A sketch of a few bins (a handful of requests): inserted in place, not rebuilt.
         if other.bins.len() <= 4 {
             for (bin, n) in &other.bins {
                 self.add_to_bin(*bin, *n);
