@@ -22,7 +22,7 @@
 use super::Secret;
 use super::access::RawLimits;
 use super::redis_tls::{Files, RedisTls};
-use super::redis_url::is_sentinel;
+use super::redis_url::{is_sentinel, is_tls};
 use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
@@ -178,10 +178,6 @@ fn tls(r: &RawRedis, url: &str, config_path: &Path) -> Result<RedisTls, (String,
         key: path(&r.tls_key_file),
         dir: config_path.parent().unwrap_or(Path::new(".")),
     })
-}
-
-fn is_tls(url: &str) -> bool {
-    url.starts_with("rediss://") || url.starts_with("rediss+sentinel://")
 }
 
 #[cfg(test)]

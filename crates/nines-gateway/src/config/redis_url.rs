@@ -11,16 +11,21 @@ pub fn is_sentinel(url: &str) -> bool {
     url.starts_with("redis+sentinel://") || url.starts_with("rediss+sentinel://")
 }
 
-/// Whether the link can use `url`: one of the four schemes, then a Sentinel URL by
-/// [`parse_sentinel`] and any other by the redis crate's own parser.
+/// Whether `url` speaks TLS (to the server, or to the sentinels and the master).
+pub fn is_tls(url: &str) -> bool {
+    url.starts_with("rediss://") || url.starts_with("rediss+sentinel://")
+}
+
+/// Whether the link can use `url`: a Sentinel URL by [`parse_sentinel`], a `redis://` or
+/// `rediss://` one by the redis crate's own parser, any other scheme not at all.
 pub fn check(url: &str) -> Result<(), String> {
-    if !(url.starts_with("redis://") || url.starts_with("rediss://") || is_sentinel(url)) {
+    if is_sentinel(url) {
+        return parse_sentinel(url).map(drop);
+    }
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
         return Err(
             "must start with redis://, rediss://, redis+sentinel:// or rediss+sentinel://".into(),
         );
-    }
-    if is_sentinel(url) {
-        return parse_sentinel(url).map(drop);
     }
     url.into_connection_info()
         .map(drop)

@@ -17,7 +17,7 @@
 
 use crate::config::redis::RedisConfig;
 use crate::config::redis_tls::RedisTls;
-use crate::config::redis_url::{Sentinel, parse_sentinel};
+use crate::config::redis_url::{Sentinel, is_sentinel, parse_sentinel};
 use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
@@ -80,7 +80,7 @@ enum Shape {
 
 fn shape_of(config: &RedisConfig) -> Result<Shape, String> {
     let url = config.url.expose();
-    if crate::config::redis_url::is_sentinel(url) {
+    if is_sentinel(url) {
         return parse_sentinel(url).map(Shape::Sentinel);
     }
     // Checked here so a bad URL is a start-up error, not a background retry forever.
