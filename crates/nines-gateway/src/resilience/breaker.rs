@@ -264,15 +264,17 @@ impl Breaker {
         }
     }
 
-    /// The share of requests this slot should lead while it ramps up after closing (slow
-    /// start): 1.0 when it is not ramping. Ending the ramp forgives the trips in a row.
+    /// The ramp share alone (see [`Breaker::lead_share`]), for the tests that follow a ramp:
+    /// the router reads it with the phase, under one lock.
+    #[cfg(test)]
     pub fn ramp_share(&self) -> f64 {
         self.lock().ramp_share(Instant::now())
     }
 
     /// What the router asks of a slot for every plan, under one lock: `None` while the breaker
-    /// is open (an open period that has run out reads as half-open, not open), else its
-    /// [`Breaker::ramp_share`].
+    /// is open (an open period that has run out reads as half-open, not open), else the share of
+    /// requests the slot should lead while it ramps up after closing (slow start), 1.0 when it
+    /// is not ramping. Ending the ramp forgives the trips in a row.
     pub fn lead_share(&self) -> Option<f64> {
         let now = Instant::now();
         let mut state = self.lock();
@@ -542,7 +544,7 @@ impl State {
         self.early_lease_wanted = false;
     }
 
-    /// See [`Breaker::ramp_share`].
+    /// See [`Breaker::lead_share`].
     fn ramp_share(&mut self, now: Instant) -> f64 {
         let Some(from) = self.ramp_from else {
             return 1.0;
