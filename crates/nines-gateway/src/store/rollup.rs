@@ -62,16 +62,10 @@ impl RollupKey {
 impl std::hash::Hash for RollupKeyRef<'_> {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         state.write_i64(self.minute_ms);
-        let lengths = [
-            self.key_id,
-            self.model,
-            self.deployment,
-            self.org_id,
-            self.user_id,
-            self.fallback,
-        ]
-        .iter()
-        .fold(0u64, |packed, s| packed.rotate_left(11) ^ s.len() as u64);
+        let lengths = self
+            .parts()
+            .iter()
+            .fold(0u64, |packed, s| packed.rotate_left(11) ^ s.len() as u64);
         state.write_u64(lengths);
         state.write(self.key_id.as_bytes());
         state.write(self.model.as_bytes());
@@ -94,10 +88,8 @@ impl RollupKeyRef<'_> {
 }
 
 /// A [`RollupKey`] as the in-memory rollups hold it (`accounting`): its six texts in one
-/// allocation. Every request compares its key with the one of its row; six separately allocated
-/// texts made that six cache misses when the row had gone cold between requests (under perf,
-/// most of `Accounting::add`'s time was in those comparisons), where one allocation is a line or
-/// two. Hashes and compares as its [`RollupKeyRef`], so a map of them is searched with one.
+/// allocation instead of six, the one the request's key is compared with. Hashes and compares
+/// as its [`RollupKeyRef`], so a map of them is searched with one.
 #[derive(Debug, PartialEq, Eq)]
 pub struct PackedRollupKey {
     minute_ms: i64,
