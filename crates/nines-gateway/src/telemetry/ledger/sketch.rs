@@ -160,14 +160,14 @@ impl Sketch {
 
 /// Counts for one run of consecutive bins, indexed by `bin - first`: what a request adds to
 /// while its minute is pending (`ledger::Series::pending`). Adding is one index, where the sparse
-/// [`Sketch`] binary-searches about a hundred bins (the ledger's largest per-request cost under
-/// perf, mostly cache misses on the search's path); the minute is moved into its sparse sketch
-/// once, when it is folded.
+/// [`Sketch`] binary-searches about a hundred bins (that search was the ledger's largest
+/// per-request cost under perf); the minute is moved into its sparse sketch once, when it is
+/// folded.
 ///
-/// The run is as wide as the values seen, up to [`DENSE_MAX`] bins (durations from 1 µs to
-/// about 40 000 years take ~2 400); a bin that would widen it further is kept in a sparse sketch
-/// beside it, so no input makes it large.
-#[derive(Debug, Clone, Default)]
+/// The run is as wide as the values seen, up to [`DENSE_MAX`] bins (every `Duration`, 1 µs and
+/// below to `Duration::MAX`, falls within about 2 900); a bin that would widen it further is kept
+/// in a sparse sketch beside it, so no input makes it large.
+#[derive(Debug, Default)]
 pub struct DenseBins {
     first: i32,
     counts: Vec<u64>,
@@ -178,7 +178,7 @@ pub struct DenseBins {
 /// over a minute usually fits.
 const DENSE_START: usize = 64;
 /// The widest a run grows (32 KB of counts).
-pub const DENSE_MAX: usize = 4096;
+const DENSE_MAX: usize = 4096;
 
 impl DenseBins {
     pub fn add(&mut self, bin: i32) {
@@ -368,6 +368,9 @@ mod tests {
             ]
         );
         assert!(dense.counts.len() <= DENSE_MAX);
+        // Every duration fits one run: the sparse side is for bins no duration has.
+        let span = bin_of_duration(Duration::MAX) - bin_of_duration(Duration::ZERO);
+        assert!((2800..2950).contains(&span), "{span}");
     }
 
     #[test]
